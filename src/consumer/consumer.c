@@ -1,0 +1,111 @@
+#include "consumer/consumer.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "gateway/gateway.h"
+#include "natter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POLL_TIMEOUT_MS 100
+#define STORE_ATTEMPTS 4
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Transient failures (a busy database, a node away) are retried with backoff
+ * before the batch is given up; the log then answers its posters 503. */
+static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
+{
+    int rc = NATTER_EIO;
+    for (int attempt = 0; attempt < STORE_ATTEMPTS; attempt++) {
+        if (attempt > 0)
+            sleep_ms(10 << (2 * attempt));
+        uint64_t started = natter_mono_ns();
+        natter_count(&natter_metrics.batches_in_flight, 1);
+        rc = app->store->ops->messages_insert(app->store, head, n);
+        natter_count(&natter_metrics.batches_in_flight, (uint64_t)-1);
+        natter_hist_observe_ns(&natter_metrics.store_batch, natter_mono_ns() - started);
+        if (rc == NATTER_OK) {
+            natter_count(&natter_metrics.messages_stored, n);
+            return rc;
+        }
+        natter_count(&natter_metrics.store_errors, 1);
+        fprintf(stderr, "natter: store batch of %zu failed (attempt %d): %s\n", n, attempt + 1, natter_strerror(rc));
+        if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
+            break;
+    }
+    return rc;
+}
+
+static natter_fanout_t *build_fanout(natter_app_t *app, natter_msg_t *head, size_t n)
+{
+    natter_fanout_t *f = xcalloc(1, sizeof(*f) + n * sizeof(natter_fanout_item_t));
+    for (natter_msg_t *m = head; m != NULL; m = m->next) {
+        natter_fanout_item_t *it = &f->items[f->n];
+        natter_vec_init(&it->members, sizeof(uint64_t));
+        if (natter_members_cache_get(&app->members, m->chat_id, &it->members) != NATTER_OK) {
+            /* nobody is pushed this one; it is stored, clients catch up from history */
+            natter_vec_free(&it->members);
+            continue;
+        }
+        json_t *frame = json_pack("{s:s, s:o}", "type", "message", "message", natter_msg_json(m));
+        it->frame = json_dumps(frame, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        it->len = strlen(it->frame);
+        json_decref(frame);
+        it->ingest_ns = m->ingest_ns;
+        f->n++;
+    }
+    return f;
+}
+
+static void free_batch(natter_msg_t *m)
+{
+    while (m != NULL) {
+        natter_msg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+static void *consumer_main(void *arg)
+{
+    natter_consumer_t *c = arg;
+    natter_app_t *app = c->app;
+    for (;;) {
+        natter_msg_t *head = NULL;
+        size_t n = natter_log_poll(app->log, &head, app->cfg.batch_size, POLL_TIMEOUT_MS);
+        if (n == 0) {
+            if (natter_log_drained(app->log))
+                break;
+            continue;
+        }
+        uint64_t started = natter_mono_ns();
+        int rc = store_batch(app, head, n);
+        natter_log_commit(app->log, head, rc);
+        if (rc == NATTER_OK) {
+            natter_fanout_t *f = build_fanout(app, head, n);
+            h2o_multithread_send_message(&app->fanout, &f->super);
+        }
+        natter_hist_observe_ns(&natter_metrics.loop, natter_mono_ns() - started);
+        free_batch(head);
+    }
+    return NULL;
+}
+
+void natter_consumer_start(natter_consumer_t *c, natter_app_t *app)
+{
+    c->app = app;
+    pthread_create(&c->thread, NULL, consumer_main, c);
+}
+
+void natter_consumer_join(natter_consumer_t *c)
+{
+    pthread_join(c->thread, NULL);
+}

@@ -1,0 +1,27 @@
+/*
+ * The store consumer: one thread that turns the log into stored history and
+ * pushes. Each turn: poll a batch from the log (bounded by --batch-size and
+ * --batch-time), write it to the store in one batch, commit it to the log
+ * (which answers the posters in embedded mode), then hand the batch's push
+ * frames with their member lists to the loop thread's gateway.
+ *
+ * Push happens only after the store has the batch, so whatever a socket was
+ * shown is already in history.
+ */
+#ifndef NATTER_CONSUMER_H
+#define NATTER_CONSUMER_H
+
+#include <pthread.h>
+
+struct natter_app;
+
+typedef struct natter_consumer {
+    struct natter_app *app;
+    pthread_t thread;
+} natter_consumer_t;
+
+void natter_consumer_start(natter_consumer_t *c, struct natter_app *app);
+/* Returns once the log is drained (call natter_log_shutdown first). */
+void natter_consumer_join(natter_consumer_t *c);
+
+#endif

@@ -1,0 +1,177 @@
+#include "core/config.h"
+#include "core/error.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_U32, OPT_LISTEN, OPT_CHOICE } opt_kind_t;
+
+typedef struct {
+    const char *flag; /* without the leading "--" */
+    opt_kind_t kind;
+    size_t offset;
+    size_t size;      /* buffer size for strings */
+    uint32_t min, max;
+    const char *choices; /* "a|b" for OPT_CHOICE */
+    const char *def;
+    const char *help;
+} opt_t;
+
+#define F(field) offsetof(natter_config_t, field), sizeof(((natter_config_t *)0)->field)
+
+static const opt_t options[] = {
+    {"listen", OPT_LISTEN, F(listen_host), 0, 0, NULL, "127.0.0.1:8080", "HOST:PORT to serve HTTP and WebSocket on"},
+    {"data-dir", OPT_STR, F(data_dir), 0, 0, NULL, "./data", "directory for the embedded store"},
+    {"log", OPT_CHOICE, F(log_backend), 0, 0, "local", "local", "message log backend: local"},
+    {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite", "sqlite", "message store backend: sqlite"},
+    {"node-id", OPT_U32, F(node_id), 0, 1023, NULL, "0", "this node's id (0-1023), part of every id it issues"},
+    {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
+    {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "ms a batch may wait to fill after its first message"},
+    {"workers", OPT_U32, F(workers), 1, 256, NULL, "4", "API worker threads (store queries, password hashing)"},
+    {"session-ttl", OPT_U32, F(session_ttl_s), 60, 31536000, NULL, "604800", "seconds a session token stays valid"},
+    {"rate-limit", OPT_U32, F(rate_limit), 0, 10000000, NULL, "200", "message posts per user per second (0 = no limit)"},
+    {"rate-burst", OPT_U32, F(rate_burst), 0, 10000000, NULL, "400", "posts a user may burst above the rate"},
+    {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
+    {"members-ttl", OPT_U32, F(members_ttl_ms), 0, 3600000, NULL, "5000", "ms a chat's cached member list is trusted"},
+    {"max-body", OPT_U32, F(max_body), 256, 1048576, NULL, "16384", "largest request body in bytes"},
+    {"log-queue", OPT_U32, F(log_queue), 1, 10000000, NULL, "100000", "messages the local log holds before posts get 503"},
+    {"sqlite-sync", OPT_CHOICE, F(sqlite_sync), 0, 0, "full|normal", "full", "SQLite synchronous mode: full fsyncs every commit"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static void env_name(const opt_t *o, char *dst, size_t len)
+{
+    size_t i = (size_t)snprintf(dst, len, "NATTER_");
+    for (const char *p = o->flag; *p && i + 1 < len; p++)
+        dst[i++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    dst[i] = '\0';
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0)
+            return 1;
+        p += len + (bar != NULL);
+    }
+    return 0;
+}
+
+static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->kind) {
+    case OPT_CHOICE:
+        if (!choice_ok(o->choices, v)) {
+            snprintf(err, errlen, "--%s: '%s' is not one of %s", o->flag, v, o->choices);
+            return NATTER_EINVAL;
+        }
+        /* fall through */
+    case OPT_STR:
+        if (strlen(v) >= o->size || v[0] == '\0') {
+            snprintf(err, errlen, "--%s: value empty or too long", o->flag);
+            return NATTER_EINVAL;
+        }
+        strcpy(field, v);
+        return NATTER_OK;
+    case OPT_U32: {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || v[0] == '-' || n < o->min || n > o->max) {
+            snprintf(err, errlen, "--%s: '%s' is not a number in %u..%u", o->flag, v, o->min, o->max);
+            return NATTER_EINVAL;
+        }
+        *(uint32_t *)field = (uint32_t)n;
+        return NATTER_OK;
+    }
+    case OPT_LISTEN: {
+        const char *colon = strrchr(v, ':');
+        char *end;
+        unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+        size_t hlen = colon ? (size_t)(colon - v) : 0;
+        if (colon == NULL || hlen == 0 || hlen >= sizeof(cfg->listen_host) || *end != '\0' || port == 0 ||
+            port > 65535) {
+            snprintf(err, errlen, "--%s: '%s' is not HOST:PORT", o->flag, v);
+            return NATTER_EINVAL;
+        }
+        memcpy(cfg->listen_host, v, hlen);
+        cfg->listen_host[hlen] = '\0';
+        cfg->listen_port = (uint16_t)port;
+        return NATTER_OK;
+    }
+    }
+    return NATTER_EINVAL;
+}
+
+static void print_help(void)
+{
+    char env[64];
+    printf("usage: natter [options]\n\nA chat backend: HTTP and WebSocket in, a durable log, a batched store.\n\n"
+           "options (each also read from the environment variable shown):\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        env_name(&options[i], env, sizeof(env));
+        printf("  --%-14s %s\n  %-16s env %s, default %s\n", options[i].flag, options[i].help, "", env,
+               options[i].def);
+    }
+    printf("  --%-14s %s\n", "help", "print this help and exit");
+}
+
+int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    char env[64];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (set_option(cfg, &options[i], options[i].def, err, errlen) != NATTER_OK)
+            return NATTER_EINVAL;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        env_name(&options[i], env, sizeof(env));
+        const char *v = getenv(env);
+        if (v != NULL && set_option(cfg, &options[i], v, err, errlen) != NATTER_OK)
+            return NATTER_EINVAL;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_help();
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", arg);
+            return NATTER_EINVAL;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = NULL;
+        for (size_t i = 0; i < NOPTIONS; i++)
+            if (strlen(options[i].flag) == nlen && strncmp(options[i].flag, name, nlen) == 0)
+                o = &options[i];
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
+            return NATTER_EINVAL;
+        }
+        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        if (v == NULL) {
+            snprintf(err, errlen, "option '--%s' needs a value", o->flag);
+            return NATTER_EINVAL;
+        }
+        if (set_option(cfg, o, v, err, errlen) != NATTER_OK)
+            return NATTER_EINVAL;
+    }
+    return NATTER_OK;
+}
+
+void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
+{
+    snprintf(dst, len,
+             "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
+             "session-ttl=%us rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "sqlite-sync=%s",
+             c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
+             c->batch_time_ms, c->workers, c->session_ttl_s, c->rate_limit, c->rate_burst, c->ws_queue,
+             c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync);
+}

@@ -1,0 +1,39 @@
+/*
+ * natter's configuration: one table of options, each with a command-line
+ * flag and an environment twin (NATTER_ + the flag in upper snake case).
+ * Precedence: default < environment < command line.
+ */
+#ifndef NATTER_CONFIG_H
+#define NATTER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct natter_config {
+    char listen_host[64];
+    uint16_t listen_port;
+    char data_dir[512];
+    char log_backend[16];   /* "local" | "kafka" */
+    char store_backend[16]; /* "sqlite" | "cql" */
+    uint32_t node_id;
+    uint32_t batch_size;    /* messages per store batch, at most */
+    uint32_t batch_time_ms; /* how long a batch may wait to fill after its first message */
+    uint32_t workers;       /* API worker threads */
+    uint32_t session_ttl_s;
+    uint32_t rate_limit;    /* message posts per user per second; 0 = off */
+    uint32_t rate_burst;
+    uint32_t ws_queue;      /* messages queued per WebSocket before it is closed as a slow reader */
+    uint32_t members_ttl_ms;
+    uint32_t max_body;      /* request body bytes */
+    uint32_t log_queue;     /* messages the local log holds before ingest answers 503 */
+    char sqlite_sync[8];    /* "full" | "normal" */
+} natter_config_t;
+
+/* Fills cfg with defaults, then the environment, then argv.
+ * Returns 0, 1 when --help was printed (caller exits 0), or NATTER_EINVAL
+ * with a message in err. */
+int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+/* One line describing the effective configuration, for the start-up log. */
+void natter_config_describe(const natter_config_t *cfg, char *dst, size_t len);
+
+#endif

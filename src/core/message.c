@@ -1,0 +1,34 @@
+#include "core/message.h"
+#include "core/id.h"
+#include "core/util.h"
+
+#include <string.h>
+
+natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
+                             const char *client_id, size_t client_id_len)
+{
+    natter_msg_t *m = xcalloc(1, sizeof(*m) + len + 1);
+    m->chat_id = chat_id;
+    m->sender_id = sender_id;
+    m->content_len = len;
+    memcpy(m->content, content, len);
+    if (client_id_len > NATTER_CLIENT_ID_MAX)
+        client_id_len = NATTER_CLIENT_ID_MAX;
+    m->client_id_len = client_id_len;
+    memcpy(m->client_id, client_id, client_id_len);
+    return m;
+}
+
+json_t *natter_msg_json(const natter_msg_t *m)
+{
+    char id[NATTER_ID_STR_MAX], chat[NATTER_ID_STR_MAX], sender[NATTER_ID_STR_MAX], at[NATTER_TIME_LEN];
+    natter_id_format(id, m->id);
+    natter_id_format(chat, m->chat_id);
+    natter_id_format(sender, m->sender_id);
+    natter_format_time(at, m->created_at_ms);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "id", id, "chat_id", chat, "sender_id", sender, "content",
+                          m->content, m->content_len, "created_at", at);
+    if (m->client_id_len > 0)
+        json_object_set_new(o, "client_id", json_stringn(m->client_id, m->client_id_len));
+    return o;
+}

@@ -1,0 +1,48 @@
+/*
+ * A chat message on its way through the pipeline.
+ *
+ * Ingest allocates it (natter_msg_new), the log assigns its id and
+ * created_at when it is appended, the store consumer owns it from the log's
+ * poll until the batch is stored, committed and fanned out, then frees it.
+ * on_durable fires exactly once per appended message, from whichever thread
+ * learned the outcome: status 0 once the message is durable, a NATTER_E*
+ * code when it never will be.
+ */
+#ifndef NATTER_MESSAGE_H
+#define NATTER_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define NATTER_CONTENT_MAX_CHARS 4000
+#define NATTER_CLIENT_ID_MAX 64
+
+typedef struct natter_msg natter_msg_t;
+typedef void (*natter_msg_durable_cb)(natter_msg_t *msg, int status, void *arg);
+
+struct natter_msg {
+    natter_msg_t *next; /* link in a log queue or a batch */
+    uint64_t id;
+    uint64_t chat_id;
+    uint64_t sender_id;
+    int64_t created_at_ms;
+    uint64_t ingest_ns; /* monotonic time the message was accepted, for latency metrics */
+    natter_msg_durable_cb on_durable;
+    void *durable_arg;
+    size_t client_id_len; /* 0: none */
+    char client_id[NATTER_CLIENT_ID_MAX + 1];
+    size_t content_len;
+    char content[]; /* NUL-terminated */
+};
+
+/* One allocation holding the content; free with free(). */
+natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
+                             const char *client_id, size_t client_id_len);
+
+/* The message object of the API:
+ * {"id","chat_id","sender_id","content","created_at","client_id"?}; the
+ * caller owns the reference. */
+json_t *natter_msg_json(const natter_msg_t *m);
+
+#endif

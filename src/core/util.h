@@ -1,0 +1,34 @@
+/* Small helpers every module uses: allocation that aborts on OOM, clocks, time formatting. */
+#ifndef NATTER_UTIL_H
+#define NATTER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation never returns NULL: on exhaustion it prints and aborts (see error.h). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Wall clock in milliseconds since the Unix epoch. */
+int64_t natter_now_ms(void);
+/* Monotonic clock in nanoseconds, for durations. */
+uint64_t natter_mono_ns(void);
+
+/* Formats ms since the epoch as RFC 3339 UTC with milliseconds
+ * ("2026-11-27T21:30:00.123Z"); dst must hold NATTER_TIME_LEN bytes. */
+#define NATTER_TIME_LEN 25
+void natter_format_time(char *dst, int64_t ms);
+
+/* Parses a decimal uint64 occupying exactly [s, s+len); 0 on success.
+ * Rejects empty input, signs, leading '+', overflow and trailing bytes. */
+int natter_parse_u64(const char *s, size_t len, uint64_t *out);
+
+/* Number of Unicode code points in a valid UTF-8 string. */
+size_t natter_utf8_count(const char *s, size_t len);
+/* 1 if [s, s+len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int natter_utf8_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * WebSocket connections on h2o + wslay, and fan-out to them.
+ *
+ * Lifetime: h2o reports a socket's end by calling our callback with a NULL
+ * message, sometimes from inside h2o_websocket_proceed() that we called
+ * ourselves (mid fan-out, say). So a closed connection is only marked and
+ * unlinked there; it is freed from a zero-delay timer, never inside its own
+ * callback or while a list holding it is walked.
+ */
+#include "gateway/gateway.h"
+#include "core/metrics.h"
+#include "core/u64map.h"
+#include "core/util.h"
+#include "ingest/api.h"
+#include "natter.h"
+
+#include <h2o/websocket.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLOW_CLOSE_GRACE_MS 5000
+
+typedef struct ws_conn ws_conn_t;
+struct ws_conn {
+    natter_gateway_t *gw;
+    h2o_websocket_conn_t *ws;
+    uint64_t id;
+    uint64_t user_id;
+    ws_conn_t *next_of_user; /* the user's sockets, a singly linked list */
+    ws_conn_t *next_dead;
+    h2o_timeout_entry_t grace; /* slow reader: force-close when this fires */
+    int closing;               /* close frame queued: push nothing more */
+    int dead;                  /* h2o reported the end: free soon */
+};
+
+struct natter_gateway {
+    natter_app_t *app;
+    natter_u64map_t users; /* user id -> first ws_conn_t of that user */
+    natter_u64map_t conns; /* conn id -> ws_conn_t */
+    uint64_t next_id;
+    ws_conn_t *dead;
+    h2o_timeout_t reap_timeout; /* 0 ms: next loop turn */
+    h2o_timeout_entry_t reap;
+    h2o_timeout_t grace_timeout;
+};
+
+static void reap_dead(h2o_timeout_entry_t *entry);
+
+natter_gateway_t *natter_gateway_new(natter_app_t *app)
+{
+    natter_gateway_t *gw = xcalloc(1, sizeof(*gw));
+    gw->app = app;
+    natter_u64map_init(&gw->users);
+    natter_u64map_init(&gw->conns);
+    gw->next_id = 1;
+    h2o_timeout_init(app->h2o_ctx.loop, &gw->reap_timeout, 0);
+    h2o_timeout_init(app->h2o_ctx.loop, &gw->grace_timeout, SLOW_CLOSE_GRACE_MS);
+    gw->reap.cb = reap_dead;
+    return gw;
+}
+
+static void unlink_conn(natter_gateway_t *gw, ws_conn_t *c)
+{
+    ws_conn_t *first = natter_u64map_get(&gw->users, c->user_id);
+    if (first == c) {
+        if (c->next_of_user)
+            natter_u64map_put(&gw->users, c->user_id, c->next_of_user);
+        else
+            natter_u64map_del(&gw->users, c->user_id);
+    } else {
+        for (ws_conn_t *p = first; p != NULL; p = p->next_of_user)
+            if (p->next_of_user == c) {
+                p->next_of_user = c->next_of_user;
+                break;
+            }
+    }
+    natter_u64map_del(&gw->conns, c->id);
+}
+
+/* Marks a connection dead and schedules its release. Idempotent. */
+static void conn_dead(ws_conn_t *c)
+{
+    natter_gateway_t *gw = c->gw;
+    if (c->dead)
+        return;
+    c->dead = 1;
+    unlink_conn(gw, c);
+    if (h2o_timeout_is_linked(&c->grace))
+        h2o_timeout_unlink(&c->grace);
+    natter_count(&natter_metrics.ws_open, (uint64_t)-1);
+    c->next_dead = gw->dead;
+    gw->dead = c;
+    if (!h2o_timeout_is_linked(&gw->reap))
+        h2o_timeout_link(gw->app->h2o_ctx.loop, &gw->reap_timeout, &gw->reap);
+}
+
+static void reap_dead(h2o_timeout_entry_t *entry)
+{
+    natter_gateway_t *gw = H2O_STRUCT_FROM_MEMBER(natter_gateway_t, reap, entry);
+    while (gw->dead != NULL) {
+        ws_conn_t *c = gw->dead;
+        gw->dead = c->next_dead;
+        h2o_websocket_close(c->ws);
+        free(c);
+    }
+}
+
+/* Writes whatever wslay has queued; may report the socket's end (conn_dead). */
+static void flush(ws_conn_t *c)
+{
+    if (!c->dead && c->ws->sock != NULL)
+        h2o_websocket_proceed(c->ws);
+}
+
+static void grace_expired(h2o_timeout_entry_t *entry)
+{
+    ws_conn_t *c = H2O_STRUCT_FROM_MEMBER(ws_conn_t, grace, entry);
+    conn_dead(c);
+}
+
+static void close_with(ws_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->closing || c->dead)
+        return;
+    c->closing = 1;
+    wslay_event_queue_close(c->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
+    h2o_timeout_link(c->gw->app->h2o_ctx.loop, &c->gw->grace_timeout, &c->grace);
+    flush(c);
+}
+
+/* Queues one text frame; closes the socket as a slow reader when its queue is full. */
+static int queue_text(ws_conn_t *c, const char *text, size_t len)
+{
+    if (c->closing || c->dead)
+        return 0;
+    if (wslay_event_get_queued_msg_count(c->ws->ws_ctx) >= c->gw->app->cfg.ws_queue) {
+        natter_count(&natter_metrics.ws_slow_closed, 1);
+        close_with(c, 1008, "send queue full");
+        return 0;
+    }
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+    return wslay_event_queue_msg(c->ws->ws_ctx, &msg) == 0;
+}
+
+static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_msg_recv_arg *arg)
+{
+    ws_conn_t *c = ws->data;
+    if (arg == NULL) {
+        conn_dead(c);
+        return;
+    }
+    if (c->dead || c->closing || c->gw->app->stopping || wslay_is_ctrl_frame(arg->opcode))
+        return;
+    if (arg->opcode != WSLAY_TEXT_FRAME) {
+        static const char err[] = "{\"type\":\"error\",\"error\":{\"code\":\"invalid_request\","
+                                  "\"message\":\"send JSON text frames\"}}";
+        queue_text(c, err, sizeof(err) - 1);
+        return;
+    }
+    natter_route_t route = {.action = NATTER_A_WS_SEND};
+    natter_api_job_t *job = natter_api_job_new(c->gw->app, &route);
+    job->body = xstrndup((const char *)arg->msg, arg->msg_length);
+    job->body_len = arg->msg_length;
+    job->ws_user_id = c->user_id;
+    job->ws_conn_id = c->id;
+    natter_workers_submit(&c->gw->app->workers, &job->work);
+}
+
+void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)
+{
+    ws_conn_t *c = xcalloc(1, sizeof(*c));
+    c->gw = gw;
+    c->id = gw->next_id++;
+    c->user_id = user_id;
+    c->grace.cb = grace_expired;
+    c->next_of_user = natter_u64map_get(&gw->users, user_id);
+    natter_u64map_put(&gw->users, user_id, c);
+    natter_u64map_put(&gw->conns, c->id, c);
+    natter_count(&natter_metrics.ws_open, 1);
+    c->ws = h2o_upgrade_to_websocket(req, client_key, c, on_ws_message);
+    wslay_event_config_set_max_recv_msg_length(c->ws->ws_ctx, gw->app->cfg.max_body);
+}
+
+void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, const char *text, size_t len)
+{
+    ws_conn_t *c = natter_u64map_get(&gw->conns, conn_id);
+    if (c != NULL && queue_text(c, text, len))
+        flush(c);
+}
+
+void natter_fanout_free(natter_fanout_t *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->items[i].frame);
+        natter_vec_free(&f->items[i].members);
+    }
+    free(f);
+}
+
+/* Pushes one batch: every item to every socket of every member, in batch
+ * order, then one write per touched socket. */
+static void fanout(natter_gateway_t *gw, natter_fanout_t *f)
+{
+    natter_vec_t touched;
+    natter_vec_init(&touched, sizeof(uint64_t));
+    uint64_t delivered = 0, now;
+    for (size_t i = 0; i < f->n; i++) {
+        natter_fanout_item_t *it = &f->items[i];
+        for (size_t m = 0; m < it->members.len; m++) {
+            uint64_t user = *NATTER_VEC_AT(&it->members, uint64_t, m);
+            for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user) {
+                if (!queue_text(c, it->frame, it->len))
+                    continue;
+                delivered++;
+                *(uint64_t *)natter_vec_push(&touched) = c->id;
+            }
+        }
+    }
+    /* flush by id: a flush may end a socket, and ids of ended ones no longer resolve */
+    for (size_t i = 0; i < touched.len; i++) {
+        ws_conn_t *c = natter_u64map_get(&gw->conns, *NATTER_VEC_AT(&touched, uint64_t, i));
+        if (c != NULL && wslay_event_want_write(c->ws->ws_ctx))
+            flush(c);
+    }
+    natter_vec_free(&touched);
+    natter_count(&natter_metrics.messages_delivered, delivered);
+    now = natter_mono_ns();
+    for (size_t i = 0; i < f->n; i++)
+        natter_hist_observe_ns(&natter_metrics.end_to_end, now - f->items[i].ingest_ns);
+}
+
+void natter_gateway_on_fanout(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    natter_app_t *app = H2O_STRUCT_FROM_MEMBER(natter_app_t, fanout, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        natter_fanout_t *f = H2O_STRUCT_FROM_MEMBER(natter_fanout_t, super.link, messages->next);
+        h2o_linklist_unlink(&f->super.link);
+        uint64_t started = natter_mono_ns();
+        fanout(app->gateway, f);
+        natter_hist_observe_ns(&natter_metrics.broadcast, natter_mono_ns() - started);
+        natter_fanout_free(f);
+    }
+}
+
+size_t natter_gateway_close_all(natter_gateway_t *gw, uint16_t code, const char *reason)
+{
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    for (size_t i = 0; i < gw->conns.cap; i++)
+        if (gw->conns.keys[i])
+            *(uint64_t *)natter_vec_push(&ids) = gw->conns.keys[i];
+    for (size_t i = 0; i < ids.len; i++) {
+        ws_conn_t *c = natter_u64map_get(&gw->conns, *NATTER_VEC_AT(&ids, uint64_t, i));
+        if (c != NULL)
+            close_with(c, code, reason);
+    }
+    natter_vec_free(&ids);
+    return gw->conns.len;
+}
+
+void natter_gateway_drop_all(natter_gateway_t *gw)
+{
+    while (gw->conns.len > 0) {
+        for (size_t i = 0; i < gw->conns.cap; i++) {
+            if (gw->conns.keys[i]) {
+                conn_dead(gw->conns.vals[i]);
+                break; /* the map changed under the loop */
+            }
+        }
+    }
+    reap_dead(&gw->reap);
+    if (h2o_timeout_is_linked(&gw->reap))
+        h2o_timeout_unlink(&gw->reap);
+}
+
+void natter_gateway_free(natter_gateway_t *gw)
+{
+    natter_gateway_drop_all(gw);
+    natter_u64map_free(&gw->users);
+    natter_u64map_free(&gw->conns);
+    free(gw);
+}

@@ -1,0 +1,100 @@
+#include "gateway/members_cache.h"
+#include "core/error.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct members_entry {
+    uint64_t loaded_ns;
+    size_t n;
+    uint64_t ids[];
+};
+
+void natter_members_cache_init(natter_members_cache_t *c, uint32_t ttl_ms, size_t max_entries,
+                               natter_members_load_cb load, void *load_arg)
+{
+    pthread_mutex_init(&c->lock, NULL);
+    natter_u64map_init(&c->entries);
+    c->ttl_ns = (uint64_t)ttl_ms * 1000000u;
+    c->max_entries = max_entries;
+    c->load = load;
+    c->load_arg = load_arg;
+    c->clock_ns = natter_mono_ns;
+    c->generation = 0;
+}
+
+static void drop_all(natter_members_cache_t *c)
+{
+    for (size_t i = 0; i < c->entries.cap; i++)
+        if (c->entries.keys[i])
+            free(c->entries.vals[i]);
+    natter_u64map_free(&c->entries);
+}
+
+void natter_members_cache_free(natter_members_cache_t *c)
+{
+    drop_all(c);
+    pthread_mutex_destroy(&c->lock);
+}
+
+/* Under the lock: copies a fresh entry into out; 1 on a hit. */
+static int lookup(natter_members_cache_t *c, uint64_t chat_id, natter_vec_t *out)
+{
+    struct members_entry *e = natter_u64map_get(&c->entries, chat_id);
+    if (e == NULL || c->clock_ns() - e->loaded_ns >= c->ttl_ns)
+        return 0;
+    for (size_t i = 0; i < e->n; i++)
+        *(uint64_t *)natter_vec_push(out) = e->ids[i];
+    return 1;
+}
+
+int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter_vec_t *out)
+{
+    out->len = 0;
+    pthread_mutex_lock(&c->lock);
+    int hit = lookup(c, chat_id, out);
+    uint64_t generation = c->generation;
+    pthread_mutex_unlock(&c->lock);
+    if (hit)
+        return NATTER_OK;
+
+    int rc = c->load(c->load_arg, chat_id, out);
+    if (rc != NATTER_OK || c->ttl_ns == 0)
+        return rc;
+    struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
+    e->loaded_ns = c->clock_ns();
+    e->n = out->len;
+    memcpy(e->ids, out->items, out->len * sizeof(uint64_t));
+    pthread_mutex_lock(&c->lock);
+    if (c->generation != generation) {
+        /* an invalidation raced the load: what was loaded may predate it */
+        free(e);
+    } else {
+        if (c->entries.len >= c->max_entries)
+            drop_all(c); /* crude but bounded; a full cache reloads at the store's pace */
+        free(natter_u64map_put(&c->entries, chat_id, e));
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NATTER_OK;
+}
+
+int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
+{
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    int rc = natter_members_cache_get(c, chat_id, &ids);
+    int found = 0;
+    for (size_t i = 0; rc == NATTER_OK && i < ids.len; i++)
+        found |= *NATTER_VEC_AT(&ids, uint64_t, i) == user_id;
+    natter_vec_free(&ids);
+    return rc == NATTER_OK ? found : rc;
+}
+
+void natter_members_cache_invalidate(natter_members_cache_t *c, uint64_t chat_id)
+{
+    pthread_mutex_lock(&c->lock);
+    free(natter_u64map_del(&c->entries, chat_id));
+    c->generation++;
+    pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,284 @@
+#include "ingest/http.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "core/token.h"
+#include "core/util.h"
+#include "gateway/gateway.h"
+#include "ingest/api.h"
+#include "natter.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <h2o/websocket.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* h2o's own ceiling on a body; natter's --max-body is checked by natter, so
+ * that an oversized body gets natter's JSON 413. Beyond this one, h2o
+ * answers a plain 413 and closes. */
+#define H2O_ENTITY_CEILING (1024 * 1024)
+
+/* Lives in the request's pool: when h2o frees the request (the client went
+ * away), it tells the job in flight not to answer it. */
+typedef struct natter_http_guard {
+    natter_api_job_t *job;
+} natter_http_guard_t;
+
+typedef struct {
+    h2o_handler_t super;
+    natter_app_t *app;
+} handler_t;
+
+static void guard_dispose(void *p)
+{
+    natter_http_guard_t *g = p;
+    if (g->job != NULL)
+        g->job->req = NULL;
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "";
+    }
+}
+
+static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    req->res.content_length = len;
+    natter_count(&natter_metrics.http_by_class[status / 100 % 6], 1);
+    h2o_send_inline(req, body, len);
+}
+
+static void send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    send_body(req, status, len ? "application/json" : NULL, body, len);
+}
+
+static void send_error(h2o_req_t *req, int status, const char *code, const char *message)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+    send_json(req, status, body, (size_t)n);
+}
+
+static size_t header_value(h2o_req_t *req, const h2o_token_t *token, const char **value)
+{
+    ssize_t i = h2o_find_header(&req->headers, token, -1);
+    if (i < 0)
+        return 0;
+    *value = req->headers.entries[i].value.base;
+    return req->headers.entries[i].value.len;
+}
+
+/* Copies the caller's token: the Authorization header, or ?token= on /ws. */
+static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route_t *route)
+{
+    const char *v, *tok = NULL;
+    size_t len = header_value(req, H2O_TOKEN_AUTHORIZATION, &v), tlen = 0;
+    if (len > 0)
+        tlen = natter_token_from_bearer(v, len, &tok);
+    else if (route->action == NATTER_A_WS)
+        natter_query_get(route->query, route->query_len, "token", &tok, &tlen);
+    if (tok != NULL && tlen < sizeof(job->token)) {
+        memcpy(job->token, tok, tlen);
+        job->token_len = tlen;
+    } else if (tok != NULL) {
+        job->token_len = 1; /* present but absurd: fails the token check, not the "missing" one */
+        job->token[0] = '?';
+    }
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    natter_app_t *app = ((handler_t *)self)->app;
+    natter_route_t route;
+    natter_route(req->method.base, req->method.len, req->path.base, req->path.len, &route);
+
+    switch (route.action) {
+    case NATTER_A_NOT_FOUND:
+        send_error(req, 404, "not_found", "no such route");
+        return 0;
+    case NATTER_A_METHOD_NOT_ALLOWED:
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, route.allow, strlen(route.allow));
+        send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        return 0;
+    case NATTER_A_HEALTHZ:
+        send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
+    case NATTER_A_METRICS: {
+        size_t len;
+        char *text = natter_metrics_render(&len);
+        send_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+        return 0;
+    }
+    default:
+        break;
+    }
+    if (app->stopping) {
+        send_error(req, 503, "unavailable", "the server is shutting down");
+        return 0;
+    }
+    if (req->entity.len > app->cfg.max_body) {
+        send_error(req, 413, "payload_too_large", "the request body is too large");
+        return 0;
+    }
+
+    natter_api_job_t *job = natter_api_job_new(app, &route);
+    if (route.action == NATTER_A_WS) {
+        const char *key = NULL;
+        if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
+            natter_api_job_free(job);
+            send_error(req, 400, "invalid_request", "a WebSocket upgrade request is required");
+            return 0;
+        }
+        job->ws_client_key = key;
+    }
+    if (req->entity.base != NULL && req->entity.len > 0) {
+        job->body = xstrndup(req->entity.base, req->entity.len);
+        job->body_len = req->entity.len;
+    }
+    if (route.query != NULL) {
+        job->query = xstrndup(route.query, route.query_len);
+        job->query_len = route.query_len;
+    }
+    copy_token(job, req, &route);
+    job->req = req;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(natter_http_guard_t), guard_dispose);
+    job->guard->job = job;
+    natter_workers_submit(&app->workers, &job->work);
+    return 0;
+}
+
+static void answer(natter_app_t *app, natter_api_job_t *job)
+{
+    h2o_req_t *req = job->req;
+    if (job->ws_conn_id != 0) {
+        natter_gateway_send(app->gateway, job->ws_conn_id, job->resp, job->resp_len);
+        return;
+    }
+    if (req == NULL)
+        return; /* the client went away */
+    job->guard->job = NULL;
+    if (job->route.action == NATTER_A_WS && job->status == 101) {
+        natter_count(&natter_metrics.http_by_class[1], 1);
+        natter_gateway_accept(app->gateway, req, job->ws_client_key, job->user_id);
+        return;
+    }
+    if (job->status == 429) {
+        char secs[16];
+        int n = snprintf(secs, sizeof(secs), "%u", job->retry_after);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, secs, n).base,
+                       (size_t)n);
+    }
+    send_json(req, job->status, job->resp, job->resp_len);
+}
+
+static void on_api_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    natter_app_t *app = H2O_STRUCT_FROM_MEMBER(natter_app_t, api_done, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        natter_api_job_t *job = H2O_STRUCT_FROM_MEMBER(natter_api_job_t, done.link, messages->next);
+        h2o_linklist_unlink(&job->done.link);
+        answer(app, job);
+        natter_api_job_free(job);
+    }
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    natter_app_t *app = listener->data;
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
+        h2o_accept(&app->accept_ctx, sock);
+}
+
+static int open_listener(natter_app_t *app, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+    char port[8];
+    int fd = -1, on = 1;
+    snprintf(port, sizeof(port), "%u", app->cfg.listen_port);
+    int gai = getaddrinfo(app->cfg.listen_host, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen %s:%s: %s", app->cfg.listen_host, port, gai_strerror(gai));
+        return NATTER_EINVAL;
+    }
+    if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "listen %s:%s: %s", app->cfg.listen_host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return NATTER_EIO;
+    }
+    freeaddrinfo(res);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    app->listener = h2o_evloop_socket_create(app->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    app->listener->data = app;
+    h2o_socket_read_start(app->listener, on_accept);
+    return NATTER_OK;
+}
+
+int natter_http_start(natter_app_t *app, char *err, size_t errlen)
+{
+    h2o_config_init(&app->h2o_config);
+    app->h2o_config.max_request_entity_size = H2O_ENTITY_CEILING;
+    h2o_hostconf_t *host = h2o_config_register_host(&app->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    handler_t *h = (handler_t *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_req;
+    h->app = app;
+
+    h2o_context_init(&app->h2o_ctx, h2o_evloop_create(), &app->h2o_config);
+    app->accept_ctx.ctx = &app->h2o_ctx;
+    app->accept_ctx.hosts = app->h2o_config.hosts;
+    h2o_multithread_register_receiver(app->h2o_ctx.queue, &app->api_done, on_api_done);
+    h2o_multithread_register_receiver(app->h2o_ctx.queue, &app->fanout, natter_gateway_on_fanout);
+    app->gateway = natter_gateway_new(app);
+    return open_listener(app, err, errlen);
+}
+
+void natter_http_stop_listening(natter_app_t *app)
+{
+    if (app->listener != NULL) {
+        h2o_socket_read_stop(app->listener);
+        h2o_socket_close(app->listener);
+        app->listener = NULL;
+    }
+}
+
+void natter_http_dispose(natter_app_t *app)
+{
+    natter_gateway_free(app->gateway);
+    h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->api_done);
+    h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->fanout);
+    h2o_context_dispose(&app->h2o_ctx);
+    h2o_config_dispose(&app->h2o_config);
+}

@@ -1,0 +1,137 @@
+#include "ingest/router.h"
+#include "core/util.h"
+
+#include <string.h>
+
+int natter_username_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > 32)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Splits the next path segment off [*p, end); the path has a leading '/'. */
+static int next_segment(const char **p, const char *end, const char **seg, size_t *len)
+{
+    if (*p >= end || **p != '/')
+        return 0;
+    const char *s = *p + 1, *e = s;
+    while (e < end && *e != '/')
+        e++;
+    *seg = s;
+    *len = (size_t)(e - s);
+    *p = e;
+    return 1;
+}
+
+static int is(const char *seg, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(seg, lit, len) == 0;
+}
+
+typedef struct {
+    const char *method;
+    natter_action_t action;
+} verb_t;
+
+/* Picks the action for the method among a path's verbs, or 405 with Allow. */
+static natter_action_t pick(const char *method, size_t mlen, const verb_t *verbs, const char *allow,
+                            natter_route_t *out)
+{
+    for (; verbs->method != NULL; verbs++)
+        if (is(method, mlen, verbs->method))
+            return out->action = verbs->action;
+    out->allow = allow;
+    return out->action = NATTER_A_METHOD_NOT_ALLOWED;
+}
+
+#define VERBS(...) ((const verb_t[]){__VA_ARGS__, {NULL, NATTER_A_NOT_FOUND}})
+
+static natter_action_t route_chat(const char *method, size_t mlen, const char *p, const char *end,
+                                  natter_route_t *out)
+{
+    const char *seg;
+    size_t len;
+    if (!next_segment(&p, end, &seg, &len) || natter_parse_u64(seg, len, &out->chat_id) != 0 || out->chat_id == 0)
+        return NATTER_A_NOT_FOUND;
+    if (p == end)
+        return pick(method, mlen, VERBS({"GET", NATTER_A_CHAT_GET}), "GET", out);
+    if (!next_segment(&p, end, &seg, &len))
+        return NATTER_A_NOT_FOUND;
+    if (is(seg, len, "messages") && p == end)
+        return pick(method, mlen, VERBS({"GET", NATTER_A_MESSAGES_LIST}, {"POST", NATTER_A_MESSAGE_POST}),
+                    "GET, POST", out);
+    if (is(seg, len, "read") && p == end)
+        return pick(method, mlen, VERBS({"PUT", NATTER_A_READ}), "PUT", out);
+    if (is(seg, len, "members") && next_segment(&p, end, &seg, &len) && p == end &&
+        natter_username_valid(seg, len)) {
+        memcpy(out->username, seg, len);
+        out->username[len] = '\0';
+        return pick(method, mlen, VERBS({"PUT", NATTER_A_MEMBER_ADD}, {"DELETE", NATTER_A_MEMBER_REMOVE}),
+                    "PUT, DELETE", out);
+    }
+    return NATTER_A_NOT_FOUND;
+}
+
+natter_action_t natter_route(const char *method, size_t mlen, const char *path, size_t plen, natter_route_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *q = memchr(path, '?', plen), *end = q ? q : path + plen;
+    if (q != NULL) {
+        out->query = q + 1;
+        out->query_len = (size_t)(path + plen - (q + 1));
+    }
+    const char *p = path, *seg;
+    size_t len;
+    if (!next_segment(&p, end, &seg, &len))
+        return NATTER_A_NOT_FOUND;
+    if (p == end) {
+        if (is(seg, len, "users"))
+            return pick(method, mlen, VERBS({"POST", NATTER_A_USER_CREATE}), "POST", out);
+        if (is(seg, len, "sessions"))
+            return pick(method, mlen, VERBS({"POST", NATTER_A_SESSION_CREATE}, {"DELETE", NATTER_A_SESSION_DELETE}),
+                        "POST, DELETE", out);
+        if (is(seg, len, "me"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_ME}), "GET", out);
+        if (is(seg, len, "chats"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_CHATS_LIST}, {"POST", NATTER_A_CHAT_CREATE}), "GET, POST",
+                        out);
+        if (is(seg, len, "ws"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_WS}), "GET", out);
+        if (is(seg, len, "metrics"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_METRICS}), "GET", out);
+        if (is(seg, len, "healthz"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_HEALTHZ}), "GET", out);
+        if (is(seg, len, "readyz"))
+            return pick(method, mlen, VERBS({"GET", NATTER_A_READYZ}), "GET", out);
+        return out->action = NATTER_A_NOT_FOUND;
+    }
+    if (is(seg, len, "chats"))
+        return out->action = route_chat(method, mlen, p, end, out);
+    return out->action = NATTER_A_NOT_FOUND;
+}
+
+int natter_query_get(const char *query, size_t qlen, const char *name, const char **val, size_t *len)
+{
+    size_t nlen = strlen(name);
+    int found = 0;
+    const char *p = query, *end = query + qlen;
+    while (query != NULL && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - p) == nlen && memcmp(p, name, nlen) == 0) {
+            *val = eq ? eq + 1 : pe;
+            *len = (size_t)(pe - *val);
+            found = 1;
+        }
+        p = pe + 1;
+    }
+    return found;
+}

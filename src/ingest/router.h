@@ -1,0 +1,53 @@
+/*
+ * The HTTP router: method + path -> an action with its path parameters.
+ * Pure and allocation-free, so it is unit-tested and fuzzed on its own.
+ */
+#ifndef NATTER_ROUTER_H
+#define NATTER_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    NATTER_A_NOT_FOUND = 0,
+    NATTER_A_METHOD_NOT_ALLOWED,
+    NATTER_A_USER_CREATE,
+    NATTER_A_SESSION_CREATE,
+    NATTER_A_SESSION_DELETE,
+    NATTER_A_ME,
+    NATTER_A_CHATS_LIST,
+    NATTER_A_CHAT_CREATE,
+    NATTER_A_CHAT_GET,
+    NATTER_A_MEMBER_ADD,
+    NATTER_A_MEMBER_REMOVE,
+    NATTER_A_MESSAGES_LIST,
+    NATTER_A_MESSAGE_POST,
+    NATTER_A_READ,
+    NATTER_A_WS,
+    NATTER_A_METRICS,
+    NATTER_A_HEALTHZ,
+    NATTER_A_READYZ,
+    NATTER_A_WS_SEND, /* not an HTTP route: a "send" frame on a WebSocket */
+} natter_action_t;
+
+typedef struct natter_route {
+    natter_action_t action;
+    uint64_t chat_id;
+    char username[33];
+    const char *allow; /* for NATTER_A_METHOD_NOT_ALLOWED: the Allow header value */
+    const char *query; /* points into the path given, after '?'; NULL if none */
+    size_t query_len;
+} natter_route_t;
+
+/* Matches; the result is always set (NATTER_A_NOT_FOUND when nothing fits). */
+natter_action_t natter_route(const char *method, size_t mlen, const char *path, size_t plen, natter_route_t *out);
+
+/* Finds a query parameter's raw value; returns 1 and sets *val and *len when
+ * present (the last occurrence wins), else 0. No percent-decoding: natter's
+ * query values are decimal numbers and tokens. */
+int natter_query_get(const char *query, size_t qlen, const char *name, const char **val, size_t *len);
+
+/* 1 when name is a valid username: 1-32 chars of [A-Za-z0-9_.-]. */
+int natter_username_valid(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,63 @@
+#include "ingest/workers.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+
+static void *worker_main(void *arg)
+{
+    natter_workers_t *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        natter_job_t *job = w->head;
+        if (job == NULL)
+            break; /* stopping and nothing left */
+        w->head = job->next;
+        if (w->head == NULL)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        job->run(job);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+void natter_workers_start(natter_workers_t *w, size_t n)
+{
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->head = w->tail = NULL;
+    w->stopping = 0;
+    w->n = n;
+    w->threads = xcalloc(n, sizeof(pthread_t));
+    for (size_t i = 0; i < n; i++)
+        pthread_create(&w->threads[i], NULL, worker_main, w);
+}
+
+void natter_workers_submit(natter_workers_t *w, natter_job_t *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void natter_workers_stop(natter_workers_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    for (size_t i = 0; i < w->n; i++)
+        pthread_join(w->threads[i], NULL);
+    free(w->threads);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}

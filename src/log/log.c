@@ -1,0 +1,71 @@
+#include "log/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const natter_log_ops_t *const backends[] = {&natter_log_local};
+
+const natter_log_ops_t *natter_log_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
+}
+
+natter_log_t *natter_log_open(const natter_log_ops_t *ops, const natter_config_t *cfg, char *err, size_t errlen)
+{
+    natter_log_t *log = xcalloc(1, ops->size);
+    log->ops = ops;
+    if (ops->open(log, cfg, err, errlen) != 0) {
+        free(log);
+        return NULL;
+    }
+    return log;
+}
+
+void natter_log_close(natter_log_t *log)
+{
+    if (log == NULL)
+        return;
+    log->ops->close(log);
+    free(log);
+}
+
+int natter_log_append(natter_log_t *log, natter_msg_t *msg)
+{
+    int rc = log->ops->append(log, msg);
+    if (rc == 0)
+        natter_count(&natter_metrics.messages_posted, 1);
+    return rc;
+}
+
+size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    size_t n = log->ops->poll(log, head, max, timeout_ms);
+    natter_count(&natter_metrics.messages_consumed, n);
+    return n;
+}
+
+void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status)
+{
+    log->ops->commit(log, head, status);
+}
+
+int natter_log_ping(natter_log_t *log)
+{
+    return log->ops->ping(log);
+}
+
+void natter_log_shutdown(natter_log_t *log)
+{
+    log->ops->shutdown(log);
+}
+
+int natter_log_drained(natter_log_t *log)
+{
+    return log->ops->drained(log);
+}

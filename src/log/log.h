@@ -1,0 +1,73 @@
+/*
+ * LOG: the durable, ordered hand-off between ingest and the store consumer.
+ *
+ * A backend is a struct of function pointers (natter_log_ops_t) plus its own
+ * state; its struct starts with natter_log_t and the core allocates
+ * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
+ * below; new methods are only appended, with a version bump.
+ *
+ * Threads: append is called by any API worker; poll and commit only by
+ * the one store consumer thread. A backend documents its own locking.
+ *
+ * Ownership: append takes the message when it returns 0 and calls
+ * msg->on_durable exactly once later; when append fails, the caller keeps
+ * the message and no callback fires (libuv's rule). Messages returned by poll
+ * belong to the consumer.
+ */
+#ifndef NATTER_LOG_H
+#define NATTER_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/message.h"
+
+typedef struct natter_log natter_log_t;
+
+typedef struct natter_log_ops {
+    int version; /* 1 */
+    size_t size; /* bytes of the backend's struct, which starts with natter_log_t */
+    const char *name;
+    int (*open)(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen);
+    void (*close)(natter_log_t *log);
+    /* Assigns msg->id and msg->created_at_ms (ids increase in log order
+     * within a chat), then makes the message durable asynchronously.
+     * NATTER_EUNAVAIL when the log is full, unreachable or closed. */
+    int (*append)(natter_log_t *log, natter_msg_t *msg);
+    /* Blocks up to timeout_ms for the first message, then lets the batch fill
+     * for up to the configured batch time; links at most max messages, in log
+     * order, into *head. Returns how many (0 on timeout or after shutdown). */
+    size_t (*poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+    /* Called by the consumer once the polled batch is in the store
+     * (status 0) or failed to get there (NATTER_E*). */
+    void (*commit)(natter_log_t *log, natter_msg_t *head, int status);
+    /* 0 when the backend is reachable. */
+    int (*ping)(natter_log_t *log);
+    /* Stop accepting appends; poll keeps returning what is left, then 0. */
+    void (*shutdown)(natter_log_t *log);
+    /* 1 when shut down and everything appended has been polled. */
+    int (*drained)(natter_log_t *log);
+} natter_log_ops_t;
+
+struct natter_log {
+    const natter_log_ops_t *ops;
+};
+
+extern const natter_log_ops_t natter_log_local;
+
+/* Finds a backend by name ("local"); NULL if there is none. */
+const natter_log_ops_t *natter_log_find(const char *name);
+/* Allocates and opens; NULL with a reason in err on failure. */
+natter_log_t *natter_log_open(const natter_log_ops_t *ops, const natter_config_t *cfg, char *err, size_t errlen);
+void natter_log_close(natter_log_t *log);
+
+/* Thin wrappers: the one place metrics are counted and faults can be injected. */
+int natter_log_append(natter_log_t *log, natter_msg_t *msg);
+size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status);
+int natter_log_ping(natter_log_t *log);
+void natter_log_shutdown(natter_log_t *log);
+int natter_log_drained(natter_log_t *log);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * STORE: users, sessions, chats, members, messages and read markers.
+ *
+ * A backend is a struct of function pointers (natter_store_ops_t), its state
+ * a struct that starts with natter_store_t; the core allocates ops->size
+ * bytes. Version 1 holds every method below; new ones are only appended.
+ *
+ * Every method may be called from any thread at once (API workers, the
+ * store consumer) and may block: never call one from the event loop. A
+ * backend manages its own connections. Methods return 0 or a NATTER_E* code:
+ * NATTER_ENOTFOUND, NATTER_ECONFLICT where documented, NATTER_EUNAVAIL when
+ * the backend cannot be reached, NATTER_EIO otherwise.
+ */
+#ifndef NATTER_STORE_H
+#define NATTER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/message.h"
+#include "core/password.h"
+#include "core/token.h"
+#include "core/vec.h"
+
+#define NATTER_USERNAME_MAX 32
+#define NATTER_CHAT_NAME_MAX_BYTES 400 /* 100 characters of up to 4 bytes */
+
+typedef struct natter_user {
+    uint64_t id;
+    char username[NATTER_USERNAME_MAX + 1];
+    char pwhash[NATTER_PWHASH_MAX]; /* filled by user_by_name only */
+} natter_user_t;
+
+typedef struct natter_chat {
+    uint64_t id;
+    uint64_t created_by;
+    int64_t created_at_ms;
+    char name[NATTER_CHAT_NAME_MAX_BYTES + 1];
+} natter_chat_t;
+
+/* One row of a user's chat list. last is NULL when the chat has no message;
+ * otherwise the caller frees it. */
+typedef struct natter_chat_summary {
+    natter_chat_t chat;
+    uint64_t unread;
+    natter_msg_t *last;
+} natter_chat_summary_t;
+
+
+#define NATTER_CURSOR_NONE UINT64_MAX
+
+typedef struct natter_store natter_store_t;
+
+typedef struct natter_store_ops {
+    int version; /* 1 */
+    size_t size;
+    const char *name;
+    int (*open)(natter_store_t *s, const natter_config_t *cfg, char *err, size_t errlen);
+    void (*close)(natter_store_t *s);
+    int (*ping)(natter_store_t *s);
+
+    /* NATTER_ECONFLICT when the username is taken. */
+    int (*user_create)(natter_store_t *s, const natter_user_t *u, int64_t now_ms);
+    int (*user_by_name)(natter_store_t *s, const char *username, natter_user_t *out);
+    int (*user_by_id)(natter_store_t *s, uint64_t id, natter_user_t *out);
+
+    int (*session_create)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                          int64_t expires_at_ms);
+    /* The live session's user; NATTER_ENOTFOUND when unknown or expired at now_ms. */
+    int (*session_user)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                        natter_user_t *out);
+    int (*session_delete)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN]);
+
+    /* Creates the chat with these members (ids, the creator among them). */
+    int (*chat_create)(natter_store_t *s, const natter_chat_t *chat, const uint64_t *members, size_t n);
+    int (*chat_get)(natter_store_t *s, uint64_t chat_id, natter_chat_t *out);
+    /* Member ids of a chat (uint64_t items); an unknown chat has none. */
+    int (*chat_member_ids)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+    /* Members with usernames (natter_user_t items, pwhash empty), by username. */
+    int (*chat_members)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+    /* Idempotent. */
+    int (*member_add)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
+    /* NATTER_ENOTFOUND when the user was not a member. */
+    int (*member_remove)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
+    /* The user's chats (natter_chat_summary_t items), newest activity first. */
+    int (*user_chats)(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+
+    /* Writes a batch (linked by next) in one transaction where the backend has
+     * them; idempotent by message id: a message stored before is left as is. */
+    int (*messages_insert)(natter_store_t *s, natter_msg_t *head, size_t n);
+    /* A page of a chat's history in ascending id order (natter_msg_t * items,
+     * the caller frees each). after/before are exclusive bounds, or
+     * NATTER_CURSOR_NONE. With after, the page starts just after it (after=0:
+     * from the first message); otherwise it ends just before `before` (or at
+     * the newest). *has_more: more messages lie beyond the page in the
+     * direction asked (newer with after, older otherwise). */
+    int (*messages_page)(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                         natter_vec_t *out, int *has_more);
+    /* NATTER_ENOTFOUND unless message_id is a message of chat_id. */
+    int (*message_in_chat)(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
+    /* Moves the user's read marker in the chat to message_id if that is later. */
+    int (*read_marker_advance)(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
+} natter_store_ops_t;
+
+struct natter_store {
+    const natter_store_ops_t *ops;
+};
+
+extern const natter_store_ops_t natter_store_sqlite;
+
+const natter_store_ops_t *natter_store_find(const char *name);
+natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,
+                                  size_t errlen);
+void natter_store_close(natter_store_t *s);
+
+#endif
