@@ -25,7 +25,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox clean bench-wrk
+.PHONY: all run test deps unit blackbox fuzz clean bench-wrk
 all: $(REL)/natter $(REL)/noop-server
 
 # --- release build ---------------------------------------------------------
@@ -54,6 +54,13 @@ $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
 
+# --- fuzz targets (libFuzzer needs clang), run briefly by make test ----------
+FUZZ_SECONDS ?= 10
+FUZZ_SRC := src/ingest/router.c src/core/util.c src/core/token.c
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(LIBS)
+
 # --- commands ---------------------------------------------------------------
 deps:
 	@scripts/deps
@@ -64,12 +71,17 @@ run: deps $(REL)/natter
 unit: $(UNIT_BINS)
 	@scripts/run-unit $(UNIT_BINS)
 
+fuzz: $(BUILD)/fuzz/fuzz_request
+	@mkdir -p $(BUILD)/fuzz/corpus
+	@$(BUILD)/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus tests/fuzz/corpus \
+		>$(BUILD)/fuzz/log 2>&1; rc=$$?; tail -n 1 $(BUILD)/fuzz/log; exit $$rc
+
 blackbox: $(SAN_DIR)/natter
 	NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
 
 test: deps
-	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS)
-	$(MAKE) --no-print-directory unit blackbox
+	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS) $(BUILD)/fuzz/fuzz_request
+	$(MAKE) --no-print-directory unit fuzz blackbox
 
 bench-wrk: all
 	scripts/bench-wrk

@@ -65,7 +65,8 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
     e->loaded_ns = c->clock_ns();
     e->n = out->len;
-    memcpy(e->ids, out->items, out->len * sizeof(uint64_t));
+    if (out->len > 0)
+        memcpy(e->ids, out->items, out->len * sizeof(uint64_t));
     pthread_mutex_lock(&c->lock);
     if (c->generation != generation) {
         /* an invalidation raced the load: what was loaded may predate it */
@@ -81,10 +82,22 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
 
 int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
 {
+    int found = -1;
+    pthread_mutex_lock(&c->lock);
+    struct members_entry *e = natter_u64map_get(&c->entries, chat_id);
+    if (e != NULL && c->clock_ns() - e->loaded_ns < c->ttl_ns) {
+        found = 0;
+        for (size_t i = 0; i < e->n && !found; i++)
+            found = e->ids[i] == user_id;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (found >= 0)
+        return found; /* the hot path: no copy of the member list */
+
     natter_vec_t ids;
     natter_vec_init(&ids, sizeof(uint64_t));
     int rc = natter_members_cache_get(c, chat_id, &ids);
-    int found = 0;
+    found = 0;
     for (size_t i = 0; rc == NATTER_OK && i < ids.len; i++)
         found |= *NATTER_VEC_AT(&ids, uint64_t, i) == user_id;
     natter_vec_free(&ids);

@@ -277,8 +277,10 @@ void natter_http_stop_listening(natter_app_t *app)
 void natter_http_dispose(natter_app_t *app)
 {
     natter_gateway_free(app->gateway);
+    app->gateway = NULL;
     h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->api_done);
     h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->fanout);
-    h2o_context_dispose(&app->h2o_ctx);
-    h2o_config_dispose(&app->h2o_config);
+    /* The h2o context and config stay: h2o 2.2 cannot dispose a context
+     * while keep-alive connections are open (it asserts), offers no way to
+     * close them all, and the process exits right after this. */
 }
