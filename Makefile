@@ -31,7 +31,8 @@ all: $(REL)/natter $(REL)/noop-server
 # --- release build ---------------------------------------------------------
 $(REL)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
 $(REL)/natter: $(call objs,$(REL),$(SRC))
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
@@ -43,14 +44,16 @@ $(REL)/noop-server: bench/noop/noop_server.c
 # --- sanitizer build, used by the tests -------------------------------------
 $(SAN_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+	@echo "CC [asan] $<"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
 $(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC))
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
 $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -o $@ $^ $(LIBS) -lcmocka
+	@echo "LD [asan] $@"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
 

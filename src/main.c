@@ -24,14 +24,6 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
-uint64_t natter_app_next_id(natter_app_t *app)
-{
-    pthread_mutex_lock(&app->ids_lock);
-    uint64_t id = natter_idgen_next(&app->ids, natter_now_ms());
-    pthread_mutex_unlock(&app->ids_lock);
-    return id;
-}
-
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
     natter_app_t *app = arg;

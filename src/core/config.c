@@ -82,7 +82,7 @@ static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char 
     case OPT_U32: {
         char *end;
         unsigned long n = strtoul(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || v[0] == '-' || n < o->min || n > o->max) {
+        if (!isdigit((unsigned char)v[0]) || *end != '\0' || n < o->min || n > o->max) {
             snprintf(err, errlen, "--%s: '%s' is not a number in %u..%u", o->flag, v, o->min, o->max);
             return NATTER_EINVAL;
         }
@@ -92,9 +92,9 @@ static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char 
     case OPT_LISTEN: {
         const char *colon = strrchr(v, ':');
         char *end;
-        unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+        unsigned long port = colon && isdigit((unsigned char)colon[1]) ? strtoul(colon + 1, &end, 10) : 0;
         size_t hlen = colon ? (size_t)(colon - v) : 0;
-        if (colon == NULL || hlen == 0 || hlen >= sizeof(cfg->listen_host) || *end != '\0' || port == 0 ||
+        if (port == 0 || hlen == 0 || hlen >= sizeof(cfg->listen_host) || *end != '\0' || port == 0 ||
             port > 65535) {
             snprintf(err, errlen, "--%s: '%s' is not HOST:PORT", o->flag, v);
             return NATTER_EINVAL;

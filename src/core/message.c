@@ -15,7 +15,8 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
     if (client_id_len > NATTER_CLIENT_ID_MAX)
         client_id_len = NATTER_CLIENT_ID_MAX;
     m->client_id_len = client_id_len;
-    memcpy(m->client_id, client_id, client_id_len);
+    if (client_id_len > 0)
+        memcpy(m->client_id, client_id, client_id_len);
     return m;
 }
 

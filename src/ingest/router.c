@@ -121,8 +121,10 @@ int natter_query_get(const char *query, size_t qlen, const char *name, const cha
 {
     size_t nlen = strlen(name);
     int found = 0;
+    if (query == NULL)
+        return 0;
     const char *p = query, *end = query + qlen;
-    while (query != NULL && p < end) {
+    while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p)), *pe = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         const char *ke = eq ? eq : pe;

@@ -395,10 +395,13 @@ static int sq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOK
     return rc;
 }
 
-static int in_transaction(conn_t *c, int rc)
+/* Ends the transaction: COMMIT when everything in it succeeded, else (or
+ * when COMMIT itself fails) ROLLBACK, so a pooled connection is never left
+ * inside a transaction. */
+static int end_transaction(conn_t *c, int rc)
 {
-    if (rc == NATTER_OK)
-        return exec_stmt(stmt(c, Q_COMMIT));
+    if (rc == NATTER_OK && (rc = exec_stmt(stmt(c, Q_COMMIT))) == NATTER_OK)
+        return rc;
     exec_stmt(stmt(c, Q_ROLLBACK));
     return rc;
 }
@@ -423,7 +426,7 @@ static int sq_chat_create(natter_store_t *base, const natter_chat_t *chat, const
         BIND_ID(st, 2, members[i]);
         rc = exec_stmt(st);
     }
-    rc = in_transaction(c, rc);
+    rc = end_transaction(c, rc);
     release(s, c);
     return rc;
 }
@@ -555,7 +558,7 @@ static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
             sqlite3_bind_null(st, 6);
         rc = exec_stmt(st);
     }
-    rc = in_transaction(c, rc);
+    rc = end_transaction(c, rc);
     release(s, c);
     return rc;
 }
@@ -579,19 +582,21 @@ static int sq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
         BIND_ID(st, 2, upper);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit + 1);
     }
+    size_t first = out->len, taken = 0;
     *has_more = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (out->len == limit) {
+        if (taken == limit) {
             *has_more = 1;
             continue;
         }
         *(natter_msg_t **)natter_vec_push(out) = read_msg(st, 0);
+        taken++;
     }
     sqlite3_reset(st);
     release(s, c);
-    if (after == NATTER_CURSOR_NONE) { /* fetched newest first: turn the page ascending */
-        natter_msg_t **m = out->items;
-        for (size_t i = 0, j = out->len; i + 1 < j; i++, j--) {
+    if (after == NATTER_CURSOR_NONE && taken > 1) { /* fetched newest first: turn the page ascending */
+        natter_msg_t **m = (natter_msg_t **)out->items + first;
+        for (size_t i = 0, j = taken; i + 1 < j; i++, j--) {
             natter_msg_t *t = m[i];
             m[i] = m[j - 1];
             m[j - 1] = t;

@@ -1,0 +1,261 @@
+/* Unit tests for src/core/config.c: defaults < environment < argv, value checking, messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+extern char **environ;
+
+/* Every test starts from an environment without NATTER_* variables. */
+static int clear_env(void **state)
+{
+    (void)state;
+    for (;;) {
+        char name[128] = "";
+        for (char **e = environ; *e != NULL; e++)
+            if (strncmp(*e, "NATTER_", 7) == 0) {
+                size_t n = strcspn(*e, "=");
+                if (n >= sizeof(name))
+                    n = sizeof(name) - 1;
+                memcpy(name, *e, n);
+                name[n] = '\0';
+                break;
+            }
+        if (name[0] == '\0')
+            return 0;
+        unsetenv(name);
+    }
+}
+
+/* Loads with argv given as a NULL-terminated list after the program name. */
+static int load(natter_config_t *cfg, char *err, size_t errlen, ...)
+{
+    char *argv[32] = {"natter"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, errlen);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 31;)
+        argv[argc++] = a;
+    va_end(ap);
+    err[0] = '\0';
+    return natter_config_load(cfg, argc, argv, err, errlen);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    natter_config_t c;
+    char err[256];
+    assert_int_equal(load(&c, err, sizeof(err), NULL), NATTER_OK);
+    assert_string_equal(err, "");
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8080);
+    assert_string_equal(c.data_dir, "./data");
+    assert_string_equal(c.log_backend, "local");
+    assert_string_equal(c.store_backend, "sqlite");
+    assert_int_equal(c.node_id, 0);
+    assert_int_equal(c.batch_size, 1000);
+    assert_int_equal(c.batch_time_ms, 1);
+    assert_int_equal(c.workers, 4);
+    assert_int_equal(c.session_ttl_s, 604800);
+    assert_int_equal(c.rate_limit, 200);
+    assert_int_equal(c.rate_burst, 400);
+    assert_int_equal(c.ws_queue, 1024);
+    assert_int_equal(c.members_ttl_ms, 5000);
+    assert_int_equal(c.max_body, 16384);
+    assert_int_equal(c.log_queue, 100000);
+    assert_string_equal(c.sqlite_sync, "full");
+
+    char line[1024];
+    natter_config_describe(&c, line, sizeof(line));
+    assert_string_equal(line, "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
+                              "batch-time=1ms workers=4 session-ttl=604800s rate-limit=200 rate-burst=400 "
+                              "ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 sqlite-sync=full");
+}
+
+static void test_env_overrides_default(void **state)
+{
+    (void)state;
+    natter_config_t c;
+    char err[256];
+    setenv("NATTER_BATCH_SIZE", "50", 1);
+    setenv("NATTER_DATA_DIR", "/tmp/x", 1);
+    setenv("NATTER_LISTEN", "0.0.0.0:9000", 1);
+    setenv("NATTER_SQLITE_SYNC", "normal", 1);
+    setenv("NATTER_RATE_LIMIT", "0", 1);
+    assert_int_equal(load(&c, err, sizeof(err), NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 50);
+    assert_string_equal(c.data_dir, "/tmp/x");
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_int_equal(c.listen_port, 9000);
+    assert_string_equal(c.sqlite_sync, "normal");
+    assert_int_equal(c.rate_limit, 0);
+    assert_int_equal(c.workers, 4); /* untouched options keep their default */
+}
+
+static void test_argv_overrides_env(void **state)
+{
+    (void)state;
+    natter_config_t c;
+    char err[256];
+    setenv("NATTER_BATCH_SIZE", "50", 1);
+    setenv("NATTER_WORKERS", "8", 1);
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-size", "70", NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 70);
+    assert_int_equal(c.workers, 8);
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-size=71", NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 71);
+    /* the last occurrence on the command line wins */
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-size=1", "--batch-size", "2", NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 2);
+}
+
+static void test_flag_forms(void **state)
+{
+    (void)state;
+    natter_config_t c;
+    char err[256];
+    assert_int_equal(load(&c, err, sizeof(err), "--listen=[::1]:8081", "--data-dir", "/var/lib/natter",
+                          "--node-id=1023", "--batch-time", "0", "--members-ttl=0", "--rate-burst=0",
+                          "--log-queue=1", "--max-body=1048576", "--session-ttl=60", "--ws-queue", "1",
+                          "--log=local", "--store", "sqlite", NULL),
+                     NATTER_OK);
+    assert_string_equal(c.listen_host, "[::1]");
+    assert_int_equal(c.listen_port, 8081);
+    assert_string_equal(c.data_dir, "/var/lib/natter");
+    assert_int_equal(c.node_id, 1023);
+    assert_int_equal(c.batch_time_ms, 0);
+    assert_int_equal(c.members_ttl_ms, 0);
+    assert_int_equal(c.rate_burst, 0);
+    assert_int_equal(c.log_queue, 1);
+    assert_int_equal(c.max_body, 1048576);
+    assert_int_equal(c.session_ttl_s, 60);
+    assert_int_equal(c.ws_queue, 1);
+    /* '=' inside a value is part of the value */
+    assert_int_equal(load(&c, err, sizeof(err), "--data-dir=/a=b", NULL), NATTER_OK);
+    assert_string_equal(c.data_dir, "/a=b");
+}
+
+static void expect_error(const char *want, ...)
+{
+    char *argv[8] = {"natter"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, want);
+    for (char *a; (a = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = a;
+    va_end(ap);
+    natter_config_t c;
+    char err[256] = "";
+    assert_int_equal(natter_config_load(&c, argc, argv, err, sizeof(err)), NATTER_EINVAL);
+    assert_string_equal(err, want);
+}
+
+static void test_bad_values_rejected(void **state)
+{
+    (void)state;
+    expect_error("--batch-size: '0' is not a number in 1..100000", "--batch-size=0", NULL);
+    expect_error("--batch-size: '100001' is not a number in 1..100000", "--batch-size=100001", NULL);
+    expect_error("--batch-size: 'abc' is not a number in 1..100000", "--batch-size", "abc", NULL);
+    expect_error("--batch-size: '' is not a number in 1..100000", "--batch-size=", NULL);
+    expect_error("--batch-size: '-1' is not a number in 1..100000", "--batch-size=-1", NULL);
+    expect_error("--batch-size: '12x' is not a number in 1..100000", "--batch-size=12x", NULL);
+    expect_error("--batch-size: '99999999999999999999999' is not a number in 1..100000",
+                 "--batch-size=99999999999999999999999", NULL);
+    expect_error("--node-id: '1024' is not a number in 0..1023", "--node-id=1024", NULL);
+    expect_error("--workers: '0' is not a number in 1..256", "--workers=0", NULL);
+    expect_error("--session-ttl: '59' is not a number in 60..31536000", "--session-ttl=59", NULL);
+    expect_error("--max-body: '255' is not a number in 256..1048576", "--max-body=255", NULL);
+    expect_error("--listen: 'localhost' is not HOST:PORT", "--listen=localhost", NULL);
+    expect_error("--listen: ':8080' is not HOST:PORT", "--listen=:8080", NULL);
+    expect_error("--listen: 'h:0' is not HOST:PORT", "--listen=h:0", NULL);
+    expect_error("--listen: 'h:65536' is not HOST:PORT", "--listen=h:65536", NULL);
+    expect_error("--listen: 'h:80x' is not HOST:PORT", "--listen=h:80x", NULL);
+    expect_error("--listen: 'h:' is not HOST:PORT", "--listen=h:", NULL);
+    expect_error("--log: 'kafka' is not one of local", "--log=kafka", NULL);
+    expect_error("--store: 'cql' is not one of sqlite", "--store", "cql", NULL);
+    expect_error("--sqlite-sync: 'off' is not one of full|normal", "--sqlite-sync=off", NULL);
+    expect_error("--sqlite-sync: 'ful' is not one of full|normal", "--sqlite-sync=ful", NULL);
+    expect_error("--sqlite-sync: 'fullx' is not one of full|normal", "--sqlite-sync=fullx", NULL);
+    expect_error("--data-dir: value empty or too long", "--data-dir=", NULL);
+    char longdir[600 + 12];
+    memset(longdir, 'd', sizeof(longdir) - 1);
+    memcpy(longdir, "--data-dir=", 11);
+    longdir[sizeof(longdir) - 1] = '\0';
+    expect_error("--data-dir: value empty or too long", longdir, NULL);
+    char longhost[80];
+    snprintf(longhost, sizeof(longhost), "--listen=%064d:80", 0); /* a 64-char host does not fit */
+    char want[160];
+    snprintf(want, sizeof(want), "--listen: '%s' is not HOST:PORT", longhost + 9);
+    expect_error(want, longhost, NULL);
+}
+
+static void test_bad_env_rejected(void **state)
+{
+    (void)state;
+    setenv("NATTER_BATCH_SIZE", "lots", 1);
+    expect_error("--batch-size: 'lots' is not a number in 1..100000", NULL);
+    unsetenv("NATTER_BATCH_SIZE");
+    setenv("NATTER_SQLITE_SYNC", "off", 1);
+    expect_error("--sqlite-sync: 'off' is not one of full|normal", NULL);
+}
+
+static void test_unknown_and_malformed_arguments(void **state)
+{
+    (void)state;
+    expect_error("unknown option '--nope' (see --help)", "--nope", NULL);
+    expect_error("unknown option '--nope=1' (see --help)", "--nope=1", NULL);
+    expect_error("unknown option '--batch=5' (see --help)", "--batch=5", NULL);    /* no prefix matching */
+    expect_error("unknown option '--batch-sizes=5' (see --help)", "--batch-sizes=5", NULL);
+    expect_error("unknown option '--BATCH-SIZE=5' (see --help)", "--BATCH-SIZE=5", NULL);
+    expect_error("unknown option '--=5' (see --help)", "--=5", NULL);
+    expect_error("unexpected argument 'serve' (see --help)", "serve", NULL);
+    expect_error("unexpected argument '-x' (see --help)", "-x", NULL);
+    expect_error("option '--batch-size' needs a value", "--batch-size", NULL);
+    expect_error("option '--listen' needs a value", "--workers=2", "--listen", NULL);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    natter_config_t c;
+    char err[64];
+    /* help goes to stdout; keep the test output readable */
+    fflush(stdout);
+    int saved = dup(1), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    int rc1 = load(&c, err, sizeof(err), "--help", NULL);
+    int rc2 = load(&c, err, sizeof(err), "--workers=2", "-h", "--bogus", NULL);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(devnull);
+    assert_int_equal(rc1, 1);
+    assert_int_equal(rc2, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults, clear_env),
+        cmocka_unit_test_setup(test_env_overrides_default, clear_env),
+        cmocka_unit_test_setup(test_argv_overrides_env, clear_env),
+        cmocka_unit_test_setup(test_flag_forms, clear_env),
+        cmocka_unit_test_setup(test_bad_values_rejected, clear_env),
+        cmocka_unit_test_setup(test_bad_env_rejected, clear_env),
+        cmocka_unit_test_setup(test_unknown_and_malformed_arguments, clear_env),
+        cmocka_unit_test_setup(test_help, clear_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,453 @@
+/* Unit tests for src/log/log_local.c through the log.h wrappers: order, batching, commit, shutdown, bound. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/id.h"
+#include "core/util.h"
+#include "log/log.h"
+
+/* One record per message: how often and with what status on_durable fired. */
+typedef struct {
+    atomic_int calls;
+    atomic_int status;
+} durable_t;
+
+static void on_durable(natter_msg_t *m, int status, void *arg)
+{
+    durable_t *d = arg;
+    (void)m;
+    atomic_fetch_add(&d->calls, 1);
+    atomic_store(&d->status, status);
+}
+
+static natter_msg_t *msg(int i, durable_t *d)
+{
+    char text[32];
+    int n = snprintf(text, sizeof(text), "m%d", i);
+    natter_msg_t *m = natter_msg_new(100 + (uint64_t)(i % 3), 7, text, (size_t)n, "", 0);
+    m->on_durable = on_durable;
+    m->durable_arg = d;
+    return m;
+}
+
+static natter_log_t *open_log(uint32_t batch_time_ms, uint32_t queue)
+{
+    natter_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.batch_time_ms = batch_time_ms;
+    cfg.log_queue = queue;
+    cfg.node_id = 9;
+    char err[128] = "";
+    natter_log_t *log = natter_log_open(&natter_log_local, &cfg, err, sizeof(err));
+    assert_non_null(log);
+    return log;
+}
+
+static size_t list_len(natter_msg_t *m)
+{
+    size_t n = 0;
+    for (; m != NULL; m = m->next)
+        n++;
+    return n;
+}
+
+static void free_list(natter_msg_t *m)
+{
+    while (m != NULL) {
+        natter_msg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+static int64_t elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+static void test_find(void **state)
+{
+    (void)state;
+    assert_ptr_equal(natter_log_find("local"), &natter_log_local);
+    assert_null(natter_log_find("kafka"));
+    assert_null(natter_log_find(""));
+    assert_int_equal(natter_log_local.version, 1);
+}
+
+static void test_poll_order_and_max(void **state)
+{
+    (void)state;
+    enum { N = 25 };
+    natter_log_t *log = open_log(0, 1000);
+    durable_t d[N];
+    natter_msg_t *sent[N];
+    memset(d, 0, sizeof(d));
+    int64_t before = natter_now_ms();
+    for (int i = 0; i < N; i++) {
+        sent[i] = msg(i, &d[i]);
+        assert_int_equal(natter_log_append(log, sent[i]), NATTER_OK);
+    }
+    int64_t after = natter_now_ms();
+    assert_int_equal(natter_log_ping(log), NATTER_OK);
+    assert_int_equal(natter_log_drained(log), 0);
+
+    uint64_t last_id = 0;
+    int next = 0;
+    static const size_t want[] = {10, 10, 5};
+    for (int b = 0; b < 3; b++) {
+        natter_msg_t *head = NULL;
+        assert_int_equal(natter_log_poll(log, &head, 10, 100), want[b]);
+        assert_int_equal(list_len(head), want[b]);
+        for (natter_msg_t *m = head; m != NULL; m = m->next, next++) {
+            assert_ptr_equal(m, sent[next]); /* append order */
+            assert_true(m->id > last_id);    /* strictly increasing ids */
+            last_id = m->id;
+            assert_int_equal(natter_id_node(m->id), 9);
+            assert_int_equal(m->created_at_ms, natter_id_time_ms(m->id));
+            assert_true(m->created_at_ms >= before && m->created_at_ms <= after + 1);
+            assert_int_equal(atomic_load(&d[next].calls), 0); /* not durable before commit */
+        }
+        natter_log_commit(log, head, NATTER_OK);
+        free_list(head);
+    }
+    assert_int_equal(next, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&d[i].calls), 1); /* exactly once */
+        assert_int_equal(atomic_load(&d[i].status), NATTER_OK);
+    }
+    /* empty: times out with nothing */
+    natter_msg_t *head = (natter_msg_t *)&head; /* a sentinel poll must not touch */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(natter_log_poll(log, &head, 10, 30), 0);
+    assert_true(elapsed_ms(&t0) >= 25);
+    assert_ptr_equal(head, (natter_msg_t *)&head);
+    natter_log_close(log);
+}
+
+static void test_commit_reports_failure_status(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 100);
+    durable_t d[3];
+    memset(d, 0, sizeof(d));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(natter_log_append(log, msg(i, &d[i])), NATTER_OK);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 100, 100), 3);
+    natter_log_commit(log, head, NATTER_EIO);
+    free_list(head);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+        assert_int_equal(atomic_load(&d[i].status), NATTER_EIO);
+    }
+    natter_log_close(log);
+}
+
+typedef struct {
+    natter_log_t *log;
+    int delay_ms, count, first;
+    durable_t *d;
+    int failures;
+} appender_t;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void *appender(void *p)
+{
+    appender_t *a = p;
+    sleep_ms(a->delay_ms);
+    for (int i = 0; i < a->count; i++) {
+        natter_msg_t *m = msg(a->first + i, &a->d[a->first + i]);
+        if (natter_log_append(a->log, m) != NATTER_OK) {
+            a->failures++;
+            free(m);
+        }
+    }
+    return NULL;
+}
+
+/* A batch that fills up during the batch time is returned at once, whole. */
+static void test_batch_time_lets_batch_fill(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(1500, 1000);
+    durable_t d[10];
+    memset(d, 0, sizeof(d));
+    assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
+    appender_t a = {log, 50, 9, 1, d, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, appender, &a);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    size_t n = natter_log_poll(log, &head, 10, 1000);
+    int64_t took = elapsed_ms(&t0);
+    pthread_join(th, NULL);
+    assert_int_equal(a.failures, 0);
+    assert_int_equal(n, 10); /* the first message and the 9 appended while it waited */
+    assert_int_equal(list_len(head), 10);
+    assert_true(took >= 40);    /* it did wait for the others */
+    assert_true(took < 1000);   /* and returned once full, not at the end of the batch time */
+    int i = 0;
+    uint64_t last = 0;
+    for (natter_msg_t *m = head; m != NULL; m = m->next, i++) {
+        char want[8];
+        snprintf(want, sizeof(want), "m%d", i);
+        assert_string_equal(m->content, want);
+        assert_true(m->id > last);
+        last = m->id;
+    }
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    for (i = 0; i < 10; i++)
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+    natter_log_close(log);
+}
+
+/* A batch that does not fill is returned when the batch time is up, with what came meanwhile. */
+static void test_batch_time_expires(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(200, 1000);
+    durable_t d[3];
+    memset(d, 0, sizeof(d));
+    assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
+    appender_t a = {log, 30, 2, 1, d, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, appender, &a);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    size_t n = natter_log_poll(log, &head, 10, 1000);
+    int64_t took = elapsed_ms(&t0);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 3);
+    assert_true(took >= 180);
+    assert_true(took < 900);
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    natter_log_close(log);
+}
+
+/* The consumer blocked on an empty log wakes for the first append. */
+static void test_poll_wakes_on_append(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 1000);
+    durable_t d[1];
+    memset(d, 0, sizeof(d));
+    appender_t a = {log, 50, 1, 0, d, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, appender, &a);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 10, 1500), 1);
+    assert_true(elapsed_ms(&t0) < 1000);
+    pthread_join(th, NULL);
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    natter_log_close(log);
+}
+
+static void test_shutdown_then_drain(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(500, 1000);
+    durable_t d[4];
+    memset(d, 0, sizeof(d));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(natter_log_append(log, msg(i, &d[i])), NATTER_OK);
+    natter_log_shutdown(log);
+    natter_msg_t *late = msg(3, &d[3]);
+    assert_int_equal(natter_log_append(log, late), NATTER_EUNAVAIL);
+    assert_int_equal(atomic_load(&d[3].calls), 0); /* a failed append fires no callback */
+    free(late);                                    /* the caller kept it */
+    assert_int_equal(natter_log_ping(log), NATTER_EUNAVAIL);
+    assert_int_equal(natter_log_drained(log), 0);
+
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 2, 1000), 2); /* no batch-time wait once shut down */
+    assert_string_equal(head->content, "m0");
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    assert_int_equal(natter_log_drained(log), 0);
+    head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 2, 1000), 1);
+    assert_string_equal(head->content, "m2");
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    assert_int_equal(natter_log_drained(log), 1);
+    head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 2, 1000), 0);
+    assert_null(head);
+    assert_true(elapsed_ms(&t0) < 400); /* none of the polls waited */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+        assert_int_equal(atomic_load(&d[i].status), NATTER_OK);
+    }
+    natter_log_close(log);
+}
+
+static void *shutdown_later(void *p)
+{
+    sleep_ms(50);
+    natter_log_shutdown(p);
+    return NULL;
+}
+
+static void test_shutdown_wakes_blocked_poll(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 1000);
+    pthread_t th;
+    pthread_create(&th, NULL, shutdown_later, log);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 10, 5000), 0);
+    assert_true(elapsed_ms(&t0) < 1000);
+    pthread_join(th, NULL);
+    assert_int_equal(natter_log_drained(log), 1);
+    natter_log_close(log);
+}
+
+static void test_queue_bound(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 3);
+    durable_t d[5];
+    memset(d, 0, sizeof(d));
+    natter_msg_t *m[5];
+    for (int i = 0; i < 5; i++)
+        m[i] = msg(i, &d[i]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(natter_log_append(log, m[i]), NATTER_OK);
+    assert_int_equal(natter_log_append(log, m[3]), NATTER_EUNAVAIL);
+    assert_int_equal(natter_log_append(log, m[3]), NATTER_EUNAVAIL);
+    assert_int_equal(atomic_load(&d[3].calls), 0);
+    /* a poll makes room */
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 1, 100), 1);
+    assert_int_equal(natter_log_append(log, m[3]), NATTER_OK);
+    assert_int_equal(natter_log_append(log, m[4]), NATTER_EUNAVAIL);
+    free(m[4]);
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    head = NULL;
+    assert_int_equal(natter_log_poll(log, &head, 10, 100), 3);
+    assert_string_equal(head->content, "m1");
+    assert_string_equal(head->next->next->content, "m3");
+    natter_log_commit(log, head, NATTER_OK);
+    free_list(head);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+    assert_int_equal(atomic_load(&d[4].calls), 0);
+    natter_log_close(log);
+}
+
+/* Closing with messages still queued fails each once with NATTER_EUNAVAIL and frees them. */
+static void test_close_fails_pending(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 100);
+    durable_t d[3];
+    memset(d, 0, sizeof(d));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(natter_log_append(log, msg(i, &d[i])), NATTER_OK);
+    natter_log_shutdown(log);
+    natter_log_close(log); /* LeakSanitizer checks that close freed them */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+        assert_int_equal(atomic_load(&d[i].status), NATTER_EUNAVAIL);
+    }
+}
+
+/* Many producers, one consumer: every message arrives once, ids in log order. */
+static void test_concurrent_appenders(void **state)
+{
+    (void)state;
+    enum { THREADS = 4, PER = 500, N = THREADS * PER };
+    natter_log_t *log = open_log(1, 100000);
+    durable_t *d = calloc(N, sizeof(*d));
+    appender_t a[THREADS];
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        a[t] = (appender_t){log, 0, PER, t * PER, d, 0};
+        pthread_create(&th[t], NULL, appender, &a[t]);
+    }
+    int *seen = calloc(N, sizeof(int));
+    int got = 0, last_in_thread[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        last_in_thread[t] = -1;
+    uint64_t last_id = 0;
+    while (got < N) {
+        natter_msg_t *head = NULL;
+        size_t n = natter_log_poll(log, &head, 64, 1000);
+        assert_true(n > 0);
+        assert_true(n <= 64);
+        for (natter_msg_t *m = head; m != NULL; m = m->next) {
+            int i = atoi(m->content + 1);
+            assert_true(m->id > last_id);
+            last_id = m->id;
+            seen[i]++;
+            assert_true(i > last_in_thread[i / PER]); /* each producer's order is kept */
+            last_in_thread[i / PER] = i;
+        }
+        got += (int)n;
+        natter_log_commit(log, head, NATTER_OK);
+        free_list(head);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(a[t].failures, 0);
+    }
+    assert_int_equal(got, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(seen[i], 1);
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+    }
+    natter_log_shutdown(log);
+    assert_int_equal(natter_log_drained(log), 1);
+    natter_log_close(log);
+    free(seen);
+    free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_poll_order_and_max),
+        cmocka_unit_test(test_commit_reports_failure_status),
+        cmocka_unit_test(test_batch_time_lets_batch_fill),
+        cmocka_unit_test(test_batch_time_expires),
+        cmocka_unit_test(test_poll_wakes_on_append),
+        cmocka_unit_test(test_shutdown_then_drain),
+        cmocka_unit_test(test_shutdown_wakes_blocked_poll),
+        cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_close_fails_pending),
+        cmocka_unit_test(test_concurrent_appenders),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,235 @@
+/* Unit tests for src/gateway/members_cache.c with a counting loader and a fake clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "core/error.h"
+#include "gateway/members_cache.h"
+
+static uint64_t fake_ns;
+static uint64_t fake_clock(void)
+{
+    return fake_ns;
+}
+
+#define MS 1000000ULL
+
+typedef struct {
+    int calls;                    /* loader invocations */
+    uint64_t last_chat;
+    int fail;                     /* when nonzero, the loader returns it */
+    uint64_t members[8];          /* what the loader returns */
+    size_t n;
+    natter_members_cache_t *invalidate_during_load; /* simulates an invalidation racing a load */
+} loader_t;
+
+static int load(void *arg, uint64_t chat_id, natter_vec_t *out)
+{
+    loader_t *l = arg;
+    l->calls++;
+    l->last_chat = chat_id;
+    if (l->invalidate_during_load != NULL)
+        natter_members_cache_invalidate(l->invalidate_during_load, chat_id);
+    if (l->fail)
+        return l->fail;
+    for (size_t i = 0; i < l->n; i++)
+        *(uint64_t *)natter_vec_push(out) = l->members[i] + chat_id * 1000; /* differs per chat */
+    return NATTER_OK;
+}
+
+typedef struct {
+    natter_members_cache_t c;
+    loader_t l;
+    natter_vec_t out;
+} fixture_t;
+
+static fixture_t fx;
+
+static void start(uint32_t ttl_ms, size_t max_entries)
+{
+    memset(&fx, 0, sizeof(fx));
+    fx.l.members[0] = 1;
+    fx.l.members[1] = 2;
+    fx.l.members[2] = 3;
+    fx.l.n = 3;
+    natter_members_cache_init(&fx.c, ttl_ms, max_entries, load, &fx.l);
+    fake_ns = 1000 * MS;
+    fx.c.clock_ns = fake_clock;
+    natter_vec_init(&fx.out, sizeof(uint64_t));
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    natter_vec_free(&fx.out);
+    natter_members_cache_free(&fx.c);
+    return 0;
+}
+
+static void expect_members(uint64_t chat, size_t n, const uint64_t *want)
+{
+    assert_int_equal(fx.out.len, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(*NATTER_VEC_AT(&fx.out, uint64_t, i), want[i] + chat * 1000);
+}
+
+static void test_hit_within_ttl(void **state)
+{
+    (void)state;
+    start(100, 16);
+    const uint64_t want[] = {1, 2, 3};
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 1);
+    assert_int_equal(fx.l.last_chat, 5);
+    expect_members(5, 3, want);
+    for (int i = 0; i < 10; i++) {
+        fake_ns += 9 * MS; /* 90 ms in all: still fresh */
+        assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+        expect_members(5, 3, want); /* out is cleared, not appended to */
+    }
+    assert_int_equal(fx.l.calls, 1);
+    /* a different chat is a different entry */
+    assert_int_equal(natter_members_cache_get(&fx.c, 6, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2);
+    expect_members(6, 3, want);
+}
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    start(100, 16);
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    fake_ns += 100 * MS - 1;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 1);
+    /* membership changed on another node; seen once the TTL is up */
+    fx.l.members[3] = 4;
+    fx.l.n = 4;
+    fake_ns += 1;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2);
+    const uint64_t want[] = {1, 2, 3, 4};
+    expect_members(5, 4, want);
+    /* the reload starts a new TTL */
+    fake_ns += 50 * MS;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2);
+}
+
+static void test_invalidate_forces_reload(void **state)
+{
+    (void)state;
+    start(60000, 16);
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(natter_members_cache_get(&fx.c, 6, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2);
+    fx.l.n = 1;
+    natter_members_cache_invalidate(&fx.c, 5);
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 3);
+    const uint64_t want[] = {1};
+    expect_members(5, 1, want);
+    /* other entries are untouched */
+    assert_int_equal(natter_members_cache_get(&fx.c, 6, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 3);
+    assert_int_equal(fx.out.len, 3);
+    /* invalidating an unknown chat is harmless */
+    natter_members_cache_invalidate(&fx.c, 999);
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 3);
+}
+
+static void test_invalidation_racing_a_load_is_not_cached(void **state)
+{
+    (void)state;
+    start(60000, 16);
+    fx.l.invalidate_during_load = &fx.c;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.out.len, 3); /* the caller still gets what was loaded */
+    fx.l.invalidate_during_load = NULL;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2); /* the possibly stale load was not kept */
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 2);
+}
+
+static void test_has(void **state)
+{
+    (void)state;
+    start(60000, 16);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5002), 1);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), 1);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5003), 1);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5004), 0);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 6001), 0); /* a member of another chat */
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 0), 0);
+    assert_int_equal(fx.l.calls, 1);
+    fx.l.n = 0; /* a chat with no members (unknown chat) */
+    assert_int_equal(natter_members_cache_has(&fx.c, 8, 8001), 0);
+}
+
+static void test_loader_error_propagates(void **state)
+{
+    (void)state;
+    start(60000, 16);
+    fx.l.fail = NATTER_EUNAVAIL;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_EUNAVAIL);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), NATTER_EUNAVAIL);
+    fx.l.fail = NATTER_EIO;
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), NATTER_EIO);
+    assert_int_equal(fx.l.calls, 3); /* errors are not cached */
+    fx.l.fail = 0;
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), 1);
+    assert_int_equal(fx.l.calls, 4);
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), 1);
+    assert_int_equal(fx.l.calls, 4);
+}
+
+static void test_ttl_zero_never_caches(void **state)
+{
+    (void)state;
+    start(0, 16);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 5);
+    assert_int_equal(fx.out.len, 3);
+    assert_int_equal(fx.c.entries.len, 0);
+}
+
+static void test_bounded_entries(void **state)
+{
+    (void)state;
+    start(60000, 4);
+    for (uint64_t chat = 1; chat <= 20; chat++) {
+        assert_int_equal(natter_members_cache_get(&fx.c, chat, &fx.out), NATTER_OK);
+        assert_true(fx.c.entries.len <= 4);
+        assert_true(fx.c.entries.len >= 1);
+    }
+    assert_int_equal(fx.l.calls, 20);
+    /* the newest entry survived the last overflow */
+    assert_int_equal(natter_members_cache_get(&fx.c, 20, &fx.out), NATTER_OK);
+    assert_int_equal(fx.l.calls, 20);
+    const uint64_t want[] = {1, 2, 3};
+    expect_members(20, 3, want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_hit_within_ttl, teardown),
+        cmocka_unit_test_teardown(test_expiry, teardown),
+        cmocka_unit_test_teardown(test_invalidate_forces_reload, teardown),
+        cmocka_unit_test_teardown(test_invalidation_racing_a_load_is_not_cached, teardown),
+        cmocka_unit_test_teardown(test_has, teardown),
+        cmocka_unit_test_teardown(test_loader_error_propagates, teardown),
+        cmocka_unit_test_teardown(test_ttl_zero_never_caches, teardown),
+        cmocka_unit_test_teardown(test_bounded_entries, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

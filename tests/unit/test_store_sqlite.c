@@ -1,0 +1,602 @@
+/* Unit tests for src/store/store_sqlite.c on a fresh database in a mkdtemp directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#define _XOPEN_SOURCE_EXTENDED 1
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/util.h"
+#include "store/store.h"
+
+typedef struct {
+    char dir[64];
+    natter_config_t cfg;
+    natter_store_t *s;
+} fixture_t;
+
+static natter_store_t *open_store(fixture_t *f)
+{
+    char err[256] = "";
+    natter_store_t *s = natter_store_open(&natter_store_sqlite, &f->cfg, err, sizeof(err));
+    if (s == NULL)
+        fail_msg("store open: %s", err);
+    return s;
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/natter-test-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->cfg.data_dir, sizeof(f->cfg.data_dir), "%s/data", f->dir); /* the store creates it */
+    snprintf(f->cfg.sqlite_sync, sizeof(f->cfg.sqlite_sync), "normal");
+    f->s = open_store(f);
+    *state = f;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    natter_store_close(f->s);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+#define OPS(f) ((f)->s->ops)
+
+static void add_user(fixture_t *f, uint64_t id, const char *name)
+{
+    natter_user_t u;
+    memset(&u, 0, sizeof(u));
+    u.id = id;
+    snprintf(u.username, sizeof(u.username), "%s", name);
+    snprintf(u.pwhash, sizeof(u.pwhash), "$argon2id$v=19$fake$%s", name);
+    assert_int_equal(OPS(f)->user_create(f->s, &u, 1700000000000LL), NATTER_OK);
+}
+
+static void add_chat(fixture_t *f, uint64_t id, const char *name, const uint64_t *members, size_t n)
+{
+    natter_chat_t c;
+    memset(&c, 0, sizeof(c));
+    c.id = id;
+    c.created_by = members[0];
+    c.created_at_ms = 1700000000000LL + (int64_t)id;
+    snprintf(c.name, sizeof(c.name), "%s", name);
+    assert_int_equal(OPS(f)->chat_create(f->s, &c, members, n), NATTER_OK);
+}
+
+static natter_msg_t *make_msg(uint64_t id, uint64_t chat, uint64_t sender, const char *cid)
+{
+    char text[64];
+    int n = snprintf(text, sizeof(text), "message %llu in %llu", (unsigned long long)id, (unsigned long long)chat);
+    natter_msg_t *m = natter_msg_new(chat, sender, text, (size_t)n, cid ? cid : "", cid ? strlen(cid) : 0);
+    m->id = id;
+    m->created_at_ms = 1700000000000LL + (int64_t)id;
+    return m;
+}
+
+/* Inserts messages ids [first, first+n) of one chat, from sender, as one batch. */
+static void insert_range(fixture_t *f, uint64_t chat, uint64_t sender, uint64_t first, size_t n)
+{
+    natter_msg_t *head = NULL, **tail = &head;
+    for (size_t i = 0; i < n; i++) {
+        *tail = make_msg(first + i, chat, sender, NULL);
+        tail = &(*tail)->next;
+    }
+    assert_int_equal(OPS(f)->messages_insert(f->s, head, n), NATTER_OK);
+    while (head != NULL) {
+        natter_msg_t *next = head->next;
+        free(head);
+        head = next;
+    }
+}
+
+static void free_page(natter_vec_t *v)
+{
+    for (size_t i = 0; i < v->len; i++)
+        free(*NATTER_VEC_AT(v, natter_msg_t *, i));
+    natter_vec_free(v);
+}
+
+static void free_summaries(natter_vec_t *v)
+{
+    for (size_t i = 0; i < v->len; i++)
+        free(NATTER_VEC_AT(v, natter_chat_summary_t, i)->last);
+    natter_vec_free(v);
+}
+
+/* Checks a page holds exactly ids first..last ascending, and has_more. */
+static void expect_page(fixture_t *f, uint64_t chat, uint64_t after, uint64_t before, uint32_t limit,
+                        uint64_t first, uint64_t last, int more)
+{
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_msg_t *));
+    int has_more = -1;
+    assert_int_equal(OPS(f)->messages_page(f->s, chat, after, before, limit, &v, &has_more), NATTER_OK);
+    size_t want = first == 0 ? 0 : (size_t)(last - first + 1);
+    if (v.len != want || has_more != more)
+        fail_msg("page(chat %llu, after %lld, before %lld, limit %u): %zu items, has_more %d; want %zu, %d",
+                 (unsigned long long)chat, (long long)after, (long long)before, limit, v.len, has_more, want, more);
+    for (size_t i = 0; i < v.len; i++) {
+        natter_msg_t *m = *NATTER_VEC_AT(&v, natter_msg_t *, i);
+        assert_int_equal(m->id, first + i);
+        assert_int_equal(m->chat_id, chat);
+    }
+    free_page(&v);
+}
+
+static void test_find_and_ping(void **state)
+{
+    fixture_t *f = *state;
+    assert_ptr_equal(natter_store_find("sqlite"), &natter_store_sqlite);
+    assert_null(natter_store_find("cql"));
+    assert_int_equal(OPS(f)->ping(f->s), NATTER_OK);
+}
+
+static void test_users(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    add_user(f, 2, "bob");
+    natter_user_t u;
+    assert_int_equal(OPS(f)->user_by_name(f->s, "alice", &u), NATTER_OK);
+    assert_int_equal(u.id, 1);
+    assert_string_equal(u.username, "alice");
+    assert_string_equal(u.pwhash, "$argon2id$v=19$fake$alice");
+    memset(&u, 0x55, sizeof(u));
+    assert_int_equal(OPS(f)->user_by_id(f->s, 2, &u), NATTER_OK);
+    assert_int_equal(u.id, 2);
+    assert_string_equal(u.username, "bob");
+    assert_string_equal(u.pwhash, ""); /* filled by user_by_name only */
+    assert_int_equal(OPS(f)->user_by_name(f->s, "carol", &u), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->user_by_name(f->s, "Alice", &u), NATTER_ENOTFOUND); /* names are case-sensitive */
+    assert_int_equal(OPS(f)->user_by_id(f->s, 3, &u), NATTER_ENOTFOUND);
+
+    /* a taken username conflicts, whatever the id */
+    natter_user_t dup;
+    memset(&dup, 0, sizeof(dup));
+    dup.id = 3;
+    snprintf(dup.username, sizeof(dup.username), "alice");
+    snprintf(dup.pwhash, sizeof(dup.pwhash), "x");
+    assert_int_equal(OPS(f)->user_create(f->s, &dup, 0), NATTER_ECONFLICT);
+    assert_int_equal(OPS(f)->user_by_id(f->s, 3, &u), NATTER_ENOTFOUND);
+    /* so does a taken id */
+    dup.id = 1;
+    snprintf(dup.username, sizeof(dup.username), "carol");
+    assert_int_equal(OPS(f)->user_create(f->s, &dup, 0), NATTER_ECONFLICT);
+    assert_int_equal(OPS(f)->user_by_name(f->s, "alice", &u), NATTER_OK);
+    assert_string_equal(u.pwhash, "$argon2id$v=19$fake$alice");
+}
+
+static void test_sessions(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    uint8_t h1[NATTER_TOKEN_HASH_LEN], h2[NATTER_TOKEN_HASH_LEN], h3[NATTER_TOKEN_HASH_LEN];
+    natter_token_hash("token-one", 9, h1);
+    natter_token_hash("token-two", 9, h2);
+    natter_token_hash("token-three", 11, h3);
+    int64_t now = natter_now_ms(), exp = now + 60000;
+    assert_int_equal(OPS(f)->session_create(f->s, h1, 1, exp), NATTER_OK);
+    natter_user_t u;
+    assert_int_equal(OPS(f)->session_user(f->s, h1, now, &u), NATTER_OK);
+    assert_int_equal(u.id, 1);
+    assert_string_equal(u.username, "alice");
+    assert_string_equal(u.pwhash, "");
+    assert_int_equal(OPS(f)->session_user(f->s, h1, exp - 1, &u), NATTER_OK);
+    assert_int_equal(OPS(f)->session_user(f->s, h1, exp, &u), NATTER_ENOTFOUND); /* expired at expires_at */
+    assert_int_equal(OPS(f)->session_user(f->s, h1, exp + 1000, &u), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->session_user(f->s, h2, now, &u), NATTER_ENOTFOUND);  /* unknown */
+    assert_int_equal(OPS(f)->session_create(f->s, h1, 1, exp), NATTER_ECONFLICT);
+
+    /* a session that already expired is swept when the next one is created */
+    assert_int_equal(OPS(f)->session_create(f->s, h2, 1, now - 1000), NATTER_OK);
+    assert_int_equal(OPS(f)->session_user(f->s, h2, now - 2000, &u), NATTER_OK);
+    assert_int_equal(OPS(f)->session_create(f->s, h3, 1, exp), NATTER_OK);
+    assert_int_equal(OPS(f)->session_user(f->s, h2, now - 2000, &u), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->session_user(f->s, h1, now, &u), NATTER_OK); /* live ones stay */
+
+    assert_int_equal(OPS(f)->session_delete(f->s, h1), NATTER_OK);
+    assert_int_equal(OPS(f)->session_user(f->s, h1, now, &u), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->session_user(f->s, h3, now, &u), NATTER_OK);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void expect_member_ids(fixture_t *f, uint64_t chat, size_t n, const uint64_t *want)
+{
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(uint64_t));
+    assert_int_equal(OPS(f)->chat_member_ids(f->s, chat, &v), NATTER_OK);
+    assert_int_equal(v.len, n);
+    if (v.len > 1)
+        qsort(v.items, v.len, sizeof(uint64_t), cmp_u64);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(*NATTER_VEC_AT(&v, uint64_t, i), want[i]);
+    natter_vec_free(&v);
+}
+
+static void test_chats_and_members(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "carol");
+    add_user(f, 2, "alice");
+    add_user(f, 3, "bob");
+    add_user(f, 4, "dave");
+    const uint64_t members[] = {1, 2, 3};
+    add_chat(f, 100, "caf\xC3\xA9 talk", members, 3);
+
+    natter_chat_t c;
+    assert_int_equal(OPS(f)->chat_get(f->s, 100, &c), NATTER_OK);
+    assert_int_equal(c.id, 100);
+    assert_int_equal(c.created_by, 1);
+    assert_int_equal(c.created_at_ms, 1700000000100LL);
+    assert_string_equal(c.name, "caf\xC3\xA9 talk");
+    assert_int_equal(OPS(f)->chat_get(f->s, 101, &c), NATTER_ENOTFOUND);
+
+    const uint64_t want[] = {1, 2, 3};
+    expect_member_ids(f, 100, 3, want);
+    expect_member_ids(f, 101, 0, NULL); /* an unknown chat has none */
+
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_user_t));
+    assert_int_equal(OPS(f)->chat_members(f->s, 100, &v), NATTER_OK);
+    assert_int_equal(v.len, 3);
+    static const char *const names[] = {"alice", "bob", "carol"}; /* by username */
+    static const uint64_t ids[] = {2, 3, 1};
+    for (size_t i = 0; i < 3; i++) {
+        natter_user_t *u = NATTER_VEC_AT(&v, natter_user_t, i);
+        assert_string_equal(u->username, names[i]);
+        assert_int_equal(u->id, ids[i]);
+        assert_string_equal(u->pwhash, "");
+    }
+    natter_vec_free(&v);
+
+    /* a chat id that exists conflicts, and none of its members are added */
+    natter_chat_t again = c;
+    const uint64_t other[] = {4};
+    assert_int_equal(OPS(f)->chat_create(f->s, &again, other, 1), NATTER_ECONFLICT);
+    expect_member_ids(f, 100, 3, want);
+
+    /* add is idempotent; remove reports a non-member */
+    assert_int_equal(OPS(f)->member_add(f->s, 100, 4), NATTER_OK);
+    assert_int_equal(OPS(f)->member_add(f->s, 100, 4), NATTER_OK);
+    const uint64_t want4[] = {1, 2, 3, 4};
+    expect_member_ids(f, 100, 4, want4);
+    assert_int_equal(OPS(f)->member_remove(f->s, 100, 2), NATTER_OK);
+    assert_int_equal(OPS(f)->member_remove(f->s, 100, 2), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->member_remove(f->s, 999, 1), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->member_remove(f->s, 100, 77), NATTER_ENOTFOUND);
+    const uint64_t want3[] = {1, 3, 4};
+    expect_member_ids(f, 100, 3, want3);
+}
+
+static void test_messages_insert_idempotent(void **state)
+{
+    fixture_t *f = *state;
+    natter_msg_t *a = make_msg(11, 5, 1, "client-a"), *b = make_msg(12, 5, 2, NULL), *c = make_msg(13, 5, 1, NULL);
+    a->next = b;
+    b->next = c;
+    assert_int_equal(OPS(f)->messages_insert(f->s, a, 3), NATTER_OK);
+    assert_int_equal(OPS(f)->messages_insert(f->s, a, 3), NATTER_OK); /* the same batch again */
+    expect_page(f, 5, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 11, 13, 0);
+
+    /* a batch mixing stored and new messages: the stored one is left as is */
+    natter_msg_t *changed = make_msg(13, 5, 1, NULL);
+    memcpy(changed->content, "EDITED", 6);
+    changed->next = make_msg(14, 5, 2, NULL);
+    assert_int_equal(OPS(f)->messages_insert(f->s, changed, 2), NATTER_OK);
+    expect_page(f, 5, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 11, 14, 0);
+
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_msg_t *));
+    int more;
+    assert_int_equal(OPS(f)->messages_page(f->s, 5, 0, NATTER_CURSOR_NONE, 50, &v, &more), NATTER_OK);
+    assert_int_equal(v.len, 4);
+    natter_msg_t *m0 = *NATTER_VEC_AT(&v, natter_msg_t *, 0), *m2 = *NATTER_VEC_AT(&v, natter_msg_t *, 2);
+    assert_int_equal(m0->sender_id, 1);
+    assert_int_equal(m0->created_at_ms, 1700000000011LL);
+    assert_string_equal(m0->content, "message 11 in 5");
+    assert_int_equal(m0->content_len, strlen("message 11 in 5"));
+    assert_int_equal(m0->client_id_len, 8);
+    assert_memory_equal(m0->client_id, "client-a", 8);
+    assert_string_equal(m2->content, "message 13 in 5");
+    assert_int_equal(m2->client_id_len, 0);
+    free_page(&v);
+
+    assert_int_equal(OPS(f)->message_in_chat(f->s, 5, 12), NATTER_OK);
+    assert_int_equal(OPS(f)->message_in_chat(f->s, 6, 12), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->message_in_chat(f->s, 5, 99), NATTER_ENOTFOUND);
+
+    for (natter_msg_t *m = a, *next; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    free(changed->next);
+    free(changed);
+}
+
+static void test_messages_page(void **state)
+{
+    fixture_t *f = *state;
+    /* chat 1: ids 1001..1025; chat 2 interleaved and around, never in chat 1's pages */
+    insert_range(f, 2, 9, 990, 5);
+    insert_range(f, 1, 7, 1001, 25);
+    insert_range(f, 2, 9, 1026, 5);
+    const uint64_t N = NATTER_CURSOR_NONE;
+
+    /* no bounds: the newest page, more older */
+    expect_page(f, 1, N, N, 10, 1016, 1025, 1);
+    /* before: walking back */
+    expect_page(f, 1, N, 1016, 10, 1006, 1015, 1);
+    expect_page(f, 1, N, 1006, 10, 1001, 1005, 0);
+    expect_page(f, 1, N, 1001, 10, 0, 0, 0);
+    expect_page(f, 1, N, 1011, 10, 1001, 1010, 0); /* exactly a page left: no more */
+    /* after: walking forward from the first */
+    expect_page(f, 1, 0, N, 10, 1001, 1010, 1);
+    expect_page(f, 1, 1010, N, 10, 1011, 1020, 1);
+    expect_page(f, 1, 1020, N, 10, 1021, 1025, 0);
+    expect_page(f, 1, 1015, N, 10, 1016, 1025, 0); /* exactly a page left */
+    expect_page(f, 1, 1025, N, 10, 0, 0, 0);
+    /* both bounds: the page starts after `after`, stays below `before` */
+    expect_page(f, 1, 1003, 1010, 10, 1004, 1009, 0);
+    expect_page(f, 1, 1003, 1010, 3, 1004, 1006, 1);
+    expect_page(f, 1, 1003, 1007, 3, 1004, 1006, 0);
+    expect_page(f, 1, 1005, 1006, 10, 0, 0, 0);
+    /* limits */
+    expect_page(f, 1, N, N, 25, 1001, 1025, 0);
+    expect_page(f, 1, N, N, 24, 1002, 1025, 1);
+    expect_page(f, 1, N, N, 100, 1001, 1025, 0);
+    expect_page(f, 1, 0, N, 1, 1001, 1001, 1);
+    expect_page(f, 1, N, N, 1, 1025, 1025, 1);
+    /* bounds that are not message ids of the chat work as plain numbers */
+    expect_page(f, 1, 995, N, 3, 1001, 1003, 1);
+    expect_page(f, 1, N, 1028, 3, 1023, 1025, 1);
+    /* other chats */
+    /* other chats: their own ids only */
+    expect_page(f, 2, N, N, 4, 1027, 1030, 1);
+    expect_page(f, 2, N, 1026, 10, 990, 994, 0);
+    expect_page(f, 2, 994, N, 10, 1026, 1030, 0);
+    expect_page(f, 3, N, N, 10, 0, 0, 0);
+    expect_page(f, 3, 0, N, 10, 0, 0, 0);
+}
+
+static natter_chat_summary_t *find_summary(natter_vec_t *v, uint64_t chat)
+{
+    for (size_t i = 0; i < v->len; i++)
+        if (NATTER_VEC_AT(v, natter_chat_summary_t, i)->chat.id == chat)
+            return NATTER_VEC_AT(v, natter_chat_summary_t, i);
+    fail_msg("chat %llu not in the user's chats", (unsigned long long)chat);
+    return NULL;
+}
+
+static uint64_t unread(fixture_t *f, uint64_t user, uint64_t chat)
+{
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, user, &v), NATTER_OK);
+    uint64_t n = find_summary(&v, chat)->unread;
+    free_summaries(&v);
+    return n;
+}
+
+static void test_read_markers_and_unread(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    add_user(f, 2, "bob");
+    const uint64_t members[] = {1, 2};
+    add_chat(f, 50, "pair", members, 2);
+    insert_range(f, 50, 2, 101, 3); /* bob: 101 102 103 */
+    insert_range(f, 50, 1, 104, 2); /* alice: 104 105 */
+    insert_range(f, 50, 2, 106, 1); /* bob: 106 */
+
+    assert_int_equal(unread(f, 1, 50), 4); /* bob's four; alice's own never count */
+    assert_int_equal(unread(f, 2, 50), 2); /* alice's two */
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 2); /* 103 and 106 */
+    /* the marker only moves forward */
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 101), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 2);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 2);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 105), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 1);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 106), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 0);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 103), NATTER_OK);
+    assert_int_equal(unread(f, 1, 50), 0);
+    /* markers are per user */
+    assert_int_equal(unread(f, 2, 50), 2);
+    insert_range(f, 50, 2, 107, 1);
+    assert_int_equal(unread(f, 1, 50), 1);
+}
+
+static void test_user_chats(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    add_user(f, 2, "bob");
+    const uint64_t ab[] = {1, 2}, b[] = {2}, a[] = {1};
+    add_chat(f, 10, "old with messages", ab, 2);
+    add_chat(f, 2000, "new and empty", ab, 2);
+    add_chat(f, 3000, "bob only", b, 1);
+    natter_msg_t *m = make_msg(1500, 10, 2, "cid-1500");
+    assert_int_equal(OPS(f)->messages_insert(f->s, m, 1), NATTER_OK);
+    free(m);
+
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(v.len, 2); /* not bob's private chat */
+    natter_chat_summary_t *s0 = NATTER_VEC_AT(&v, natter_chat_summary_t, 0);
+    natter_chat_summary_t *s1 = NATTER_VEC_AT(&v, natter_chat_summary_t, 1);
+    assert_int_equal(s0->chat.id, 2000); /* newest activity first: created after message 1500 */
+    assert_string_equal(s0->chat.name, "new and empty");
+    assert_null(s0->last);
+    assert_int_equal(s0->unread, 0);
+    assert_int_equal(s1->chat.id, 10);
+    assert_int_equal(s1->chat.created_by, 1);
+    assert_int_equal(s1->chat.created_at_ms, 1700000000010LL);
+    assert_int_equal(s1->unread, 1);
+    assert_non_null(s1->last);
+    assert_int_equal(s1->last->id, 1500);
+    assert_int_equal(s1->last->chat_id, 10);
+    assert_int_equal(s1->last->sender_id, 2);
+    assert_string_equal(s1->last->content, "message 1500 in 10");
+    assert_int_equal(s1->last->client_id_len, 8);
+    free_summaries(&v);
+
+    /* a newer message moves its chat to the top */
+    insert_range(f, 10, 1, 2500, 1);
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(v.len, 2);
+    assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 0)->chat.id, 10);
+    assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 0)->last->id, 2500);
+    assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 0)->unread, 1); /* own message not counted */
+    assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 1)->chat.id, 2000);
+    free_summaries(&v);
+
+    /* leaving a chat removes it from the list */
+    assert_int_equal(OPS(f)->member_remove(f->s, 2000, 1), NATTER_OK);
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(v.len, 1);
+    free_summaries(&v);
+    /* a user in no chat */
+    add_user(f, 3, "carol");
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, 3, &v), NATTER_OK);
+    assert_int_equal(v.len, 0);
+    free_summaries(&v);
+    (void)a;
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    const uint64_t a[] = {1};
+    add_chat(f, 10, "kept", a, 1);
+    insert_range(f, 10, 1, 100, 12);
+    uint8_t h[NATTER_TOKEN_HASH_LEN];
+    natter_token_hash("tok", 3, h);
+    int64_t now = natter_now_ms();
+    assert_int_equal(OPS(f)->session_create(f->s, h, 1, now + 60000), NATTER_OK);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 10, 105), NATTER_OK);
+
+    natter_store_close(f->s);
+    f->s = open_store(f); /* migrations must not run again on an existing database */
+
+    natter_user_t u;
+    assert_int_equal(OPS(f)->user_by_name(f->s, "alice", &u), NATTER_OK);
+    assert_int_equal(u.id, 1);
+    assert_int_equal(OPS(f)->session_user(f->s, h, now, &u), NATTER_OK);
+    natter_chat_t c;
+    assert_int_equal(OPS(f)->chat_get(f->s, 10, &c), NATTER_OK);
+    assert_string_equal(c.name, "kept");
+    const uint64_t want[] = {1};
+    expect_member_ids(f, 10, 1, want);
+    expect_page(f, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 100, 111, 0);
+    /* the read marker survived too: moving it back is still refused */
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 10, 101), NATTER_OK);
+    add_user(f, 2, "bob");
+    assert_int_equal(OPS(f)->member_add(f->s, 10, 2), NATTER_OK);
+    insert_range(f, 10, 2, 200, 3);
+    assert_int_equal(unread(f, 1, 10), 3);
+    /* still writable, and a taken name still conflicts */
+    natter_user_t dup;
+    memset(&dup, 0, sizeof(dup));
+    dup.id = 9;
+    snprintf(dup.username, sizeof(dup.username), "alice");
+    assert_int_equal(OPS(f)->user_create(f->s, &dup, 0), NATTER_ECONFLICT);
+}
+
+typedef struct {
+    fixture_t *f;
+    uint64_t first;
+    int rc;
+} writer_t;
+
+static void *writer(void *p)
+{
+    writer_t *w = p;
+    for (int b = 0; b < 10 && w->rc == NATTER_OK; b++) {
+        natter_msg_t *head = NULL, **tail = &head;
+        for (int i = 0; i < 5; i++) {
+            *tail = make_msg(w->first + (uint64_t)(b * 5 + i), 1, 1, NULL);
+            tail = &(*tail)->next;
+        }
+        w->rc = OPS(w->f)->messages_insert(w->f->s, head, 5);
+        natter_vec_t v;
+        natter_vec_init(&v, sizeof(natter_msg_t *));
+        int more;
+        if (w->rc == NATTER_OK) /* readers run alongside the writers */
+            w->rc = OPS(w->f)->messages_page(w->f->s, 1, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 5, &v, &more);
+        free_page(&v);
+        while (head != NULL) {
+            natter_msg_t *next = head->next;
+            free(head);
+            head = next;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    fixture_t *f = *state;
+    pthread_t th[4];
+    writer_t w[4];
+    for (int t = 0; t < 4; t++) {
+        w[t] = (writer_t){f, 10000 + (uint64_t)t * 100, NATTER_OK};
+        pthread_create(&th[t], NULL, writer, &w[t]);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(w[t].rc, NATTER_OK);
+    }
+    for (int t = 0; t < 4; t++)
+        expect_page(f, 1, 10000 + (uint64_t)t * 100 - 1, 10000 + (uint64_t)t * 100 + 50, 100,
+                    10000 + (uint64_t)t * 100, 10000 + (uint64_t)t * 100 + 49, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_find_and_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chats_and_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_insert_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_markers_and_unread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_chats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
