@@ -6,7 +6,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libh2o-evloop jansson libargon2 sqlite3 openssl
+PKGS    := libh2o-evloop jansson libargon2 sqlite3 openssl rdkafka
 CSTD    := -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g

@@ -89,7 +89,7 @@ static void *consumer_main(void *arg)
         uint64_t started = natter_mono_ns();
         int rc = store_batch(app, head, n);
         natter_log_commit(app->log, head, rc);
-        if (rc == NATTER_OK) {
+        if (rc == NATTER_OK && !natter_log_has_fanout(app->log)) {
             natter_fanout_t *f = build_fanout(app, head, n);
             h2o_multithread_send_message(&app->fanout, &f->super);
         }
@@ -99,13 +99,37 @@ static void *consumer_main(void *arg)
     return NULL;
 }
 
+static void *fanout_main(void *arg)
+{
+    natter_consumer_t *c = arg;
+    natter_app_t *app = c->app;
+    for (;;) {
+        natter_msg_t *head = NULL;
+        size_t n = natter_log_fanout_poll(app->log, &head, app->cfg.batch_size, POLL_TIMEOUT_MS);
+        if (n == 0) {
+            if (natter_log_drained(app->log))
+                break;
+            continue;
+        }
+        natter_fanout_t *f = build_fanout(app, head, n);
+        h2o_multithread_send_message(&app->fanout, &f->super);
+        free_batch(head);
+    }
+    return NULL;
+}
+
 void natter_consumer_start(natter_consumer_t *c, natter_app_t *app)
 {
     c->app = app;
     pthread_create(&c->thread, NULL, consumer_main, c);
+    c->has_fanout_thread = natter_log_has_fanout(app->log);
+    if (c->has_fanout_thread)
+        pthread_create(&c->fanout_thread, NULL, fanout_main, c);
 }
 
 void natter_consumer_join(natter_consumer_t *c)
 {
     pthread_join(c->thread, NULL);
+    if (c->has_fanout_thread)
+        pthread_join(c->fanout_thread, NULL);
 }

@@ -5,8 +5,10 @@
  * (which answers the posters in embedded mode), then hand the batch's push
  * frames with their member lists to the loop thread's gateway.
  *
- * Push happens only after the store has the batch, so whatever a socket was
- * shown is already in history.
+ * With the local log, push happens only after the store has the batch, so
+ * whatever a socket was shown is already in history. With a log that has
+ * its own fan-out stream (Kafka: each node reads every partition), a second
+ * thread pushes what that stream yields, and the store consumer only stores.
  */
 #ifndef NATTER_CONSUMER_H
 #define NATTER_CONSUMER_H
@@ -18,6 +20,8 @@ struct natter_app;
 typedef struct natter_consumer {
     struct natter_app *app;
     pthread_t thread;
+    pthread_t fanout_thread; /* only when the log has its own fan-out stream */
+    int has_fanout_thread;
 } natter_consumer_t;
 
 void natter_consumer_start(natter_consumer_t *c, struct natter_app *app);

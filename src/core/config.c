@@ -24,7 +24,7 @@ typedef struct {
 static const opt_t options[] = {
     {"listen", OPT_LISTEN, F(listen_host), 0, 0, NULL, "127.0.0.1:8080", "HOST:PORT to serve HTTP and WebSocket on"},
     {"data-dir", OPT_STR, F(data_dir), 0, 0, NULL, "./data", "directory for the embedded store"},
-    {"log", OPT_CHOICE, F(log_backend), 0, 0, "local", "local", "message log backend: local"},
+    {"log", OPT_CHOICE, F(log_backend), 0, 0, "local|kafka", "local", "message log backend: local or kafka"},
     {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite", "sqlite", "message store backend: sqlite"},
     {"node-id", OPT_U32, F(node_id), 0, 1023, NULL, "0", "this node's id (0-1023), part of every id it issues"},
     {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
@@ -37,6 +37,12 @@ static const opt_t options[] = {
     {"members-ttl", OPT_U32, F(members_ttl_ms), 0, 3600000, NULL, "5000", "ms a chat's cached member list is trusted"},
     {"max-body", OPT_U32, F(max_body), 256, 1048576, NULL, "16384", "largest request body in bytes"},
     {"log-queue", OPT_U32, F(log_queue), 1, 10000000, NULL, "100000", "messages the local log holds before posts get 503"},
+    {"kafka-brokers", OPT_STR, F(kafka_brokers), 0, 0, NULL, "127.0.0.1:9092", "Kafka/Redpanda bootstrap HOST:PORT[,...]"},
+    {"kafka-topic", OPT_STR, F(kafka_topic), 0, 0, NULL, "chat-messages", "topic of the message log (created when missing)"},
+    {"kafka-group", OPT_STR, F(kafka_group), 0, 0, NULL, "natter-store", "consumer group of the store consumers, shared by every node"},
+    {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
+    {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
+    {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
     {"sqlite-sync", OPT_CHOICE, F(sqlite_sync), 0, 0, "full|normal", "full", "SQLite synchronous mode: full fsyncs every commit"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -170,8 +176,10 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
     snprintf(dst, len,
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
              "session-ttl=%us rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
-             "sqlite-sync=%s",
+             "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
+             "kafka-replication=%u kafka-timeout=%ums",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
              c->batch_time_ms, c->workers, c->session_ttl_s, c->rate_limit, c->rate_burst, c->ws_queue,
-             c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync);
+             c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
+             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms);
 }

@@ -27,6 +27,12 @@ typedef struct natter_config {
     uint32_t max_body;      /* request body bytes */
     uint32_t log_queue;     /* messages the local log holds before ingest answers 503 */
     char sqlite_sync[8];    /* "full" | "normal" */
+    char kafka_brokers[512];
+    char kafka_topic[128];
+    char kafka_group[128];  /* the store consumer group, shared by every node */
+    uint32_t kafka_partitions;
+    uint32_t kafka_replication;
+    uint32_t kafka_timeout_ms; /* a post not acknowledged by the broker in this time gets 503 */
 } natter_config_t;
 
 /* Fills cfg with defaults, then the environment, then argv.

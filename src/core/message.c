@@ -9,6 +9,8 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
 {
     natter_msg_t *m = xcalloc(1, sizeof(*m) + len + 1);
     m->chat_id = chat_id;
+    m->partition = -1;
+    m->offset = -1;
     m->sender_id = sender_id;
     m->content_len = len;
     memcpy(m->content, content, len);

@@ -27,7 +27,9 @@ struct natter_msg {
     uint64_t chat_id;
     uint64_t sender_id;
     int64_t created_at_ms;
-    uint64_t ingest_ns; /* monotonic time the message was accepted, for latency metrics */
+    int64_t ingest_ns;  /* wall-clock ns when ingest accepted it (any node), for latency metrics */
+    int32_t partition;  /* where a distributed log holds it (-1: none) */
+    int64_t offset;
     natter_msg_durable_cb on_durable;
     void *durable_arg;
     size_t client_id_len; /* 0: none */

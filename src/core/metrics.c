@@ -24,6 +24,17 @@ void natter_hist_observe_ns(natter_hist_t *h, uint64_t ns)
     natter_count(&h->sum_ns, ns);
 }
 
+void natter_metrics_set_partitions(int32_t n)
+{
+    atomic_store(&natter_metrics.partitions, n < NATTER_METRICS_PARTITIONS ? n : NATTER_METRICS_PARTITIONS);
+}
+
+void natter_metrics_set_partition_lag(int32_t partition, int64_t lag)
+{
+    if (partition >= 0 && partition < NATTER_METRICS_PARTITIONS)
+        atomic_store_explicit(&natter_metrics.partition_lag[partition], lag, memory_order_relaxed);
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;
@@ -100,8 +111,21 @@ char *natter_metrics_render(size_t *len)
     counter(&o, "natter_messages_delivered_total", "Message frames queued to WebSocket connections.",
             get(&m->messages_delivered));
     counter(&o, "natter_store_errors_total", "Store batch writes that failed.", get(&m->store_errors));
-    gauge(&o, "natter_consumer_lag", "Messages in the log not yet stored.",
-          (double)(get(&m->messages_posted) - get(&m->messages_stored)));
+    int32_t parts = atomic_load(&m->partitions);
+    if (parts == 0) {
+        gauge(&o, "natter_consumer_lag", "Messages in the log not yet stored.",
+              (double)(get(&m->messages_posted) - get(&m->messages_stored)));
+    } else {
+        int64_t total = 0;
+        emit(&o, "# HELP natter_consumer_lag Messages in the log not yet stored, by partition and in total.\n"
+                 "# TYPE natter_consumer_lag gauge\n");
+        for (int32_t p = 0; p < parts; p++) {
+            int64_t lag = atomic_load_explicit(&m->partition_lag[p], memory_order_relaxed);
+            total += lag;
+            emit(&o, "natter_consumer_lag{partition=\"%d\"} %lld\n", p, (long long)lag);
+        }
+        emit(&o, "natter_consumer_lag{partition=\"all\"} %lld\n", (long long)total);
+    }
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)get(&m->batches_in_flight));
     gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)get(&m->ws_open));
     counter(&o, "natter_websockets_slow_closed_total", "WebSockets closed because their send queue was full.",

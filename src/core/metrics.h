@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #define NATTER_HIST_BUCKETS 14 /* 0.5 ms .. 4 s, doubling, plus +Inf */
+#define NATTER_METRICS_PARTITIONS 1024
 
 typedef struct natter_hist {
     _Atomic uint64_t buckets[NATTER_HIST_BUCKETS + 1];
@@ -33,7 +34,10 @@ typedef struct natter_metrics {
     natter_hist_t broadcast;             /* fan-out of one batch on the loop */
     natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch */
     natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message */
-    natter_hist_t batch_size;            /* messages per batch (unit: messages, stored in the ns slots) */
+    /* consumer lag per log partition, when the log has partitions (Kafka);
+     * with none, lag is messages posted here minus messages stored here */
+    _Atomic int32_t partitions;
+    _Atomic int64_t partition_lag[NATTER_METRICS_PARTITIONS];
 } natter_metrics_t;
 
 extern natter_metrics_t natter_metrics;
@@ -44,6 +48,8 @@ static inline void natter_count(_Atomic uint64_t *c, uint64_t n)
 }
 
 void natter_hist_observe_ns(natter_hist_t *h, uint64_t ns);
+void natter_metrics_set_partitions(int32_t n);
+void natter_metrics_set_partition_lag(int32_t partition, int64_t lag);
 /* Renders every metric; returns a malloc'd string and its length. */
 char *natter_metrics_render(size_t *len);
 

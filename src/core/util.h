@@ -14,6 +14,8 @@ char *xstrndup(const char *s, size_t n);
 
 /* Wall clock in milliseconds since the Unix epoch. */
 int64_t natter_now_ms(void);
+/* Wall clock in nanoseconds since the Unix epoch: comparable across nodes. */
+int64_t natter_now_ns(void);
 /* Monotonic clock in nanoseconds, for durations. */
 uint64_t natter_mono_ns(void);
 

@@ -24,7 +24,7 @@ typedef struct natter_gateway natter_gateway_t;
 typedef struct natter_fanout_item {
     char *frame;
     size_t len;
-    uint64_t ingest_ns;
+    int64_t ingest_ns; /* wall clock, see natter_msg_t */
     natter_vec_t members; /* uint64_t user ids */
 } natter_fanout_item_t;
 

@@ -203,7 +203,8 @@ static void fanout(natter_gateway_t *gw, natter_fanout_t *f)
 {
     natter_vec_t touched;
     natter_vec_init(&touched, sizeof(uint64_t));
-    uint64_t delivered = 0, now;
+    uint64_t delivered = 0;
+    int64_t now;
     for (size_t i = 0; i < f->n; i++) {
         natter_fanout_item_t *it = &f->items[i];
         for (size_t m = 0; m < it->members.len; m++) {
@@ -224,9 +225,10 @@ static void fanout(natter_gateway_t *gw, natter_fanout_t *f)
     }
     natter_vec_free(&touched);
     natter_count(&natter_metrics.messages_delivered, delivered);
-    now = natter_mono_ns();
-    for (size_t i = 0; i < f->n; i++)
-        natter_hist_observe_ns(&natter_metrics.end_to_end, now - f->items[i].ingest_ns);
+    now = natter_now_ns();
+    for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
+        natter_hist_observe_ns(&natter_metrics.end_to_end,
+                               now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
 }
 
 void natter_gateway_on_fanout(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

@@ -127,7 +127,10 @@ static json_t *body_object(natter_api_job_t *job)
     json_t *o = json_loadb(job->body, job->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (o == NULL) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "malformed JSON: %s", jerr.text);
+        if (strstr(jerr.text, "NUL") != NULL)
+            snprintf(msg, sizeof(msg), "strings must not contain U+0000");
+        else
+            snprintf(msg, sizeof(msg), "malformed JSON: %s", jerr.text);
         fail(job, 400, "invalid_json", msg);
         return NULL;
     }
@@ -542,7 +545,7 @@ static int post_message(natter_api_job_t *job, uint64_t sender, uint64_t chat_id
         return 0;
     }
     natter_msg_t *msg = natter_msg_new(chat_id, sender, content, clen, cid, cidlen);
-    msg->ingest_ns = natter_mono_ns();
+    msg->ingest_ns = natter_now_ns();
     msg->on_durable = message_durable;
     msg->durable_arg = job;
     if (natter_log_append(app->log, msg) != NATTER_OK) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const natter_log_ops_t *const backends[] = {&natter_log_local};
+static const natter_log_ops_t *const backends[] = {&natter_log_local, &natter_log_kafka};
 
 const natter_log_ops_t *natter_log_find(const char *name)
 {
@@ -68,4 +68,14 @@ void natter_log_shutdown(natter_log_t *log)
 int natter_log_drained(natter_log_t *log)
 {
     return log->ops->drained(log);
+}
+
+int natter_log_has_fanout(natter_log_t *log)
+{
+    return log->ops->fanout_poll != NULL;
+}
+
+size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    return log->ops->fanout_poll(log, head, max, timeout_ms);
 }

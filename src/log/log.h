@@ -46,8 +46,14 @@ typedef struct natter_log_ops {
     int (*ping)(natter_log_t *log);
     /* Stop accepting appends; poll keeps returning what is left, then 0. */
     void (*shutdown)(natter_log_t *log);
-    /* 1 when shut down and everything appended has been polled. */
+    /* 1 when shut down and nothing more will be polled. */
     int (*drained)(natter_log_t *log);
+    /* Fan-out stream, for backends whose store consumer does not see every
+     * message (a consumer group splits the partitions between nodes): every
+     * message posted on any node, in log order per chat, for this node's
+     * sockets. The messages belong to the caller. NULL when the store
+     * consumer's batches are the fan-out (the local log). */
+    size_t (*fanout_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -55,6 +61,7 @@ struct natter_log {
 };
 
 extern const natter_log_ops_t natter_log_local;
+extern const natter_log_ops_t natter_log_kafka;
 
 /* Finds a backend by name ("local"); NULL if there is none. */
 const natter_log_ops_t *natter_log_find(const char *name);
@@ -69,5 +76,8 @@ void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status);
 int natter_log_ping(natter_log_t *log);
 void natter_log_shutdown(natter_log_t *log);
 int natter_log_drained(natter_log_t *log);
+/* 1 when the backend has its own fan-out stream (natter_log_fanout_poll). */
+int natter_log_has_fanout(natter_log_t *log);
+size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
 #endif

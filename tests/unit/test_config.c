@@ -81,7 +81,9 @@ static void test_defaults(void **state)
     natter_config_describe(&c, line, sizeof(line));
     assert_string_equal(line, "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
                               "batch-time=1ms workers=4 session-ttl=604800s rate-limit=200 rate-burst=400 "
-                              "ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 sqlite-sync=full");
+                              "ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 sqlite-sync=full "
+        "kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages kafka-group=natter-store kafka-partitions=6 "
+        "kafka-replication=1 kafka-timeout=5000ms");
 }
 
 static void test_env_overrides_default(void **state)
@@ -183,7 +185,7 @@ static void test_bad_values_rejected(void **state)
     expect_error("--listen: 'h:65536' is not HOST:PORT", "--listen=h:65536", NULL);
     expect_error("--listen: 'h:80x' is not HOST:PORT", "--listen=h:80x", NULL);
     expect_error("--listen: 'h:' is not HOST:PORT", "--listen=h:", NULL);
-    expect_error("--log: 'kafka' is not one of local", "--log=kafka", NULL);
+    expect_error("--log: 'redis' is not one of local|kafka", "--log=redis", NULL);
     expect_error("--store: 'cql' is not one of sqlite", "--store", "cql", NULL);
     expect_error("--sqlite-sync: 'off' is not one of full|normal", "--sqlite-sync=off", NULL);
     expect_error("--sqlite-sync: 'ful' is not one of full|normal", "--sqlite-sync=ful", NULL);

@@ -82,7 +82,8 @@ static void test_find(void **state)
 {
     (void)state;
     assert_ptr_equal(natter_log_find("local"), &natter_log_local);
-    assert_null(natter_log_find("kafka"));
+    assert_ptr_equal(natter_log_find("kafka"), &natter_log_kafka);
+    assert_null(natter_log_find("redis"));
     assert_null(natter_log_find(""));
     assert_int_equal(natter_log_local.version, 1);
 }

@@ -1,0 +1,486 @@
+/*
+ * The distributed log: Apache Kafka or Redpanda through librdkafka.
+ *
+ * Map of this file:
+ *   produce   the idempotent producer (acks=all). append() assigns the id
+ *             and produces under one lock, so ids follow produce order; the
+ *             record is keyed by chat id, so a chat lives in one partition
+ *             and keeps one order. A message's on_durable fires from the
+ *             delivery report, on the poll thread: 202 means the broker has
+ *             it. A broker that does not answer within --kafka-timeout
+ *             fails the delivery: 503, never a hang.
+ *   store     one consumer in the group --kafka-group (default natter-store),
+ *             shared by every node: the group spreads partitions over
+ *             nodes. Offsets are committed only after the batch is in the
+ *             store; a batch the store refused is re-read (seek back).
+ *   fan-out   a second consumer per node, assigned every partition from the
+ *             end at start and never committing: each node sees every new
+ *             message for its own sockets (see docs/architecture.md on why
+ *             pushes do not wait for the store here).
+ *   lag       a thread that, every second, reads the store group's committed
+ *             offsets and the high watermarks, for natter_consumer_lag.
+ */
+#include "core/error.h"
+#include "core/id.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "log/log.h"
+#include "log/record.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TOPIC_CREATE_DEADLINE_MS 60000
+#define LAG_PERIOD_MS 1000
+#define MAX_PARTITIONS 1024
+
+typedef struct {
+    int64_t min, max; /* offsets of the current batch in one partition; min < 0: none */
+} span_t;
+
+typedef struct {
+    natter_log_t base;
+    const natter_config_t *cfg;
+    char topic[128];
+    int partitions;
+
+    rd_kafka_t *producer;
+    pthread_mutex_t produce_lock; /* id order == produce order */
+    natter_idgen_t ids;
+
+    rd_kafka_t *store;    /* group member */
+    rd_kafka_t *fanout;   /* assigned every partition, no group */
+    rd_kafka_t *observer; /* reads the store group's committed offsets */
+    span_t batch[MAX_PARTITIONS]; /* store consumer thread only */
+
+    atomic_int closed;
+    atomic_int stop_threads;
+    pthread_t poll_thread, lag_thread;
+} log_kafka_t;
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+    if (rd_kafka_conf_set(conf, k, v, err, errlen) != RD_KAFKA_CONF_OK)
+        return NATTER_EINVAL;
+    return NATTER_OK;
+}
+
+static rd_kafka_conf_t *base_conf(log_kafka_t *k, const char *role, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char client[64];
+    snprintf(client, sizeof(client), "natter-%u-%s", k->cfg->node_id, role);
+    if (set(conf, "bootstrap.servers", k->cfg->kafka_brokers, err, errlen) ||
+        set(conf, "client.id", client, err, errlen) || set(conf, "reconnect.backoff.max.ms", "1000", err, errlen) ||
+        set(conf, "log_level", "4", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    (void)rk, (void)opaque;
+    natter_msg_t *msg = rkm->_private;
+    if (rkm->err)
+        fprintf(stderr, "natter: kafka: delivery of %llu failed: %s\n", (unsigned long long)msg->id,
+                rd_kafka_err2str(rkm->err));
+    msg->on_durable(msg, rkm->err ? NATTER_EUNAVAIL : NATTER_OK, msg->durable_arg);
+    free(msg);
+}
+
+static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%u", k->cfg->kafka_timeout_ms);
+    rd_kafka_conf_t *conf = base_conf(k, "producer", err, errlen);
+    if (conf == NULL || set(conf, "enable.idempotence", "true", err, errlen) ||
+        set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", "1", err, errlen) ||
+        set(conf, "message.timeout.ms", timeout, err, errlen)) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (rk == NULL)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = base_conf(k, role, err, errlen);
+    if (conf == NULL || set(conf, "group.id", group, err, errlen) ||
+        set(conf, "enable.auto.commit", "false", err, errlen) ||
+        set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+        set(conf, "auto.offset.reset", "earliest", err, errlen) ||
+        set(conf, "session.timeout.ms", "10000", err, errlen) ||
+        set(conf, "heartbeat.interval.ms", "1000", err, errlen) ||
+        set(conf, "fetch.wait.max.ms", "10", err, errlen)) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+/* Creates the topic when it is missing; retries while the broker starts. */
+static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
+{
+    uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    do {
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(k->topic, (int)k->cfg->kafka_partitions,
+                                                        (int)k->cfg->kafka_replication, err, errlen);
+        if (nt == NULL)
+            return NATTER_EINVAL;
+        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(k->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, NULL, 0);
+        rd_kafka_AdminOptions_set_request_timeout(opts, 10000, NULL, 0);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(k->producer);
+        rd_kafka_CreateTopics(k->producer, &nt, 1, opts, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+        const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+        size_t n = 0;
+        const rd_kafka_topic_result_t **topics = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        rerr = ev == NULL ? RD_KAFKA_RESP_ERR__TIMED_OUT
+               : rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+               : n == 1 ? rd_kafka_topic_result_error(topics[0])
+                        : RD_KAFKA_RESP_ERR__FAIL;
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_NewTopic_destroy(nt);
+        if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR || rerr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            return NATTER_OK;
+        usleep(500000);
+    } while (natter_mono_ns() < deadline);
+    snprintf(err, errlen, "kafka: cannot create topic %s at %s: %s", k->topic, k->cfg->kafka_brokers,
+             rd_kafka_err2str(rerr));
+    return NATTER_EUNAVAIL;
+}
+
+static int count_partitions(log_kafka_t *k, char *err, size_t errlen)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, k->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rerr = rd_kafka_metadata(k->producer, 0, rkt, &md, 10000);
+    int n = rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (n <= 0 || n > MAX_PARTITIONS) {
+        snprintf(err, errlen, "kafka: topic %s has %d partitions (%s)", k->topic, n, rd_kafka_err2str(rerr));
+        return NATTER_EUNAVAIL;
+    }
+    k->partitions = n;
+    return NATTER_OK;
+}
+
+static void *poll_main(void *arg)
+{
+    log_kafka_t *k = arg;
+    while (!atomic_load(&k->stop_threads))
+        rd_kafka_poll(k->producer, 100);
+    return NULL;
+}
+
+/* Lag per partition: the high watermark (as the fan-out consumer last
+ * fetched it) minus the store group's committed offset. */
+static void measure_lag(log_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(k->partitions);
+    for (int p = 0; p < k->partitions; p++)
+        rd_kafka_topic_partition_list_add(list, k->topic, p);
+    if (rd_kafka_committed(k->observer, list, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < list->cnt; i++) {
+            int64_t lo = 0, hi = 0, committed = list->elems[i].offset;
+            if (rd_kafka_get_watermark_offsets(k->fanout, k->topic, list->elems[i].partition, &lo, &hi) != 0)
+                continue;
+            if (committed < 0)
+                committed = lo;
+            natter_metrics_set_partition_lag(list->elems[i].partition, hi > committed ? hi - committed : 0);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void *lag_main(void *arg)
+{
+    log_kafka_t *k = arg;
+    while (!atomic_load(&k->stop_threads)) {
+        measure_lag(k);
+        for (int i = 0; i < LAG_PERIOD_MS / 50 && !atomic_load(&k->stop_threads); i++)
+            usleep(50000);
+    }
+    return NULL;
+}
+
+static int assign_all_from_end(log_kafka_t *k, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(k->partitions);
+    for (int p = 0; p < k->partitions; p++)
+        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_resp_err_t rerr = rd_kafka_assign(k->fanout, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (rerr) {
+        snprintf(err, errlen, "kafka: fan-out assign: %s", rd_kafka_err2str(rerr));
+        return NATTER_EUNAVAIL;
+    }
+    return NATTER_OK;
+}
+
+static int subscribe_store(log_kafka_t *k, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, k->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(k->store, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (rerr) {
+        snprintf(err, errlen, "kafka: subscribe: %s", rd_kafka_err2str(rerr));
+        return NATTER_EUNAVAIL;
+    }
+    return NATTER_OK;
+}
+
+static void destroy_consumer(rd_kafka_t *rk)
+{
+    if (rk != NULL) {
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+    }
+}
+
+static void kafka_close(natter_log_t *log)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    atomic_store(&k->closed, 1);
+    atomic_store(&k->stop_threads, 1);
+    if (k->lag_thread)
+        pthread_join(k->lag_thread, NULL);
+    if (k->producer) {
+        rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
+        if (k->poll_thread)
+            pthread_join(k->poll_thread, NULL);
+        rd_kafka_poll(k->producer, 0);
+    }
+    destroy_consumer(k->store);
+    destroy_consumer(k->fanout);
+    destroy_consumer(k->observer);
+    if (k->producer) {
+        rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(k->producer, 0); /* the purged messages' reports: their posters get 503 */
+        rd_kafka_destroy(k->producer);
+    }
+    pthread_mutex_destroy(&k->produce_lock);
+}
+
+static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    char group[160];
+    k->cfg = cfg;
+    snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
+    pthread_mutex_init(&k->produce_lock, NULL);
+    natter_idgen_init(&k->ids, cfg->node_id);
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        k->batch[p].min = -1;
+    snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
+    if ((k->producer = new_producer(k, err, errlen)) == NULL || ensure_topic(k, err, errlen) != NATTER_OK ||
+        count_partitions(k, err, errlen) != NATTER_OK ||
+        (k->store = new_consumer(k, "store", cfg->kafka_group, err, errlen)) == NULL ||
+        (k->fanout = new_consumer(k, "fanout", group, err, errlen)) == NULL ||
+        (k->observer = new_consumer(k, "observer", cfg->kafka_group, err, errlen)) == NULL ||
+        subscribe_store(k, err, errlen) != NATTER_OK || assign_all_from_end(k, err, errlen) != NATTER_OK) {
+        kafka_close(log);
+        return NATTER_EUNAVAIL;
+    }
+    natter_metrics_set_partitions(k->partitions);
+    pthread_create(&k->poll_thread, NULL, poll_main, k);
+    pthread_create(&k->lag_thread, NULL, lag_main, k);
+    return NATTER_OK;
+}
+
+static int kafka_append(natter_log_t *log, natter_msg_t *msg)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    char key[NATTER_ID_STR_MAX];
+    size_t len;
+    if (atomic_load(&k->closed))
+        return NATTER_EUNAVAIL;
+    int klen = natter_id_format(key, msg->chat_id);
+    pthread_mutex_lock(&k->produce_lock);
+    msg->id = natter_idgen_next(&k->ids, natter_now_ms());
+    msg->created_at_ms = natter_id_time_ms(msg->id);
+    uint8_t *value = natter_record_encode(msg, &len);
+    rd_kafka_resp_err_t rerr =
+        rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+                          RD_KAFKA_V_VALUE(value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                          RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
+    pthread_mutex_unlock(&k->produce_lock);
+    if (rerr) {
+        free(value);
+        return NATTER_EUNAVAIL;
+    }
+    return NATTER_OK;
+}
+
+/* Turns consumed records into a list of messages; records that are errors
+ * or undecodable are skipped (still covered by the batch's offsets). */
+static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natter_msg_t **head, int track)
+{
+    natter_msg_t **tail = head;
+    size_t taken = 0;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *rkm = rkms[i];
+        if (rkm->err) {
+            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "natter: kafka: consume: %s\n", rd_kafka_message_errstr(rkm));
+        } else {
+            if (track && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS) {
+                span_t *s = &k->batch[rkm->partition];
+                if (s->min < 0 || rkm->offset < s->min)
+                    s->min = rkm->offset;
+                if (rkm->offset > s->max || s->max < s->min)
+                    s->max = rkm->offset;
+            }
+            natter_msg_t *m = natter_record_decode(rkm->payload, rkm->len);
+            if (m == NULL) {
+                fprintf(stderr, "natter: kafka: skipping a malformed record at %d/%lld\n", (int)rkm->partition,
+                        (long long)rkm->offset);
+            } else {
+                m->partition = rkm->partition;
+                m->offset = rkm->offset;
+                *tail = m;
+                tail = &m->next;
+                taken++;
+            }
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+    *tail = NULL;
+    return taken;
+}
+
+/* First record up to timeout_ms, then the batch fills for up to the batch time. */
+static size_t poll_batch(log_kafka_t *k, rd_kafka_t *rk, natter_msg_t **head, size_t max, int timeout_ms,
+                         int track)
+{
+    rd_kafka_message_t *first = rd_kafka_consumer_poll(rk, timeout_ms);
+    if (first == NULL)
+        return 0;
+    rd_kafka_message_t **rkms = xmalloc(max * sizeof(*rkms));
+    rkms[0] = first;
+    size_t n = 1;
+    if (max > 1) {
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+        ssize_t more = rd_kafka_consume_batch_queue(q, (int)k->cfg->batch_time_ms, rkms + 1, max - 1);
+        rd_kafka_queue_destroy(q);
+        if (more > 0)
+            n += (size_t)more;
+    }
+    size_t taken = collect(k, rkms, n, head, track);
+    free(rkms);
+    return taken;
+}
+
+static size_t kafka_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    if (atomic_load(&k->closed))
+        return 0;
+    return poll_batch(k, k->store, head, max, timeout_ms, 1);
+}
+
+static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    if (atomic_load(&k->closed))
+        return 0;
+    return poll_batch(k, k->fanout, head, max, timeout_ms, 0);
+}
+
+/* Stored: commit max+1 per partition. Not stored: seek back to the batch's
+ * first offsets so the records are read again. */
+static void kafka_commit(natter_log_t *log, natter_msg_t *head, int status)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    (void)head;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (int p = 0; p < MAX_PARTITIONS; p++) {
+        span_t *s = &k->batch[p];
+        if (s->min < 0)
+            continue;
+        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = status == NATTER_OK ? s->max + 1 : s->min;
+        s->min = -1;
+    }
+    if (list->cnt > 0) {
+        if (status == NATTER_OK) {
+            rd_kafka_resp_err_t rerr = rd_kafka_commit(k->store, list, 0);
+            if (rerr)
+                fprintf(stderr, "natter: kafka: commit: %s (the batch will be stored again, once)\n",
+                        rd_kafka_err2str(rerr));
+        } else {
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(k->store, list, 5000);
+            if (e) {
+                fprintf(stderr, "natter: kafka: seek back: %s\n", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static int kafka_ping(natter_log_t *log)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rerr = rd_kafka_metadata(k->producer, 0, NULL, &md, 1000);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return rerr == RD_KAFKA_RESP_ERR_NO_ERROR ? NATTER_OK : NATTER_EUNAVAIL;
+}
+
+static void kafka_shutdown(natter_log_t *log)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    atomic_store(&k->closed, 1);
+    /* what was produced gets its report (202 or 503) before the loop stops */
+    rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
+}
+
+static int kafka_drained(natter_log_t *log)
+{
+    /* the rest stays in the broker for the next start: nothing to drain here */
+    return atomic_load(&((log_kafka_t *)log)->closed);
+}
+
+const natter_log_ops_t natter_log_kafka = {
+    .version = 1,
+    .size = sizeof(log_kafka_t),
+    .name = "kafka",
+    .open = kafka_open,
+    .close = kafka_close,
+    .append = kafka_append,
+    .poll = kafka_poll,
+    .commit = kafka_commit,
+    .ping = kafka_ping,
+    .shutdown = kafka_shutdown,
+    .drained = kafka_drained,
+    .fanout_poll = kafka_fanout_poll,
+};

@@ -1,0 +1,77 @@
+"""Per-user token bucket on message posts (HTTP and WebSocket)."""
+
+import time
+
+import pytest
+
+from conftest import assert_error, register, ws_send, ws_wait
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    from conftest import Server
+
+    srv = Server(tmp_path_factory.mktemp("natter-rl"), args=["--rate-limit", "5", "--rate-burst", "5"])
+    srv.start()  # the later --rate-limit wins over the fixture's default --rate-limit 0
+    yield srv
+    srv.check_stop()
+
+
+def test_rate_limited_posts(limited):
+    alice = register(limited, "alice")
+    bob = register(limited, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    accepted, rejected = {}, []
+    t0 = time.monotonic()
+    for i in range(20):
+        r = alice.api.post(f"/chats/{cid}/messages", {"content": f"rl-{i}"})
+        if r.status_code == 202:
+            accepted[r.json()["id"]] = f"rl-{i}"
+            continue
+        assert_error(r, 429, "rate_limited")
+        ra = r.headers.get("Retry-After")
+        assert ra is not None, "429 without Retry-After"
+        assert ra.strip().isdigit() and int(ra) >= 1, f"Retry-After {ra!r}"
+        rejected.append(f"rl-{i}")
+    elapsed = time.monotonic() - t0
+    assert rejected, "20 quick posts at --rate-limit 5 --rate-burst 5 were all accepted"
+    # the burst of 5, plus what refilled at 5/s while posting
+    assert 5 <= len(accepted) <= 5 + int(5 * elapsed) + 1, f"{len(accepted)} accepted in {elapsed:.2f} s"
+    hist = alice.api.all_history(cid)
+    assert {m["id"]: m["content"] for m in hist} == accepted
+    assert not set(rejected) & {m["content"] for m in hist}
+
+    # the limit is per user: bob is not affected by alice's burst
+    r = bob.api.post(f"/chats/{cid}/messages", {"content": "bob is fine"})
+    assert r.status_code == 202, r.text
+
+    # after waiting Retry-After, alice may post again
+    time.sleep(1.2)
+    r = alice.api.post(f"/chats/{cid}/messages", {"content": "after the wait"})
+    assert r.status_code == 202, r.text
+
+
+def test_rate_limited_ws_sends(limited):
+    alice = register(limited, "alice")
+    cid = alice.create_chat()["id"]
+    ws = alice.ws()
+    t0 = time.monotonic()
+    try:
+        for i in range(20):
+            ws_send(ws, {"type": "send", "chat_id": cid, "content": f"ws-{i}", "client_id": f"c{i}"})
+        acks, errors = {}, {}
+        while len(acks) + len(errors) < 20:
+            f, _ = ws_wait(ws, lambda f: f.get("type") in ("ack", "error"), timeout=5, what="ack/error")
+            if f["type"] == "ack":
+                acks[f["client_id"]] = f["id"]
+            else:
+                assert f["error"]["code"] == "rate_limited", f
+                errors[f["client_id"]] = f
+    finally:
+        ws.close()
+    elapsed = time.monotonic() - t0
+    assert errors, "20 quick WebSocket sends at --rate-limit 5 were all acked"
+    assert 5 <= len(acks) <= 5 + int(5 * elapsed) + 1, f"{len(acks)} acked in {elapsed:.2f} s"
+    hist = alice.api.all_history(cid)
+    assert sorted(m["id"] for m in hist) == sorted(acks.values())
+    assert {m["content"] for m in hist} == {f"ws-{c[1:]}" for c in acks}

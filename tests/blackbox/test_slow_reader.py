@@ -1,0 +1,208 @@
+"""A WebSocket reader that stops reading is cut off with a close code; memory stays bounded;
+other readers of the same chat are not disturbed."""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+
+import requests
+
+from conftest import WsReader, register
+
+WS_QUEUE = 64
+N_MESSAGES = 1500
+CONTENT_LEN = 3000
+POSTERS = 4
+RSS_GROWTH_LIMIT_KIB = 64 * 1024
+
+
+class RawWs:
+    """A minimal RFC 6455 client on a plain socket with a tiny receive buffer that we read only later."""
+
+    def __init__(self, port, token, rcvbuf=4096):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            assert chunk, f"connection closed during handshake: {buf!r}"
+            buf += chunk
+        head, self.buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split(" ")[1] == "101", lines[0]
+        hdrs = {ln.split(":", 1)[0].strip().lower(): ln.split(":", 1)[1].strip() for ln in lines[1:] if ":" in ln}
+        expect = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        assert hdrs.get("sec-websocket-accept") == expect.decode(), hdrs
+        self.s = s
+        self.eof = False
+
+    def _fill(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                raise TimeoutError
+            if not chunk:
+                self.eof = True
+                raise EOFError
+            self.buf += chunk
+
+    def read_frame(self, timeout):
+        """(opcode, payload) of the next complete message; raises TimeoutError / EOFError."""
+        deadline = time.monotonic() + timeout
+        payload, opcode = b"", None
+        while True:
+            self._fill(2, deadline)
+            b0, b1 = self.buf[0], self.buf[1]
+            assert not b1 & 0x80, "server frames must not be masked"
+            n, off = b1 & 0x7F, 2
+            if n == 126:
+                self._fill(4, deadline)
+                n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+            elif n == 127:
+                self._fill(10, deadline)
+                n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+            self._fill(off + n, deadline)
+            data, self.buf = self.buf[off:off + n], self.buf[off + n:]
+            op = b0 & 0x0F
+            if op >= 8:  # control frames may interleave with fragments
+                if op == 0x9:
+                    continue  # ping: we are a lazy client, ignore
+                return op, data
+            if op != 0:
+                opcode = op
+            payload += data
+            if b0 & 0x80:
+                return opcode, payload
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def test_slow_reader_is_closed_and_memory_bounded(server_factory):
+    asan = os.environ.get("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+    # a small quarantine so that RSS reflects live memory, not ASan's freed-memory quarantine
+    srv = server_factory(args=["--ws-queue", str(WS_QUEUE)], env={"ASAN_OPTIONS": asan + ":quarantine_size_mb=4"})
+    alice = register(srv, "alice")
+    bob = register(srv, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+
+    bob2 = WsReader(bob.ws(timeout=10))  # a second tab that reads normally
+    bob2.start()
+    slow = RawWs(srv.port, bob.token)
+
+    # warm up, then take the baseline
+    warm = alice.api.post_message(cid, "warm-up")["id"]
+    assert bob2.wait_count(1, timeout=5)
+    time.sleep(0.2)
+    base_rss = srv.rss_kib()
+    peak = [base_rss]
+    stop_sampling = threading.Event()
+
+    def sample():
+        while not stop_sampling.is_set():
+            try:
+                peak[0] = max(peak[0], srv.rss_kib())
+            except (OSError, AssertionError):
+                return
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    posted = {}
+    failures = []
+    lock = threading.Lock()
+
+    def poster(k):
+        sess = requests.Session()
+        h = {"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"}
+        for i in range(k, N_MESSAGES, POSTERS):
+            content = (f"{i:05d}-" + "x" * CONTENT_LEN)[:CONTENT_LEN]
+            try:
+                r = sess.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": content}),
+                              headers=h, timeout=20)
+            except requests.RequestException as e:
+                failures.append(repr(e))
+                return
+            if r.status_code != 202:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+                return
+            with lock:
+                posted[r.json()["id"]] = content
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=poster, args=(k,)) for k in range(POSTERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    post_secs = time.monotonic() - t0
+    assert not failures, failures[:5]
+    assert len(posted) == N_MESSAGES
+
+    # the normal reader gets everything, in id order, and is not closed
+    ok = bob2.wait_count(N_MESSAGES + 1, timeout=30)
+    time.sleep(0.3)
+    stop_sampling.set()
+    sampler.join()
+    got2 = [m["id"] for m in bob2.messages()]
+    assert ok, f"normal reader got {len(got2)}/{N_MESSAGES + 1}, close={bob2.close}, error={bob2.error!r}"
+    assert bob2.close is None and bob2.error is None, (bob2.close, bob2.error)
+    assert got2 == [warm] + sorted(posted, key=int), "normal reader: wrong ids or order"
+
+    growth = peak[0] - base_rss
+    assert growth < RSS_GROWTH_LIMIT_KIB, f"server RSS grew by {growth / 1024:.1f} MiB (base {base_rss} KiB)"
+
+    # now the slow reader reads: some messages, then a close frame with 1008/1013 and a reason
+    seen, close = [], None
+    try:
+        while True:
+            op, data = slow.read_frame(timeout=10)
+            if op == 0x1:
+                f = json.loads(data.decode("utf-8"))
+                if f.get("type") == "message":
+                    seen.append(f["message"]["id"])
+            elif op == 0x8:
+                code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None
+                close = (code, data[2:].decode("utf-8", "replace"))
+                break
+    except TimeoutError:
+        raise AssertionError(f"slow reader was not closed: read {len(seen)} messages then nothing for 10 s "
+                             f"(posting took {post_secs:.1f} s)")
+    except (EOFError, ConnectionResetError):
+        raise AssertionError(f"slow reader's connection ended without a close frame after {len(seen)} messages")
+    finally:
+        slow.close()
+    print(f"slow reader: posting took {post_secs:.2f} s, RSS base {base_rss} KiB peak {peak[0]} KiB, "
+          f"slow socket read {len(seen)} messages then close {close}")
+    assert close[0] in (1008, 1013), f"close code {close}"
+    assert close[1], "close frame without a reason"
+    assert len(seen) < N_MESSAGES, "the slow reader got every message: it was never too slow?"
+    assert seen == sorted(seen, key=int) and set(seen) <= set(posted) | {warm}, "slow reader got ids out of order"
+
+    # he catches up from history after the last id he saw
+    last = seen[-1] if seen else "0"
+    rest = [m["id"] for m in bob.api.all_history(cid) if int(m["id"]) > int(last)]
+    assert seen + rest == [warm] + sorted(posted, key=int), "socket + history catch-up does not give every message"
+
+    bob2.stop()
+    bob2.ws.close()
+    assert requests.get(srv.base + "/healthz", timeout=5).status_code == 200
