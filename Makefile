@@ -25,7 +25,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox fuzz clean bench-wrk
+.PHONY: all run test deps unit blackbox blackbox-kafka fuzz clean bench-wrk
 all: $(REL)/natter $(REL)/noop-server
 
 # --- release build ---------------------------------------------------------
@@ -82,12 +82,20 @@ fuzz: $(BUILD)/fuzz/fuzz_request
 blackbox: $(SAN_DIR)/natter
 	NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
 
+# the same suite on --log kafka, against a real broker started and stopped by the script
+blackbox-kafka: $(SAN_DIR)/natter
+	NATTER_BIN=$(SAN_DIR)/natter scripts/test-kafka
+
 test: deps
 	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS) $(BUILD)/fuzz/fuzz_request
-	$(MAKE) --no-print-directory unit fuzz blackbox
+	$(MAKE) --no-print-directory unit fuzz blackbox blackbox-kafka
 
+# wrk against the no-op anchor, natter on its embedded default, and natter on
+# --log kafka (a real broker started here), in one run; writes bench/results/
 bench-wrk: all
-	scripts/bench-wrk
+	@addr=$$(scripts/engine start kafka --name natter-bench --port 39092 | tail -n 1) && \
+	KAFKA_BROKERS=$$addr scripts/bench-wrk; rc=$$?; \
+	scripts/engine stop kafka --name natter-bench >/dev/null; exit $$rc
 
 clean:
 	rm -rf $(BUILD)

@@ -115,10 +115,12 @@ static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
     return rk;
 }
 
-static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, char *err, size_t errlen)
+static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, const char *instance,
+                                char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = base_conf(k, role, err, errlen);
     if (conf == NULL || set(conf, "group.id", group, err, errlen) ||
+        (instance != NULL && set(conf, "group.instance.id", instance, err, errlen)) ||
         set(conf, "enable.auto.commit", "false", err, errlen) ||
         set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         set(conf, "auto.offset.reset", "earliest", err, errlen) ||
@@ -175,14 +177,29 @@ static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
     return NATTER_EUNAVAIL;
 }
 
+/* Partitions of the topic, once each has a leader (a topic just created
+ * shows none for a moment). */
 static int count_partitions(log_kafka_t *k, char *err, size_t errlen)
 {
+    uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, k->topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t rerr = rd_kafka_metadata(k->producer, 0, rkt, &md, 10000);
-    int n = rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
-    if (md)
-        rd_kafka_metadata_destroy(md);
+    rd_kafka_resp_err_t rerr;
+    int n = 0;
+    do {
+        const struct rd_kafka_metadata *md = NULL;
+        rerr = rd_kafka_metadata(k->producer, 0, rkt, &md, 5000);
+        n = 0;
+        if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0) {
+            n = md->topics[0].partition_cnt;
+            for (int i = 0; i < md->topics[0].partition_cnt; i++)
+                if (md->topics[0].partitions[i].leader < 0)
+                    n = 0;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (n <= 0)
+            usleep(200000);
+    } while (n <= 0 && natter_mono_ns() < deadline);
     rd_kafka_topic_destroy(rkt);
     if (n <= 0 || n > MAX_PARTITIONS) {
         snprintf(err, errlen, "kafka: topic %s has %d partitions (%s)", k->topic, n, rd_kafka_err2str(rerr));
@@ -231,12 +248,24 @@ static void *lag_main(void *arg)
     return NULL;
 }
 
+/* Starts the fan-out consumer at each partition's current end, read from the
+ * broker now (not resolved lazily by the fetcher, which could skip what is
+ * posted in between): every message posted after start-up is pushed. */
 static int assign_all_from_end(log_kafka_t *k, char *err, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(k->partitions);
-    for (int p = 0; p < k->partitions; p++)
-        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = RD_KAFKA_OFFSET_END;
-    rd_kafka_resp_err_t rerr = rd_kafka_assign(k->fanout, list);
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
+    for (int p = 0; p < k->partitions && !rerr; p++) {
+        int64_t lo, hi;
+        /* a partition just created may not have settled its leader yet */
+        while ((rerr = rd_kafka_query_watermark_offsets(k->fanout, k->topic, p, &lo, &hi, 5000)) &&
+               natter_mono_ns() < deadline)
+            usleep(100000);
+        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = hi;
+    }
+    if (!rerr)
+        rerr = rd_kafka_assign(k->fanout, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (rerr) {
         snprintf(err, errlen, "kafka: fan-out assign: %s", rd_kafka_err2str(rerr));
@@ -293,7 +322,7 @@ static void kafka_close(natter_log_t *log)
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
 {
     log_kafka_t *k = (log_kafka_t *)log;
-    char group[160];
+    char group[160], instance[160];
     k->cfg = cfg;
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     pthread_mutex_init(&k->produce_lock, NULL);
@@ -301,11 +330,14 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     for (int p = 0; p < MAX_PARTITIONS; p++)
         k->batch[p].min = -1;
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
+    /* static membership: a node restarted (after kill -9, say) takes its
+     * partitions back at once instead of waiting out the dead session */
+    snprintf(instance, sizeof(instance), "%s-node-%u", cfg->kafka_group, cfg->node_id);
     if ((k->producer = new_producer(k, err, errlen)) == NULL || ensure_topic(k, err, errlen) != NATTER_OK ||
         count_partitions(k, err, errlen) != NATTER_OK ||
-        (k->store = new_consumer(k, "store", cfg->kafka_group, err, errlen)) == NULL ||
-        (k->fanout = new_consumer(k, "fanout", group, err, errlen)) == NULL ||
-        (k->observer = new_consumer(k, "observer", cfg->kafka_group, err, errlen)) == NULL ||
+        (k->store = new_consumer(k, "store", cfg->kafka_group, instance, err, errlen)) == NULL ||
+        (k->fanout = new_consumer(k, "fanout", group, NULL, err, errlen)) == NULL ||
+        (k->observer = new_consumer(k, "observer", cfg->kafka_group, NULL, err, errlen)) == NULL ||
         subscribe_store(k, err, errlen) != NATTER_OK || assign_all_from_end(k, err, errlen) != NATTER_OK) {
         kafka_close(log);
         return NATTER_EUNAVAIL;
@@ -399,12 +431,17 @@ static size_t poll_batch(log_kafka_t *k, rd_kafka_t *rk, natter_msg_t **head, si
     return taken;
 }
 
+static void kafka_commit(natter_log_t *log, natter_msg_t *head, int status);
+
 static size_t kafka_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     if (atomic_load(&k->closed))
         return 0;
-    return poll_batch(k, k->store, head, max, timeout_ms, 1);
+    size_t n = poll_batch(k, k->store, head, max, timeout_ms, 1);
+    if (n == 0)
+        kafka_commit(log, NULL, NATTER_OK); /* a batch of only skipped records: move past it */
+    return n;
 }
 
 static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)

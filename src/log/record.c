@@ -20,7 +20,7 @@ static uint64_t get64(const uint8_t *p)
 
 uint8_t *natter_record_encode(const natter_msg_t *m, size_t *len)
 {
-    *len = NATTER_RECORD_HEADER + 1 + m->client_id_len + 4 + m->content_len;
+    *len = NATTER_RECORD_HEADER + m->client_id_len + 4 + m->content_len;
     uint8_t *buf = xmalloc(*len), *p = buf;
     *p++ = NATTER_RECORD_VERSION;
     p = put64(p, m->id);
@@ -39,7 +39,7 @@ uint8_t *natter_record_encode(const natter_msg_t *m, size_t *len)
 
 natter_msg_t *natter_record_decode(const uint8_t *buf, size_t len)
 {
-    if (len < NATTER_RECORD_HEADER + 1 || buf[0] != NATTER_RECORD_VERSION)
+    if (len < NATTER_RECORD_HEADER + 4 || buf[0] != NATTER_RECORD_VERSION)
         return NULL;
     const uint8_t *p = buf + 1, *end = buf + len;
     uint64_t id = get64(p), chat = get64(p + 8), sender = get64(p + 16);

@@ -20,7 +20,7 @@
 
 #define NATTER_RECORD_VERSION 1
 #define NATTER_RECORD_CONTENT_MAX 16384
-#define NATTER_RECORD_HEADER 42 /* bytes before client_id */
+#define NATTER_RECORD_HEADER 42 /* bytes before client_id: version, five u64, the client_id length */
 
 /* Encodes into a malloc'd buffer; *len gets its size. */
 uint8_t *natter_record_encode(const natter_msg_t *m, size_t *len);

@@ -5,7 +5,11 @@ The suite drives a real natter binary over HTTP and WebSocket.
 Environment:
   NATTER_BIN        path of the server binary (default: <repo>/build/natter)
   NATTER_TEST_ARGS  extra server arguments, split with shlex, appended to every
-                    server start (e.g. "--log kafka --kafka-brokers ...")
+                    server start (e.g. "--store cql --cql-hosts ...")
+  NATTER_TEST_KAFKA bootstrap HOST:PORT of a real Kafka broker: every server runs
+                    on --log kafka with a topic and a store group of its own
+                    (kept across restarts of the same server; shared between
+                    servers made with the same log_id, as nodes of one cluster)
 """
 
 import json
@@ -26,11 +30,13 @@ import websocket
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "build", "natter")))
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
+KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")
 
 ID_RE = re.compile(r"^[0-9]+$")
 TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 PASSWORD = "correct horse battery"
+START_TIMEOUT = 30 if KAFKA else 10
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
@@ -50,8 +56,9 @@ def uniq(prefix="u"):
 class Server:
     """One natter process on a free loopback port with its own data dir."""
 
-    def __init__(self, tmpdir, args=(), name="natter", env=None):
+    def __init__(self, tmpdir, args=(), name="natter", env=None, log_id=None):
         self.tmpdir = str(tmpdir)
+        self.log_id = log_id or uuid.uuid4().hex[:12]
         self.data_dir = os.path.join(self.tmpdir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.args = list(args)
@@ -67,6 +74,12 @@ class Server:
         self.stderr_paths = []
         self.killed = False  # set when we SIGKILLed the current process on purpose
         self.scanned = {}  # stderr path -> bytes already checked for sanitizer reports
+
+    def log_args(self):
+        if not KAFKA:
+            return []
+        return ["--log", "kafka", "--kafka-brokers", KAFKA, "--kafka-topic", f"natter-test-{self.log_id}",
+                "--kafka-group", f"natter-test-{self.log_id}"]
 
     @property
     def base(self):
@@ -85,12 +98,12 @@ class Server:
         self.stderr_paths.append(path)
         self.stderr_file = open(path, "wb")
         cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--rate-limit", "0"]
-        cmd += self.args + EXTRA_ARGS
+        cmd += self.log_args() + self.args + EXTRA_ARGS
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stderr_file,
                                      stderr=self.stderr_file, env=self.env, cwd=self.tmpdir)
         self.killed = False
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_TIMEOUT
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -106,7 +119,7 @@ class Server:
             time.sleep(0.05)
         self.proc.kill()
         self.proc.wait()
-        pytest.fail(f"server not healthy within 10 s ({last}): {' '.join(cmd)}\n{self.stderr_text()[-4000:]}")
+        pytest.fail(f"server not healthy within {START_TIMEOUT} s ({last}): {' '.join(cmd)}\n{self.stderr_text()[-4000:]}")
 
     def stderr_text(self, all_runs=False):
         out = []
@@ -221,8 +234,8 @@ def server_factory(tmp_path_factory):
     """Start private servers: server_factory(args=[...]). All are stopped and checked at teardown."""
     servers = []
 
-    def make(args=(), env=None, name="natter"):
-        srv = Server(tmp_path_factory.mktemp("natter"), args=args, env=env, name=name)
+    def make(args=(), env=None, name="natter", log_id=None):
+        srv = Server(tmp_path_factory.mktemp("natter"), args=args, env=env, name=name, log_id=log_id)
         servers.append(srv)
         srv.start()
         return srv
@@ -236,6 +249,54 @@ def server_factory(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- HTTP client
+
+
+def _metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def settle(base, timeout=10):
+    """On the Kafka log a 202 means the broker has the message; the store has
+    it one batch later. Before reading history, wait until this node stored
+    everything it posted (single-node tests: all there is)."""
+    if not KAFKA:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = requests.get(base + "/metrics", timeout=2).text
+        if _metric(text, "natter_messages_stored_total") >= _metric(text, "natter_messages_posted_total"):
+            return
+        time.sleep(0.01)
+
+
+def _lag_all(text):
+    for line in text.splitlines():
+        if line.startswith('natter_consumer_lag{partition="all"}'):
+            return float(line.split()[1])
+    return None
+
+
+def wait_drained(base, timeout=60):
+    """Kafka log: wait until the store group has committed everything in the
+    topic (consumer lag 0 on two readings a lag period apart): after a
+    restart the store consumer first has to rejoin its group."""
+    if not KAFKA:
+        return
+    deadline = time.monotonic() + timeout
+    zero_since = None
+    while time.monotonic() < deadline:
+        lag = _lag_all(requests.get(base + "/metrics", timeout=2).text)
+        if lag == 0:
+            zero_since = zero_since or time.monotonic()
+            if time.monotonic() - zero_since > 1.2:
+                return
+        else:
+            zero_since = None
+        time.sleep(0.1)
+    pytest.fail(f"consumer lag did not drain within {timeout} s")
 
 
 class Client:
@@ -256,6 +317,8 @@ class Client:
         return h
 
     def request(self, method, path, json_body=None, data=None, headers=None, token=None, params=None, timeout=10):
+        if method == "GET" or not path.endswith("/messages"):
+            settle(self.base)
         h = self.headers(headers, token)
         if json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from conftest import Client, WsReader, assert_error, login, register
+from conftest import Client, WsReader, assert_error, login, register, wait_drained
 
 
 def test_sigterm_closes_sockets_1001_and_drains(server_factory):
@@ -66,6 +66,7 @@ def test_sigterm_closes_sockets_1001_and_drains(server_factory):
 
     srv.stderr_file.close()
     srv.start()
+    wait_drained(srv.base)
     api = Client(srv.base, login(srv, alice.username))
     stored = {m["id"]: m["content"] for m in api.all_history(cid)}
     missing = [i for i in acked if i not in stored]

@@ -1,0 +1,166 @@
+"""The Kafka log with more than one node, a node killed, and the broker itself
+going away under load. Runs when NATTER_TEST_KAFKA names a real broker (make
+test starts one with scripts/engine); the broker restart also needs
+NATTER_TEST_KAFKA_ENGINE, the engine's --name."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import (KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
+                      User)
+
+pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
+ENGINE_NAME = os.environ.get("NATTER_TEST_KAFKA_ENGINE", "")
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    """Two nodes (node ids 1 and 2) on one broker, one topic, one store group
+    and one store (the same SQLite file, which WAL lets two processes share)."""
+    a = Server(tmp_path_factory.mktemp("node1"), args=["--node-id", "1"], name="node1")
+    b = Server(tmp_path_factory.mktemp("node2"), args=["--node-id", "2"], name="node2", log_id=a.log_id)
+    b.data_dir = a.data_dir
+    a.start()
+    b.start()
+    yield a, b
+    problems = a.stop() + b.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def user_on(node, user):
+    """The same account, logged in on another node."""
+    return User(node, user.username, PASSWORD, user.id, login(node, user.username))
+
+
+def test_two_nodes_reach_each_others_sockets(cluster):
+    n1, n2 = cluster
+    alice = register(n1, "alice")           # registered on node 1 ...
+    bob1 = register(n1, "bob")
+    bob = user_on(n2, bob1)                 # ... logs in on node 2
+    alice2 = user_on(n2, alice)
+    cid = alice.create_chat(members=[bob.username])["id"]
+
+    bob_ws = WsReader(bob.ws(timeout=10))          # Bob on node 2
+    alice_ws = WsReader(alice.ws(timeout=10))      # Alice on node 1
+    bob_ws.start()
+    alice_ws.start()
+    time.sleep(0.3)
+
+    sent = []
+    for i in range(60):                             # Alice posts on node 1, Bob posts on node 2
+        poster = alice if i % 2 == 0 else bob
+        sent.append(poster.api.post_message(cid, f"both-ways {i}")["id"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (len(bob_ws.messages()) < 60 or len(alice_ws.messages()) < 60):
+        time.sleep(0.05)
+    for reader in (bob_ws, alice_ws):
+        got = [m["id"] for m in reader.messages() if m["chat_id"] == cid]
+        assert sorted(got, key=int) == sorted(sent, key=int), "a socket missed or doubled a message"
+        assert got == sorted(got, key=int), "a socket got the chat out of order"
+    wait_drained(n1.base)
+    stored = [m["id"] for m in alice2.api.all_history(cid)]
+    assert stored == sorted(sent, key=int), "history is not every message exactly once"
+
+
+def test_killed_node_loses_nothing_acknowledged(cluster):
+    n1, n2 = cluster
+    alice = register(n1, "alice")
+    cid = alice.create_chat()["id"]
+    acked, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def poster(t):
+        s = requests.Session()
+        h = {"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"}
+        for i in range(400):
+            if stop.is_set():
+                return
+            try:
+                r = s.post(f"{n1.base}/chats/{cid}/messages", data=json.dumps({"content": f"k{t}-{i}"}),
+                           headers=h, timeout=10)
+            except requests.RequestException:
+                return
+            if r.status_code == 202:
+                with lock:
+                    acked[r.json()["id"]] = f"k{t}-{i}"
+
+    threads = [threading.Thread(target=poster, args=(t,), daemon=True) for t in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    n1.kill9()                  # node 1 dies mid-stream; node 2 takes over its partitions
+    for t in threads:
+        t.join(timeout=15)
+    assert acked, "nothing was acknowledged before the kill"
+    wait_drained(n2.base)
+    tok = login(n2, alice.username)
+    stored = Client(n2.base, tok).all_history(cid)
+    ids = [m["id"] for m in stored]
+    assert len(ids) == len(set(ids)), "a message was stored twice"
+    missing = [i for i in acked if i not in set(ids)]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"
+    assert all(m["content"] == acked[m["id"]] for m in stored if m["id"] in acked)
+    n1.start()                  # and the restarted node serves again
+    assert Client(n1.base, tok).post_message(cid, "back")["id"]
+
+
+def engine(*args):
+    subprocess.run([os.path.join(REPO, "scripts", "engine"), *args, "kafka", "--name", ENGINE_NAME,
+                    *(["--port", KAFKA.rsplit(":", 1)[1]] if args[0] == "start" else [])],
+                   check=True, stdout=subprocess.DEVNULL, timeout=180)
+
+
+@pytest.mark.skipif(not ENGINE_NAME, reason="needs NATTER_TEST_KAFKA_ENGINE to restart the broker")
+def test_broker_restart_under_load(server_factory):
+    timeout_ms = 3000
+    srv = server_factory(args=["--kafka-timeout", str(timeout_ms)])
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    acked, statuses, slowest = {}, {}, [0.0]
+    lock, stop = threading.Lock(), threading.Event()
+
+    def poster(t):
+        s = requests.Session()
+        h = {"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"}
+        i = 0
+        while not stop.is_set():
+            t0 = time.monotonic()
+            r = s.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": f"b{t}-{i}"}),
+                       headers=h, timeout=30)
+            took = time.monotonic() - t0
+            with lock:
+                slowest[0] = max(slowest[0], took)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 202:
+                    acked[r.json()["id"]] = f"b{t}-{i}"
+            i += 1
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=poster, args=(t,), daemon=True) for t in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    engine("stop")
+    time.sleep(6)               # the broker is away for longer than the post timeout
+    engine("start")
+    time.sleep(4)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    print("broker restart: statuses", statuses, "slowest post", round(slowest[0], 2), "s")
+    assert set(statuses) <= {202, 503}, statuses
+    assert statuses.get(503, 0) > 0, "no post failed while the broker was away: the test proved nothing"
+    assert slowest[0] < timeout_ms / 1000 + 2.5, f"a post hung for {slowest[0]:.1f} s"
+    # natter recovered by itself: posts succeed again and the store caught up
+    assert alice.api.post_message(cid, "after the outage")["id"]
+    wait_drained(srv.base)
+    ids = [m["id"] for m in alice.api.all_history(cid)]
+    assert len(ids) == len(set(ids))
+    missing = [i for i in acked if i not in set(ids)]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"
