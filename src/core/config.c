@@ -25,7 +25,7 @@ static const opt_t options[] = {
     {"listen", OPT_LISTEN, F(listen_host), 0, 0, NULL, "127.0.0.1:8080", "HOST:PORT to serve HTTP and WebSocket on"},
     {"data-dir", OPT_STR, F(data_dir), 0, 0, NULL, "./data", "directory for the embedded store"},
     {"log", OPT_CHOICE, F(log_backend), 0, 0, "local|kafka", "local", "message log backend: local or kafka"},
-    {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite", "sqlite", "message store backend: sqlite"},
+    {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite|cql", "sqlite", "store backend: sqlite or cql"},
     {"node-id", OPT_U32, F(node_id), 0, 1023, NULL, "0", "this node's id (0-1023), part of every id it issues"},
     {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
     {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "ms a batch may wait to fill after its first message"},
@@ -43,6 +43,18 @@ static const opt_t options[] = {
     {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
     {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
     {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
+    {"cql-hosts", OPT_STR, F(cql_hosts), 0, 0, NULL, "127.0.0.1:9042", "Cassandra/Scylla contact points HOST:PORT[,...]"},
+    {"cql-keyspace", OPT_STR, F(cql_keyspace), 0, 0, NULL, "natter", "keyspace (created with the tables when missing)"},
+    {"cql-replication", OPT_STR, F(cql_replication), 0, 0, NULL, "{'class':'SimpleStrategy','replication_factor':1}",
+     "replication of the keyspace when natter creates it"},
+    {"cql-consistency", OPT_CHOICE, F(cql_consistency), 0, 0, "one|quorum|local_quorum|all|local_one",
+     "local_quorum", "consistency of reads and writes"},
+    {"cql-user", OPT_STR, F(cql_user), 0, 0, NULL, "-", "PasswordAuthenticator user ('-': none)"},
+    {"cql-password", OPT_STR, F(cql_password), 0, 0, NULL, "-", "PasswordAuthenticator password"},
+    {"cql-concurrency", OPT_U32, F(cql_concurrency), 1, 1024, NULL, "16", "partition batches in flight per store batch"},
+    {"cql-timeout", OPT_U32, F(cql_timeout_ms), 100, 120000, NULL, "5000", "ms a CQL request may take"},
+    {"cql-bucket", OPT_U32, F(cql_bucket_s), 1, 31536000, NULL, "86400",
+     "seconds of one chat per message partition (fixed when the keyspace is created)"},
     {"sqlite-sync", OPT_CHOICE, F(sqlite_sync), 0, 0, "full|normal", "full", "SQLite synchronous mode: full fsyncs every commit"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -177,9 +189,11 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
              "session-ttl=%us rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
-             "kafka-replication=%u kafka-timeout=%ums",
+             "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
+             "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
              c->batch_time_ms, c->workers, c->session_ttl_s, c->rate_limit, c->rate_burst, c->ws_queue,
              c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
-             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms);
+             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
+             c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);
 }

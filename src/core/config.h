@@ -33,6 +33,15 @@ typedef struct natter_config {
     uint32_t kafka_partitions;
     uint32_t kafka_replication;
     uint32_t kafka_timeout_ms; /* a post not acknowledged by the broker in this time gets 503 */
+    char cql_hosts[512];
+    char cql_keyspace[49];
+    char cql_replication[256];
+    char cql_consistency[16];
+    char cql_user[128];
+    char cql_password[128];
+    uint32_t cql_concurrency;  /* partition batches of one store batch in flight at once */
+    uint32_t cql_timeout_ms;
+    uint32_t cql_bucket_s;     /* a message partition spans this many seconds of one chat */
 } natter_config_t;
 
 /* Fills cfg with defaults, then the environment, then argv.

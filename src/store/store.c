@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const natter_store_ops_t *const backends[] = {&natter_store_sqlite};
+static const natter_store_ops_t *const backends[] = {&natter_store_sqlite, &natter_store_cql};
 
 const natter_store_ops_t *natter_store_find(const char *name)
 {

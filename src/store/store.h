@@ -108,6 +108,7 @@ struct natter_store {
 };
 
 extern const natter_store_ops_t natter_store_sqlite;
+extern const natter_store_ops_t natter_store_cql;
 
 const natter_store_ops_t *natter_store_find(const char *name);
 natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,

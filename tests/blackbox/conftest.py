@@ -10,6 +10,8 @@ Environment:
                     on --log kafka with a topic and a store group of its own
                     (kept across restarts of the same server; shared between
                     servers made with the same log_id, as nodes of one cluster)
+  NATTER_TEST_CQL   HOST:PORT of a real Cassandra: every server runs on --store cql
+                    with a keyspace of its own (shared like the Kafka topic)
 """
 
 import json
@@ -31,12 +33,13 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "build", "natter")))
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
 KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")
+CQL = os.environ.get("NATTER_TEST_CQL", "")
 
 ID_RE = re.compile(r"^[0-9]+$")
 TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 PASSWORD = "correct horse battery"
-START_TIMEOUT = 30 if KAFKA else 10
+START_TIMEOUT = 30 if KAFKA or CQL else 10
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
@@ -76,10 +79,13 @@ class Server:
         self.scanned = {}  # stderr path -> bytes already checked for sanitizer reports
 
     def log_args(self):
-        if not KAFKA:
-            return []
-        return ["--log", "kafka", "--kafka-brokers", KAFKA, "--kafka-topic", f"natter-test-{self.log_id}",
-                "--kafka-group", f"natter-test-{self.log_id}"]
+        args = []
+        if KAFKA:
+            args += ["--log", "kafka", "--kafka-brokers", KAFKA, "--kafka-topic", f"natter-test-{self.log_id}",
+                     "--kafka-group", f"natter-test-{self.log_id}"]
+        if CQL:
+            args += ["--store", "cql", "--cql-hosts", CQL, "--cql-keyspace", f"t_{self.log_id}"]
+        return args
 
     @property
     def base(self):

@@ -1,0 +1,837 @@
+/*
+ * The distributed store: Apache Cassandra or ScyllaDB over natter's own CQL
+ * v4 client (src/store/cql/: no C driver is reachable from the package
+ * registries here, and both databases speak v4).
+ *
+ * Map of this file: the schema and its migrations; statements (prepared once,
+ * routed by the token of their partition key); one function per store
+ * method. Every table is read by its partition key: no ALLOW FILTERING, no
+ * scan.
+ *
+ *   users           (id)                 the account
+ *   users_by_name   (username)           uniqueness by LWT INSERT ... IF NOT EXISTS
+ *   sessions        (token_hash)         expiring with the session (USING TTL)
+ *   chats           (id)
+ *   chat_members    (chat_id) user_id    who is in a chat
+ *   user_chats      (user_id) chat_id    a user's chats, without a scan
+ *   messages        ((chat_id, bucket)) id   a chat's messages, one partition
+ *                                        per --cql-bucket seconds: bounded
+ *   chat_buckets    (chat_id) bucket     which buckets of a chat hold messages
+ *   read_markers    (user_id, chat_id)   forward-only by LWT
+ *
+ * A chat's unread count reads only the messages after the reader's marker
+ * (their sender ids), never the whole chat.
+ */
+#include "core/error.h"
+#include "core/id.h"
+#include "core/util.h"
+#include "store/cql/cql_client.h"
+#include "store/store.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE_ROWS 500
+
+enum {
+    S_USER_INSERT_NAME,
+    S_USER_INSERT,
+    S_USER_BY_NAME,
+    S_USER_BY_ID,
+    S_SESSION_INSERT,
+    S_SESSION_GET,
+    S_SESSION_DELETE,
+    S_CHAT_INSERT,
+    S_CHAT_GET,
+    S_MEMBER_INSERT,
+    S_USER_CHAT_INSERT,
+    S_MEMBER_GET,
+    S_MEMBER_DELETE,
+    S_USER_CHAT_DELETE,
+    S_MEMBERS_OF,
+    S_CHATS_OF,
+    S_MESSAGE_INSERT,
+    S_BUCKET_INSERT,
+    S_BUCKETS_DESC,
+    S_BUCKETS_ASC,
+    S_PAGE_ASC,
+    S_PAGE_DESC,
+    S_MESSAGE_GET,
+    S_SENDERS_AFTER,
+    S_MARKER_GET,
+    S_MARKER_INSERT,
+    S_MARKER_ADVANCE,
+    NSTMTS
+};
+
+#define MSG_COLS "id, chat_id, sender_id, content, created_at, client_id"
+
+static const char *const statements[NSTMTS] = {
+    [S_USER_INSERT_NAME] = "INSERT INTO %s.users_by_name (username, id, pwhash) VALUES (?, ?, ?) IF NOT EXISTS",
+    [S_USER_INSERT] = "INSERT INTO %s.users (id, username, created_at) VALUES (?, ?, ?)",
+    [S_USER_BY_NAME] = "SELECT id, username, pwhash FROM %s.users_by_name WHERE username = ?",
+    [S_USER_BY_ID] = "SELECT id, username FROM %s.users WHERE id = ?",
+    [S_SESSION_INSERT] = "INSERT INTO %s.sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) USING TTL ?",
+    [S_SESSION_GET] = "SELECT user_id, expires_at FROM %s.sessions WHERE token_hash = ?",
+    [S_SESSION_DELETE] = "DELETE FROM %s.sessions WHERE token_hash = ?",
+    [S_CHAT_INSERT] = "INSERT INTO %s.chats (id, name, created_by, created_at) VALUES (?, ?, ?, ?)",
+    [S_CHAT_GET] = "SELECT id, name, created_by, created_at FROM %s.chats WHERE id = ?",
+    [S_MEMBER_INSERT] = "INSERT INTO %s.chat_members (chat_id, user_id) VALUES (?, ?)",
+    [S_USER_CHAT_INSERT] = "INSERT INTO %s.user_chats (user_id, chat_id) VALUES (?, ?)",
+    [S_MEMBER_GET] = "SELECT user_id FROM %s.chat_members WHERE chat_id = ? AND user_id = ?",
+    [S_MEMBER_DELETE] = "DELETE FROM %s.chat_members WHERE chat_id = ? AND user_id = ?",
+    [S_USER_CHAT_DELETE] = "DELETE FROM %s.user_chats WHERE user_id = ? AND chat_id = ?",
+    [S_MEMBERS_OF] = "SELECT user_id FROM %s.chat_members WHERE chat_id = ?",
+    [S_CHATS_OF] = "SELECT chat_id FROM %s.user_chats WHERE user_id = ?",
+    [S_MESSAGE_INSERT] = "INSERT INTO %s.messages (chat_id, bucket, id, sender_id, content, created_at, client_id)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    [S_BUCKET_INSERT] = "INSERT INTO %s.chat_buckets (chat_id, bucket) VALUES (?, ?)",
+    [S_BUCKETS_DESC] = "SELECT bucket FROM %s.chat_buckets WHERE chat_id = ? AND bucket <= ? ORDER BY bucket DESC",
+    [S_BUCKETS_ASC] = "SELECT bucket FROM %s.chat_buckets WHERE chat_id = ? AND bucket >= ? ORDER BY bucket ASC",
+    [S_PAGE_ASC] = "SELECT " MSG_COLS " FROM %s.messages WHERE chat_id = ? AND bucket = ? AND id > ? AND id < ?"
+                   " ORDER BY id ASC LIMIT ?",
+    [S_PAGE_DESC] = "SELECT " MSG_COLS " FROM %s.messages WHERE chat_id = ? AND bucket = ? AND id < ?"
+                    " ORDER BY id DESC LIMIT ?",
+    [S_MESSAGE_GET] = "SELECT id FROM %s.messages WHERE chat_id = ? AND bucket = ? AND id = ?",
+    [S_SENDERS_AFTER] = "SELECT sender_id FROM %s.messages WHERE chat_id = ? AND bucket = ? AND id > ?",
+    [S_MARKER_GET] = "SELECT message_id FROM %s.read_markers WHERE user_id = ? AND chat_id = ?",
+    [S_MARKER_INSERT] = "INSERT INTO %s.read_markers (user_id, chat_id, message_id) VALUES (?, ?, ?) IF NOT EXISTS",
+    [S_MARKER_ADVANCE] = "UPDATE %s.read_markers SET message_id = ? WHERE user_id = ? AND chat_id = ?"
+                         " IF message_id < ?",
+};
+
+/* Migrations: version i+1 is the statements of migrations[i]; each is
+ * idempotent (IF NOT EXISTS), recorded in schema_migrations. Only append.
+ * Every statement here names its table as %s.table: the keyspace goes there. */
+static const char *const migration_1[] = {
+    "CREATE TABLE IF NOT EXISTS %s.meta (key text PRIMARY KEY, value bigint)",
+    "CREATE TABLE IF NOT EXISTS %s.users (id bigint PRIMARY KEY, username text, created_at timestamp)",
+    "CREATE TABLE IF NOT EXISTS %s.users_by_name (username text PRIMARY KEY, id bigint, pwhash text)",
+    "CREATE TABLE IF NOT EXISTS %s.sessions (token_hash blob PRIMARY KEY, user_id bigint, expires_at timestamp)",
+    "CREATE TABLE IF NOT EXISTS %s.chats (id bigint PRIMARY KEY, name text, created_by bigint, created_at timestamp)",
+    "CREATE TABLE IF NOT EXISTS %s.chat_members (chat_id bigint, user_id bigint, PRIMARY KEY (chat_id, user_id))",
+    "CREATE TABLE IF NOT EXISTS %s.user_chats (user_id bigint, chat_id bigint, PRIMARY KEY (user_id, chat_id))",
+    "CREATE TABLE IF NOT EXISTS %s.messages (chat_id bigint, bucket bigint, id bigint, sender_id bigint, content text,"
+    " created_at timestamp, client_id text, PRIMARY KEY ((chat_id, bucket), id))"
+    " WITH CLUSTERING ORDER BY (id ASC)",
+    "CREATE TABLE IF NOT EXISTS %s.chat_buckets (chat_id bigint, bucket bigint, PRIMARY KEY (chat_id, bucket))",
+    "CREATE TABLE IF NOT EXISTS %s.read_markers (user_id bigint, chat_id bigint, message_id bigint,"
+    " PRIMARY KEY (user_id, chat_id))",
+    NULL,
+};
+static const char *const *const migrations[] = {migration_1};
+#define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+
+typedef struct {
+    natter_store_t base;
+    cql_client_t *client;
+    cql_stmt_t *stmt[NSTMTS];
+    cql_consistency_t consistency;
+    uint32_t concurrency;
+    int64_t bucket_ms;
+} store_cql_t;
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void be64(uint8_t out[8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* The token of a bigint partition key. */
+static int64_t token_id(uint64_t id)
+{
+    uint8_t b[8];
+    be64(b, id);
+    return cql_murmur3_token(b, 8);
+}
+
+/* The token of a (bigint, bigint) composite partition key: each component
+ * as [short length][bytes][0]. */
+static int64_t token_pair(uint64_t a, uint64_t b)
+{
+    uint8_t k[22] = {0, 8};
+    be64(k + 2, a);
+    k[10] = 0;
+    k[11] = 0, k[12] = 8;
+    be64(k + 13, b);
+    k[21] = 0;
+    return cql_murmur3_token(k, sizeof(k));
+}
+
+static int64_t bucket_of(store_cql_t *s, uint64_t id)
+{
+    return natter_id_time_ms(id) / s->bucket_ms;
+}
+
+static cql_value_t vid(uint64_t v)
+{
+    return cql_value_bigint((int64_t)v);
+}
+
+/* Runs a prepared statement and waits: 0 with *res (when res) or an error. */
+static int run(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, int idempotent,
+               cql_result_t *res)
+{
+    char err[256];
+    cql_query_params_t qp = {.consistency = s->consistency, .values = v, .nvalues = n,
+                             .serial_consistency = CQL_LOCAL_SERIAL};
+    int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[q], &qp, token, idempotent), res, err, sizeof(err));
+    if (rc != NATTER_OK)
+        fprintf(stderr, "natter: cql: %s\n", err);
+    return rc == NATTER_EINVAL || rc == NATTER_ENOTFOUND ? NATTER_EIO : rc;
+}
+
+static int cell_u64(const cql_result_t *r, int32_t row, int32_t col, uint64_t *out)
+{
+    cql_slice_t c;
+    int64_t v = 0;
+    if (cql_rows_cell(&r->resp.rows, row, col, &c) != NATTER_OK || cql_decode_bigint(c, &v) != NATTER_OK)
+        return NATTER_EIO;
+    *out = (uint64_t)v;
+    return NATTER_OK;
+}
+
+static void cell_text(const cql_result_t *r, int32_t row, int32_t col, char *dst, size_t len)
+{
+    cql_slice_t c, t;
+    dst[0] = '\0';
+    if (cql_rows_cell(&r->resp.rows, row, col, &c) == NATTER_OK && cql_decode_text(c, &t) == NATTER_OK)
+        snprintf(dst, len, "%.*s", (int)t.len, (const char *)t.p);
+}
+
+static int64_t cell_time(const cql_result_t *r, int32_t row, int32_t col)
+{
+    cql_slice_t c;
+    int64_t ms = 0;
+    if (cql_rows_cell(&r->resp.rows, row, col, &c) == NATTER_OK)
+        cql_decode_timestamp(c, &ms);
+    return ms;
+}
+
+/* [applied] of an LWT answer: its first column. */
+static int applied(const cql_result_t *r)
+{
+    cql_slice_t c;
+    int yes = 0;
+    return r->resp.rows.rows_count > 0 && cql_rows_cell(&r->resp.rows, 0, 0, &c) == NATTER_OK &&
+           cql_decode_boolean(c, &yes) == NATTER_OK && yes;
+}
+
+/* Runs a single-partition SELECT and collects column 0 of every row (bigint),
+ * following the paging state. */
+static int select_ids(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, natter_vec_t *out)
+{
+    char err[256];
+    uint8_t state[512];
+    size_t state_len = 0;
+    do {
+        cql_query_params_t qp = {.consistency = s->consistency, .values = v, .nvalues = n, .page_size = PAGE_ROWS,
+                                 .paging_state = state_len ? state : NULL, .paging_state_len = state_len};
+        cql_result_t res;
+        int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[q], &qp, token, 1), &res, err, sizeof(err));
+        if (rc != NATTER_OK) {
+            fprintf(stderr, "natter: cql: %s\n", err);
+            return rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT ? rc : NATTER_EIO;
+        }
+        for (int32_t row = 0; row < res.resp.rows.rows_count; row++)
+            if (cell_u64(&res, row, 0, natter_vec_push(out)) != NATTER_OK)
+                out->len--;
+        cql_slice_t ps = res.resp.rows.meta.paging_state;
+        state_len = ps.len > 0 && (size_t)ps.len <= sizeof(state) ? (size_t)ps.len : 0;
+        if (state_len)
+            memcpy(state, ps.p, state_len);
+        cql_result_free(&res);
+    } while (state_len > 0);
+    return NATTER_OK;
+}
+
+/* ---- schema ---------------------------------------------------------------- */
+
+static int valid_keyspace(const char *ks)
+{
+    size_t n = strlen(ks);
+    if (n == 0 || n > 48 || !isalpha((unsigned char)ks[0]))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)ks[i]) && ks[i] != '_')
+            return 0;
+    return 1;
+}
+
+static int query(store_cql_t *s, const char *q, cql_result_t *res, char *err, size_t errlen)
+{
+    cql_query_params_t qp = {.consistency = s->consistency};
+    cql_result_t tmp;
+    int rc = cql_client_query(s->client, q, &qp, res ? res : &tmp, err, errlen);
+    if (rc == NATTER_OK && res == NULL)
+        cql_result_free(&tmp);
+    return rc;
+}
+
+/* Creates the keyspace and brings its tables to the newest version. */
+static int migrate(store_cql_t *s, const natter_config_t *cfg, char *err, size_t errlen)
+{
+    char q[512];
+    cql_result_t res;
+    snprintf(q, sizeof(q), "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s", cfg->cql_keyspace,
+             cfg->cql_replication);
+    int rc = query(s, q, NULL, err, errlen);
+    snprintf(q, sizeof(q), "CREATE TABLE IF NOT EXISTS %s.schema_migrations (version int PRIMARY KEY,"
+             " applied_at timestamp)", cfg->cql_keyspace);
+    if (rc == NATTER_OK)
+        rc = query(s, q, NULL, err, errlen);
+    snprintf(q, sizeof(q), "SELECT version FROM %s.schema_migrations", cfg->cql_keyspace);
+    if (rc == NATTER_OK)
+        rc = query(s, q, &res, err, errlen);
+    if (rc != NATTER_OK)
+        return rc;
+    int have = 0;
+    for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
+        cql_slice_t c;
+        int32_t v;
+        if (cql_rows_cell(&res.resp.rows, row, 0, &c) == NATTER_OK && cql_decode_int(c, &v) == NATTER_OK && v > have)
+            have = v;
+    }
+    cql_result_free(&res);
+    for (int m = have; m < NMIGRATIONS && rc == NATTER_OK; m++) {
+        for (const char *const *stmt = migrations[m]; *stmt != NULL && rc == NATTER_OK; stmt++) {
+            char full[1024];
+            snprintf(full, sizeof(full), *stmt, cfg->cql_keyspace);
+            rc = query(s, full, NULL, err, errlen);
+        }
+        snprintf(q, sizeof(q), "INSERT INTO %s.schema_migrations (version, applied_at) VALUES (%d, toTimestamp(now()))",
+                 cfg->cql_keyspace, m + 1);
+        if (rc == NATTER_OK)
+            rc = query(s, q, NULL, err, errlen);
+    }
+    if (rc != NATTER_OK)
+        return rc;
+    /* the bucket size is fixed by whoever created the keyspace */
+    snprintf(q, sizeof(q), "INSERT INTO %s.meta (key, value) VALUES ('bucket_ms', %lld) IF NOT EXISTS",
+             cfg->cql_keyspace, (long long)cfg->cql_bucket_s * 1000);
+    if ((rc = query(s, q, NULL, err, errlen)) != NATTER_OK)
+        return rc;
+    snprintf(q, sizeof(q), "SELECT value FROM %s.meta WHERE key = 'bucket_ms'", cfg->cql_keyspace);
+    if ((rc = query(s, q, &res, err, errlen)) != NATTER_OK)
+        return rc;
+    uint64_t bucket_ms = 0;
+    if (res.resp.rows.rows_count != 1 || cell_u64(&res, 0, 0, &bucket_ms) != NATTER_OK || bucket_ms == 0) {
+        snprintf(err, errlen, "cql: %s.meta has no bucket size", cfg->cql_keyspace);
+        rc = NATTER_EIO;
+    }
+    s->bucket_ms = (int64_t)bucket_ms;
+    cql_result_free(&res);
+    return rc;
+}
+
+static cql_consistency_t consistency_of(const char *name)
+{
+    if (strcmp(name, "one") == 0)
+        return CQL_ONE;
+    if (strcmp(name, "quorum") == 0)
+        return CQL_QUORUM;
+    if (strcmp(name, "all") == 0)
+        return CQL_ALL;
+    if (strcmp(name, "local_one") == 0)
+        return CQL_LOCAL_ONE;
+    return CQL_LOCAL_QUORUM;
+}
+
+static void cq_close(natter_store_t *base)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_client_close(s->client);
+}
+
+static int cq_open(natter_store_t *base, const natter_config_t *cfg, char *err, size_t errlen)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    if (!valid_keyspace(cfg->cql_keyspace)) {
+        snprintf(err, errlen, "--cql-keyspace '%s' is not a CQL identifier", cfg->cql_keyspace);
+        return NATTER_EINVAL;
+    }
+    s->consistency = consistency_of(cfg->cql_consistency);
+    s->concurrency = cfg->cql_concurrency;
+    int auth = strcmp(cfg->cql_user, "-") != 0;
+    cql_client_config_t cc = {.hosts = cfg->cql_hosts, .user = auth ? cfg->cql_user : NULL,
+                              .password = auth ? cfg->cql_password : NULL, .conns_per_host = 2,
+                              .timeout_ms = cfg->cql_timeout_ms};
+    char why[256];
+    if (cql_client_open(&s->client, &cc, why, sizeof(why)) != NATTER_OK) {
+        snprintf(err, errlen, "cql %s: %s", cfg->cql_hosts, why);
+        return NATTER_EUNAVAIL;
+    }
+    int rc = migrate(s, cfg, why, sizeof(why));
+    for (int i = 0; i < NSTMTS && rc == NATTER_OK; i++) {
+        char q[600];
+        snprintf(q, sizeof(q), statements[i], cfg->cql_keyspace);
+        rc = cql_client_prepare(s->client, q, &s->stmt[i], why, sizeof(why));
+    }
+    if (rc != NATTER_OK) {
+        snprintf(err, errlen, "cql schema: %s", why);
+        cq_close(base);
+        return rc;
+    }
+    return NATTER_OK;
+}
+
+/* ---- the store methods --------------------------------------------------- */
+
+static int cq_ping(natter_store_t *base)
+{
+    return cql_client_ping(((store_cql_t *)base)->client);
+}
+
+static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t now_ms)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t byname[3] = {cql_value_text(u->username), vid(u->id), cql_value_text(u->pwhash)};
+    int rc = run(s, S_USER_INSERT_NAME, byname, 3, cql_murmur3_token(u->username, strlen(u->username)), 0, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    int won = applied(&res);
+    cql_result_free(&res);
+    if (!won)
+        return NATTER_ECONFLICT;
+    cql_value_t row[3] = {vid(u->id), cql_value_text(u->username), cql_value_timestamp(now_ms)};
+    return run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
+}
+
+static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natter_user_t *out)
+{
+    cql_result_t res;
+    int rc = run(s, q, &key, 1, token, 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    if (res.resp.rows.rows_count == 0) {
+        rc = NATTER_ENOTFOUND;
+    } else {
+        rc = cell_u64(&res, 0, 0, &out->id);
+        cell_text(&res, 0, 1, out->username, sizeof(out->username));
+        out->pwhash[0] = '\0';
+        if (q == S_USER_BY_NAME)
+            cell_text(&res, 0, 2, out->pwhash, sizeof(out->pwhash));
+    }
+    cql_result_free(&res);
+    return rc;
+}
+
+static int cq_user_by_name(natter_store_t *base, const char *username, natter_user_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    return read_user(s, S_USER_BY_NAME, cql_value_text(username), cql_murmur3_token(username, strlen(username)),
+                     out);
+}
+
+static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    return read_user(s, S_USER_BY_ID, vid(id), token_id(id), out);
+}
+
+static int cq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                             int64_t expires_at_ms)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    int64_t ttl = (expires_at_ms - natter_now_ms()) / 1000 + 1;
+    cql_value_t v[4] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms),
+                        cql_value_int((int32_t)(ttl > 0 ? ttl : 1))};
+    return run(s, S_SESSION_INSERT, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+}
+
+static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                           natter_user_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t key = cql_value_blob(hash, NATTER_TOKEN_HASH_LEN);
+    int rc = run(s, S_SESSION_GET, &key, 1, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    uint64_t user = 0;
+    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || cell_time(&res, 0, 1) <= now_ms)
+        rc = NATTER_ENOTFOUND;
+    cql_result_free(&res);
+    return rc == NATTER_OK ? cq_user_by_id(base, user, out) : rc;
+}
+
+static int cq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_value_t key = cql_value_blob(hash, NATTER_TOKEN_HASH_LEN);
+    return run(s, S_SESSION_DELETE, &key, 1, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+}
+
+static int member_rows(store_cql_t *s, uint64_t chat_id, uint64_t user_id)
+{
+    cql_value_t a[2] = {vid(chat_id), vid(user_id)}, b[2] = {vid(user_id), vid(chat_id)};
+    int rc = run(s, S_MEMBER_INSERT, a, 2, token_id(chat_id), 1, NULL);
+    return rc == NATTER_OK ? run(s, S_USER_CHAT_INSERT, b, 2, token_id(user_id), 1, NULL) : rc;
+}
+
+/* Members first, the chat row last: a chat that failed half-way is not
+ * visible (chat_get says 404), and its stray member rows are harmless. */
+static int cq_chat_create(natter_store_t *base, const natter_chat_t *chat, const uint64_t *members, size_t n)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    int rc = NATTER_OK;
+    for (size_t i = 0; i < n && rc == NATTER_OK; i++)
+        rc = member_rows(s, chat->id, members[i]);
+    cql_value_t v[4] = {vid(chat->id), cql_value_text(chat->name), vid(chat->created_by),
+                        cql_value_timestamp(chat->created_at_ms)};
+    return rc == NATTER_OK ? run(s, S_CHAT_INSERT, v, 4, token_id(chat->id), 1, NULL) : rc;
+}
+
+static int cq_chat_get(natter_store_t *base, uint64_t chat_id, natter_chat_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t key = vid(chat_id);
+    int rc = run(s, S_CHAT_GET, &key, 1, token_id(chat_id), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    if (res.resp.rows.rows_count == 0) {
+        rc = NATTER_ENOTFOUND;
+    } else {
+        out->id = chat_id;
+        cell_text(&res, 0, 1, out->name, sizeof(out->name));
+        cell_u64(&res, 0, 2, &out->created_by);
+        out->created_at_ms = cell_time(&res, 0, 3);
+    }
+    cql_result_free(&res);
+    return rc;
+}
+
+static int cq_chat_member_ids(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_value_t key = vid(chat_id);
+    return select_ids(s, S_MEMBERS_OF, &key, 1, token_id(chat_id), out);
+}
+
+static int user_cmp(const void *a, const void *b)
+{
+    return strcmp(((const natter_user_t *)a)->username, ((const natter_user_t *)b)->username);
+}
+
+static int cq_chat_members(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    int rc = cq_chat_member_ids(base, chat_id, &ids);
+    for (size_t i = 0; i < ids.len && rc == NATTER_OK; i++) {
+        natter_user_t *u = natter_vec_push(out);
+        if ((rc = cq_user_by_id(base, *NATTER_VEC_AT(&ids, uint64_t, i), u)) == NATTER_ENOTFOUND) {
+            out->len--; /* a member row whose user is gone: not a member */
+            rc = NATTER_OK;
+        }
+    }
+    natter_vec_free(&ids);
+    if (rc == NATTER_OK && out->len > 1)
+        qsort(out->items, out->len, sizeof(natter_user_t), user_cmp);
+    return rc;
+}
+
+static int cq_member_add(natter_store_t *base, uint64_t chat_id, uint64_t user_id)
+{
+    return member_rows((store_cql_t *)base, chat_id, user_id);
+}
+
+static int cq_member_remove(natter_store_t *base, uint64_t chat_id, uint64_t user_id)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t a[2] = {vid(chat_id), vid(user_id)}, b[2] = {vid(user_id), vid(chat_id)};
+    int rc = run(s, S_MEMBER_GET, a, 2, token_id(chat_id), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    int present = res.resp.rows.rows_count > 0;
+    cql_result_free(&res);
+    if (!present)
+        return NATTER_ENOTFOUND;
+    rc = run(s, S_MEMBER_DELETE, a, 2, token_id(chat_id), 1, NULL);
+    return rc == NATTER_OK ? run(s, S_USER_CHAT_DELETE, b, 2, token_id(user_id), 1, NULL) : rc;
+}
+
+/* Reads message rows (MSG_COLS order) into out. */
+static void read_messages(const cql_result_t *res, natter_vec_t *out, size_t max)
+{
+    for (int32_t row = 0; row < res->resp.rows.rows_count && out->len < max; row++) {
+        cql_slice_t content = {0}, cid = {0}, c;
+        uint64_t id = 0, chat = 0, sender = 0;
+        cell_u64(res, row, 0, &id);
+        cell_u64(res, row, 1, &chat);
+        cell_u64(res, row, 2, &sender);
+        if (cql_rows_cell(&res->resp.rows, row, 3, &c) == NATTER_OK)
+            cql_decode_text(c, &content);
+        if (cql_rows_cell(&res->resp.rows, row, 5, &c) != NATTER_OK || cql_decode_text(c, &cid) != NATTER_OK)
+            cid.len = 0;
+        natter_msg_t *m = natter_msg_new(chat, sender, content.len > 0 ? (const char *)content.p : "",
+                                         content.len > 0 ? (size_t)content.len : 0,
+                                         cid.len > 0 ? (const char *)cid.p : "", cid.len > 0 ? (size_t)cid.len : 0);
+        m->id = id;
+        m->created_at_ms = cell_time(res, row, 4);
+        *(natter_msg_t **)natter_vec_push(out) = m;
+    }
+}
+
+/* The buckets of a chat at or before (desc) / at or after (asc) a bucket. */
+static int buckets(store_cql_t *s, uint64_t chat_id, int64_t from, int desc, natter_vec_t *out)
+{
+    cql_value_t v[2] = {vid(chat_id), cql_value_bigint(from)};
+    return select_ids(s, desc ? S_BUCKETS_DESC : S_BUCKETS_ASC, v, 2, token_id(chat_id), out);
+}
+
+static void reverse(natter_vec_t *v, size_t first)
+{
+    natter_msg_t **m = (natter_msg_t **)v->items + first;
+    for (size_t i = 0, j = v->len - first; i + 1 < j; i++, j--) {
+        natter_msg_t *t = m[i];
+        m[i] = m[j - 1];
+        m[j - 1] = t;
+    }
+}
+
+static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before,
+                            uint32_t limit, natter_vec_t *out, int *has_more)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    uint64_t upper = before == NATTER_CURSOR_NONE ? (uint64_t)INT64_MAX : before;
+    int asc = after != NATTER_CURSOR_NONE;
+    size_t first = out->len, want = first + limit + 1; /* one more than the page tells has_more */
+    natter_vec_t bs;
+    natter_vec_init(&bs, sizeof(uint64_t));
+    int rc = buckets(s, chat_id, asc ? bucket_of(s, after) : bucket_of(s, upper), !asc, &bs);
+    for (size_t i = 0; i < bs.len && rc == NATTER_OK && out->len < want; i++) {
+        int64_t b = (int64_t)*NATTER_VEC_AT(&bs, uint64_t, i);
+        if (asc && b > bucket_of(s, upper))
+            break;
+        cql_result_t res;
+        cql_value_t v[5] = {vid(chat_id), cql_value_bigint(b), vid(asc ? after : upper),
+                            asc ? vid(upper) : cql_value_int((int32_t)(want - out->len)),
+                            cql_value_int((int32_t)(want - out->len))};
+        rc = run(s, asc ? S_PAGE_ASC : S_PAGE_DESC, v, asc ? 5 : 4, token_pair(chat_id, (uint64_t)b), 1, &res);
+        if (rc == NATTER_OK) {
+            read_messages(&res, out, want);
+            cql_result_free(&res);
+        }
+    }
+    natter_vec_free(&bs);
+    *has_more = out->len == want;
+    if (*has_more) {
+        free(*((natter_msg_t **)out->items + out->len - 1));
+        out->len--;
+    }
+    if (!asc)
+        reverse(out, first);
+    return rc;
+}
+
+/* One message partition's rows as an UNLOGGED batch, plus its bucket row. */
+typedef struct {
+    uint64_t chat_id;
+    int64_t bucket;
+    size_t first, n; /* rows in the values array */
+} part_t;
+
+static int cq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    char err[256];
+    cql_value_t *values = xcalloc(n * 7, sizeof(cql_value_t));
+    part_t *parts = xcalloc(n, sizeof(part_t));
+    natter_msg_t **order = xcalloc(n, sizeof(*order));
+    size_t nparts = 0, k = 0;
+    /* group by partition, keeping log order inside each */
+    for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
+        order[k++] = m;
+    int *taken = xcalloc(n, sizeof(int));
+    size_t row = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (taken[i])
+            continue;
+        part_t *p = &parts[nparts++];
+        p->chat_id = order[i]->chat_id;
+        p->bucket = bucket_of(s, order[i]->id);
+        p->first = row;
+        for (size_t j = i; j < k; j++) {
+            natter_msg_t *m = order[j];
+            if (taken[j] || m->chat_id != p->chat_id || bucket_of(s, m->id) != p->bucket)
+                continue;
+            taken[j] = 1;
+            cql_value_t *v = &values[row++ * 7];
+            v[0] = vid(m->chat_id);
+            v[1] = cql_value_bigint(p->bucket);
+            v[2] = vid(m->id);
+            v[3] = vid(m->sender_id);
+            v[4] = cql_value_text(m->content);
+            v[5] = cql_value_timestamp(m->created_at_ms);
+            v[6] = m->client_id_len ? cql_value_text(m->client_id) : cql_value_null();
+            p->n++;
+        }
+    }
+    /* every partition's batch, --cql-concurrency at a time */
+    cql_batch_params_t bp = {.type = CQL_BATCH_UNLOGGED, .consistency = s->consistency};
+    cql_call_t **calls = xcalloc(nparts * 2, sizeof(*calls));
+    int rc = NATTER_OK;
+    for (size_t start = 0; start < nparts; start += s->concurrency) {
+        size_t end = start + s->concurrency < nparts ? start + s->concurrency : nparts;
+        for (size_t i = start; i < end; i++) {
+            part_t *p = &parts[i];
+            cql_value_t bv[2] = {vid(p->chat_id), cql_value_bigint(p->bucket)};
+            cql_query_params_t qp = {.consistency = s->consistency, .values = bv, .nvalues = 2};
+            calls[2 * i] = cql_client_batch(s->client, &bp, s->stmt[S_MESSAGE_INSERT], &values[p->first * 7], 7, p->n,
+                                            token_pair(p->chat_id, (uint64_t)p->bucket), 1);
+            calls[2 * i + 1] = cql_client_execute(s->client, s->stmt[S_BUCKET_INSERT], &qp, token_id(p->chat_id), 1);
+        }
+        for (size_t i = 2 * start; i < 2 * end; i++) {
+            int one = cql_call_wait(calls[i], NULL, err, sizeof(err));
+            if (one != NATTER_OK && rc == NATTER_OK) {
+                fprintf(stderr, "natter: cql: store batch: %s\n", err);
+                rc = one == NATTER_ETIMEDOUT ? NATTER_ETIMEDOUT : NATTER_EUNAVAIL;
+            }
+        }
+    }
+    free(calls);
+    free(taken);
+    free(order);
+    free(parts);
+    free(values);
+    return rc;
+}
+
+static int cq_message_in_chat(natter_store_t *base, uint64_t chat_id, uint64_t message_id)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    int64_t b = bucket_of(s, message_id);
+    cql_value_t v[3] = {vid(chat_id), cql_value_bigint(b), vid(message_id)};
+    int rc = run(s, S_MESSAGE_GET, v, 3, token_pair(chat_id, (uint64_t)b), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    rc = res.resp.rows.rows_count > 0 ? NATTER_OK : NATTER_ENOTFOUND;
+    cql_result_free(&res);
+    return rc;
+}
+
+static int cq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64_t chat_id, uint64_t message_id)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t ins[3] = {vid(user_id), vid(chat_id), vid(message_id)};
+    int rc = run(s, S_MARKER_INSERT, ins, 3, token_id(user_id), 0, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    int created = applied(&res);
+    cql_result_free(&res);
+    if (created)
+        return NATTER_OK;
+    cql_value_t adv[4] = {vid(message_id), vid(user_id), vid(chat_id), vid(message_id)};
+    rc = run(s, S_MARKER_ADVANCE, adv, 4, token_id(user_id), 0, &res);
+    if (rc == NATTER_OK)
+        cql_result_free(&res); /* not applied: the marker is already further on */
+    return rc;
+}
+
+/* Unread: the messages after the user's marker that others sent, counted
+ * from the marker's bucket on; the newest message on the way. */
+static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs)
+{
+    cql_result_t res;
+    cql_value_t mk[2] = {vid(user_id), vid(cs->chat.id)};
+    uint64_t marker = 0;
+    int rc = run(s, S_MARKER_GET, mk, 2, token_id(user_id), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    if (res.resp.rows.rows_count > 0)
+        cell_u64(&res, 0, 0, &marker);
+    cql_result_free(&res);
+
+    natter_vec_t page;
+    int more;
+    natter_vec_init(&page, sizeof(natter_msg_t *));
+    rc = cq_messages_page(&s->base, cs->chat.id, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 1, &page, &more);
+    if (rc == NATTER_OK && page.len == 1)
+        cs->last = *NATTER_VEC_AT(&page, natter_msg_t *, 0);
+    natter_vec_free(&page);
+    if (rc != NATTER_OK || cs->last == NULL || cs->last->id <= marker)
+        return rc;
+
+    natter_vec_t bs;
+    natter_vec_init(&bs, sizeof(uint64_t));
+    rc = buckets(s, cs->chat.id, bucket_of(s, marker), 0, &bs);
+    for (size_t i = 0; i < bs.len && rc == NATTER_OK; i++) {
+        uint64_t b = *NATTER_VEC_AT(&bs, uint64_t, i);
+        cql_value_t v[3] = {vid(cs->chat.id), cql_value_bigint((int64_t)b), vid(marker)};
+        natter_vec_t senders;
+        natter_vec_init(&senders, sizeof(uint64_t));
+        rc = select_ids(s, S_SENDERS_AFTER, v, 3, token_pair(cs->chat.id, b), &senders);
+        for (size_t j = 0; j < senders.len; j++)
+            cs->unread += *NATTER_VEC_AT(&senders, uint64_t, j) != user_id;
+        natter_vec_free(&senders);
+    }
+    natter_vec_free(&bs);
+    return rc;
+}
+
+static int activity_cmp(const void *a, const void *b)
+{
+    const natter_chat_summary_t *x = a, *y = b;
+    uint64_t ka = x->last ? x->last->id : x->chat.id, kb = y->last ? y->last->id : y->chat.id;
+    return ka < kb ? 1 : ka > kb ? -1 : 0;
+}
+
+static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    cql_value_t key = vid(user_id);
+    int rc = select_ids(s, S_CHATS_OF, &key, 1, token_id(user_id), &ids);
+    for (size_t i = 0; i < ids.len && rc == NATTER_OK; i++) {
+        natter_chat_summary_t *cs = natter_vec_push(out);
+        rc = cq_chat_get(base, *NATTER_VEC_AT(&ids, uint64_t, i), &cs->chat);
+        if (rc == NATTER_ENOTFOUND) { /* a chat whose creation did not finish */
+            out->len--;
+            rc = NATTER_OK;
+            continue;
+        }
+        if (rc == NATTER_OK)
+            rc = summarize(s, user_id, cs);
+    }
+    natter_vec_free(&ids);
+    if (out->len > 1)
+        qsort(out->items, out->len, sizeof(natter_chat_summary_t), activity_cmp);
+    return rc;
+}
+
+const natter_store_ops_t natter_store_cql = {
+    .version = 1,
+    .size = sizeof(store_cql_t),
+    .name = "cql",
+    .open = cq_open,
+    .close = cq_close,
+    .ping = cq_ping,
+    .user_create = cq_user_create,
+    .user_by_name = cq_user_by_name,
+    .user_by_id = cq_user_by_id,
+    .session_create = cq_session_create,
+    .session_user = cq_session_user,
+    .session_delete = cq_session_delete,
+    .chat_create = cq_chat_create,
+    .chat_get = cq_chat_get,
+    .chat_member_ids = cq_chat_member_ids,
+    .chat_members = cq_chat_members,
+    .member_add = cq_member_add,
+    .member_remove = cq_member_remove,
+    .user_chats = cq_user_chats,
+    .messages_insert = cq_messages_insert,
+    .messages_page = cq_messages_page,
+    .message_in_chat = cq_message_in_chat,
+    .read_marker_advance = cq_read_marker_advance,
+};
