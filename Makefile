@@ -25,7 +25,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox blackbox-kafka fuzz clean bench-wrk
+.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk
 all: $(REL)/natter $(REL)/noop-server
 
 # --- release build ---------------------------------------------------------
@@ -57,12 +57,27 @@ $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
 
+# tests of a client against its real engine (run by scripts/test-engines)
+ENGINE_SRC := $(sort $(wildcard tests/engine/test_*.c))
+ENGINE_BINS := $(patsubst tests/engine/%.c,$(SAN_DIR)/engine/%,$(ENGINE_SRC))
+$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	@echo "LD [asan] $@"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
+
 # --- fuzz targets (libFuzzer needs clang), run briefly by make test ----------
 FUZZ_SECONDS ?= 10
-FUZZ_SRC := src/ingest/router.c src/core/util.c src/core/token.c
-$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c $(FUZZ_SRC)
+FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
+FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c
 	@mkdir -p $(dir $@)
-	clang $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc -o $@ $^ $(LIBS)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/util.c src/core/id.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 
 # --- commands ---------------------------------------------------------------
 deps:
@@ -74,28 +89,35 @@ run: deps $(REL)/natter
 unit: $(UNIT_BINS)
 	@scripts/run-unit $(UNIT_BINS)
 
-fuzz: $(BUILD)/fuzz/fuzz_request
-	@mkdir -p $(BUILD)/fuzz/corpus
-	@$(BUILD)/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus tests/fuzz/corpus \
-		>$(BUILD)/fuzz/log 2>&1; rc=$$?; tail -n 1 $(BUILD)/fuzz/log; exit $$rc
+fuzz: $(FUZZ_BINS)
+	@for f in request cql record; do \
+		mkdir -p $(BUILD)/fuzz/corpus-$$f; \
+		seeds=tests/fuzz/corpus_$$f; [ -d $$seeds ] || seeds=; \
+		$(BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$f $$seeds \
+			>$(BUILD)/fuzz/$$f.log 2>&1 || { tail -n 30 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+		echo "fuzz_$$f: $$(tail -n 1 $(BUILD)/fuzz/$$f.log)"; \
+	done
 
 blackbox: $(SAN_DIR)/natter
 	NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
 
-# the same suite on --log kafka, against a real broker started and stopped by the script
-blackbox-kafka: $(SAN_DIR)/natter
-	NATTER_BIN=$(SAN_DIR)/natter scripts/test-kafka
+# the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)
+engines: $(SAN_DIR)/natter $(ENGINE_BINS)
+	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
 
 test: deps
-	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS) $(BUILD)/fuzz/fuzz_request
-	$(MAKE) --no-print-directory unit fuzz blackbox blackbox-kafka
+	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
+	$(MAKE) --no-print-directory unit fuzz blackbox engines
 
-# wrk against the no-op anchor, natter on its embedded default, and natter on
-# --log kafka (a real broker started here), in one run; writes bench/results/
+# wrk against the no-op anchor, natter on its embedded default, on --log kafka
+# and on --log kafka --store cql (a real broker and Cassandra started here),
+# in one run; writes bench/results/
 bench-wrk: all
-	@addr=$$(scripts/engine start kafka --name natter-bench --port 39092 | tail -n 1) && \
-	KAFKA_BROKERS=$$addr scripts/bench-wrk; rc=$$?; \
-	scripts/engine stop kafka --name natter-bench >/dev/null; exit $$rc
+	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092 | tail -n 1) && \
+	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042 | tail -n 1) && \
+	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-wrk; rc=$$?; \
+	scripts/engine stop kafka --name natter-bench >/dev/null; \
+	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
 
 clean:
 	rm -rf $(BUILD)

@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 {
     static natter_app_t app;
     natter_consumer_t consumer;
-    char err[512], desc[1024];
+    char err[512], desc[2048];
     int rc = natter_config_load(&app.cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
         return 0;
@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     }
     natter_members_cache_init(&app.members, app.cfg.members_ttl_ms, 100000, load_members, &app);
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
+    natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
     natter_workers_start(&app.workers, app.cfg.workers);
     if (natter_http_start(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
@@ -115,6 +116,7 @@ int main(int argc, char **argv)
     natter_log_close(app.log);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
+    natter_session_cache_free(&app.sessions);
     natter_members_cache_free(&app.members);
     pthread_mutex_destroy(&app.ids_lock);
     fprintf(stderr, "natter: stopped\n");

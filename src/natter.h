@@ -19,6 +19,7 @@
 #include "core/id.h"
 #include "core/ratelimit.h"
 #include "gateway/members_cache.h"
+#include "ingest/session_cache.h"
 #include "ingest/workers.h"
 #include "log/log.h"
 #include "store/store.h"
@@ -31,6 +32,7 @@ typedef struct natter_app {
     natter_log_t *log;
     natter_members_cache_t members;
     natter_ratelimit_t ratelimit;
+    natter_session_cache_t sessions;
     natter_workers_t workers;
     natter_idgen_t ids;            /* user and chat ids; guarded by ids_lock */
     pthread_mutex_t ids_lock;

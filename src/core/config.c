@@ -35,6 +35,8 @@ static const opt_t options[] = {
     {"rate-burst", OPT_U32, F(rate_burst), 0, 10000000, NULL, "400", "posts a user may burst above the rate"},
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
     {"members-ttl", OPT_U32, F(members_ttl_ms), 0, 3600000, NULL, "5000", "ms a chat's cached member list is trusted"},
+    {"session-cache-ttl", OPT_U32, F(session_cache_ttl_ms), 0, 3600000, NULL, "10000",
+     "ms a looked-up session is trusted without the store (a logout elsewhere takes this long)"},
     {"max-body", OPT_U32, F(max_body), 256, 1048576, NULL, "16384", "largest request body in bytes"},
     {"log-queue", OPT_U32, F(log_queue), 1, 10000000, NULL, "100000", "messages the local log holds before posts get 503"},
     {"kafka-brokers", OPT_STR, F(kafka_brokers), 0, 0, NULL, "127.0.0.1:9092", "Kafka/Redpanda bootstrap HOST:PORT[,...]"},
@@ -187,12 +189,12 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
-             "session-ttl=%us rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
-             c->batch_time_ms, c->workers, c->session_ttl_s, c->rate_limit, c->rate_burst, c->ws_queue,
+             c->batch_time_ms, c->workers, c->session_ttl_s, c->session_cache_ttl_ms, c->rate_limit, c->rate_burst, c->ws_queue,
              c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

@@ -24,6 +24,7 @@ typedef struct natter_config {
     uint32_t rate_burst;
     uint32_t ws_queue;      /* messages queued per WebSocket before it is closed as a slow reader */
     uint32_t members_ttl_ms;
+    uint32_t session_cache_ttl_ms;
     uint32_t max_body;      /* request body bytes */
     uint32_t log_queue;     /* messages the local log holds before ingest answers 503 */
     char sqlite_sync[8];    /* "full" | "normal" */

@@ -60,6 +60,16 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         return NATTER_OK;
 
     int rc = c->load(c->load_arg, chat_id, out);
+    if (rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT) {
+        /* the store is away: an expired entry is better than nothing (stale-if-error) */
+        out->len = 0;
+        pthread_mutex_lock(&c->lock);
+        struct members_entry *stale = natter_u64map_get(&c->entries, chat_id);
+        for (size_t i = 0; stale != NULL && i < stale->n; i++)
+            *(uint64_t *)natter_vec_push(out) = stale->ids[i];
+        pthread_mutex_unlock(&c->lock);
+        return stale != NULL ? NATTER_OK : rc;
+    }
     if (rc != NATTER_OK || c->ttl_ns == 0)
         return rc;
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));

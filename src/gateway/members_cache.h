@@ -5,7 +5,8 @@
  * API workers (is the sender a member?), so one mutex guards it; lookups are
  * a hash probe and a copy, and misses load from the store outside the lock.
  * Membership changes made through this node invalidate the entry at once;
- * changes made on other nodes are seen within the TTL.
+ * changes made on other nodes are seen within the TTL. While the store is
+ * unreachable, an expired entry is served rather than an error.
  */
 #ifndef NATTER_MEMBERS_CACHE_H
 #define NATTER_MEMBERS_CACHE_H

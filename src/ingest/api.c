@@ -169,10 +169,20 @@ static int authenticate(natter_api_job_t *job, natter_user_t *user)
     if (!natter_token_well_formed(job->token, job->token_len))
         return fail(job, 401, "unauthorized", "the token is not valid");
     natter_token_hash(job->token, job->token_len, hash);
-    int rc = job->app->store->ops->session_user(job->app->store, hash, natter_now_ms(), user);
+    natter_app_t *app = job->app;
+    int64_t now = natter_now_ms();
+    if (natter_session_cache_get(&app->sessions, hash, now, 0, user))
+        return 0;
+    int rc = app->store->ops->session_user(app->store, hash, now, user);
+    if (rc == NATTER_OK) {
+        natter_session_cache_put(&app->sessions, hash, user);
+        return 0;
+    }
     if (rc == NATTER_ENOTFOUND)
         return fail(job, 401, "unauthorized", "the token is unknown or expired");
-    return rc == NATTER_OK ? 0 : fail_store(job, rc);
+    if (natter_session_cache_get(&app->sessions, hash, now, 1, user))
+        return 0; /* the store is away: a session it confirmed before still holds */
+    return fail_store(job, rc);
 }
 
 /* The chat exists (404 otherwise) and the user is a member (403 otherwise). */
@@ -281,6 +291,7 @@ static void session_delete(natter_api_job_t *job)
     if (authenticate(job, &u) != 0)
         return;
     natter_token_hash(job->token, job->token_len, hash);
+    natter_session_cache_drop(&job->app->sessions, hash);
     int rc = job->app->store->ops->session_delete(job->app->store, hash);
     if (rc != NATTER_OK)
         fail_store(job, rc);

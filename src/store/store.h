@@ -30,6 +30,7 @@ typedef struct natter_user {
     uint64_t id;
     char username[NATTER_USERNAME_MAX + 1];
     char pwhash[NATTER_PWHASH_MAX]; /* filled by user_by_name only */
+    int64_t expires_at_ms;          /* filled by session_user only: when the session ends */
 } natter_user_t;
 
 typedef struct natter_chat {

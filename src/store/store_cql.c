@@ -454,10 +454,13 @@ static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN
     if (rc != NATTER_OK)
         return rc;
     uint64_t user = 0;
-    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || cell_time(&res, 0, 1) <= now_ms)
+    int64_t expires = res.resp.rows.rows_count > 0 ? cell_time(&res, 0, 1) : 0;
+    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || expires <= now_ms)
         rc = NATTER_ENOTFOUND;
     cql_result_free(&res);
-    return rc == NATTER_OK ? cq_user_by_id(base, user, out) : rc;
+    if (rc == NATTER_OK && (rc = cq_user_by_id(base, user, out)) == NATTER_OK)
+        out->expires_at_ms = expires;
+    return rc;
 }
 
 static int cq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN])

@@ -81,7 +81,7 @@ static const char *const queries[NQUERIES] = {
     [Q_USER_BY_NAME] = "SELECT id, username, pwhash FROM users WHERE username = ?1",
     [Q_USER_BY_ID] = "SELECT id, username, '' FROM users WHERE id = ?1",
     [Q_SESSION_INSERT] = "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-    [Q_SESSION_USER] = "SELECT u.id, u.username, '' FROM sessions s JOIN users u ON u.id = s.user_id"
+    [Q_SESSION_USER] = "SELECT u.id, u.username, '', s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id"
                        " WHERE s.token_hash = ?1 AND s.expires_at > ?2",
     [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE token_hash = ?1",
     [Q_SESSION_SWEEP] = "DELETE FROM sessions WHERE expires_at <= ?1",
@@ -330,6 +330,7 @@ static int read_user(sqlite3_stmt *st, natter_user_t *out)
     out->id = COL_ID(st, 0);
     snprintf(out->username, sizeof(out->username), "%s", (const char *)sqlite3_column_text(st, 1));
     snprintf(out->pwhash, sizeof(out->pwhash), "%s", (const char *)sqlite3_column_text(st, 2));
+    out->expires_at_ms = sqlite3_column_count(st) > 3 ? sqlite3_column_int64(st, 3) : 0;
     sqlite3_reset(st);
     return NATTER_OK;
 }

@@ -10,8 +10,10 @@ Environment:
                     on --log kafka with a topic and a store group of its own
                     (kept across restarts of the same server; shared between
                     servers made with the same log_id, as nodes of one cluster)
-  NATTER_TEST_CQL   HOST:PORT of a real Cassandra: every server runs on --store cql
-                    with a keyspace of its own (shared like the Kafka topic)
+  NATTER_TEST_CQL   HOST:PORT of a real Cassandra: every server runs on --store cql,
+                    all of one test run on one keyspace (every row is keyed by
+                    ids and names unique to its test; a keyspace per server
+                    would cost Cassandra a dozen tables' memory each)
 """
 
 import json
@@ -34,6 +36,7 @@ NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "bu
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
 KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")
 CQL = os.environ.get("NATTER_TEST_CQL", "")
+RUN_ID = uuid.uuid4().hex[:12]
 
 ID_RE = re.compile(r"^[0-9]+$")
 TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
@@ -84,7 +87,7 @@ class Server:
             args += ["--log", "kafka", "--kafka-brokers", KAFKA, "--kafka-topic", f"natter-test-{self.log_id}",
                      "--kafka-group", f"natter-test-{self.log_id}"]
         if CQL:
-            args += ["--store", "cql", "--cql-hosts", CQL, "--cql-keyspace", f"t_{self.log_id}"]
+            args += ["--store", "cql", "--cql-hosts", CQL, "--cql-keyspace", f"t_{RUN_ID}"]
         return args
 
     @property

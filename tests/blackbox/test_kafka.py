@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import (KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
+from conftest import (CQL, KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
                       User)
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
@@ -162,5 +162,74 @@ def test_broker_restart_under_load(server_factory):
     wait_drained(srv.base)
     ids = [m["id"] for m in alice.api.all_history(cid)]
     assert len(ids) == len(set(ids))
+    missing = [i for i in acked if i not in set(ids)]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"
+
+
+CQL_ENGINE = os.environ.get("NATTER_TEST_CQL_ENGINE", "")
+
+
+def cassandra(action):
+    port = CQL.rsplit(":", 1)[1]
+    subprocess.run([os.path.join(REPO, "scripts", "engine"), action, "cassandra", "--name", CQL_ENGINE,
+                    *(["--port", port] if action == "start" else [])],
+                   check=True, stdout=subprocess.DEVNULL, timeout=240)
+
+
+def lag_all(base):
+    for line in requests.get(base + "/metrics", timeout=5).text.splitlines():
+        if line.startswith('natter_consumer_lag{partition="all"}'):
+            return float(line.split()[1])
+    return None
+
+
+@pytest.mark.skipif(not (CQL and CQL_ENGINE), reason="needs a real Cassandra it may stop: NATTER_TEST_CQL(_ENGINE)")
+def test_cassandra_outage_under_load(server_factory):
+    """Cassandra away for 20 s while posts keep coming: the log takes them,
+    lag grows, and once the store is back it drains, every acknowledged
+    message stored exactly once."""
+    srv = server_factory()
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    alice.api.post_message(cid, "warm-up")  # the session and the members are known before the outage
+    acked, statuses, lock, stop = {}, {}, threading.Lock(), threading.Event()
+
+    def poster(t):
+        s = requests.Session()
+        h = {"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"}
+        i = 0
+        while not stop.is_set():
+            r = s.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": f"o{t}-{i}"}),
+                       headers=h, timeout=30)
+            with lock:
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code == 202:
+                    acked[r.json()["id"]] = f"o{t}-{i}"
+            i += 1
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=poster, args=(t,), daemon=True) for t in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    cassandra("stop")
+    down_at, peak = time.monotonic(), 0.0
+    while time.monotonic() - down_at < 20:
+        peak = max(peak, lag_all(srv.base) or 0)
+        time.sleep(1)
+    with lock:
+        acked_while_down = len(acked)
+    cassandra("start")
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    print("cassandra outage: statuses", statuses, "peak lag", peak)
+    assert set(statuses) <= {202, 503}, statuses
+    assert peak > 50, f"lag never grew while the store was away (peak {peak})"
+    assert acked_while_down > 0
+    wait_drained(srv.base, timeout=180)
+    ids = [m["id"] for m in alice.api.all_history(cid)]
+    assert len(ids) == len(set(ids)), "a message was stored twice"
     missing = [i for i in acked if i not in set(ids)]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"

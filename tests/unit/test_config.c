@@ -77,13 +77,15 @@ static void test_defaults(void **state)
     assert_int_equal(c.log_queue, 100000);
     assert_string_equal(c.sqlite_sync, "full");
 
-    char line[1024];
+    char line[2048];
     natter_config_describe(&c, line, sizeof(line));
     assert_string_equal(line, "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
-                              "batch-time=1ms workers=4 session-ttl=604800s rate-limit=200 rate-burst=400 "
-                              "ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 sqlite-sync=full "
-        "kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages kafka-group=natter-store kafka-partitions=6 "
-        "kafka-replication=1 kafka-timeout=5000ms");
+                              "batch-time=1ms workers=4 session-ttl=604800s session-cache-ttl=10000ms rate-limit=200 "
+                              "rate-burst=400 ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 "
+                              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
+                              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
+                              "cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
+                              "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s");
 }
 
 static void test_env_overrides_default(void **state)
@@ -186,7 +188,7 @@ static void test_bad_values_rejected(void **state)
     expect_error("--listen: 'h:80x' is not HOST:PORT", "--listen=h:80x", NULL);
     expect_error("--listen: 'h:' is not HOST:PORT", "--listen=h:", NULL);
     expect_error("--log: 'redis' is not one of local|kafka", "--log=redis", NULL);
-    expect_error("--store: 'cql' is not one of sqlite", "--store", "cql", NULL);
+    expect_error("--store: 'mysql' is not one of sqlite|cql", "--store", "mysql", NULL);
     expect_error("--sqlite-sync: 'off' is not one of full|normal", "--sqlite-sync=off", NULL);
     expect_error("--sqlite-sync: 'ful' is not one of full|normal", "--sqlite-sync=ful", NULL);
     expect_error("--sqlite-sync: 'fullx' is not one of full|normal", "--sqlite-sync=fullx", NULL);

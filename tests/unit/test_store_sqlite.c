@@ -147,7 +147,8 @@ static void test_find_and_ping(void **state)
 {
     fixture_t *f = *state;
     assert_ptr_equal(natter_store_find("sqlite"), &natter_store_sqlite);
-    assert_null(natter_store_find("cql"));
+    assert_ptr_equal(natter_store_find("cql"), &natter_store_cql);
+    assert_null(natter_store_find("mysql"));
     assert_int_equal(OPS(f)->ping(f->s), NATTER_OK);
 }
 

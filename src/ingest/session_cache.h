@@ -1,0 +1,36 @@
+/*
+ * Sessions seen recently, by token hash: most requests authenticate without
+ * a store round trip, and while the store is unreachable a known session
+ * keeps working (stale-if-error) until it expires. A logout on this node
+ * drops the entry at once; on another node the entry lives out its TTL.
+ * Shared by the API workers behind one mutex (a hash probe and a copy).
+ */
+#ifndef NATTER_SESSION_CACHE_H
+#define NATTER_SESSION_CACHE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/token.h"
+#include "core/u64map.h"
+#include "store/store.h"
+
+typedef struct natter_session_cache {
+    pthread_mutex_t lock;
+    natter_u64map_t entries; /* first 8 bytes of the hash -> struct session_entry */
+    uint64_t ttl_ns;
+    size_t max_entries;
+} natter_session_cache_t;
+
+void natter_session_cache_init(natter_session_cache_t *c, uint32_t ttl_ms, size_t max_entries);
+void natter_session_cache_free(natter_session_cache_t *c);
+/* 1 and *out when the session is cached and not expired at now_ms, and
+ * (unless stale_ok) was looked up within the TTL; else 0. */
+int natter_session_cache_get(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                             int stale_ok, natter_user_t *out);
+/* Remembers a session the store confirmed (u->expires_at_ms set). */
+void natter_session_cache_put(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN],
+                              const natter_user_t *u);
+void natter_session_cache_drop(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN]);
+
+#endif
