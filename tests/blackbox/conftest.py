@@ -10,6 +10,7 @@ Environment:
                     on --log kafka with a topic and a store group of its own
                     (kept across restarts of the same server; shared between
                     servers made with the same log_id, as nodes of one cluster)
+  NATTER_TEST_CQL_USER, NATTER_TEST_CQL_PASSWORD  PasswordAuthenticator credentials
   NATTER_TEST_CQL   HOST:PORT of a real Cassandra: every server runs on --store cql,
                     all of one test run on one keyspace (every row is keyed by
                     ids and names unique to its test; a keyspace per server
@@ -36,6 +37,8 @@ NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "bu
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
 KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")
 CQL = os.environ.get("NATTER_TEST_CQL", "")
+CQL_USER = os.environ.get("NATTER_TEST_CQL_USER", "")
+CQL_PASSWORD = os.environ.get("NATTER_TEST_CQL_PASSWORD", "")
 RUN_ID = uuid.uuid4().hex[:12]
 
 ID_RE = re.compile(r"^[0-9]+$")
@@ -88,6 +91,8 @@ class Server:
                      "--kafka-group", f"natter-test-{self.log_id}"]
         if CQL:
             args += ["--store", "cql", "--cql-hosts", CQL, "--cql-keyspace", f"t_{RUN_ID}"]
+            if CQL_USER:
+                args += ["--cql-user", CQL_USER, "--cql-password", CQL_PASSWORD]
         return args
 
     @property

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import (CQL, KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
+from conftest import (CQL, CQL_USER, KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
                       User)
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
@@ -171,8 +171,8 @@ CQL_ENGINE = os.environ.get("NATTER_TEST_CQL_ENGINE", "")
 
 def cassandra(action):
     port = CQL.rsplit(":", 1)[1]
-    subprocess.run([os.path.join(REPO, "scripts", "engine"), action, "cassandra", "--name", CQL_ENGINE,
-                    *(["--port", port] if action == "start" else [])],
+    start = ["--port", port] + (["--auth"] if CQL_USER else []) if action == "start" else []
+    subprocess.run([os.path.join(REPO, "scripts", "engine"), action, "cassandra", "--name", CQL_ENGINE, *start],
                    check=True, stdout=subprocess.DEVNULL, timeout=240)
 
 

@@ -42,7 +42,8 @@ static int setup(void **state)
         fprintf(stderr, "NATTER_TEST_CQL is not set: no Cassandra to test against\n");
         return -1;
     }
-    cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = 10000};
+    cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = 10000,
+                               .user = getenv("NATTER_TEST_CQL_USER"), .password = getenv("NATTER_TEST_CQL_PASSWORD")};
     if (cql_client_open(&client, &cfg, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "cannot open: %s\n", err);
         return -1;
@@ -193,6 +194,27 @@ static void test_server_error_is_reported(void **state)
     assert_int_equal(cql_client_ping(client), NATTER_OK); /* still usable */
 }
 
+/* With PasswordAuthenticator on (NATTER_TEST_CQL_USER set): no credentials
+ * and wrong ones are refused with the server's reason, not a hang. */
+static void test_authentication_is_checked(void **state)
+{
+    (void)state;
+    const char *user = getenv("NATTER_TEST_CQL_USER");
+    if (user == NULL) {
+        fprintf(stderr, "(authentication not enabled on this Cassandra: checked in the engine pass)\n");
+        return;
+    }
+    cql_client_t *other = NULL;
+    cql_client_config_t none = {.hosts = getenv("NATTER_TEST_CQL"), .timeout_ms = 10000};
+    assert_int_equal(cql_client_open(&other, &none, err, sizeof(err)), NATTER_EUNAVAIL);
+    assert_non_null(strstr(err, "authentication"));
+    cql_client_config_t wrong = {.hosts = getenv("NATTER_TEST_CQL"), .timeout_ms = 10000, .user = user,
+                                 .password = "not-the-password"};
+    assert_int_equal(cql_client_open(&other, &wrong, err, sizeof(err)), NATTER_EUNAVAIL);
+    assert_non_null(strcasestr(err, "password"));
+    assert_null(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_many_in_flight_and_paging),
         cmocka_unit_test(test_unlogged_batch),
         cmocka_unit_test(test_server_error_is_reported),
+        cmocka_unit_test(test_authentication_is_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

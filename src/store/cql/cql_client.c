@@ -110,6 +110,7 @@ struct cql_client {
     size_t nring;
     cql_stmt_t *stmts;
     atomic_uint rr;
+    char last_error[256]; /* why the last connect failed; under lock */
 };
 
 /* ---- connections -------------------------------------------------------- */
@@ -361,6 +362,7 @@ static conn_t *host_conn(cql_client_t *cl, int host)
         pthread_mutex_lock(&cl->lock);
         if (fresh == NULL) {
             h->retry_after_ns = natter_mono_ns() + RECONNECT_BACKOFF_NS;
+            snprintf(cl->last_error, sizeof(cl->last_error), "%s", err);
             fprintf(stderr, "natter: cql: %s\n", err);
         } else if (h->conns[slot] == NULL) {
             h->conns[slot] = fresh;
@@ -616,6 +618,13 @@ int cql_call_wait(cql_call_t *call, cql_result_t *out, char *err, size_t errlen)
         snprintf(err, errlen, "no CQL host reachable");
         return NATTER_EUNAVAIL;
     }
+    if (call->attempts == 0) { /* submit could not send it anywhere */
+        pthread_mutex_lock(&call->client->lock);
+        snprintf(err, errlen, "no CQL host reachable (%s)", call->client->last_error);
+        pthread_mutex_unlock(&call->client->lock);
+        call_free(call);
+        return NATTER_EUNAVAIL;
+    }
     int rc;
     for (;;) {
         rc = call_await(call);
@@ -667,13 +676,11 @@ int cql_call_wait(cql_call_t *call, cql_result_t *out, char *err, size_t errlen)
     return rc;
 }
 
+/* Sends a new call; when no host takes it, the call still comes back (with
+ * no attempt made) so that wait can say why. */
 static cql_call_t *submit(cql_call_t *call)
 {
-    int host = ring_owner(call->client, call->token);
-    if (call_send(call, host) != NATTER_OK) {
-        call_free(call);
-        return NULL;
-    }
+    call_send(call, ring_owner(call->client, call->token));
     return call;
 }
 
@@ -683,11 +690,7 @@ static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, siz
 {
     cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
     cql_build_prepare(&call->request, 0, st->query);
-    if (call_send(call, host) != NATTER_OK) {
-        call_free(call);
-        snprintf(err, errlen, "no CQL host reachable to prepare on");
-        return NATTER_EUNAVAIL;
-    }
+    call_send(call, host); /* when it fails, wait says why */
     cql_result_t res;
     int rc = cql_call_wait(call, &res, err, errlen);
     if (rc != NATTER_OK)
