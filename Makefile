@@ -113,8 +113,8 @@ test: deps
 # and on --log kafka --store cql (a real broker and Cassandra started here),
 # in one run; writes bench/results/
 bench-wrk: all
-	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092 | tail -n 1) && \
-	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042 | tail -n 1) && \
+	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
+	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-wrk; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
