@@ -26,7 +26,7 @@ REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
 .PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk
-all: $(REL)/natter $(REL)/noop-server
+all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
 $(REL)/obj/%.o: %.c
@@ -56,6 +56,25 @@ $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
+
+# --- natter-load, the open-loop load generator (load/) -----------------------
+# load/*.c compile through the same pattern rules as src/; its unit tests
+# (tests/unit/test_load_*.c) link the load/ objects instead of src/'s.
+LOAD_SRC     := $(sort $(wildcard load/*.c))
+LOAD_LIB_SRC := $(filter-out load/main.c,$(LOAD_SRC))
+LOAD_UNIT_SRC := $(filter tests/unit/test_load_%,$(UNIT_SRC))
+LOAD_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(LOAD_UNIT_SRC))
+
+$(REL)/natter-load: $(call objs,$(REL),$(LOAD_SRC))
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+$(SAN_DIR)/natter-load: $(call objs,$(SAN_DIR),$(LOAD_SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(LOAD_UNIT_BINS): $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LOAD_LIB_SRC))
+	@mkdir -p $(dir $@)
+	@echo "LD [asan] $@"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Iload -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 # tests of a client against its real engine (run by scripts/test-engines)
 ENGINE_SRC := $(sort $(wildcard tests/engine/test_*.c))
@@ -98,15 +117,15 @@ fuzz: $(FUZZ_BINS)
 		echo "fuzz_$$f: $$(tail -n 1 $(BUILD)/fuzz/$$f.log)"; \
 	done
 
-blackbox: $(SAN_DIR)/natter
-	NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
+blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load python3 -m pytest -q tests/blackbox
 
 # the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)
 engines: $(SAN_DIR)/natter $(ENGINE_BINS)
 	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
 
 test: deps
-	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
+	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
 	$(MAKE) --no-print-directory unit fuzz blackbox engines
 
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka

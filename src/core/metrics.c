@@ -143,9 +143,9 @@ char *natter_metrics_render(size_t *len)
               1e9);
     histogram(&o, "natter_end_to_end_latency_seconds", "Time from ingest to push, per message.", &m->end_to_end,
               1e9);
-    gauge(&o, "process_cpu_seconds_total",
-          "User and system CPU time spent.",
-          (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    emit(&o, "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+             "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n",
+         (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
     gauge(&o, "process_resident_memory_bytes", "Resident memory size.", resident_bytes());
     *len = o.len;
     return o.buf;

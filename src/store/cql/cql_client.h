@@ -62,10 +62,11 @@ int cql_client_prepare(cql_client_t *c, const char *query, cql_stmt_t **out, cha
 int cql_client_query(cql_client_t *c, const char *query, const cql_query_params_t *qp, cql_result_t *out,
                      char *err, size_t errlen);
 
-/* EXECUTE and BATCH as asynchronous calls: submit never blocks on the
+/* EXECUTE and BATCH as asynchronous calls: submitting never blocks on the
  * server (only on a connect); wait blocks until the answer or the timeout
- * and frees the call. idempotent allows retries. A NULL call from submit
- * means it could not even be sent: wait(NULL, ...) reports that. */
+ * and frees the call. idempotent allows retries. A call no host would take
+ * still comes back, and its wait reports why; NULL means the request did
+ * not fit the protocol, and wait(NULL, ...) reports that. */
 cql_call_t *cql_client_execute(cql_client_t *c, cql_stmt_t *st, const cql_query_params_t *qp, int64_t token,
                                int idempotent);
 /* A BATCH of one prepared statement run for nrows rows of values

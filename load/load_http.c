@@ -1,0 +1,202 @@
+/* load_http — see load_http.h. */
+#include "load_http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+/* picohttpparser, exported by libh2o-evloop (its header is not installed). */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg,
+                       size_t *msg_len, struct phr_header *headers, size_t *num_headers, size_t last_len);
+
+static void on_event(load_io_t *io, uint32_t events);
+
+void load_http_init(load_http_t *c, int epfd, const struct sockaddr_in *addr, const char *host)
+{
+    memset(c, 0, sizeof(*c));
+    c->io.fd = -1;
+    c->io.on_event = on_event;
+    c->epfd = epfd;
+    c->addr = *addr;
+    c->host = host;
+}
+
+int load_http_busy(const load_http_t *c)
+{
+    return c->cb != NULL;
+}
+
+void load_http_close(load_http_t *c)
+{
+    if (c->io.fd >= 0)
+        close(c->io.fd);
+    c->io.fd = -1;
+    c->state = LOAD_HTTP_DOWN;
+    c->connected = 0;
+    c->out.off = c->out.len = 0;
+    c->in.off = c->in.len = 0;
+}
+
+/* Ends the in-flight request: state first, so that cb may start the next. */
+static void complete(load_http_t *c, int status, const char *body, size_t len)
+{
+    load_http_cb cb = c->cb;
+    void *arg = c->cb_arg;
+    c->cb = NULL;
+    c->cb_arg = NULL;
+    if (c->state == LOAD_HTTP_BUSY)
+        c->state = LOAD_HTTP_IDLE;
+    if (cb != NULL)
+        cb(c, status, body, len, arg);
+}
+
+void load_http_abort(load_http_t *c, int err)
+{
+    load_http_close(c);
+    complete(c, err, NULL, 0);
+}
+
+int load_http_request(load_http_t *c, const char *method, const char *path, const char *token, const char *body,
+                      size_t body_len, load_http_cb cb, void *arg)
+{
+    if (c->cb != NULL)
+        return -EBUSY;
+    if (c->io.fd < 0) {
+        int fd = load_io_connect(c->epfd, &c->addr, &c->io);
+        if (fd < 0)
+            return fd;
+        c->state = LOAD_HTTP_CONNECTING;
+        c->connected = 0;
+    }
+    char head[1024];
+    int n;
+    if (token != NULL)
+        n = snprintf(head, sizeof(head),
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, c->host, token, body_len);
+    else
+        n = snprintf(head, sizeof(head),
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, c->host, body_len);
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return -ENAMETOOLONG;
+    load_buf_append(&c->out, head, (size_t)n);
+    if (body_len > 0)
+        load_buf_append(&c->out, body, body_len);
+    c->cb = cb;
+    c->cb_arg = arg;
+    c->sent_ns = load_now_ns();
+    if (c->connected) {
+        c->state = LOAD_HTTP_BUSY;
+        int rc = load_buf_flush(&c->out, c->io.fd);
+        if (rc < 0) {
+            load_http_abort(c, rc); /* cb fires: the request was accepted */
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Parses one complete response at the front of c->in, if there is one.
+ * Returns 1 (delivered), 0 (need more), or -errno. */
+static int parse_response(load_http_t *c)
+{
+    struct phr_header headers[32];
+    size_t nh = 32, msg_len;
+    int minor, status;
+    const char *msg;
+    const char *p = c->in.p + c->in.off;
+    size_t avail = load_buf_pending(&c->in);
+    int hl = phr_parse_response(p, avail, &minor, &status, &msg, &msg_len, headers, &nh, 0);
+    if (hl == -2)
+        return 0;
+    if (hl < 0)
+        return -EPROTO;
+    size_t clen = 0;
+    int keep_alive = minor >= 1, framed = 0;
+    for (size_t i = 0; i < nh; i++) {
+        const struct phr_header *h = &headers[i];
+        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) {
+            clen = 0;
+            for (size_t j = 0; j < h->value_len && h->value[j] >= '0' && h->value[j] <= '9'; j++)
+                clen = clen * 10 + (size_t)(h->value[j] - '0');
+            framed = 1;
+        } else if (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0) {
+            if (h->value_len >= 5 && strncasecmp(h->value, "close", 5) == 0)
+                keep_alive = 0;
+        } else if (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) {
+            return -EPROTO;
+        }
+    }
+    if (!framed && !(status == 204 || status == 304 || status < 200))
+        return -EPROTO;
+    if (avail < (size_t)hl + clen)
+        return 0;
+    /* Deliver while the bytes are in place, then drop them (the callback
+     * only appends to c->out, never touches c->in). */
+    size_t total = (size_t)hl + clen;
+    if (!keep_alive) {
+        /* copy out: closing resets the buffer */
+        char tmp[8192];
+        size_t n = clen < sizeof(tmp) ? clen : sizeof(tmp);
+        memcpy(tmp, p + hl, n);
+        load_http_close(c);
+        complete(c, status, tmp, n);
+        return 1;
+    }
+    load_buf_consume(&c->in, total);
+    complete(c, status, p + hl, clen);
+    return 1;
+}
+
+static void on_event(load_io_t *io, uint32_t events)
+{
+    load_http_t *c = (load_http_t *)io;
+    if (c->state == LOAD_HTTP_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int rc = load_io_connect_result(io->fd);
+        if (rc < 0) {
+            load_http_abort(c, rc);
+            return;
+        }
+        c->connected = 1;
+        c->state = c->cb != NULL ? LOAD_HTTP_BUSY : LOAD_HTTP_IDLE;
+        c->sent_ns = load_now_ns();
+    }
+    if (!c->connected)
+        return;
+    if (events & EPOLLOUT) {
+        int rc = load_buf_flush(&c->out, io->fd);
+        if (rc < 0) {
+            load_http_abort(c, rc);
+            return;
+        }
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        long n = load_buf_fill(&c->in, io->fd);
+        if (n > 0 || load_buf_pending(&c->in) > 0) {
+            int rc;
+            while (c->io.fd >= 0 && c->cb != NULL && (rc = parse_response(c)) != 0) {
+                if (rc < 0) {
+                    load_http_abort(c, rc);
+                    return;
+                }
+            }
+        }
+        if (n < 0 && c->io.fd >= 0) {
+            if (c->cb != NULL)
+                load_http_abort(c, (int)n);
+            else
+                load_http_close(c); /* idle keep-alive closed by the server: reconnect on next use */
+        }
+    }
+}

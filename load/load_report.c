@@ -1,0 +1,194 @@
+/* load_report — see load_report.h. */
+#include "load_report.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+void load_report_header(load_t *L)
+{
+    if (L->o.quiet)
+        return;
+    printf("%7s %8s %8s %8s %6s %9s %8s %8s %8s %8s %5s %5s\n", "time_s", "offered", "accepted", "rejected", "errors",
+           "delivered", "p50_ms", "p99_ms", "p999_ms", "max_ms", "dup", "reord");
+    fflush(stdout);
+}
+
+void load_report_tick(load_t *L, uint64_t now)
+{
+    if (L->nseries == L->series_cap) {
+        L->series_cap = L->series_cap ? L->series_cap * 2 : 256;
+        L->series = load_xrealloc(L->series, L->series_cap * sizeof(*L->series));
+    }
+    load_series_point_t *p = &L->series[L->nseries++];
+    memset(p, 0, sizeof(*p));
+    double prev = L->nseries > 1 ? L->series[L->nseries - 2].t_s : 0;
+    p->t_s = (double)(now - L->run_start_ns) / 1e9;
+    p->dt_s = p->t_s - prev;
+    p->c = L->interval;
+    memset(&L->interval, 0, sizeof(L->interval));
+    p->ack_p50_ms = ms(load_hist_quantile(&L->ack_interval, 0.5));
+    p->ack_p99_ms = ms(load_hist_quantile(&L->ack_interval, 0.99));
+    load_hist_init(&L->ack_interval);
+
+    load_listen_state_t *st = &L->lst;
+    if (L->listen_running)
+        pthread_mutex_lock(&st->mu);
+    p->l = st->interval;
+    memset(&st->interval, 0, sizeof(st->interval));
+    p->p50_ms = ms(load_hist_quantile(&st->hist_interval, 0.5));
+    p->p99_ms = ms(load_hist_quantile(&st->hist_interval, 0.99));
+    p->p999_ms = ms(load_hist_quantile(&st->hist_interval, 0.999));
+    p->max_ms = ms(st->hist_interval.max);
+    load_hist_init(&st->hist_interval);
+    if (L->listen_running)
+        pthread_mutex_unlock(&st->mu);
+
+    if (L->o.quiet)
+        return;
+    printf("%7.1f %8llu %8llu %8llu %6llu %9llu %8.2f %8.2f %8.2f %8.2f %5llu %5llu", p->t_s,
+           (unsigned long long)p->c.offered, (unsigned long long)p->c.accepted, (unsigned long long)p->c.rejected,
+           (unsigned long long)p->c.errors, (unsigned long long)p->l.delivered, p->p50_ms, p->p99_ms, p->p999_ms,
+           p->max_ms, (unsigned long long)p->l.duplicated, (unsigned long long)p->l.reordered);
+    if (p->c.rejected > 0) {
+        printf("  rejected:");
+        for (int s = 0; s < LOAD_STATUS_MAX; s++)
+            if (p->c.by_status[s] > 0 && (s < 200 || s >= 300))
+                printf(" %d×%llu", s, (unsigned long long)p->c.by_status[s]);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+static json_t *by_status(const load_counts_t *c)
+{
+    json_t *o = json_object();
+    for (int s = 0; s < LOAD_STATUS_MAX; s++)
+        if (c->by_status[s] > 0 && (s < 200 || s >= 300)) {
+            char k[16];
+            snprintf(k, sizeof(k), "%d", s);
+            json_object_set_new(o, k, json_integer((json_int_t)c->by_status[s]));
+        }
+    return o;
+}
+
+json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_s, json_t *extra)
+{
+    const load_hist_t *h = &L->lst.hist_total;
+    double p50 = ms(load_hist_quantile(h, 0.5)), p99 = ms(load_hist_quantile(h, 0.99));
+    double p999 = ms(load_hist_quantile(h, 0.999)), mx = ms(h->max);
+    double ap50 = ms(load_hist_quantile(&L->ack_total, 0.5)), ap99 = ms(load_hist_quantile(&L->ack_total, 0.99));
+    size_t listeners = 0;
+    for (size_t i = 0; i < L->nusers; i++)
+        listeners += L->users[i].nchats > 0;
+    json_t *s = json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                          "s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f}}",
+                          "scenario", L->o.scenario, "send", L->o.send_ws ? "ws" : "http", "duration_s", duration_s,
+                          "chats", (json_int_t)L->nchats, "listeners", (json_int_t)listeners, "offered",
+                          (json_int_t)L->total.offered, "accepted_rate",
+                          duration_s > 0 ? (double)v->accepted / duration_s : 0.0, "accepted",
+                          (json_int_t)v->accepted, "rejected", by_status(&L->total), "rejected_total",
+                          (json_int_t)L->total.rejected, "errors", (json_int_t)L->total.errors, "delivered",
+                          (json_int_t)v->delivered, "expected_deliveries", (json_int_t)v->expected, "lost",
+                          (json_int_t)v->lost, "duplicated", (json_int_t)v->duplicated, "reordered",
+                          (json_int_t)v->reordered, "unexpected", (json_int_t)v->unexpected, "id_mismatch",
+                          (json_int_t)v->id_mismatch, "listeners_closed", (json_int_t)v->closed, "foreign",
+                          (json_int_t)L->lst.total.foreign, "latency_ms", "p50", p50, "p99", p99, "p999", p999,
+                          "max", mx, "mean", h->count ? ms(h->sum / h->count) : 0.0, "ack_latency_ms", "p50", ap50,
+                          "p99", ap99);
+    if (extra != NULL) {
+        json_object_update(s, extra);
+        json_decref(extra);
+    }
+    printf("\nsummary (%s, %.1f s): offered %llu, accepted %llu (%.0f/s), rejected %llu, errors %llu\n",
+           L->o.scenario, duration_s, (unsigned long long)L->total.offered, (unsigned long long)v->accepted,
+           duration_s > 0 ? (double)v->accepted / duration_s : 0.0, (unsigned long long)L->total.rejected,
+           (unsigned long long)L->total.errors);
+    printf("  deliveries: %llu of %llu expected, lost %llu, duplicated %llu, reordered %llu, unexpected %llu, "
+           "id mismatches %llu, listener sockets closed %llu\n",
+           (unsigned long long)v->delivered, (unsigned long long)v->expected, (unsigned long long)v->lost,
+           (unsigned long long)v->duplicated, (unsigned long long)v->reordered, (unsigned long long)v->unexpected,
+           (unsigned long long)v->id_mismatch, (unsigned long long)v->closed);
+    printf("  end-to-end latency from the scheduled send: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+           p50, p99, p999, mx);
+    printf("  2xx answer latency from the scheduled send: p50 %.2f ms, p99 %.2f ms\n", ap50, ap99);
+    fflush(stdout);
+    return s;
+}
+
+int load_report_json(load_t *L, json_t *summary, const char *path)
+{
+    json_t *series = json_array();
+    for (size_t i = 0; i < L->nseries; i++) {
+        const load_series_point_t *p = &L->series[i];
+        json_array_append_new(
+            series, json_pack("{s:f, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "t_s",
+                              p->t_s, "offered", (json_int_t)p->c.offered, "accepted", (json_int_t)p->c.accepted,
+                              "rejected_total", (json_int_t)p->c.rejected, "rejected", by_status(&p->c), "errors",
+                              (json_int_t)p->c.errors, "delivered", (json_int_t)p->l.delivered, "duplicated",
+                              (json_int_t)p->l.duplicated, "reordered", (json_int_t)p->l.reordered, "p50_ms",
+                              p->p50_ms, "p99_ms", p->p99_ms, "p999_ms", p->p999_ms, "max_ms", p->max_ms,
+                              "ack_p50_ms", p->ack_p50_ms, "ack_p99_ms", p->ack_p99_ms));
+    }
+    json_t *doc = json_pack("{s:O, s:o}", "summary", summary, "series", series);
+    int rc = json_dump_file(doc, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (rc != 0)
+        fprintf(stderr, "natter-load: cannot write %s\n", path);
+    return rc == 0 ? 0 : -1;
+}
+
+int load_report_plot(load_t *L, const char *path)
+{
+    char dat[] = "/tmp/natter-load-XXXXXX";
+    int fd = mkstemp(dat);
+    if (fd < 0) {
+        perror("natter-load: plot data");
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    for (size_t i = 0; i < L->nseries; i++) {
+        const load_series_point_t *p = &L->series[i];
+        double dt = p->dt_s > 0 ? p->dt_s : 1;
+        double listeners_per_msg = 1;
+        (void)listeners_per_msg;
+        fprintf(f, "%.3f %.1f %.1f %.1f %.3f %.3f %.3f %.3f\n", p->t_s, (double)p->c.offered / dt,
+                (double)p->c.accepted / dt, (double)p->l.delivered / dt, p->p50_ms, p->p99_ms, p->p999_ms, p->max_ms);
+    }
+    fclose(f);
+    char script[4096];
+    snprintf(script, sizeof(script),
+             "set terminal png size 1200,800\n"
+             "set output '%s'\n"
+             "set multiplot layout 2,1 title 'natter-load %s'\n"
+             "set xlabel 'time (s)'\nset ylabel 'per second'\nset grid\nset key top left\n"
+             "plot '%s' using 1:2 with lines title 'offered', '' using 1:3 with lines title 'accepted (2xx)', "
+             "'' using 1:4 with lines title 'delivered (all listeners)'\n"
+             "set ylabel 'latency (ms)'\nset logscale y\n"
+             "plot '%s' using 1:($5>0?$5:1/0) with lines title 'p50', '' using 1:($6>0?$6:1/0) with lines title "
+             "'p99', '' using 1:($7>0?$7:1/0) with lines title 'p99.9', '' using 1:($8>0?$8:1/0) with lines title "
+             "'max'\n"
+             "unset multiplot\n",
+             path, L->o.scenario, dat, dat);
+    FILE *g = popen("gnuplot", "w");
+    if (g == NULL) {
+        perror("natter-load: gnuplot");
+        unlink(dat);
+        return -1;
+    }
+    fputs(script, g);
+    int st = pclose(g);
+    unlink(dat);
+    if (st != 0) {
+        fprintf(stderr, "natter-load: gnuplot failed (is gnuplot-nox installed?)\n");
+        return -1;
+    }
+    return 0;
+}
