@@ -25,7 +25,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk
+.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -137,6 +137,11 @@ bench-wrk: all
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-wrk; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
+
+# natter-load against the no-op anchor, natter's seed and max scenarios, in
+# one run; writes bench/results/ and the bench-load block of README.md
+bench: all
+	scripts/bench-load
 
 clean:
 	rm -rf $(BUILD)
