@@ -8,16 +8,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-/* picohttpparser, exported by libh2o-evloop (its header is not installed). */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg,
-                       size_t *msg_len, struct phr_header *headers, size_t *num_headers, size_t last_len);
-
 static void on_event(load_io_t *io, uint32_t events);
 
 void load_http_init(load_http_t *c, int epfd, const struct sockaddr_in *addr, const char *host)

@@ -63,4 +63,15 @@ int load_parse_url(const char *url, struct sockaddr_in *addr, char *hostport, si
  * used on hot paths where natter's own compact output is read. */
 int load_scan_u64(const char *s, size_t len, const char *key, uint64_t *out);
 
+/* picohttpparser's response parser, which libh2o-evloop exports without
+ * installing its header: the HTTP client and the WebSocket handshake use it. */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg,
+                       size_t *msg_len, struct phr_header *headers, size_t *num_headers, size_t last_len);
+
 #endif

@@ -7,15 +7,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg,
-                       size_t *msg_len, struct phr_header *headers, size_t *num_headers, size_t last_len);
-
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 enum { MAX_MESSAGE = 16 << 20 };
 
