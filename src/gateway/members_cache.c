@@ -38,22 +38,29 @@ void natter_members_cache_free(natter_members_cache_t *c)
     pthread_mutex_destroy(&c->lock);
 }
 
-/* Under the lock: copies a fresh entry into out; 1 on a hit. */
-static int lookup(natter_members_cache_t *c, uint64_t chat_id, natter_vec_t *out)
+/* Under the lock: the chat's entry, or NULL; with fresh, only one loaded
+ * within the TTL. */
+static struct members_entry *find(natter_members_cache_t *c, uint64_t chat_id, int fresh)
 {
     struct members_entry *e = natter_u64map_get(&c->entries, chat_id);
-    if (e == NULL || c->clock_ns() - e->loaded_ns >= c->ttl_ns)
-        return 0;
-    for (size_t i = 0; i < e->n; i++)
+    if (e != NULL && fresh && c->clock_ns() - e->loaded_ns >= c->ttl_ns)
+        return NULL;
+    return e;
+}
+
+/* Under the lock: copies the entry's ids into out; 1, or 0 when there is none. */
+static int copy_ids(const struct members_entry *e, natter_vec_t *out)
+{
+    for (size_t i = 0; e != NULL && i < e->n; i++)
         *(uint64_t *)natter_vec_push(out) = e->ids[i];
-    return 1;
+    return e != NULL;
 }
 
 int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter_vec_t *out)
 {
     out->len = 0;
     pthread_mutex_lock(&c->lock);
-    int hit = lookup(c, chat_id, out);
+    int hit = copy_ids(find(c, chat_id, 1), out);
     uint64_t generation = c->generation;
     pthread_mutex_unlock(&c->lock);
     if (hit)
@@ -64,11 +71,9 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         /* the store is away: an expired entry is better than nothing (stale-if-error) */
         out->len = 0;
         pthread_mutex_lock(&c->lock);
-        struct members_entry *stale = natter_u64map_get(&c->entries, chat_id);
-        for (size_t i = 0; stale != NULL && i < stale->n; i++)
-            *(uint64_t *)natter_vec_push(out) = stale->ids[i];
+        int stale = copy_ids(find(c, chat_id, 0), out);
         pthread_mutex_unlock(&c->lock);
-        return stale != NULL ? NATTER_OK : rc;
+        return stale ? NATTER_OK : rc;
     }
     if (rc != NATTER_OK || c->ttl_ns == 0)
         return rc;
@@ -94,8 +99,8 @@ int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64
 {
     int found = -1;
     pthread_mutex_lock(&c->lock);
-    struct members_entry *e = natter_u64map_get(&c->entries, chat_id);
-    if (e != NULL && c->clock_ns() - e->loaded_ns < c->ttl_ns) {
+    struct members_entry *e = find(c, chat_id, 1);
+    if (e != NULL) {
         found = 0;
         for (size_t i = 0; i < e->n && !found; i++)
             found = e->ids[i] == user_id;
