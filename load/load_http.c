@@ -55,7 +55,7 @@ void load_http_abort(load_http_t *c, int err)
     complete(c, err, NULL, 0);
 }
 
-int load_http_request(load_http_t *c, const char *method, const char *path, const char *token, const char *body,
+int load_http_request(load_http_t *c, const char *method, const char *path, const char *headers, const char *body,
                       size_t body_len, load_http_cb cb, void *arg)
 {
     if (c->cb != NULL)
@@ -68,16 +68,8 @@ int load_http_request(load_http_t *c, const char *method, const char *path, cons
         c->connected = 0;
     }
     char head[1024];
-    int n;
-    if (token != NULL)
-        n = snprintf(head, sizeof(head),
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, c->host, token, body_len);
-    else
-        n = snprintf(head, sizeof(head),
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, c->host, body_len);
+    int n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\n\r\n", method, path,
+                     c->host, headers ? headers : "", body_len);
     if (n < 0 || (size_t)n >= sizeof(head))
         return -ENAMETOOLONG;
     load_buf_append(&c->out, head, (size_t)n);
@@ -114,6 +106,7 @@ static int parse_response(load_http_t *c)
         return -EPROTO;
     size_t clen = 0;
     int keep_alive = minor >= 1, framed = 0;
+    c->cookie[0] = '\0';
     for (size_t i = 0; i < nh; i++) {
         const struct phr_header *h = &headers[i];
         if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) {
@@ -124,6 +117,13 @@ static int parse_response(load_http_t *c)
         } else if (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0) {
             if (h->value_len >= 5 && strncasecmp(h->value, "close", 5) == 0)
                 keep_alive = 0;
+        } else if (h->name_len == 10 && strncasecmp(h->name, "set-cookie", 10) == 0) {
+            const char *semi = memchr(h->value, ';', h->value_len);
+            size_t n = semi ? (size_t)(semi - h->value) : h->value_len;
+            if (n < sizeof(c->cookie)) {
+                memcpy(c->cookie, h->value, n);
+                c->cookie[n] = '\0';
+            }
         } else if (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) {
             return -EPROTO;
         }

@@ -37,13 +37,15 @@ struct load_http {
     load_http_cb cb;
     void *cb_arg;
     uint64_t sent_ns; /* when the in-flight request was handed over */
+    char cookie[160]; /* "name=value" of the answer's last Set-Cookie ("" if none); valid in cb */
     void *user;       /* free for the owner */
 };
 
 void load_http_init(load_http_t *c, int epfd, const struct sockaddr_in *addr, const char *host);
-/* Starts a request. token may be NULL (no Authorization); body may be NULL.
- * Returns 0, -EBUSY when a request is in flight, or -errno (connect). */
-int load_http_request(load_http_t *c, const char *method, const char *path, const char *token, const char *body,
+/* Starts a request. headers are extra header lines, each ending in "\r\n"
+ * (credentials, Content-Type), or NULL; body may be NULL. Returns 0,
+ * -EBUSY when a request is in flight, or -errno (connect). */
+int load_http_request(load_http_t *c, const char *method, const char *path, const char *headers, const char *body,
                       size_t body_len, load_http_cb cb, void *arg);
 /* Fails the in-flight request (cb with -ETIMEDOUT) and closes the socket. */
 void load_http_abort(load_http_t *c, int err);

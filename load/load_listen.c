@@ -1,15 +1,17 @@
 /* load_listen — the listener thread: one WebSocket per listening user, every
  * pushed message checked and timed.
  *
- * A push is read with a targeted scan of natter's compact JSON (the id and
- * our own content "t=<ns> s=<seq>"), not a full parse: at 100k deliveries a
- * second the parse would cost more than natter's fan-out. A push whose
- * content is not ours is counted as foreign and otherwise ignored.
+ * A push is read by the dialect's scan_push (load_api.h): our own content
+ * "t=<ns> s=<seq>" and the message id. A push whose content is not ours is
+ * counted as foreign and otherwise ignored.
  *
  * Checks, per listener and chat: a message number seen twice is a
  * duplicate; an id below the last one delivered is a reorder (natter
- * promises every socket a chat's messages in id order). Loss is decided at
- * the end by load_listen_verify(), against what the sender saw accepted.
+ * promises every socket a chat's messages in id order). A dialect without
+ * ids numbers each chat's messages in the order any listener first saw
+ * them, so a listener that sees two of them the other way round than an
+ * earlier listener did is a reorder. Loss is decided at the end by
+ * load_listen_verify(), against what the sender saw accepted.
  */
 #include "load_run.h"
 
@@ -44,21 +46,11 @@ static int bits_test(const load_bits_t *b, uint64_t i)
     return w < b->nwords && (b->w[w] >> (i % 64)) & 1;
 }
 
-/* Parses "t=<ns> s=<seq>" after "content":" in a push. 0 or -1. */
-static int scan_content(const char *data, size_t len, uint64_t *t, uint64_t *seq)
-{
-    if (load_scan_u64(data, len, "\"content\":\"t=", t) != 0)
-        return -1;
-    const char *c = memmem(data, len, "\"content\":\"t=", 13);
-    return load_scan_u64(c, len - (size_t)(c - data), " s=", seq);
-}
-
 static void handle_push(load_t *L, load_user_t *u, const char *data, size_t len)
 {
     load_listen_state_t *st = &L->lst;
     uint64_t t, seq, id;
-    if (len < 12 || memcmp(data, "{\"type\":\"message\"", 17) != 0 || scan_content(data, len, &t, &seq) != 0 ||
-        load_scan_u64(data, len, "\"id\":\"", &id) != 0) {
+    if (L->api->scan_push(data, len, &t, &seq, &id) != 0 || seq >= __atomic_load_n(&L->seq_end, __ATOMIC_ACQUIRE)) {
         st->total.foreign++;
         return;
     }
@@ -81,12 +73,6 @@ static void handle_push(load_t *L, load_user_t *u, const char *data, size_t len)
         st->interval.duplicated++;
         return;
     }
-    if (id <= c->last_id[slot]) {
-        st->total.reordered++;
-        st->interval.reordered++;
-    } else {
-        c->last_id[slot] = id;
-    }
     if (seq >= st->first_id_cap) {
         size_t n = st->first_id_cap ? st->first_id_cap : 65536;
         while (n <= seq)
@@ -94,6 +80,14 @@ static void handle_push(load_t *L, load_user_t *u, const char *data, size_t len)
         st->first_id = load_xrealloc(st->first_id, n * sizeof(uint64_t));
         memset(st->first_id + st->first_id_cap, 0, (n - st->first_id_cap) * sizeof(uint64_t));
         st->first_id_cap = n;
+    }
+    if (!L->api->has_ids)
+        id = st->first_id[seq] != 0 ? st->first_id[seq] : ++c->next_rank;
+    if (id <= c->last_id[slot]) {
+        st->total.reordered++;
+        st->interval.reordered++;
+    } else {
+        c->last_id[slot] = id;
     }
     if (st->first_id[seq] == 0)
         st->first_id[seq] = id;
@@ -187,8 +181,8 @@ int load_listen_start(load_t *L)
         u->run = L;
         if (u->nchats == 0)
             continue;
-        char path[128];
-        snprintf(path, sizeof(path), "/ws?token=%s", u->token);
+        char path[256];
+        L->api->listen_path(u, path, sizeof(path));
         int rc = load_ws_open(&u->ws, L->lst_epfd, &L->addr, L->host, path, &handler, u);
         if (rc < 0) {
             pthread_mutex_unlock(&st->mu);
@@ -268,7 +262,7 @@ void load_listen_verify(load_t *L, uint64_t from, uint64_t to, load_verdict_t *v
             v->expected += c->nlisteners;
             v->delivered += seen;
             v->lost += c->nlisteners - seen;
-            if (seen > 0 && seq < st->first_id_cap && st->first_id[seq] != m->id)
+            if (L->api->has_ids && seen > 0 && seq < st->first_id_cap && st->first_id[seq] != m->id)
                 v->id_mismatch++;
         } else if (seen > 0) {
             v->unexpected += seen; /* e.g. timed out here, stored there */

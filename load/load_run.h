@@ -1,6 +1,7 @@
 /* load_run — the state of one natter-load run, shared by its parts:
  *
- *   load_setup.c   creates the users, sessions and chats through the API
+ *   load_setup.c   creates the users, sessions and chats through the API,
+ *                  in the dialect of load_api.h (natter's or the original's)
  *   load_send.c    the open-loop sender (main thread): schedule → HTTP/WS sends
  *   load_listen.c  the listener thread: WebSockets, latency, delivery checks
  *   load_report.c  per-second lines, the summary, --json and --plot
@@ -25,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "load_api.h"
 #include "load_hist.h"
 #include "load_http.h"
 #include "load_sched.h"
@@ -32,8 +34,8 @@
 
 typedef struct load_user {
     char name[48]; /* <= 32 used: "nl<8 hex>_<n>" */
-    char *token;
-    uint64_t id;
+    char *cred;    /* the session token (natter) or user id (seed) */
+    char *headers; /* request header lines with the credential (load_api_t) */
     uint32_t *chats; /* chats this user listens to, and its slot in each */
     uint32_t *slots;
     size_t nchats;
@@ -50,9 +52,8 @@ typedef struct load_bits {
 } load_bits_t;
 
 typedef struct load_chat {
-    uint64_t id;
-    char path[64]; /* "/chats/<id>/messages" */
-    char id_str[24];
+    char id_str[48]; /* the server's id: digits (natter) or a UUID (seed) */
+    char path[80];   /* "/chats/<id>/messages" */
     uint32_t *listeners; /* user indices with a listening socket */
     size_t nlisteners;
     uint32_t *senders; /* user indices that post */
@@ -61,6 +62,7 @@ typedef struct load_chat {
     /* listener thread: per listener slot */
     load_bits_t *seen;
     uint64_t *last_id;
+    uint64_t next_rank; /* a dialect without ids: order of first sighting */
 } load_chat_t;
 
 /* One scheduled send (main thread). */
@@ -87,7 +89,8 @@ typedef struct load_listen_state {
     load_lcounts_t total, interval;
     load_hist_t hist_total, hist_interval, hist_step;
     int opened, failed; /* sockets open / failed to open */
-    /* seq → id first seen by any listener (0 = none yet) */
+    /* seq → id first seen by any listener (0 = none yet); a dialect
+     * without ids numbers each chat's messages in the order first seen */
     uint64_t *first_id;
     size_t first_id_cap;
     uint64_t id_mismatch;
@@ -114,6 +117,7 @@ typedef struct load_series_point load_series_point_t;
 
 typedef struct load {
     load_opts_t o;
+    const load_api_t *api;
     struct sockaddr_in addr;
     char host[300];
     char run_id[16];
@@ -160,6 +164,8 @@ typedef struct load {
 /* load_setup.c: users (with sessions) and chats; 0 or -1 (printed). */
 int load_setup_users(load_t *L, size_t n);
 int load_setup_chats(load_t *L);
+/* Sets a chat's id_str and path from the server's id; 0 or -1 (too long). */
+int load_chat_set_id(load_chat_t *c, const char *id);
 /* Runs the main epoll loop once (timeout ms); dispatches every event. */
 void load_poll(load_t *L, int timeout_ms);
 

@@ -96,14 +96,12 @@ static int build_sendonly(load_t *L)
 {
     L->nusers = 1;
     L->users = load_xcalloc(1, sizeof(load_user_t));
-    L->users[0].token = load_xstrdup("natter-load-dummy-token");
+    L->api->set_credential(&L->users[0], "natter-load-dummy-token");
     L->users[0].ws.io.fd = L->users[0].ws_send.io.fd = -1;
     L->nchats = 1;
     L->chats = load_xcalloc(1, sizeof(load_chat_t));
     load_chat_t *c = &L->chats[0];
-    c->id = 1;
-    strcpy(c->id_str, "1");
-    strcpy(c->path, "/chats/1/messages");
+    load_chat_set_id(c, "1");
     c->senders = one(0);
     c->nsenders = 1;
     return 0;

@@ -122,7 +122,7 @@ static void on_posted(load_http_t *c, int status, const char *body, size_t len, 
 {
     load_t *L = c->user;
     uint64_t seq = (uint64_t)(uintptr_t)arg, id = 0;
-    if (status >= 200 && status < 300 && load_scan_u64(body, len, "\"id\":\"", &id) != 0)
+    if (L->api->has_ids && status >= 200 && status < 300 && load_scan_u64(body, len, "\"id\":\"", &id) != 0)
         id = 0;
     record_result(L, seq, status, id);
     /* keep the connection busy while sends are due */
@@ -137,14 +137,15 @@ static void on_posted(load_http_t *c, int status, const char *body, size_t len, 
 
 static void issue_http(load_t *L, load_http_t *c, uint64_t seq)
 {
-    char body[96], content[64];
+    char body[128], content[64];
     format_content(content, sizeof(content), L->msgs[seq].sched_ns, seq);
-    int n = snprintf(body, sizeof(body), "{\"content\":\"%s\"}", content);
+    int n = L->api->message_body(body, sizeof(body), content);
     load_chat_t *chat = &L->chats[seq % L->nchats];
     L->inflight++;
     c->user = L;
-    int rc = load_http_request(c, "POST", chat->path, sender_of(L, seq)->token, body, (size_t)n, on_posted,
-                               (void *)(uintptr_t)seq);
+    int rc = n < 0 ? -EMSGSIZE
+                   : load_http_request(c, "POST", chat->path, sender_of(L, seq)->headers, body, (size_t)n, on_posted,
+                                       (void *)(uintptr_t)seq);
     if (rc < 0) {
         record_result(L, seq, rc, 0);
         L->idle[L->nidle++] = c;
@@ -200,7 +201,7 @@ static int open_send_sockets(load_t *L)
             if (u->ws_send.state != LOAD_WS_DOWN || u->ws_send.io.fd >= 0)
                 continue;
             char path[128];
-            snprintf(path, sizeof(path), "/ws?token=%s", u->token);
+            snprintf(path, sizeof(path), "/ws?token=%s", u->cred);
             u->run = L;
             if (load_ws_open(&u->ws_send, L->epfd, &L->addr, L->host, path, &send_handler, u) < 0)
                 return -1;
@@ -289,7 +290,8 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
     L->t0_ns = load_now_ns() + 5000000u;
     for (uint64_t i = 0; i < L->seg_total; i++)
         L->msgs[L->seq_base + i].sched_ns = L->t0_ns + load_sched_time_of(&L->sched, i);
-    L->seq_end = L->seq_base + L->seg_total;
+    /* the listener thread reads seq_end to tell our pushes from strays */
+    __atomic_store_n(&L->seq_end, L->seq_base + L->seg_total, __ATOMIC_RELEASE);
     L->nidle = 0;
     for (size_t i = 0; i < L->nconns; i++)
         if (!load_http_busy(&L->conns[i]))

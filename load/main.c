@@ -19,6 +19,8 @@ static void usage(FILE *f)
           "                       for max: START_RATE:HOLD per step, default 1000:5s)\n"
           "  --start-rate R       rate the first stage ramps from (default 0)\n"
           "  --send http|ws       post over keep-alive HTTP connections (default) or WebSocket sends\n"
+          "  --api natter|seed    the server's API: natter's (default) or the original design's\n"
+          "                       (form bodies, user_id cookie, /ws/connect/{user_id}, HTML pushes)\n"
           "  --conns N            HTTP connections (default 64)\n"
           "  --listeners N        listeners of seed/max/fanout (default 10 / 1000)\n"
           "  --rooms N            rooms of the rooms scenario (default 10000)\n"
@@ -48,9 +50,9 @@ int main(int argc, char **argv)
     L.o.conns = 64;
     L.o.drain_ns = 3000000000ull;
     L.o.tick_ns = 100000;
-    const char *send = "http", *drain = NULL, *tick = NULL, *start_rate = NULL;
+    const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL;
     enum { O_TARGET = 1, O_SCEN, O_STAGES, O_JSON, O_PLOT, O_SEND, O_CONNS, O_LIST, O_ROOMS, O_USERS, O_DRAIN,
-           O_TICK, O_START, O_QUIET, O_HELP };
+           O_TICK, O_START, O_QUIET, O_API, O_HELP };
     static const struct option opts[] = {
         {"target", required_argument, 0, O_TARGET}, {"scenario", required_argument, 0, O_SCEN},
         {"stages", required_argument, 0, O_STAGES}, {"json", required_argument, 0, O_JSON},
@@ -59,6 +61,7 @@ int main(int argc, char **argv)
         {"rooms", required_argument, 0, O_ROOMS},   {"users", required_argument, 0, O_USERS},
         {"drain", required_argument, 0, O_DRAIN},   {"tick", required_argument, 0, O_TICK},
         {"start-rate", required_argument, 0, O_START}, {"quiet", no_argument, 0, O_QUIET},
+        {"api", required_argument, 0, O_API},
         {"help", no_argument, 0, O_HELP},           {0, 0, 0, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -69,6 +72,7 @@ int main(int argc, char **argv)
         case O_JSON: L.o.json_path = optarg; break;
         case O_PLOT: L.o.plot_path = optarg; break;
         case O_SEND: send = optarg; break;
+        case O_API: api = optarg; break;
         case O_CONNS: bad |= parse_size(optarg, &L.o.conns) != 0 || L.o.conns == 0; break;
         case O_LIST: bad |= parse_size(optarg, &L.o.listeners) != 0; break;
         case O_ROOMS: bad |= parse_size(optarg, &L.o.rooms) != 0; break;
@@ -90,6 +94,15 @@ int main(int argc, char **argv)
         return 2;
     }
     L.o.send_ws = strcmp(send, "ws") == 0;
+    L.api = load_api_find(api);
+    if (L.api == NULL) {
+        fprintf(stderr, "natter-load: --api is natter or seed\n");
+        return 2;
+    }
+    if (L.o.send_ws && !L.api->has_ids) {
+        fprintf(stderr, "natter-load: --send ws needs natter's API\n");
+        return 2;
+    }
     if ((drain && load_stages_parse_duration(drain, strlen(drain), &L.o.drain_ns) != 0) ||
         (tick && load_stages_parse_duration(tick, strlen(tick), &L.o.tick_ns) != 0)) {
         fprintf(stderr, "natter-load: bad duration\n");

@@ -1,5 +1,8 @@
 """natter-load against a real natter: a short seed run at a low rate must
 deliver every accepted message to every listener exactly once, in order.
+With --api seed against a stand-in for the original design's API
+(seed_api_server.py), the same run must measure the same things, and must
+see the loss and the reordering that stand-in can inject.
 
 Environment: NATTER_LOAD_BIN, the generator (default <repo>/build/natter-load).
 """
@@ -7,10 +10,12 @@ Environment: NATTER_LOAD_BIN, the generator (default <repo>/build/natter-load).
 import json
 import os
 import subprocess
+import sys
+import types
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 LOAD_BIN = os.path.abspath(os.environ.get("NATTER_LOAD_BIN", os.path.join(REPO, "build", "natter-load")))
 
@@ -53,3 +58,49 @@ def test_bad_stages_is_a_usage_error(server_factory, tmp_path):
     p, doc, report = run_load(srv, tmp_path, "--scenario", "seed", "--stages", "200:1x")
     assert p.returncode == 2, report
     assert "stage 1" in p.stderr, report
+
+
+@pytest.fixture
+def seed_api(request):
+    """Starts seed_api_server.py with the given extra arguments."""
+    procs = []
+
+    def start(*args):
+        port = free_port()
+        script = os.path.join(os.path.dirname(__file__), "seed_api_server.py")
+        p = subprocess.Popen([sys.executable, script, str(port), *args], stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "ready"
+        return types.SimpleNamespace(base=f"http://127.0.0.1:{port}")
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+        p.stdout.close()
+
+
+def test_seed_api_run_measures_the_original_api(seed_api, tmp_path):
+    p, doc, report = run_load(seed_api(), tmp_path, "--api", "seed", "--scenario", "seed", "--listeners", "3",
+                              "--stages", "200:1s,200:2s")
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["accepted"] > 400 and s["rejected_total"] == 0 and s["errors"] == 0, report
+    assert s["delivered"] == s["expected_deliveries"] == s["accepted"] * 3, report
+    assert s["lost"] == 0 and s["duplicated"] == 0 and s["reordered"] == 0, report
+    assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["max"] < 1000, report
+
+
+@pytest.mark.parametrize("fault,field", [("drop", "lost"), ("swap", "reordered")])
+def test_seed_api_faults_are_seen(seed_api, tmp_path, fault, field):
+    p, doc, report = run_load(seed_api("--fault", fault, "--every", "25"), tmp_path, "--api", "seed",
+                              "--scenario", "seed", "--listeners", "2", "--stages", "200:1s,200:1s")
+    assert p.returncode == 1, report
+    s = doc["summary"]
+    assert s[field] >= s["accepted"] // 25 - 1 > 0, report
+    assert "FAILED" in p.stderr, report
+
+
+def test_seed_api_refuses_ws_sends(seed_api, tmp_path):
+    p, _, report = run_load(seed_api(), tmp_path, "--api", "seed", "--scenario", "seed", "--send", "ws")
+    assert p.returncode == 2 and "--send ws" in p.stderr, report

@@ -1,0 +1,150 @@
+/* load_api_natter — natter-load speaking natter's own API (docs/openapi.yaml):
+ * POST /users and POST /sessions with JSON, a bearer token per user,
+ * POST /chats with member usernames, posts answered 202 with the id, and a
+ * WebSocket at /ws?token=… pushing {"type":"message",…} with the id. */
+#include "load_api.h"
+#include "load_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PASSWORD "natter-load-password"
+#define JSON_HEADERS "Content-Type: application/json\r\n"
+
+/* --- users and sessions ---------------------------------------------------- */
+
+static void build_user(load_phase_t *ph, size_t i, const char **method, char *path, const char **headers, char **body)
+{
+    load_user_t *u = &ph->L->users[i];
+    *method = "POST";
+    *headers = JSON_HEADERS;
+    strcpy(path, "/users");
+    *body = load_xmalloc(128);
+    snprintf(*body, 128, "{\"username\":\"%s\",\"password\":\"" PASSWORD "\"}", u->name);
+}
+
+static int done_user(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)
+{
+    (void)doc;
+    (void)cookie;
+    if (status == 201)
+        return 0;
+    fprintf(stderr, "natter-load: POST /users for %s: status %d\n", ph->L->users[i].name, status);
+    return -1;
+}
+
+static void build_session(load_phase_t *ph, size_t i, const char **method, char *path, const char **headers,
+                          char **body)
+{
+    build_user(ph, i, method, path, headers, body);
+    strcpy(path, "/sessions");
+}
+
+static void set_credential(load_user_t *u, const char *token)
+{
+    free(u->cred);
+    free(u->headers);
+    u->cred = load_xstrdup(token);
+    size_t n = strlen(token) + 64;
+    u->headers = load_xmalloc(n);
+    snprintf(u->headers, n, "Authorization: Bearer %s\r\n" JSON_HEADERS, token);
+}
+
+static int done_session(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)
+{
+    (void)cookie;
+    load_user_t *u = &ph->L->users[i];
+    const char *tok = json_string_value(json_object_get(doc, "token"));
+    if (status != 201 || tok == NULL) {
+        fprintf(stderr, "natter-load: POST /sessions for %s: status %d\n", u->name, status);
+        return -1;
+    }
+    set_credential(u, tok);
+    return 0;
+}
+
+static int setup_users(load_t *L)
+{
+    load_phase_t users = {.n = L->nusers, .build = build_user, .done = done_user};
+    if (load_phase_run(L, &users, "users") != 0)
+        return -1;
+    load_phase_t sessions = {.n = L->nusers, .build = build_session, .done = done_session};
+    return load_phase_run(L, &sessions, "sessions");
+}
+
+/* --- chats ----------------------------------------------------------------- */
+
+static void build_chat(load_phase_t *ph, size_t i, const char **method, char *path, const char **headers, char **body)
+{
+    load_t *L = ph->L;
+    load_chat_t *c = &L->chats[i];
+    *method = "POST";
+    strcpy(path, "/chats");
+    *headers = L->users[c->creator].headers;
+    json_t *members = json_array();
+    for (size_t k = 0; k < c->nlisteners; k++)
+        json_array_append_new(members, json_string(L->users[c->listeners[k]].name));
+    for (size_t k = 0; k < c->nsenders; k++)
+        json_array_append_new(members, json_string(L->users[c->senders[k]].name));
+    char name[64];
+    snprintf(name, sizeof(name), "load %s #%zu", L->run_id, i);
+    json_t *o = json_pack("{s:s, s:o}", "name", name, "members", members);
+    *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+}
+
+static int done_chat(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)
+{
+    (void)cookie;
+    load_chat_t *c = &ph->L->chats[i];
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    if (status != 201 || id == NULL || load_chat_set_id(c, id) != 0) {
+        fprintf(stderr, "natter-load: POST /chats #%zu: status %d\n", i, status);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_chats(load_t *L)
+{
+    load_phase_t chats = {.n = L->nchats, .build = build_chat, .done = done_chat};
+    return load_phase_run(L, &chats, "chats");
+}
+
+/* --- messages -------------------------------------------------------------- */
+
+static int message_body(char *buf, size_t cap, const char *content)
+{
+    int n = snprintf(buf, cap, "{\"content\":\"%s\"}", content);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static void listen_path(const load_user_t *u, char *path, size_t cap)
+{
+    snprintf(path, cap, "/ws?token=%s", u->cred);
+}
+
+/* A targeted scan of natter's compact JSON, not a parse: at 100k
+ * deliveries a second a full parse would cost more than natter's fan-out. */
+static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, uint64_t *id)
+{
+    static const char type[] = "{\"type\":\"message\"", key[] = "\"content\":\"";
+    if (len < sizeof(type) - 1 || memcmp(data, type, sizeof(type) - 1) != 0)
+        return -1;
+    const char *c = memmem(data, len, key, sizeof(key) - 1);
+    if (c == NULL || load_api_scan_content(c + sizeof(key) - 1, data + len, t, seq) != 0)
+        return -1;
+    return load_scan_u64(data, len, "\"id\":\"", id);
+}
+
+const load_api_t load_api_natter = {
+    .name = "natter",
+    .has_ids = 1,
+    .setup_users = setup_users,
+    .setup_chats = setup_chats,
+    .set_credential = set_credential,
+    .message_body = message_body,
+    .listen_path = listen_path,
+    .scan_push = scan_push,
+};
