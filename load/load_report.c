@@ -1,6 +1,7 @@
 /* load_report — see load_report.h. */
 #include "load_report.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ void load_report_tick(load_t *L, uint64_t now)
     p->t_s = (double)(now - L->run_start_ns) / 1e9;
     p->dt_s = p->t_s - prev;
     p->c = L->interval;
+    p->lag = L->scrape.lag;
+    p->batches = L->scrape.batches;
     memset(&L->interval, 0, sizeof(L->interval));
     p->ack_p50_ms = ms(load_hist_quantile(&L->ack_interval, 0.5));
     p->ack_p99_ms = ms(load_hist_quantile(&L->ack_interval, 0.99));
@@ -128,14 +131,16 @@ int load_report_json(load_t *L, json_t *summary, const char *path)
     json_t *series = json_array();
     for (size_t i = 0; i < L->nseries; i++) {
         const load_series_point_t *p = &L->series[i];
-        json_array_append_new(
-            series, json_pack("{s:f, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "t_s",
+        json_t *pt = json_pack("{s:f, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "t_s",
                               p->t_s, "offered", (json_int_t)p->c.offered, "accepted", (json_int_t)p->c.accepted,
                               "rejected_total", (json_int_t)p->c.rejected, "rejected", by_status(&p->c), "errors",
                               (json_int_t)p->c.errors, "delivered", (json_int_t)p->l.delivered, "duplicated",
                               (json_int_t)p->l.duplicated, "reordered", (json_int_t)p->l.reordered, "p50_ms",
                               p->p50_ms, "p99_ms", p->p99_ms, "p999_ms", p->p999_ms, "max_ms", p->max_ms,
-                              "ack_p50_ms", p->ack_p50_ms, "ack_p99_ms", p->ack_p99_ms));
+                              "ack_p50_ms", p->ack_p50_ms, "ack_p99_ms", p->ack_p99_ms);
+        json_object_set_new(pt, "consumer_lag", p->lag >= 0 ? json_real(p->lag) : json_null());
+        json_object_set_new(pt, "batches_in_flight", p->batches >= 0 ? json_real(p->batches) : json_null());
+        json_array_append_new(series, pt);
     }
     json_t *doc = json_pack("{s:O, s:o}", "summary", summary, "series", series);
     int rc = json_dump_file(doc, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -154,29 +159,40 @@ int load_report_plot(load_t *L, const char *path)
         return -1;
     }
     FILE *f = fdopen(fd, "w");
+    int have_lag = 0;
     for (size_t i = 0; i < L->nseries; i++) {
         const load_series_point_t *p = &L->series[i];
         double dt = p->dt_s > 0 ? p->dt_s : 1;
-        double listeners_per_msg = 1;
-        (void)listeners_per_msg;
-        fprintf(f, "%.3f %.1f %.1f %.1f %.3f %.3f %.3f %.3f\n", p->t_s, (double)p->c.offered / dt,
-                (double)p->c.accepted / dt, (double)p->l.delivered / dt, p->p50_ms, p->p99_ms, p->p999_ms, p->max_ms);
+        have_lag |= p->lag >= 0;
+        /* gnuplot reads "NaN" as a gap */
+        fprintf(f, "%.3f %.1f %.1f %.1f %.3f %.3f %.3f %.3f %.0f %.0f\n", p->t_s, (double)p->c.offered / dt,
+                (double)p->c.accepted / dt, (double)p->l.delivered / dt, p->p50_ms, p->p99_ms, p->p999_ms, p->max_ms,
+                p->lag >= 0 ? p->lag : NAN, p->batches >= 0 ? p->batches : NAN);
     }
     fclose(f);
+    char lag_panel[512] = "";
+    if (have_lag)
+        snprintf(lag_panel, sizeof(lag_panel),
+                 "set ylabel 'messages'\nset y2label 'batches'\nset y2tics\n"
+                 "plot '%s' using 1:9 with lines title 'consumer lag (server /metrics)', "
+                 "'' using 1:10 axes x1y2 with lines title 'store batches in flight'\n"
+                 "unset y2tics\nunset y2label\n",
+                 dat);
     char script[4096];
     snprintf(script, sizeof(script),
-             "set terminal png size 1200,800\n"
+             "set terminal png size 1200,%d\n"
              "set output '%s'\n"
-             "set multiplot layout 2,1 title 'natter-load %s'\n"
+             "set multiplot layout %d,1 title 'natter-load %s'\n"
              "set xlabel 'time (s)'\nset ylabel 'per second'\nset grid\nset key top left\n"
              "plot '%s' using 1:2 with lines title 'offered', '' using 1:3 with lines title 'accepted (2xx)', "
              "'' using 1:4 with lines title 'delivered (all listeners)'\n"
+             "%s"
              "set ylabel 'latency (ms)'\nset logscale y\n"
              "plot '%s' using 1:($5>0?$5:1/0) with lines title 'p50', '' using 1:($6>0?$6:1/0) with lines title "
              "'p99', '' using 1:($7>0?$7:1/0) with lines title 'p99.9', '' using 1:($8>0?$8:1/0) with lines title "
              "'max'\n"
              "unset multiplot\n",
-             path, L->o.scenario, dat, dat);
+             have_lag ? 1200 : 800, path, have_lag ? 3 : 2, L->o.scenario, dat, lag_panel, dat);
     FILE *g = popen("gnuplot", "w");
     if (g == NULL) {
         perror("natter-load: gnuplot");

@@ -1,6 +1,7 @@
 /* load_report — what natter-load tells: one line a second while it runs,
  * a summary at the end, and on request the same as JSON (--json) and a
- * gnuplot chart of throughput in/out and latency over time (--plot). */
+ * gnuplot chart of throughput in/out, the server's consumer lag (when its
+ * /metrics has it) and latency over time (--plot). */
 #ifndef NATTER_LOAD_REPORT_H
 #define NATTER_LOAD_REPORT_H
 
@@ -15,6 +16,7 @@ struct load_series_point {
     load_lcounts_t l;
     double p50_ms, p99_ms, p999_ms, max_ms;
     double ack_p50_ms, ack_p99_ms;
+    double lag, batches; /* the server's, from load_scrape; -1 unknown */
 };
 
 /* Closes the current interval: takes the sender's and the listeners'

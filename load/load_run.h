@@ -5,6 +5,7 @@
  *   load_send.c    the open-loop sender (main thread): schedule → HTTP/WS sends
  *   load_listen.c  the listener thread: WebSockets, latency, delivery checks
  *   load_report.c  per-second lines, the summary, --json and --plot
+ *   load_scrape.c  the server's consumer lag from its /metrics, each second
  *   load_scenario.c  what each scenario builds and how `max` steps the rate
  *
  * Threads: the main thread owns everything but `lst` (the listener thread's
@@ -30,6 +31,7 @@
 #include "load_hist.h"
 #include "load_http.h"
 #include "load_sched.h"
+#include "load_scrape.h"
 #include "load_ws.h"
 
 typedef struct load_user {
@@ -152,6 +154,7 @@ typedef struct load {
     uint64_t run_start_ns, next_report_ns;
     load_series_point_t *series;
     size_t nseries, series_cap;
+    load_scrape_t scrape;
 
     pthread_t listen_thread;
     int listen_efd; /* eventfd waking the listener thread */

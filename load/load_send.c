@@ -49,6 +49,7 @@ int load_send_init(load_t *L)
         load_http_init(&L->conns[i], L->epfd, &L->addr, L->host);
     load_hist_init(&L->ack_total);
     load_hist_init(&L->ack_interval);
+    load_scrape_init(&L->scrape, L->epfd, &L->addr, L->host);
     return 0;
 }
 
@@ -63,6 +64,7 @@ void load_send_free(load_t *L)
         load_ws_drop(&L->users[i].ws_send);
         load_ws_free(&L->users[i].ws_send);
     }
+    load_scrape_free(&L->scrape);
     free(L->conns);
     free(L->idle);
     close(L->timerfd);
@@ -259,6 +261,7 @@ static void arm_timer(load_t *L, uint64_t at_ns)
 static void maybe_report(load_t *L, uint64_t now)
 {
     while (now >= L->next_report_ns) {
+        load_scrape_tick(&L->scrape);
         load_report_tick(L, L->next_report_ns);
         L->next_report_ns += 1000000000u;
     }

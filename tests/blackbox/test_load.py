@@ -36,8 +36,9 @@ def run_load(server, tmp_path, *args, timeout=120):
 @pytest.mark.parametrize("send", ["http", "ws"])
 def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, send):
     srv = server_factory()
+    plot = tmp_path / "run.png"
     p, doc, report = run_load(srv, tmp_path, "--scenario", "seed", "--listeners", "3",
-                              "--stages", "200:1s,200:2s", "--send", send)
+                              "--stages", "200:1s,200:2s", "--send", send, "--plot", str(plot))
     assert p.returncode == 0, report
     assert doc is not None, report
     s = doc["summary"]
@@ -51,6 +52,10 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     assert lat["p99"] < 500, report
     assert len(doc["series"]) >= 3, report
     assert sum(pt["offered"] for pt in doc["series"]) == s["offered"], report
+    # natter's /metrics is scraped each second for the lag panel
+    lags = [pt["consumer_lag"] for pt in doc["series"] if pt["consumer_lag"] is not None]
+    assert len(lags) >= 2 and all(v >= 0 for v in lags), report
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", report
 
 
 def test_bad_stages_is_a_usage_error(server_factory, tmp_path):
@@ -89,6 +94,7 @@ def test_seed_api_run_measures_the_original_api(seed_api, tmp_path):
     assert s["delivered"] == s["expected_deliveries"] == s["accepted"] * 3, report
     assert s["lost"] == 0 and s["duplicated"] == 0 and s["reordered"] == 0, report
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["max"] < 1000, report
+    assert all(pt["consumer_lag"] is None for pt in doc["series"]), report  # it has no /metrics
 
 
 @pytest.mark.parametrize("fault,field", [("drop", "lost"), ("swap", "reordered")])
