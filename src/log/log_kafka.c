@@ -78,7 +78,7 @@ static rd_kafka_conf_t *base_conf(log_kafka_t *k, const char *role, char *err, s
     snprintf(client, sizeof(client), "natter-%u-%s", k->cfg->node_id, role);
     if (set(conf, "bootstrap.servers", k->cfg->kafka_brokers, err, errlen) ||
         set(conf, "client.id", client, err, errlen) || set(conf, "reconnect.backoff.max.ms", "1000", err, errlen) ||
-        set(conf, "log_level", "4", err, errlen)) {
+        set(conf, "socket.nagle.disable", "true", err, errlen) || set(conf, "log_level", "4", err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
