@@ -25,7 +25,7 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench
+.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench bench-distributed
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -142,6 +142,15 @@ bench-wrk: all
 # one run; writes bench/results/ and the bench-load block of README.md
 bench: all
 	scripts/bench-load
+
+# the same on Kafka + Cassandra (started here, stopped after); writes
+# bench/results/<date>-distributed-* and the bench-distributed block of README.md
+bench-distributed: all
+	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
+	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
+	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-load; rc=$$?; \
+	scripts/engine stop kafka --name natter-bench >/dev/null; \
+	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
 
 clean:
 	rm -rf $(BUILD)
