@@ -37,6 +37,7 @@ struct load_phase {
      * Set-Cookie "name=value" or "". */
     int (*done)(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie);
     int *tries;
+    void *data; /* the dialect's, for build and done */
 };
 
 /* Runs a phase to its end over L's connections; 0, or -1 (printed). */

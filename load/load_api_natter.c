@@ -1,7 +1,9 @@
 /* load_api_natter — natter-load speaking natter's own API (docs/openapi.yaml):
  * POST /users and POST /sessions with JSON, a bearer token per user,
- * POST /chats with member usernames, posts answered 202 with the id, and a
- * WebSocket at /ws?token=… pushing {"type":"message",…} with the id. */
+ * POST /chats with member usernames (a big room: its first CREATE_MEMBERS,
+ * then PUT /chats/{id}/members/{username} for the rest, so no body passes
+ * natter's --max-body), posts answered 202 with the id, and a WebSocket at
+ * /ws?token=… pushing {"type":"message",…} with the id. */
 #include "load_api.h"
 #include "load_run.h"
 
@@ -11,6 +13,8 @@
 
 #define PASSWORD "natter-load-password"
 #define JSON_HEADERS "Content-Type: application/json\r\n"
+
+enum { CREATE_MEMBERS = 200 };
 
 /* --- users and sessions ---------------------------------------------------- */
 
@@ -83,10 +87,10 @@ static void build_chat(load_phase_t *ph, size_t i, const char **method, char *pa
     strcpy(path, "/chats");
     *headers = L->users[c->creator].headers;
     json_t *members = json_array();
-    for (size_t k = 0; k < c->nlisteners; k++)
-        json_array_append_new(members, json_string(L->users[c->listeners[k]].name));
     for (size_t k = 0; k < c->nsenders; k++)
         json_array_append_new(members, json_string(L->users[c->senders[k]].name));
+    for (size_t k = 0; k < c->nlisteners && json_array_size(members) < CREATE_MEMBERS; k++)
+        json_array_append_new(members, json_string(L->users[c->listeners[k]].name));
     char name[64];
     snprintf(name, sizeof(name), "load %s #%zu", L->run_id, i);
     json_t *o = json_pack("{s:s, s:o}", "name", name, "members", members);
@@ -106,10 +110,56 @@ static int done_chat(load_phase_t *ph, size_t i, int status, json_t *doc, const 
     return 0;
 }
 
+/* The listeners a chat's creation left out: (chat, listener slot) pairs. */
+typedef struct later {
+    uint32_t chat, slot;
+} later_t;
+
+static void build_member(load_phase_t *ph, size_t i, const char **method, char *path, const char **headers,
+                         char **body)
+{
+    const later_t *m = &((const later_t *)ph->data)[i];
+    load_t *L = ph->L;
+    const load_chat_t *c = &L->chats[m->chat];
+    *method = "PUT";
+    *headers = L->users[c->creator].headers;
+    snprintf(path, 256, "/chats/%s/members/%s", c->id_str, L->users[c->listeners[m->slot]].name);
+    *body = NULL;
+}
+
+static int done_member(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)
+{
+    (void)doc;
+    (void)cookie;
+    if (status == 204)
+        return 0;
+    const later_t *m = &((const later_t *)ph->data)[i];
+    fprintf(stderr, "natter-load: PUT a member into chat #%u: status %d\n", (unsigned)m->chat, status);
+    return -1;
+}
+
 static int setup_chats(load_t *L)
 {
     load_phase_t chats = {.n = L->nchats, .build = build_chat, .done = done_chat};
-    return load_phase_run(L, &chats, "chats");
+    if (load_phase_run(L, &chats, "chats") != 0)
+        return -1;
+    size_t n = 0;
+    later_t *later = NULL;
+    for (size_t i = 0; i < L->nchats; i++) {
+        const load_chat_t *c = &L->chats[i];
+        size_t first = c->nsenders < CREATE_MEMBERS ? CREATE_MEMBERS - c->nsenders : 0;
+        for (size_t k = first; k < c->nlisteners; k++) {
+            later = load_xrealloc(later, (n + 1) * sizeof(*later));
+            later[n++] = (later_t){(uint32_t)i, (uint32_t)k};
+        }
+    }
+    int rc = 0;
+    if (n > 0) {
+        load_phase_t members = {.n = n, .build = build_member, .done = done_member, .data = later};
+        rc = load_phase_run(L, &members, "members");
+    }
+    free(later);
+    return rc;
 }
 
 /* --- messages -------------------------------------------------------------- */
