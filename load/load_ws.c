@@ -130,8 +130,7 @@ static int handshake(load_ws_t *w)
     return 0;
 }
 
-/* Handles every complete frame in w->in. Returns 0, or a code to close with. */
-static int frames(load_ws_t *w)
+int load_ws_process(load_ws_t *w)
 {
     while (w->state == LOAD_WS_OPEN) {
         const unsigned char *p = (const unsigned char *)w->in.p + w->in.off;
@@ -230,7 +229,7 @@ static void on_event(load_io_t *io, uint32_t events)
     if (w->state == LOAD_WS_HANDSHAKE && load_buf_pending(&w->in) > 0)
         code = handshake(w);
     if (code == 0 && w->state == LOAD_WS_OPEN)
-        code = frames(w);
+        code = load_ws_process(w);
     if (code == 0 && n < 0)
         code = (int)n;
     if (code != 0 && w->io.fd >= 0)

@@ -53,6 +53,11 @@ void load_ws_drop(load_ws_t *w);
 /* Frees the buffers (after load_ws_drop or on_close). */
 void load_ws_free(load_ws_t *w);
 
+/* Handles every complete frame read into w->in (an open socket's read
+ * side, exposed for the fuzz target): messages to on_message, pings
+ * answered. Returns 0, or the code to close with. */
+int load_ws_process(load_ws_t *w);
+
 /* Frame codec, exposed for the tests: writes a masked client frame header +
  * payload for opcode into out. */
 void load_ws_frame(load_buf_t *out, int opcode, const char *data, size_t len, uint32_t mask);
