@@ -6,6 +6,15 @@
  * ourselves (mid fan-out, say). So a closed connection is only marked and
  * unlinked there; it is freed from a zero-delay timer, never inside its own
  * callback or while a list holding it is walked.
+ *
+ * Writes: h2o 2.2's websocket hands wslay one frame per socket write and
+ * refuses more while a write is in flight, so a socket gets one frame per
+ * loop turn, one syscall each — a fan-out to a busy room crawls. natter
+ * replaces wslay's send callback (send_frames): frames wslay gives up while
+ * natter pumps a socket (pump()) are gathered and leave in one write of up
+ * to WRITE_BATCH bytes; a frame wslay sends from inside h2o (a pong, the
+ * reply to a close) is written at once, as h2o would. One write is in
+ * flight per socket; its bytes live in the connection until it completes.
  */
 #include "gateway/gateway.h"
 #include "core/metrics.h"
@@ -19,6 +28,13 @@
 #include <string.h>
 
 #define SLOW_CLOSE_GRACE_MS 5000
+#define WRITE_BATCH (64 * 1024)
+
+/* Bytes for a socket write: natter owns them until the write completes. */
+typedef struct wbuf {
+    uint8_t *p;
+    size_t len, cap;
+} wbuf_t;
 
 typedef struct ws_conn ws_conn_t;
 struct ws_conn {
@@ -29,6 +45,9 @@ struct ws_conn {
     ws_conn_t *next_of_user; /* the user's sockets, a singly linked list */
     ws_conn_t *next_dead;
     h2o_timeout_entry_t grace; /* slow reader: force-close when this fires */
+    wbuf_t pending;            /* frames gathered for the next write */
+    wbuf_t inflight;           /* the write h2o is doing now */
+    int pumping;               /* inside pump()'s wslay_event_send */
     int closing;               /* close frame queued: push nothing more */
     int dead;                  /* h2o reported the end: free soon */
 };
@@ -101,15 +120,86 @@ static void reap_dead(h2o_timeout_entry_t *entry)
         ws_conn_t *c = gw->dead;
         gw->dead = c->next_dead;
         h2o_websocket_close(c->ws);
+        free(c->pending.p);
+        free(c->inflight.p);
         free(c);
     }
 }
 
-/* Writes whatever wslay has queued; may report the socket's end (conn_dead). */
-static void flush(ws_conn_t *c)
+static void wbuf_append(wbuf_t *b, const uint8_t *data, size_t len)
 {
-    if (!c->dead && c->ws->sock != NULL)
-        h2o_websocket_proceed(c->ws);
+    if (b->len + len > b->cap) {
+        b->cap = b->len + len > 2 * b->cap ? b->len + len : 2 * b->cap;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+}
+
+static void pump(ws_conn_t *c);
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    h2o_websocket_conn_t *ws = sock->data;
+    ws_conn_t *c = ws->data;
+    c->inflight.len = 0;
+    if (err != NULL) {
+        conn_dead(c);
+        return;
+    }
+    pump(c);
+}
+
+/* Starts the write of what c->pending holds (the socket is idle). */
+static void write_pending(ws_conn_t *c)
+{
+    wbuf_t t = c->inflight;
+    c->inflight = c->pending;
+    c->pending = t;
+    c->pending.len = 0;
+    h2o_iovec_t buf = h2o_iovec_init(c->inflight.p, c->inflight.len);
+    h2o_socket_write(c->ws->sock, &buf, 1, on_written);
+}
+
+/* wslay's send callback (see the top of the file). */
+static ssize_t send_frames(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
+{
+    (void)flags;
+    h2o_websocket_conn_t *ws = user;
+    ws_conn_t *c = ws->data;
+    if (c->pumping || h2o_socket_is_writing(ws->sock)) {
+        if (c->pending.len > 0 && c->pending.len + len > WRITE_BATCH) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+            return -1;
+        }
+        wbuf_append(&c->pending, data, len);
+        return (ssize_t)len;
+    }
+    wbuf_append(&c->pending, data, len);
+    write_pending(c);
+    return (ssize_t)len;
+}
+
+/* Moves what wslay has queued into one write, then lets h2o read on; may
+ * report the socket's end (conn_dead). */
+static void pump(ws_conn_t *c)
+{
+    if (c->dead || c->ws->sock == NULL)
+        return;
+    if (!h2o_socket_is_writing(c->ws->sock)) {
+        if (wslay_event_want_write(c->ws->ws_ctx)) {
+            c->pumping = 1;
+            int rc = wslay_event_send(c->ws->ws_ctx);
+            c->pumping = 0;
+            if (rc != 0) {
+                conn_dead(c);
+                return;
+            }
+        }
+        if (c->pending.len > 0)
+            write_pending(c);
+    }
+    h2o_websocket_proceed(c->ws);
 }
 
 static void grace_expired(h2o_timeout_entry_t *entry)
@@ -125,7 +215,7 @@ static void close_with(ws_conn_t *c, uint16_t code, const char *reason)
     c->closing = 1;
     wslay_event_queue_close(c->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
     h2o_timeout_link(c->gw->app->h2o_ctx.loop, &c->gw->grace_timeout, &c->grace);
-    flush(c);
+    pump(c);
 }
 
 /* Queues one text frame; closes the socket as a slow reader when its queue is full. */
@@ -179,13 +269,15 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
     natter_count(&natter_metrics.ws_open, 1);
     c->ws = h2o_upgrade_to_websocket(req, client_key, c, on_ws_message);
     wslay_event_config_set_max_recv_msg_length(c->ws->ws_ctx, gw->app->cfg.max_body);
+    c->ws->ws_callbacks.send_callback = send_frames;
+    wslay_event_config_set_callbacks(c->ws->ws_ctx, &c->ws->ws_callbacks);
 }
 
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, const char *text, size_t len)
 {
     ws_conn_t *c = natter_u64map_get(&gw->conns, conn_id);
     if (c != NULL && queue_text(c, text, len))
-        flush(c);
+        pump(c);
 }
 
 void natter_fanout_free(natter_fanout_t *f)
@@ -217,11 +309,11 @@ static void fanout(natter_gateway_t *gw, natter_fanout_t *f)
             }
         }
     }
-    /* flush by id: a flush may end a socket, and ids of ended ones no longer resolve */
+    /* pump by id: a pump may end a socket, and ids of ended ones no longer resolve */
     for (size_t i = 0; i < touched.len; i++) {
         ws_conn_t *c = natter_u64map_get(&gw->conns, *NATTER_VEC_AT(&touched, uint64_t, i));
         if (c != NULL && wslay_event_want_write(c->ws->ws_ctx))
-            flush(c);
+            pump(c);
     }
     natter_vec_free(&touched);
     natter_count(&natter_metrics.messages_delivered, delivered);
