@@ -25,6 +25,18 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
+# --- the web client: every file under web/ embedded in the binary -------------
+# scripts/embed-web writes one C table of them; it is regenerated when a file
+# under web/ changes, appears or goes (a directory's time changes then).
+WEB_INPUTS := $(shell find web 2>/dev/null)
+WEB_GEN := $(BUILD)/gen/web_assets.c
+# $(call web_obj,DIR): the table's object for the build in DIR
+web_obj = $(1)/gen/web_assets.o
+
+$(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
+	@echo "GEN $@"
+	@scripts/embed-web web $@
+
 .PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
@@ -34,7 +46,11 @@ $(REL)/obj/%.o: %.c
 	@echo "CC $<"
 	@$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
-$(REL)/natter: $(call objs,$(REL),$(SRC))
+$(call web_obj,$(REL)): $(WEB_GEN)
+	@echo "CC $<"
+	@$(CC) $(CSTD) $(WARN) $(CFLAGS) -Isrc -MMD -MP -c $< -o $@
+
+$(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL))
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 $(REL)/noop-server: bench/noop/noop_server.c
@@ -47,10 +63,15 @@ $(SAN_DIR)/obj/%.o: %.c
 	@echo "CC [asan] $<"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
-$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC))
+$(call web_obj,$(SAN_DIR)): $(WEB_GEN)
+	@mkdir -p $(dir $@)
+	@echo "CC [asan] $<"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) -Isrc -MMD -MP -c $< -o $@
+
+$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR))
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
-$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
+$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
@@ -79,7 +100,7 @@ $(LOAD_UNIT_BINS): $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(L
 # tests of a client against its real engine (run by scripts/test-engines)
 ENGINE_SRC := $(sort $(wildcard tests/engine/test_*.c))
 ENGINE_BINS := $(patsubst tests/engine/%.c,$(SAN_DIR)/engine/%,$(ENGINE_SRC))
-$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
+$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
