@@ -2,6 +2,7 @@
 #   make          build build/natter (optimised) and the bench anchor
 #   make run      install what is missing, build, start on 127.0.0.1:8080 with ./data
 #   make test     install what is missing, build with ASan+UBSan, run every test
+#   make browser  the web client's tests in headless Chromium (after make test's deps)
 #   make CC=clang ...   the same with clang
 
 CC      ?= cc
@@ -37,7 +38,7 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@echo "GEN $@"
 	@scripts/embed-web web $@
 
-.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench
+.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -141,13 +142,19 @@ fuzz: $(FUZZ_BINS)
 blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
 	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load python3 -m pytest -q tests/blackbox
 
+# the web client in headless Chromium (tests/browser/, node's test runner;
+# playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser
+browser: $(SAN_DIR)/natter
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_BROWSER_OUT=$(BUILD)/browser \
+		node --test --test-concurrency=1 --test-timeout=180000 tests/browser/
+
 # the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)
 engines: $(SAN_DIR)/natter $(ENGINE_BINS)
 	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
 
 test: deps
 	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
-	$(MAKE) --no-print-directory unit fuzz blackbox engines
+	$(MAKE) --no-print-directory unit fuzz blackbox browser engines
 
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka
 # and on --log kafka --store cql (a real broker and Cassandra started here),
