@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { api, closeAll, launchBrowser, screenshot, startNatter } from './harness.mjs';
-import { assertClean, createChat, openApp, openChat, register, send, session, shown, uniq, unread, waitShown }
-  from './client.mjs';
+import { assertClean, createChat, openApp, openChat, PASSWORD, register, send, session, shown, uniq, unread,
+  waitOnline, waitShown } from './client.mjs';
 
 let natter, browser;
 before(async () => {
@@ -85,6 +85,52 @@ test('history loads older pages as one scrolls up', async () => {
   const all = await shown(page);
   assert.deepEqual(all.map((m) => m.id), posted, 'every message once, in order');
   await screenshot(page, 'history-paged');
+  assertClean(page);
+});
+
+test('keyboard only: log in, move through the page, open a chat, send', async () => {
+  const name = uniq('dave'), room = uniq('keys');
+  await api(natter.base, 'POST', '/users', null, { username: name, password: PASSWORD });
+  const { token } = await api(natter.base, 'POST', '/sessions', null, { username: name, password: PASSWORD });
+  const chat = await api(natter.base, 'POST', '/chats', token, { name: room, members: [] });
+
+  const page = await openApp(await browser.newContext(), natter.base);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'login-username');
+  await screenshot(page, 'login');
+  await page.keyboard.type(name);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await waitOnline(page);
+  await page.locator('.chat-item').waitFor();
+
+  // every field has a label, every button a name, and Tab follows the page
+  const unlabelled = await page.$$eval('input, textarea', (els) => els.filter((e) => e.labels.length === 0).length);
+  assert.equal(unlabelled, 0);
+  const nameless = await page.$$eval('button', (els) => els.filter((e) => !e.textContent.trim()).length);
+  assert.equal(nameless, 0);
+  const focused = () => page.evaluate(() => {
+    const el = document.activeElement;
+    return el.id || el.dataset.chatId || el.textContent.trim();
+  });
+  assert.equal(await focused(), 'chats-title', 'after logging in, focus is at the top of the chat list');
+  const order = [];
+  for (let i = 0; i < 4; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await focused());
+  }
+  assert.deepEqual(order, [chat.id, 'new-chat-name', 'new-chat-members', 'Create chat']);
+  for (let i = 0; i < 3; i++) await page.keyboard.press('Shift+Tab');
+  assert.equal(await focused(), chat.id);
+
+  await page.keyboard.press('Enter'); // opens the focused chat and moves to the composer
+  await page.locator('#chat-title', { hasText: room }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
+  await page.keyboard.type('typed, not clicked');
+  await page.keyboard.press('Enter');
+  assert.deepEqual((await waitShown(page, 1)).map((m) => m.content), ['typed, not clicked']);
+  assert.equal(await page.locator('#messages').getAttribute('aria-live'), 'polite');
+  await screenshot(page, 'keyboard');
   assertClean(page);
 });
 
