@@ -1,20 +1,15 @@
 // Two people chatting both ways through the web client, and history paging.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { api, closeAll, launchBrowser, screenshot, startNatter } from './harness.mjs';
+import { test } from 'node:test';
+import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
 import { assertClean, createChat, openApp, openChat, PASSWORD, register, send, session, shown, uniq, unread,
   waitOnline, waitShown } from './client.mjs';
 
-let natter, browser;
-before(async () => {
-  natter = await startNatter();
-  browser = await launchBrowser();
-});
-after(() => closeAll(browser, natter));
+const env = useNatterAndBrowser();
 
 test('Alice and Bob chat both ways, live', async () => {
-  const alice = await openApp(await browser.newContext(), natter.base);
-  const bob = await openApp(await browser.newContext(), natter.base);
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
   const aliceName = uniq('alice'), bobName = uniq('bob'), room = uniq('room');
   await register(alice, aliceName);
   await register(bob, bobName);
@@ -51,7 +46,7 @@ test('Alice and Bob chat both ways, live', async () => {
   await send(bob, 'fourth');
   const a = await waitShown(alice, 4), b = await waitShown(bob, 4);
   assert.deepEqual(a, b);
-  const history = await api(natter.base, 'GET', `/chats/${(await chatId(alice))}/messages`,
+  const history = await api(env.natter.base, 'GET', `/chats/${(await chatId(alice))}/messages`,
     (await session(alice)).token);
   assert.deepEqual(a, history.messages.map((m) => ({ id: m.id, content: m.content })));
   assert.equal(await alice.locator('#messages li.pending').count(), 0);
@@ -63,14 +58,14 @@ test('Alice and Bob chat both ways, live', async () => {
 });
 
 test('history loads older pages as one scrolls up', async () => {
-  const page = await openApp(await browser.newContext(), natter.base);
+  const page = await openApp(await env.browser.newContext(), env.natter.base);
   const name = uniq('carol'), room = uniq('long');
   await register(page, name);
   const { token } = await session(page);
-  const chat = await api(natter.base, 'POST', '/chats', token, { name: room, members: [] });
+  const chat = await api(env.natter.base, 'POST', '/chats', token, { name: room, members: [] });
   const posted = [];
   for (let i = 1; i <= 130; i++)
-    posted.push((await api(natter.base, 'POST', `/chats/${chat.id}/messages`, token, { content: `m${i}` })).id);
+    posted.push((await api(env.natter.base, 'POST', `/chats/${chat.id}/messages`, token, { content: `m${i}` })).id);
 
   await page.reload();
   await openChat(page, room);
@@ -90,11 +85,11 @@ test('history loads older pages as one scrolls up', async () => {
 
 test('keyboard only: log in, move through the page, open a chat, send', async () => {
   const name = uniq('dave'), room = uniq('keys');
-  await api(natter.base, 'POST', '/users', null, { username: name, password: PASSWORD });
-  const { token } = await api(natter.base, 'POST', '/sessions', null, { username: name, password: PASSWORD });
-  const chat = await api(natter.base, 'POST', '/chats', token, { name: room, members: [] });
+  await api(env.natter.base, 'POST', '/users', null, { username: name, password: PASSWORD });
+  const { token } = await api(env.natter.base, 'POST', '/sessions', null, { username: name, password: PASSWORD });
+  const chat = await api(env.natter.base, 'POST', '/chats', token, { name: room, members: [] });
 
-  const page = await openApp(await browser.newContext(), natter.base);
+  const page = await openApp(await env.browser.newContext(), env.natter.base);
   assert.equal(await page.evaluate(() => document.activeElement.id), 'login-username');
   await screenshot(page, 'login');
   await page.keyboard.type(name);
