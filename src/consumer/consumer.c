@@ -55,10 +55,13 @@ static natter_fanout_t *build_fanout(natter_app_t *app, natter_msg_t *head, size
             natter_vec_free(&it->members);
             continue;
         }
-        json_t *frame = json_pack("{s:s, s:o}", "type", "message", "message", natter_msg_json(m));
-        it->frame = json_dumps(frame, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        it->len = strlen(it->frame);
-        json_decref(frame);
+        natter_jsonw_t w = {0};
+        static const char head[] = "{\"type\":\"message\",\"message\":";
+        natter_jsonw_raw(&w, head, sizeof(head) - 1);
+        natter_msg_write_json(&w, m);
+        natter_jsonw_raw(&w, "}", 1);
+        it->frame = w.p;
+        it->len = w.len;
         it->ingest_ns = m->ingest_ns;
         f->n++;
     }

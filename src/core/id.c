@@ -37,5 +37,14 @@ uint32_t natter_id_node(uint64_t id)
 
 int natter_id_format(char dst[NATTER_ID_STR_MAX], uint64_t id)
 {
-    return snprintf(dst, NATTER_ID_STR_MAX, "%llu", (unsigned long long)id);
+    char tmp[NATTER_ID_STR_MAX];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id != 0);
+    for (int i = 0; i < n; i++)
+        dst[i] = tmp[n - 1 - i];
+    dst[n] = '\0';
+    return n;
 }

@@ -35,3 +35,28 @@ json_t *natter_msg_json(const natter_msg_t *m)
         json_object_set_new(o, "client_id", json_stringn(m->client_id, m->client_id_len));
     return o;
 }
+
+void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m)
+{
+    natter_jsonw_raw(w, "{", 1);
+    natter_jsonw_key(w, "id");
+    natter_jsonw_id(w, m->id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "chat_id");
+    natter_jsonw_id(w, m->chat_id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "sender_id");
+    natter_jsonw_id(w, m->sender_id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "content");
+    natter_jsonw_string(w, m->content, m->content_len);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "created_at");
+    natter_jsonw_time(w, m->created_at_ms);
+    if (m->client_id_len > 0) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "client_id");
+        natter_jsonw_string(w, m->client_id, m->client_id_len);
+    }
+    natter_jsonw_raw(w, "}", 1);
+}

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "core/jsonw.h"
+
 #define NATTER_CONTENT_MAX_CHARS 4000
 #define NATTER_CLIENT_ID_MAX 64
 
@@ -46,5 +48,7 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
  * {"id","chat_id","sender_id","content","created_at","client_id"?}; the
  * caller owns the reference. */
 json_t *natter_msg_json(const natter_msg_t *m);
+/* The same object, written into w (the per-message hot paths). */
+void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m);
 
 #endif

@@ -89,11 +89,22 @@ void natter_format_time(char *dst, int64_t ms)
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    char buf[64]; /* roomy enough for any int the compiler can imagine in tm */
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    memcpy(dst, buf, NATTER_TIME_LEN - 1);
-    dst[NATTER_TIME_LEN - 1] = '\0';
+    /* by hand, not snprintf: this runs for every message answered or pushed */
+    int year = tm.tm_year + 1900;
+    if (year < 0 || year > 9999)
+        year = year < 0 ? 0 : 9999;
+    const int parts[] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000)};
+    const int widths[] = {4, 2, 2, 2, 2, 2, 3};
+    const char seps[] = "--T::.Z";
+    char *d = dst;
+    for (int i = 0; i < 7; i++) {
+        int v = parts[i] < 0 ? 0 : parts[i];
+        for (int k = widths[i] - 1; k >= 0; k--, v /= 10)
+            d[k] = (char)('0' + v % 10);
+        d += widths[i];
+        *d++ = seps[i];
+    }
+    *d = '\0';
 }
 
 int natter_parse_u64(const char *s, size_t len, uint64_t *out)

@@ -65,6 +65,15 @@ static void reply(natter_api_job_t *job, int status, json_t *body)
     }
 }
 
+/* Sets the answer to JSON text written by jsonw (taken). */
+static void reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w)
+{
+    free(job->resp);
+    job->status = status;
+    job->resp = w->p;
+    job->resp_len = w->len;
+}
+
 /* The client_id of a WebSocket send, when the frame carried one, for error frames. */
 static json_t *ws_client_id(const natter_api_job_t *job)
 {
@@ -511,18 +520,31 @@ static void message_durable(natter_msg_t *msg, int status, void *arg)
     natter_api_job_t *job = arg;
     if (status != NATTER_OK) {
         fail(job, 503, "unavailable", "the message could not be stored, try again");
-    } else if (is_ws_send(job)) {
-        json_t *ack = json_pack("{s:s, s:o, s:o}", "type", "ack", "id", json_id(msg->id), "chat_id",
-                                json_id(msg->chat_id));
-        if (msg->client_id_len > 0)
-            json_object_set_new(ack, "client_id", json_stringn(msg->client_id, msg->client_id_len));
-        reply(job, 200, ack);
     } else {
-        json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "id", json_id(msg->id), "chat_id", json_id(msg->chat_id),
-                              "sender_id", json_id(msg->sender_id), "created_at", json_time(msg->created_at_ms));
-        if (msg->client_id_len > 0)
-            json_object_set_new(o, "client_id", json_stringn(msg->client_id, msg->client_id_len));
-        reply(job, 202, o);
+        /* written by hand: this is the answer to every message */
+        natter_jsonw_t w = {0};
+        int ack = is_ws_send(job);
+        natter_jsonw_raw(&w, ack ? "{\"type\":\"ack\"," : "{", ack ? 14 : 1);
+        natter_jsonw_key(&w, "id");
+        natter_jsonw_id(&w, msg->id);
+        natter_jsonw_raw(&w, ",", 1);
+        natter_jsonw_key(&w, "chat_id");
+        natter_jsonw_id(&w, msg->chat_id);
+        if (!ack) {
+            natter_jsonw_raw(&w, ",", 1);
+            natter_jsonw_key(&w, "sender_id");
+            natter_jsonw_id(&w, msg->sender_id);
+            natter_jsonw_raw(&w, ",", 1);
+            natter_jsonw_key(&w, "created_at");
+            natter_jsonw_time(&w, msg->created_at_ms);
+        }
+        if (msg->client_id_len > 0) {
+            natter_jsonw_raw(&w, ",", 1);
+            natter_jsonw_key(&w, "client_id");
+            natter_jsonw_string(&w, msg->client_id, msg->client_id_len);
+        }
+        natter_jsonw_raw(&w, "}", 1);
+        reply_written(job, ack ? 200 : 202, &w);
     }
     finish(job);
 }
