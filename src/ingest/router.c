@@ -3,6 +3,26 @@
 
 #include <string.h>
 
+const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
+    [NATTER_A_NOT_FOUND] = {"other", "unmatched"},
+    [NATTER_A_USER_CREATE] = {"POST", "/users"},
+    [NATTER_A_SESSION_CREATE] = {"POST", "/sessions"},
+    [NATTER_A_SESSION_DELETE] = {"DELETE", "/sessions"},
+    [NATTER_A_ME] = {"GET", "/me"},
+    [NATTER_A_CHATS_LIST] = {"GET", "/chats"},
+    [NATTER_A_CHAT_CREATE] = {"POST", "/chats"},
+    [NATTER_A_CHAT_GET] = {"GET", "/chats/{id}"},
+    [NATTER_A_MEMBER_ADD] = {"PUT", "/chats/{id}/members/{username}"},
+    [NATTER_A_MEMBER_REMOVE] = {"DELETE", "/chats/{id}/members/{username}"},
+    [NATTER_A_MESSAGES_LIST] = {"GET", "/chats/{id}/messages"},
+    [NATTER_A_MESSAGE_POST] = {"POST", "/chats/{id}/messages"},
+    [NATTER_A_READ] = {"PUT", "/chats/{id}/read"},
+    [NATTER_A_WS] = {"GET", "/ws"},
+    [NATTER_A_METRICS] = {"GET", "/metrics"},
+    [NATTER_A_HEALTHZ] = {"GET", "/healthz"},
+    [NATTER_A_READYZ] = {"GET", "/readyz"},
+};
+
 int natter_username_valid(const char *name, size_t len)
 {
     if (len == 0 || len > 32)

@@ -18,7 +18,25 @@ static natter_action_t route(const char *method, const char *path, natter_route_
     return a;
 }
 
-/* Every route, with each method it accepts. */
+/* 1 when path fits the route template: "{name}" stands for any one non-empty segment. */
+static int template_matches(const char *tmpl, const char *path)
+{
+    while (*tmpl != '\0' && *path != '\0') {
+        if (*tmpl == '{') {
+            tmpl = strchr(tmpl, '}') + 1;
+            const char *end = strchr(path, '/');
+            end = end ? end : path + strlen(path);
+            if (end == path)
+                return 0;
+            path = end;
+        } else if (*tmpl++ != *path++) {
+            return 0;
+        }
+    }
+    return *tmpl == '\0' && *path == '\0';
+}
+
+/* Every route, with each method it accepts, and the metrics labels naming it. */
 static void test_every_route(void **state)
 {
     (void)state;
@@ -58,6 +76,8 @@ static void test_every_route(void **state)
         assert_null(r.allow);
         assert_null(r.query);
         assert_int_equal(r.query_len, 0);
+        assert_string_equal(natter_route_names[r.action].method, cases[i].method);
+        assert_true(template_matches(natter_route_names[r.action].path, cases[i].path));
     }
 }
 
