@@ -175,6 +175,24 @@ def test_metric_check_can_fail(server):
     assert {"natter_messages_postd_total", "natter_consumer_lag_bucket"} <= bad - set(families)
 
 
+def test_web_dashboard_draws_the_same_panels_from_exported_metrics(server):
+    """/dashboard (web/) shows the Grafana dashboard's core panels, computed
+    from metrics natter exports."""
+    families = exported_families(server)
+    with open(os.path.join(REPO, "web", "dashboard.html")) as f:
+        html = f.read()
+    with open(os.path.join(REPO, "web", "dashboard.js")) as f:
+        js = f.read()
+    titles = [re.sub(r"\s+", " ", t) for t in re.findall(r"<h2>(.*?)</h2>", html, re.S)]
+    assert titles == list(CORE_PANELS), titles
+    strings = re.findall(r"'([^'\n]*)'", js)
+    queried = queried_metrics([s for s in strings if METRIC_RE.search(s)], families)
+    missing = sorted(m for m in queried if m not in families)
+    assert not missing, f"web/dashboard.js reads metrics natter does not export: {missing}"
+    assert {"natter_messages_posted_total", "natter_messages_consumed_total", "natter_consumer_lag",
+            "natter_batches_in_flight", "natter_end_to_end_latency_seconds"} <= queried, queried
+
+
 def apt_packages(stage):
     """The packages one Dockerfile stage's apt-get install names."""
     m = re.search(r"apt-get install((?:\s+(?:\\\n)?\s*[^\s&\\]+)+)", stage)
