@@ -2,6 +2,7 @@
 #   make          build build/natter (optimised) and the bench anchor
 #   make run      install what is missing, build, start on 127.0.0.1:8080 with ./data
 #   make test     install what is missing, build with ASan+UBSan, run every test
+#   make browser  the web client's tests in headless Chromium (after make test's deps)
 #   make CC=clang ...   the same with clang
 
 CC      ?= cc
@@ -25,7 +26,19 @@ objs = $(patsubst %.c,$(1)/obj/%.o,$(2))
 REL := $(BUILD)
 SAN_DIR := $(BUILD)/asan
 
-.PHONY: all run test deps unit blackbox engines fuzz clean bench-wrk bench
+# --- the web client: every file under web/ embedded in the binary -------------
+# scripts/embed-web writes one C table of them; it is regenerated when a file
+# under web/ changes, appears or goes (a directory's time changes then).
+WEB_INPUTS := $(shell find web 2>/dev/null)
+WEB_GEN := $(BUILD)/gen/web_assets.c
+# $(call web_obj,DIR): the table's object for the build in DIR
+web_obj = $(1)/gen/web_assets.o
+
+$(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
+	@echo "GEN $@"
+	@scripts/embed-web web $@
+
+.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -34,7 +47,11 @@ $(REL)/obj/%.o: %.c
 	@echo "CC $<"
 	@$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
-$(REL)/natter: $(call objs,$(REL),$(SRC))
+$(call web_obj,$(REL)): $(WEB_GEN)
+	@echo "CC $<"
+	@$(CC) $(CSTD) $(WARN) $(CFLAGS) -Isrc -MMD -MP -c $< -o $@
+
+$(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL))
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 $(REL)/noop-server: bench/noop/noop_server.c
@@ -47,10 +64,15 @@ $(SAN_DIR)/obj/%.o: %.c
 	@echo "CC [asan] $<"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
-$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC))
+$(call web_obj,$(SAN_DIR)): $(WEB_GEN)
+	@mkdir -p $(dir $@)
+	@echo "CC [asan] $<"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) -Isrc -MMD -MP -c $< -o $@
+
+$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR))
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
-$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
+$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
@@ -79,7 +101,7 @@ $(LOAD_UNIT_BINS): $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(L
 # tests of a client against its real engine (run by scripts/test-engines)
 ENGINE_SRC := $(sort $(wildcard tests/engine/test_*.c))
 ENGINE_BINS := $(patsubst tests/engine/%.c,$(SAN_DIR)/engine/%,$(ENGINE_SRC))
-$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC))
+$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
@@ -120,13 +142,19 @@ fuzz: $(FUZZ_BINS)
 blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
 	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load python3 -m pytest -q tests/blackbox
 
+# the web client in headless Chromium (tests/browser/, node's test runner;
+# playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser
+browser: $(SAN_DIR)/natter
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_BROWSER_OUT=$(BUILD)/browser \
+		node --test --test-concurrency=1 --test-timeout=180000 tests/browser/
+
 # the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)
 engines: $(SAN_DIR)/natter $(ENGINE_BINS)
 	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
 
 test: deps
 	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
-	$(MAKE) --no-print-directory unit fuzz blackbox engines
+	$(MAKE) --no-print-directory unit fuzz blackbox browser engines
 
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka
 # and on --log kafka --store cql (a real broker and Cassandra started here),

@@ -5,6 +5,7 @@
 #include "core/util.h"
 #include "gateway/gateway.h"
 #include "ingest/api.h"
+#include "ingest/static.h"
 #include "natter.h"
 
 #include <arpa/inet.h>
@@ -48,6 +49,7 @@ static const char *reason_of(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -101,6 +103,40 @@ static size_t header_value(h2o_req_t *req, const h2o_token_t *token, const char 
     return req->headers.entries[i].value.len;
 }
 
+static void add_header(h2o_req_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, value, len);
+}
+
+/* A file of the web client, or 304 when the browser's copy is current. */
+static void send_asset(h2o_req_t *req, const natter_route_t *route)
+{
+    const natter_static_asset_t *a = natter_static_find(route->asset, route->asset_len);
+    if (a == NULL) {
+        send_error(req, route->action, 404, "not_found", "no such file");
+        return;
+    }
+    const char *cc = natter_static_cache_control(a), *inm;
+    char *csp = h2o_mem_alloc_pool(&req->pool, NATTER_STATIC_CSP_MAX);
+    size_t csp_len = natter_static_csp(csp, req->authority.base, req->authority.len);
+    add_header(req, "etag", a->etag, strlen(a->etag));
+    add_header(req, "cache-control", cc, strlen(cc));
+    add_header(req, "x-content-type-options", H2O_STRLIT("nosniff"));
+    add_header(req, "content-security-policy", csp, csp_len);
+    add_header(req, "referrer-policy", H2O_STRLIT("same-origin"));
+    size_t inm_len = header_value(req, H2O_TOKEN_IF_NONE_MATCH, &inm);
+    if (inm_len > 0 && natter_static_etag_match(inm, inm_len, a->etag)) {
+        /* no body; Content-Length, when sent on a 304, must be the 200's */
+        req->res.status = 304;
+        req->res.reason = reason_of(304);
+        req->res.content_length = a->len;
+        count_answer(route->action, 304);
+        h2o_send_inline(req, "", 0);
+        return;
+    }
+    send_body(req, route->action, 200, a->content_type, (const char *)a->data, a->len);
+}
+
 /* Copies the caller's token: the Authorization header, or ?token= on /ws. */
 static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route_t *route)
 {
@@ -135,6 +171,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     case NATTER_A_HEALTHZ:
         send_json(req, route.action, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        return 0;
+    case NATTER_A_PAGE:
+    case NATTER_A_STATIC:
+        send_asset(req, &route);
         return 0;
     case NATTER_A_METRICS: {
         size_t len;

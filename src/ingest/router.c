@@ -21,6 +21,8 @@ const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
     [NATTER_A_METRICS] = {"GET", "/metrics"},
     [NATTER_A_HEALTHZ] = {"GET", "/healthz"},
     [NATTER_A_READYZ] = {"GET", "/readyz"},
+    [NATTER_A_PAGE] = {"GET", "/{page}"},
+    [NATTER_A_STATIC] = {"GET", "/static/{file}"},
 };
 
 int natter_username_valid(const char *name, size_t len)
@@ -72,6 +74,21 @@ static natter_action_t pick(const char *method, size_t mlen, const verb_t *verbs
 }
 
 #define VERBS(...) ((const verb_t[]){__VA_ARGS__, {NULL, NATTER_A_NOT_FOUND}})
+
+/* Pages: a one-segment path served with one file of web/. */
+static const struct {
+    const char *segment, *asset;
+} pages[] = {
+    {"", "index.html"},
+};
+
+static natter_action_t route_asset(const char *method, size_t mlen, natter_action_t action, const char *asset,
+                                   size_t len, natter_route_t *out)
+{
+    out->asset = asset;
+    out->asset_len = len;
+    return pick(method, mlen, VERBS({"GET", action}), "GET", out);
+}
 
 static natter_action_t route_chat(const char *method, size_t mlen, const char *p, const char *end,
                                   natter_route_t *out)
@@ -130,10 +147,15 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
             return pick(method, mlen, VERBS({"GET", NATTER_A_HEALTHZ}), "GET", out);
         if (is(seg, len, "readyz"))
             return pick(method, mlen, VERBS({"GET", NATTER_A_READYZ}), "GET", out);
+        for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+            if (is(seg, len, pages[i].segment))
+                return route_asset(method, mlen, NATTER_A_PAGE, pages[i].asset, strlen(pages[i].asset), out);
         return out->action = NATTER_A_NOT_FOUND;
     }
     if (is(seg, len, "chats"))
         return out->action = route_chat(method, mlen, p, end, out);
+    if (is(seg, len, "static") && end - p > 1) /* any name after "/static/": only the table says which exist */
+        return route_asset(method, mlen, NATTER_A_STATIC, p + 1, (size_t)(end - p - 1), out);
     return out->action = NATTER_A_NOT_FOUND;
 }
 

@@ -29,6 +29,8 @@ typedef enum {
     NATTER_A_METRICS,
     NATTER_A_HEALTHZ,
     NATTER_A_READYZ,
+    NATTER_A_PAGE,   /* a page of the web client ("/", "/dashboard"): route.asset is its file */
+    NATTER_A_STATIC, /* a file of the web client: route.asset */
     NATTER_A_WS_SEND, /* not an HTTP route: a "send" frame on a WebSocket */
     NATTER_A_COUNT    /* the number of actions; keep last */
 } natter_action_t;
@@ -48,6 +50,8 @@ typedef struct natter_route {
     const char *allow; /* for NATTER_A_METHOD_NOT_ALLOWED: the Allow header value */
     const char *query; /* points into the path given, after '?'; NULL if none */
     size_t query_len;
+    const char *asset; /* NATTER_A_STATIC: the web/ file's name (into the path or static); not NUL-terminated */
+    size_t asset_len;
 } natter_route_t;
 
 /* Matches; the result is always set (NATTER_A_NOT_FOUND when nothing fits). */

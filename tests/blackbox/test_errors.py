@@ -458,7 +458,7 @@ def test_unknown_chat(server, world):
     assert _snapshot(world) == before
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/users/1", "/chats/1/nope", "/chats/1/members", "/me/x",
+@pytest.mark.parametrize("path", ["/index.html", "/static", "/nope", "/users/1", "/chats/1/nope", "/chats/1/members", "/me/x",
                                   "/chatsx", "/v1/users"])
 def test_unknown_route(server, world, path):
     r = world["alice"].api.get(path)

@@ -221,6 +221,12 @@ def test_routes_match_spec(server):
     bob.call("PUT", "/chats/{chat_id}/read", {"chat_id": cid}, body={}, expect=400)
     carol.call("PUT", "/chats/{chat_id}/read", {"chat_id": cid}, body={"message_id": m2["id"]}, expect=403)
     anon.call("PUT", "/chats/{chat_id}/read", {"chat_id": cid}, body={"message_id": m2["id"]}, expect=401)
+    # the web client
+    _, r = anon.call("GET", "/", expect=200)
+    anon.call("GET", "/", headers={"If-None-Match": r.headers["ETag"]}, expect=304)
+    _, r = anon.call("GET", "/static/{file}", {"file": "app.js"}, expect=200)
+    anon.call("GET", "/static/{file}", {"file": "app.js"}, headers={"If-None-Match": r.headers["ETag"]}, expect=304)
+    anon.call("GET", "/static/{file}", {"file": "no-such-file.js"}, expect=404)
     # operations
     anon.call("GET", "/healthz", expect=200)
     anon.call("GET", "/readyz", expect=200)

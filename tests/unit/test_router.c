@@ -129,7 +129,7 @@ static void test_not_found(void **state)
 {
     (void)state;
     static const char *const paths[] = {
-        "", "/", "//", "users", "/user", "/users/", "/users/1", "/me/", "/Me", "/chat", "/chats/",
+        "", "//", "users", "/user", "/users/", "/users/1", "/me/", "/Me", "/chat", "/chats/",
         "/chats//messages",
         /* bad chat ids */
         "/chats/0", "/chats/0/messages", "/chats/abc", "/chats/abc/messages", "/chats/-1", "/chats/+1",
@@ -139,6 +139,8 @@ static void test_not_found(void **state)
         "/chats/1/", "/chats/1/messages/", "/chats/1/read/", "/chats/1/messages/2", "/chats/1/unknown",
         "/chats/1/members", "/chats/1/members/", "/chats/1/members/alice/", "/chats/1/members/alice/x",
         "/healthz/", "/ws/", "/metrics/x",
+        /* the web client: "/" and "/static/<name>" only */
+        "/static", "/static/", "/index.html", "/app.js", "/Static/app.js",
         /* bad usernames */
         "/chats/1/members/al%20ice", "/chats/1/members/al ice", "/chats/1/members/al+ice",
         "/chats/1/members/al@ice", "/chats/1/members/abcdefghijklmnopqrstuvwxyz0123456", /* 33 chars */
@@ -154,6 +156,42 @@ static void test_not_found(void **state)
             assert_null(r.allow);
         }
     }
+}
+
+/* The web client's files: "/" is index.html, "/static/<name>" any name
+ * (the embedded table decides which exist, see test_static.c). */
+static void test_web_routes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *asset;
+        natter_action_t action;
+    } cases[] = {
+        {"/", "index.html", NATTER_A_PAGE},
+        {"/?from=mail", "index.html", NATTER_A_PAGE},
+        {"/static/app.js", "app.js", NATTER_A_STATIC},
+        {"/static/app.js?v=2", "app.js", NATTER_A_STATIC},
+        {"/static/icons/chat.svg", "icons/chat.svg", NATTER_A_STATIC},
+        {"/static/../src/main.c", "../src/main.c", NATTER_A_STATIC},
+        {"/static//x", "/x", NATTER_A_STATIC},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        natter_route_t r;
+        assert_int_equal(route("GET", cases[i].path, &r), cases[i].action);
+        assert_int_equal(r.asset_len, strlen(cases[i].asset));
+        assert_memory_equal(r.asset, cases[i].asset, r.asset_len);
+        assert_null(r.allow);
+    }
+    natter_route_t r;
+    assert_int_equal(route("HEAD", "/", &r), NATTER_A_METHOD_NOT_ALLOWED);
+    assert_string_equal(r.allow, "GET");
+    assert_string_equal(natter_route_names[NATTER_A_PAGE].path, "/{page}");
+    assert_string_equal(natter_route_names[NATTER_A_STATIC].path, "/static/{file}");
+    assert_int_equal(route("POST", "/static/app.js", &r), NATTER_A_METHOD_NOT_ALLOWED);
+    assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("GET", "/me", &r), NATTER_A_ME);
+    assert_null(r.asset); /* only the web routes name an asset */
+    assert_int_equal(r.asset_len, 0);
 }
 
 static void test_path_length_is_respected(void **state)
@@ -284,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_every_route),
         cmocka_unit_test(test_method_not_allowed),
         cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_web_routes),
         cmocka_unit_test(test_path_length_is_respected),
         cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_query_get),

@@ -1,0 +1,83 @@
+// Driving natter's web client (web/) the way a person does: by labels,
+// buttons and keys. The selectors here are the few the tests read back
+// (message items by data-id, chat items by data-chat-id, the unread badge).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const PASSWORD = 'correct horse battery';
+
+export function uniq(prefix) {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+// A page of the client in context; uncaught errors in it fail assertClean().
+export async function openApp(context, base) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(10000);
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e));
+  await page.goto(base + '/');
+  return page;
+}
+
+export function assertClean(page) {
+  assert.deepEqual(page.errors.map(String), [], 'uncaught errors in the page');
+}
+
+export async function waitOnline(page) {
+  await page.waitForSelector('#status[data-state="online"]');
+}
+
+export async function register(page, username) {
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByText(`Logged in as ${username}`).waitFor();
+  await waitOnline(page);
+}
+
+export async function createChat(page, name, members) {
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Members').fill(members.join(', '));
+  await page.getByRole('button', { name: 'Create chat' }).click();
+  await page.locator('#chat-title', { hasText: name }).waitFor();
+}
+
+export function chatItem(page, name) {
+  return page.locator('.chat-item', { has: page.locator('.chat-name', { hasText: name }) });
+}
+
+export async function openChat(page, name) {
+  await chatItem(page, name).click();
+  await page.locator('#chat-title', { hasText: name }).waitFor();
+}
+
+// Types into the composer and presses Enter, as one sends.
+export async function send(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+export function unread(page, name) {
+  return chatItem(page, name).locator('.unread').textContent({ timeout: 1000 }).then(Number, () => 0);
+}
+
+// [{id, content}] of the confirmed messages shown, in order.
+export function shown(page) {
+  return page.$$eval('#messages li[data-id]', (lis) =>
+    lis.map((li) => ({ id: li.dataset.id, content: li.querySelector('.content').textContent })));
+}
+
+// Waits until n confirmed messages are shown, then a little longer, so that
+// a late double would still be counted by the caller.
+export async function waitShown(page, n, settleMs = 500) {
+  await page.waitForFunction((k) => document.querySelectorAll('#messages li[data-id]').length >= k, n);
+  await sleep(settleMs);
+  return shown(page);
+}
+
+export async function session(page) {
+  return page.evaluate(() => JSON.parse(localStorage.getItem('natter.session')));
+}

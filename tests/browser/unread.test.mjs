@@ -1,0 +1,60 @@
+// Bob is away while Alice writes; he comes back to exactly what he missed.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { api, closeAll, launchBrowser, screenshot, startNatter } from './harness.mjs';
+import { assertClean, chatItem, createChat, openApp, openChat, register, send, session, shown, uniq, unread,
+  waitOnline, waitShown } from './client.mjs';
+
+let natter, browser;
+before(async () => {
+  natter = await startNatter();
+  browser = await launchBrowser();
+});
+after(() => closeAll(browser, natter));
+
+test('three messages sent while Bob was offline are his three unread, then read', async () => {
+  const alice = await openApp(await browser.newContext(), natter.base);
+  const bobContext = await browser.newContext();
+  let bob = await openApp(bobContext, natter.base);
+  const bobName = uniq('bob'), room = uniq('room');
+  await register(alice, uniq('alice'));
+  await register(bob, bobName);
+  await createChat(alice, room, [bobName]);
+  await send(alice, 'before you left');
+  await chatItem(bob, room).waitFor();
+  await openChat(bob, room);
+  await waitShown(bob, 1);
+  await bob.waitForFunction(() => document.querySelector('.chat-item[aria-current] .unread') === null);
+  const { token } = await session(bob);
+  const chatId = await chatItem(bob, room).getAttribute('data-chat-id');
+  const unreadByApi = async () => (await api(natter.base, 'GET', '/chats', token)).chats
+    .find((c) => c.id === chatId).unread;
+  assert.equal(await unreadByApi(), 0, 'Bob read the first message');
+
+  await bob.close(); // Bob is offline
+  const missed = ['are you there?', 'I have news', 'call me'];
+  for (const text of missed) await send(alice, text);
+  await waitShown(alice, 4);
+  assert.equal(await unreadByApi(), 3);
+
+  bob = await openApp(bobContext, natter.base); // same browser profile: still logged in
+  await waitOnline(bob);
+  await chatItem(bob, room).locator('.unread').waitFor();
+  assert.equal(await unread(bob, room), 3);
+  assert.equal(await chatItem(bob, room).locator('.chat-last').textContent(), 'call me');
+  await screenshot(bob, 'unread-list');
+
+  await openChat(bob, room);
+  const seen = await waitShown(bob, 4);
+  assert.deepEqual(seen.slice(1).map((m) => m.content), missed, 'exactly the three he missed, once each, in order');
+  assert.equal(seen.length, 4);
+  await chatItem(bob, room).locator('.unread').waitFor({ state: 'detached' });
+  assert.equal(await unreadByApi(), 0, 'the read marker moved past all three');
+  await screenshot(bob, 'unread-read');
+
+  // Alice's list never counts her own messages as unread
+  assert.equal(await unread(alice, room), 0);
+  assert.deepEqual((await shown(alice)).map((m) => m.id), seen.map((m) => m.id));
+  assertClean(alice);
+  assertClean(bob);
+});

@@ -1,0 +1,50 @@
+// The HTTP API of docs/openapi.yaml, with the session's bearer token.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let token = null;
+let onUnauthorized = () => {};
+
+export function setToken(value) {
+  token = value;
+}
+
+// Called when the server says the token is no longer good (401 on an authenticated call).
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export function currentToken() {
+  return token;
+}
+
+// Resolves to the parsed JSON answer (null for 204); rejects with ApiError
+// for an error answer, or with the TypeError of fetch when the network fails.
+export async function api(method, path, body) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (res.ok) return data;
+  if (res.status === 401 && token) onUnauthorized();
+  const err = data && data.error ? data.error : { code: 'http_' + res.status, message: res.statusText };
+  throw new ApiError(res.status, err.code, err.message);
+}
+
+// Message ids are 64-bit decimal strings: compare them without losing precision.
+export function idCompare(a, b) {
+  const x = BigInt(a), y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}

@@ -1,0 +1,139 @@
+// natter's web client: log-in, the chat list, the open chat and the live
+// connection, wired together. Built only on the public API (docs/openapi.yaml).
+import { api, ApiError, setToken, setUnauthorizedHandler } from './api.js';
+import { createChatList } from './chats.js';
+import { createChatView } from './chat.js';
+import { connectLive } from './live.js';
+
+const SESSION_KEY = 'natter.session';
+const $ = (id) => document.getElementById(id);
+
+function saved() {
+  try {
+    return JSON.parse(localStorage.getItem(SESSION_KEY));
+  } catch {
+    return null;
+  }
+}
+
+function showError(el, err) {
+  el.textContent = err instanceof ApiError ? err.message : 'Cannot reach the server. Try again.';
+}
+
+function showLogin() {
+  $('login-view').hidden = false;
+  $('login-username').focus();
+}
+
+// A fresh page: nothing of the last session is left behind.
+function logOut() {
+  localStorage.removeItem(SESSION_KEY);
+  location.reload();
+}
+
+$('login-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const username = $('login-username').value.trim(), password = $('login-password').value;
+  $('login-error').textContent = '';
+  try {
+    if (ev.submitter && ev.submitter.value === 'register') await api('POST', '/users', { username, password });
+    const s = await api('POST', '/sessions', { username, password });
+    const session = { token: s.token, user_id: s.user_id, username };
+    localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    $('login-password').value = '';
+    start(session);
+  } catch (err) {
+    showError($('login-error'), err);
+  }
+});
+
+$('logout').addEventListener('click', async () => {
+  await api('DELETE', '/sessions').catch(() => {}); // logged out here either way
+  logOut();
+});
+
+setUnauthorizedHandler(logOut);
+
+function start(session) {
+  const me = { id: session.user_id, username: session.username };
+  setToken(session.token);
+  $('login-view').hidden = true;
+  $('app-view').hidden = false;
+  $('logout').hidden = false;
+  $('whoami').textContent = `Logged in as ${me.username}`;
+
+  const view = createChatView({
+    list: $('messages'),
+    title: $('chat-title'),
+    members: $('chat-members'),
+    me,
+    onRead: () => refreshList(),
+  });
+  const chats = createChatList({ element: $('chat-list'), me, onSelect: openChat });
+
+  async function refreshList() {
+    await chats.refresh().catch(() => {}); // stays as it was; the next event or reconnection refreshes it
+  }
+
+  async function openChat(c) {
+    $('no-chat').hidden = true;
+    $('chat-view').hidden = false;
+    chats.setOpen(c.id);
+    $('composer-input').focus();
+    await view.open(c).catch(() => {
+      $('chat-members').textContent = 'Could not load this chat. Pick it again to retry.';
+    });
+  }
+
+  $('new-chat').onsubmit = async (ev) => {
+    ev.preventDefault();
+    const name = $('new-chat-name').value.trim();
+    const members = $('new-chat-members').value.split(/[\s,]+/).filter(Boolean);
+    $('new-chat-error').textContent = '';
+    try {
+      const chat = await api('POST', '/chats', { name, members });
+      $('new-chat').reset();
+      chats.add(chat);
+      openChat(chat);
+    } catch (err) {
+      showError($('new-chat-error'), err);
+    }
+  };
+
+  const input = $('composer-input');
+  $('composer').onsubmit = (ev) => {
+    ev.preventDefault();
+    const content = input.value;
+    if (!content.trim() || view.openId === null) return;
+    input.value = '';
+    view.send(content);
+  };
+  input.onkeydown = (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      $('composer').requestSubmit();
+    }
+  };
+
+  connectLive({
+    token: session.token,
+    onStatus: (s) => {
+      $('status').textContent = { connecting: 'Connecting…', online: 'Connected', offline: 'Reconnecting…' }[s];
+      $('status').dataset.state = s;
+    },
+    onOpen: () => {
+      refreshList();
+      view.catchUp().catch(() => {}); // a failed catch-up is retried on the next reconnection
+    },
+    onMessage: (m) => {
+      const shown = view.onMessage(m) && document.visibilityState === 'visible';
+      if (!chats.onMessage(m, shown)) refreshList(); // a chat one was just added to
+    },
+    onRefused: () => api('GET', '/me').catch(() => {}), // a 401 there logs out
+  });
+  refreshList();
+}
+
+const session = saved();
+if (session && session.token) start(session);
+else showLogin();

@@ -1,0 +1,77 @@
+// The list of one's chats: unread counts and last message, newest activity
+// first. Kept from GET /chats, and updated by pushed messages in between.
+import { api, idCompare } from './api.js';
+
+export function createChatList({ element, me, onSelect }) {
+  let chats = [];
+  let openId = null;
+
+  function activity(c) {
+    return c.last_message ? c.last_message.id : '0';
+  }
+
+  function render() {
+    const focused = document.activeElement && document.activeElement.dataset.chatId;
+    chats.sort((a, b) => idCompare(activity(b), activity(a)) || idCompare(b.id, a.id));
+    element.replaceChildren(...chats.map(item));
+    if (focused) element.querySelector(`[data-chat-id="${focused}"]`)?.focus();
+  }
+
+  function item(c) {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'chat-item';
+    button.dataset.chatId = c.id;
+    if (c.id === openId) button.setAttribute('aria-current', 'true');
+    const name = document.createElement('span');
+    name.className = 'chat-name';
+    name.textContent = c.name;
+    const last = document.createElement('span');
+    last.className = 'chat-last';
+    if (c.last_message) {
+      last.textContent = (c.last_message.sender_id === me.id ? 'You: ' : '') + c.last_message.content;
+    } else {
+      last.textContent = 'No messages yet';
+    }
+    button.append(name, last);
+    if (c.unread > 0) {
+      const badge = document.createElement('span');
+      badge.className = 'unread';
+      badge.textContent = String(c.unread);
+      badge.setAttribute('aria-label', `${c.unread} unread`);
+      button.append(badge);
+    }
+    button.addEventListener('click', () => onSelect(c));
+    li.append(button);
+    return li;
+  }
+
+  return {
+    async refresh() {
+      chats = (await api('GET', '/chats')).chats;
+      render();
+    },
+
+    // A pushed message; returns false when its chat is not in the list yet.
+    onMessage(msg, seen) {
+      const c = chats.find((x) => x.id === msg.chat_id);
+      if (!c) return false;
+      if (c.last_message && idCompare(msg.id, c.last_message.id) <= 0) return true; // already counted
+      c.last_message = msg;
+      if (msg.sender_id !== me.id && !seen) c.unread++;
+      render();
+      return true;
+    },
+
+    setOpen(id) {
+      openId = id;
+      render();
+    },
+
+    add(chat) {
+      if (!chats.some((x) => x.id === chat.id)) chats.push({ ...chat, unread: 0, last_message: null });
+      render();
+    },
+  };
+}

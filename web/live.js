@@ -1,0 +1,61 @@
+// The WebSocket (GET /ws?token=…): pushed messages, and reconnection with
+// exponential backoff and jitter. Whoever uses it catches up from history in
+// onOpen, which runs after every (re)connection: the socket is open before
+// the catch-up is asked for, so nothing falls between the two, and what
+// arrives twice is dropped by message id.
+
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 15000;
+
+export function connectLive({ token, onMessage, onOpen, onStatus, onRefused }) {
+  let ws = null;
+  let attempt = 0;
+  let timer = null;
+
+  function open() {
+    timer = null;
+    onStatus('connecting');
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const sock = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
+    let opened = false;
+    ws = sock;
+    sock.onopen = () => {
+      opened = true;
+      attempt = 0;
+      onStatus('online');
+      onOpen();
+    };
+    sock.onmessage = (ev) => {
+      let frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (frame.type === 'message') onMessage(frame.message);
+    };
+    sock.onclose = () => {
+      ws = null;
+      if (!opened) onRefused(); // perhaps the token expired: let the owner check
+      schedule();
+    };
+  }
+
+  function schedule() {
+    const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt);
+    attempt++;
+    onStatus('offline');
+    timer = setTimeout(open, ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  // The network came back: try now instead of at the end of the backoff.
+  function onOnline() {
+    if (ws === null && timer !== null) {
+      clearTimeout(timer);
+      attempt = 0;
+      open();
+    }
+  }
+  window.addEventListener('online', onOnline);
+  open();
+}
