@@ -80,6 +80,7 @@ static const struct {
     const char *segment, *asset;
 } pages[] = {
     {"", "index.html"},
+    {"dashboard", "dashboard.html"},
 };
 
 static natter_action_t route_asset(const char *method, size_t mlen, natter_action_t action, const char *asset,

@@ -158,8 +158,9 @@ static void test_not_found(void **state)
     }
 }
 
-/* The web client's files: "/" is index.html, "/static/<name>" any name
- * (the embedded table decides which exist, see test_static.c). */
+/* The web client's files: "/" is index.html, "/dashboard" dashboard.html,
+ * "/static/<name>" any name (the embedded table decides which exist, see
+ * test_static.c). */
 static void test_web_routes(void **state)
 {
     (void)state;
@@ -169,6 +170,7 @@ static void test_web_routes(void **state)
     } cases[] = {
         {"/", "index.html", NATTER_A_PAGE},
         {"/?from=mail", "index.html", NATTER_A_PAGE},
+        {"/dashboard", "dashboard.html", NATTER_A_PAGE},
         {"/static/app.js", "app.js", NATTER_A_STATIC},
         {"/static/app.js?v=2", "app.js", NATTER_A_STATIC},
         {"/static/icons/chat.svg", "icons/chat.svg", NATTER_A_STATIC},
@@ -185,6 +187,9 @@ static void test_web_routes(void **state)
     natter_route_t r;
     assert_int_equal(route("HEAD", "/", &r), NATTER_A_METHOD_NOT_ALLOWED);
     assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("POST", "/dashboard", &r), NATTER_A_METHOD_NOT_ALLOWED);
+    assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("GET", "/dashboard/", &r), NATTER_A_NOT_FOUND);
     assert_string_equal(natter_route_names[NATTER_A_PAGE].path, "/{page}");
     assert_string_equal(natter_route_names[NATTER_A_STATIC].path, "/static/{file}");
     assert_int_equal(route("POST", "/static/app.js", &r), NATTER_A_METHOD_NOT_ALLOWED);
