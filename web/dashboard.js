@@ -335,11 +335,11 @@ function start() {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       scrapes.push({ t, m: parseMetrics(await res.text()) });
       failures = 0;
-      status.dataset.state = 'up';
+      status.dataset.state = 'online';
       status.textContent = `live · ${new Date().toLocaleTimeString()}`;
     } catch (e) {
       failures++;
-      status.dataset.state = 'down';
+      status.dataset.state = 'offline';
       status.textContent = `natter unreachable (${e.message}); retrying`;
       for (const c of Object.values(charts)) c.push(t, {});
     }

@@ -91,12 +91,12 @@ test('the dashboard says when natter is unreachable, and resumes', async () => {
   const proxy = await startProxy(natter.port);
   try {
     const page = await openDashboard(`http://127.0.0.1:${proxy.port}`);
-    await page.waitForSelector('#status[data-state="up"]');
+    await page.waitForSelector('#status[data-state="online"]');
     proxy.setDown(true);
-    await page.waitForSelector('#status[data-state="down"]');
+    await page.waitForSelector('#status[data-state="offline"]');
     assert.match(await page.locator('#status').textContent(), /unreachable/);
     proxy.setDown(false);
-    await page.waitForSelector('#status[data-state="up"]');
+    await page.waitForSelector('#status[data-state="online"]');
     const before = Number(await page.locator('#lag').getAttribute('data-points'));
     await sleep(2500);
     assert.ok(Number(await page.locator('#lag').getAttribute('data-points')) > before, 'drawing again');
