@@ -20,10 +20,6 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-export function currentToken() {
-  return token;
-}
-
 // Resolves to the parsed JSON answer (null for 204); rejects with ApiError
 // for an error answer, or with the TypeError of fetch when the network fails.
 export async function api(method, path, body) {

@@ -42,6 +42,8 @@ $('login-form').addEventListener('submit', async (ev) => {
     localStorage.setItem(SESSION_KEY, JSON.stringify(session));
     $('login-password').value = '';
     start(session);
+    $('chats-title').focus(); // the form is gone: go on from the top of the list
+
   } catch (err) {
     showError($('login-error'), err);
   }

@@ -14,7 +14,8 @@ const NEAR_TOP_PX = 120;
 
 export function createChatView({ list, title, members, me, onRead }) {
   let chat = null; // {id, name}
-  let names = new Map(); // user id -> username
+  let names = new Map(); // user id -> username, from the chat's member list
+  let asked = new Set(); // senders not among the members when the list was last fetched
   let byId = new Map(); // message id -> <li>
   let pending = new Map(); // client_id -> <li>
   let oldest = null, newest = null, hasOlder = false, loadingOlder = false;
@@ -22,13 +23,15 @@ export function createChatView({ list, title, members, me, onRead }) {
   let readSent = null, readTimer = null;
   let ready = Promise.resolve(); // the open chat's first page
 
+  // Seen: half of it on screen, or half the screen filled by it (a long one).
   const observer = new IntersectionObserver((entries) => {
     for (const e of entries) {
-      if (e.isIntersecting) visible.add(e.target.dataset.id);
+      const seen = e.intersectionRatio >= 0.5 || (e.rootBounds && e.intersectionRect.height >= e.rootBounds.height / 2);
+      if (seen) visible.add(e.target.dataset.id);
       else visible.delete(e.target.dataset.id);
     }
     scheduleRead();
-  }, { root: list, threshold: 0.5 });
+  }, { root: list, threshold: [0, 0.25, 0.5, 0.75, 1] });
 
   list.addEventListener('scroll', () => {
     if (list.scrollTop < NEAR_TOP_PX) loadOlder().catch(() => {}); // the next scroll tries again
@@ -46,7 +49,8 @@ export function createChatView({ list, title, members, me, onRead }) {
     meta.className = 'meta';
     const who = document.createElement('span');
     who.className = 'sender';
-    who.textContent = mine ? 'You' : names.get(m.sender_id) || 'unknown user';
+    if (mine) who.textContent = 'You';
+    else nameSender(who, m.sender_id);
     const when = document.createElement('time');
     if (m.created_at) {
       when.dateTime = m.created_at;
@@ -61,10 +65,32 @@ export function createChatView({ list, title, members, me, onRead }) {
     li.replaceChildren(meta, text);
   }
 
+  function nameSender(span, userId) {
+    span.dataset.userId = userId;
+    span.textContent = names.get(userId) ?? 'unknown user';
+    if (!names.has(userId) && !asked.has(userId) && chat) {
+      asked.add(userId);
+      loadMembers(chat.id).catch(() => asked.delete(userId));
+    }
+  }
+
+  // The member list, and the names of the senders shown so far.
+  async function loadMembers(id) {
+    const full = await api('GET', `/chats/${id}`);
+    if (!chat || chat.id !== id) return;
+    names = new Map(full.members.map((u) => [u.id, u.username]));
+    members.textContent = 'Members: ' + full.members.map((u) => u.username).join(', ');
+    for (const span of list.querySelectorAll('.sender[data-user-id]')) {
+      if (names.has(span.dataset.userId)) span.textContent = names.get(span.dataset.userId);
+    }
+  }
+
   // Puts a confirmed item at its place by id: after every smaller id,
   // before the pending ones.
   function place(li, id) {
     li.remove();
+    const first = list.firstElementChild;
+    if (first && first.dataset.id && idCompare(id, first.dataset.id) < 0) return list.prepend(li); // an older page
     let next = list.querySelector('li.pending');
     let prev = next ? next.previousElementSibling : list.lastElementChild;
     while (prev && idCompare(prev.dataset.id, id) > 0) {
@@ -105,7 +131,7 @@ export function createChatView({ list, title, members, me, onRead }) {
       const page = await api('GET', `/chats/${id}/messages?before=${oldest}&limit=${PAGE}`);
       if (!chat || chat.id !== id) return;
       const fromBottom = list.scrollHeight - list.scrollTop;
-      page.messages.forEach(add);
+      for (let i = page.messages.length - 1; i >= 0; i--) add(page.messages[i]); // newest first: each goes on top
       list.scrollTop = list.scrollHeight - fromBottom; // keep what one was reading in place
       hasOlder = page.has_more;
     } finally {
@@ -158,13 +184,8 @@ export function createChatView({ list, title, members, me, onRead }) {
   }
 
   async function load(id) {
-    const [full, page] = await Promise.all([
-      api('GET', `/chats/${id}`),
-      api('GET', `/chats/${id}/messages?limit=${PAGE}`),
-    ]);
+    const [, page] = await Promise.all([loadMembers(id), api('GET', `/chats/${id}/messages?limit=${PAGE}`)]);
     if (!chat || chat.id !== id) return;
-    names = new Map(full.members.map((u) => [u.id, u.username]));
-    members.textContent = 'Members: ' + full.members.map((u) => u.username).join(', ');
     page.messages.forEach(add);
     hasOlder = page.has_more;
     list.scrollTop = list.scrollHeight;
@@ -181,6 +202,7 @@ export function createChatView({ list, title, members, me, onRead }) {
       byId = new Map();
       pending = new Map();
       names = new Map();
+      asked = new Set();
       visible = new Set();
       oldest = newest = readSent = null;
       hasOlder = false;
@@ -190,11 +212,6 @@ export function createChatView({ list, title, members, me, onRead }) {
       members.textContent = '';
       ready = load(chat.id);
       return ready;
-    },
-
-    close() {
-      chat = null;
-      observer.disconnect();
     },
 
     // A pushed message of any chat; true when it is this one's.

@@ -1,20 +1,15 @@
 // Two people chatting both ways through the web client, and history paging.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { api, closeAll, launchBrowser, screenshot, startNatter } from './harness.mjs';
-import { assertClean, createChat, openApp, openChat, register, send, session, shown, uniq, unread, waitShown }
-  from './client.mjs';
+import { test } from 'node:test';
+import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
+import { assertClean, createChat, openApp, openChat, PASSWORD, register, send, session, shown, uniq, unread,
+  waitOnline, waitShown } from './client.mjs';
 
-let natter, browser;
-before(async () => {
-  natter = await startNatter();
-  browser = await launchBrowser();
-});
-after(() => closeAll(browser, natter));
+const env = useNatterAndBrowser();
 
 test('Alice and Bob chat both ways, live', async () => {
-  const alice = await openApp(await browser.newContext(), natter.base);
-  const bob = await openApp(await browser.newContext(), natter.base);
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
   const aliceName = uniq('alice'), bobName = uniq('bob'), room = uniq('room');
   await register(alice, aliceName);
   await register(bob, bobName);
@@ -51,7 +46,7 @@ test('Alice and Bob chat both ways, live', async () => {
   await send(bob, 'fourth');
   const a = await waitShown(alice, 4), b = await waitShown(bob, 4);
   assert.deepEqual(a, b);
-  const history = await api(natter.base, 'GET', `/chats/${(await chatId(alice))}/messages`,
+  const history = await api(env.natter.base, 'GET', `/chats/${(await chatId(alice))}/messages`,
     (await session(alice)).token);
   assert.deepEqual(a, history.messages.map((m) => ({ id: m.id, content: m.content })));
   assert.equal(await alice.locator('#messages li.pending').count(), 0);
@@ -63,14 +58,14 @@ test('Alice and Bob chat both ways, live', async () => {
 });
 
 test('history loads older pages as one scrolls up', async () => {
-  const page = await openApp(await browser.newContext(), natter.base);
+  const page = await openApp(await env.browser.newContext(), env.natter.base);
   const name = uniq('carol'), room = uniq('long');
   await register(page, name);
   const { token } = await session(page);
-  const chat = await api(natter.base, 'POST', '/chats', token, { name: room, members: [] });
+  const chat = await api(env.natter.base, 'POST', '/chats', token, { name: room, members: [] });
   const posted = [];
   for (let i = 1; i <= 130; i++)
-    posted.push((await api(natter.base, 'POST', `/chats/${chat.id}/messages`, token, { content: `m${i}` })).id);
+    posted.push((await api(env.natter.base, 'POST', `/chats/${chat.id}/messages`, token, { content: `m${i}` })).id);
 
   await page.reload();
   await openChat(page, room);
@@ -85,6 +80,52 @@ test('history loads older pages as one scrolls up', async () => {
   const all = await shown(page);
   assert.deepEqual(all.map((m) => m.id), posted, 'every message once, in order');
   await screenshot(page, 'history-paged');
+  assertClean(page);
+});
+
+test('keyboard only: log in, move through the page, open a chat, send', async () => {
+  const name = uniq('dave'), room = uniq('keys');
+  await api(env.natter.base, 'POST', '/users', null, { username: name, password: PASSWORD });
+  const { token } = await api(env.natter.base, 'POST', '/sessions', null, { username: name, password: PASSWORD });
+  const chat = await api(env.natter.base, 'POST', '/chats', token, { name: room, members: [] });
+
+  const page = await openApp(await env.browser.newContext(), env.natter.base);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'login-username');
+  await screenshot(page, 'login');
+  await page.keyboard.type(name);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await waitOnline(page);
+  await page.locator('.chat-item').waitFor();
+
+  // every field has a label, every button a name, and Tab follows the page
+  const unlabelled = await page.$$eval('input, textarea', (els) => els.filter((e) => e.labels.length === 0).length);
+  assert.equal(unlabelled, 0);
+  const nameless = await page.$$eval('button', (els) => els.filter((e) => !e.textContent.trim()).length);
+  assert.equal(nameless, 0);
+  const focused = () => page.evaluate(() => {
+    const el = document.activeElement;
+    return el.id || el.dataset.chatId || el.textContent.trim();
+  });
+  assert.equal(await focused(), 'chats-title', 'after logging in, focus is at the top of the chat list');
+  const order = [];
+  for (let i = 0; i < 4; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await focused());
+  }
+  assert.deepEqual(order, [chat.id, 'new-chat-name', 'new-chat-members', 'Create chat']);
+  for (let i = 0; i < 3; i++) await page.keyboard.press('Shift+Tab');
+  assert.equal(await focused(), chat.id);
+
+  await page.keyboard.press('Enter'); // opens the focused chat and moves to the composer
+  await page.locator('#chat-title', { hasText: room }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'composer-input');
+  await page.keyboard.type('typed, not clicked');
+  await page.keyboard.press('Enter');
+  assert.deepEqual((await waitShown(page, 1)).map((m) => m.content), ['typed, not clicked']);
+  assert.equal(await page.locator('#messages').getAttribute('aria-live'), 'polite');
+  await screenshot(page, 'keyboard');
   assertClean(page);
 });
 

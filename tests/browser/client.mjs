@@ -78,6 +78,20 @@ export async function waitShown(page, n, settleMs = 500) {
   return shown(page);
 }
 
+// Both register; Alice creates a chat with Bob and writes `first`; Bob
+// opens the chat and sees it. Returns the chat's name and id.
+export async function meetInChat(alice, bob, first) {
+  const bobName = uniq('bob'), room = uniq('room');
+  await register(alice, uniq('alice'));
+  await register(bob, bobName);
+  await createChat(alice, room, [bobName]);
+  await send(alice, first);
+  await chatItem(bob, room).waitFor();
+  await openChat(bob, room);
+  await waitShown(bob, 1);
+  return { room, chatId: await chatItem(alice, room).getAttribute('data-chat-id') };
+}
+
 export async function session(page) {
   return page.evaluate(() => JSON.parse(localStorage.getItem('natter.session')));
 }

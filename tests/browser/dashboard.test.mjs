@@ -5,20 +5,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { REPO, closeAll, launchBrowser, screenshot, startNatter, startProxy } from './harness.mjs';
+import { REPO, screenshot, startProxy, useNatterAndBrowser } from './harness.mjs';
 
 const NATTER_LOAD = path.resolve(process.env.NATTER_LOAD_BIN ?? path.join(REPO, 'build', 'asan', 'natter-load'));
 const PANELS = ['throughput', 'lag', 'latency'];
 const RATE = 300; // messages per second offered, each pushed to ten listeners
 
-let natter, browser;
-before(async () => {
-  natter = await startNatter();
-  browser = await launchBrowser();
-});
-after(() => closeAll(browser, natter));
+const env = useNatterAndBrowser();
 
 // natter-load with its own deadline; resolves to {code, output}.
 function load(base, stages) {
@@ -36,7 +31,7 @@ function load(base, stages) {
 
 // The dashboard in a fresh page, failing on page errors and CSP violations.
 async function openDashboard(base) {
-  const page = await (await browser.newContext({ viewport: { width: 1500, height: 900 } })).newPage();
+  const page = await (await env.browser.newContext({ viewport: { width: 1500, height: 900 } })).newPage();
   page.setDefaultTimeout(30000);
   page.problems = [];
   page.on('pageerror', (e) => page.problems.push(String(e)));
@@ -49,8 +44,8 @@ async function openDashboard(base) {
 }
 
 test('every panel fills with live data while natter is under load', async () => {
-  const running = load(natter.base, `${RATE}:1s,${RATE}:30s,0:1s`);
-  const page = await openDashboard(natter.base);
+  const running = load(env.natter.base, `${RATE}:1s,${RATE}:30s,0:1s`);
+  const page = await openDashboard(env.natter.base);
   // Ten points on each panel, every series a value above zero at once, and
   // the rates near what is offered: the load has been through every stage.
   await page.waitForFunction((rate) => {
@@ -88,7 +83,7 @@ test('every panel fills with live data while natter is under load', async () => 
 });
 
 test('the dashboard says when natter is unreachable, and resumes', async () => {
-  const proxy = await startProxy(natter.port);
+  const proxy = await startProxy(env.natter.port);
   try {
     const page = await openDashboard(`http://127.0.0.1:${proxy.port}`);
     await page.waitForSelector('#status[data-state="online"]');

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after as afterAll, before as beforeAll } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
@@ -104,8 +105,20 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, timeout: 30000 });
 }
 
+// For a test file: one natter and one Chromium, started before its tests
+// and stopped after them; env.natter and env.browser are set once started.
+export function useNatterAndBrowser(natterArgs = []) {
+  const env = {};
+  beforeAll(async () => {
+    env.natter = await startNatter(natterArgs);
+    env.browser = await launchBrowser();
+  });
+  afterAll(() => closeAll(env.browser, env.natter));
+  return env;
+}
+
 // Closes what a test opened, each step bounded, and reports the first error.
-export async function closeAll(browser, natter) {
+async function closeAll(browser, natter) {
   const errors = [];
   if (browser) {
     const closed = await Promise.race([browser.close().then(() => true), after(10000, false)]).catch((e) => e);

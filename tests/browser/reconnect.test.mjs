@@ -2,40 +2,26 @@
 // message exactly once, in order. Bob reaches natter through a proxy that
 // the test cuts, as a network failure would.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { api, closeAll, launchBrowser, screenshot, startNatter, startProxy } from './harness.mjs';
-import { assertClean, chatItem, createChat, openApp, openChat, register, send, session, uniq, waitOnline,
-  waitShown } from './client.mjs';
+import { after, test } from 'node:test';
+import { api, screenshot, startProxy, useNatterAndBrowser } from './harness.mjs';
+import { assertClean, meetInChat, openApp, send, session, waitOnline, waitShown } from './client.mjs';
 
-let natter, browser, proxy;
-before(async () => {
-  natter = await startNatter();
-  browser = await launchBrowser();
-  proxy = await startProxy(natter.port);
-});
-after(async () => {
-  await proxy?.close();
-  await closeAll(browser, natter);
-});
+const env = useNatterAndBrowser();
+let proxy;
+after(() => proxy?.close());
 
 async function history(chatId, token) {
-  return (await api(natter.base, 'GET', `/chats/${chatId}/messages?after=0&limit=200`, token)).messages
+  return (await api(env.natter.base, 'GET', `/chats/${chatId}/messages?after=0&limit=200`, token)).messages
     .map((m) => ({ id: m.id, content: m.content }));
 }
 
 test('messages sent while the connection is down arrive once, in order, after it comes back', async () => {
+  const { natter, browser } = env;
+  proxy = await startProxy(natter.port);
   const alice = await openApp(await browser.newContext(), natter.base);
   const bob = await openApp(await browser.newContext(), `http://127.0.0.1:${proxy.port}`);
-  const bobName = uniq('bob'), room = uniq('room');
-  await register(alice, uniq('alice'));
-  await register(bob, bobName);
-  await createChat(alice, room, [bobName]);
-  await send(alice, 'one');
-  await chatItem(bob, room).waitFor();
-  await openChat(bob, room);
-  await waitShown(bob, 1);
+  const { chatId } = await meetInChat(alice, bob, 'one');
   const { token } = await session(alice);
-  const chatId = await chatItem(alice, room).getAttribute('data-chat-id');
 
   // The network goes away: Bob's client notices and keeps trying.
   proxy.setDown(true);

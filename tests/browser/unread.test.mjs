@@ -1,32 +1,20 @@
 // Bob is away while Alice writes; he comes back to exactly what he missed.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { api, closeAll, launchBrowser, screenshot, startNatter } from './harness.mjs';
-import { assertClean, chatItem, createChat, openApp, openChat, register, send, session, shown, uniq, unread,
-  waitOnline, waitShown } from './client.mjs';
+import { test } from 'node:test';
+import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
+import { assertClean, chatItem, meetInChat, openApp, openChat, send, session, shown, unread, waitOnline, waitShown }
+  from './client.mjs';
 
-let natter, browser;
-before(async () => {
-  natter = await startNatter();
-  browser = await launchBrowser();
-});
-after(() => closeAll(browser, natter));
+const env = useNatterAndBrowser();
 
 test('three messages sent while Bob was offline are his three unread, then read', async () => {
+  const { natter, browser } = env;
   const alice = await openApp(await browser.newContext(), natter.base);
   const bobContext = await browser.newContext();
   let bob = await openApp(bobContext, natter.base);
-  const bobName = uniq('bob'), room = uniq('room');
-  await register(alice, uniq('alice'));
-  await register(bob, bobName);
-  await createChat(alice, room, [bobName]);
-  await send(alice, 'before you left');
-  await chatItem(bob, room).waitFor();
-  await openChat(bob, room);
-  await waitShown(bob, 1);
+  const { room, chatId } = await meetInChat(alice, bob, 'before you left');
   await bob.waitForFunction(() => document.querySelector('.chat-item[aria-current] .unread') === null);
   const { token } = await session(bob);
-  const chatId = await chatItem(bob, room).getAttribute('data-chat-id');
   const unreadByApi = async () => (await api(natter.base, 'GET', '/chats', token)).chats
     .find((c) => c.id === chatId).unread;
   assert.equal(await unreadByApi(), 0, 'Bob read the first message');
