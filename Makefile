@@ -147,8 +147,8 @@ blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
 
 # the web client in headless Chromium (tests/browser/, node's test runner;
 # playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser
-browser: $(SAN_DIR)/natter
-	NATTER_BIN=$(SAN_DIR)/natter NATTER_BROWSER_OUT=$(BUILD)/browser \
+browser: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load NATTER_BROWSER_OUT=$(BUILD)/browser \
 		node --test --test-concurrency=1 --test-timeout=180000 tests/browser/
 
 # the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)

@@ -4,6 +4,7 @@
  */
 #include "consumer/consumer.h"
 #include "core/error.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "gateway/gateway.h"
 #include "ingest/http.h"
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
     static natter_app_t app;
     natter_consumer_t consumer;
     char err[512], desc[2048];
+    natter_metrics_init();
     int rc = natter_config_load(&app.cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
         return 0;

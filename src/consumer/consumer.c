@@ -31,7 +31,7 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
         natter_count(&natter_metrics.batches_in_flight, 1);
         rc = app->store->ops->messages_insert(app->store, head, n);
         natter_count(&natter_metrics.batches_in_flight, (uint64_t)-1);
-        natter_hist_observe_ns(&natter_metrics.store_batch, natter_mono_ns() - started);
+        natter_hist_observe(&natter_metrics.store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {
             natter_count(&natter_metrics.messages_stored, n);
             return rc;
@@ -90,13 +90,14 @@ static void *consumer_main(void *arg)
             continue;
         }
         uint64_t started = natter_mono_ns();
+        natter_hist_observe(&natter_metrics.store_batch_size, n);
         int rc = store_batch(app, head, n);
         natter_log_commit(app->log, head, rc);
         if (rc == NATTER_OK && !natter_log_has_fanout(app->log)) {
             natter_fanout_t *f = build_fanout(app, head, n);
             h2o_multithread_send_message(&app->fanout, &f->super);
         }
-        natter_hist_observe_ns(&natter_metrics.loop, natter_mono_ns() - started);
+        natter_hist_observe(&natter_metrics.loop, natter_mono_ns() - started);
         free_batch(head);
     }
     return NULL;

@@ -1,27 +1,61 @@
 #include "core/metrics.h"
 #include "core/util.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-natter_metrics_t natter_metrics;
+/* Durations: 25 us doubling to 13.1 s, fine enough for a p99 within a
+ * factor of two anywhere between a broadcast (tens of microseconds) and an
+ * overloaded end to end (seconds). */
+static const uint64_t duration_le_ns[] = {
+    25000ull,     50000ull,     100000ull,     200000ull,     400000ull,     800000ull,     1600000ull,
+    3200000ull,   6400000ull,   12800000ull,   25600000ull,   51200000ull,   102400000ull,  204800000ull,
+    409600000ull, 819200000ull, 1638400000ull, 3276800000ull, 6553600000ull, 13107200000ull,
+};
+/* Batch sizes: 1 doubling to 8192 messages. */
+static const uint64_t size_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
 
-static const uint64_t bucket_ns[NATTER_HIST_BUCKETS] = {
-    500000ull,    1000000ull,   2000000ull,    4000000ull,    8000000ull,    16000000ull,   32000000ull,
-    64000000ull,  128000000ull, 256000000ull,  512000000ull,  1024000000ull, 2048000000ull, 4096000000ull,
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+#define DURATION_HIST {.le = duration_le_ns, .n = NELEMS(duration_le_ns)}
+_Static_assert(NELEMS(duration_le_ns) <= NATTER_HIST_MAX_BUCKETS, "too many duration buckets");
+_Static_assert(NELEMS(size_le) <= NATTER_HIST_MAX_BUCKETS, "too many size buckets");
+
+natter_metrics_t natter_metrics = {
+    .store_batch = DURATION_HIST,
+    .store_batch_size = {.le = size_le, .n = NELEMS(size_le)},
+    .broadcast = DURATION_HIST,
+    .loop = DURATION_HIST,
+    .end_to_end = DURATION_HIST,
 };
 
-void natter_hist_observe_ns(natter_hist_t *h, uint64_t ns)
+void natter_metrics_init(void)
+{
+    natter_metrics.start_time_ms = natter_now_ms();
+}
+
+void natter_hist_observe(natter_hist_t *h, uint64_t v)
 {
     size_t i = 0;
-    while (i < NATTER_HIST_BUCKETS && ns > bucket_ns[i])
+    while (i < h->n && v > h->le[i])
         i++;
     natter_count(&h->buckets[i], 1);
     natter_count(&h->count, 1);
-    natter_count(&h->sum_ns, ns);
+    natter_count(&h->sum, v);
+}
+
+void natter_metrics_count_http(unsigned route, int status)
+{
+    if (route >= NATTER_METRICS_ROUTES)
+        return;
+    if (status < NATTER_METRICS_STATUS_MIN)
+        status = NATTER_METRICS_STATUS_MIN;
+    else if (status > NATTER_METRICS_STATUS_MAX)
+        status = NATTER_METRICS_STATUS_MAX;
+    natter_count(&natter_metrics.http[route][status - NATTER_METRICS_STATUS_MIN], 1);
 }
 
 void natter_metrics_set_partitions(int32_t n)
@@ -61,47 +95,134 @@ static uint64_t get(_Atomic uint64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+static void family(out_t *o, const char *name, const char *type, const char *help)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 static void counter(out_t *o, const char *name, const char *help, uint64_t v)
 {
-    emit(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+    family(o, name, "counter", help);
+    emit(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
 static void gauge(out_t *o, const char *name, const char *help, double v)
 {
-    emit(o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+    family(o, name, "gauge", help);
+    emit(o, "%s %.17g\n", name, v);
 }
 
-static void histogram(out_t *o, const char *name, const char *help, natter_hist_t *h, double unit)
+/* v / 10^decimals in shortest exact decimal: 25000 ns, 9 -> "0.000025". */
+static void emit_scaled(out_t *o, uint64_t v, unsigned decimals)
+{
+    uint64_t div = 1;
+    for (unsigned i = 0; i < decimals; i++)
+        div *= 10;
+    uint64_t frac = v % div;
+    emit(o, "%llu", (unsigned long long)(v / div));
+    if (frac == 0)
+        return;
+    char digits[24];
+    snprintf(digits, sizeof(digits), "%0*llu", (int)decimals, (unsigned long long)frac);
+    size_t n = strlen(digits);
+    while (n > 0 && digits[n - 1] == '0')
+        n--;
+    emit(o, ".%.*s", (int)n, digits);
+}
+
+/* decimals: 9 renders nanoseconds as seconds, 0 renders plain counts. */
+static void histogram(out_t *o, const char *name, const char *help, natter_hist_t *h, unsigned decimals)
 {
     uint64_t cum = 0;
-    emit(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    for (size_t i = 0; i < NATTER_HIST_BUCKETS; i++) {
+    family(o, name, "histogram", help);
+    for (size_t i = 0; i < h->n; i++) {
         cum += get(&h->buckets[i]);
-        emit(o, "%s_bucket{le=\"%.17g\"} %llu\n", name, (double)bucket_ns[i] / unit, (unsigned long long)cum);
+        emit(o, "%s_bucket{le=\"", name);
+        emit_scaled(o, h->le[i], decimals);
+        emit(o, "\"} %llu\n", (unsigned long long)cum);
     }
-    cum += get(&h->buckets[NATTER_HIST_BUCKETS]);
-    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name, (unsigned long long)cum, name,
-         (double)get(&h->sum_ns) / unit, name, (unsigned long long)get(&h->count));
+    cum += get(&h->buckets[h->n]);
+    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, (unsigned long long)cum, name);
+    emit_scaled(o, get(&h->sum), decimals);
+    emit(o, "\n%s_count %llu\n", name, (unsigned long long)get(&h->count));
 }
 
-static double resident_bytes(void)
+static void consumer_lag(out_t *o, natter_metrics_t *m)
 {
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = 0;
-    fclose(f);
-    return (double)rss * (double)sysconf(_SC_PAGESIZE);
+    int32_t parts = atomic_load(&m->partitions);
+    if (parts == 0) {
+        /* stored is read first, so a later read of posted includes it; the
+         * clamp covers a batch stored before its appender counted it posted */
+        uint64_t stored = get(&m->messages_stored), posted = get(&m->messages_posted);
+        gauge(o, "natter_consumer_lag", "Messages in the log not yet stored.",
+              posted > stored ? (double)(posted - stored) : 0.0);
+        return;
+    }
+    family(o, "natter_consumer_lag", "gauge",
+           "Messages in the log not yet stored, by partition (every node reports the whole group).");
+    for (int32_t p = 0; p < parts; p++)
+        emit(o, "natter_consumer_lag{partition=\"%d\"} %lld\n", p,
+             (long long)atomic_load_explicit(&m->partition_lag[p], memory_order_relaxed));
 }
 
-char *natter_metrics_render(size_t *len)
+static void http_requests(out_t *o, natter_metrics_t *m, const natter_metrics_route_t *routes, size_t nroutes)
+{
+    family(o, "natter_http_requests_total", "counter",
+           "HTTP requests answered, by method, route template and status code.");
+    for (size_t r = 0; r < nroutes && r < NATTER_METRICS_ROUTES; r++) {
+        if (routes[r].path == NULL)
+            continue;
+        for (int s = NATTER_METRICS_STATUS_MIN; s <= NATTER_METRICS_STATUS_MAX; s++) {
+            uint64_t v = get(&m->http[r][s - NATTER_METRICS_STATUS_MIN]);
+            if (v != 0)
+                emit(o, "natter_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+                     routes[r].method, routes[r].path, s, (unsigned long long)v);
+        }
+    }
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (d == NULL)
+        return 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own descriptor */
+}
+
+static void process(out_t *o, natter_metrics_t *m)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long size = 0, rss = 0, page = sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            size = rss = 0;
+        fclose(f);
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    family(o, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+    emit(o, "process_cpu_seconds_total %.6f\n",
+         (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    gauge(o, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)rss * (double)page);
+    gauge(o, "process_virtual_memory_bytes", "Virtual memory size in bytes.", (double)size * (double)page);
+    gauge(o, "process_open_fds", "Number of open file descriptors.", (double)open_fds());
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        gauge(o, "process_max_fds", "Maximum number of open file descriptors.", (double)rl.rlim_cur);
+    family(o, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
+    emit(o, "process_start_time_seconds ");
+    emit_scaled(o, (uint64_t)m->start_time_ms, 3);
+    emit(o, "\n");
+}
+
+char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes, size_t *len)
 {
     natter_metrics_t *m = &natter_metrics;
-    out_t o = {xmalloc(8192), 0, 8192};
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    out_t o = {xmalloc(16384), 0, 16384};
 
     counter(&o, "natter_messages_posted_total", "Messages accepted by ingest and appended to the log.",
             get(&m->messages_posted));
@@ -111,42 +232,22 @@ char *natter_metrics_render(size_t *len)
     counter(&o, "natter_messages_delivered_total", "Message frames queued to WebSocket connections.",
             get(&m->messages_delivered));
     counter(&o, "natter_store_errors_total", "Store batch writes that failed.", get(&m->store_errors));
-    int32_t parts = atomic_load(&m->partitions);
-    if (parts == 0) {
-        gauge(&o, "natter_consumer_lag", "Messages in the log not yet stored.",
-              (double)(get(&m->messages_posted) - get(&m->messages_stored)));
-    } else {
-        int64_t total = 0;
-        emit(&o, "# HELP natter_consumer_lag Messages in the log not yet stored, by partition and in total.\n"
-                 "# TYPE natter_consumer_lag gauge\n");
-        for (int32_t p = 0; p < parts; p++) {
-            int64_t lag = atomic_load_explicit(&m->partition_lag[p], memory_order_relaxed);
-            total += lag;
-            emit(&o, "natter_consumer_lag{partition=\"%d\"} %lld\n", p, (long long)lag);
-        }
-        emit(&o, "natter_consumer_lag{partition=\"all\"} %lld\n", (long long)total);
-    }
+    consumer_lag(&o, m);
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)get(&m->batches_in_flight));
     gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)get(&m->ws_open));
     counter(&o, "natter_websockets_slow_closed_total", "WebSockets closed because their send queue was full.",
             get(&m->ws_slow_closed));
-    emit(&o, "# HELP natter_http_requests_total HTTP requests answered, by status class.\n"
-             "# TYPE natter_http_requests_total counter\n");
-    for (int c = 1; c <= 5; c++)
-        emit(&o, "natter_http_requests_total{code=\"%dxx\"} %llu\n", c,
-             (unsigned long long)get(&m->http_by_class[c]));
-    histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store.", &m->store_batch,
-              1e9);
-    histogram(&o, "natter_broadcast_duration_seconds", "Time to fan one batch out to WebSockets.", &m->broadcast,
-              1e9);
-    histogram(&o, "natter_loop_duration_seconds", "Time of one consumer loop: store, commit, hand-off.", &m->loop,
-              1e9);
-    histogram(&o, "natter_end_to_end_latency_seconds", "Time from ingest to push, per message.", &m->end_to_end,
-              1e9);
-    emit(&o, "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
-             "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n",
-         (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
-    gauge(&o, "process_resident_memory_bytes", "Resident memory size.", resident_bytes());
+    http_requests(&o, m, routes, nroutes);
+    histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store, in seconds.",
+              &m->store_batch, 9);
+    histogram(&o, "natter_store_batch_size", "Messages in one store batch.", &m->store_batch_size, 0);
+    histogram(&o, "natter_broadcast_duration_seconds", "Time to fan one batch out to WebSockets, in seconds.",
+              &m->broadcast, 9);
+    histogram(&o, "natter_loop_duration_seconds",
+              "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", &m->loop, 9);
+    histogram(&o, "natter_end_to_end_latency_seconds",
+              "Time from ingest to push onto the WebSockets, per message, in seconds.", &m->end_to_end, 9);
+    process(&o, m);
     *len = o.len;
     return o.buf;
 }

@@ -1,8 +1,12 @@
 /*
  * Process-wide counters and histograms, exported at GET /metrics in the
- * Prometheus text format. Updates are relaxed atomic adds: no lock on any
- * hot path; a scrape reads each value once (values may be mutually a few
+ * Prometheus text format (0.0.4). Updates are relaxed atomic adds: no lock on
+ * any hot path; a scrape reads each value once (values may be mutually a few
  * events apart, which Prometheus tolerates).
+ *
+ * Names follow Prometheus conventions: counters end in _total, durations are
+ * in seconds (_seconds), sizes are unit-less counts of messages, and the sum
+ * or the max over every label of a family means something.
  */
 #ifndef NATTER_METRICS_H
 #define NATTER_METRICS_H
@@ -11,13 +15,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NATTER_HIST_BUCKETS 14 /* 0.5 ms .. 4 s, doubling, plus +Inf */
+#define NATTER_HIST_MAX_BUCKETS 20  /* finite upper bounds; +Inf is one more */
 #define NATTER_METRICS_PARTITIONS 1024
+#define NATTER_METRICS_ROUTES 32    /* route slots for HTTP requests (the router's actions) */
+#define NATTER_METRICS_STATUS_MIN 100
+#define NATTER_METRICS_STATUS_MAX 599
 
+/* A histogram over fixed upper bounds ("le"), cumulative only when rendered.
+ * Observations are in the histogram's base unit before scaling: nanoseconds
+ * for durations (rendered in seconds), messages for sizes. */
 typedef struct natter_hist {
-    _Atomic uint64_t buckets[NATTER_HIST_BUCKETS + 1];
+    const uint64_t *le; /* ascending finite upper bounds, n of them; set at definition */
+    size_t n;
+    _Atomic uint64_t buckets[NATTER_HIST_MAX_BUCKETS + 1]; /* per bucket, the last one is +Inf */
     _Atomic uint64_t count;
-    _Atomic uint64_t sum_ns;
+    _Atomic uint64_t sum;
 } natter_hist_t;
 
 typedef struct natter_metrics {
@@ -28,29 +40,46 @@ typedef struct natter_metrics {
     _Atomic uint64_t batches_in_flight;
     _Atomic uint64_t ws_open;
     _Atomic uint64_t ws_slow_closed;
-    _Atomic uint64_t http_by_class[6];   /* index status/100 */
     _Atomic uint64_t store_errors;
-    natter_hist_t store_batch;           /* store write of one batch */
-    natter_hist_t broadcast;             /* fan-out of one batch on the loop */
-    natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch */
-    natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message */
+    /* answered HTTP requests by route slot and status code (100..599) */
+    _Atomic uint64_t http[NATTER_METRICS_ROUTES][NATTER_METRICS_STATUS_MAX - NATTER_METRICS_STATUS_MIN + 1];
+    natter_hist_t store_batch;           /* store write of one batch, ns */
+    natter_hist_t store_batch_size;      /* messages in one store batch */
+    natter_hist_t broadcast;             /* fan-out of one batch on the loop, ns */
+    natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch, ns */
+    natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message, ns */
     /* consumer lag per log partition, when the log has partitions (Kafka);
      * with none, lag is messages posted here minus messages stored here */
     _Atomic int32_t partitions;
     _Atomic int64_t partition_lag[NATTER_METRICS_PARTITIONS];
+    int64_t start_time_ms;               /* set once by natter_metrics_init, before any thread */
 } natter_metrics_t;
 
 extern natter_metrics_t natter_metrics;
+
+/* The labels of one HTTP route slot: the method and the route template the
+ * router matched ("/chats/{id}/messages"), never the raw path, so the number
+ * of series stays bounded. A slot whose path is NULL is never rendered. */
+typedef struct natter_metrics_route {
+    const char *method;
+    const char *path;
+} natter_metrics_route_t;
 
 static inline void natter_count(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-void natter_hist_observe_ns(natter_hist_t *h, uint64_t ns);
+/* Records the process start time (process_start_time_seconds). */
+void natter_metrics_init(void);
+void natter_hist_observe(natter_hist_t *h, uint64_t v);
+/* Counts one answered request; a route >= NATTER_METRICS_ROUTES is not
+ * counted, a status outside 100..599 is counted as the nearest bound. */
+void natter_metrics_count_http(unsigned route, int status);
 void natter_metrics_set_partitions(int32_t n);
 void natter_metrics_set_partition_lag(int32_t partition, int64_t lag);
-/* Renders every metric; returns a malloc'd string and its length. */
-char *natter_metrics_render(size_t *len);
+/* Renders every metric; routes[i] names HTTP route slot i (nroutes of them).
+ * Returns a malloc'd string (the caller frees it) and its length. */
+char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes, size_t *len);
 
 #endif

@@ -319,7 +319,7 @@ static void fanout(natter_gateway_t *gw, natter_fanout_t *f)
     natter_count(&natter_metrics.messages_delivered, delivered);
     now = natter_now_ns();
     for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
-        natter_hist_observe_ns(&natter_metrics.end_to_end,
+        natter_hist_observe(&natter_metrics.end_to_end,
                                now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
 }
 
@@ -331,7 +331,7 @@ void natter_gateway_on_fanout(h2o_multithread_receiver_t *receiver, h2o_linklist
         h2o_linklist_unlink(&f->super.link);
         uint64_t started = natter_mono_ns();
         fanout(app->gateway, f);
-        natter_hist_observe_ns(&natter_metrics.broadcast, natter_mono_ns() - started);
+        natter_hist_observe(&natter_metrics.broadcast, natter_mono_ns() - started);
         natter_fanout_free(f);
     }
 }

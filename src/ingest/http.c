@@ -63,27 +63,35 @@ static const char *reason_of(int status)
     }
 }
 
-static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+/* Counts the answer under its route: a path that matched no route, or not
+ * with this method, is "unmatched" whatever its path, so labels stay bounded. */
+static void count_answer(natter_action_t action, int status)
+{
+    natter_metrics_count_http(action == NATTER_A_METHOD_NOT_ALLOWED ? NATTER_A_NOT_FOUND : action, status);
+}
+
+static void send_body(h2o_req_t *req, natter_action_t action, int status, const char *content_type, const char *body,
+                      size_t len)
 {
     req->res.status = status;
     req->res.reason = reason_of(status);
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     req->res.content_length = len;
-    natter_count(&natter_metrics.http_by_class[status / 100 % 6], 1);
+    count_answer(action, status);
     h2o_send_inline(req, body, len);
 }
 
-static void send_json(h2o_req_t *req, int status, const char *body, size_t len)
+static void send_json(h2o_req_t *req, natter_action_t action, int status, const char *body, size_t len)
 {
-    send_body(req, status, len ? "application/json" : NULL, body, len);
+    send_body(req, action, status, len ? "application/json" : NULL, body, len);
 }
 
-static void send_error(h2o_req_t *req, int status, const char *code, const char *message)
+static void send_error(h2o_req_t *req, natter_action_t action, int status, const char *code, const char *message)
 {
     char body[256];
     int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
-    send_json(req, status, body, (size_t)n);
+    send_json(req, action, status, body, (size_t)n);
 }
 
 static size_t header_value(h2o_req_t *req, const h2o_token_t *token, const char **value)
@@ -105,7 +113,7 @@ static void send_asset(h2o_req_t *req, const natter_route_t *route)
 {
     const natter_static_asset_t *a = natter_static_find(route->asset, route->asset_len);
     if (a == NULL) {
-        send_error(req, 404, "not_found", "no such file");
+        send_error(req, route->action, 404, "not_found", "no such file");
         return;
     }
     const char *cc = natter_static_cache_control(a), *inm;
@@ -122,11 +130,11 @@ static void send_asset(h2o_req_t *req, const natter_route_t *route)
         req->res.status = 304;
         req->res.reason = reason_of(304);
         req->res.content_length = a->len;
-        natter_count(&natter_metrics.http_by_class[3], 1);
+        count_answer(route->action, 304);
         h2o_send_inline(req, "", 0);
         return;
     }
-    send_body(req, 200, a->content_type, (const char *)a->data, a->len);
+    send_body(req, route->action, 200, a->content_type, (const char *)a->data, a->len);
 }
 
 /* Copies the caller's token: the Authorization header, or ?token= on /ws. */
@@ -155,22 +163,23 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     switch (route.action) {
     case NATTER_A_NOT_FOUND:
-        send_error(req, 404, "not_found", "no such route");
+        send_error(req, route.action, 404, "not_found", "no such route");
         return 0;
     case NATTER_A_METHOD_NOT_ALLOWED:
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, route.allow, strlen(route.allow));
-        send_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        send_error(req, route.action, 405, "method_not_allowed", "method not allowed on this path");
         return 0;
     case NATTER_A_HEALTHZ:
-        send_json(req, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
+        send_json(req, route.action, 200, H2O_STRLIT("{\"status\":\"ok\"}"));
         return 0;
+    case NATTER_A_PAGE:
     case NATTER_A_STATIC:
         send_asset(req, &route);
         return 0;
     case NATTER_A_METRICS: {
         size_t len;
-        char *text = natter_metrics_render(&len);
-        send_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        char *text = natter_metrics_render(natter_route_names, NATTER_A_COUNT, &len);
+        send_body(req, route.action, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
         free(text);
         return 0;
     }
@@ -178,11 +187,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     }
     if (app->stopping) {
-        send_error(req, 503, "unavailable", "the server is shutting down");
+        send_error(req, route.action, 503, "unavailable", "the server is shutting down");
         return 0;
     }
     if (req->entity.len > app->cfg.max_body) {
-        send_error(req, 413, "payload_too_large", "the request body is too large");
+        send_error(req, route.action, 413, "payload_too_large", "the request body is too large");
         return 0;
     }
 
@@ -191,7 +200,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         const char *key = NULL;
         if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
             natter_api_job_free(job);
-            send_error(req, 400, "invalid_request", "a WebSocket upgrade request is required");
+            send_error(req, route.action, 400, "invalid_request", "a WebSocket upgrade request is required");
             return 0;
         }
         job->ws_client_key = key;
@@ -223,7 +232,7 @@ static void answer(natter_app_t *app, natter_api_job_t *job)
         return; /* the client went away */
     job->guard->job = NULL;
     if (job->route.action == NATTER_A_WS && job->status == 101) {
-        natter_count(&natter_metrics.http_by_class[1], 1);
+        count_answer(job->route.action, 101);
         natter_gateway_accept(app->gateway, req, job->ws_client_key, job->user_id);
         return;
     }
@@ -233,7 +242,7 @@ static void answer(natter_app_t *app, natter_api_job_t *job)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, secs, n).base,
                        (size_t)n);
     }
-    send_json(req, job->status, job->resp, job->resp_len);
+    send_json(req, job->route.action, job->status, job->resp, job->resp_len);
 }
 
 static void on_api_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

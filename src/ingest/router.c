@@ -3,6 +3,28 @@
 
 #include <string.h>
 
+const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
+    [NATTER_A_NOT_FOUND] = {"other", "unmatched"},
+    [NATTER_A_USER_CREATE] = {"POST", "/users"},
+    [NATTER_A_SESSION_CREATE] = {"POST", "/sessions"},
+    [NATTER_A_SESSION_DELETE] = {"DELETE", "/sessions"},
+    [NATTER_A_ME] = {"GET", "/me"},
+    [NATTER_A_CHATS_LIST] = {"GET", "/chats"},
+    [NATTER_A_CHAT_CREATE] = {"POST", "/chats"},
+    [NATTER_A_CHAT_GET] = {"GET", "/chats/{id}"},
+    [NATTER_A_MEMBER_ADD] = {"PUT", "/chats/{id}/members/{username}"},
+    [NATTER_A_MEMBER_REMOVE] = {"DELETE", "/chats/{id}/members/{username}"},
+    [NATTER_A_MESSAGES_LIST] = {"GET", "/chats/{id}/messages"},
+    [NATTER_A_MESSAGE_POST] = {"POST", "/chats/{id}/messages"},
+    [NATTER_A_READ] = {"PUT", "/chats/{id}/read"},
+    [NATTER_A_WS] = {"GET", "/ws"},
+    [NATTER_A_METRICS] = {"GET", "/metrics"},
+    [NATTER_A_HEALTHZ] = {"GET", "/healthz"},
+    [NATTER_A_READYZ] = {"GET", "/readyz"},
+    [NATTER_A_PAGE] = {"GET", "/{page}"},
+    [NATTER_A_STATIC] = {"GET", "/static/{file}"},
+};
+
 int natter_username_valid(const char *name, size_t len)
 {
     if (len == 0 || len > 32)
@@ -58,14 +80,15 @@ static const struct {
     const char *segment, *asset;
 } pages[] = {
     {"", "index.html"},
+    {"dashboard", "dashboard.html"},
 };
 
-static natter_action_t route_asset(const char *method, size_t mlen, const char *asset, size_t len,
-                                   natter_route_t *out)
+static natter_action_t route_asset(const char *method, size_t mlen, natter_action_t action, const char *asset,
+                                   size_t len, natter_route_t *out)
 {
     out->asset = asset;
     out->asset_len = len;
-    return pick(method, mlen, VERBS({"GET", NATTER_A_STATIC}), "GET", out);
+    return pick(method, mlen, VERBS({"GET", action}), "GET", out);
 }
 
 static natter_action_t route_chat(const char *method, size_t mlen, const char *p, const char *end,
@@ -127,13 +150,13 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
             return pick(method, mlen, VERBS({"GET", NATTER_A_READYZ}), "GET", out);
         for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
             if (is(seg, len, pages[i].segment))
-                return route_asset(method, mlen, pages[i].asset, strlen(pages[i].asset), out);
+                return route_asset(method, mlen, NATTER_A_PAGE, pages[i].asset, strlen(pages[i].asset), out);
         return out->action = NATTER_A_NOT_FOUND;
     }
     if (is(seg, len, "chats"))
         return out->action = route_chat(method, mlen, p, end, out);
     if (is(seg, len, "static") && end - p > 1) /* any name after "/static/": only the table says which exist */
-        return route_asset(method, mlen, p + 1, (size_t)(end - p - 1), out);
+        return route_asset(method, mlen, NATTER_A_STATIC, p + 1, (size_t)(end - p - 1), out);
     return out->action = NATTER_A_NOT_FOUND;
 }
 

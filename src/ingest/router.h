@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/metrics.h"
+
 typedef enum {
     NATTER_A_NOT_FOUND = 0,
     NATTER_A_METHOD_NOT_ALLOWED,
@@ -27,9 +29,19 @@ typedef enum {
     NATTER_A_METRICS,
     NATTER_A_HEALTHZ,
     NATTER_A_READYZ,
+    NATTER_A_PAGE,   /* a page of the web client ("/", "/dashboard"): route.asset is its file */
     NATTER_A_STATIC, /* a file of the web client: route.asset */
     NATTER_A_WS_SEND, /* not an HTTP route: a "send" frame on a WebSocket */
+    NATTER_A_COUNT    /* the number of actions; keep last */
 } natter_action_t;
+
+_Static_assert(NATTER_A_COUNT <= NATTER_METRICS_ROUTES, "more actions than metrics route slots");
+
+/* Each action's method and route template ("/chats/{id}/messages"), the
+ * labels of natter_http_requests_total. NATTER_A_NOT_FOUND is "unmatched";
+ * NATTER_A_METHOD_NOT_ALLOWED and NATTER_A_WS_SEND have no HTTP route of
+ * their own (a NULL path): a 405 is counted as unmatched. */
+extern const natter_metrics_route_t natter_route_names[NATTER_A_COUNT];
 
 typedef struct natter_route {
     natter_action_t action;

@@ -286,11 +286,12 @@ def settle(base, timeout=10):
         time.sleep(0.01)
 
 
-def _lag_all(text):
-    for line in text.splitlines():
-        if line.startswith('natter_consumer_lag{partition="all"}'):
-            return float(line.split()[1])
-    return None
+def consumer_lag(text):
+    """The consumer lag in a scrape: the sum over every partition's series
+    (the embedded log has one unlabelled series); None when there is none."""
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if re.match(r"natter_consumer_lag[{ ]", line)]
+    return sum(values) if values else None
 
 
 def wait_drained(base, timeout=60):
@@ -302,7 +303,7 @@ def wait_drained(base, timeout=60):
     deadline = time.monotonic() + timeout
     zero_since = None
     while time.monotonic() < deadline:
-        lag = _lag_all(requests.get(base + "/metrics", timeout=2).text)
+        lag = consumer_lag(requests.get(base + "/metrics", timeout=2).text)
         if lag == 0:
             zero_since = zero_since or time.monotonic()
             if time.monotonic() - zero_since > 1.2:

@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import (CQL, CQL_USER, KAFKA, REPO, Server, WsReader, login, register, wait_drained, PASSWORD, Client,
-                      User)
+from conftest import (CQL, CQL_USER, KAFKA, REPO, Server, WsReader, consumer_lag, login, register, wait_drained, PASSWORD,
+                      Client, User)
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
 ENGINE_NAME = os.environ.get("NATTER_TEST_KAFKA_ENGINE", "")
@@ -177,10 +177,7 @@ def cassandra(action):
 
 
 def lag_all(base):
-    for line in requests.get(base + "/metrics", timeout=5).text.splitlines():
-        if line.startswith('natter_consumer_lag{partition="all"}'):
-            return float(line.split()[1])
-    return None
+    return consumer_lag(requests.get(base + "/metrics", timeout=5).text)
 
 
 @pytest.mark.skipif(not (CQL and CQL_ENGINE), reason="needs a real Cassandra it may stop: NATTER_TEST_CQL(_ENGINE)")

@@ -224,6 +224,8 @@ def test_routes_match_spec(server):
     # the web client
     _, r = anon.call("GET", "/", expect=200)
     anon.call("GET", "/", headers={"If-None-Match": r.headers["ETag"]}, expect=304)
+    _, r = anon.call("GET", "/dashboard", expect=200)
+    anon.call("GET", "/dashboard", headers={"If-None-Match": r.headers["ETag"]}, expect=304)
     _, r = anon.call("GET", "/static/{file}", {"file": "app.js"}, expect=200)
     anon.call("GET", "/static/{file}", {"file": "app.js"}, headers={"If-None-Match": r.headers["ETag"]}, expect=304)
     anon.call("GET", "/static/{file}", {"file": "no-such-file.js"}, expect=404)

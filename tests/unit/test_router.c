@@ -18,7 +18,25 @@ static natter_action_t route(const char *method, const char *path, natter_route_
     return a;
 }
 
-/* Every route, with each method it accepts. */
+/* 1 when path fits the route template: "{name}" stands for any one non-empty segment. */
+static int template_matches(const char *tmpl, const char *path)
+{
+    while (*tmpl != '\0' && *path != '\0') {
+        if (*tmpl == '{') {
+            tmpl = strchr(tmpl, '}') + 1;
+            const char *end = strchr(path, '/');
+            end = end ? end : path + strlen(path);
+            if (end == path)
+                return 0;
+            path = end;
+        } else if (*tmpl++ != *path++) {
+            return 0;
+        }
+    }
+    return *tmpl == '\0' && *path == '\0';
+}
+
+/* Every route, with each method it accepts, and the metrics labels naming it. */
 static void test_every_route(void **state)
 {
     (void)state;
@@ -58,6 +76,8 @@ static void test_every_route(void **state)
         assert_null(r.allow);
         assert_null(r.query);
         assert_int_equal(r.query_len, 0);
+        assert_string_equal(natter_route_names[r.action].method, cases[i].method);
+        assert_true(template_matches(natter_route_names[r.action].path, cases[i].path));
     }
 }
 
@@ -138,25 +158,28 @@ static void test_not_found(void **state)
     }
 }
 
-/* The web client's files: "/" is index.html, "/static/<name>" any name
- * (the embedded table decides which exist, see test_static.c). */
+/* The web client's files: "/" is index.html, "/dashboard" dashboard.html,
+ * "/static/<name>" any name (the embedded table decides which exist, see
+ * test_static.c). */
 static void test_web_routes(void **state)
 {
     (void)state;
     static const struct {
         const char *path, *asset;
+        natter_action_t action;
     } cases[] = {
-        {"/", "index.html"},
-        {"/?from=mail", "index.html"},
-        {"/static/app.js", "app.js"},
-        {"/static/app.js?v=2", "app.js"},
-        {"/static/icons/chat.svg", "icons/chat.svg"},
-        {"/static/../src/main.c", "../src/main.c"},
-        {"/static//x", "/x"},
+        {"/", "index.html", NATTER_A_PAGE},
+        {"/?from=mail", "index.html", NATTER_A_PAGE},
+        {"/dashboard", "dashboard.html", NATTER_A_PAGE},
+        {"/static/app.js", "app.js", NATTER_A_STATIC},
+        {"/static/app.js?v=2", "app.js", NATTER_A_STATIC},
+        {"/static/icons/chat.svg", "icons/chat.svg", NATTER_A_STATIC},
+        {"/static/../src/main.c", "../src/main.c", NATTER_A_STATIC},
+        {"/static//x", "/x", NATTER_A_STATIC},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         natter_route_t r;
-        assert_int_equal(route("GET", cases[i].path, &r), NATTER_A_STATIC);
+        assert_int_equal(route("GET", cases[i].path, &r), cases[i].action);
         assert_int_equal(r.asset_len, strlen(cases[i].asset));
         assert_memory_equal(r.asset, cases[i].asset, r.asset_len);
         assert_null(r.allow);
@@ -164,6 +187,11 @@ static void test_web_routes(void **state)
     natter_route_t r;
     assert_int_equal(route("HEAD", "/", &r), NATTER_A_METHOD_NOT_ALLOWED);
     assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("POST", "/dashboard", &r), NATTER_A_METHOD_NOT_ALLOWED);
+    assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("GET", "/dashboard/", &r), NATTER_A_NOT_FOUND);
+    assert_string_equal(natter_route_names[NATTER_A_PAGE].path, "/{page}");
+    assert_string_equal(natter_route_names[NATTER_A_STATIC].path, "/static/{file}");
     assert_int_equal(route("POST", "/static/app.js", &r), NATTER_A_METHOD_NOT_ALLOWED);
     assert_string_equal(r.allow, "GET");
     assert_int_equal(route("GET", "/me", &r), NATTER_A_ME);
