@@ -47,12 +47,9 @@ static void build_session(load_phase_t *ph, size_t i, const char **method, char 
 
 static void set_credential(load_user_t *u, const char *token)
 {
-    free(u->cred);
-    free(u->headers);
-    u->cred = load_xstrdup(token);
-    size_t n = strlen(token) + 64;
-    u->headers = load_xmalloc(n);
-    snprintf(u->headers, n, "Authorization: Bearer %s\r\n" JSON_HEADERS, token);
+    char headers[512];
+    snprintf(headers, sizeof(headers), "Authorization: Bearer %.400s\r\n" JSON_HEADERS, token);
+    load_user_set_credential(u, token, headers);
 }
 
 static int done_session(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)

@@ -79,12 +79,9 @@ static void build_login(load_phase_t *ph, size_t i, const char **method, char *p
 
 static void set_credential(load_user_t *u, const char *user_id)
 {
-    free(u->cred);
-    free(u->headers);
-    u->cred = load_xstrdup(user_id);
-    size_t n = 2 * strlen(user_id) + 96;
-    u->headers = load_xmalloc(n);
-    snprintf(u->headers, n, "Cookie: user_id=%s; sender_id=%s\r\n" FORM_HEADERS, user_id, user_id);
+    char headers[512];
+    snprintf(headers, sizeof(headers), "Cookie: user_id=%.200s; sender_id=%.200s\r\n" FORM_HEADERS, user_id, user_id);
+    load_user_set_credential(u, user_id, headers);
 }
 
 static int done_login(load_phase_t *ph, size_t i, int status, json_t *doc, const char *cookie)

@@ -167,6 +167,8 @@ typedef struct load {
 /* load_setup.c: users (with sessions) and chats; 0 or -1 (printed). */
 int load_setup_users(load_t *L, size_t n);
 int load_setup_chats(load_t *L);
+/* Replaces u's credential and its request header lines (both copied). */
+void load_user_set_credential(load_user_t *u, const char *cred, const char *headers);
 /* Sets a chat's id_str and path from the server's id; 0 or -1 (too long). */
 int load_chat_set_id(load_chat_t *c, const char *id);
 /* Runs the main epoll loop once (timeout ms); dispatches every event. */

@@ -120,6 +120,14 @@ int load_setup_users(load_t *L, size_t n)
     return L->api->setup_users(L);
 }
 
+void load_user_set_credential(load_user_t *u, const char *cred, const char *headers)
+{
+    free(u->cred);
+    free(u->headers);
+    u->cred = load_xstrdup(cred);
+    u->headers = load_xstrdup(headers);
+}
+
 int load_chat_set_id(load_chat_t *c, const char *id)
 {
     size_t n = strlen(id);
