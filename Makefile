@@ -116,7 +116,7 @@ $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/co
 $(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/util.c src/core/id.c
+$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c)))
