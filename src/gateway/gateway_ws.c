@@ -15,6 +15,10 @@
  * to WRITE_BATCH bytes; a frame wslay sends from inside h2o (a pong, the
  * reply to a close) is written at once, as h2o would. One write is in
  * flight per socket; its bytes live in the connection until it completes.
+ * Nothing pumps while wslay is delivering a received frame to us (wslay is
+ * not re-entrant: a nested receive would take the next frame for a
+ * continuation of the one being delivered); h2o's own loop sends what was
+ * queued once the receive returns.
  */
 #include "gateway/gateway.h"
 #include "core/metrics.h"
@@ -48,6 +52,7 @@ struct ws_conn {
     wbuf_t pending;            /* frames gathered for the next write */
     wbuf_t inflight;           /* the write h2o is doing now */
     int pumping;               /* inside pump()'s wslay_event_send */
+    int receiving;             /* inside wslay's receive: pump() must not re-enter wslay */
     int closing;               /* close frame queued: push nothing more */
     int dead;                  /* h2o reported the end: free soon */
 };
@@ -143,6 +148,11 @@ static void on_written(h2o_socket_t *sock, const char *err)
     h2o_websocket_conn_t *ws = sock->data;
     ws_conn_t *c = ws->data;
     c->inflight.len = 0;
+    if (c->inflight.cap > 16 * 1024) { /* a burst's buffer is not kept by an idle socket */
+        free(c->inflight.p);
+        c->inflight.p = NULL;
+        c->inflight.cap = 0;
+    }
     if (err != NULL) {
         conn_dead(c);
         return;
@@ -184,7 +194,7 @@ static ssize_t send_frames(wslay_event_context_ptr ctx, const uint8_t *data, siz
  * report the socket's end (conn_dead). */
 static void pump(ws_conn_t *c)
 {
-    if (c->dead || c->ws->sock == NULL)
+    if (c->dead || c->ws->sock == NULL || c->receiving)
         return;
     if (!h2o_socket_is_writing(c->ws->sock)) {
         if (wslay_event_want_write(c->ws->ws_ctx)) {
@@ -218,29 +228,35 @@ static void close_with(ws_conn_t *c, uint16_t code, const char *reason)
     pump(c);
 }
 
-/* Queues one text frame; closes the socket as a slow reader when its queue is full. */
+/* Closes the socket as a slow reader when its queue is full; 1 if it did. */
+static int queue_full(ws_conn_t *c)
+{
+    if (wslay_event_get_queued_msg_count(c->ws->ws_ctx) < c->gw->app->cfg.ws_queue)
+        return 0;
+    natter_count(&natter_metrics.ws_slow_closed, 1);
+    close_with(c, 1008, "send queue full");
+    return 1;
+}
+
+/* Queues one text frame, unless the socket is closing or its queue is full. */
 static int queue_text(ws_conn_t *c, const char *text, size_t len)
 {
-    if (c->closing || c->dead)
+    if (c->closing || c->dead || queue_full(c))
         return 0;
-    if (wslay_event_get_queued_msg_count(c->ws->ws_ctx) >= c->gw->app->cfg.ws_queue) {
-        natter_count(&natter_metrics.ws_slow_closed, 1);
-        close_with(c, 1008, "send queue full");
-        return 0;
-    }
     struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
     return wslay_event_queue_msg(c->ws->ws_ctx, &msg) == 0;
 }
 
-static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_msg_recv_arg *arg)
+/* One frame from the client, from inside wslay's receive. */
+static void on_frame(ws_conn_t *c, const struct wslay_event_on_msg_recv_arg *arg)
 {
-    ws_conn_t *c = ws->data;
-    if (arg == NULL) {
-        conn_dead(c);
+    if (c->dead || c->closing || c->gw->app->stopping)
+        return;
+    /* a client that sends pings and never reads fills the queue with pongs */
+    if (wslay_is_ctrl_frame(arg->opcode)) {
+        queue_full(c);
         return;
     }
-    if (c->dead || c->closing || c->gw->app->stopping || wslay_is_ctrl_frame(arg->opcode))
-        return;
     if (arg->opcode != WSLAY_TEXT_FRAME) {
         static const char err[] = "{\"type\":\"error\",\"error\":{\"code\":\"invalid_request\","
                                   "\"message\":\"send JSON text frames\"}}";
@@ -254,6 +270,18 @@ static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_
     job->ws_user_id = c->user_id;
     job->ws_conn_id = c->id;
     natter_workers_submit(&c->gw->app->workers, &job->work);
+}
+
+static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_msg_recv_arg *arg)
+{
+    ws_conn_t *c = ws->data;
+    if (arg == NULL) { /* h2o: the socket ended */
+        conn_dead(c);
+        return;
+    }
+    c->receiving = 1;
+    on_frame(c, arg);
+    c->receiving = 0;
 }
 
 void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)

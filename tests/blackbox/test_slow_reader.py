@@ -206,3 +206,68 @@ def test_slow_reader_is_closed_and_memory_bounded(server_factory):
     bob2.stop()
     bob2.ws.close()
     assert requests.get(srv.base + "/healthz", timeout=5).status_code == 200
+
+
+def client_frame(opcode, payload=b""):
+    """One masked client frame (payload < 126 bytes)."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+def read_close_code(ws, timeout=10):
+    """Reads frames until the server's close; returns its code."""
+    deadline = time.monotonic() + timeout
+    while True:
+        op, data = ws.read_frame(max(0.1, deadline - time.monotonic()))
+        if op == 0x8:
+            return struct.unpack(">H", data[:2])[0]
+
+
+def test_burst_that_fills_the_queue_mid_receive_closes_cleanly(server_factory):
+    """More refused frames than --ws-queue in one read, then more frames and a ping: natter closes the
+    socket as a slow reader from inside wslay's receive, with the rest of the burst still unread. It
+    must not re-enter wslay there (a review found that path could reach an assertion in wslay), and
+    must stay up for everyone else."""
+    srv = server_factory(args=["--ws-queue", "16"])
+    bob = register(srv, "bob")
+    ws = RawWs(srv.port, bob.token, rcvbuf=1 << 20)
+    # the 17th refused frame fills the queue; the rest of the burst is still unread when it does
+    burst = client_frame(0x2) * 17 + client_frame(0x1, b"x" * 100) * 90 + client_frame(0x9, b"ping")
+    ws.s.sendall(burst)
+    assert read_close_code(ws) == 1008
+    ws.close()
+    assert srv.alive()
+    assert requests.get(f"{srv.base}/healthz", timeout=5).status_code == 200
+    other = register(srv, "carol")
+    assert other.api.get("/me").status_code == 200
+
+
+def test_ping_flood_without_reading_is_closed(server_factory):
+    """A client that sends pings and never reads its pongs is a slow reader too: it is closed,
+    and natter's memory does not grow with the pongs it would otherwise queue."""
+    srv = server_factory(args=["--ws-queue", "32"])
+    bob = register(srv, "bob")
+    ws = RawWs(srv.port, bob.token, rcvbuf=4096)
+    pings = client_frame(0x9, b"p" * 100) * 2000
+    try:
+        ws.s.sendall(pings)  # the server closes once its queue of pongs is full
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while srv.alive() and time.monotonic() < deadline:
+        text = requests.get(f"{srv.base}/metrics", timeout=5).text
+        if _metric_value(text, "natter_websockets_slow_closed_total") >= 1:
+            break
+        time.sleep(0.1)
+    assert _metric_value(requests.get(f"{srv.base}/metrics", timeout=5).text,
+                         "natter_websockets_slow_closed_total") >= 1
+    ws.close()
+    assert srv.alive()
+
+
+def _metric_value(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
