@@ -8,6 +8,7 @@ void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr
 {
     load_http_init(&s->conn, epfd, addr, host);
     s->off = 0;
+    s->misses = 0;
     s->lag = -1;
     s->batches = -1;
 }
@@ -89,9 +90,12 @@ static void on_metrics(load_http_t *c, int status, const char *body, size_t len,
     if (status == 200)
         load_scrape_parse(body, len, &lag, &batches);
     if (lag < 0 && batches < 0) {
-        s->off = 1;
+        /* no such metrics here (404, another server's page); a passing
+         * failure (a 503 while natter starts) is only a missing point */
+        s->off = status == 404 || status == 200 || ++s->misses >= 5;
         return;
     }
+    s->misses = 0;
     s->lag = lag;
     s->batches = batches;
 }

@@ -4,7 +4,8 @@
  * partitions) and store batches in flight (natter_batches_in_flight), for
  * the series and the plot's lag panel. A server without them (the no-op
  * anchor, the original's API) answers something else, and the scraper
- * stops asking; the values then stay unknown (-1).
+ * stops asking (after a 404, a page without them, or five failures in a
+ * row); the values then stay unknown (-1).
  */
 #ifndef NATTER_LOAD_SCRAPE_H
 #define NATTER_LOAD_SCRAPE_H
@@ -16,6 +17,7 @@
 typedef struct load_scrape {
     load_http_t conn;
     int off;         /* the server has no such metrics */
+    int misses;      /* failed answers in a row */
     double lag;      /* last values read, -1 while unknown */
     double batches;
 } load_scrape_t;
