@@ -150,7 +150,7 @@ typedef struct load {
     uint64_t seq_end; /* every seq below has a msgs[] entry */
 
     load_counts_t total, interval;
-    load_hist_t ack_total, ack_interval;
+    load_hist_t ack_total, ack_interval, ack_step; /* ack_step: one max step */
     uint64_t run_start_ns, next_report_ns;
     load_series_point_t *series;
     size_t nseries, series_cap;

@@ -10,6 +10,8 @@
  *   sendonly  no setup and no listeners: posts to /chats/1/messages with a
  *             dummy token (measures the generator against bench's no-op
  *             server, which answers 202 to any POST)
+ *   sendmax   sendonly stepped like max, held while 99.9% of the offered
+ *             posts are answered 2xx with p99 ≤ 100 ms: the anchor's max
  */
 #ifndef NATTER_LOAD_SCENARIO_H
 #define NATTER_LOAD_SCENARIO_H

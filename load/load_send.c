@@ -49,6 +49,7 @@ int load_send_init(load_t *L)
         load_http_init(&L->conns[i], L->epfd, &L->addr, L->host);
     load_hist_init(&L->ack_total);
     load_hist_init(&L->ack_interval);
+    load_hist_init(&L->ack_step);
     load_scrape_init(&L->scrape, L->epfd, &L->addr, L->host);
     return 0;
 }
@@ -98,6 +99,7 @@ static void record_result(load_t *L, uint64_t seq, int status, uint64_t id)
         uint64_t lat = now > m->sched_ns ? now - m->sched_ns : 0;
         load_hist_record(&L->ack_total, lat);
         load_hist_record(&L->ack_interval, lat);
+        load_hist_record(&L->ack_step, lat);
     } else {
         L->total.rejected++;
         L->interval.rejected++;

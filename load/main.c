@@ -13,7 +13,7 @@ static void usage(FILE *f)
 {
     fputs("usage: natter-load --target URL --scenario NAME [options]\n"
           "  --target URL         natter's base URL, e.g. http://127.0.0.1:8080\n"
-          "  --scenario NAME      seed | fanout | rooms | max | sendonly\n"
+          "  --scenario NAME      seed | fanout | rooms | max | sendonly | sendmax\n"
           "  --stages R:D,...     arrival-rate stages, each ramping linearly from the previous rate\n"
           "                       (default for seed and rooms: 1000:30s,1000:30s,10000:30s,10000:30s,0:10s;\n"
           "                       for max: START_RATE:HOLD per step, default 1000:5s)\n"
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     }
     const char *spec = L.o.stages_spec ? L.o.stages_spec : load_scenario_default_stages(L.o.scenario);
     if (spec == NULL) {
-        fprintf(stderr, "natter-load: unknown scenario %s (seed, fanout, rooms, max, sendonly)\n", L.o.scenario);
+        fprintf(stderr, "natter-load: unknown scenario %s (seed, fanout, rooms, max, sendonly, sendmax)\n", L.o.scenario);
         return 2;
     }
     load_stages_t stages;
@@ -131,8 +131,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "natter-load: --target must be http://IPV4:PORT, got %s\n", L.o.target);
         return 2;
     }
-    if (L.o.send_ws && strcmp(L.o.scenario, "sendonly") == 0) {
-        fprintf(stderr, "natter-load: sendonly posts over HTTP only\n");
+    if (L.o.send_ws && (strcmp(L.o.scenario, "sendonly") == 0 || strcmp(L.o.scenario, "sendmax") == 0)) {
+        fprintf(stderr, "natter-load: sendonly and sendmax post over HTTP only\n");
         return 2;
     }
     snprintf(L.run_id, sizeof(L.run_id), "%lx", (unsigned long)((unsigned)getpid() ^ (unsigned)load_now_ns()) & 0xffffffffUL);

@@ -110,3 +110,14 @@ def test_seed_api_faults_are_seen(seed_api, tmp_path, fault, field):
 def test_seed_api_refuses_ws_sends(seed_api, tmp_path):
     p, _, report = run_load(seed_api(), tmp_path, "--api", "seed", "--scenario", "seed", "--send", "ws")
     assert p.returncode == 2 and "--send ws" in p.stderr, report
+
+
+def test_sendmax_steps_until_answers_fail(server_factory, tmp_path):
+    """sendmax (the anchor's max) judges a step by the answers: natter refuses the dummy token, so
+    not one step holds."""
+    srv = server_factory()
+    p, doc, report = run_load(srv, tmp_path, "--scenario", "sendmax", "--stages", "100:1s", "--drain", "0.2s")
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["max_rate_held"] == 0 and len(s["steps"]) == 1, report
+    assert s["steps"][0]["held"] is False and s["rejected"] == {"401": s["offered"]}, report
