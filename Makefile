@@ -162,8 +162,11 @@ test: deps
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka
 # and on --log kafka --store cql (a real broker and Cassandra started here),
 # in one run; writes bench/results/
+BENCH_ENGINE_DATA := build/engines/kafka/data-natter-bench build/engines/cassandra/data-natter-bench
+
 bench-wrk: all
-	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
+	@rm -rf $(BENCH_ENGINE_DATA) && \
+	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
 	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-wrk; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
@@ -174,10 +177,11 @@ bench-wrk: all
 bench: all
 	scripts/bench-load
 
-# the same on Kafka + Cassandra (started here, stopped after); writes
+# the same on Kafka + Cassandra (started here on fresh data, stopped after); writes
 # bench/results/<date>-distributed-* and the bench-distributed block of README.md
 bench-distributed: all
-	@kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
+	@rm -rf $(BENCH_ENGINE_DATA) && \
+	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
 	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
 	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-load; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
