@@ -287,6 +287,14 @@ static int subscribe_store(log_kafka_t *k, char *err, size_t errlen)
     return NATTER_OK;
 }
 
+/* The store consumer's static member id: a node restarted (after kill -9,
+ * say) takes its partitions back at once instead of waiting out the dead
+ * session. */
+static void store_instance(const log_kafka_t *k, char *dst, size_t len)
+{
+    snprintf(dst, len, "%s-node-%u", k->cfg->kafka_group, k->cfg->node_id);
+}
+
 static void destroy_consumer(rd_kafka_t *rk)
 {
     if (rk != NULL) {
@@ -330,9 +338,7 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     for (int p = 0; p < MAX_PARTITIONS; p++)
         k->batch[p].min = -1;
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
-    /* static membership: a node restarted (after kill -9, say) takes its
-     * partitions back at once instead of waiting out the dead session */
-    snprintf(instance, sizeof(instance), "%s-node-%u", cfg->kafka_group, cfg->node_id);
+    store_instance(k, instance, sizeof(instance));
     if ((k->producer = new_producer(k, err, errlen)) == NULL || ensure_topic(k, err, errlen) != NATTER_OK ||
         count_partitions(k, err, errlen) != NATTER_OK ||
         (k->store = new_consumer(k, "store", cfg->kafka_group, instance, err, errlen)) == NULL ||
@@ -433,10 +439,41 @@ static size_t poll_batch(log_kafka_t *k, rd_kafka_t *rk, natter_msg_t **head, si
 
 static void kafka_commit(natter_log_t *log, natter_msg_t *head, int status);
 
+/* A fatal consumer error ends that consumer for good. The one seen: the
+ * broker gone longer than the session, so the group gave our static
+ * member's slot to its own rejoin and fenced the old member's commit
+ * (FENCED_INSTANCE_ID). The store consumer is then made anew, with the same
+ * instance id; it resumes from the group's committed offsets, so a batch
+ * not yet committed is read and stored again (stores ignore a known id). */
+static void renew_store_if_fatal(log_kafka_t *k)
+{
+    char why[256], err[256], instance[160];
+    if (rd_kafka_fatal_error(k->store, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    fprintf(stderr, "natter: kafka: store consumer failed for good (%s); starting a new one\n", why);
+    rd_kafka_destroy_flags(k->store, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    for (int p = 0; p < MAX_PARTITIONS; p++)
+        k->batch[p].min = -1;
+    store_instance(k, instance, sizeof(instance));
+    while ((k->store = new_consumer(k, "store", k->cfg->kafka_group, instance, err, sizeof(err))) == NULL ||
+           subscribe_store(k, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "natter: kafka: new store consumer: %s (retrying in 1 s)\n", err);
+        if (k->store != NULL)
+            rd_kafka_destroy_flags(k->store, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        k->store = NULL;
+        if (atomic_load(&k->closed))
+            return;
+        sleep(1);
+    }
+}
+
 static size_t kafka_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     if (atomic_load(&k->closed))
+        return 0;
+    renew_store_if_fatal(k);
+    if (k->store == NULL)
         return 0;
     size_t n = poll_batch(k, k->store, head, max, timeout_ms, 1);
     if (n == 0)

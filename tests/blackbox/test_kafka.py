@@ -147,7 +147,7 @@ def test_broker_restart_under_load(server_factory):
         t.start()
     time.sleep(1.5)
     engine("stop")
-    time.sleep(6)               # the broker is away for longer than the post timeout
+    time.sleep(12)  # away longer than the post timeout and the store group's 10 s session
     engine("start")
     time.sleep(4)
     stop.set()
