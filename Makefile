@@ -5,6 +5,9 @@
 #   make browser  the web client's tests in headless Chromium (after make test's deps)
 #   make CC=clang ...   the same with clang
 
+# `all` stays the default goal, whatever rule comes first below
+.DEFAULT_GOAL := all
+
 CC      ?= cc
 BUILD   ?= build
 PKGS    := libh2o-evloop jansson libargon2 sqlite3 openssl rdkafka

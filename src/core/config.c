@@ -31,6 +31,9 @@ static const opt_t options[] = {
     {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "ms a batch may wait to fill after its first message"},
     {"workers", OPT_U32, F(workers), 1, 256, NULL, "4", "API worker threads (store queries, password hashing)"},
     {"session-ttl", OPT_U32, F(session_ttl_s), 60, 31536000, NULL, "604800", "seconds a session token stays valid"},
+    {"argon2-memory", OPT_U32, F(argon2_memory_kib), 8, 4194304, NULL, "19456",
+     "KiB of memory per Argon2id password hash (lower only for benchmarks)"},
+    {"argon2-passes", OPT_U32, F(argon2_passes), 1, 16, NULL, "2", "passes of Argon2id per password hash"},
     {"rate-limit", OPT_U32, F(rate_limit), 0, 10000000, NULL, "200", "message posts per user per second (0 = no limit)"},
     {"rate-burst", OPT_U32, F(rate_burst), 0, 10000000, NULL, "400", "posts a user may burst above the rate"},
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
@@ -189,12 +192,12 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
-             "session-ttl=%us session-cache-ttl=%ums rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
-             c->batch_time_ms, c->workers, c->session_ttl_s, c->session_cache_ttl_ms, c->rate_limit, c->rate_burst, c->ws_queue,
+             c->batch_time_ms, c->workers, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue,
              c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

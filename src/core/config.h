@@ -20,6 +20,8 @@ typedef struct natter_config {
     uint32_t batch_time_ms; /* how long a batch may wait to fill after its first message */
     uint32_t workers;       /* API worker threads */
     uint32_t session_ttl_s;
+    uint32_t argon2_memory_kib; /* Argon2id cost of new password hashes */
+    uint32_t argon2_passes;
     uint32_t rate_limit;    /* message posts per user per second; 0 = off */
     uint32_t rate_burst;
     uint32_t ws_queue;      /* messages queued per WebSocket before it is closed as a slow reader */

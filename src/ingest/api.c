@@ -241,7 +241,8 @@ static void user_create(natter_api_job_t *job)
         goto Done;
     }
     snprintf(u.username, sizeof(u.username), "%s", name);
-    if (natter_password_hash(pw, pwlen, u.pwhash) != NATTER_OK) {
+    natter_password_cost_t cost = {app->cfg.argon2_memory_kib, app->cfg.argon2_passes};
+    if (natter_password_hash(&cost, pw, pwlen, u.pwhash) != NATTER_OK) {
         fail(job, 503, "unavailable", "could not hash the password");
         goto Done;
     }

@@ -80,7 +80,7 @@ static void test_defaults(void **state)
     char line[2048];
     natter_config_describe(&c, line, sizeof(line));
     assert_string_equal(line, "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
-                              "batch-time=1ms workers=4 session-ttl=604800s session-cache-ttl=10000ms rate-limit=200 "
+                              "batch-time=1ms workers=4 session-ttl=604800s session-cache-ttl=10000ms argon2-memory=19456KiB argon2-passes=2 rate-limit=200 "
                               "rate-burst=400 ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 "
                               "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
                               "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
