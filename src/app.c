@@ -3,8 +3,10 @@
 
 uint64_t natter_app_next_id(natter_app_t *app)
 {
-    pthread_mutex_lock(&app->ids_lock);
-    uint64_t id = natter_idgen_next(&app->ids, natter_now_ms());
-    pthread_mutex_unlock(&app->ids_lock);
-    return id;
+    return natter_idgen_next(&app->ids, natter_now_ms());
+}
+
+int natter_app_stopping(natter_app_t *app)
+{
+    return atomic_load_explicit(&app->stopping, memory_order_relaxed);
 }

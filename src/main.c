@@ -1,29 +1,22 @@
 /*
- * natter: start-up, the event loop, and the orderly shutdown that drains
+ * natter: start-up, the event loops, and the orderly shutdown that drains
  * every accepted message before the process exits.
  */
 #include "consumer/consumer.h"
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/util.h"
-#include "gateway/gateway.h"
 #include "ingest/http.h"
+#include "loop.h"
 #include "natter.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SHUTDOWN_CLOSE_WAIT_MS 2000
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
@@ -46,37 +39,60 @@ static int open_backends(natter_app_t *app, char *err, size_t errlen)
     return NATTER_OK;
 }
 
-/* Runs the loop for up to ms, or until done() says so. */
-static void run_loop_until(natter_app_t *app, int ms, int (*done)(natter_app_t *))
+/* The loops, each running with its listener; on failure the ones started
+ * are left to the process's exit. */
+static int start_loops(natter_app_t *app, char *err, size_t errlen)
 {
-    uint64_t until = natter_mono_ns() + (uint64_t)ms * 1000000u;
-    while (natter_mono_ns() < until && !(done && done(app)))
-        h2o_evloop_run(app->h2o_ctx.loop, 10);
-}
-
-static int sockets_closed(natter_app_t *app)
-{
-    return natter_gateway_close_all(app->gateway, 1001, "server shutting down") == 0;
+    natter_http_configure(app);
+    int rc = natter_http_check_address(app, err, errlen);
+    if (rc != NATTER_OK)
+        return rc;
+    app->loops = xcalloc(app->cfg.threads, sizeof(natter_loop_t *));
+    for (size_t i = 0; i < app->cfg.threads; i++) {
+        app->loops[i] = xcalloc(1, sizeof(natter_loop_t));
+        if ((rc = natter_loop_start(app->loops[i], app, (unsigned)i, err, errlen)) != NATTER_OK)
+            return rc;
+        app->nloops = i + 1;
+    }
+    return NATTER_OK;
 }
 
 /* Stop taking work, let every accepted message reach the store and its
  * answer reach its client, then say goodbye to every socket. */
 static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
 {
-    app->stopping = 1;
-    natter_http_stop_listening(app);
+    atomic_store(&app->stopping, 1);
+    for (size_t i = 0; i < app->nloops; i++)
+        natter_loop_stop_listening(app->loops[i]);
     natter_workers_stop(&app->workers);
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
-    run_loop_until(app, 200, NULL); /* deliver the last answers and pushes */
-    run_loop_until(app, SHUTDOWN_CLOSE_WAIT_MS, sockets_closed);
+    /* every answer and push is on its loop's queue now: each loop delivers
+     * them, then closes its sockets (1001) */
+    for (size_t i = 0; i < app->nloops; i++)
+        natter_loop_close_and_exit(app->loops[i], SHUTDOWN_CLOSE_WAIT_MS);
+    for (size_t i = 0; i < app->nloops; i++)
+        natter_loop_join(app->loops[i]);
+}
+
+/* Blocks SIGTERM and SIGINT in every thread (the set is inherited); main
+ * takes them with sigwait. */
+static void block_signals(sigset_t *set)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
 int main(int argc, char **argv)
 {
     static natter_app_t app;
     natter_consumer_t consumer;
+    sigset_t signals;
     char err[512], desc[2048];
+    int sig;
     natter_metrics_init();
     int rc = natter_config_load(&app.cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
@@ -85,11 +101,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "natter: %s\n", err);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
-
-    pthread_mutex_init(&app.ids_lock, NULL);
+    block_signals(&signals);
     natter_idgen_init(&app.ids, app.cfg.node_id);
     if (open_backends(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
@@ -100,27 +112,31 @@ int main(int argc, char **argv)
     natter_members_cache_init(&app.members, app.cfg.members_ttl_ms, 100000, load_members, &app);
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
-    natter_workers_start(&app.workers, app.cfg.workers);
-    if (natter_http_start(&app, err, sizeof(err)) != NATTER_OK) {
+    natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
+    if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
+        natter_workers_stop(&app.workers);
+        natter_log_close(app.log);
+        natter_store_close(app.store);
         return 1;
     }
     natter_consumer_start(&consumer, &app);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
-    fprintf(stderr, "natter: listening on http://%s:%u (%s)\n", app.cfg.listen_host, app.cfg.listen_port, desc);
+    fprintf(stderr, "natter: listening on http://%s:%u with %zu event loops (%s)\n", app.cfg.listen_host,
+            app.cfg.listen_port, app.nloops, desc);
 
-    while (!stop_requested)
-        h2o_evloop_run(app.h2o_ctx.loop, 100);
+    sigwait(&signals, &sig);
 
     fprintf(stderr, "natter: shutting down: draining the log, closing sockets\n");
     shutdown_gracefully(&app, &consumer);
-    natter_http_dispose(&app);
     natter_log_close(app.log);
+    for (size_t i = 0; i < app.nloops; i++)
+        natter_loop_dispose(app.loops[i]);
+    natter_workers_free(&app.workers);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);
     natter_members_cache_free(&app.members);
-    pthread_mutex_destroy(&app.ids_lock);
     fprintf(stderr, "natter: stopped\n");
     return 0;
 }

@@ -1,19 +1,28 @@
 /*
- * The running server: every long-lived piece, who owns it, and which
- * thread may touch it.
+ * The running node: what every thread shares, and the event loops that own
+ * the sockets.
  *
- *   loop thread    h2o context, listener, the gateway (WebSockets): owned
- *                  here, touched nowhere else. Other threads reach it only
- *                  through h2o multithread receivers (queues + eventfd).
- *   API workers    run natter_api_run(); use store, log, members cache,
- *                  rate limiter (each thread-safe on its own terms).
- *   store consumer polls the log, writes batches to the store, commits,
- *                  hands fan-out batches to the loop.
+ *   natter_app_t   set up by main before any other thread starts; its
+ *                  configuration, backends and table of loops are read-only
+ *                  after that. The caches, the rate limiter, the worker pool
+ *                  and the id generator are thread-safe on their own terms
+ *                  (sharded locks or lock-free; see their headers).
+ *   natter_loop_t  one per --threads: an h2o event loop on its own thread,
+ *                  with its own SO_REUSEPORT listener, its HTTP connections
+ *                  and WebSockets (its gateway). Only that thread touches
+ *                  them; other threads reach a loop through its queues
+ *                  (src/loop.h).
+ *   API workers    run what may block (store queries, password hashing) and
+ *                  hand the job back to the loop it came from.
+ *   store consumer polls the log, writes batches to the store, commits
+ *                  (which answers the posters through their loops), and
+ *                  hands each loop the batch's pushes, built once.
  */
 #ifndef NATTER_H
 #define NATTER_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 
 #include "core/config.h"
 #include "core/id.h"
@@ -24,31 +33,29 @@
 #include "log/log.h"
 #include "store/store.h"
 
-typedef struct natter_gateway natter_gateway_t;
+typedef struct natter_loop natter_loop_t;
 
 typedef struct natter_app {
+    /* read-only once the threads run */
     natter_config_t cfg;
     natter_store_t *store;
     natter_log_t *log;
+    h2o_globalconf_t h2o_config;
+    size_t nloops;
+    natter_loop_t **loops;
+
+    /* thread-safe, each on its own terms */
     natter_members_cache_t members;
     natter_ratelimit_t ratelimit;
     natter_session_cache_t sessions;
     natter_workers_t workers;
-    natter_idgen_t ids;            /* user and chat ids; guarded by ids_lock */
-    pthread_mutex_t ids_lock;
-
-    /* loop thread only */
-    h2o_globalconf_t h2o_config;
-    h2o_context_t h2o_ctx;
-    h2o_accept_ctx_t accept_ctx;
-    h2o_socket_t *listener;
-    natter_gateway_t *gateway;
-    int stopping;                        /* draining: no new work is taken */
-    h2o_multithread_receiver_t api_done; /* finished natter_api_job_t from workers and the consumer */
-    h2o_multithread_receiver_t fanout;   /* natter_fanout_t batches from the consumer */
+    natter_idgen_t ids; /* user and chat ids */
+    atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;
 
-/* A fresh user or chat id (thread-safe). */
+/* A fresh user or chat id (thread-safe, lock-free). */
 uint64_t natter_app_next_id(natter_app_t *app);
+/* 1 once the node is draining. */
+int natter_app_stopping(natter_app_t *app);
 
 #endif

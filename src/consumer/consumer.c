@@ -28,44 +28,20 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
         if (attempt > 0)
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();
-        natter_count(&natter_metrics.batches_in_flight, 1);
+        natter_count(&natter_m()->batches_in_flight, 1);
         rc = app->store->ops->messages_insert(app->store, head, n);
-        natter_count(&natter_metrics.batches_in_flight, (uint64_t)-1);
-        natter_hist_observe(&natter_metrics.store_batch, natter_mono_ns() - started);
+        natter_count(&natter_m()->batches_in_flight, (uint64_t)-1);
+        natter_hist_observe(&natter_m()->store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {
-            natter_count(&natter_metrics.messages_stored, n);
+            natter_count(&natter_m()->messages_stored, n);
             return rc;
         }
-        natter_count(&natter_metrics.store_errors, 1);
+        natter_count(&natter_m()->store_errors, 1);
         fprintf(stderr, "natter: store batch of %zu failed (attempt %d): %s\n", n, attempt + 1, natter_strerror(rc));
         if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
             break;
     }
     return rc;
-}
-
-static natter_fanout_t *build_fanout(natter_app_t *app, natter_msg_t *head, size_t n)
-{
-    natter_fanout_t *f = xcalloc(1, sizeof(*f) + n * sizeof(natter_fanout_item_t));
-    for (natter_msg_t *m = head; m != NULL; m = m->next) {
-        natter_fanout_item_t *it = &f->items[f->n];
-        natter_vec_init(&it->members, sizeof(uint64_t));
-        if (natter_members_cache_get(&app->members, m->chat_id, &it->members) != NATTER_OK) {
-            /* nobody is pushed this one; it is stored, clients catch up from history */
-            natter_vec_free(&it->members);
-            continue;
-        }
-        natter_jsonw_t w = {0};
-        static const char head[] = "{\"type\":\"message\",\"message\":";
-        natter_jsonw_raw(&w, head, sizeof(head) - 1);
-        natter_msg_write_json(&w, m);
-        natter_jsonw_raw(&w, "}", 1);
-        it->frame = w.p;
-        it->len = w.len;
-        it->ingest_ns = m->ingest_ns;
-        f->n++;
-    }
-    return f;
 }
 
 static void free_batch(natter_msg_t *m)
@@ -90,14 +66,12 @@ static void *consumer_main(void *arg)
             continue;
         }
         uint64_t started = natter_mono_ns();
-        natter_hist_observe(&natter_metrics.store_batch_size, n);
+        natter_hist_observe(&natter_m()->store_batch_size, n);
         int rc = store_batch(app, head, n);
         natter_log_commit(app->log, head, rc);
-        if (rc == NATTER_OK && !natter_log_has_fanout(app->log)) {
-            natter_fanout_t *f = build_fanout(app, head, n);
-            h2o_multithread_send_message(&app->fanout, &f->super);
-        }
-        natter_hist_observe(&natter_metrics.loop, natter_mono_ns() - started);
+        if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
+            natter_fanout_dispatch(app, natter_fanout_build(app, head));
+        natter_hist_observe(&natter_m()->loop, natter_mono_ns() - started);
         free_batch(head);
     }
     return NULL;
@@ -115,8 +89,7 @@ static void *fanout_main(void *arg)
                 break;
             continue;
         }
-        natter_fanout_t *f = build_fanout(app, head, n);
-        h2o_multithread_send_message(&app->fanout, &f->super);
+        natter_fanout_dispatch(app, natter_fanout_build(app, head));
         free_batch(head);
     }
     return NULL;

@@ -2,8 +2,8 @@
  * The store consumer: one thread that turns the log into stored history and
  * pushes. Each turn: poll a batch from the log (bounded by --batch-size and
  * --batch-time), write it to the store in one batch, commit it to the log
- * (which answers the posters in embedded mode), then hand the batch's push
- * frames with their member lists to the loop thread's gateway.
+ * (which answers the posters in embedded mode, through their loops), then
+ * build the batch's push frames once and hand every event loop the batch.
  *
  * With the local log, push happens only after the store has the batch, so
  * whatever a socket was shown is already in history. With a log that has

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef enum { OPT_STR, OPT_U32, OPT_LISTEN, OPT_CHOICE } opt_kind_t;
 
@@ -29,7 +30,10 @@ static const opt_t options[] = {
     {"node-id", OPT_U32, F(node_id), 0, 1023, NULL, "0", "this node's id (0-1023), part of every id it issues"},
     {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
     {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "ms a batch may wait to fill after its first message"},
+    {"threads", OPT_U32, F(threads), 0, 256, NULL, "0", "event loops, each with its own listener (0: one per online CPU)"},
     {"workers", OPT_U32, F(workers), 1, 256, NULL, "4", "API worker threads (store queries, password hashing)"},
+    {"worker-queue", OPT_U32, F(worker_queue), 1, 10000000, NULL, "10000",
+     "jobs waiting for a worker before requests get 503"},
     {"session-ttl", OPT_U32, F(session_ttl_s), 60, 31536000, NULL, "604800", "seconds a session token stays valid"},
     {"argon2-memory", OPT_U32, F(argon2_memory_kib), 8, 4194304, NULL, "19456",
      "KiB of memory per Argon2id password hash (lower only for benchmarks)"},
@@ -37,6 +41,10 @@ static const opt_t options[] = {
     {"rate-limit", OPT_U32, F(rate_limit), 0, 10000000, NULL, "200", "message posts per user per second (0 = no limit)"},
     {"rate-burst", OPT_U32, F(rate_burst), 0, 10000000, NULL, "400", "posts a user may burst above the rate"},
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
+    {"ws-pending", OPT_U32, F(ws_pending), 1, 100000, NULL, "64",
+     "sends a WebSocket may have awaiting their answer before it is closed (1008)"},
+    {"fanout-queue", OPT_U32, F(fanout_queue), 1, 100000000, NULL, "100000",
+     "pushed messages waiting per event loop before it closes (1013) the sockets it cannot serve"},
     {"members-ttl", OPT_U32, F(members_ttl_ms), 0, 3600000, NULL, "5000", "ms a chat's cached member list is trusted"},
     {"session-cache-ttl", OPT_U32, F(session_cache_ttl_ms), 0, 3600000, NULL, "10000",
      "ms a looked-up session is trusted without the store (a logout elsewhere takes this long)"},
@@ -185,19 +193,24 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
         if (set_option(cfg, o, v, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
+    if (cfg->threads == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (uint32_t)cpus;
+    }
     return NATTER_OK;
 }
 
 void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
-             "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums workers=%u "
-             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
+             "worker-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u fanout-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
-             c->batch_time_ms, c->workers, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue,
+             c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

@@ -18,13 +18,17 @@ typedef struct natter_config {
     uint32_t node_id;
     uint32_t batch_size;    /* messages per store batch, at most */
     uint32_t batch_time_ms; /* how long a batch may wait to fill after its first message */
+    uint32_t threads;       /* event loops; 0 on the command line means one per online CPU */
     uint32_t workers;       /* API worker threads */
+    uint32_t worker_queue;  /* jobs waiting for a worker before requests get 503 */
     uint32_t session_ttl_s;
     uint32_t argon2_memory_kib; /* Argon2id cost of new password hashes */
     uint32_t argon2_passes;
     uint32_t rate_limit;    /* message posts per user per second; 0 = off */
     uint32_t rate_burst;
     uint32_t ws_queue;      /* messages queued per WebSocket before it is closed as a slow reader */
+    uint32_t ws_pending;    /* sends a WebSocket may have awaiting their answer before it is closed */
+    uint32_t fanout_queue;  /* pushed messages waiting per event loop before it sheds sockets */
     uint32_t members_ttl_ms;
     uint32_t session_cache_ttl_ms;
     uint32_t max_body;      /* request body bytes */

@@ -2,27 +2,34 @@
 
 #include <stdio.h>
 
+#define SEQ_MASK 0xFFFu
+
 void natter_idgen_init(natter_idgen_t *g, uint32_t node)
 {
     g->node = node & NATTER_ID_NODE_MAX;
-    g->last_ms = -1;
-    g->seq = 0;
+    atomic_init(&g->last, 0);
+}
+
+/* The id after last: the next sequence number in its millisecond, or the
+ * first of the next millisecond once 4096 are used (the clock stepped back
+ * or this millisecond is busy: borrow the next one). */
+static uint64_t successor(const natter_idgen_t *g, uint64_t last)
+{
+    if ((last & SEQ_MASK) != SEQ_MASK)
+        return last + 1;
+    return (((last >> 22) + 1) << 22) | ((uint64_t)g->node << 12);
 }
 
 uint64_t natter_idgen_next(natter_idgen_t *g, int64_t now_ms)
 {
     int64_t ms = now_ms - NATTER_ID_EPOCH_MS;
-    if (ms < 0)
-        ms = 0;
-    if (ms > g->last_ms) {
-        g->last_ms = ms;
-        g->seq = 0;
-    } else if (++g->seq > 0xFFF) {
-        /* clock stepped back or 4096 ids this millisecond: borrow the next one */
-        g->last_ms++;
-        g->seq = 0;
-    }
-    return ((uint64_t)g->last_ms << 22) | ((uint64_t)g->node << 12) | g->seq;
+    uint64_t fresh = ((uint64_t)(ms < 0 ? 0 : ms) << 22) | ((uint64_t)g->node << 12);
+    uint64_t last = atomic_load_explicit(&g->last, memory_order_relaxed), next;
+    do {
+        next = fresh > last ? fresh : successor(g, last);
+    } while (!atomic_compare_exchange_weak_explicit(&g->last, &last, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return next;
 }
 
 int64_t natter_id_time_ms(uint64_t id)

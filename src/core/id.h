@@ -8,12 +8,14 @@
  *
  * One generator's ids strictly increase: when the sequence is exhausted or
  * the wall clock steps back, the generator borrows from the next
- * millisecond instead of reusing an id. Not thread-safe: each generator has
- * one owner (callers lock around it if they share one).
+ * millisecond instead of reusing an id. Lock-free: any thread may call
+ * natter_idgen_next at once (one compare-and-swap on the last id issued),
+ * so the event loops issue ids without a shared lock.
  */
 #ifndef NATTER_ID_H
 #define NATTER_ID_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define NATTER_ID_EPOCH_MS 1704067200000LL /* 2024-01-01T00:00:00Z */
@@ -22,8 +24,7 @@
 
 typedef struct natter_idgen {
     uint32_t node;
-    int64_t last_ms; /* ms since the natter epoch of the last id issued */
-    uint32_t seq;
+    _Atomic uint64_t last; /* the last id issued (0: none yet; 0 is never issued) */
 } natter_idgen_t;
 
 void natter_idgen_init(natter_idgen_t *g, uint32_t node);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -24,17 +25,35 @@ static const uint64_t size_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 
 _Static_assert(NELEMS(duration_le_ns) <= NATTER_HIST_MAX_BUCKETS, "too many duration buckets");
 _Static_assert(NELEMS(size_le) <= NATTER_HIST_MAX_BUCKETS, "too many size buckets");
 
-natter_metrics_t natter_metrics = {
-    .store_batch = DURATION_HIST,
-    .store_batch_size = {.le = size_le, .n = NELEMS(size_le)},
-    .broadcast = DURATION_HIST,
-    .loop = DURATION_HIST,
-    .end_to_end = DURATION_HIST,
-};
+#define SHARD_INIT                                                                                                   \
+    {                                                                                                                \
+        .store_batch = DURATION_HIST, .store_batch_size = {.le = size_le, .n = NELEMS(size_le)},                     \
+        .broadcast = DURATION_HIST, .loop = DURATION_HIST, .end_to_end = DURATION_HIST,                              \
+    }
+
+natter_metrics_t natter_metrics = {.shared = SHARD_INIT};
+_Thread_local natter_metrics_shard_t *natter_metrics_here = &natter_metrics.shared;
 
 void natter_metrics_init(void)
 {
     natter_metrics.start_time_ms = natter_now_ms();
+}
+
+natter_metrics_shard_t *natter_metrics_shard_new(void)
+{
+    size_t i = atomic_load(&natter_metrics.nloops);
+    if (i >= NATTER_METRICS_SHARDS_MAX)
+        return NULL;
+    natter_metrics_shard_t *s = xmalloc(sizeof(*s));
+    *s = (natter_metrics_shard_t)SHARD_INIT;
+    natter_metrics.loops[i] = s;
+    atomic_store(&natter_metrics.nloops, i + 1);
+    return s;
+}
+
+void natter_metrics_use(natter_metrics_shard_t *shard)
+{
+    natter_metrics_here = shard;
 }
 
 void natter_hist_observe(natter_hist_t *h, uint64_t v)
@@ -55,7 +74,7 @@ void natter_metrics_count_http(unsigned route, int status)
         status = NATTER_METRICS_STATUS_MIN;
     else if (status > NATTER_METRICS_STATUS_MAX)
         status = NATTER_METRICS_STATUS_MAX;
-    natter_count(&natter_metrics.http[route][status - NATTER_METRICS_STATUS_MIN], 1);
+    natter_count(&natter_m()->http[route][status - NATTER_METRICS_STATUS_MIN], 1);
 }
 
 void natter_metrics_set_partitions(int32_t n)
@@ -149,13 +168,48 @@ static void histogram(out_t *o, const char *name, const char *help, natter_hist_
     emit(o, "\n%s_count %llu\n", name, (unsigned long long)cum);
 }
 
+/* The sum over every shard of the counter at byte offset off of a shard. */
+static uint64_t sum_at(size_t off)
+{
+    natter_metrics_t *m = &natter_metrics;
+    uint64_t v = get((_Atomic uint64_t *)((char *)&m->shared + off));
+    size_t n = atomic_load(&m->nloops);
+    for (size_t i = 0; i < n; i++)
+        v += get((_Atomic uint64_t *)((char *)m->loops[i] + off));
+    return v;
+}
+
+#define SUM(field) sum_at(offsetof(natter_metrics_shard_t, field))
+
+/* The sum over every shard of the histogram at byte offset off, into out. */
+static void sum_hist(size_t off, natter_hist_t *out)
+{
+    natter_metrics_t *m = &natter_metrics;
+    const natter_hist_t *first = (const natter_hist_t *)((char *)&m->shared + off);
+    out->le = first->le;
+    out->n = first->n;
+    for (size_t b = 0; b <= out->n; b++)
+        atomic_init(&out->buckets[b], sum_at(off + offsetof(natter_hist_t, buckets) + b * sizeof(uint64_t)));
+    atomic_init(&out->count, sum_at(off + offsetof(natter_hist_t, count)));
+    atomic_init(&out->sum, sum_at(off + offsetof(natter_hist_t, sum)));
+}
+
+static void summed_histogram(out_t *o, const char *name, const char *help, size_t off, unsigned decimals)
+{
+    natter_hist_t h;
+    sum_hist(off, &h);
+    histogram(o, name, help, &h, decimals);
+}
+
+#define HIST(field) offsetof(natter_metrics_shard_t, field)
+
 static void consumer_lag(out_t *o, natter_metrics_t *m)
 {
     int32_t parts = atomic_load(&m->partitions);
     if (parts == 0) {
         /* stored is read first, so a later read of posted includes it; the
          * clamp covers a batch stored before its appender counted it posted */
-        uint64_t stored = get(&m->messages_stored), posted = get(&m->messages_posted);
+        uint64_t stored = SUM(messages_stored), posted = SUM(messages_posted);
         gauge(o, "natter_consumer_lag", "Messages in the log not yet stored.",
               posted > stored ? (double)(posted - stored) : 0.0);
         return;
@@ -167,7 +221,7 @@ static void consumer_lag(out_t *o, natter_metrics_t *m)
              (long long)atomic_load_explicit(&m->partition_lag[p], memory_order_relaxed));
 }
 
-static void http_requests(out_t *o, natter_metrics_t *m, const natter_metrics_route_t *routes, size_t nroutes)
+static void http_requests(out_t *o, const natter_metrics_route_t *routes, size_t nroutes)
 {
     family(o, "natter_http_requests_total", "counter",
            "HTTP requests answered, by method, route template and status code.");
@@ -175,7 +229,7 @@ static void http_requests(out_t *o, natter_metrics_t *m, const natter_metrics_ro
         if (routes[r].path == NULL)
             continue;
         for (int s = NATTER_METRICS_STATUS_MIN; s <= NATTER_METRICS_STATUS_MAX; s++) {
-            uint64_t v = get(&m->http[r][s - NATTER_METRICS_STATUS_MIN]);
+            uint64_t v = SUM(http[r][s - NATTER_METRICS_STATUS_MIN]);
             if (v != 0)
                 emit(o, "natter_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
                      routes[r].method, routes[r].path, s, (unsigned long long)v);
@@ -238,28 +292,34 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     out_t o = {xmalloc(16384), 0, 16384};
 
     counter(&o, "natter_messages_posted_total", "Messages accepted by ingest and appended to the log.",
-            get(&m->messages_posted));
+            SUM(messages_posted));
     counter(&o, "natter_messages_consumed_total", "Messages read from the log by the store consumer.",
-            get(&m->messages_consumed));
-    counter(&o, "natter_messages_stored_total", "Messages written to the store.", get(&m->messages_stored));
+            SUM(messages_consumed));
+    counter(&o, "natter_messages_stored_total", "Messages written to the store.", SUM(messages_stored));
     counter(&o, "natter_messages_delivered_total", "Message frames queued to WebSocket connections.",
-            get(&m->messages_delivered));
-    counter(&o, "natter_store_errors_total", "Store batch writes that failed.", get(&m->store_errors));
+            SUM(messages_delivered));
+    counter(&o, "natter_store_errors_total", "Store batch writes that failed.", SUM(store_errors));
     consumer_lag(&o, m);
-    gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)get(&m->batches_in_flight));
-    gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)get(&m->ws_open));
+    gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)SUM(batches_in_flight));
+    gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)SUM(ws_open));
     counter(&o, "natter_websockets_slow_closed_total", "WebSockets closed because their send queue was full.",
-            get(&m->ws_slow_closed));
-    http_requests(&o, m, routes, nroutes);
-    histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store, in seconds.",
-              &m->store_batch, 9);
-    histogram(&o, "natter_store_batch_size", "Messages in one store batch.", &m->store_batch_size, 0);
-    histogram(&o, "natter_broadcast_duration_seconds", "Time to fan one batch out to WebSockets, in seconds.",
-              &m->broadcast, 9);
-    histogram(&o, "natter_loop_duration_seconds",
-              "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", &m->loop, 9);
-    histogram(&o, "natter_end_to_end_latency_seconds",
-              "Time from ingest to push onto the WebSockets, per message, in seconds.", &m->end_to_end, 9);
+            SUM(ws_slow_closed));
+    counter(&o, "natter_websockets_flood_closed_total",
+            "WebSockets closed because they sent more frames than they had answers pending.", SUM(ws_flood_closed));
+    counter(&o, "natter_websockets_shed_closed_total",
+            "WebSockets closed because their event loop could not keep up with fan-out.", SUM(ws_shed_closed));
+    counter(&o, "natter_busy_rejected_total", "Requests answered 503 because the worker queue was full.",
+            SUM(busy_rejected));
+    http_requests(&o, routes, nroutes);
+    summed_histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store, in seconds.",
+                     HIST(store_batch), 9);
+    summed_histogram(&o, "natter_store_batch_size", "Messages in one store batch.", HIST(store_batch_size), 0);
+    summed_histogram(&o, "natter_broadcast_duration_seconds",
+                     "Time to fan one batch out to the WebSockets of one event loop, in seconds.", HIST(broadcast), 9);
+    summed_histogram(&o, "natter_loop_duration_seconds",
+                     "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", HIST(loop), 9);
+    summed_histogram(&o, "natter_end_to_end_latency_seconds",
+                     "Time from ingest to push onto the WebSockets, per message, in seconds.", HIST(end_to_end), 9);
     process(&o, m);
     *len = o.len;
     return o.buf;

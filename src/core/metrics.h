@@ -32,22 +32,37 @@ typedef struct natter_hist {
     _Atomic uint64_t sum;
 } natter_hist_t;
 
-typedef struct natter_metrics {
+/* What events add to: counters, gauges that go up and down, histograms.
+ * Each event loop has a shard of its own (one writer, so its cache lines
+ * stay on its core); every other thread (workers, the store consumer, the
+ * log's threads) adds to the process's shared shard. A scrape sums them. */
+typedef struct natter_metrics_shard {
     _Atomic uint64_t messages_posted;    /* accepted by ingest and appended to the log */
     _Atomic uint64_t messages_consumed;  /* polled from the log by the store consumer */
     _Atomic uint64_t messages_stored;
     _Atomic uint64_t messages_delivered; /* frames queued to WebSockets */
     _Atomic uint64_t batches_in_flight;
     _Atomic uint64_t ws_open;
-    _Atomic uint64_t ws_slow_closed;
+    _Atomic uint64_t ws_slow_closed;     /* closed (1008) because their send queue was full */
+    _Atomic uint64_t ws_flood_closed;    /* closed (1008) for sending faster than answers came back */
+    _Atomic uint64_t ws_shed_closed;     /* closed (1013) because their loop could not keep up with fan-out */
     _Atomic uint64_t store_errors;
+    _Atomic uint64_t busy_rejected;      /* requests answered 503 because the worker queue was full */
     /* answered HTTP requests by route slot and status code (100..599) */
     _Atomic uint64_t http[NATTER_METRICS_ROUTES][NATTER_METRICS_STATUS_MAX - NATTER_METRICS_STATUS_MIN + 1];
     natter_hist_t store_batch;           /* store write of one batch, ns */
     natter_hist_t store_batch_size;      /* messages in one store batch */
-    natter_hist_t broadcast;             /* fan-out of one batch on the loop, ns */
+    natter_hist_t broadcast;             /* fan-out of one batch on a loop, ns */
     natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch, ns */
     natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message, ns */
+} natter_metrics_shard_t;
+
+#define NATTER_METRICS_SHARDS_MAX 256
+
+typedef struct natter_metrics {
+    natter_metrics_shard_t shared;       /* threads without a shard of their own */
+    natter_metrics_shard_t *loops[NATTER_METRICS_SHARDS_MAX]; /* one per event loop, registered at start */
+    _Atomic size_t nloops;
     /* consumer lag per log partition, when the log has partitions (Kafka);
      * with none, lag is messages posted here minus messages stored here */
     _Atomic int32_t partitions;
@@ -56,6 +71,14 @@ typedef struct natter_metrics {
 } natter_metrics_t;
 
 extern natter_metrics_t natter_metrics;
+/* This thread's shard: its loop's once natter_metrics_use() ran on it, else
+ * the shared one. */
+extern _Thread_local natter_metrics_shard_t *natter_metrics_here;
+
+static inline natter_metrics_shard_t *natter_m(void)
+{
+    return natter_metrics_here;
+}
 
 /* The labels of one HTTP route slot: the method and the route template the
  * router matched ("/chats/{id}/messages"), never the raw path, so the number
@@ -72,6 +95,12 @@ static inline void natter_count(_Atomic uint64_t *c, uint64_t n)
 
 /* Records the process start time (process_start_time_seconds). */
 void natter_metrics_init(void);
+/* Makes a shard (histogram bounds set, every count zero) and registers it
+ * with the scrape; call before the threads that use it start. NULL when
+ * NATTER_METRICS_SHARDS_MAX are taken. Shards live as long as the process. */
+natter_metrics_shard_t *natter_metrics_shard_new(void);
+/* From now on this thread counts into shard. */
+void natter_metrics_use(natter_metrics_shard_t *shard);
 void natter_hist_observe(natter_hist_t *h, uint64_t v);
 /* Counts one answered request; a route >= NATTER_METRICS_ROUTES is not
  * counted, a status outside 100..599 is counted as the nearest bound. */

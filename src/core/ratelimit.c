@@ -9,54 +9,68 @@ struct bucket {
     int64_t at_ms;
 };
 
+/* Spreads sequential ids (time-ordered, so their low bits move slowly) over the shards. */
+static natter_ratelimit_shard_t *shard_of(natter_ratelimit_t *rl, uint64_t user)
+{
+    return &rl->shards[natter_mix64(user) % NATTER_RATELIMIT_SHARDS];
+}
+
 void natter_ratelimit_init(natter_ratelimit_t *rl, uint32_t rate, uint32_t burst)
 {
-    pthread_mutex_init(&rl->lock, NULL);
-    natter_u64map_init(&rl->buckets);
     rl->rate = rate;
     rl->burst = burst > 0 ? burst : (rate > 0 ? rate : 1);
-    rl->last_sweep_ms = 0;
+    for (size_t i = 0; i < NATTER_RATELIMIT_SHARDS; i++) {
+        pthread_mutex_init(&rl->shards[i].lock, NULL);
+        natter_u64map_init(&rl->shards[i].buckets);
+        rl->shards[i].last_sweep_ms = 0;
+    }
 }
 
 void natter_ratelimit_free(natter_ratelimit_t *rl)
 {
-    for (size_t i = 0; i < rl->buckets.cap; i++)
-        if (rl->buckets.keys[i])
-            free(rl->buckets.vals[i]);
-    natter_u64map_free(&rl->buckets);
-    pthread_mutex_destroy(&rl->lock);
+    for (size_t s = 0; s < NATTER_RATELIMIT_SHARDS; s++) {
+        natter_u64map_t *m = &rl->shards[s].buckets;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->keys[i])
+                free(m->vals[i]);
+        natter_u64map_free(m);
+        pthread_mutex_destroy(&rl->shards[s].lock);
+    }
 }
 
-/* Forget buckets that have refilled completely: they hold no information.
- * Bounds the map by the users active in the last burst/rate seconds. */
-static void sweep(natter_ratelimit_t *rl, int64_t now_ms)
+/* Under the shard's lock: forget buckets that have refilled completely, they
+ * hold no information. Bounds the map by the users active in the last
+ * burst/rate seconds. */
+static void sweep(natter_ratelimit_t *rl, natter_ratelimit_shard_t *sh, int64_t now_ms)
 {
-    for (size_t i = 0; i < rl->buckets.cap;) {
-        struct bucket *b = rl->buckets.vals[i];
-        if (rl->buckets.keys[i] && b->tokens + (double)(now_ms - b->at_ms) / 1000.0 * rl->rate >= rl->burst) {
-            natter_u64map_del(&rl->buckets, rl->buckets.keys[i]);
+    natter_u64map_t *m = &sh->buckets;
+    for (size_t i = 0; i < m->cap;) {
+        struct bucket *b = m->vals[i];
+        if (m->keys[i] && b->tokens + (double)(now_ms - b->at_ms) / 1000.0 * rl->rate >= rl->burst) {
+            natter_u64map_del(m, m->keys[i]);
             free(b);
             continue; /* backward shift may have moved another entry into slot i */
         }
         i++;
     }
-    rl->last_sweep_ms = now_ms;
+    sh->last_sweep_ms = now_ms;
 }
 
 uint32_t natter_ratelimit_take(natter_ratelimit_t *rl, uint64_t user, int64_t now_ms)
 {
     if (rl->rate <= 0)
         return 0;
+    natter_ratelimit_shard_t *sh = shard_of(rl, user);
     uint32_t wait = 0;
-    pthread_mutex_lock(&rl->lock);
-    if (now_ms - rl->last_sweep_ms > 60000)
-        sweep(rl, now_ms);
-    struct bucket *b = natter_u64map_get(&rl->buckets, user);
+    pthread_mutex_lock(&sh->lock);
+    if (now_ms - sh->last_sweep_ms > 60000)
+        sweep(rl, sh, now_ms);
+    struct bucket *b = natter_u64map_get(&sh->buckets, user);
     if (b == NULL) {
         b = xmalloc(sizeof(*b));
         b->tokens = rl->burst;
         b->at_ms = now_ms;
-        natter_u64map_put(&rl->buckets, user, b);
+        natter_u64map_put(&sh->buckets, user, b);
     }
     if (now_ms > b->at_ms) {
         b->tokens = fmin(rl->burst, b->tokens + (double)(now_ms - b->at_ms) / 1000.0 * rl->rate);
@@ -66,6 +80,17 @@ uint32_t natter_ratelimit_take(natter_ratelimit_t *rl, uint64_t user, int64_t no
         b->tokens -= 1.0;
     else
         wait = (uint32_t)ceil((1.0 - b->tokens) / rl->rate);
-    pthread_mutex_unlock(&rl->lock);
+    pthread_mutex_unlock(&sh->lock);
     return wait;
+}
+
+size_t natter_ratelimit_size(natter_ratelimit_t *rl)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < NATTER_RATELIMIT_SHARDS; s++) {
+        pthread_mutex_lock(&rl->shards[s].lock);
+        n += rl->shards[s].buckets.len;
+        pthread_mutex_unlock(&rl->shards[s].lock);
+    }
+    return n;
 }

@@ -1,22 +1,30 @@
 /*
- * Per-user token buckets for message posts. Shared by the API workers
- * behind one mutex: a take is a hash lookup and a few arithmetic
- * operations, far shorter than the store work around it.
+ * Per-user token buckets for message posts. Every event loop and worker
+ * takes tokens at once, so the buckets are split into shards by user id,
+ * each behind its own mutex: two threads contend only when they take for
+ * users of the same shard, and then for a hash probe and a few adds.
  */
 #ifndef NATTER_RATELIMIT_H
 #define NATTER_RATELIMIT_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/u64map.h"
 
-typedef struct natter_ratelimit {
+#define NATTER_RATELIMIT_SHARDS 16
+
+typedef struct natter_ratelimit_shard {
     pthread_mutex_t lock;
     natter_u64map_t buckets; /* user id -> struct bucket */
-    double rate;             /* tokens per second; 0 = unlimited */
-    double burst;
     int64_t last_sweep_ms;
+} __attribute__((aligned(64))) natter_ratelimit_shard_t;
+
+typedef struct natter_ratelimit {
+    double rate; /* tokens per second; 0 = unlimited */
+    double burst;
+    natter_ratelimit_shard_t shards[NATTER_RATELIMIT_SHARDS];
 } natter_ratelimit_t;
 
 void natter_ratelimit_init(natter_ratelimit_t *rl, uint32_t rate, uint32_t burst);
@@ -24,5 +32,7 @@ void natter_ratelimit_free(natter_ratelimit_t *rl);
 /* Takes one token for user at time now_ms. Returns 0 when allowed, else the
  * whole seconds (>= 1) after which a retry will be allowed. */
 uint32_t natter_ratelimit_take(natter_ratelimit_t *rl, uint64_t user, int64_t now_ms);
+/* Buckets held now, over every shard (for tests and the bound). */
+size_t natter_ratelimit_size(natter_ratelimit_t *rl);
 
 #endif

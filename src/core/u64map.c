@@ -6,10 +6,7 @@
 
 static size_t slot_of(uint64_t key, size_t cap)
 {
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdULL;
-    key ^= key >> 33;
-    return (size_t)key & (cap - 1);
+    return (size_t)natter_mix64(key) & (cap - 1);
 }
 
 void natter_u64map_init(natter_u64map_t *m)

@@ -28,6 +28,16 @@ void natter_format_time(char *dst, int64_t ms);
  * Rejects empty input, signs, leading '+', overflow and trailing bytes. */
 int natter_parse_u64(const char *s, size_t len, uint64_t *out);
 
+/* Mixes the bits of x (murmur3's finalizer): sequential or time-ordered ids
+ * spread evenly over hash slots and shards. */
+static inline uint64_t natter_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
 /* Number of Unicode code points in a valid UTF-8 string. */
 size_t natter_utf8_count(const char *s, size_t len);
 /* 1 if [s, s+len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */

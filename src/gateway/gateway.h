@@ -1,53 +1,81 @@
 /*
- * The gateway: every WebSocket of this node, by user, and the fan-out of
- * stored messages to them. Lives on the loop thread and nowhere else.
+ * The gateway: one event loop's WebSockets, by user, and the fan-out of
+ * pushes to them. Each loop has its own and is the only thread that
+ * touches it.
  *
- * Each socket has a bounded send queue (wslay's, --ws-queue messages). A
+ * Each socket has a bounded send queue of shared frames (--ws-queue). A
  * reader that lets it fill is sent close 1008 "send queue full" and dropped
  * a few seconds later whether or not it read that: its memory is bounded by
- * the queue, and the client catches up from history.
+ * the queue, and the client catches up from history. A client that sends
+ * more frames than it has answers pending (--ws-pending) is closed with
+ * 1008 the same way.
  */
 #ifndef NATTER_GATEWAY_H
 #define NATTER_GATEWAY_H
 
 #include <h2o.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/vec.h"
+#include "core/message.h"
+#include "gateway/frame.h"
 
 struct natter_app;
+struct natter_loop;
 typedef struct natter_gateway natter_gateway_t;
 
-/* One batch of messages to push, built by the store consumer, consumed by
- * the loop. Each item's frame is the complete text of the push frame. */
+/* One batch of pushes, built once by the thread that read the messages from
+ * the log and shared by every loop: each loop pushes every item to its own
+ * sockets of the item's members, then drops its reference; the last one
+ * frees the batch. Sockets hold references to the frames, not the batch. */
 typedef struct natter_fanout_item {
-    char *frame;
-    size_t len;
-    int64_t ingest_ns; /* wall clock, see natter_msg_t */
-    natter_vec_t members; /* uint64_t user ids */
+    natter_frame_t *frame; /* the push; one reference is the batch's */
+    int64_t ingest_ns;     /* wall clock, see natter_msg_t */
+    uint32_t first_member, nmembers; /* the item's members in natter_fanout_t.members */
 } natter_fanout_item_t;
 
+struct natter_fanout;
+typedef struct natter_fanout_link {
+    h2o_multithread_message_t super; /* in one loop's queue */
+    struct natter_fanout *batch;
+} natter_fanout_link_t;
+
 typedef struct natter_fanout {
-    h2o_multithread_message_t super;
+    _Atomic uint32_t refs;
     size_t n;
-    natter_fanout_item_t items[];
+    natter_fanout_item_t *items;
+    uint64_t *members;           /* user ids */
+    natter_fanout_link_t *links; /* one per loop */
 } natter_fanout_t;
 
-natter_gateway_t *natter_gateway_new(struct natter_app *app);
-void natter_gateway_free(natter_gateway_t *gw);
+/* fanout.c, on the thread that read the messages: the batch's pushes (members
+ * from the members cache; a message whose members cannot be had is not
+ * pushed: it is stored, clients catch up from history), one reference. */
+natter_fanout_t *natter_fanout_build(struct natter_app *app, const natter_msg_t *head);
+/* Hands the batch to every loop (each takes its own reference, or sheds it
+ * when its queue is full, see loop.h) and drops the caller's reference. */
+void natter_fanout_dispatch(struct natter_app *app, natter_fanout_t *f);
+void natter_fanout_unref(natter_fanout_t *f);
 
+/* gateway_ws.c, on the gateway's loop only. */
+natter_gateway_t *natter_gateway_new(struct natter_loop *loop);
+/* Drops every socket at once and frees the gateway. */
+void natter_gateway_free(natter_gateway_t *gw);
 /* Upgrades an authenticated request to a WebSocket of user_id. */
 void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id);
-/* Sends a text frame to one socket, if it is still open. */
-void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, const char *text, size_t len);
-/* The h2o receiver callback for natter_fanout_t messages. */
-void natter_gateway_on_fanout(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
-/* Frees a fan-out batch (also for batches that never reached the loop). */
-void natter_fanout_free(natter_fanout_t *f);
-/* Sends close (code, reason) to every socket; returns how many are still open. */
+/* Queues frame on one socket and writes it; the caller's reference moves to
+ * the socket (a socket gone or closing drops it). answers: the frame is the
+ * answer to a send from that socket. */
+void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers);
+/* Pushes a batch to this loop's sockets, in batch order, then writes each
+ * touched socket once. */
+void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f);
+/* Closes (1013) every socket of these users: this loop had to drop pushes
+ * meant for them. all: every socket of this loop. */
+void natter_gateway_shed(natter_gateway_t *gw, const uint64_t *users, size_t n, int all);
+/* Sends close (code, reason) to every socket once what it has queued is
+ * written; returns how many are still open. */
 size_t natter_gateway_close_all(natter_gateway_t *gw, uint16_t code, const char *reason);
-/* Drops every socket at once, whatever it has queued. */
-void natter_gateway_drop_all(natter_gateway_t *gw);
 
 #endif

@@ -14,35 +14,48 @@ struct members_entry {
 void natter_members_cache_init(natter_members_cache_t *c, uint32_t ttl_ms, size_t max_entries,
                                natter_members_load_cb load, void *load_arg)
 {
-    pthread_mutex_init(&c->lock, NULL);
-    natter_u64map_init(&c->entries);
     c->ttl_ns = (uint64_t)ttl_ms * 1000000u;
-    c->max_entries = max_entries;
+    c->nshards = 1;
+    while (c->nshards * 2 <= NATTER_MEMBERS_SHARDS_MAX && c->nshards * 2 <= max_entries)
+        c->nshards *= 2;
+    c->max_per_shard = max_entries / c->nshards;
+    c->shards = xcalloc(c->nshards, sizeof(natter_members_shard_t));
+    for (size_t i = 0; i < c->nshards; i++) {
+        pthread_mutex_init(&c->shards[i].lock, NULL);
+        natter_u64map_init(&c->shards[i].entries);
+    }
     c->load = load;
     c->load_arg = load_arg;
     c->clock_ns = natter_mono_ns;
-    c->generation = 0;
 }
 
-static void drop_all(natter_members_cache_t *c)
+static void drop_all(natter_members_shard_t *sh)
 {
-    for (size_t i = 0; i < c->entries.cap; i++)
-        if (c->entries.keys[i])
-            free(c->entries.vals[i]);
-    natter_u64map_free(&c->entries);
+    for (size_t i = 0; i < sh->entries.cap; i++)
+        if (sh->entries.keys[i])
+            free(sh->entries.vals[i]);
+    natter_u64map_free(&sh->entries);
 }
 
 void natter_members_cache_free(natter_members_cache_t *c)
 {
-    drop_all(c);
-    pthread_mutex_destroy(&c->lock);
+    for (size_t i = 0; i < c->nshards; i++) {
+        drop_all(&c->shards[i]);
+        pthread_mutex_destroy(&c->shards[i].lock);
+    }
+    free(c->shards);
 }
 
-/* Under the lock: the chat's entry, or NULL; with fresh, only one loaded
- * within the TTL. */
-static struct members_entry *find(natter_members_cache_t *c, uint64_t chat_id, int fresh)
+static natter_members_shard_t *shard_of(natter_members_cache_t *c, uint64_t chat_id)
 {
-    struct members_entry *e = natter_u64map_get(&c->entries, chat_id);
+    return &c->shards[natter_mix64(chat_id) & (c->nshards - 1)];
+}
+
+/* Under the shard's lock: the chat's entry, or NULL; with fresh, only one
+ * loaded within the TTL. */
+static struct members_entry *find(natter_members_cache_t *c, natter_members_shard_t *sh, uint64_t chat_id, int fresh)
+{
+    struct members_entry *e = natter_u64map_get(&sh->entries, chat_id);
     if (e != NULL && fresh && c->clock_ns() - e->loaded_ns >= c->ttl_ns)
         return NULL;
     return e;
@@ -58,11 +71,12 @@ static int copy_ids(const struct members_entry *e, natter_vec_t *out)
 
 int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter_vec_t *out)
 {
+    natter_members_shard_t *sh = shard_of(c, chat_id);
     out->len = 0;
-    pthread_mutex_lock(&c->lock);
-    int hit = copy_ids(find(c, chat_id, 1), out);
-    uint64_t generation = c->generation;
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_lock(&sh->lock);
+    int hit = copy_ids(find(c, sh, chat_id, 1), out);
+    uint64_t generation = sh->generation;
+    pthread_mutex_unlock(&sh->lock);
     if (hit)
         return NATTER_OK;
 
@@ -70,9 +84,9 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
     if (rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT) {
         /* the store is away: an expired entry is better than nothing (stale-if-error) */
         out->len = 0;
-        pthread_mutex_lock(&c->lock);
-        int stale = copy_ids(find(c, chat_id, 0), out);
-        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&sh->lock);
+        int stale = copy_ids(find(c, sh, chat_id, 0), out);
+        pthread_mutex_unlock(&sh->lock);
         return stale ? NATTER_OK : rc;
     }
     if (rc != NATTER_OK || c->ttl_ns == 0)
@@ -82,30 +96,37 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
     e->n = out->len;
     if (out->len > 0)
         memcpy(e->ids, out->items, out->len * sizeof(uint64_t));
-    pthread_mutex_lock(&c->lock);
-    if (c->generation != generation) {
+    pthread_mutex_lock(&sh->lock);
+    if (sh->generation != generation) {
         /* an invalidation raced the load: what was loaded may predate it */
         free(e);
     } else {
-        if (c->entries.len >= c->max_entries)
-            drop_all(c); /* crude but bounded; a full cache reloads at the store's pace */
-        free(natter_u64map_put(&c->entries, chat_id, e));
+        if (sh->entries.len >= c->max_per_shard)
+            drop_all(sh); /* crude but bounded; a full cache reloads at the store's pace */
+        free(natter_u64map_put(&sh->entries, chat_id, e));
     }
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&sh->lock);
     return NATTER_OK;
 }
 
-int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
+int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
 {
+    natter_members_shard_t *sh = shard_of(c, chat_id);
     int found = -1;
-    pthread_mutex_lock(&c->lock);
-    struct members_entry *e = find(c, chat_id, 1);
+    pthread_mutex_lock(&sh->lock);
+    struct members_entry *e = find(c, sh, chat_id, 1);
     if (e != NULL) {
         found = 0;
         for (size_t i = 0; i < e->n && !found; i++)
             found = e->ids[i] == user_id;
     }
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
+{
+    int found = natter_members_cache_peek(c, chat_id, user_id);
     if (found >= 0)
         return found; /* the hot path: no copy of the member list */
 
@@ -121,8 +142,20 @@ int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64
 
 void natter_members_cache_invalidate(natter_members_cache_t *c, uint64_t chat_id)
 {
-    pthread_mutex_lock(&c->lock);
-    free(natter_u64map_del(&c->entries, chat_id));
-    c->generation++;
-    pthread_mutex_unlock(&c->lock);
+    natter_members_shard_t *sh = shard_of(c, chat_id);
+    pthread_mutex_lock(&sh->lock);
+    free(natter_u64map_del(&sh->entries, chat_id));
+    sh->generation++;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+size_t natter_members_cache_size(natter_members_cache_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nshards; i++) {
+        pthread_mutex_lock(&c->shards[i].lock);
+        n += c->shards[i].entries.len;
+        pthread_mutex_unlock(&c->shards[i].lock);
+    }
+    return n;
 }

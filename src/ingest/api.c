@@ -1,7 +1,8 @@
 /*
  * The API handlers: one function per action, run on a worker thread (see
- * api.h for the job's journey). Each validates everything before it changes
- * anything, so a bad request changes nothing.
+ * api.h for the job's journey), and what they share. Message posts live in
+ * post.c. Each handler validates everything before it changes anything, so
+ * a bad request changes nothing.
  */
 #include "ingest/api.h"
 #include "core/error.h"
@@ -10,6 +11,8 @@
 #include "core/password.h"
 #include "core/token.h"
 #include "core/util.h"
+#include "ingest/post.h"
+#include "loop.h"
 #include "natter.h"
 
 #include <ctype.h>
@@ -23,12 +26,13 @@
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 256
 
-natter_api_job_t *natter_api_job_new(natter_app_t *app, const natter_route_t *route)
+natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
 {
     natter_api_job_t *job = xcalloc(1, sizeof(*job));
-    job->app = app;
+    job->loop = loop;
+    job->app = loop->app;
     job->route = *route;
-    job->route.query = NULL; /* points into the request; the job keeps its own copy */
+    job->route.query = NULL; /* points into the request; a worker gets a copy */
     job->work.run = natter_api_run;
     return job;
 }
@@ -41,9 +45,22 @@ void natter_api_job_free(natter_api_job_t *job)
     free(job);
 }
 
+void natter_api_job_copy_request(natter_api_job_t *job, const char *body, size_t body_len, const char *query,
+                                 size_t query_len)
+{
+    if (body != NULL && body_len > 0) {
+        job->body = xstrndup(body, body_len);
+        job->body_len = body_len;
+    }
+    if (query != NULL) {
+        job->query = xstrndup(query, query_len);
+        job->query_len = query_len;
+    }
+}
+
 static void finish(natter_api_job_t *job)
 {
-    h2o_multithread_send_message(&job->app->api_done, &job->done);
+    natter_loop_job_done(job->loop, job);
 }
 
 static int is_ws_send(const natter_api_job_t *job)
@@ -65,8 +82,7 @@ static void reply(natter_api_job_t *job, int status, json_t *body)
     }
 }
 
-/* Sets the answer to JSON text written by jsonw (taken). */
-static void reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w)
+void natter_api_reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w)
 {
     free(job->resp);
     job->status = status;
@@ -74,24 +90,13 @@ static void reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w)
     job->resp_len = w->len;
 }
 
-/* The client_id of a WebSocket send, when the frame carried one, for error frames. */
-static json_t *ws_client_id(const natter_api_job_t *job)
-{
-    json_t *frame = job->body ? json_loadb(job->body, job->body_len, 0, NULL) : NULL;
-    json_t *cid = json_is_object(frame) ? json_object_get(frame, "client_id") : NULL;
-    json_t *out = json_is_string(cid) ? json_copy(cid) : NULL;
-    json_decref(frame);
-    return out;
-}
-
-static int fail(natter_api_job_t *job, int status, const char *code, const char *message)
+int natter_api_fail(natter_api_job_t *job, int status, const char *code, const char *message)
 {
     json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
     if (is_ws_send(job)) {
         json_t *frame = json_pack("{s:s}", "type", "error");
-        json_t *cid = ws_client_id(job);
-        if (cid != NULL)
-            json_object_set_new(frame, "client_id", cid);
+        if (job->client_id_len > 0)
+            json_object_set_new(frame, "client_id", json_stringn(job->client_id, job->client_id_len));
         json_object_set_new(frame, "error", err);
         reply(job, status, frame);
     } else {
@@ -100,11 +105,11 @@ static int fail(natter_api_job_t *job, int status, const char *code, const char 
     return -1;
 }
 
-static int fail_store(natter_api_job_t *job, int rc)
+int natter_api_fail_store(natter_api_job_t *job, int rc)
 {
     if (rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT)
-        return fail(job, 503, "unavailable", "the store is unavailable, try again");
-    return fail(job, 503, "unavailable", "the store failed to answer");
+        return natter_api_fail(job, 503, "unavailable", "the store is unavailable, try again");
+    return natter_api_fail(job, 503, "unavailable", "the store failed to answer");
 }
 
 static json_t *json_id(uint64_t id)
@@ -121,38 +126,36 @@ static json_t *json_time(int64_t ms)
     return json_string(s);
 }
 
-/* Parses the body as a JSON object; on failure answers 400 and returns NULL. */
-static json_t *body_object(natter_api_job_t *job)
+json_t *natter_api_body_object(natter_api_job_t *job, const char *body, size_t len)
 {
     json_error_t jerr;
-    if (job->body_len == 0) {
-        fail(job, 400, "invalid_json", "a JSON object body is required");
+    if (len == 0) {
+        natter_api_fail(job, 400, "invalid_json", "a JSON object body is required");
         return NULL;
     }
-    if (!natter_utf8_valid(job->body, job->body_len)) {
-        fail(job, 400, "invalid_json", "the body is not valid UTF-8");
+    if (!natter_utf8_valid(body, len)) {
+        natter_api_fail(job, 400, "invalid_json", "the body is not valid UTF-8");
         return NULL;
     }
-    json_t *o = json_loadb(job->body, job->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (o == NULL) {
         char msg[200];
         if (strstr(jerr.text, "NUL") != NULL)
             snprintf(msg, sizeof(msg), "strings must not contain U+0000");
         else
             snprintf(msg, sizeof(msg), "malformed JSON: %s", jerr.text);
-        fail(job, 400, "invalid_json", msg);
+        natter_api_fail(job, 400, "invalid_json", msg);
         return NULL;
     }
     if (!json_is_object(o)) {
         json_decref(o);
-        fail(job, 400, "invalid_json", "the body must be a JSON object");
+        natter_api_fail(job, 400, "invalid_json", "the body must be a JSON object");
         return NULL;
     }
     return o;
 }
 
-/* A string field; returns 1 and sets s/len when present and a string. */
-static int field_string(json_t *o, const char *key, const char **s, size_t *len)
+int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *len)
 {
     json_t *v = json_object_get(o, key);
     if (!json_is_string(v))
@@ -162,7 +165,7 @@ static int field_string(json_t *o, const char *key, const char **s, size_t *len)
     return 1;
 }
 
-static int blank(const char *s, size_t len)
+int natter_api_blank(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if (!isspace((unsigned char)s[i]))
@@ -170,13 +173,13 @@ static int blank(const char *s, size_t len)
     return 1;
 }
 
-static int authenticate(natter_api_job_t *job, natter_user_t *user)
+int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
 {
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (job->token_len == 0)
-        return fail(job, 401, "unauthorized", "an Authorization: Bearer token is required");
+        return natter_api_fail(job, 401, "unauthorized", "an Authorization: Bearer token is required");
     if (!natter_token_well_formed(job->token, job->token_len))
-        return fail(job, 401, "unauthorized", "the token is not valid");
+        return natter_api_fail(job, 401, "unauthorized", "the token is not valid");
     natter_token_hash(job->token, job->token_len, hash);
     natter_app_t *app = job->app;
     int64_t now = natter_now_ms();
@@ -188,27 +191,26 @@ static int authenticate(natter_api_job_t *job, natter_user_t *user)
         return 0;
     }
     if (rc == NATTER_ENOTFOUND)
-        return fail(job, 401, "unauthorized", "the token is unknown or expired");
+        return natter_api_fail(job, 401, "unauthorized", "the token is unknown or expired");
     if (natter_session_cache_get(&app->sessions, hash, now, 1, user))
         return 0; /* the store is away: a session it confirmed before still holds */
-    return fail_store(job, rc);
+    return natter_api_fail_store(job, rc);
 }
 
-/* The chat exists (404 otherwise) and the user is a member (403 otherwise). */
-static int chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat)
+int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat)
 {
     natter_app_t *app = job->app;
     int member = natter_members_cache_has(&app->members, chat_id, user_id);
     if (member < 0)
-        return fail_store(job, member);
+        return natter_api_fail_store(job, member);
     if (member && chat == NULL)
         return 0;
     int rc = app->store->ops->chat_get(app->store, chat_id, chat ? chat : &(natter_chat_t){0});
     if (rc == NATTER_ENOTFOUND)
-        return fail(job, 404, "not_found", "no such chat");
+        return natter_api_fail(job, 404, "not_found", "no such chat");
     if (rc != NATTER_OK)
-        return fail_store(job, rc);
-    return member ? 0 : fail(job, 403, "forbidden", "you are not a member of this chat");
+        return natter_api_fail_store(job, rc);
+    return member ? 0 : natter_api_fail(job, 403, "forbidden", "you are not a member of this chat");
 }
 
 static json_t *json_user(const natter_user_t *u)
@@ -220,38 +222,38 @@ static int validate_credentials(natter_api_job_t *job, json_t *body, const char 
                                 size_t *pwlen)
 {
     size_t nlen;
-    if (!field_string(body, "username", name, &nlen) || !field_string(body, "password", pw, pwlen))
-        return fail(job, 400, "invalid_request", "username and password are required strings");
+    if (!natter_api_field_string(body, "username", name, &nlen) || !natter_api_field_string(body, "password", pw, pwlen))
+        return natter_api_fail(job, 400, "invalid_request", "username and password are required strings");
     if (!natter_username_valid(*name, nlen))
-        return fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
+        return natter_api_fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
     return 0;
 }
 
 static void user_create(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
-    json_t *body = body_object(job);
+    json_t *body = natter_api_body_object(job, job->body, job->body_len);
     const char *name, *pw;
     size_t pwlen;
     natter_user_t u = {0};
     if (body == NULL || validate_credentials(job, body, &name, &pw, &pwlen) != 0)
         goto Done;
     if (pwlen < PASSWORD_MIN || pwlen > PASSWORD_MAX) {
-        fail(job, 400, "invalid_request", "password must be 8-256 bytes");
+        natter_api_fail(job, 400, "invalid_request", "password must be 8-256 bytes");
         goto Done;
     }
     snprintf(u.username, sizeof(u.username), "%s", name);
     natter_password_cost_t cost = {app->cfg.argon2_memory_kib, app->cfg.argon2_passes};
     if (natter_password_hash(&cost, pw, pwlen, u.pwhash) != NATTER_OK) {
-        fail(job, 503, "unavailable", "could not hash the password");
+        natter_api_fail(job, 503, "unavailable", "could not hash the password");
         goto Done;
     }
     u.id = natter_app_next_id(app);
     int rc = app->store->ops->user_create(app->store, &u, natter_now_ms());
     if (rc == NATTER_ECONFLICT)
-        fail(job, 409, "username_taken", "that username is taken");
+        natter_api_fail(job, 409, "username_taken", "that username is taken");
     else if (rc != NATTER_OK)
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
     else
         reply(job, 201, json_user(&u));
 Done:
@@ -261,7 +263,7 @@ Done:
 static void session_create(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
-    json_t *body = body_object(job);
+    json_t *body = natter_api_body_object(job, job->body, job->body_len);
     const char *name, *pw;
     size_t pwlen;
     natter_user_t u;
@@ -271,21 +273,21 @@ static void session_create(natter_api_job_t *job)
         goto Done;
     int rc = app->store->ops->user_by_name(app->store, name, &u);
     if (rc != NATTER_OK && rc != NATTER_ENOTFOUND) {
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         goto Done;
     }
     if (rc == NATTER_ENOTFOUND || !natter_password_verify(u.pwhash, pw, pwlen)) {
-        fail(job, 401, "invalid_credentials", "wrong username or password");
+        natter_api_fail(job, 401, "invalid_credentials", "wrong username or password");
         goto Done;
     }
     if (natter_token_new(token) != NATTER_OK) {
-        fail(job, 503, "unavailable", "no randomness for a token");
+        natter_api_fail(job, 503, "unavailable", "no randomness for a token");
         goto Done;
     }
     natter_token_hash(token, NATTER_TOKEN_LEN, hash);
     int64_t expires = natter_now_ms() + (int64_t)app->cfg.session_ttl_s * 1000;
     if ((rc = app->store->ops->session_create(app->store, hash, u.id, expires)) != NATTER_OK) {
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         goto Done;
     }
     reply(job, 201,
@@ -298,13 +300,13 @@ static void session_delete(natter_api_job_t *job)
 {
     natter_user_t u;
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
-    if (authenticate(job, &u) != 0)
+    if (natter_api_authenticate(job, &u) != 0)
         return;
     natter_token_hash(job->token, job->token_len, hash);
     natter_session_cache_drop(&job->app->sessions, hash);
     int rc = job->app->store->ops->session_delete(job->app->store, hash);
     if (rc != NATTER_OK)
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
     else
         reply(job, 204, NULL);
 }
@@ -312,7 +314,7 @@ static void session_delete(natter_api_job_t *job)
 static void me(natter_api_job_t *job)
 {
     natter_user_t u;
-    if (authenticate(job, &u) == 0)
+    if (natter_api_authenticate(job, &u) == 0)
         reply(job, 200, json_user(&u));
 }
 
@@ -323,7 +325,7 @@ static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
     int rc = job->app->store->ops->chat_members(job->app->store, chat->id, &members);
     if (rc != NATTER_OK) {
         natter_vec_free(&members);
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         return NULL;
     }
     json_t *arr = json_array();
@@ -353,21 +355,21 @@ static void chat_create(natter_api_job_t *job)
     json_t *body = NULL, *members, *m;
     const char *name;
     size_t nlen, i;
-    if (authenticate(job, &me) != 0 || (body = body_object(job)) == NULL)
+    if (natter_api_authenticate(job, &me) != 0 || (body = natter_api_body_object(job, job->body, job->body_len)) == NULL)
         goto Done;
-    if (!field_string(body, "name", &name, &nlen) || blank(name, nlen) ||
+    if (!natter_api_field_string(body, "name", &name, &nlen) || natter_api_blank(name, nlen) ||
         natter_utf8_count(name, nlen) > CHAT_NAME_MAX_CHARS) {
-        fail(job, 400, "invalid_request", "name must be a string of 1-100 characters");
+        natter_api_fail(job, 400, "invalid_request", "name must be a string of 1-100 characters");
         goto Done;
     }
     members = json_object_get(body, "members");
     if (members != NULL && !json_is_array(members)) {
-        fail(job, 400, "invalid_request", "members must be an array of usernames");
+        natter_api_fail(job, 400, "invalid_request", "members must be an array of usernames");
         goto Done;
     }
     json_array_foreach(members, i, m) {
         if (!json_is_string(m) || !natter_username_valid(json_string_value(m), json_string_length(m))) {
-            fail(job, 400, "invalid_request", "members must be an array of usernames");
+            natter_api_fail(job, 400, "invalid_request", "members must be an array of usernames");
             goto Done;
         }
     }
@@ -377,11 +379,11 @@ static void chat_create(natter_api_job_t *job)
         if (rc == NATTER_ENOTFOUND) {
             char msg[96];
             snprintf(msg, sizeof(msg), "no user named '%s'", json_string_value(m));
-            fail(job, 404, "not_found", msg);
+            natter_api_fail(job, 404, "not_found", msg);
             goto Done;
         }
         if (rc != NATTER_OK) {
-            fail_store(job, rc);
+            natter_api_fail_store(job, rc);
             goto Done;
         }
         add_unique(&ids, u.id);
@@ -392,7 +394,7 @@ static void chat_create(natter_api_job_t *job)
     memcpy(chat.name, name, nlen);
     int rc = app->store->ops->chat_create(app->store, &chat, ids.items, ids.len);
     if (rc != NATTER_OK) {
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         goto Done;
     }
     json_t *out = json_chat(job, &chat);
@@ -407,7 +409,7 @@ static void chat_get(natter_api_job_t *job)
 {
     natter_user_t me;
     natter_chat_t chat;
-    if (authenticate(job, &me) != 0 || chat_access(job, me.id, job->route.chat_id, &chat) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, &chat) != 0)
         return;
     json_t *out = json_chat(job, &chat);
     if (out != NULL)
@@ -418,11 +420,11 @@ static void member_change(natter_api_job_t *job, int add)
 {
     natter_app_t *app = job->app;
     natter_user_t me, u;
-    if (authenticate(job, &me) != 0 || chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         return;
     int rc = app->store->ops->user_by_name(app->store, job->route.username, &u);
     if (rc == NATTER_ENOTFOUND) {
-        fail(job, 404, "not_found", "no such user");
+        natter_api_fail(job, 404, "not_found", "no such user");
         return;
     }
     if (rc == NATTER_OK)
@@ -430,9 +432,9 @@ static void member_change(natter_api_job_t *job, int add)
                  : app->store->ops->member_remove(app->store, job->route.chat_id, u.id);
     natter_members_cache_invalidate(&app->members, job->route.chat_id);
     if (rc == NATTER_ENOTFOUND)
-        fail(job, 404, "not_found", "that user is not a member of this chat");
+        natter_api_fail(job, 404, "not_found", "that user is not a member of this chat");
     else if (rc != NATTER_OK)
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
     else
         reply(job, 204, NULL);
 }
@@ -441,7 +443,7 @@ static void chats_list(natter_api_job_t *job)
 {
     natter_user_t me;
     natter_vec_t chats;
-    if (authenticate(job, &me) != 0)
+    if (natter_api_authenticate(job, &me) != 0)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
     int rc = job->app->store->ops->user_chats(job->app->store, me.id, &chats);
@@ -457,7 +459,7 @@ static void chats_list(natter_api_job_t *job)
     natter_vec_free(&chats);
     if (rc != NATTER_OK) {
         json_decref(arr);
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         return;
     }
     reply(job, 200, json_pack("{s:o}", "chats", arr));
@@ -473,7 +475,7 @@ static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
     if (natter_parse_u64(v, len, out) != 0) {
         char msg[80];
         snprintf(msg, sizeof(msg), "%s must be a decimal message id", name);
-        return fail(job, 400, "invalid_request", msg);
+        return natter_api_fail(job, 400, "invalid_request", msg);
     }
     return 1;
 }
@@ -482,18 +484,18 @@ static void messages_list(natter_api_job_t *job)
 {
     natter_user_t me;
     uint64_t after = NATTER_CURSOR_NONE, before = NATTER_CURSOR_NONE, limit = HISTORY_LIMIT_DEFAULT;
-    if (authenticate(job, &me) != 0 || chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         return;
     if (query_u64(job, "after", &after) < 0 || query_u64(job, "before", &before) < 0 ||
         query_u64(job, "limit", &limit) < 0)
         return;
     if (limit < 1 || limit > HISTORY_LIMIT_MAX) {
-        fail(job, 400, "invalid_request", "limit must be 1-200");
+        natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
         return;
     }
     if ((after != NATTER_CURSOR_NONE && after > INT64_MAX) || before == 0 ||
         (before != NATTER_CURSOR_NONE && before > INT64_MAX)) {
-        fail(job, 400, "invalid_request", "after and before must be message ids");
+        natter_api_fail(job, 400, "invalid_request", "after and before must be message ids");
         return;
     }
     natter_vec_t page;
@@ -510,115 +512,10 @@ static void messages_list(natter_api_job_t *job)
     natter_vec_free(&page);
     if (rc != NATTER_OK) {
         json_decref(arr);
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
         return;
     }
     reply(job, 200, json_pack("{s:o, s:b}", "messages", arr, "has_more", has_more));
-}
-
-static void message_durable(natter_msg_t *msg, int status, void *arg)
-{
-    natter_api_job_t *job = arg;
-    if (status != NATTER_OK) {
-        fail(job, 503, "unavailable", "the message could not be stored, try again");
-    } else {
-        /* written by hand: this is the answer to every message */
-        natter_jsonw_t w = {0};
-        int ack = is_ws_send(job);
-        natter_jsonw_raw(&w, ack ? "{\"type\":\"ack\"," : "{", ack ? 14 : 1);
-        natter_jsonw_key(&w, "id");
-        natter_jsonw_id(&w, msg->id);
-        natter_jsonw_raw(&w, ",", 1);
-        natter_jsonw_key(&w, "chat_id");
-        natter_jsonw_id(&w, msg->chat_id);
-        if (!ack) {
-            natter_jsonw_raw(&w, ",", 1);
-            natter_jsonw_key(&w, "sender_id");
-            natter_jsonw_id(&w, msg->sender_id);
-            natter_jsonw_raw(&w, ",", 1);
-            natter_jsonw_key(&w, "created_at");
-            natter_jsonw_time(&w, msg->created_at_ms);
-        }
-        if (msg->client_id_len > 0) {
-            natter_jsonw_raw(&w, ",", 1);
-            natter_jsonw_key(&w, "client_id");
-            natter_jsonw_string(&w, msg->client_id, msg->client_id_len);
-        }
-        natter_jsonw_raw(&w, "}", 1);
-        reply_written(job, ack ? 200 : 202, &w);
-    }
-    finish(job);
-}
-
-/* Validates and appends a message; returns 1 when the job is parked in the
- * log (its answer comes from message_durable), 0 when answered now. */
-static int post_message(natter_api_job_t *job, uint64_t sender, uint64_t chat_id, json_t *body)
-{
-    natter_app_t *app = job->app;
-    const char *content, *cid = "";
-    size_t clen, cidlen = 0;
-    if (!field_string(body, "content", &content, &clen) || blank(content, clen)) {
-        fail(job, 400, "invalid_request", "content must be a non-empty string");
-        return 0;
-    }
-    if (natter_utf8_count(content, clen) > NATTER_CONTENT_MAX_CHARS) {
-        fail(job, 400, "content_too_long", "content is limited to 4000 characters");
-        return 0;
-    }
-    if (json_object_get(body, "client_id") != NULL &&
-        (!field_string(body, "client_id", &cid, &cidlen) || cidlen == 0 || cidlen > NATTER_CLIENT_ID_MAX)) {
-        fail(job, 400, "invalid_request", "client_id must be a string of 1-64 characters");
-        return 0;
-    }
-    if (chat_access(job, sender, chat_id, NULL) != 0)
-        return 0;
-    uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
-    if (wait > 0) {
-        job->retry_after = wait;
-        fail(job, 429, "rate_limited", "too many messages, slow down");
-        return 0;
-    }
-    natter_msg_t *msg = natter_msg_new(chat_id, sender, content, clen, cid, cidlen);
-    msg->ingest_ns = natter_now_ns();
-    msg->on_durable = message_durable;
-    msg->durable_arg = job;
-    if (natter_log_append(app->log, msg) != NATTER_OK) {
-        free(msg);
-        fail(job, 503, "unavailable", "the message log is unavailable, try again");
-        return 0;
-    }
-    return 1;
-}
-
-static int message_post(natter_api_job_t *job)
-{
-    natter_user_t me;
-    json_t *body = NULL;
-    int parked = 0;
-    if (authenticate(job, &me) == 0 && (body = body_object(job)) != NULL)
-        parked = post_message(job, me.id, job->route.chat_id, body);
-    json_decref(body);
-    return parked;
-}
-
-static int ws_send(natter_api_job_t *job)
-{
-    json_t *body = body_object(job);
-    const char *type, *chat;
-    size_t tlen, clen;
-    uint64_t chat_id;
-    int parked = 0;
-    if (body == NULL)
-        return 0;
-    if (!field_string(body, "type", &type, &tlen) || strcmp(type, "send") != 0)
-        fail(job, 400, "invalid_request", "type must be \"send\"");
-    else if (!field_string(body, "chat_id", &chat, &clen) || natter_parse_u64(chat, clen, &chat_id) != 0 ||
-             chat_id == 0)
-        fail(job, 400, "invalid_request", "chat_id must be a chat id string");
-    else
-        parked = post_message(job, job->ws_user_id, chat_id, body);
-    json_decref(body);
-    return parked;
 }
 
 static void read_marker(natter_api_job_t *job)
@@ -629,21 +526,21 @@ static void read_marker(natter_api_job_t *job)
     const char *mid;
     size_t len;
     uint64_t message_id;
-    if (authenticate(job, &me) != 0 || (body = body_object(job)) == NULL)
+    if (natter_api_authenticate(job, &me) != 0 || (body = natter_api_body_object(job, job->body, job->body_len)) == NULL)
         goto Done;
-    if (!field_string(body, "message_id", &mid, &len) || natter_parse_u64(mid, len, &message_id) != 0) {
-        fail(job, 400, "invalid_request", "message_id must be a message id string");
+    if (!natter_api_field_string(body, "message_id", &mid, &len) || natter_parse_u64(mid, len, &message_id) != 0) {
+        natter_api_fail(job, 400, "invalid_request", "message_id must be a message id string");
         goto Done;
     }
-    if (chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
     int rc = app->store->ops->message_in_chat(app->store, job->route.chat_id, message_id);
     if (rc == NATTER_OK)
         rc = app->store->ops->read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
     if (rc == NATTER_ENOTFOUND)
-        fail(job, 404, "not_found", "no such message in this chat");
+        natter_api_fail(job, 404, "not_found", "no such message in this chat");
     else if (rc != NATTER_OK)
-        fail_store(job, rc);
+        natter_api_fail_store(job, rc);
     else
         reply(job, 204, NULL);
 Done:
@@ -653,7 +550,7 @@ Done:
 static void ws_auth(natter_api_job_t *job)
 {
     natter_user_t me;
-    if (authenticate(job, &me) == 0) {
+    if (natter_api_authenticate(job, &me) == 0) {
         job->user_id = me.id;
         job->status = 101;
     }
@@ -663,9 +560,9 @@ static void readyz(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
     if (app->store->ops->ping(app->store) != NATTER_OK)
-        fail(job, 503, "unavailable", "the store is unreachable");
+        natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (natter_log_ping(app->log) != NATTER_OK)
-        fail(job, 503, "unavailable", "the message log is unreachable");
+        natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
     else
         reply(job, 200, json_pack("{s:s}", "status", "ready"));
 }
@@ -685,17 +582,14 @@ void natter_api_run(natter_job_t *work)
     case NATTER_A_MEMBER_REMOVE: member_change(job, 0); break;
     case NATTER_A_MESSAGES_LIST: messages_list(job); break;
     case NATTER_A_MESSAGE_POST:
-        if (message_post(job))
-            return;
-        break;
     case NATTER_A_WS_SEND:
-        if (ws_send(job))
-            return;
+        if (natter_post_run(job))
+            return; /* parked in the log: its answer comes from the message's outcome */
         break;
     case NATTER_A_READ: read_marker(job); break;
     case NATTER_A_WS: ws_auth(job); break;
     case NATTER_A_READYZ: readyz(job); break;
-    default: fail(job, 404, "not_found", "no such route"); break;
+    default: natter_api_fail(job, 404, "not_found", "no such route"); break;
     }
     finish(job);
 }

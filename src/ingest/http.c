@@ -5,7 +5,9 @@
 #include "core/util.h"
 #include "gateway/gateway.h"
 #include "ingest/api.h"
+#include "ingest/post.h"
 #include "ingest/static.h"
+#include "loop.h"
 #include "natter.h"
 
 #include <arpa/inet.h>
@@ -30,10 +32,6 @@ typedef struct natter_http_guard {
     natter_api_job_t *job;
 } natter_http_guard_t;
 
-typedef struct {
-    h2o_handler_t super;
-    natter_app_t *app;
-} handler_t;
 
 static void guard_dispose(void *p)
 {
@@ -58,6 +56,7 @@ static const char *reason_of(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return "";
     }
@@ -155,10 +154,43 @@ static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route
     }
 }
 
+/* The request's loop: h2o's context is the loop's. */
+static natter_loop_t *loop_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(natter_loop_t, h2o_ctx, req->conn->ctx);
+}
+
+static void park(natter_api_job_t *job, h2o_req_t *req)
+{
+    job->req = req;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(natter_http_guard_t), guard_dispose);
+    job->guard->job = job;
+}
+
+/* A post on the loop that received it; 1 when decided here (answered or
+ * parked in the log), 0 when a worker must take it. */
+static int post_on_loop(natter_loop_t *loop, natter_api_job_t *job, h2o_req_t *req)
+{
+    switch (natter_post_on_loop(job, req->entity.base, req->entity.len)) {
+    case NATTER_POST_PARKED:
+        park(job, req);
+        return 1;
+    case NATTER_POST_ANSWERED:
+        park(job, req);
+        natter_http_answer(loop, job);
+        return 1;
+    case NATTER_POST_MISS:
+        break;
+    }
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    natter_app_t *app = ((handler_t *)self)->app;
+    natter_loop_t *loop = loop_of(req);
+    natter_app_t *app = loop->app;
     natter_route_t route;
+    (void)self;
     natter_route(req->method.base, req->method.len, req->path.base, req->path.len, &route);
 
     switch (route.action) {
@@ -186,7 +218,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     default:
         break;
     }
-    if (app->stopping) {
+    if (natter_app_stopping(app)) {
         send_error(req, route.action, 503, "unavailable", "the server is shutting down");
         return 0;
     }
@@ -195,7 +227,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    natter_api_job_t *job = natter_api_job_new(app, &route);
+    natter_api_job_t *job = natter_api_job_new(loop, &route);
     if (route.action == NATTER_A_WS) {
         const char *key = NULL;
         if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
@@ -205,68 +237,57 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         job->ws_client_key = key;
     }
-    if (req->entity.base != NULL && req->entity.len > 0) {
-        job->body = xstrndup(req->entity.base, req->entity.len);
-        job->body_len = req->entity.len;
-    }
-    if (route.query != NULL) {
-        job->query = xstrndup(route.query, route.query_len);
-        job->query_len = route.query_len;
-    }
     copy_token(job, req, &route);
-    job->req = req;
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(natter_http_guard_t), guard_dispose);
-    job->guard->job = job;
-    natter_workers_submit(&app->workers, &job->work);
+    if (route.action == NATTER_A_MESSAGE_POST && post_on_loop(loop, job, req))
+        return 0;
+    natter_api_job_copy_request(job, req->entity.base, req->entity.len, route.query, route.query_len);
+    if (natter_workers_submit(&app->workers, &job->work) != NATTER_OK) {
+        natter_api_job_free(job);
+        natter_count(&natter_m()->busy_rejected, 1);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        send_error(req, route.action, 503, "busy", "the server is busy, try again");
+        return 0;
+    }
+    park(job, req);
     return 0;
 }
 
-static void answer(natter_app_t *app, natter_api_job_t *job)
+void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
 {
     h2o_req_t *req = job->req;
     if (job->ws_conn_id != 0) {
-        natter_gateway_send(app->gateway, job->ws_conn_id, job->resp, job->resp_len);
-        return;
+        natter_gateway_send(loop->gateway, job->ws_conn_id, natter_frame_text(job->resp, job->resp_len), 1);
+    } else if (req != NULL) { /* NULL: the client went away */
+        job->guard->job = NULL;
+        if (job->route.action == NATTER_A_WS && job->status == 101) {
+            count_answer(job->route.action, 101);
+            natter_gateway_accept(loop->gateway, req, job->ws_client_key, job->user_id);
+        } else {
+            if (job->status == 429) {
+                char secs[16];
+                int n = snprintf(secs, sizeof(secs), "%u", job->retry_after);
+                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                               h2o_strdup(&req->pool, secs, n).base, (size_t)n);
+            }
+            send_json(req, job->route.action, job->status, job->resp, job->resp_len);
+        }
     }
-    if (req == NULL)
-        return; /* the client went away */
-    job->guard->job = NULL;
-    if (job->route.action == NATTER_A_WS && job->status == 101) {
-        count_answer(job->route.action, 101);
-        natter_gateway_accept(app->gateway, req, job->ws_client_key, job->user_id);
-        return;
-    }
-    if (job->status == 429) {
-        char secs[16];
-        int n = snprintf(secs, sizeof(secs), "%u", job->retry_after);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, secs, n).base,
-                       (size_t)n);
-    }
-    send_json(req, job->route.action, job->status, job->resp, job->resp_len);
-}
-
-static void on_api_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-    natter_app_t *app = H2O_STRUCT_FROM_MEMBER(natter_app_t, api_done, receiver);
-    while (!h2o_linklist_is_empty(messages)) {
-        natter_api_job_t *job = H2O_STRUCT_FROM_MEMBER(natter_api_job_t, done.link, messages->next);
-        h2o_linklist_unlink(&job->done.link);
-        answer(app, job);
-        natter_api_job_free(job);
-    }
+    natter_api_job_free(job);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
-    natter_app_t *app = listener->data;
+    natter_loop_t *loop = listener->data;
     h2o_socket_t *sock;
     if (err != NULL)
         return;
     while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
-        h2o_accept(&app->accept_ctx, sock);
+        h2o_accept(&loop->accept_ctx, sock);
 }
 
-static int open_listener(natter_app_t *app, char *err, size_t errlen)
+/* A listening socket on the configured address: with reuseport, one of the
+ * loops' (the kernel spreads connections over them); without, a probe. */
+static int open_socket(natter_app_t *app, int reuseport, int *out, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
     char port[8];
@@ -279,7 +300,8 @@ static int open_listener(natter_app_t *app, char *err, size_t errlen)
     }
     if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || (reuseport && listen(fd, SOMAXCONN) != 0)) {
         snprintf(err, errlen, "listen %s:%s: %s", app->cfg.listen_host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -287,48 +309,46 @@ static int open_listener(natter_app_t *app, char *err, size_t errlen)
         return NATTER_EIO;
     }
     freeaddrinfo(res);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    app->listener = h2o_evloop_socket_create(app->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    app->listener->data = app;
-    h2o_socket_read_start(app->listener, on_accept);
+    *out = fd;
     return NATTER_OK;
 }
 
-int natter_http_start(natter_app_t *app, char *err, size_t errlen)
+int natter_http_check_address(natter_app_t *app, char *err, size_t errlen)
+{
+    int fd, rc = open_socket(app, 0, &fd, err, errlen);
+    if (rc == NATTER_OK)
+        close(fd);
+    return rc;
+}
+
+int natter_http_listen(natter_loop_t *loop, char *err, size_t errlen)
+{
+    int fd, on = 1;
+    int rc = open_socket(loop->app, 1, &fd, err, errlen);
+    if (rc != NATTER_OK)
+        return rc;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    loop->listener = h2o_evloop_socket_create(loop->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    loop->listener->data = loop;
+    h2o_socket_read_start(loop->listener, on_accept);
+    return NATTER_OK;
+}
+
+void natter_http_configure(natter_app_t *app)
 {
     h2o_config_init(&app->h2o_config);
     app->h2o_config.max_request_entity_size = H2O_ENTITY_CEILING;
     h2o_hostconf_t *host = h2o_config_register_host(&app->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    handler_t *h = (handler_t *)h2o_create_handler(path, sizeof(*h));
-    h->super.on_req = on_req;
-    h->app = app;
-
-    h2o_context_init(&app->h2o_ctx, h2o_evloop_create(), &app->h2o_config);
-    app->accept_ctx.ctx = &app->h2o_ctx;
-    app->accept_ctx.hosts = app->h2o_config.hosts;
-    h2o_multithread_register_receiver(app->h2o_ctx.queue, &app->api_done, on_api_done);
-    h2o_multithread_register_receiver(app->h2o_ctx.queue, &app->fanout, natter_gateway_on_fanout);
-    app->gateway = natter_gateway_new(app);
-    return open_listener(app, err, errlen);
+    h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
+    h->on_req = on_req;
 }
 
-void natter_http_stop_listening(natter_app_t *app)
+void natter_http_stop_listening(natter_loop_t *loop)
 {
-    if (app->listener != NULL) {
-        h2o_socket_read_stop(app->listener);
-        h2o_socket_close(app->listener);
-        app->listener = NULL;
+    if (loop->listener != NULL) {
+        h2o_socket_read_stop(loop->listener);
+        h2o_socket_close(loop->listener);
+        loop->listener = NULL;
     }
-}
-
-void natter_http_dispose(natter_app_t *app)
-{
-    natter_gateway_free(app->gateway);
-    app->gateway = NULL;
-    h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->api_done);
-    h2o_multithread_unregister_receiver(app->h2o_ctx.queue, &app->fanout);
-    /* The h2o context and config stay: h2o 2.2 cannot dispose a context
-     * while keep-alive connections are open (it asserts), offers no way to
-     * close them all, and the process exits right after this. */
 }

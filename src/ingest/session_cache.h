@@ -3,7 +3,10 @@
  * a store round trip, and while the store is unreachable a known session
  * keeps working (stale-if-error) until it expires. A logout on this node
  * drops the entry at once; on another node the entry lives out its TTL.
- * Shared by the API workers behind one mutex (a hash probe and a copy).
+ *
+ * Every event loop (the post hot path) and every worker reads it, so it is
+ * split into shards by token hash, each a mutex around a hash probe and a
+ * copy: two threads contend only on the same shard.
  */
 #ifndef NATTER_SESSION_CACHE_H
 #define NATTER_SESSION_CACHE_H
@@ -15,13 +18,20 @@
 #include "core/u64map.h"
 #include "store/store.h"
 
-typedef struct natter_session_cache {
+#define NATTER_SESSION_SHARDS 16
+
+typedef struct natter_session_shard {
     pthread_mutex_t lock;
     natter_u64map_t entries; /* first 8 bytes of the hash -> struct session_entry */
+} __attribute__((aligned(64))) natter_session_shard_t;
+
+typedef struct natter_session_cache {
     uint64_t ttl_ns;
-    size_t max_entries;
+    size_t max_per_shard;
+    natter_session_shard_t shards[NATTER_SESSION_SHARDS];
 } natter_session_cache_t;
 
+/* Holds about max_entries sessions (rounded up to a whole number per shard). */
 void natter_session_cache_init(natter_session_cache_t *c, uint32_t ttl_ms, size_t max_entries);
 void natter_session_cache_free(natter_session_cache_t *c);
 /* 1 and *out when the session is cached and not expired at now_ms, and

@@ -1,4 +1,5 @@
 #include "ingest/workers.h"
+#include "core/error.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -16,6 +17,7 @@ static void *worker_main(void *arg)
         w->head = job->next;
         if (w->head == NULL)
             w->tail = NULL;
+        w->len--;
         pthread_mutex_unlock(&w->lock);
         job->run(job);
         pthread_mutex_lock(&w->lock);
@@ -24,11 +26,13 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-void natter_workers_start(natter_workers_t *w, size_t n)
+void natter_workers_start(natter_workers_t *w, size_t n, size_t cap)
 {
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->head = w->tail = NULL;
+    w->len = 0;
+    w->cap = cap;
     w->stopping = 0;
     w->n = n;
     w->threads = xcalloc(n, sizeof(pthread_t));
@@ -36,17 +40,24 @@ void natter_workers_start(natter_workers_t *w, size_t n)
         pthread_create(&w->threads[i], NULL, worker_main, w);
 }
 
-void natter_workers_submit(natter_workers_t *w, natter_job_t *job)
+int natter_workers_submit(natter_workers_t *w, natter_job_t *job)
 {
+    int rc = NATTER_OK;
     job->next = NULL;
     pthread_mutex_lock(&w->lock);
-    if (w->tail)
-        w->tail->next = job;
-    else
-        w->head = job;
-    w->tail = job;
-    pthread_cond_signal(&w->cond);
+    if (w->stopping || w->len >= w->cap) {
+        rc = NATTER_EUNAVAIL;
+    } else {
+        if (w->tail)
+            w->tail->next = job;
+        else
+            w->head = job;
+        w->tail = job;
+        w->len++;
+        pthread_cond_signal(&w->cond);
+    }
     pthread_mutex_unlock(&w->lock);
+    return rc;
 }
 
 void natter_workers_stop(natter_workers_t *w)
@@ -58,6 +69,12 @@ void natter_workers_stop(natter_workers_t *w)
     for (size_t i = 0; i < w->n; i++)
         pthread_join(w->threads[i], NULL);
     free(w->threads);
+    w->threads = NULL;
+    w->n = 0;
+}
+
+void natter_workers_free(natter_workers_t *w)
+{
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
 }

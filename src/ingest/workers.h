@@ -1,8 +1,12 @@
 /*
  * The API worker pool: threads that run blocking work (store queries,
- * password hashing) off the event loop. The loop submits jobs; a job's run
- * function hands its result back to the loop itself (through the loop's
- * h2o multithread queue), so the pool knows nothing about HTTP.
+ * password hashing) off the event loops. A loop submits jobs; a job's run
+ * function hands its result back to its loop itself, so the pool knows
+ * nothing about HTTP.
+ *
+ * The queue is bounded: past cap jobs waiting, submit refuses and the loop
+ * answers 503 at once, so a flood of cache misses or logins cannot grow the
+ * server's memory, and a client waits at most for the jobs ahead of it.
  */
 #ifndef NATTER_WORKERS_H
 #define NATTER_WORKERS_H
@@ -20,14 +24,20 @@ typedef struct natter_workers {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     natter_job_t *head, *tail;
+    size_t len, cap; /* jobs waiting, and at most */
     int stopping;
     size_t n;
     pthread_t *threads;
 } natter_workers_t;
 
-void natter_workers_start(natter_workers_t *w, size_t n);
-void natter_workers_submit(natter_workers_t *w, natter_job_t *job);
-/* Runs what is queued, then joins every thread. */
+/* n threads, at most cap jobs waiting. */
+void natter_workers_start(natter_workers_t *w, size_t n, size_t cap);
+/* Queues the job: 0, or NATTER_EUNAVAIL (the job stays the caller's) when
+ * cap jobs are waiting or the pool is stopping. */
+int natter_workers_submit(natter_workers_t *w, natter_job_t *job);
+/* Runs what is queued, then joins every thread; submit refuses from then on. */
 void natter_workers_stop(natter_workers_t *w);
+/* Once nothing may submit any more (the loops are gone). */
+void natter_workers_free(natter_workers_t *w);
 
 #endif

@@ -39,14 +39,14 @@ int natter_log_append(natter_log_t *log, natter_msg_t *msg)
 {
     int rc = log->ops->append(log, msg);
     if (rc == 0)
-        natter_count(&natter_metrics.messages_posted, 1);
+        natter_count(&natter_m()->messages_posted, 1);
     return rc;
 }
 
 size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     size_t n = log->ops->poll(log, head, max, timeout_ms);
-    natter_count(&natter_metrics.messages_consumed, n);
+    natter_count(&natter_m()->messages_consumed, n);
     return n;
 }
 

@@ -2,10 +2,13 @@
  * The distributed log: Apache Kafka or Redpanda through librdkafka.
  *
  * Map of this file:
- *   produce   the idempotent producer (acks=all). append() assigns the id
- *             and produces under one lock, so ids follow produce order; the
- *             record is keyed by chat id, so a chat lives in one partition
- *             and keeps one order. A message's on_durable fires from the
+ *   produce   the idempotent producer (acks=all). The record is keyed by
+ *             chat id, so a chat lives in one partition and keeps one order.
+ *             append() picks the partition itself (librdkafka's default
+ *             partitioner, the same on every node) and issues the id and
+ *             produces under that partition's lock, so ids follow produce
+ *             order within a partition while the event loops append to
+ *             different partitions at once. A message's on_durable fires from the
  *             delivery report, on the poll thread: 202 means the broker has
  *             it. A broker that does not answer within --kafka-timeout
  *             fails the delivery: 503, never a hang.
@@ -45,13 +48,18 @@ typedef struct {
 } span_t;
 
 typedef struct {
+    pthread_mutex_t lock;
+} __attribute__((aligned(64))) produce_lock_t;
+
+typedef struct {
     natter_log_t base;
     const natter_config_t *cfg;
     char topic[128];
     int partitions;
 
     rd_kafka_t *producer;
-    pthread_mutex_t produce_lock; /* id order == produce order */
+    rd_kafka_topic_t *producer_topic;
+    produce_lock_t *produce_locks; /* one per partition: id order == produce order there */
     natter_idgen_t ids;
 
     rd_kafka_t *store;    /* group member */
@@ -322,9 +330,13 @@ static void kafka_close(natter_log_t *log)
     if (k->producer) {
         rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(k->producer, 0); /* the purged messages' reports: their posters get 503 */
+        if (k->producer_topic)
+            rd_kafka_topic_destroy(k->producer_topic);
         rd_kafka_destroy(k->producer);
     }
-    pthread_mutex_destroy(&k->produce_lock);
+    for (int p = 0; k->produce_locks != NULL && p < k->partitions; p++)
+        pthread_mutex_destroy(&k->produce_locks[p].lock);
+    free(k->produce_locks);
 }
 
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -333,7 +345,6 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     char group[160], instance[160];
     k->cfg = cfg;
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
-    pthread_mutex_init(&k->produce_lock, NULL);
     natter_idgen_init(&k->ids, cfg->node_id);
     for (int p = 0; p < MAX_PARTITIONS; p++)
         k->batch[p].min = -1;
@@ -348,6 +359,10 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
         kafka_close(log);
         return NATTER_EUNAVAIL;
     }
+    k->producer_topic = rd_kafka_topic_new(k->producer, k->topic, NULL);
+    k->produce_locks = xcalloc((size_t)k->partitions, sizeof(produce_lock_t));
+    for (int p = 0; p < k->partitions; p++)
+        pthread_mutex_init(&k->produce_locks[p].lock, NULL);
     natter_metrics_set_partitions(k->partitions);
     pthread_create(&k->poll_thread, NULL, poll_main, k);
     pthread_create(&k->lag_thread, NULL, lag_main, k);
@@ -362,15 +377,17 @@ static int kafka_append(natter_log_t *log, natter_msg_t *msg)
     if (atomic_load(&k->closed))
         return NATTER_EUNAVAIL;
     int klen = natter_id_format(key, msg->chat_id);
-    pthread_mutex_lock(&k->produce_lock);
+    int32_t p = rd_kafka_msg_partitioner_consistent_random(k->producer_topic, key, (size_t)klen, k->partitions,
+                                                           NULL, NULL);
+    pthread_mutex_lock(&k->produce_locks[p].lock);
     msg->id = natter_idgen_next(&k->ids, natter_now_ms());
     msg->created_at_ms = natter_id_time_ms(msg->id);
     uint8_t *value = natter_record_encode(msg, &len);
     rd_kafka_resp_err_t rerr =
-        rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
-                          RD_KAFKA_V_VALUE(value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                          RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
-    pthread_mutex_unlock(&k->produce_lock);
+        rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_PARTITION(p),
+                          RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(value, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
+    pthread_mutex_unlock(&k->produce_locks[p].lock);
     if (rerr) {
         free(value);
         return NATTER_EUNAVAIL;

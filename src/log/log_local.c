@@ -1,12 +1,18 @@
 /*
- * The embedded log: an in-process, bounded FIFO between the API workers and
- * the store consumer. Nothing is durable here; durability comes from the
- * store, so a message's on_durable fires from commit(), after the SQLite
- * transaction holding it committed. A crash loses only messages no client
- * was told about.
+ * The embedded log: an in-process, bounded queue between the event loops
+ * (and workers) that append and the store consumer that polls. Nothing is
+ * durable here; durability comes from the store, so a message's on_durable
+ * fires from commit(), after the SQLite transaction holding it committed. A
+ * crash loses only messages no client was told about.
  *
- * One mutex guards the queue and the id generator, so that id order is log
- * order: the consumer stores and fans out in the order ids were issued.
+ * The queue is split into shards by chat, each a list behind its own
+ * mutex: appenders on different loops contend only when they post to chats
+ * of the same shard. An id is issued (lock-free) under the shard's lock, so
+ * within a chat id order is append order is the order the consumer stores
+ * and pushes in. The consumer takes whole runs of each shard. The length
+ * bound (--log-queue) is one atomic count; the consumer sleeps on a
+ * condition variable only when the queue is empty, and an appender wakes it
+ * only then.
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -15,29 +21,49 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
+
+#define SHARDS 16
+
+typedef struct {
+    pthread_mutex_t lock;
+    natter_msg_t *head, *tail;
+} __attribute__((aligned(64))) shard_t;
+
+enum { AWAKE = 0, WAIT_ANY, WAIT_FULL }; /* what the sleeping consumer waits for */
 
 typedef struct {
     natter_log_t base;
-    pthread_mutex_t lock;
-    pthread_cond_t nonempty;
-    natter_msg_t *head, *tail;
-    size_t len, cap;
-    uint32_t batch_time_ms;
-    int closed;
+    shard_t shards[SHARDS];
+    atomic_size_t len;    /* messages queued over every shard */
+    size_t cap;
+    atomic_int closed;
     natter_idgen_t ids;
+    uint32_t batch_time_ms;
+    unsigned next_shard;  /* consumer: where the next take starts, for fairness */
+    atomic_int waiting;   /* AWAKE, or what the consumer sleeps for */
+    atomic_size_t want;   /* WAIT_FULL: how many make a full batch */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wake;
 } log_local_t;
 
 static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
 {
     log_local_t *l = (log_local_t *)log;
     (void)err, (void)errlen;
-    pthread_mutex_init(&l->lock, NULL);
+    for (size_t i = 0; i < SHARDS; i++)
+        pthread_mutex_init(&l->shards[i].lock, NULL);
+    pthread_mutex_init(&l->wait_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->nonempty, &attr);
+    pthread_cond_init(&l->wake, &attr);
     pthread_condattr_destroy(&attr);
+    atomic_init(&l->len, 0);
+    atomic_init(&l->closed, 0);
+    atomic_init(&l->waiting, AWAKE);
+    atomic_init(&l->want, 0);
     l->cap = cfg->log_queue;
     l->batch_time_ms = cfg->batch_time_ms;
     natter_idgen_init(&l->ids, cfg->node_id);
@@ -57,33 +83,48 @@ static void fail_all(natter_msg_t *m, int status)
 static void local_close(natter_log_t *log)
 {
     log_local_t *l = (log_local_t *)log;
-    fail_all(l->head, NATTER_EUNAVAIL);
-    pthread_cond_destroy(&l->nonempty);
-    pthread_mutex_destroy(&l->lock);
+    for (size_t i = 0; i < SHARDS; i++) {
+        fail_all(l->shards[i].head, NATTER_EUNAVAIL);
+        pthread_mutex_destroy(&l->shards[i].lock);
+    }
+    pthread_cond_destroy(&l->wake);
+    pthread_mutex_destroy(&l->wait_lock);
+}
+
+static void wake_consumer(log_local_t *l)
+{
+    pthread_mutex_lock(&l->wait_lock);
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->wait_lock);
 }
 
 static int local_append(natter_log_t *log, natter_msg_t *msg)
 {
     log_local_t *l = (log_local_t *)log;
-    int rc = NATTER_OK;
-    pthread_mutex_lock(&l->lock);
-    if (l->closed || l->len >= l->cap) {
-        rc = NATTER_EUNAVAIL;
-    } else {
-        int64_t now = natter_now_ms();
-        msg->id = natter_idgen_next(&l->ids, now);
-        msg->created_at_ms = natter_id_time_ms(msg->id);
-        msg->next = NULL;
-        if (l->tail)
-            l->tail->next = msg;
-        else
-            l->head = msg;
-        l->tail = msg;
-        l->len++;
-        pthread_cond_signal(&l->nonempty); /* cheap without a waiter; wakes a filling batch too */
+    if (atomic_load(&l->closed))
+        return NATTER_EUNAVAIL;
+    size_t len = atomic_fetch_add(&l->len, 1) + 1;
+    if (len > l->cap) {
+        atomic_fetch_sub(&l->len, 1);
+        return NATTER_EUNAVAIL;
     }
-    pthread_mutex_unlock(&l->lock);
-    return rc;
+    shard_t *sh = &l->shards[natter_mix64(msg->chat_id) % SHARDS];
+    msg->next = NULL;
+    pthread_mutex_lock(&sh->lock);
+    msg->id = natter_idgen_next(&l->ids, natter_now_ms());
+    msg->created_at_ms = natter_id_time_ms(msg->id);
+    if (sh->tail)
+        sh->tail->next = msg;
+    else
+        sh->head = msg;
+    sh->tail = msg;
+    pthread_mutex_unlock(&sh->lock);
+    /* len was raised before the message was linked: a consumer that saw it
+     * and found the shards short waits for the link (take() retries) */
+    int waiting = atomic_load(&l->waiting);
+    if (waiting == WAIT_ANY || (waiting == WAIT_FULL && len >= atomic_load(&l->want)))
+        wake_consumer(l);
+    return NATTER_OK;
 }
 
 static void deadline_after(struct timespec *ts, int ms)
@@ -97,39 +138,66 @@ static void deadline_after(struct timespec *ts, int ms)
     }
 }
 
+/* Sleeps until ready() or the deadline; ready is re-checked after the
+ * consumer announced what it waits for, so no append is missed. */
+static void sleep_until(log_local_t *l, int what, size_t want, const struct timespec *until)
+{
+    atomic_store(&l->want, want);
+    pthread_mutex_lock(&l->wait_lock);
+    atomic_store(&l->waiting, what);
+    while (!atomic_load(&l->closed) && atomic_load(&l->len) < want)
+        if (pthread_cond_timedwait(&l->wake, &l->wait_lock, until) == ETIMEDOUT)
+            break;
+    atomic_store(&l->waiting, AWAKE);
+    pthread_mutex_unlock(&l->wait_lock);
+}
+
+/* Moves up to max messages from the shards into a list; returns how many. */
+static size_t take(log_local_t *l, natter_msg_t **head, size_t max)
+{
+    natter_msg_t **tail = head;
+    size_t n = 0;
+    for (unsigned k = 0; k < SHARDS && n < max; k++) {
+        shard_t *sh = &l->shards[(l->next_shard + k) % SHARDS];
+        pthread_mutex_lock(&sh->lock);
+        natter_msg_t *m = sh->head, *last = NULL;
+        size_t taken = 0;
+        while (m != NULL && n + taken < max) {
+            last = m;
+            m = m->next;
+            taken++;
+        }
+        if (taken > 0) {
+            *tail = sh->head;
+            tail = &last->next;
+            sh->head = m;
+            if (m == NULL)
+                sh->tail = NULL;
+        }
+        pthread_mutex_unlock(&sh->lock);
+        n += taken;
+    }
+    *tail = NULL;
+    l->next_shard = (l->next_shard + 1) % SHARDS;
+    atomic_fetch_sub(&l->len, n);
+    return n;
+}
+
 static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     log_local_t *l = (log_local_t *)log;
     struct timespec until;
-    size_t n = 0;
-    pthread_mutex_lock(&l->lock);
     deadline_after(&until, timeout_ms);
-    while (l->len == 0 && !l->closed)
-        if (pthread_cond_timedwait(&l->nonempty, &l->lock, &until) == ETIMEDOUT)
-            break;
-    if (l->len > 0 && l->len < max && l->batch_time_ms > 0 && !l->closed) {
+    if (atomic_load(&l->len) == 0)
+        sleep_until(l, WAIT_ANY, 1, &until);
+    if (atomic_load(&l->len) == 0)
+        return 0;
+    if (atomic_load(&l->len) < max && l->batch_time_ms > 0 && !atomic_load(&l->closed)) {
         /* let the batch fill until it is full or its time is up */
         deadline_after(&until, (int)l->batch_time_ms);
-        while (l->len < max && !l->closed)
-            if (pthread_cond_timedwait(&l->nonempty, &l->lock, &until) == ETIMEDOUT)
-                break;
+        sleep_until(l, WAIT_FULL, max, &until);
     }
-    natter_msg_t *m = l->head, *last = NULL;
-    while (m != NULL && n < max) {
-        last = m;
-        m = m->next;
-        n++;
-    }
-    if (n > 0) {
-        *head = l->head;
-        last->next = NULL;
-        l->head = m;
-        if (m == NULL)
-            l->tail = NULL;
-        l->len -= n;
-    }
-    pthread_mutex_unlock(&l->lock);
-    return n;
+    return take(l, head, max);
 }
 
 static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
@@ -141,29 +209,20 @@ static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
 
 static int local_ping(natter_log_t *log)
 {
-    log_local_t *l = (log_local_t *)log;
-    pthread_mutex_lock(&l->lock);
-    int rc = l->closed ? NATTER_EUNAVAIL : NATTER_OK;
-    pthread_mutex_unlock(&l->lock);
-    return rc;
+    return atomic_load(&((log_local_t *)log)->closed) ? NATTER_EUNAVAIL : NATTER_OK;
 }
 
 static void local_shutdown(natter_log_t *log)
 {
     log_local_t *l = (log_local_t *)log;
-    pthread_mutex_lock(&l->lock);
-    l->closed = 1;
-    pthread_cond_broadcast(&l->nonempty);
-    pthread_mutex_unlock(&l->lock);
+    atomic_store(&l->closed, 1);
+    wake_consumer(l);
 }
 
 static int local_drained(natter_log_t *log)
 {
     log_local_t *l = (log_local_t *)log;
-    pthread_mutex_lock(&l->lock);
-    int rc = l->closed && l->len == 0;
-    pthread_mutex_unlock(&l->lock);
-    return rc;
+    return atomic_load(&l->closed) && atomic_load(&l->len) == 0;
 }
 
 const natter_log_ops_t natter_log_local = {

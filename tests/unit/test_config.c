@@ -77,15 +77,25 @@ static void test_defaults(void **state)
     assert_int_equal(c.log_queue, 100000);
     assert_string_equal(c.sqlite_sync, "full");
 
-    char line[2048];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(c.threads, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus); /* 0: one loop per online CPU */
+    assert_int_equal(c.worker_queue, 10000);
+    assert_int_equal(c.ws_pending, 64);
+    assert_int_equal(c.fanout_queue, 100000);
+
+    char line[2048], want[2048];
     natter_config_describe(&c, line, sizeof(line));
-    assert_string_equal(line, "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
-                              "batch-time=1ms workers=4 session-ttl=604800s session-cache-ttl=10000ms argon2-memory=19456KiB argon2-passes=2 rate-limit=200 "
-                              "rate-burst=400 ws-queue=1024 members-ttl=5000ms max-body=16384 log-queue=100000 "
-                              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
-                              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
-                              "cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
-                              "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s");
+    snprintf(want, sizeof(want),
+             "listen=127.0.0.1:8080 data-dir=./data log=local store=sqlite node-id=0 batch-size=1000 "
+             "batch-time=1ms threads=%u workers=4 worker-queue=10000 session-ttl=604800s session-cache-ttl=10000ms "
+             "argon2-memory=19456KiB argon2-passes=2 rate-limit=200 rate-burst=400 ws-queue=1024 ws-pending=64 "
+             "fanout-queue=100000 members-ttl=5000ms max-body=16384 log-queue=100000 "
+             "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
+             "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
+             "cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
+             "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s",
+             c.threads);
+    assert_string_equal(line, want);
 }
 
 static void test_env_overrides_default(void **state)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "core/id.h"
@@ -98,6 +99,66 @@ static void test_before_epoch_clamps(void **state)
     assert_int_equal(id, 2u << 12);
 }
 
+/* Node 0 before the epoch would make id 0; 0 is never issued (maps keep it
+ * for "empty"), the generator moves on to 1. */
+static void test_never_issues_zero(void **state)
+{
+    (void)state;
+    natter_idgen_t g;
+    natter_idgen_init(&g, 0);
+    assert_int_equal(natter_idgen_next(&g, 0), 1);
+    assert_int_equal(natter_idgen_next(&g, 0), 2);
+}
+
+enum { RACERS = 4, PER_RACER = 20000 };
+
+typedef struct {
+    natter_idgen_t *g;
+    uint64_t ids[PER_RACER];
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    for (int i = 0; i < PER_RACER; i++)
+        r->ids[i] = natter_idgen_next(r->g, T0 + i / 1000);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Threads sharing one generator (the event loops do) get unique ids, each
+ * thread's strictly increasing. */
+static void test_threads_share_one_generator(void **state)
+{
+    (void)state;
+    natter_idgen_t g;
+    natter_idgen_init(&g, 5);
+    static racer_t racers[RACERS];
+    pthread_t t[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        racers[i].g = &g;
+        pthread_create(&t[i], NULL, race, &racers[i]);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(t[i], NULL);
+    static uint64_t all[RACERS * PER_RACER];
+    for (int i = 0; i < RACERS; i++) {
+        for (int k = 1; k < PER_RACER; k++)
+            assert_true(racers[i].ids[k] > racers[i].ids[k - 1]);
+        memcpy(all + i * PER_RACER, racers[i].ids, sizeof(racers[i].ids));
+    }
+    qsort(all, RACERS * PER_RACER, sizeof(uint64_t), cmp_u64);
+    for (int k = 1; k < RACERS * PER_RACER; k++)
+        assert_true(all[k] > all[k - 1]);
+    for (int k = 0; k < RACERS * PER_RACER; k++)
+        assert_int_equal(natter_id_node(all[k]), 5);
+}
+
 static void test_format(void **state)
 {
     (void)state;
@@ -119,6 +180,8 @@ int main(void)
         cmocka_unit_test(test_sequence_exhaustion_borrows_next_ms),
         cmocka_unit_test(test_clock_step_back_stays_increasing),
         cmocka_unit_test(test_before_epoch_clamps),
+        cmocka_unit_test(test_never_issues_zero),
+        cmocka_unit_test(test_threads_share_one_generator),
         cmocka_unit_test(test_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,14 +31,21 @@ static void on_durable(natter_msg_t *m, int status, void *arg)
     atomic_store(&d->status, status);
 }
 
-static natter_msg_t *msg(int i, durable_t *d)
+/* Message i of a chat; the log keeps order within a chat (its shard), so
+ * tests of order post to one chat unless they test several. */
+static natter_msg_t *msg_in(uint64_t chat, int i, durable_t *d)
 {
     char text[32];
     int n = snprintf(text, sizeof(text), "m%d", i);
-    natter_msg_t *m = natter_msg_new(100 + (uint64_t)(i % 3), 7, text, (size_t)n, "", 0);
+    natter_msg_t *m = natter_msg_new(chat, 7, text, (size_t)n, "", 0);
     m->on_durable = on_durable;
     m->durable_arg = d;
     return m;
+}
+
+static natter_msg_t *msg(int i, durable_t *d)
+{
+    return msg_in(100, i, d);
 }
 
 static natter_log_t *open_log(uint32_t batch_time_ms, uint32_t queue)
@@ -163,6 +170,7 @@ typedef struct {
     int delay_ms, count, first;
     durable_t *d;
     int failures;
+    int chats;
 } appender_t;
 
 static void sleep_ms(int ms)
@@ -171,12 +179,14 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* chats > 1 spreads an appender's messages over that many chats */
 static void *appender(void *p)
 {
     appender_t *a = p;
     sleep_ms(a->delay_ms);
     for (int i = 0; i < a->count; i++) {
-        natter_msg_t *m = msg(a->first + i, &a->d[a->first + i]);
+        int k = a->first + i;
+        natter_msg_t *m = msg_in(100 + (uint64_t)(a->chats > 1 ? k % a->chats : 0), k, &a->d[k]);
         if (natter_log_append(a->log, m) != NATTER_OK) {
             a->failures++;
             free(m);
@@ -193,7 +203,7 @@ static void test_batch_time_lets_batch_fill(void **state)
     durable_t d[10];
     memset(d, 0, sizeof(d));
     assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
-    appender_t a = {log, 50, 9, 1, d, 0};
+    appender_t a = {log, 50, 9, 1, d, 0, 1};
     pthread_t th;
     pthread_create(&th, NULL, appender, &a);
     struct timespec t0;
@@ -231,7 +241,7 @@ static void test_batch_time_expires(void **state)
     durable_t d[3];
     memset(d, 0, sizeof(d));
     assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
-    appender_t a = {log, 30, 2, 1, d, 0};
+    appender_t a = {log, 30, 2, 1, d, 0, 1};
     pthread_t th;
     pthread_create(&th, NULL, appender, &a);
     struct timespec t0;
@@ -255,7 +265,7 @@ static void test_poll_wakes_on_append(void **state)
     natter_log_t *log = open_log(0, 1000);
     durable_t d[1];
     memset(d, 0, sizeof(d));
-    appender_t a = {log, 50, 1, 0, d, 0};
+    appender_t a = {log, 50, 1, 0, d, 0, 1};
     pthread_t th;
     pthread_create(&th, NULL, appender, &a);
     struct timespec t0;
@@ -384,36 +394,39 @@ static void test_close_fails_pending(void **state)
     }
 }
 
-/* Many producers, one consumer: every message arrives once, ids in log order. */
+/* Many producers on many chats, one consumer: every message arrives once;
+ * within a chat, ids increase in log order and each producer's order is kept. */
 static void test_concurrent_appenders(void **state)
 {
     (void)state;
-    enum { THREADS = 4, PER = 500, N = THREADS * PER };
+    enum { THREADS = 4, PER = 500, N = THREADS * PER, CHATS = 7 };
     natter_log_t *log = open_log(1, 100000);
     durable_t *d = calloc(N, sizeof(*d));
     appender_t a[THREADS];
     pthread_t th[THREADS];
     for (int t = 0; t < THREADS; t++) {
-        a[t] = (appender_t){log, 0, PER, t * PER, d, 0};
+        a[t] = (appender_t){log, 0, PER, t * PER, d, 0, CHATS};
         pthread_create(&th[t], NULL, appender, &a[t]);
     }
     int *seen = calloc(N, sizeof(int));
-    int got = 0, last_in_thread[THREADS];
+    int got = 0, last_in_thread[THREADS][CHATS];
     for (int t = 0; t < THREADS; t++)
-        last_in_thread[t] = -1;
-    uint64_t last_id = 0;
+        for (int c = 0; c < CHATS; c++)
+            last_in_thread[t][c] = -1;
+    uint64_t last_id[CHATS] = {0};
     while (got < N) {
         natter_msg_t *head = NULL;
         size_t n = natter_log_poll(log, &head, 64, 1000);
         assert_true(n > 0);
         assert_true(n <= 64);
         for (natter_msg_t *m = head; m != NULL; m = m->next) {
-            int i = atoi(m->content + 1);
-            assert_true(m->id > last_id);
-            last_id = m->id;
+            int i = atoi(m->content + 1), c = (int)(m->chat_id - 100);
+            assert_int_equal(c, i % CHATS);
+            assert_true(m->id > last_id[c]); /* per chat: ids in log order */
+            last_id[c] = m->id;
             seen[i]++;
-            assert_true(i > last_in_thread[i / PER]); /* each producer's order is kept */
-            last_in_thread[i / PER] = i;
+            assert_true(i > last_in_thread[i / PER][c]); /* each producer's order is kept */
+            last_in_thread[i / PER][c] = i;
         }
         got += (int)n;
         natter_log_commit(log, head, NATTER_OK);

@@ -199,7 +199,7 @@ static void test_ttl_zero_never_caches(void **state)
         assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
     assert_int_equal(fx.l.calls, 5);
     assert_int_equal(fx.out.len, 3);
-    assert_int_equal(fx.c.entries.len, 0);
+    assert_int_equal(natter_members_cache_size(&fx.c), 0);
 }
 
 static void test_bounded_entries(void **state)
@@ -208,8 +208,8 @@ static void test_bounded_entries(void **state)
     start(60000, 4);
     for (uint64_t chat = 1; chat <= 20; chat++) {
         assert_int_equal(natter_members_cache_get(&fx.c, chat, &fx.out), NATTER_OK);
-        assert_true(fx.c.entries.len <= 4);
-        assert_true(fx.c.entries.len >= 1);
+        assert_true(natter_members_cache_size(&fx.c) <= 4);
+        assert_true(natter_members_cache_size(&fx.c) >= 1);
     }
     assert_int_equal(fx.l.calls, 20);
     /* the newest entry survived the last overflow */

@@ -58,9 +58,9 @@ static void test_hist_buckets(void **state)
 static void test_render_duration_histogram(void **state)
 {
     (void)state;
-    natter_hist_observe(&natter_metrics.store_batch, 25000);      /* exactly the first bound */
-    natter_hist_observe(&natter_metrics.store_batch, 1500000);    /* 1.5 ms: the 1.6 ms bucket */
-    natter_hist_observe(&natter_metrics.store_batch, 20000000000); /* 20 s: past every bound */
+    natter_hist_observe(&natter_m()->store_batch, 25000);      /* exactly the first bound */
+    natter_hist_observe(&natter_m()->store_batch, 1500000);    /* 1.5 ms: the 1.6 ms bucket */
+    natter_hist_observe(&natter_m()->store_batch, 20000000000); /* 20 s: past every bound */
     char *text = render();
     assert_line(text, "# TYPE natter_store_batch_duration_seconds histogram");
     assert_line(text, "natter_store_batch_duration_seconds_bucket{le=\"0.000025\"} 1");
@@ -76,8 +76,8 @@ static void test_render_duration_histogram(void **state)
 static void test_render_size_histogram(void **state)
 {
     (void)state;
-    natter_hist_observe(&natter_metrics.store_batch_size, 1);
-    natter_hist_observe(&natter_metrics.store_batch_size, 1000);
+    natter_hist_observe(&natter_m()->store_batch_size, 1);
+    natter_hist_observe(&natter_m()->store_batch_size, 1000);
     char *text = render();
     assert_line(text, "# TYPE natter_store_batch_size histogram");
     assert_line(text, "natter_store_batch_size_bucket{le=\"1\"} 1");
@@ -115,12 +115,12 @@ static void test_http_by_route_and_status(void **state)
 static void test_lag_embedded(void **state)
 {
     (void)state;
-    natter_count(&natter_metrics.messages_posted, 5);
-    natter_count(&natter_metrics.messages_stored, 3);
+    natter_count(&natter_m()->messages_posted, 5);
+    natter_count(&natter_m()->messages_stored, 3);
     char *text = render();
     assert_line(text, "natter_consumer_lag 2");
     free(text);
-    natter_count(&natter_metrics.messages_stored, 4); /* a store ahead of its poster's count */
+    natter_count(&natter_m()->messages_stored, 4); /* a store ahead of its poster's count */
     text = render();
     assert_line(text, "natter_consumer_lag 0");
     free(text);

@@ -1,0 +1,184 @@
+/*
+ * Message posts (see post.h): one validation, two ways in (the loop's hot
+ * path and the worker), one way out (the message's outcome, answered by
+ * the job's loop).
+ */
+#include "ingest/post.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "core/token.h"
+#include "core/util.h"
+#include "loop.h"
+#include "natter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A post's fields, pointing into root (which the caller releases). */
+typedef struct {
+    json_t *root;
+    const char *content, *client_id;
+    size_t content_len, client_id_len;
+    uint64_t chat_id; /* a WebSocket send names its chat; an HTTP post has it in the path */
+} post_body_t;
+
+static int is_ws(const natter_api_job_t *job)
+{
+    return job->route.action == NATTER_A_WS_SEND;
+}
+
+/* Parses and validates; on failure the job is answered (400) and -1 returned. */
+static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_t *p)
+{
+    const char *type, *chat;
+    size_t tlen, clen;
+    memset(p, 0, sizeof(*p));
+    p->client_id = "";
+    p->chat_id = job->route.chat_id;
+    if ((p->root = natter_api_body_object(job, body, len)) == NULL)
+        return -1;
+    json_t *cid = json_object_get(p->root, "client_id");
+    if (is_ws(job)) {
+        /* an error frame echoes the client_id it can */
+        if (json_is_string(cid) && json_string_length(cid) <= NATTER_CLIENT_ID_MAX) {
+            job->client_id_len = json_string_length(cid);
+            memcpy(job->client_id, json_string_value(cid), job->client_id_len);
+        }
+        if (!natter_api_field_string(p->root, "type", &type, &tlen) || strcmp(type, "send") != 0)
+            return natter_api_fail(job, 400, "invalid_request", "type must be \"send\"");
+        if (!natter_api_field_string(p->root, "chat_id", &chat, &clen) ||
+            natter_parse_u64(chat, clen, &p->chat_id) != 0 || p->chat_id == 0)
+            return natter_api_fail(job, 400, "invalid_request", "chat_id must be a chat id string");
+    }
+    if (!natter_api_field_string(p->root, "content", &p->content, &p->content_len) ||
+        natter_api_blank(p->content, p->content_len))
+        return natter_api_fail(job, 400, "invalid_request", "content must be a non-empty string");
+    if (natter_utf8_count(p->content, p->content_len) > NATTER_CONTENT_MAX_CHARS)
+        return natter_api_fail(job, 400, "content_too_long", "content is limited to 4000 characters");
+    if (cid != NULL && (!natter_api_field_string(p->root, "client_id", &p->client_id, &p->client_id_len) ||
+                        p->client_id_len == 0 || p->client_id_len > NATTER_CLIENT_ID_MAX))
+        return natter_api_fail(job, 400, "invalid_request", "client_id must be a string of 1-64 characters");
+    return 0;
+}
+
+/* Runs on the thread that learns the outcome (the store consumer, the
+ * log's delivery thread): records it and hands the job to its loop. */
+static void post_durable(natter_msg_t *msg, int status, void *arg)
+{
+    natter_api_job_t *job = arg;
+    job->msg_id = msg->id;
+    job->created_at_ms = msg->created_at_ms;
+    job->durable_status = status;
+    natter_loop_ack(job->loop, job);
+}
+
+/* Rate-limits and appends; 1 when parked, 0 when answered. */
+static int append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
+{
+    natter_app_t *app = job->app;
+    uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
+    if (wait > 0) {
+        job->retry_after = wait;
+        natter_api_fail(job, 429, "rate_limited", "too many messages, slow down");
+        return 0;
+    }
+    natter_msg_t *msg = natter_msg_new(p->chat_id, sender, p->content, p->content_len, p->client_id,
+                                       p->client_id_len);
+    msg->ingest_ns = natter_now_ns();
+    msg->on_durable = post_durable;
+    msg->durable_arg = job;
+    job->chat_id = p->chat_id;
+    job->sender_id = sender;
+    job->client_id_len = msg->client_id_len;
+    memcpy(job->client_id, msg->client_id, msg->client_id_len);
+    if (natter_log_append(app->log, msg) != NATTER_OK) {
+        free(msg);
+        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        return 0;
+    }
+    return 1;
+}
+
+/* The poster, from the session cache alone (no store): 1 and *user, or 0. */
+static int cached_poster(natter_api_job_t *job, uint64_t *user)
+{
+    if (is_ws(job)) {
+        *user = job->ws_user_id;
+        return 1;
+    }
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    natter_user_t u;
+    if (job->token_len == 0 || !natter_token_well_formed(job->token, job->token_len))
+        return 0;
+    natter_token_hash(job->token, job->token_len, hash);
+    if (!natter_session_cache_get(&job->app->sessions, hash, natter_now_ms(), 0, &u))
+        return 0;
+    *user = u.id;
+    return 1;
+}
+
+natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len)
+{
+    uint64_t sender;
+    post_body_t p;
+    natter_post_result_t result = NATTER_POST_ANSWERED;
+    if (!cached_poster(job, &sender))
+        return NATTER_POST_MISS;
+    if (parse(job, body, len, &p) == 0) {
+        /* a member in a fresh entry posts here; not a member, or not known, is the worker's to say */
+        if (natter_members_cache_peek(&job->app->members, p.chat_id, sender) != 1)
+            result = NATTER_POST_MISS;
+        else if (append(job, &p, sender))
+            result = NATTER_POST_PARKED;
+    }
+    json_decref(p.root);
+    return result;
+}
+
+int natter_post_run(natter_api_job_t *job)
+{
+    natter_user_t me;
+    post_body_t p = {0};
+    int parked = 0;
+    if (is_ws(job))
+        me.id = job->ws_user_id;
+    else if (natter_api_authenticate(job, &me) != 0)
+        return 0;
+    if (parse(job, job->body, job->body_len, &p) == 0 &&
+        natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0)
+        parked = append(job, &p, me.id);
+    json_decref(p.root);
+    return parked;
+}
+
+void natter_post_answer(natter_api_job_t *job)
+{
+    if (job->durable_status != NATTER_OK) {
+        natter_api_fail(job, 503, "unavailable", "the message could not be stored, try again");
+        return;
+    }
+    /* written by hand: this is the answer to every message */
+    natter_jsonw_t w = {0};
+    int ack = is_ws(job);
+    natter_jsonw_raw(&w, ack ? "{\"type\":\"ack\"," : "{", ack ? 14 : 1);
+    natter_jsonw_key(&w, "id");
+    natter_jsonw_id(&w, job->msg_id);
+    natter_jsonw_raw(&w, ",", 1);
+    natter_jsonw_key(&w, "chat_id");
+    natter_jsonw_id(&w, job->chat_id);
+    if (!ack) {
+        natter_jsonw_raw(&w, ",", 1);
+        natter_jsonw_key(&w, "sender_id");
+        natter_jsonw_id(&w, job->sender_id);
+        natter_jsonw_raw(&w, ",", 1);
+        natter_jsonw_key(&w, "created_at");
+        natter_jsonw_time(&w, job->created_at_ms);
+    }
+    if (job->client_id_len > 0) {
+        natter_jsonw_raw(&w, ",", 1);
+        natter_jsonw_key(&w, "client_id");
+        natter_jsonw_string(&w, job->client_id, job->client_id_len);
+    }
+    natter_jsonw_raw(&w, "}", 1);
+    natter_api_reply_written(job, ack ? 200 : 202, &w);
+}
