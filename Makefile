@@ -145,8 +145,12 @@ fuzz: $(FUZZ_BINS)
 		echo "fuzz_$$f: $$(tail -n 1 $(BUILD)/fuzz/$$f.log)"; \
 	done
 
+# the black-box suite on the default event loops (one per CPU), then once
+# more on a single loop
 blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
 	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load python3 -m pytest -q tests/blackbox
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load NATTER_TEST_ARGS="--threads 1" \
+		python3 -m pytest -q tests/blackbox
 
 # the web client in headless Chromium (tests/browser/, node's test runner;
 # playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser

@@ -221,6 +221,16 @@ static void consumer_lag(out_t *o, natter_metrics_t *m)
              (long long)atomic_load_explicit(&m->partition_lag[p], memory_order_relaxed));
 }
 
+/* How the kernel spread the sockets over the loops (SO_REUSEPORT hashes
+ * each connection to one listener). */
+static void per_loop_websockets(out_t *o, natter_metrics_t *m)
+{
+    size_t n = atomic_load(&m->nloops);
+    family(o, "natter_loop_websockets_open", "gauge", "Open WebSocket connections, by event loop.");
+    for (size_t i = 0; i < n; i++)
+        emit(o, "natter_loop_websockets_open{loop=\"%zu\"} %llu\n", i, (unsigned long long)get(&m->loops[i]->ws_open));
+}
+
 static void http_requests(out_t *o, const natter_metrics_route_t *routes, size_t nroutes)
 {
     family(o, "natter_http_requests_total", "counter",
@@ -302,6 +312,7 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     consumer_lag(&o, m);
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)SUM(batches_in_flight));
     gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)SUM(ws_open));
+    per_loop_websockets(&o, m);
     counter(&o, "natter_websockets_slow_closed_total", "WebSockets closed because their send queue was full.",
             SUM(ws_slow_closed));
     counter(&o, "natter_websockets_flood_closed_total",

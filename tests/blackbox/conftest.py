@@ -367,9 +367,9 @@ class Client:
         assert r.status_code == 200, (r.status_code, r.text)
         return r.json()
 
-    def all_history(self, chat_id, limit=200):
-        """Every message of a chat, paging forward from after=0."""
-        out, after = [], "0"
+    def all_history(self, chat_id, limit=200, after="0"):
+        """Every message of a chat after the id given (every one: after=0), paging forward."""
+        out = []
         while True:
             page = self.history(chat_id, after=after, limit=limit)
             out += page["messages"]

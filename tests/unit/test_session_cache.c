@@ -1,0 +1,167 @@
+/* Unit tests for src/ingest/session_cache.c: hits, TTL, stale-if-error, logout, bounds, threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/util.h"
+#include "ingest/session_cache.h"
+
+static void hash_of(uint64_t n, uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    memset(hash, 0, NATTER_TOKEN_HASH_LEN);
+    /* spread over every shard (the first byte picks it) and past the first 8 bytes */
+    for (int i = 0; i < 8; i++)
+        hash[i] = (uint8_t)(natter_mix64(n) >> (8 * i));
+    hash[20] = (uint8_t)n;
+}
+
+static natter_user_t user(uint64_t id, int64_t expires)
+{
+    natter_user_t u;
+    memset(&u, 0, sizeof(u));
+    u.id = id;
+    snprintf(u.username, sizeof(u.username), "u%llu", (unsigned long long)id);
+    strcpy(u.pwhash, "secret");
+    u.expires_at_ms = expires;
+    return u;
+}
+
+static void test_hit_copies_without_password(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 1000);
+    uint8_t h[NATTER_TOKEN_HASH_LEN];
+    hash_of(1, h);
+    natter_user_t u = user(42, natter_now_ms() + 60000), out;
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 0);
+    natter_session_cache_put(&c, h, &u);
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 1);
+    assert_int_equal(out.id, 42);
+    assert_string_equal(out.username, "u42");
+    assert_string_equal(out.pwhash, ""); /* a cache keeps no password hash */
+    /* same first 8 bytes, different hash: a miss, not someone else's session */
+    uint8_t other[NATTER_TOKEN_HASH_LEN];
+    memcpy(other, h, sizeof(other));
+    other[20] ^= 1;
+    assert_int_equal(natter_session_cache_get(&c, other, natter_now_ms(), 0, &out), 0);
+    natter_session_cache_free(&c);
+}
+
+static void test_expiry_ttl_and_stale(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 1, 1000); /* trusted for 1 ms */
+    uint8_t h[NATTER_TOKEN_HASH_LEN];
+    hash_of(2, h);
+    int64_t now = natter_now_ms();
+    natter_user_t u = user(7, now + 60000), out;
+    natter_session_cache_put(&c, h, &u);
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 0); /* past the TTL */
+    assert_int_equal(natter_session_cache_get(&c, h, now, 1, &out), 1); /* the store is away: stale is fine */
+    assert_int_equal(natter_session_cache_get(&c, h, now + 60000, 1, &out), 0); /* but never an expired session */
+    natter_session_cache_free(&c);
+}
+
+static void test_drop_and_zero_ttl(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 1000);
+    uint8_t h[NATTER_TOKEN_HASH_LEN];
+    hash_of(3, h);
+    natter_user_t u = user(9, natter_now_ms() + 60000), out;
+    natter_session_cache_put(&c, h, &u);
+    natter_session_cache_drop(&c, h);
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 1, &out), 0);
+    natter_session_cache_free(&c);
+    natter_session_cache_init(&c, 0, 1000); /* TTL 0: nothing is cached */
+    natter_session_cache_put(&c, h, &u);
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 1, &out), 0);
+    natter_session_cache_free(&c);
+}
+
+static size_t held(natter_session_cache_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NATTER_SESSION_SHARDS; i++)
+        n += c->shards[i].entries.len;
+    return n;
+}
+
+static void test_bounded(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 64); /* 4 per shard */
+    natter_user_t u = user(1, natter_now_ms() + 60000);
+    for (uint64_t i = 0; i < 10000; i++) {
+        uint8_t h[NATTER_TOKEN_HASH_LEN];
+        hash_of(i, h);
+        natter_session_cache_put(&c, h, &u);
+        assert_true(held(&c) <= 64);
+    }
+    natter_session_cache_free(&c); /* LeakSanitizer: every dropped entry was freed */
+}
+
+typedef struct {
+    natter_session_cache_t *c;
+    uint64_t first;
+    int misses;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    natter_user_t out;
+    for (uint64_t i = r->first; i < r->first + 2000; i++) {
+        uint8_t h[NATTER_TOKEN_HASH_LEN];
+        hash_of(i, h);
+        natter_user_t u = user(i, natter_now_ms() + 60000);
+        natter_session_cache_put(r->c, h, &u);
+        if (!natter_session_cache_get(r->c, h, natter_now_ms(), 0, &out) || out.id != i)
+            r->misses++;
+    }
+    return NULL;
+}
+
+/* Loops and workers use it at once: each sees its own sessions. */
+static void test_threads(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 100000);
+    racer_t r[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (racer_t){&c, (uint64_t)i * 100000 + 1, 0};
+        pthread_create(&t[i], NULL, race, &r[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].misses, 0);
+    }
+    assert_int_equal(held(&c), 8000);
+    natter_session_cache_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hit_copies_without_password),
+        cmocka_unit_test(test_expiry_ttl_and_stale),
+        cmocka_unit_test(test_drop_and_zero_ttl),
+        cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
