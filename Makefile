@@ -112,7 +112,8 @@ $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call 
 # --- fuzz targets (libFuzzer needs clang), run briefly by make test ----------
 FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
-FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load
+FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load \
+	$(BUILD)/fuzz/fuzz_jsonr
 $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
@@ -120,6 +121,9 @@ $(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c)))
@@ -137,7 +141,7 @@ unit: $(UNIT_BINS)
 	@scripts/run-unit $(UNIT_BINS)
 
 fuzz: $(FUZZ_BINS)
-	@for f in request cql record load; do \
+	@for f in request cql record load jsonr; do \
 		mkdir -p $(BUILD)/fuzz/corpus-$$f; \
 		seeds=tests/fuzz/corpus_$$f; [ -d $$seeds ] || seeds=; \
 		$(BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$f $$seeds \

@@ -37,12 +37,23 @@ void natter_token_hash(const char *token, size_t len, uint8_t out[NATTER_TOKEN_H
     SHA256((const unsigned char *)token, len, out);
 }
 
+/* 1 for the bytes of the base64url alphabet. */
+static const uint8_t is_b64url[256] = {
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+    ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['-'] = 1, ['_'] = 1,
+};
+
 int natter_token_well_formed(const char *token, size_t len)
 {
     if (len != NATTER_TOKEN_LEN)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (memchr(b64url, token[i], sizeof(b64url) - 1) == NULL)
+        if (!is_b64url[(uint8_t)token[i]])
             return 0;
     return 1;
 }

@@ -180,19 +180,19 @@ int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
         return natter_api_fail(job, 401, "unauthorized", "an Authorization: Bearer token is required");
     if (!natter_token_well_formed(job->token, job->token_len))
         return natter_api_fail(job, 401, "unauthorized", "the token is not valid");
-    natter_token_hash(job->token, job->token_len, hash);
     natter_app_t *app = job->app;
     int64_t now = natter_now_ms();
-    if (natter_session_cache_get(&app->sessions, hash, now, 0, user))
+    if (natter_session_cache_get(&app->sessions, job->token, now, 0, user))
         return 0;
+    natter_token_hash(job->token, job->token_len, hash);
     int rc = app->store->ops->session_user(app->store, hash, now, user);
     if (rc == NATTER_OK) {
-        natter_session_cache_put(&app->sessions, hash, user);
+        natter_session_cache_put(&app->sessions, job->token, user);
         return 0;
     }
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 401, "unauthorized", "the token is unknown or expired");
-    if (natter_session_cache_get(&app->sessions, hash, now, 1, user))
+    if (natter_session_cache_get(&app->sessions, job->token, now, 1, user))
         return 0; /* the store is away: a session it confirmed before still holds */
     return natter_api_fail_store(job, rc);
 }
@@ -303,7 +303,7 @@ static void session_delete(natter_api_job_t *job)
     if (natter_api_authenticate(job, &u) != 0)
         return;
     natter_token_hash(job->token, job->token_len, hash);
-    natter_session_cache_drop(&job->app->sessions, hash);
+    natter_session_cache_drop(&job->app->sessions, job->token);
     int rc = job->app->store->ops->session_delete(job->app->store, hash);
     if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);

@@ -5,6 +5,7 @@
  */
 #include "ingest/post.h"
 #include "core/error.h"
+#include "core/jsonr.h"
 #include "core/metrics.h"
 #include "core/token.h"
 #include "core/util.h"
@@ -14,49 +15,91 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A post's fields, pointing into root (which the caller releases). */
+/* The keys a post reads. */
+enum { F_CONTENT, F_CLIENT_ID, F_TYPE, F_CHAT_ID, NFIELDS };
+
+/* A body at most this long decodes its escapes on the stack. */
+#define SCRATCH_ON_STACK 4096
+
+/* A post's fields: read by jsonr when the body is a flat object (the usual
+ * case), else by jansson; they point into the body, the scratch buffer or
+ * root, which live as long as the post_body_t. */
 typedef struct {
-    json_t *root;
-    const char *content, *client_id;
-    size_t content_len, client_id_len;
+    natter_jsonr_field_t f[NFIELDS];
+    json_t *root;  /* jansson's tree, when jansson read it */
+    char *scratch; /* decoded escapes: the caller's stack buffer, or heap */
+    char *heap;
     uint64_t chat_id; /* a WebSocket send names its chat; an HTTP post has it in the path */
 } post_body_t;
+
+static void body_init(post_body_t *p, char *stack, size_t len)
+{
+    memset(p, 0, sizeof(*p));
+    p->f[F_CONTENT].key = "content";
+    p->f[F_CLIENT_ID].key = "client_id";
+    p->f[F_TYPE].key = "type";
+    p->f[F_CHAT_ID].key = "chat_id";
+    p->scratch = len <= SCRATCH_ON_STACK ? stack : (p->heap = xmalloc(len));
+}
+
+static void body_free(post_body_t *p)
+{
+    json_decref(p->root);
+    free(p->heap);
+}
+
+/* The fields from jansson's tree, for a body jsonr left to it. */
+static int read_with_jansson(natter_api_job_t *job, const char *body, size_t len, post_body_t *p)
+{
+    if ((p->root = natter_api_body_object(job, body, len)) == NULL)
+        return -1;
+    for (int i = 0; i < NFIELDS; i++) {
+        json_t *v = json_object_get(p->root, p->f[i].key);
+        p->f[i].kind = v == NULL ? NATTER_JSONR_ABSENT : json_is_string(v) ? NATTER_JSONR_STRING : NATTER_JSONR_OTHER;
+        p->f[i].value = json_is_string(v) ? json_string_value(v) : NULL;
+        p->f[i].len = json_is_string(v) ? json_string_length(v) : 0;
+    }
+    return 0;
+}
 
 static int is_ws(const natter_api_job_t *job)
 {
     return job->route.action == NATTER_A_WS_SEND;
 }
 
+static int is_string(const post_body_t *p, int i)
+{
+    return p->f[i].kind == NATTER_JSONR_STRING;
+}
+
 /* Parses and validates; on failure the job is answered (400) and -1 returned. */
 static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_t *p)
 {
-    const char *type, *chat;
-    size_t tlen, clen;
-    memset(p, 0, sizeof(*p));
-    p->client_id = "";
     p->chat_id = job->route.chat_id;
-    if ((p->root = natter_api_body_object(job, body, len)) == NULL)
-        return -1;
-    json_t *cid = json_object_get(p->root, "client_id");
+    if (len == 0 || !natter_utf8_valid(body, len) ||
+        natter_jsonr_flat(body, len, p->f, NFIELDS, p->scratch) != NATTER_JSONR_OK) {
+        if (read_with_jansson(job, body, len, p) != 0)
+            return -1;
+    }
+    const natter_jsonr_field_t *content = &p->f[F_CONTENT], *cid = &p->f[F_CLIENT_ID];
     if (is_ws(job)) {
         /* an error frame echoes the client_id it can */
-        if (json_is_string(cid) && json_string_length(cid) <= NATTER_CLIENT_ID_MAX) {
-            job->client_id_len = json_string_length(cid);
-            memcpy(job->client_id, json_string_value(cid), job->client_id_len);
+        if (is_string(p, F_CLIENT_ID) && cid->len <= NATTER_CLIENT_ID_MAX) {
+            job->client_id_len = cid->len;
+            memcpy(job->client_id, cid->value, cid->len);
         }
-        if (!natter_api_field_string(p->root, "type", &type, &tlen) || strcmp(type, "send") != 0)
+        const natter_jsonr_field_t *type = &p->f[F_TYPE], *chat = &p->f[F_CHAT_ID];
+        if (!is_string(p, F_TYPE) || type->len != 4 || memcmp(type->value, "send", 4) != 0)
             return natter_api_fail(job, 400, "invalid_request", "type must be \"send\"");
-        if (!natter_api_field_string(p->root, "chat_id", &chat, &clen) ||
-            natter_parse_u64(chat, clen, &p->chat_id) != 0 || p->chat_id == 0)
+        if (!is_string(p, F_CHAT_ID) || natter_parse_u64(chat->value, chat->len, &p->chat_id) != 0 || p->chat_id == 0)
             return natter_api_fail(job, 400, "invalid_request", "chat_id must be a chat id string");
     }
-    if (!natter_api_field_string(p->root, "content", &p->content, &p->content_len) ||
-        natter_api_blank(p->content, p->content_len))
+    if (!is_string(p, F_CONTENT) || natter_api_blank(content->value, content->len))
         return natter_api_fail(job, 400, "invalid_request", "content must be a non-empty string");
-    if (natter_utf8_count(p->content, p->content_len) > NATTER_CONTENT_MAX_CHARS)
+    if (natter_utf8_count(content->value, content->len) > NATTER_CONTENT_MAX_CHARS)
         return natter_api_fail(job, 400, "content_too_long", "content is limited to 4000 characters");
-    if (cid != NULL && (!natter_api_field_string(p->root, "client_id", &p->client_id, &p->client_id_len) ||
-                        p->client_id_len == 0 || p->client_id_len > NATTER_CLIENT_ID_MAX))
+    if (cid->kind != NATTER_JSONR_ABSENT &&
+        (!is_string(p, F_CLIENT_ID) || cid->len == 0 || cid->len > NATTER_CLIENT_ID_MAX))
         return natter_api_fail(job, 400, "invalid_request", "client_id must be a string of 1-64 characters");
     return 0;
 }
@@ -82,8 +125,9 @@ static int append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
         natter_api_fail(job, 429, "rate_limited", "too many messages, slow down");
         return 0;
     }
-    natter_msg_t *msg = natter_msg_new(p->chat_id, sender, p->content, p->content_len, p->client_id,
-                                       p->client_id_len);
+    const natter_jsonr_field_t *content = &p->f[F_CONTENT], *cid = &p->f[F_CLIENT_ID];
+    natter_msg_t *msg = natter_msg_new(p->chat_id, sender, content->value, content->len,
+                                       is_string(p, F_CLIENT_ID) ? cid->value : "", cid->len);
     msg->ingest_ns = natter_now_ns();
     msg->on_durable = post_durable;
     msg->durable_arg = job;
@@ -106,12 +150,10 @@ static int cached_poster(natter_api_job_t *job, uint64_t *user)
         *user = job->ws_user_id;
         return 1;
     }
-    uint8_t hash[NATTER_TOKEN_HASH_LEN];
     natter_user_t u;
     if (job->token_len == 0 || !natter_token_well_formed(job->token, job->token_len))
         return 0;
-    natter_token_hash(job->token, job->token_len, hash);
-    if (!natter_session_cache_get(&job->app->sessions, hash, natter_now_ms(), 0, &u))
+    if (!natter_session_cache_get(&job->app->sessions, job->token, natter_now_ms(), 0, &u))
         return 0;
     *user = u.id;
     return 1;
@@ -121,9 +163,11 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
 {
     uint64_t sender;
     post_body_t p;
+    char stack[SCRATCH_ON_STACK];
     natter_post_result_t result = NATTER_POST_ANSWERED;
     if (!cached_poster(job, &sender))
         return NATTER_POST_MISS;
+    body_init(&p, stack, len);
     if (parse(job, body, len, &p) == 0) {
         /* a member in a fresh entry posts here; not a member, or not known, is the worker's to say */
         if (natter_members_cache_peek(&job->app->members, p.chat_id, sender) != 1)
@@ -131,23 +175,25 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
         else if (append(job, &p, sender))
             result = NATTER_POST_PARKED;
     }
-    json_decref(p.root);
+    body_free(&p);
     return result;
 }
 
 int natter_post_run(natter_api_job_t *job)
 {
     natter_user_t me;
-    post_body_t p = {0};
+    post_body_t p;
+    char stack[SCRATCH_ON_STACK];
     int parked = 0;
     if (is_ws(job))
         me.id = job->ws_user_id;
     else if (natter_api_authenticate(job, &me) != 0)
         return 0;
+    body_init(&p, stack, job->body_len);
     if (parse(job, job->body, job->body_len, &p) == 0 &&
         natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0)
         parked = append(job, &p, me.id);
-    json_decref(p.root);
+    body_free(&p);
     return parked;
 }
 

@@ -3,28 +3,42 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 struct session_entry {
-    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    char token[NATTER_TOKEN_LEN];
     natter_user_t user;
     uint64_t loaded_ns;
 };
 
-static uint64_t key_of(const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+/* FNV-1a over the token, seeded, then mixed: a map key and a shard. */
+static uint64_t key_of(const natter_session_cache_t *c, const char *token)
 {
-    uint64_t k;
-    memcpy(&k, hash, sizeof(k));
-    return k ? k : 1; /* 0 is the map's empty key */
+    uint64_t h = 0xcbf29ce484222325ULL ^ c->seed;
+    for (size_t i = 0; i < NATTER_TOKEN_LEN; i++)
+        h = (h ^ (uint8_t)token[i]) * 0x100000001b3ULL;
+    h = natter_mix64(h);
+    return h ? h : 1; /* 0 is the map's empty key */
 }
 
-/* The hash is SHA-256 of a random token: its bytes are already uniform. */
 static natter_session_shard_t *shard_of(natter_session_cache_t *c, uint64_t key)
 {
     return &c->shards[(key >> 56) % NATTER_SESSION_SHARDS];
 }
 
+/* Equal tokens, in time that does not depend on where they differ. */
+static int same_token(const char *a, const char *b)
+{
+    unsigned char diff = 0;
+    for (size_t i = 0; i < NATTER_TOKEN_LEN; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
 void natter_session_cache_init(natter_session_cache_t *c, uint32_t ttl_ms, size_t max_entries)
 {
+    if (getrandom(&c->seed, sizeof(c->seed), 0) != sizeof(c->seed))
+        c->seed = natter_mono_ns();
     c->ttl_ns = (uint64_t)ttl_ms * 1000000u;
     c->max_per_shard = (max_entries + NATTER_SESSION_SHARDS - 1) / NATTER_SESSION_SHARDS;
     for (size_t i = 0; i < NATTER_SESSION_SHARDS; i++) {
@@ -49,15 +63,15 @@ void natter_session_cache_free(natter_session_cache_t *c)
     }
 }
 
-int natter_session_cache_get(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                             int stale_ok, natter_user_t *out)
+int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
+                             natter_user_t *out)
 {
-    uint64_t key = key_of(hash);
+    uint64_t key = key_of(c, token);
     natter_session_shard_t *sh = shard_of(c, key);
     int hit = 0;
     pthread_mutex_lock(&sh->lock);
     struct session_entry *e = natter_u64map_get(&sh->entries, key);
-    if (e != NULL && memcmp(e->hash, hash, NATTER_TOKEN_HASH_LEN) == 0 && e->user.expires_at_ms > now_ms &&
+    if (e != NULL && same_token(e->token, token) && e->user.expires_at_ms > now_ms &&
         (stale_ok || natter_mono_ns() - e->loaded_ns < c->ttl_ns)) {
         *out = e->user;
         hit = 1;
@@ -66,15 +80,14 @@ int natter_session_cache_get(natter_session_cache_t *c, const uint8_t hash[NATTE
     return hit;
 }
 
-void natter_session_cache_put(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN],
-                              const natter_user_t *u)
+void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u)
 {
     if (c->ttl_ns == 0)
         return;
-    uint64_t key = key_of(hash);
+    uint64_t key = key_of(c, token);
     natter_session_shard_t *sh = shard_of(c, key);
     struct session_entry *e = xmalloc(sizeof(*e));
-    memcpy(e->hash, hash, NATTER_TOKEN_HASH_LEN);
+    memcpy(e->token, token, NATTER_TOKEN_LEN);
     e->user = *u;
     e->user.pwhash[0] = '\0';
     e->loaded_ns = natter_mono_ns();
@@ -85,13 +98,13 @@ void natter_session_cache_put(natter_session_cache_t *c, const uint8_t hash[NATT
     pthread_mutex_unlock(&sh->lock);
 }
 
-void natter_session_cache_drop(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+void natter_session_cache_drop(natter_session_cache_t *c, const char *token)
 {
-    uint64_t key = key_of(hash);
+    uint64_t key = key_of(c, token);
     natter_session_shard_t *sh = shard_of(c, key);
     pthread_mutex_lock(&sh->lock);
     struct session_entry *e = natter_u64map_get(&sh->entries, key);
-    if (e != NULL && memcmp(e->hash, hash, NATTER_TOKEN_HASH_LEN) == 0)
+    if (e != NULL && same_token(e->token, token))
         free(natter_u64map_del(&sh->entries, key));
     pthread_mutex_unlock(&sh->lock);
 }

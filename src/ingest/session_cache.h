@@ -1,6 +1,7 @@
 /*
- * Sessions seen recently, by token hash: most requests authenticate without
- * a store round trip, and while the store is unreachable a known session
+ * Sessions seen recently, by token: most requests authenticate without a
+ * store round trip, and without hashing the token (the store keeps only
+ * tokens' SHA-256; a hit here needs neither), and while the store is unreachable a known session
  * keeps working (stale-if-error) until it expires. A logout on this node
  * drops the entry at once; on another node the entry lives out its TTL.
  *
@@ -22,10 +23,11 @@
 
 typedef struct natter_session_shard {
     pthread_mutex_t lock;
-    natter_u64map_t entries; /* first 8 bytes of the hash -> struct session_entry */
+    natter_u64map_t entries; /* keyed hash of the token -> struct session_entry */
 } __attribute__((aligned(64))) natter_session_shard_t;
 
 typedef struct natter_session_cache {
+    uint64_t seed; /* keys the token hash: clients cannot aim for one slot */
     uint64_t ttl_ns;
     size_t max_per_shard;
     natter_session_shard_t shards[NATTER_SESSION_SHARDS];
@@ -34,13 +36,14 @@ typedef struct natter_session_cache {
 /* Holds about max_entries sessions (rounded up to a whole number per shard). */
 void natter_session_cache_init(natter_session_cache_t *c, uint32_t ttl_ms, size_t max_entries);
 void natter_session_cache_free(natter_session_cache_t *c);
+/* Tokens are well-formed (natter_token_well_formed): NATTER_TOKEN_LEN chars. */
+
 /* 1 and *out when the session is cached and not expired at now_ms, and
  * (unless stale_ok) was looked up within the TTL; else 0. */
-int natter_session_cache_get(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                             int stale_ok, natter_user_t *out);
+int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
+                             natter_user_t *out);
 /* Remembers a session the store confirmed (u->expires_at_ms set). */
-void natter_session_cache_put(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN],
-                              const natter_user_t *u);
-void natter_session_cache_drop(natter_session_cache_t *c, const uint8_t hash[NATTER_TOKEN_HASH_LEN]);
+void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u);
+void natter_session_cache_drop(natter_session_cache_t *c, const char *token);
 
 #endif

@@ -12,13 +12,16 @@
 #include "core/util.h"
 #include "ingest/session_cache.h"
 
-static void hash_of(uint64_t n, uint8_t hash[NATTER_TOKEN_HASH_LEN])
+/* A well-formed token of its own for n. */
+static void token_of(uint64_t n, char token[NATTER_TOKEN_LEN + 1])
 {
-    memset(hash, 0, NATTER_TOKEN_HASH_LEN);
-    /* spread over every shard (the first byte picks it) and past the first 8 bytes */
-    for (int i = 0; i < 8; i++)
-        hash[i] = (uint8_t)(natter_mix64(n) >> (8 * i));
-    hash[20] = (uint8_t)n;
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint64_t x = natter_mix64(n + 1);
+    for (int i = 0; i < NATTER_TOKEN_LEN; i++) {
+        token[i] = b64url[x & 63];
+        x = natter_mix64(x + (uint64_t)i);
+    }
+    token[NATTER_TOKEN_LEN] = '\0';
 }
 
 static natter_user_t user(uint64_t id, int64_t expires)
@@ -37,8 +40,8 @@ static void test_hit_copies_without_password(void **state)
     (void)state;
     natter_session_cache_t c;
     natter_session_cache_init(&c, 10000, 1000);
-    uint8_t h[NATTER_TOKEN_HASH_LEN];
-    hash_of(1, h);
+    char h[NATTER_TOKEN_LEN + 1];
+    token_of(1, h);
     natter_user_t u = user(42, natter_now_ms() + 60000), out;
     assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 0);
     natter_session_cache_put(&c, h, &u);
@@ -46,10 +49,10 @@ static void test_hit_copies_without_password(void **state)
     assert_int_equal(out.id, 42);
     assert_string_equal(out.username, "u42");
     assert_string_equal(out.pwhash, ""); /* a cache keeps no password hash */
-    /* same first 8 bytes, different hash: a miss, not someone else's session */
-    uint8_t other[NATTER_TOKEN_HASH_LEN];
+    /* one character off: a miss, not someone else's session */
+    char other[NATTER_TOKEN_LEN + 1];
     memcpy(other, h, sizeof(other));
-    other[20] ^= 1;
+    other[NATTER_TOKEN_LEN - 1] = other[NATTER_TOKEN_LEN - 1] == 'A' ? 'B' : 'A';
     assert_int_equal(natter_session_cache_get(&c, other, natter_now_ms(), 0, &out), 0);
     natter_session_cache_free(&c);
 }
@@ -59,8 +62,8 @@ static void test_expiry_ttl_and_stale(void **state)
     (void)state;
     natter_session_cache_t c;
     natter_session_cache_init(&c, 1, 1000); /* trusted for 1 ms */
-    uint8_t h[NATTER_TOKEN_HASH_LEN];
-    hash_of(2, h);
+    char h[NATTER_TOKEN_LEN + 1];
+    token_of(2, h);
     int64_t now = natter_now_ms();
     natter_user_t u = user(7, now + 60000), out;
     natter_session_cache_put(&c, h, &u);
@@ -77,8 +80,8 @@ static void test_drop_and_zero_ttl(void **state)
     (void)state;
     natter_session_cache_t c;
     natter_session_cache_init(&c, 10000, 1000);
-    uint8_t h[NATTER_TOKEN_HASH_LEN];
-    hash_of(3, h);
+    char h[NATTER_TOKEN_LEN + 1];
+    token_of(3, h);
     natter_user_t u = user(9, natter_now_ms() + 60000), out;
     natter_session_cache_put(&c, h, &u);
     natter_session_cache_drop(&c, h);
@@ -105,8 +108,8 @@ static void test_bounded(void **state)
     natter_session_cache_init(&c, 10000, 64); /* 4 per shard */
     natter_user_t u = user(1, natter_now_ms() + 60000);
     for (uint64_t i = 0; i < 10000; i++) {
-        uint8_t h[NATTER_TOKEN_HASH_LEN];
-        hash_of(i, h);
+        char h[NATTER_TOKEN_LEN + 1];
+        token_of(i, h);
         natter_session_cache_put(&c, h, &u);
         assert_true(held(&c) <= 64);
     }
@@ -124,8 +127,8 @@ static void *race(void *arg)
     racer_t *r = arg;
     natter_user_t out;
     for (uint64_t i = r->first; i < r->first + 2000; i++) {
-        uint8_t h[NATTER_TOKEN_HASH_LEN];
-        hash_of(i, h);
+        char h[NATTER_TOKEN_LEN + 1];
+        token_of(i, h);
         natter_user_t u = user(i, natter_now_ms() + 60000);
         natter_session_cache_put(r->c, h, &u);
         if (!natter_session_cache_get(r->c, h, natter_now_ms(), 0, &out) || out.id != i)
