@@ -263,6 +263,9 @@ static void dispose(natter_loop_t *loop)
 static void *loop_main(void *arg)
 {
     natter_loop_t *loop = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "natter-loop-%u", loop->index);
+    pthread_setname_np(pthread_self(), name);
     natter_metrics_use(loop->metrics);
     int rc = setup(loop);
     pthread_mutex_lock(&loop->phase_lock);

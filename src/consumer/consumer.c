@@ -55,6 +55,7 @@ static void free_batch(natter_msg_t *m)
 
 static void *consumer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "natter-store");
     natter_consumer_t *c = arg;
     natter_app_t *app = c->app;
     for (;;) {
@@ -79,6 +80,7 @@ static void *consumer_main(void *arg)
 
 static void *fanout_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "natter-fanout");
     natter_consumer_t *c = arg;
     natter_app_t *app = c->app;
     for (;;) {

@@ -6,6 +6,7 @@
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "natter-worker");
     natter_workers_t *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {

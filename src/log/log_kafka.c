@@ -219,6 +219,7 @@ static int count_partitions(log_kafka_t *k, char *err, size_t errlen)
 
 static void *poll_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "natter-kafka-dr");
     log_kafka_t *k = arg;
     while (!atomic_load(&k->stop_threads))
         rd_kafka_poll(k->producer, 100);
@@ -247,6 +248,7 @@ static void measure_lag(log_kafka_t *k)
 
 static void *lag_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "natter-kafka-lag");
     log_kafka_t *k = arg;
     while (!atomic_load(&k->stop_threads)) {
         measure_lag(k);
