@@ -43,6 +43,12 @@ static const opt_t options[] = {
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
     {"ws-pending", OPT_U32, F(ws_pending), 1, 100000, NULL, "64",
      "sends a WebSocket may have awaiting their answer before it is closed (1008)"},
+    {"ws-ping-interval", OPT_U32, F(ws_ping_interval_s), 1, 86400, NULL, "30",
+     "seconds a WebSocket may be silent before natter pings it"},
+    {"ws-ping-timeout", OPT_U32, F(ws_ping_timeout_s), 1, 86400, NULL, "10",
+     "seconds a pinged WebSocket has to answer before it is closed (1001)"},
+    {"max-connections", OPT_U32, F(max_connections), 0, 10000000, NULL, "0",
+     "HTTP connections and WebSockets together (0: what the file limit allows, less a reserve)"},
     {"fanout-queue", OPT_U32, F(fanout_queue), 1, 100000000, NULL, "100000",
      "pushed messages waiting per event loop before it closes (1013) the sockets it cannot serve"},
     {"members-ttl", OPT_U32, F(members_ttl_ms), 0, 3600000, NULL, "5000", "ms a chat's cached member list is trusted"},
@@ -205,12 +211,12 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
     snprintf(dst, len,
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
              "worker-queue=%u "
-             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u fanout-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
-             c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->fanout_queue,
+             c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

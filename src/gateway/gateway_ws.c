@@ -1,60 +1,61 @@
 /*
- * WebSocket connections on h2o + wslay, and fan-out to them.
+ * WebSocket connections on h2o sockets, natter's own protocol code
+ * (ws_codec.h), and fan-out to them.
  *
  * Map of this file:
- *   lifetime   h2o reports a socket's end by calling our callback with a
- *              NULL message, sometimes from inside h2o_websocket_proceed()
- *              that we called ourselves (mid fan-out, say). So a closed
- *              connection is only marked and unlinked there; it is freed
- *              from a zero-delay timer, never inside its own callback or
- *              while a list holding it is walked.
+ *   lifetime   h2o reports a socket's end through callbacks we may be inside
+ *              of ourselves (mid fan-out, say). So a closed connection is
+ *              only marked and unlinked there; it is freed from a zero-delay
+ *              timer, never inside its own callback or while a list holding
+ *              it is walked.
  *   send queue each socket's queue is a ring of references to shared frames
  *              (frame.h): a push is queued on every recipient socket
- *              without a copy. write_queue() hands h2o up to
- *              WRITE_FRAMES_MAX of them as one gathered write (iovecs
+ *              without a copy. write_queue() hands h2o the control frames
+ *              natter owes the client (pongs, a ping, the close) and up to
+ *              WRITE_FRAMES_MAX queued frames as one gathered write (iovecs
  *              pointing into the frames); their references are dropped when
  *              the write completes.
- *   control    wslay is left only the control frames: pongs and close.
- *              natter replaces wslay's send callback (send_frames), which
- *              collects what wslay sends into the socket's ctrl buffer;
- *              those bytes lead the next write. wslay always gets all its
- *              bytes taken, so it never holds half a frame, and a control
- *              frame never splits a data frame.
- *   receive    a text frame is a "send": decided on this loop when the caches
- *              know the poster and the chat (post.h), else by a worker.
- *              Nothing calls into wslay while wslay is delivering a
- *              received frame to us (wslay is not re-entrant); writes of
- *              queued frames go straight to h2o, and h2o's own loop lets
- *              wslay send once the receive returns.
+ *   receive    what h2o read is parsed where it lies (ws_codec.h); a text
+ *              frame is a "send": decided on this loop when the caches know
+ *              the poster and the chat (post.h), else by a worker. The
+ *              input buffer is given back whenever it is empty, so an idle
+ *              socket holds none.
+ *   closing    RFC 6455 §7: a close frame is answered with one; natter's own
+ *              close (a violation, a policy, a slow reader, shutdown) sends
+ *              one with its code and reason, then the TCP connection is
+ *              closed once the frame is written or SLOW_CLOSE_GRACE_MS
+ *              later, whichever comes first. After a violation nothing more
+ *              is read.
+ *   heartbeat  a socket silent for --ws-ping-interval is pinged; one that
+ *              then stays silent for --ws-ping-timeout is closed (1001 "ping
+ *              timeout") and freed. Any frame from the client counts.
  *   bounds     --ws-queue frames queued per socket (else 1008 "send queue
  *              full"), --ws-pending sends awaiting their answer (else 1008
- *              "too many frames in flight", and no more reading), a few KiB
- *              of owed pongs; a closing socket is dropped SLOW_CLOSE_GRACE_MS
- *              later whether or not it read its close frame. An idle socket
- *              gives its queue and write buffers back.
+ *              "too many frames in flight"), a few KiB of owed pongs.
  */
 #include "gateway/gateway.h"
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/u64map.h"
 #include "core/util.h"
+#include "gateway/ws_codec.h"
 #include "ingest/api.h"
 #include "ingest/http.h"
 #include "ingest/post.h"
 #include "loop.h"
 #include "natter.h"
 
-#include <h2o/websocket.h>
+#include <h2o/http1.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SLOW_CLOSE_GRACE_MS 5000
-#define WRITE_FRAMES_MAX 64            /* frames gathered into one write */
-#define WRITE_BYTES_MAX (256 * 1024)   /* bytes gathered into one write, past the first frame */
-#define RING_MIN 8                     /* a queue's first allocation; kept while the socket is busy */
-#define CTRL_BYTES_MAX 4096            /* control frames owed to a client that does not read */
-#define CTRL_QUEUED_MAX 32             /* control frames wslay may hold for such a client */
-#define CTRL_KEEP 1024                 /* a ctrl buffer larger than this is freed once written */
+#define WRITE_FRAMES_MAX 64          /* frames gathered into one write */
+#define WRITE_BYTES_MAX (256 * 1024) /* bytes gathered into one write, past the first frame */
+#define RING_MIN 8                   /* a queue's first allocation; kept while the socket is busy */
+#define CTRL_BYTES_MAX 4096          /* control frames owed to a client that does not read */
+#define CTRL_KEEP 1024               /* a ctrl buffer larger than this is freed once written */
 
 /* Bytes natter owns until their write completes. */
 typedef struct wbuf {
@@ -65,26 +66,31 @@ typedef struct wbuf {
 typedef struct ws_conn ws_conn_t;
 struct ws_conn {
     natter_gateway_t *gw;
-    h2o_websocket_conn_t *ws;
+    h2o_socket_t *sock; /* NULL until the upgrade's answer is written */
     uint64_t id;
     uint64_t user_id;
     ws_conn_t *next_of_user; /* the user's sockets, a singly linked list */
     ws_conn_t *next_dead;
     ws_conn_t *next_touched;  /* queued to during a fan-out, written after it */
     h2o_timeout_entry_t grace; /* closing: force-close when this fires */
+    h2o_timeout_entry_t quiet; /* the heartbeat: silent for an interval, then pinged */
+    natter_ws_parser_t parser;
     natter_frame_t **ring;     /* the send queue, oldest at head; cap a power of two or 0 */
     uint32_t cap, head, len;
     uint32_t inflight;         /* frames at head that h2o is writing now */
-    wbuf_t ctrl;               /* control frames wslay sent, for the next write */
+    wbuf_t ctrl;               /* control frames for the next write */
     wbuf_t ctrl_inflight;      /* control frames in h2o's write */
     uint32_t pending;          /* sends from this client not answered yet */
     uint16_t drain_close_code; /* a close to send once the queue is written (0: none) */
     char drain_close_reason[48];
-    unsigned pumping : 1;      /* inside pump()'s wslay_event_send */
-    unsigned receiving : 1;    /* inside wslay's receive: nothing may call into wslay */
-    unsigned closing : 1;      /* close under way: nothing more is queued */
+    unsigned pinged : 1;       /* a ping is out, no frame since */
+    unsigned closing : 1;      /* natter's close is queued or sent: nothing more is queued */
+    unsigned close_in_write : 1; /* that close frame is in the write h2o is doing */
+    unsigned close_sent : 1;   /* that close frame is written */
+    unsigned close_received : 1; /* the client's close came */
+    unsigned not_reading : 1;  /* after a violation or the client's close: input is ignored */
     unsigned touched : 1;
-    unsigned dead : 1;         /* h2o reported the end: free soon */
+    unsigned dead : 1;         /* gone: free soon */
 };
 
 struct natter_gateway {
@@ -98,6 +104,8 @@ struct natter_gateway {
     h2o_timeout_t reap_timeout; /* 0 ms: next loop turn */
     h2o_timeout_entry_t reap;
     h2o_timeout_t grace_timeout;
+    h2o_timeout_t quiet_timeout; /* --ws-ping-interval */
+    h2o_timeout_t pong_timeout;  /* --ws-ping-timeout */
 };
 
 static void reap_dead(h2o_timeout_entry_t *entry);
@@ -112,6 +120,8 @@ natter_gateway_t *natter_gateway_new(natter_loop_t *loop)
     gw->next_id = 1;
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->reap_timeout, 0);
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->grace_timeout, SLOW_CLOSE_GRACE_MS);
+    h2o_timeout_init(loop->h2o_ctx.loop, &gw->quiet_timeout, (uint64_t)gw->app->cfg.ws_ping_interval_s * 1000);
+    h2o_timeout_init(loop->h2o_ctx.loop, &gw->pong_timeout, (uint64_t)gw->app->cfg.ws_ping_timeout_s * 1000);
     gw->reap.cb = reap_dead;
     return gw;
 }
@@ -139,7 +149,7 @@ static void ring_push(ws_conn_t *c, natter_frame_t *f)
     c->len++;
 }
 
-/* Drops the n oldest frames; an empty queue gives its memory back unless small. */
+/* Drops the n oldest frames; an empty queue gives its memory back. */
 static void ring_release(ws_conn_t *c, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
@@ -147,7 +157,7 @@ static void ring_release(ws_conn_t *c, uint32_t n)
         c->head = (c->head + 1) & (c->cap - 1);
         c->len--;
     }
-    if (c->len == 0 && c->cap > RING_MIN) {
+    if (c->len == 0 && c->ring != NULL) {
         free(c->ring);
         c->ring = NULL;
         c->cap = c->head = 0;
@@ -192,6 +202,12 @@ static void unlink_conn(natter_gateway_t *gw, ws_conn_t *c)
     natter_u64map_del(&gw->conns, c->id);
 }
 
+static void unlink_timer(h2o_timeout_entry_t *e)
+{
+    if (h2o_timeout_is_linked(e))
+        h2o_timeout_unlink(e);
+}
+
 /* Marks a connection dead and schedules its release. Idempotent. */
 static void conn_dead(ws_conn_t *c)
 {
@@ -207,8 +223,8 @@ static void conn_dead(ws_conn_t *c)
         *p = c->next_touched;
         c->touched = 0;
     }
-    if (h2o_timeout_is_linked(&c->grace))
-        h2o_timeout_unlink(&c->grace);
+    unlink_timer(&c->grace);
+    unlink_timer(&c->quiet);
     natter_count(&natter_m()->ws_open, (uint64_t)-1);
     c->next_dead = gw->dead;
     gw->dead = c;
@@ -222,10 +238,13 @@ static void reap_dead(h2o_timeout_entry_t *entry)
     while (gw->dead != NULL) {
         ws_conn_t *c = gw->dead;
         gw->dead = c->next_dead;
-        h2o_websocket_close(c->ws); /* closes the socket: a write in flight is abandoned */
+        if (c->sock != NULL) {
+            c->sock->data = NULL;
+            h2o_socket_close(c->sock); /* a write in flight is abandoned */
+        }
         c->inflight = 0;
         ring_release(c, c->len);
-        free(c->ring);
+        natter_ws_parser_free(&c->parser);
         free(c->ctrl.p);
         free(c->ctrl_inflight.p);
         free(c);
@@ -234,12 +253,53 @@ static void reap_dead(h2o_timeout_entry_t *entry)
 
 /* ------------------------------------------------------------ writing */
 
-static void pump(ws_conn_t *c);
+static void on_written(h2o_socket_t *sock, const char *err);
+
+/* Starts one write of the control bytes and as many queued frames as fit,
+ * if the socket is idle. */
+static void write_queue(ws_conn_t *c)
+{
+    h2o_iovec_t iov[WRITE_FRAMES_MAX + 1];
+    size_t n = 0, bytes = 0;
+    uint32_t k = 0;
+    if (c->dead || c->sock == NULL || h2o_socket_is_writing(c->sock))
+        return;
+    if (c->ctrl.len > 0) {
+        wbuf_t t = c->ctrl_inflight;
+        c->ctrl_inflight = c->ctrl;
+        c->ctrl = t;
+        c->ctrl.len = 0;
+        iov[n++] = h2o_iovec_init(c->ctrl_inflight.p, c->ctrl_inflight.len);
+        if (c->closing && !c->close_sent && c->drain_close_code == 0)
+            c->close_in_write = 1; /* a close frame goes last: nothing follows it */
+    }
+    for (; !c->close_in_write && k < c->len && k < WRITE_FRAMES_MAX && (k == 0 || bytes < WRITE_BYTES_MAX); k++) {
+        natter_frame_t *f = ring_at(c, k);
+        iov[n++] = h2o_iovec_init(natter_frame_bytes(f), f->len);
+        bytes += f->len;
+    }
+    if (n == 0)
+        return;
+    c->inflight = k;
+    h2o_socket_write(c->sock, iov, n, on_written);
+}
+
+/* Queues a control frame for the next write. */
+static void queue_control(ws_conn_t *c, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t frame[NATTER_WS_CONTROL_MAX + 4];
+    wbuf_append(&c->ctrl, frame, natter_ws_control_frame(frame, opcode, payload, len));
+}
+
+static void queue_close_frame(ws_conn_t *c, uint16_t code, const char *reason)
+{
+    uint8_t frame[NATTER_WS_CONTROL_MAX + 4];
+    wbuf_append(&c->ctrl, frame, natter_ws_close_frame(frame, code, reason));
+}
 
 static void on_written(h2o_socket_t *sock, const char *err)
 {
-    h2o_websocket_conn_t *ws = sock->data;
-    ws_conn_t *c = ws->data;
+    ws_conn_t *c = sock->data;
     ring_release(c, c->inflight);
     c->inflight = 0;
     c->ctrl_inflight.len = 0;
@@ -251,74 +311,20 @@ static void on_written(h2o_socket_t *sock, const char *err)
         conn_dead(c);
         return;
     }
-    if (c->drain_close_code != 0 && c->len == 0) {
-        wslay_event_queue_close(c->ws->ws_ctx, c->drain_close_code, (const uint8_t *)c->drain_close_reason,
-                                strlen(c->drain_close_reason));
-        c->drain_close_code = 0;
-    }
-    pump(c);
-}
-
-/* Starts one write of the control bytes and as many queued frames as fit,
- * if the socket is idle. Never calls into wslay. */
-static void write_queue(ws_conn_t *c)
-{
-    h2o_iovec_t iov[WRITE_FRAMES_MAX + 1];
-    size_t n = 0, bytes = 0;
-    uint32_t k = 0;
-    if (c->dead || c->ws->sock == NULL || h2o_socket_is_writing(c->ws->sock))
-        return;
-    if (c->ctrl.len > 0) {
-        wbuf_t t = c->ctrl_inflight;
-        c->ctrl_inflight = c->ctrl;
-        c->ctrl = t;
-        c->ctrl.len = 0;
-        iov[n++] = h2o_iovec_init(c->ctrl_inflight.p, c->ctrl_inflight.len);
-    }
-    for (; k < c->len && k < WRITE_FRAMES_MAX && (k == 0 || bytes < WRITE_BYTES_MAX); k++) {
-        natter_frame_t *f = ring_at(c, k);
-        iov[n++] = h2o_iovec_init(natter_frame_bytes(f), f->len);
-        bytes += f->len;
-    }
-    if (n == 0)
-        return;
-    c->inflight = k;
-    h2o_socket_write(c->ws->sock, iov, n, on_written);
-}
-
-/* wslay's send callback (see the top of the file): takes every byte. */
-static ssize_t send_frames(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
-{
-    (void)ctx, (void)flags;
-    h2o_websocket_conn_t *ws = user;
-    ws_conn_t *c = ws->data;
-    wbuf_append(&c->ctrl, data, len);
-    if (!c->pumping)
-        write_queue(c);
-    return (ssize_t)len;
-}
-
-/* Lets wslay send its control frames, writes, then lets h2o read on; may
- * report the socket's end (conn_dead). */
-static void pump(ws_conn_t *c)
-{
-    if (c->dead || c->ws->sock == NULL)
-        return;
-    if (c->receiving) {
-        write_queue(c);
-        return;
-    }
-    if (!h2o_socket_is_writing(c->ws->sock) && wslay_event_want_write(c->ws->ws_ctx)) {
-        c->pumping = 1;
-        int rc = wslay_event_send(c->ws->ws_ctx);
-        c->pumping = 0;
-        if (rc != 0) {
+    if (c->close_in_write) {
+        c->close_in_write = 0;
+        c->close_sent = 1;
+        /* both closes are said (or the client broke the protocol): the server closes TCP first (§7.1.1) */
+        if (c->close_received || c->not_reading) {
             conn_dead(c);
             return;
         }
     }
+    if (c->drain_close_code != 0 && c->len == 0) {
+        queue_close_frame(c, c->drain_close_code, c->drain_close_reason);
+        c->drain_close_code = 0;
+    }
     write_queue(c);
-    h2o_websocket_proceed(c->ws);
 }
 
 static void grace_expired(h2o_timeout_entry_t *entry)
@@ -329,16 +335,20 @@ static void grace_expired(h2o_timeout_entry_t *entry)
 
 /* Closes now: what is queued and not being written is dropped, the close
  * frame goes next. stop_reading: the client broke a rule, nothing more it
- * sends is read. The caller pumps. */
+ * sends is read, and TCP closes once the frame is written. The caller
+ * writes (write_queue or touch). */
 static void close_now(ws_conn_t *c, uint16_t code, const char *reason, int stop_reading)
 {
     if (c->closing || c->dead)
         return;
     c->closing = 1;
     ring_drop_queued(c);
-    wslay_event_queue_close(c->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
-    if (stop_reading)
-        wslay_event_shutdown_read(c->ws->ws_ctx);
+    queue_close_frame(c, code, reason);
+    if (stop_reading) {
+        c->not_reading = 1;
+        if (c->sock != NULL)
+            h2o_socket_read_stop(c->sock);
+    }
     h2o_timeout_link(c->gw->loop->h2o_ctx.loop, &c->gw->grace_timeout, &c->grace);
 }
 
@@ -352,13 +362,13 @@ static void touch(ws_conn_t *c)
 }
 
 /* Writes every socket touched since the last call. */
-static void pump_touched(natter_gateway_t *gw)
+static void write_touched(natter_gateway_t *gw)
 {
     while (gw->touched != NULL) {
         ws_conn_t *c = gw->touched;
         gw->touched = c->next_touched;
         c->touched = 0;
-        pump(c);
+        write_queue(c);
     }
 }
 
@@ -373,7 +383,7 @@ static int queue_frame(ws_conn_t *c, natter_frame_t *f)
     if (c->len >= c->gw->app->cfg.ws_queue) {
         natter_frame_unref(f);
         natter_count(&natter_m()->ws_slow_closed, 1);
-        close_now(c, 1008, "send queue full", 0);
+        close_now(c, NATTER_WS_CLOSE_POLICY, "send queue full", 0);
         touch(c);
         return 0;
     }
@@ -391,10 +401,8 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
     if (answers && c->pending > 0)
         c->pending--;
     queue_frame(c, frame);
-    if (c->receiving)
-        write_queue(c); /* wslay's close, if any, leaves when the receive returns */
-    else
-        pump_touched(gw), pump(c);
+    write_touched(gw);
+    write_queue(c);
 }
 
 void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
@@ -412,12 +420,40 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
             }
         }
     }
-    pump_touched(gw);
+    write_touched(gw);
     natter_count(&natter_m()->messages_delivered, delivered);
     int64_t now = natter_now_ns();
     for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
         natter_hist_observe(&natter_m()->end_to_end,
                             now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
+}
+
+/* ------------------------------------------------------------ heartbeat */
+
+static void quiet_expired(h2o_timeout_entry_t *entry)
+{
+    ws_conn_t *c = H2O_STRUCT_FROM_MEMBER(ws_conn_t, quiet, entry);
+    natter_gateway_t *gw = c->gw;
+    if (c->closing) /* its grace timer will end it */
+        return;
+    if (c->pinged) {
+        natter_count(&natter_m()->ws_ping_timeouts, 1);
+        close_now(c, NATTER_WS_CLOSE_GOING_AWAY, "ping timeout", 1);
+        write_queue(c);
+        return;
+    }
+    c->pinged = 1;
+    queue_control(c, NATTER_WS_OP_PING, NULL, 0);
+    h2o_timeout_link(gw->loop->h2o_ctx.loop, &gw->pong_timeout, &c->quiet);
+    write_queue(c);
+}
+
+/* The client said something: silent from now on. */
+static void heard_from(ws_conn_t *c)
+{
+    c->pinged = 0;
+    unlink_timer(&c->quiet);
+    h2o_timeout_link(c->gw->loop->h2o_ctx.loop, &c->gw->quiet_timeout, &c->quiet);
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -433,7 +469,7 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
     natter_gateway_t *gw = c->gw;
     if (c->pending >= gw->app->cfg.ws_pending) {
         natter_count(&natter_m()->ws_flood_closed, 1);
-        close_now(c, 1008, "too many frames in flight", 1);
+        close_now(c, NATTER_WS_CLOSE_POLICY, "too many frames in flight", 1);
         return;
     }
     c->pending++;
@@ -458,56 +494,163 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
     }
 }
 
-/* One frame from the client, from inside wslay's receive. */
-static void on_frame(ws_conn_t *c, const struct wslay_event_on_msg_recv_arg *arg)
+static void on_close_frame(ws_conn_t *c, const natter_ws_event_t *ev)
 {
-    if (c->dead || c->closing || natter_app_stopping(c->gw->app))
-        return;
-    /* a client that pings and never reads makes wslay owe it pongs */
-    if (wslay_is_ctrl_frame(arg->opcode)) {
-        if (c->ctrl.len > CTRL_BYTES_MAX || wslay_event_get_queued_msg_count(c->ws->ws_ctx) > CTRL_QUEUED_MAX) {
-            natter_count(&natter_m()->ws_slow_closed, 1);
-            close_now(c, 1008, "send queue full", 1);
-        }
-        return;
-    }
-    if (arg->opcode != WSLAY_TEXT_FRAME) {
-        static const char err[] = "{\"type\":\"error\",\"error\":{\"code\":\"invalid_request\","
-                                  "\"message\":\"send JSON text frames\"}}";
-        queue_frame(c, natter_frame_text(err, sizeof(err) - 1));
-        write_queue(c);
-        return;
-    }
-    on_send(c, arg->msg, arg->msg_length);
-}
-
-static void on_ws_message(h2o_websocket_conn_t *ws, const struct wslay_event_on_msg_recv_arg *arg)
-{
-    ws_conn_t *c = ws->data;
-    if (arg == NULL) { /* h2o: the socket ended */
+    c->close_received = 1;
+    c->not_reading = 1;
+    h2o_socket_read_stop(c->sock);
+    if (c->close_sent) { /* the answer to ours: done */
         conn_dead(c);
         return;
     }
-    c->receiving = 1;
-    on_frame(c, arg);
-    c->receiving = 0;
+    if (!c->closing) { /* echo the client's code (§5.5.1); what was queued is not sent after a close */
+        c->closing = 1;
+        c->drain_close_code = 0;
+        ring_drop_queued(c);
+        if (ev->code == NATTER_WS_CLOSE_NO_STATUS)
+            queue_control(c, NATTER_WS_OP_CLOSE, NULL, 0);
+        else
+            queue_close_frame(c, ev->code, "");
+        h2o_timeout_link(c->gw->loop->h2o_ctx.loop, &c->gw->grace_timeout, &c->grace);
+    }
+}
+
+/* One event from the parser; 0 to go on reading, -1 to stop. */
+static int on_event(ws_conn_t *c, const natter_ws_event_t *ev)
+{
+    switch (ev->kind) {
+    case NATTER_WS_TEXT:
+        if (!c->closing && !natter_app_stopping(c->gw->app))
+            on_send(c, ev->data, ev->len);
+        return 0;
+    case NATTER_WS_BINARY:
+        if (!c->closing) {
+            static const char err[] = "{\"type\":\"error\",\"error\":{\"code\":\"invalid_request\","
+                                      "\"message\":\"send JSON text frames\"}}";
+            queue_frame(c, natter_frame_text(err, sizeof(err) - 1));
+        }
+        return 0;
+    case NATTER_WS_PING:
+        if (c->ctrl.len > CTRL_BYTES_MAX) { /* pings from a client that does not read our pongs */
+            natter_count(&natter_m()->ws_slow_closed, 1);
+            close_now(c, NATTER_WS_CLOSE_POLICY, "send queue full", 1);
+            return -1;
+        }
+        if (!c->closing)
+            queue_control(c, NATTER_WS_OP_PONG, ev->data, ev->len);
+        return 0;
+    case NATTER_WS_PONG:
+    case NATTER_WS_FRAME:
+        return 0;
+    case NATTER_WS_CLOSE:
+        on_close_frame(c, ev);
+        return -1;
+    case NATTER_WS_FAIL:
+        natter_count(&natter_m()->ws_protocol_closed, 1);
+        if (c->closing) { /* ours is out already: just stop */
+            c->not_reading = 1;
+            h2o_socket_read_stop(c->sock);
+        } else {
+            close_now(c, ev->code, ev->reason, 1);
+        }
+        return -1;
+    case NATTER_WS_NEED_MORE:
+        break;
+    }
+    return -1;
+}
+
+/* Gives back the input buffer when it holds nothing (an idle socket keeps
+ * none; the next read takes one from the thread's recycled buffers). */
+static void release_input(h2o_socket_t *sock)
+{
+    if (sock->input->size == 0 && sock->input->capacity > 0) {
+        h2o_buffer_dispose(&sock->input);
+        h2o_buffer_init(&sock->input, &h2o_socket_buffer_prototype);
+    }
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    ws_conn_t *c = sock->data;
+    if (err != NULL) {
+        conn_dead(c);
+        return;
+    }
+    while (!c->dead && !c->not_reading && sock->input->size > 0) {
+        natter_ws_event_t ev;
+        size_t used;
+        natter_ws_event_kind_t kind =
+            natter_ws_parse(&c->parser, (uint8_t *)sock->input->bytes, sock->input->size, &used, &ev);
+        if (kind == NATTER_WS_NEED_MORE)
+            break;
+        heard_from(c);
+        int go_on = on_event(c, &ev) == 0;
+        if (used > 0)
+            h2o_buffer_consume(&sock->input, used);
+        if (!go_on)
+            break;
+    }
+    if (c->not_reading && !c->dead)
+        h2o_buffer_consume(&sock->input, sock->input->size); /* ignored from here on */
+    if (!c->dead)
+        release_input(sock);
+    write_touched(c->gw);
+    write_queue(c);
+}
+
+static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
+{
+    ws_conn_t *c = data;
+    if (sock == NULL) { /* the 101 could not be written */
+        conn_dead(c);
+        return;
+    }
+    c->sock = sock;
+    sock->data = c;
+    h2o_buffer_consume(&sock->input, reqsize);
+    heard_from(c);
+    h2o_socket_read_start(sock, on_read);
+    if (sock->input->size > 0) /* frames sent right behind the handshake */
+        on_read(sock, NULL);
+    else
+        release_input(sock);
+    write_queue(c);
+}
+
+/* Sec-WebSocket-Accept (§4.2.2): base64 of SHA-1 of the key and the GUID. */
+static void accept_key(char dst[29], const char *client_key)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    uint8_t src[24 + sizeof(guid) - 1], digest[SHA_DIGEST_LENGTH];
+    memcpy(src, client_key, 24);
+    memcpy(src + 24, guid, sizeof(guid) - 1);
+    SHA1(src, sizeof(src), digest);
+    h2o_base64_encode(dst, digest, sizeof(digest), 0);
+    dst[28] = '\0';
 }
 
 void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)
 {
     ws_conn_t *c = xcalloc(1, sizeof(*c));
+    char key[29];
     c->gw = gw;
     c->id = gw->next_id++; /* unique on this loop: jobs name their loop and their socket */
     c->user_id = user_id;
     c->grace.cb = grace_expired;
+    c->quiet.cb = quiet_expired;
+    natter_ws_parser_init(&c->parser, gw->app->cfg.max_body);
     c->next_of_user = natter_u64map_get(&gw->users, user_id);
     natter_u64map_put(&gw->users, user_id, c);
     natter_u64map_put(&gw->conns, c->id, c);
     natter_count(&natter_m()->ws_open, 1);
-    c->ws = h2o_upgrade_to_websocket(req, client_key, c, on_ws_message);
-    wslay_event_config_set_max_recv_msg_length(c->ws->ws_ctx, gw->app->cfg.max_body);
-    c->ws->ws_callbacks.send_callback = send_frames;
-    wslay_event_config_set_callbacks(c->ws->ws_ctx, &c->ws->ws_callbacks);
+    accept_key(key, client_key);
+    req->res.status = 101;
+    req->res.reason = "Switching Protocols";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, key,
+                          strlen(key));
+    h2o_http1_upgrade(req, NULL, 0, on_upgraded, c);
 }
 
 /* ------------------------------------------------------------ closing many */
@@ -527,7 +670,7 @@ static void shed_conn(ws_conn_t *c)
     if (c->closing || c->dead)
         return;
     natter_count(&natter_m()->ws_shed_closed, 1);
-    close_now(c, 1013, "server overloaded: catch up from history", 0);
+    close_now(c, NATTER_WS_CLOSE_TRY_AGAIN, "server overloaded: catch up from history", 0);
     touch(c);
 }
 
@@ -546,7 +689,7 @@ void natter_gateway_shed(natter_gateway_t *gw, const uint64_t *users, size_t n, 
     for (size_t i = 0; i < n; i++)
         for (ws_conn_t *c = natter_u64map_get(&gw->users, users[i]); c != NULL; c = c->next_of_user)
             shed_conn(c);
-    pump_touched(gw);
+    write_touched(gw);
 }
 
 /* Closes once what is queued is written. */
@@ -556,12 +699,12 @@ static void close_after_drain(ws_conn_t *c, uint16_t code, const char *reason)
         return;
     c->closing = 1;
     if (c->len == 0) {
-        wslay_event_queue_close(c->ws->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
+        queue_close_frame(c, code, reason);
     } else {
         c->drain_close_code = code;
         snprintf(c->drain_close_reason, sizeof(c->drain_close_reason), "%s", reason);
     }
-    pump(c);
+    write_queue(c);
 }
 
 size_t natter_gateway_close_all(natter_gateway_t *gw, uint16_t code, const char *reason)
@@ -588,8 +731,7 @@ void natter_gateway_free(natter_gateway_t *gw)
     }
     natter_vec_free(&ids);
     reap_dead(&gw->reap);
-    if (h2o_timeout_is_linked(&gw->reap))
-        h2o_timeout_unlink(&gw->reap);
+    unlink_timer(&gw->reap);
     natter_u64map_free(&gw->users);
     natter_u64map_free(&gw->conns);
     free(gw);
