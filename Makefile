@@ -113,7 +113,7 @@ $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call 
 FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load \
-	$(BUILD)/fuzz/fuzz_jsonr
+	$(BUILD)/fuzz/fuzz_jsonr $(BUILD)/fuzz/fuzz_ws
 $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
@@ -124,6 +124,9 @@ $(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/me
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/gateway/ws_codec.c src/core/util.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c)))
@@ -141,7 +144,7 @@ unit: $(UNIT_BINS)
 	@scripts/run-unit $(UNIT_BINS)
 
 fuzz: $(FUZZ_BINS)
-	@for f in request cql record load jsonr; do \
+	@for f in request cql record load jsonr ws; do \
 		mkdir -p $(BUILD)/fuzz/corpus-$$f; \
 		seeds=tests/fuzz/corpus_$$f; [ -d $$seeds ] || seeds=; \
 		$(BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus-$$f $$seeds \
