@@ -78,6 +78,9 @@ struct natter_loop {
     int done;            /* leave the thread */
     h2o_timeout_t tick_timeout;
     h2o_timeout_entry_t tick;
+    h2o_timeout_t accept_pause_timeout; /* out of file descriptors: accept again after it */
+    h2o_timeout_entry_t accept_pause;
+    uint64_t accept_pause_logged_ns;
 };
 
 /* Main thread: starts loop number index on its own thread, which makes the

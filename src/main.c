@@ -14,9 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define SHUTDOWN_CLOSE_WAIT_MS 2000
+/* File descriptors kept for what is not a client: the store's and the log's
+ * connections and files, each loop's listener and queue pipe. */
+#define FD_RESERVE_BASE 256
+#define FD_RESERVE_PER_LOOP 8
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
@@ -75,6 +80,31 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
         natter_loop_join(app->loops[i]);
 }
 
+/* Raises the soft file limit to the hard one and sizes --max-connections
+ * from it (unless given); says what the node can hold. */
+static void size_connections(natter_config_t *cfg)
+{
+    struct rlimit rl;
+    long limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : (long)rl.rlim_cur;
+    }
+    long reserve = FD_RESERVE_BASE + FD_RESERVE_PER_LOOP * (long)cfg->threads;
+    long room = limit > reserve + 64 ? limit - reserve : 64;
+    if (cfg->max_connections == 0)
+        cfg->max_connections = (uint32_t)room;
+    else if ((long)cfg->max_connections > room)
+        fprintf(stderr, "natter: warning: --max-connections %u is more than the file limit allows (%ld)\n",
+                cfg->max_connections, room);
+    fprintf(stderr, "natter: file limit %ld: up to %u connections (%ld descriptors kept for the rest)\n", limit,
+            cfg->max_connections, reserve);
+}
+
 /* Blocks SIGTERM and SIGINT in every thread (the set is inherited); main
  * takes them with sigwait. */
 static void block_signals(sigset_t *set)
@@ -102,6 +132,7 @@ int main(int argc, char **argv)
         return 2;
     }
     block_signals(&signals);
+    size_connections(&app.cfg);
     natter_idgen_init(&app.ids, app.cfg.node_id);
     if (open_backends(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);

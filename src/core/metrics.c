@@ -323,6 +323,13 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             "WebSockets closed because they did not answer a ping in time.", SUM(ws_ping_timeouts));
     counter(&o, "natter_websockets_protocol_closed_total",
             "WebSockets closed because the client broke the WebSocket protocol.", SUM(ws_protocol_closed));
+    counter(&o, "natter_accept_paused_total",
+            "Times an event loop stopped accepting for a moment because the process was out of file descriptors.",
+            SUM(accept_paused));
+    gauge(&o, "natter_connections_open", "Open HTTP connections and WebSockets.",
+          (double)atomic_load(&natter_metrics.connections));
+    counter(&o, "natter_at_capacity_total", "WebSocket upgrades answered 503: the node held --max-connections.",
+            SUM(at_capacity));
     counter(&o, "natter_busy_rejected_total", "Requests answered 503 because the worker queue was full.",
             SUM(busy_rejected));
     http_requests(&o, routes, nroutes);

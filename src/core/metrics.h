@@ -50,6 +50,8 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t ws_protocol_closed; /* closed because the client broke RFC 6455 (1002, 1007, 1009) */
     _Atomic uint64_t store_errors;
     _Atomic uint64_t busy_rejected;      /* requests answered 503 because the worker queue was full */
+    _Atomic uint64_t accept_paused;      /* times a loop stopped accepting for a moment: out of file descriptors */
+    _Atomic uint64_t at_capacity;        /* WebSocket upgrades answered 503: the node was at --max-connections */
     /* answered HTTP requests by route slot and status code (100..599) */
     _Atomic uint64_t http[NATTER_METRICS_ROUTES][NATTER_METRICS_STATUS_MAX - NATTER_METRICS_STATUS_MIN + 1];
     natter_hist_t store_batch;           /* store write of one batch, ns */
@@ -67,6 +69,7 @@ typedef struct natter_metrics {
     _Atomic size_t nloops;
     /* consumer lag per log partition, when the log has partitions (Kafka);
      * with none, lag is messages posted here minus messages stored here */
+    _Atomic int64_t connections;         /* open HTTP connections and WebSockets: --max-connections counts these */
     _Atomic int32_t partitions;
     _Atomic int64_t partition_lag[NATTER_METRICS_PARTITIONS];
     int64_t start_time_ms;               /* set once by natter_metrics_init, before any thread */

@@ -25,6 +25,8 @@
  * that an oversized body gets natter's JSON 413. Beyond this one, h2o
  * answers a plain 413 and closes. */
 #define H2O_ENTITY_CEILING (1024 * 1024)
+/* How long a loop out of file descriptors stops accepting. */
+#define ACCEPT_PAUSE_MS 100
 
 /* Lives in the request's pool: when h2o frees the request (the client went
  * away), it tells the job in flight not to answer it. */
@@ -227,6 +229,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
+    if (route.action == NATTER_A_WS && atomic_load(&natter_metrics.connections) > (int64_t)app->cfg.max_connections) {
+        natter_count(&natter_m()->at_capacity, 1);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+        send_error(req, route.action, 503, "at_capacity", "this node holds all the connections it can, try again");
+        return 0;
+    }
     natter_api_job_t *job = natter_api_job_new(loop, &route);
     if (route.action == NATTER_A_WS) {
         const char *key = NULL;
@@ -275,14 +283,51 @@ void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
     natter_api_job_free(job);
 }
 
+static void on_conn_closed(void *data)
+{
+    (void)data;
+    atomic_fetch_sub(&natter_metrics.connections, 1);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void resume_accepting(h2o_timeout_entry_t *entry)
+{
+    natter_loop_t *loop = H2O_STRUCT_FROM_MEMBER(natter_loop_t, accept_pause, entry);
+    if (loop->listener != NULL)
+        h2o_socket_read_start(loop->listener, on_accept);
+}
+
+/* Out of file descriptors: accept() would fail at once again and again, and
+ * the listener would stay readable; stop reading it for a moment instead of
+ * spinning. The sockets the node has are served meanwhile. */
+static void pause_accepting(natter_loop_t *loop)
+{
+    uint64_t now = natter_mono_ns();
+    natter_count(&natter_m()->accept_paused, 1);
+    h2o_socket_read_stop(loop->listener);
+    h2o_timeout_link(loop->h2o_ctx.loop, &loop->accept_pause_timeout, &loop->accept_pause);
+    if (now - loop->accept_pause_logged_ns > 10000000000ull) {
+        fprintf(stderr, "natter: loop %u: out of file descriptors (%ld connections open): pausing accept\n",
+                loop->index, (long)atomic_load(&natter_metrics.connections));
+        loop->accept_pause_logged_ns = now;
+    }
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     natter_loop_t *loop = listener->data;
     h2o_socket_t *sock;
     if (err != NULL)
         return;
-    while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
+    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
+        atomic_fetch_add(&natter_metrics.connections, 1);
+        sock->on_close.cb = on_conn_closed;
+        sock->on_close.data = NULL;
         h2o_accept(&loop->accept_ctx, sock);
+    }
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(loop);
 }
 
 /* A listening socket on the configured address: with reuseport, one of the
@@ -330,6 +375,8 @@ int natter_http_listen(natter_loop_t *loop, char *err, size_t errlen)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     loop->listener = h2o_evloop_socket_create(loop->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     loop->listener->data = loop;
+    h2o_timeout_init(loop->h2o_ctx.loop, &loop->accept_pause_timeout, ACCEPT_PAUSE_MS);
+    loop->accept_pause.cb = resume_accepting;
     h2o_socket_read_start(loop->listener, on_accept);
     return NATTER_OK;
 }
@@ -346,6 +393,8 @@ void natter_http_configure(natter_app_t *app)
 
 void natter_http_stop_listening(natter_loop_t *loop)
 {
+    if (h2o_timeout_is_linked(&loop->accept_pause))
+        h2o_timeout_unlink(&loop->accept_pause);
     if (loop->listener != NULL) {
         h2o_socket_read_stop(loop->listener);
         h2o_socket_close(loop->listener);

@@ -49,8 +49,9 @@ class RawWs:
                 raise EOFError
             self.buf += chunk
 
-    def read_frame(self, timeout):
-        """(opcode, payload) of the next complete message; raises TimeoutError / EOFError."""
+    def read_frame(self, timeout, pings=False):
+        """(opcode, payload) of the next complete message (pings too with pings=True);
+        raises TimeoutError / EOFError."""
         deadline = time.monotonic() + timeout
         payload, opcode = b"", None
         while True:
@@ -68,7 +69,7 @@ class RawWs:
             data, self.buf = self.buf[off:off + n], self.buf[off + n:]
             op = b0 & 0x0F
             if op >= 8:  # control frames may interleave with fragments
-                if op == 0x9:
+                if op == 0x9 and not pings:
                     continue  # ping: we are a lazy client, ignore
                 return op, data
             if op != 0:
@@ -76,6 +77,19 @@ class RawWs:
             payload += data
             if b0 & 0x80:
                 return opcode, payload
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def read_eof(self, timeout=10):
+        """True once the server closed TCP (after whatever frames remain); False on timeout."""
+        try:
+            while True:
+                self.read_frame(timeout, pings=True)
+        except (EOFError, ConnectionResetError):
+            return True
+        except TimeoutError:
+            return False
 
     def close(self):
         try:

@@ -1,0 +1,256 @@
+"""RFC 6455, sections 5 and 7, case by case against the real server: every frame a client may send is
+handled, and every violation fails the connection with a close frame carrying the right code
+(1002 protocol error, 1007 bad UTF-8, 1009 too big) before the TCP connection closes."""
+
+import json
+import struct
+
+import pytest
+
+from conftest import register
+from rawws import RawWs, client_frame
+
+
+@pytest.fixture(scope="module")
+def bob(server):
+    return register(server, "bob")
+
+
+def connect(server, bob):
+    return RawWs(server.port, bob.token)
+
+
+def expect_failed(ws, code):
+    """The server's next frame is a close with code and a reason; then it closes TCP."""
+    op, data = ws.read_frame(10)
+    assert op == 0x8, (op, data)
+    got = struct.unpack(">H", data[:2])[0]
+    assert got == code, f"close code {got}, reason {data[2:]!r}"
+    assert data[2:], "a close frame without a reason"
+    assert ws.read_eof(10), "the server did not close TCP after its close frame"
+
+
+def send_json(ws, obj):
+    ws.send(client_frame(0x1, json.dumps(obj).encode()))
+
+
+def expect_error_frame(ws):
+    op, data = ws.read_frame(10)
+    assert op == 0x1, (op, data)
+    return json.loads(data)
+
+
+def raw_header(b0, b1, ext=b""):
+    """A frame header only: masked, with a mask key."""
+    return bytes([b0, b1]) + ext + b"\x00\x00\x00\x00"
+
+
+# --- 5.1, 5.2: framing, masking, reserved bits, opcodes ------------------------------------------------
+
+@pytest.mark.parametrize("frame, code", [
+    pytest.param(bytes([0x81, 0x02]) + b"hi", 1002, id="unmasked"),
+    pytest.param(bytes([0xC1]) + client_frame(0x1, b"x")[1:], 1002, id="rsv1"),
+    pytest.param(bytes([0xA1]) + client_frame(0x1, b"x")[1:], 1002, id="rsv2"),
+    pytest.param(bytes([0x91]) + client_frame(0x1, b"x")[1:], 1002, id="rsv3"),
+    pytest.param(client_frame(0x3, b"x"), 1002, id="opcode-3"),
+    pytest.param(client_frame(0x7, b""), 1002, id="opcode-7"),
+    pytest.param(client_frame(0xB, b""), 1002, id="opcode-B"),
+    pytest.param(client_frame(0xF, b""), 1002, id="opcode-F"),
+    pytest.param(raw_header(0x81, 0x80 | 126, b"\x00\x05"), 1002, id="length-not-shortest-16"),
+    pytest.param(raw_header(0x81, 0x80 | 127, b"\x00" * 7 + b"\x05"), 1002, id="length-not-shortest-64"),
+    pytest.param(raw_header(0x81, 0x80 | 127, b"\x80" + b"\x00" * 7), 1002, id="length-top-bit"),
+])
+def test_framing_violations(server, bob, frame, code):
+    ws = connect(server, bob)
+    try:
+        ws.send(frame)
+        expect_failed(ws, code)
+    finally:
+        ws.close()
+
+
+def test_a_huge_length_is_refused_at_the_header(server, bob):
+    """A header announcing 2^62 bytes is answered at once with 1009: nothing of the payload is awaited."""
+    ws = connect(server, bob)
+    try:
+        ws.send(raw_header(0x81, 0x80 | 127, struct.pack(">Q", 1 << 62)))
+        expect_failed(ws, 1009)
+    finally:
+        ws.close()
+
+
+def test_a_message_over_the_limit_is_refused(server, bob):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x1, b"x" * (16384 + 1))[:14])  # the header alone: it is enough
+        expect_failed(ws, 1009)
+    finally:
+        ws.close()
+
+
+def test_fragments_over_the_limit_are_refused(server, bob):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x1, b"x" * 10000, fin=False))
+        ws.send(client_frame(0x0, b"x" * 10000, fin=False)[:8])
+        expect_failed(ws, 1009)
+    finally:
+        ws.close()
+
+
+# --- 5.4: fragmentation ---------------------------------------------------------------------------------
+
+def test_fragmented_send_with_interleaved_ping(server, bob):
+    """A text message in three fragments, a ping between them: the ping is answered at once with
+    its payload, the message is one send (answered with an error frame: the chat does not exist)."""
+    ws = connect(server, bob)
+    try:
+        body = json.dumps({"type": "send", "chat_id": "1", "content": "fragmented", "client_id": "frag-1"}).encode()
+        ws.send(client_frame(0x1, body[:10], fin=False))
+        ws.send(client_frame(0x9, b"mid-message"))
+        ws.send(client_frame(0x0, body[10:20], fin=False))
+        ws.send(client_frame(0x0, body[20:], fin=True))
+        op, data = ws.read_frame(10, pings=True)
+        assert (op, data) == (0xA, b"mid-message")
+        f = expect_error_frame(ws)
+        assert f["type"] == "error" and f["client_id"] == "frag-1" and f["error"]["code"] == "not_found", f
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("frames, code", [
+    pytest.param([client_frame(0x0, b"x")], 1002, id="continuation-first"),
+    pytest.param([client_frame(0x1, b"a", fin=False), client_frame(0x1, b"b")], 1002, id="text-inside-text"),
+    pytest.param([client_frame(0x1, b"a", fin=False), client_frame(0x2, b"b")], 1002, id="binary-inside-text"),
+])
+def test_fragmentation_violations(server, bob, frames, code):
+    ws = connect(server, bob)
+    try:
+        ws.send(b"".join(frames))
+        expect_failed(ws, code)
+    finally:
+        ws.close()
+
+
+# --- 5.5: control frames --------------------------------------------------------------------------------
+
+def test_ping_is_answered_with_its_payload(server, bob):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x9, b"x" * 125))
+        assert ws.read_frame(10, pings=True) == (0xA, b"x" * 125)
+        ws.send(client_frame(0x9, b""))
+        assert ws.read_frame(10, pings=True) == (0xA, b"")
+        ws.send(client_frame(0xA, b"unsolicited"))  # a pong nobody asked for is fine (5.5.3)
+        ws.send(client_frame(0x9, b"still here"))
+        assert ws.read_frame(10, pings=True) == (0xA, b"still here")
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("frame, code", [
+    pytest.param(raw_header(0x89, 0x80 | 126, b"\x00\x7e") + b"x" * 126, 1002, id="ping-126"),
+    pytest.param(bytes([0x09]) + client_frame(0x9, b"p")[1:], 1002, id="fragmented-ping"),
+    pytest.param(bytes([0x0A]) + client_frame(0xA, b"p")[1:], 1002, id="fragmented-pong"),
+    pytest.param(raw_header(0x88, 0x80 | 126, b"\x00\x80") + b"x" * 128, 1002, id="close-128"),
+])
+def test_control_frame_violations(server, bob, frame, code):
+    ws = connect(server, bob)
+    try:
+        ws.send(frame)
+        expect_failed(ws, code)
+    finally:
+        ws.close()
+
+
+# --- 5.6, 8.1: text is UTF-8 ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload", [
+    pytest.param(b"\xff", id="ff"),
+    pytest.param(b"\xc0\xaf", id="overlong"),
+    pytest.param(b"\xed\xa0\x80", id="surrogate"),
+    pytest.param(b"\xf4\x90\x80\x80", id="past-10ffff"),
+    pytest.param(b"abc\xe2\x82", id="ends-mid-character"),
+])
+def test_text_that_is_not_utf8(server, bob, payload):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x1, payload))
+        expect_failed(ws, 1007)
+    finally:
+        ws.close()
+
+
+def test_utf8_split_across_fragments_is_fine(server, bob):
+    ws = connect(server, bob)
+    try:
+        body = json.dumps({"type": "send", "chat_id": "1", "content": "€ and 😀", "client_id": "u8"},
+                          ensure_ascii=False).encode()
+        cut = body.index("€".encode()) + 1  # inside the euro sign
+        ws.send(client_frame(0x1, body[:cut], fin=False) + client_frame(0x0, body[cut:]))
+        f = expect_error_frame(ws)
+        assert f["client_id"] == "u8" and f["error"]["code"] == "not_found", f
+    finally:
+        ws.close()
+
+
+def test_invalid_utf8_in_a_later_fragment_fails_there(server, bob):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x1, b'{"type":', fin=False))
+        ws.send(client_frame(0x0, b"\xff", fin=False))
+        expect_failed(ws, 1007)
+    finally:
+        ws.close()
+
+
+# --- 7: closing -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload, echo", [
+    pytest.param(b"", b"", id="no-code"),
+    pytest.param(struct.pack(">H", 1000) + b"done", struct.pack(">H", 1000), id="1000"),
+    pytest.param(struct.pack(">H", 1001), struct.pack(">H", 1001), id="1001"),
+    pytest.param(struct.pack(">H", 3000), struct.pack(">H", 3000), id="3000"),
+    pytest.param(struct.pack(">H", 4999) + "é".encode(), struct.pack(">H", 4999), id="4999-utf8-reason"),
+])
+def test_close_is_answered_then_tcp_closes(server, bob, payload, echo):
+    """The client closes: the server answers with a close frame echoing the code (§5.5.1), then closes TCP."""
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x8, payload))
+        op, data = ws.read_frame(10)
+        assert op == 0x8 and data[:2] == echo, (op, data)
+        assert ws.read_eof(10)
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("payload, code", [
+    pytest.param(b"\x03", 1002, id="one-byte"),
+    pytest.param(struct.pack(">H", 999), 1002, id="999"),
+    pytest.param(struct.pack(">H", 1004), 1002, id="1004"),
+    pytest.param(struct.pack(">H", 1005), 1002, id="1005"),
+    pytest.param(struct.pack(">H", 1006), 1002, id="1006"),
+    pytest.param(struct.pack(">H", 1015), 1002, id="1015"),
+    pytest.param(struct.pack(">H", 2999), 1002, id="2999"),
+    pytest.param(struct.pack(">H", 5000), 1002, id="5000"),
+    pytest.param(struct.pack(">H", 1000) + b"\xff", 1007, id="reason-not-utf8"),
+])
+def test_invalid_close_frames(server, bob, payload, code):
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x8, payload))
+        expect_failed(ws, code)
+    finally:
+        ws.close()
+
+
+def test_nothing_is_read_after_a_violation(server, bob):
+    """After a violation the server reads nothing more: a send right behind it is never answered."""
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(0x3, b"") + client_frame(0x1, json.dumps({"type": "send", "chat_id": "1",
+                                                                         "content": "x"}).encode()))
+        expect_failed(ws, 1002)
+    finally:
+        ws.close()
