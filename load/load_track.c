@@ -24,18 +24,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Grows the zero-filled array at *p (*cap elements of size bytes) until
+ * index i fits, doubling from first; returns the array. */
+static void *grow_zeroed(void *p, size_t *cap, size_t i, size_t size, size_t first)
+{
+    if (i < *cap)
+        return p;
+    size_t n = *cap ? *cap : first;
+    while (n <= i)
+        n *= 2;
+    p = load_xrealloc(p, n * size);
+    memset((char *)p + *cap * size, 0, (n - *cap) * size);
+    *cap = n;
+    return p;
+}
+
 static void bits_set(load_bits_t *b, uint64_t i)
 {
-    size_t w = (size_t)(i / 64);
-    if (w >= b->nwords) {
-        size_t n = b->nwords ? b->nwords : 16;
-        while (n <= w)
-            n *= 2;
-        b->w = load_xrealloc(b->w, n * sizeof(uint64_t));
-        memset(b->w + b->nwords, 0, (n - b->nwords) * sizeof(uint64_t));
-        b->nwords = n;
-    }
-    b->w[w] |= (uint64_t)1 << (i % 64);
+    b->w = grow_zeroed(b->w, &b->nwords, (size_t)(i / 64), sizeof(uint64_t), 16);
+    b->w[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
 static int bits_test(const load_bits_t *b, uint64_t i)
@@ -100,14 +107,7 @@ static long slot_of(const load_listener_t *l, size_t chat)
 /* first_id[seq]: the id the first listener saw; another is a mismatch. */
 static void check_id(load_listen_state_t *st, uint64_t seq, load_id_t id)
 {
-    if (seq >= st->first_id_cap) {
-        size_t n = st->first_id_cap ? st->first_id_cap : 65536;
-        while (n <= seq)
-            n *= 2;
-        st->first_id = load_xrealloc(st->first_id, n * sizeof(load_id_t));
-        memset(st->first_id + st->first_id_cap, 0, (n - st->first_id_cap) * sizeof(load_id_t));
-        st->first_id_cap = n;
-    }
+    st->first_id = grow_zeroed(st->first_id, &st->first_id_cap, (size_t)seq, sizeof(load_id_t), 65536);
     if (load_id_is_none(st->first_id[seq]))
         st->first_id[seq] = id;
     else if (load_id_cmp(st->first_id[seq], id) != 0)

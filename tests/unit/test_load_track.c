@@ -48,16 +48,17 @@ static int teardown(void **state)
     return 0;
 }
 
-static void rec(uint8_t kind, uint32_t listener, uint64_t seq)
-{
-    load_rec_t r = {.kind = kind, .listener = listener, .a = seq, .t = 1000, .at = 3000, .id = {0, 100 + seq}};
-    load_track_apply(&L, &r);
-}
-
+/* A record of seq sent at 1000 ns, seen at 3000 ns, with id (the one
+ * every message was accepted with unless a test says otherwise). */
 static void rec_id(uint8_t kind, uint32_t listener, uint64_t seq, uint64_t id)
 {
     load_rec_t r = {.kind = kind, .listener = listener, .a = seq, .t = 1000, .at = 3000, .id = {0, id}};
     load_track_apply(&L, &r);
+}
+
+static void rec(uint8_t kind, uint32_t listener, uint64_t seq)
+{
+    rec_id(kind, listener, seq, 100 + seq);
 }
 
 static void test_push_twice_is_a_duplicate(void **state)
