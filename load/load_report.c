@@ -86,6 +86,22 @@ static json_t *known(double v)
     return v >= 0 ? json_real(v) : json_null();
 }
 
+/* The servers' CPU seconds while the sockets were held idle (--idle),
+ * summed over distinct targets; -1 when unknown or not held. */
+static double idle_cpu(const load_t *L)
+{
+    double cpu = 0;
+    for (size_t i = 0; i < L->ntargets; i++) {
+        const load_target_t *t = &L->targets[i];
+        if (t->same_as >= 0)
+            continue;
+        if (L->idle_s <= 0 || t->open.cpu_s < 0 || t->after_idle.cpu_s < 0)
+            return -1;
+        cpu += t->after_idle.cpu_s - t->open.cpu_s;
+    }
+    return cpu;
+}
+
 /* Server memory per listener socket: what every distinct target grew by
  * from before the sockets opened to once they were open, summed, over the
  * number of sockets; -1 when a target's memory is unknown. */
@@ -108,10 +124,11 @@ static json_t *targets_json(const load_t *L)
     json_t *a = json_array();
     for (size_t i = 0; i < L->ntargets; i++) {
         const load_target_t *t = &L->targets[i];
-        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "target", t->url, "rss_before_bytes",
-                                           known(t->before.rss_bytes), "rss_open_bytes", known(t->open.rss_bytes),
-                                           "rss_end_bytes", known(t->end.rss_bytes), "cpu_open_s",
-                                           known(t->open.cpu_s), "cpu_end_s", known(t->end.cpu_s)));
+        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
+                                           "rss_before_bytes", known(t->before.rss_bytes), "rss_open_bytes",
+                                           known(t->open.rss_bytes), "rss_end_bytes", known(t->end.rss_bytes),
+                                           "cpu_open_s", known(t->open.cpu_s), "cpu_idle_end_s",
+                                           known(t->after_idle.cpu_s), "cpu_end_s", known(t->end.cpu_s)));
     }
     return a;
 }
@@ -124,7 +141,9 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
     double p999 = ms(load_hist_quantile(h, 0.999)), mx = ms(h->max);
     double ap50 = ms(load_hist_quantile(&L->ack_total, 0.5)), ap99 = ms(load_hist_quantile(&L->ack_total, 0.99));
     double connect_rate = L->connect_s > 0 ? (double)L->nlisteners / L->connect_s : 0;
-    double rss = rss_per_socket(L);
+    double rss = rss_per_socket(L), idle = idle_cpu(L);
+    double idle_per_10k = idle >= 0 && L->nlisteners > 0 ? idle / (L->idle_s / 60) / ((double)L->nlisteners / 10000)
+                                                         : -1;
     json_t *s = json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                           "s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f}}",
                           "scenario", L->o.scenario, "send", L->o.send_ws ? "ws" : "http", "duration_s", duration_s,
@@ -148,6 +167,8 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                      (json_int_t)st->catchup_failed, "listener_processes", (json_int_t)L->listener_procs,
                      "setup_s", L->setup_s, "connect_s", L->connect_s, "users", (json_int_t)L->nusers, "targets",
                      targets_json(L)));
+    json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
+                                        "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
     if (extra != NULL) {
         json_object_update(s, extra);
         json_decref(extra);
@@ -170,6 +191,10 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
            L->listener_procs > 1 ? "es" : "", connect_rate, L->setup_s,
            (unsigned long long)st->total.reconnects, (unsigned long long)st->total.caught_up,
            (unsigned long long)st->total.overlap);
+    if (idle >= 0)
+        printf("  idle: %.2f server CPU seconds over %.0f s with every socket open: %.3f CPU s a minute per 10,000 "
+               "sockets\n",
+               idle, L->idle_s, idle_per_10k);
     if (rss >= 0)
         printf("  server memory per socket: %.0f bytes (RSS growth over %zu target%s while the sockets opened)\n", rss,
                L->ntargets, L->ntargets > 1 ? "s" : "");

@@ -64,7 +64,7 @@ typedef struct load_target {
     int same_as; /* index of an earlier target with the same address, or -1 */
     load_http_t **idle; /* its connections that have no request in flight */
     size_t nidle;
-    load_metrics_t before, open, end; /* /metrics before the sockets, once open, at the end */
+    load_metrics_t before, open, after_idle, end; /* /metrics before the sockets, once open, after --idle, at the end */
 } load_target_t;
 
 struct load_user {
@@ -158,6 +158,7 @@ typedef struct load_opts {
     size_t users;     /* rooms: the user pool; 0: default */
     size_t sockets_per_process;
     uint64_t drain_ns;
+    uint64_t idle_ns; /* every socket held open and idle before the stages */
     double start_rate;
     uint64_t tick_ns; /* scheduler wake-up granularity */
     int quiet;
@@ -207,6 +208,7 @@ typedef struct load {
 
     double setup_s;        /* users, sessions, chats */
     double connect_s;      /* from the first listener connect to the last open */
+    double idle_s;         /* how long the sockets were held idle (--idle) */
     load_gather_t *gather; /* the listener thread or processes */
     size_t listener_procs; /* child processes holding listeners (0: a thread of this one) */
     load_listen_state_t lst;
@@ -252,7 +254,7 @@ void load_track_free(load_t *L);
 /* load_scrape.c: reads every target's /metrics once, on the main loop
  * (each distinct address once, within 5 s), into the milestone's metrics
  * of each target (unknown values -1). */
-enum load_milestone { LOAD_AT_BEFORE, LOAD_AT_OPEN, LOAD_AT_END };
+enum load_milestone { LOAD_AT_BEFORE, LOAD_AT_OPEN, LOAD_AT_IDLE, LOAD_AT_END };
 void load_scrape_targets(load_t *L, enum load_milestone at);
 /* The target's metrics at a milestone. */
 load_metrics_t *load_target_metrics(load_target_t *t, enum load_milestone at);

@@ -260,17 +260,27 @@ static int run_max(load_t *L, const load_stages_t *first)
 
 /* Opens the listeners, measuring each target's memory before and once
  * they are open (after a second, so the server's buffers of the upgrades
- * have settled); 0 or -1. */
+ * have settled), then holds them idle for --idle, reading /metrics only at
+ * its end (a scrape costs the server more than an idle socket); 0 or -1. */
 static int open_listeners(load_t *L)
 {
-    if (L->nlisteners > 0)
-        load_scrape_targets(L, LOAD_AT_BEFORE);
+    if (L->nlisteners == 0)
+        return load_listen_start(L);
+    load_scrape_targets(L, LOAD_AT_BEFORE);
     if (load_listen_start(L) != 0)
         return -1;
-    if (L->nlisteners > 0) {
-        usleep(1000000);
-        load_scrape_targets(L, LOAD_AT_OPEN);
+    usleep(1000000);
+    load_scrape_targets(L, LOAD_AT_OPEN);
+    uint64_t start = load_now_ns();
+    if (L->o.idle_ns > 0) {
+        if (!L->o.quiet)
+            fprintf(stderr, "natter-load: holding %zu sockets idle for %.0f s\n", L->nlisteners,
+                    (double)L->o.idle_ns / 1e9);
+        while (load_now_ns() - start < L->o.idle_ns)
+            usleep(100000);
+        L->idle_s = (double)(load_now_ns() - start) / 1e9;
     }
+    load_scrape_targets(L, LOAD_AT_IDLE);
     return 0;
 }
 

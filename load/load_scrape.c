@@ -125,7 +125,16 @@ void load_scrape_tick(load_scrape_t *s)
 
 load_metrics_t *load_target_metrics(load_target_t *t, enum load_milestone at)
 {
-    return at == LOAD_AT_BEFORE ? &t->before : at == LOAD_AT_OPEN ? &t->open : &t->end;
+    switch (at) {
+    case LOAD_AT_BEFORE:
+        return &t->before;
+    case LOAD_AT_OPEN:
+        return &t->open;
+    case LOAD_AT_IDLE:
+        return &t->after_idle;
+    default:
+        return &t->end;
+    }
 }
 
 typedef struct milestone_req {

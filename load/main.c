@@ -33,6 +33,8 @@ static void usage(FILE *f)
           "  --users N            user pool of the rooms scenario (default 1000)\n"
           "  --sockets-per-process N  listener sockets one process holds before more are forked\n"
           "                       (default 15000; the machine's limit per process is RLIMIT_NOFILE)\n"
+          "  --idle DURATION      hold every socket open and idle that long before the stages, reading\n"
+          "                       the targets' /metrics only at its start and end (the summary's idle CPU)\n"
           "  --drain DURATION     how long to wait for deliveries after the last send (default 3s)\n"
           "  --tick DURATION      finest scheduler wake-up (default 100us written 0.1ms)\n"
           "  --json FILE          write {\"summary\":{...},\"series\":[...]}\n"
@@ -113,9 +115,9 @@ int main(int argc, char **argv)
     L.o.sockets_per_process = 15000;
     L.o.drain_ns = 3000000000ull;
     L.o.tick_ns = 100000;
-    const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL;
+    const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL, *idle = NULL;
     enum { O_TARGET = 1, O_SCEN, O_STAGES, O_JSON, O_PLOT, O_SEND, O_HTTP_CONNS, O_CONNS, O_TABS, O_ROOM_SIZE,
-           O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_TICK, O_START, O_QUIET, O_API, O_HELP };
+           O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_IDLE, O_TICK, O_START, O_QUIET, O_API, O_HELP };
     static const struct option opts[] = {
         {"target", required_argument, 0, O_TARGET},       {"scenario", required_argument, 0, O_SCEN},
         {"stages", required_argument, 0, O_STAGES},       {"json", required_argument, 0, O_JSON},
@@ -124,7 +126,8 @@ int main(int argc, char **argv)
         {"tabs", required_argument, 0, O_TABS},           {"room-size", required_argument, 0, O_ROOM_SIZE},
         {"listeners", required_argument, 0, O_LIST},      {"rooms", required_argument, 0, O_ROOMS},
         {"users", required_argument, 0, O_USERS},         {"sockets-per-process", required_argument, 0, O_PER_PROCESS},
-        {"drain", required_argument, 0, O_DRAIN},         {"tick", required_argument, 0, O_TICK},
+        {"drain", required_argument, 0, O_DRAIN},         {"idle", required_argument, 0, O_IDLE},
+        {"tick", required_argument, 0, O_TICK},
         {"start-rate", required_argument, 0, O_START},    {"quiet", no_argument, 0, O_QUIET},
         {"api", required_argument, 0, O_API},             {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
@@ -153,6 +156,7 @@ int main(int argc, char **argv)
         case O_USERS: bad |= parse_size(optarg, &L.o.users) != 0; break;
         case O_PER_PROCESS: bad |= parse_size(optarg, &L.o.sockets_per_process) != 0; break;
         case O_DRAIN: drain = optarg; break;
+        case O_IDLE: idle = optarg; break;
         case O_TICK: tick = optarg; break;
         case O_START: start_rate = optarg; break;
         case O_QUIET: L.o.quiet = 1; break;
@@ -179,6 +183,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((drain && load_stages_parse_duration(drain, strlen(drain), &L.o.drain_ns) != 0) ||
+        (idle && load_stages_parse_duration(idle, strlen(idle), &L.o.idle_ns) != 0) ||
         (tick && load_stages_parse_duration(tick, strlen(tick), &L.o.tick_ns) != 0)) {
         fprintf(stderr, "natter-load: bad duration\n");
         return 2;

@@ -94,13 +94,14 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
 
 def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp_path):
     """300 sockets (150 users with 2 tabs, rooms of 5) with at most 100 per process: three listener
-    processes, whose records merge into one exactly-once, in-order verdict."""
+    processes, whose records merge into one exactly-once, in-order verdict (after a second held idle)."""
     srv = server_factory(args=CHEAP_HASHES)
     p, doc, report = run_load(srv, tmp_path, "--scenario", "conns", "--conns", "300", "--tabs", "2",
-                              "--sockets-per-process", "100", "--stages", "100:1s,100:2s")
+                              "--sockets-per-process", "100", "--idle", "1s", "--stages", "100:1s,100:2s")
     assert p.returncode == 0, report
     s = doc["summary"]
     assert s["listener_processes"] == 3 and s["listeners"] == 300 and s["users"] == 150, report
+    assert s["idle_s"] >= 1 and s["idle_server_cpu_s"] is not None, report
     assert s["chats"] == 30 and s["sockets_open"] == 300, report
     assert_exactly_once(s, report)
     assert s["expected_deliveries"] == s["accepted"] * 10, report  # 5 members × 2 tabs
