@@ -2,6 +2,7 @@
 #include "load_report.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,37 +87,23 @@ static json_t *known(double v)
     return v >= 0 ? json_real(v) : json_null();
 }
 
-/* The servers' CPU seconds while the sockets were held idle (--idle),
- * summed over distinct targets; -1 when unknown or not held. */
-static double idle_cpu(const load_t *L)
+/* How much one metric (the double at offset field of load_metrics_t) grew
+ * from milestone from to milestone to, summed over distinct targets; -1
+ * when a target lacks it at either. */
+static double grew(load_t *L, enum load_milestone from, enum load_milestone to, size_t field)
 {
-    double cpu = 0;
+    double sum = 0;
     for (size_t i = 0; i < L->ntargets; i++) {
-        const load_target_t *t = &L->targets[i];
+        load_target_t *t = &L->targets[i];
         if (t->same_as >= 0)
             continue;
-        if (L->idle_s <= 0 || t->open.cpu_s < 0 || t->after_idle.cpu_s < 0)
+        double a = *(const double *)((const char *)load_target_metrics(t, from) + field);
+        double b = *(const double *)((const char *)load_target_metrics(t, to) + field);
+        if (a < 0 || b < 0)
             return -1;
-        cpu += t->after_idle.cpu_s - t->open.cpu_s;
+        sum += b - a;
     }
-    return cpu;
-}
-
-/* Server memory per listener socket: what every distinct target grew by
- * from before the sockets opened to once they were open, summed, over the
- * number of sockets; -1 when a target's memory is unknown. */
-static double rss_per_socket(const load_t *L)
-{
-    double grew = 0;
-    for (size_t i = 0; i < L->ntargets; i++) {
-        const load_target_t *t = &L->targets[i];
-        if (t->same_as >= 0)
-            continue;
-        if (t->before.rss_bytes < 0 || t->open.rss_bytes < 0)
-            return -1;
-        grew += t->open.rss_bytes - t->before.rss_bytes;
-    }
-    return L->nlisteners > 0 ? grew / (double)L->nlisteners : -1;
+    return sum;
 }
 
 static json_t *targets_json(const load_t *L)
@@ -141,7 +128,11 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
     double p999 = ms(load_hist_quantile(h, 0.999)), mx = ms(h->max);
     double ap50 = ms(load_hist_quantile(&L->ack_total, 0.5)), ap99 = ms(load_hist_quantile(&L->ack_total, 0.99));
     double connect_rate = L->connect_s > 0 ? (double)L->nlisteners / L->connect_s : 0;
-    double rss = rss_per_socket(L), idle = idle_cpu(L);
+    /* server memory per socket: the growth from before the sockets to once
+     * they were open; CPU while they were held idle (--idle) */
+    double rss = grew(L, LOAD_AT_BEFORE, LOAD_AT_OPEN, offsetof(load_metrics_t, rss_bytes));
+    rss = rss >= 0 && L->nlisteners > 0 ? rss / (double)L->nlisteners : -1;
+    double idle = L->idle_s > 0 ? grew(L, LOAD_AT_OPEN, LOAD_AT_IDLE, offsetof(load_metrics_t, cpu_s)) : -1;
     double idle_per_10k = idle >= 0 && L->nlisteners > 0 ? idle / (L->idle_s / 60) / ((double)L->nlisteners / 10000)
                                                          : -1;
     json_t *s = json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
