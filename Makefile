@@ -41,7 +41,7 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@echo "GEN $@"
 	@scripts/embed-web web $@
 
-.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed
+.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed bench-conns
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -200,6 +200,20 @@ bench-distributed: all
 	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-load; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
+
+# many WebSockets (scripts/bench-conns): one embedded node filled to its file
+# limit, idle and under the rooms stages; 100,000 sockets over six nodes on
+# Kafka + Cassandra (started here on fresh data, stopped after); writes
+# bench/results/<date>-conns* and the bench-conns block of README.md
+BENCH_CONNS_ENGINE_DATA := build/engines/kafka/data-natter-conns build/engines/cassandra/data-natter-conns
+
+bench-conns: all
+	@rm -rf $(BENCH_CONNS_ENGINE_DATA) && \
+	kafka=$$(scripts/engine start kafka --name natter-conns --port 39192 | tail -n 1) && \
+	cql=$$(scripts/engine start cassandra --name natter-conns --port 39142 | tail -n 1) && \
+	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-conns; rc=$$?; \
+	scripts/engine stop kafka --name natter-conns >/dev/null; \
+	scripts/engine stop cassandra --name natter-conns >/dev/null; exit $$rc
 
 clean:
 	rm -rf $(BUILD)

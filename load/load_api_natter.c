@@ -2,8 +2,10 @@
  * POST /users and POST /sessions with JSON, a bearer token per user,
  * POST /chats with member usernames (a big room: its first CREATE_MEMBERS,
  * then PUT /chats/{id}/members/{username} for the rest, so no body passes
- * natter's --max-body), posts answered 202 with the id, and a WebSocket at
- * /ws?token=… pushing {"type":"message",…} with the id. */
+ * natter's --max-body), posts answered 202 with the id, a WebSocket at
+ * /ws?token=… pushing {"type":"message",…} with the id, and history pages
+ * GET /chats/{id}/messages?after=ID&limit=200 for a reconnected listener's
+ * catch-up. */
 #include "load_api.h"
 #include "load_run.h"
 
@@ -84,10 +86,8 @@ static void build_chat(load_phase_t *ph, size_t i, const char **method, char *pa
     strcpy(path, "/chats");
     *headers = L->users[c->creator].headers;
     json_t *members = json_array();
-    for (size_t k = 0; k < c->nsenders; k++)
-        json_array_append_new(members, json_string(L->users[c->senders[k]].name));
-    for (size_t k = 0; k < c->nlisteners && json_array_size(members) < CREATE_MEMBERS; k++)
-        json_array_append_new(members, json_string(L->users[c->listeners[k]].name));
+    for (size_t k = 0; k < c->nmembers && k < CREATE_MEMBERS; k++)
+        json_array_append_new(members, json_string(L->users[c->members[k]].name));
     char name[64];
     snprintf(name, sizeof(name), "load %s #%zu", L->run_id, i);
     json_t *o = json_pack("{s:s, s:o}", "name", name, "members", members);
@@ -107,9 +107,9 @@ static int done_chat(load_phase_t *ph, size_t i, int status, json_t *doc, const 
     return 0;
 }
 
-/* The listeners a chat's creation left out: (chat, listener slot) pairs. */
+/* The members a chat's creation left out: (chat, member index) pairs. */
 typedef struct later {
-    uint32_t chat, slot;
+    uint32_t chat, member;
 } later_t;
 
 static void build_member(load_phase_t *ph, size_t i, const char **method, char *path, const char **headers,
@@ -120,7 +120,7 @@ static void build_member(load_phase_t *ph, size_t i, const char **method, char *
     const load_chat_t *c = &L->chats[m->chat];
     *method = "PUT";
     *headers = L->users[c->creator].headers;
-    snprintf(path, 256, "/chats/%s/members/%s", c->id_str, L->users[c->listeners[m->slot]].name);
+    snprintf(path, 256, "/chats/%s/members/%s", c->id_str, L->users[c->members[m->member]].name);
     *body = NULL;
 }
 
@@ -144,8 +144,7 @@ static int setup_chats(load_t *L)
     later_t *later = NULL;
     for (size_t i = 0; i < L->nchats; i++) {
         const load_chat_t *c = &L->chats[i];
-        size_t first = c->nsenders < CREATE_MEMBERS ? CREATE_MEMBERS - c->nsenders : 0;
-        for (size_t k = first; k < c->nlisteners; k++) {
+        for (size_t k = CREATE_MEMBERS; k < c->nmembers; k++) {
             later = load_xrealloc(later, (n + 1) * sizeof(*later));
             later[n++] = (later_t){(uint32_t)i, (uint32_t)k};
         }
@@ -174,7 +173,7 @@ static void listen_path(const load_user_t *u, char *path, size_t cap)
 
 /* A targeted scan of natter's compact JSON, not a parse: at 100k
  * deliveries a second a full parse would cost more than natter's fan-out. */
-static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, uint64_t *id)
+static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, load_id_t *id)
 {
     static const char type[] = "{\"type\":\"message\"", key[] = "\"content\":\"";
     if (len < sizeof(type) - 1 || memcmp(data, type, sizeof(type) - 1) != 0)
@@ -182,16 +181,56 @@ static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, u
     const char *c = memmem(data, len, key, sizeof(key) - 1);
     if (c == NULL || load_api_scan_content(c + sizeof(key) - 1, data + len, t, seq) != 0)
         return -1;
-    return load_scan_u64(data, len, "\"id\":\"", id);
+    id->hi = 0;
+    return load_scan_u64(data, len, "\"id\":\"", &id->lo) == 0 && id->lo != 0 ? 0 : -1;
+}
+
+/* --- catch-up -------------------------------------------------------------- */
+
+enum { HISTORY_PAGE = 200 }; /* natter's largest limit */
+
+static void history_path(const load_chat_t *c, load_id_t after, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s?after=%llu&limit=%d", c->path, (unsigned long long)after.lo, HISTORY_PAGE);
+}
+
+/* A page is read in full with jansson: catch-up is rare and off the hot
+ * path, and its bodies are the server's to shape. A message whose id is
+ * not a decimal string makes the page malformed. */
+static int scan_history(const char *body, size_t len, load_history_item_fn item, void *arg)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    json_t *msgs = json_object_get(doc, "messages"), *more = json_object_get(doc, "has_more");
+    int rc = json_is_array(msgs) && json_is_boolean(more) ? json_is_true(more) : -1;
+    for (size_t i = 0; rc >= 0 && i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        const char *ids = json_string_value(json_object_get(m, "id"));
+        const char *content = json_string_value(json_object_get(m, "content"));
+        load_id_t id = {0, 0};
+        if (ids == NULL || load_parse_u64(ids, strlen(ids), &id.lo) != 0 || id.lo == 0) {
+            rc = -1;
+            break;
+        }
+        uint64_t t = 0, seq = 0;
+        int ours = content != NULL &&
+                   load_api_scan_content(content, content + strlen(content), &t, &seq) == 0;
+        item(arg, id, ours, t, seq);
+    }
+    json_decref(doc);
+    return rc;
 }
 
 const load_api_t load_api_natter = {
     .name = "natter",
-    .has_ids = 1,
+    .post_ids = 1,
+    .lag_metric = "natter_consumer_lag",
+    .batches_metric = "natter_batches_in_flight",
     .setup_users = setup_users,
     .setup_chats = setup_chats,
     .set_credential = set_credential,
     .message_body = message_body,
     .listen_path = listen_path,
     .scan_push = scan_push,
+    .history_path = history_path,
+    .scan_history = scan_history,
 };

@@ -8,11 +8,14 @@
  *                               with the cookie           JSON with chat_id (or id)
  *   POST /chats/{id}/messages   form content=…, cookie    200, no id
  *   GET  /ws/connect/{user_id}  WebSocket: an HTML fragment per message,
- *                               holding the content
+ *                               holding the content, whose element id is
+ *                               "msg-<timeuuid>" (the message's id)
+ *   GET  /metrics               its consumer lag as consumer_lag
  *
  * The cookie goes out as both user_id and sender_id: versions of the
- * original read the poster from either. Pushes carry no message id, so the
- * order check is that every listener of a chat sees the same order. */
+ * original read the poster from either. The original has no history a
+ * reconnected listener could catch up from, so a listener whose socket
+ * closes fails the run. */
 #include "load_api.h"
 #include "load_run.h"
 
@@ -124,10 +127,8 @@ static void build_chat(load_phase_t *ph, size_t i, const char **method, char *pa
     load_buf_t b = {0};
     load_buf_append(&b, "name=", 5);
     form_append(&b, name);
-    for (size_t k = 0; k < c->nlisteners; k++)
-        add_member(&b, &L->users[c->listeners[k]]);
-    for (size_t k = 0; k < c->nsenders; k++)
-        add_member(&b, &L->users[c->senders[k]]);
+    for (size_t k = 0; k < c->nmembers; k++)
+        add_member(&b, &L->users[c->members[k]]);
     *method = "POST";
     *headers = L->users[c->creator].headers;
     strcpy(path, "/chats");
@@ -180,16 +181,60 @@ static void listen_path(const load_user_t *u, char *path, size_t cap)
     snprintf(path, cap, "/ws/connect/%s", u->cred);
 }
 
-/* The fragment's markup is the server's; the content is found wherever it
- * is, as the first "t=<digits> s=<digits>" in the text. */
-static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, uint64_t *id)
+static int hexval(char c)
 {
-    const char *p = data, *end = data + len;
-    while ((p = memmem(p, (size_t)(end - p), "t=", 2)) != NULL) {
-        if (load_api_scan_content(p, end, t, seq) == 0) {
-            *id = 0;
-            return 0;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int load_api_seed_timeuuid(const char *p, const char *end, load_id_t *id)
+{
+    unsigned char b[16];
+    size_t n = 0;
+    if (end - p < 36)
+        return -1;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash) {
+            if (p[i] != '-')
+                return -1;
+            continue;
         }
+        int hi = hexval(p[i]), lo = i + 1 < 36 ? hexval(p[i + 1]) : -1;
+        if (hi < 0 || lo < 0)
+            return -1;
+        b[n++] = (unsigned char)(hi << 4 | lo);
+        i++;
+    }
+    if (b[6] >> 4 != 1)
+        return -1; /* not version 1: no timestamp to order by */
+    uint64_t time_low = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+    uint64_t time_mid = (uint64_t)b[4] << 8 | b[5];
+    uint64_t time_hi = (uint64_t)(b[6] & 0x0F) << 8 | b[7];
+    id->hi = time_hi << 48 | time_mid << 32 | time_low;
+    id->lo = 0;
+    for (int i = 8; i < 16; i++)
+        id->lo = id->lo << 8 | b[i];
+    id->lo ^= 0x8080808080808080ull; /* signed bytes compare as their top bit flipped */
+    return 0;
+}
+
+/* The fragment's markup is the server's. The message id is the element id
+ * "msg-<timeuuid>" wherever it stands; the content is the first
+ * "t=<digits> s=<digits>" in the text. */
+static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, load_id_t *id)
+{
+    static const char key[] = "id=\"msg-";
+    const char *p = data, *end = data + len;
+    const char *k = memmem(data, len, key, sizeof(key) - 1);
+    if (k == NULL || load_api_seed_timeuuid(k + sizeof(key) - 1, end, id) != 0 || end - k < (long)sizeof(key) + 36 ||
+        k[sizeof(key) - 1 + 36] != '"')
+        return -1;
+    while ((p = memmem(p, (size_t)(end - p), "t=", 2)) != NULL) {
+        if (load_api_scan_content(p, end, t, seq) == 0)
+            return 0;
         p += 2;
     }
     return -1;
@@ -197,7 +242,9 @@ static int scan_push(const char *data, size_t len, uint64_t *t, uint64_t *seq, u
 
 const load_api_t load_api_seed = {
     .name = "seed",
-    .has_ids = 0,
+    .post_ids = 0,
+    .lag_metric = "consumer_lag",
+    .batches_metric = NULL,
     .setup_users = setup_users,
     .setup_chats = setup_chats,
     .set_credential = set_credential,

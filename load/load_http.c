@@ -61,7 +61,7 @@ int load_http_request(load_http_t *c, const char *method, const char *path, cons
     if (c->cb != NULL)
         return -EBUSY;
     if (c->io.fd < 0) {
-        int fd = load_io_connect(c->epfd, &c->addr, &c->io);
+        int fd = load_io_connect(c->epfd, &c->addr, NULL, &c->io);
         if (fd < 0)
             return fd;
         c->state = LOAD_HTTP_CONNECTING;

@@ -109,7 +109,7 @@ long load_buf_fill(load_buf_t *b, int fd)
     for (;;) {
         char *dst = load_buf_reserve(b, 16384);
         size_t room = b->cap - b->len;
-        ssize_t n = recv(fd, dst, room, 0);
+        ssize_t n = read(fd, dst, room);
         if (n > 0) {
             b->len += (size_t)n;
             total += n;
@@ -127,13 +127,19 @@ long load_buf_fill(load_buf_t *b, int fd)
     }
 }
 
-int load_io_connect(int epfd, const struct sockaddr_in *addr, load_io_t *io)
+int load_io_connect(int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src, load_io_t *io)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src != NULL && (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0 ||
+                        bind(fd, (const struct sockaddr *)src, sizeof(*src)) < 0)) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -208,6 +214,21 @@ int load_scan_u64(const char *s, size_t len, const char *key, uint64_t *out)
     }
     if (digits == 0)
         return -1;
+    *out = v;
+    return 0;
+}
+
+int load_parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
     *out = v;
     return 0;
 }

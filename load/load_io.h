@@ -41,13 +41,16 @@ static inline size_t load_buf_pending(const load_buf_t *b) { return b->len - b->
 
 /* Writes pending bytes until done or EAGAIN. Returns 0, or -errno. */
 int load_buf_flush(load_buf_t *b, int fd);
-/* Reads until EAGAIN into b. Returns bytes read (> 0), 0 when nothing was
+/* Reads (a socket or a pipe) until EAGAIN into b. Returns bytes read (> 0), 0 when nothing was
  * available, -ECONNRESET on EOF, or another -errno. */
 long load_buf_fill(load_buf_t *b, int fd);
 
 /* A non-blocking TCP socket connecting to addr with TCP_NODELAY, registered
- * on epfd edge-triggered with io as its data. Returns the fd or -errno. */
-int load_io_connect(int epfd, const struct sockaddr_in *addr, load_io_t *io);
+ * on epfd edge-triggered with io as its data. With src (else NULL) it is
+ * bound to that source address first, its port left to connect() (so one
+ * source address has a port range per destination, not one in all).
+ * Returns the fd or -errno. */
+int load_io_connect(int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src, load_io_t *io);
 /* 0 when a connecting socket has connected, else -errno (SO_ERROR). */
 int load_io_connect_result(int fd);
 
@@ -62,6 +65,8 @@ int load_parse_url(const char *url, struct sockaddr_in *addr, char *hostport, si
  * key must include its quotes and colon, e.g. "\"id\":\"". A fast scan
  * used on hot paths where natter's own compact output is read. */
 int load_scan_u64(const char *s, size_t len, const char *key, uint64_t *out);
+/* Parses exactly len decimal digits (no sign, no overflow); 0 or -1. */
+int load_parse_u64(const char *s, size_t len, uint64_t *out);
 
 /* picohttpparser's response parser, which libh2o-evloop exports without
  * installing its header: the HTTP client and the WebSocket handshake use it. */

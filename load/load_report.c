@@ -2,6 +2,7 @@
 #include "load_report.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +35,23 @@ void load_report_tick(load_t *L, uint64_t now)
     p->t_s = (double)(now - L->run_start_ns) / 1e9;
     p->dt_s = p->t_s - prev;
     p->c = L->interval;
-    p->lag = L->scrape.lag;
-    p->batches = L->scrape.batches;
+    p->server = L->scrape.last;
     memset(&L->interval, 0, sizeof(L->interval));
     p->ack_p50_ms = ms(load_hist_quantile(&L->ack_interval, 0.5));
     p->ack_p99_ms = ms(load_hist_quantile(&L->ack_interval, 0.99));
     load_hist_init(&L->ack_interval);
 
     load_listen_state_t *st = &L->lst;
-    if (L->listen_running)
-        pthread_mutex_lock(&st->mu);
+    pthread_mutex_lock(&st->mu);
     p->l = st->interval;
+    p->sockets_open = st->open_now;
     memset(&st->interval, 0, sizeof(st->interval));
     p->p50_ms = ms(load_hist_quantile(&st->hist_interval, 0.5));
     p->p99_ms = ms(load_hist_quantile(&st->hist_interval, 0.99));
     p->p999_ms = ms(load_hist_quantile(&st->hist_interval, 0.999));
     p->max_ms = ms(st->hist_interval.max);
     load_hist_init(&st->hist_interval);
-    if (L->listen_running)
-        pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->mu);
 
     if (L->o.quiet)
         return;
@@ -82,19 +81,64 @@ static json_t *by_status(const load_counts_t *c)
     return o;
 }
 
+/* A value from /metrics, or null when unknown (-1). */
+static json_t *known(double v)
+{
+    return v >= 0 ? json_real(v) : json_null();
+}
+
+/* How much one metric (the double at offset field of load_metrics_t) grew
+ * from milestone from to milestone to, summed over distinct targets; -1
+ * when a target lacks it at either. */
+static double grew(load_t *L, enum load_milestone from, enum load_milestone to, size_t field)
+{
+    double sum = 0;
+    for (size_t i = 0; i < L->ntargets; i++) {
+        load_target_t *t = &L->targets[i];
+        if (t->same_as >= 0)
+            continue;
+        double a = *(const double *)((const char *)load_target_metrics(t, from) + field);
+        double b = *(const double *)((const char *)load_target_metrics(t, to) + field);
+        if (a < 0 || b < 0)
+            return -1;
+        sum += b - a;
+    }
+    return sum;
+}
+
+static json_t *targets_json(const load_t *L)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < L->ntargets; i++) {
+        const load_target_t *t = &L->targets[i];
+        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
+                                           "rss_before_bytes", known(t->before.rss_bytes), "rss_open_bytes",
+                                           known(t->open.rss_bytes), "rss_end_bytes", known(t->end.rss_bytes),
+                                           "cpu_open_s", known(t->open.cpu_s), "cpu_idle_end_s",
+                                           known(t->after_idle.cpu_s), "cpu_end_s", known(t->end.cpu_s)));
+    }
+    return a;
+}
+
 json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_s, json_t *extra)
 {
-    const load_hist_t *h = &L->lst.hist_total;
+    const load_listen_state_t *st = &L->lst;
+    const load_hist_t *h = &st->hist_total;
     double p50 = ms(load_hist_quantile(h, 0.5)), p99 = ms(load_hist_quantile(h, 0.99));
     double p999 = ms(load_hist_quantile(h, 0.999)), mx = ms(h->max);
     double ap50 = ms(load_hist_quantile(&L->ack_total, 0.5)), ap99 = ms(load_hist_quantile(&L->ack_total, 0.99));
-    size_t listeners = 0;
-    for (size_t i = 0; i < L->nusers; i++)
-        listeners += L->users[i].nchats > 0;
+    double connect_rate = L->connect_s > 0 ? (double)L->nlisteners / L->connect_s : 0;
+    /* server memory per socket: the growth from before the sockets to once
+     * they were open; CPU while they were held idle (--idle) */
+    double rss = grew(L, LOAD_AT_BEFORE, LOAD_AT_OPEN, offsetof(load_metrics_t, rss_bytes));
+    rss = rss >= 0 && L->nlisteners > 0 ? rss / (double)L->nlisteners : -1;
+    double idle = L->idle_s > 0 ? grew(L, LOAD_AT_OPEN, LOAD_AT_IDLE, offsetof(load_metrics_t, cpu_s)) : -1;
+    double idle_per_10k = idle >= 0 && L->nlisteners > 0 ? idle / (L->idle_s / 60) / ((double)L->nlisteners / 10000)
+                                                         : -1;
     json_t *s = json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                           "s:I, s:I, s:I, s:{s:f, s:f, s:f, s:f, s:f}, s:{s:f, s:f}}",
                           "scenario", L->o.scenario, "send", L->o.send_ws ? "ws" : "http", "duration_s", duration_s,
-                          "chats", (json_int_t)L->nchats, "listeners", (json_int_t)listeners, "offered",
+                          "chats", (json_int_t)L->nchats, "listeners", (json_int_t)L->nlisteners, "offered",
                           (json_int_t)L->total.offered, "accepted_rate",
                           duration_s > 0 ? (double)v->accepted / duration_s : 0.0, "accepted",
                           (json_int_t)v->accepted, "rejected", by_status(&L->total), "rejected_total",
@@ -103,9 +147,19 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                           (json_int_t)v->lost, "duplicated", (json_int_t)v->duplicated, "reordered",
                           (json_int_t)v->reordered, "unexpected", (json_int_t)v->unexpected, "id_mismatch",
                           (json_int_t)v->id_mismatch, "listeners_closed", (json_int_t)v->closed, "foreign",
-                          (json_int_t)L->lst.total.foreign, "latency_ms", "p50", p50, "p99", p99, "p999", p999,
+                          (json_int_t)st->total.foreign, "latency_ms", "p50", p50, "p99", p99, "p999", p999,
                           "max", mx, "mean", h->count ? ms(h->sum / h->count) : 0.0, "ack_latency_ms", "p50", ap50,
                           "p99", ap99);
+    json_object_update_new(
+        s, json_pack("{s:I, s:f, s:o, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:o}", "sockets_open",
+                     (json_int_t)st->open_peak, "connect_rate", connect_rate, "server_rss_per_socket_bytes",
+                     known(rss), "reconnects", (json_int_t)st->total.reconnects, "caught_up",
+                     (json_int_t)st->total.caught_up, "overlap", (json_int_t)st->total.overlap, "catchup_failed",
+                     (json_int_t)st->catchup_failed, "listener_processes", (json_int_t)L->listener_procs,
+                     "setup_s", L->setup_s, "connect_s", L->connect_s, "users", (json_int_t)L->nusers, "targets",
+                     targets_json(L)));
+    json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
+                                        "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
     if (extra != NULL) {
         json_object_update(s, extra);
         json_decref(extra);
@@ -122,6 +176,21 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
     printf("  end-to-end latency from the scheduled send: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
            p50, p99, p999, mx);
     printf("  2xx answer latency from the scheduled send: p50 %.2f ms, p99 %.2f ms\n", ap50, ap99);
+    printf("  sockets: %llu open at the peak (%zu listener process%s), opened at %.0f/s, setup %.1f s; "
+           "reconnects %llu (caught up %llu from history, %llu overlaps dropped)\n",
+           (unsigned long long)st->open_peak, L->listener_procs ? L->listener_procs : 1,
+           L->listener_procs > 1 ? "es" : "", connect_rate, L->setup_s,
+           (unsigned long long)st->total.reconnects, (unsigned long long)st->total.caught_up,
+           (unsigned long long)st->total.overlap);
+    if (idle >= 0)
+        printf("  idle: %.2f server CPU seconds over %.0f s with every socket open: %.3f CPU s a minute per 10,000 "
+               "sockets\n",
+               idle, L->idle_s, idle_per_10k);
+    if (rss >= 0)
+        printf("  server memory per socket: %.0f bytes (RSS growth over %zu target%s while the sockets opened)\n", rss,
+               L->ntargets, L->ntargets > 1 ? "s" : "");
+    else
+        printf("  server memory per socket: unknown (no process_resident_memory_bytes on /metrics)\n");
     fflush(stdout);
     return s;
 }
@@ -138,8 +207,12 @@ int load_report_json(load_t *L, json_t *summary, const char *path)
                               (json_int_t)p->l.duplicated, "reordered", (json_int_t)p->l.reordered, "p50_ms",
                               p->p50_ms, "p99_ms", p->p99_ms, "p999_ms", p->p999_ms, "max_ms", p->max_ms,
                               "ack_p50_ms", p->ack_p50_ms, "ack_p99_ms", p->ack_p99_ms);
-        json_object_set_new(pt, "consumer_lag", p->lag >= 0 ? json_real(p->lag) : json_null());
-        json_object_set_new(pt, "batches_in_flight", p->batches >= 0 ? json_real(p->batches) : json_null());
+        json_object_set_new(pt, "consumer_lag", known(p->server.lag));
+        json_object_set_new(pt, "batches_in_flight", known(p->server.batches));
+        json_object_set_new(pt, "server_cpu_s", known(p->server.cpu_s));
+        json_object_set_new(pt, "server_rss_bytes", known(p->server.rss_bytes));
+        json_object_set_new(pt, "sockets_open", json_integer((json_int_t)p->sockets_open));
+        json_object_set_new(pt, "reconnects", json_integer((json_int_t)p->l.reconnects));
         json_array_append_new(series, pt);
     }
     json_t *doc = json_pack("{s:O, s:o}", "summary", summary, "series", series);
@@ -163,11 +236,11 @@ int load_report_plot(load_t *L, const char *path)
     for (size_t i = 0; i < L->nseries; i++) {
         const load_series_point_t *p = &L->series[i];
         double dt = p->dt_s > 0 ? p->dt_s : 1;
-        have_lag |= p->lag >= 0;
+        have_lag |= p->server.lag >= 0;
         /* gnuplot reads "NaN" as a gap */
         fprintf(f, "%.3f %.1f %.1f %.1f %.3f %.3f %.3f %.3f %.0f %.0f\n", p->t_s, (double)p->c.offered / dt,
                 (double)p->c.accepted / dt, (double)p->l.delivered / dt, p->p50_ms, p->p99_ms, p->p999_ms, p->max_ms,
-                p->lag >= 0 ? p->lag : NAN, p->batches >= 0 ? p->batches : NAN);
+                p->server.lag >= 0 ? p->server.lag : NAN, p->server.batches >= 0 ? p->server.batches : NAN);
     }
     fclose(f);
     char lag_panel[512] = "";

@@ -16,7 +16,8 @@ struct load_series_point {
     load_lcounts_t l;
     double p50_ms, p99_ms, p999_ms, max_ms;
     double ack_p50_ms, ack_p99_ms;
-    double lag, batches; /* the server's, from load_scrape; -1 unknown */
+    uint64_t sockets_open; /* at the end of the interval */
+    load_metrics_t server; /* the first target's, from load_scrape; -1 unknown */
 };
 
 /* Closes the current interval: takes the sender's and the listeners'

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "load_report.h"
 
@@ -20,6 +21,8 @@ const char *load_scenario_default_stages(const char *name)
         return "1000:5s";
     if (strcmp(name, "sendonly") == 0)
         return "10000:5s,10000:10s";
+    if (strcmp(name, "conns") == 0)
+        return "1000:10s,1000:30s,0:5s";
     return NULL;
 }
 
@@ -30,17 +33,37 @@ static uint32_t *one(uint32_t v)
     return p;
 }
 
-/* Records that user u listens to chat c in slot. */
-static void add_listening(load_user_t *u, uint32_t c, uint32_t slot)
+/* A new listener: user's socket on target. Returns its index. */
+static uint32_t add_listener(load_t *L, uint32_t user, uint32_t target)
 {
-    u->chats = load_xrealloc(u->chats, (u->nchats + 1) * sizeof(uint32_t));
-    u->slots = load_xrealloc(u->slots, (u->nchats + 1) * sizeof(uint32_t));
-    u->chats[u->nchats] = c;
-    u->slots[u->nchats] = slot;
-    u->nchats++;
+    if ((L->nlisteners & (L->nlisteners - 1)) == 0) /* grow at powers of two */
+        L->listeners = load_xrealloc(L->listeners, (L->nlisteners ? 2 * L->nlisteners : 1) * sizeof(load_listener_t));
+    L->listeners[L->nlisteners] = (load_listener_t){.user = user, .target = target};
+    return (uint32_t)L->nlisteners++;
 }
 
-/* One chat, n listeners (users 0..n-1) and a sender (user n). */
+/* Records that listener l gets chat c's messages in slot. */
+static void listen_to(load_t *L, uint32_t l, uint32_t c, uint32_t slot)
+{
+    load_listener_t *li = &L->listeners[l];
+    li->chats = load_xrealloc(li->chats, (li->nchats + 1) * sizeof(uint32_t));
+    li->slots = load_xrealloc(li->slots, (li->nchats + 1) * sizeof(uint32_t));
+    li->chats[li->nchats] = c;
+    li->slots[li->nchats] = slot;
+    li->nchats++;
+}
+
+/* Chat c made by creator, posted to at the creator's home target. */
+static void chat_init(load_t *L, load_chat_t *c, uint32_t creator, size_t nlisteners)
+{
+    c->creator = creator;
+    c->target = L->users[creator].target;
+    c->listeners = load_xcalloc(nlisteners, sizeof(uint32_t));
+    c->nlisteners = nlisteners;
+}
+
+/* One chat, n listeners (users 0..n-1, one socket each) and a sender
+ * (user n, its creator), listed as members in that order. */
 static int build_one_room(load_t *L, size_t n)
 {
     if (load_setup_users(L, n + 1) != 0)
@@ -48,48 +71,77 @@ static int build_one_room(load_t *L, size_t n)
     L->nchats = 1;
     L->chats = load_xcalloc(1, sizeof(load_chat_t));
     load_chat_t *c = &L->chats[0];
-    c->creator = (uint32_t)n;
+    chat_init(L, c, (uint32_t)n, n);
     c->senders = one((uint32_t)n);
     c->nsenders = 1;
-    c->listeners = load_xcalloc(n, sizeof(uint32_t));
-    c->nlisteners = n;
+    c->members = load_xcalloc(n + 1, sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
-        c->listeners[i] = (uint32_t)i;
-        add_listening(&L->users[i], 0, (uint32_t)i);
+        c->members[c->nmembers++] = (uint32_t)i;
+        c->listeners[i] = add_listener(L, (uint32_t)i, L->users[i].target);
+        listen_to(L, c->listeners[i], 0, (uint32_t)i);
+    }
+    c->members[c->nmembers++] = (uint32_t)n;
+    return load_setup_chats(L);
+}
+
+/* rooms chats of room_size members drawn in turn from a pool of users,
+ * each user one socket in all of its rooms; every member also posts. */
+static int build_rooms(load_t *L, size_t rooms, size_t users, size_t room_size)
+{
+    if (users < room_size)
+        users = room_size;
+    if (load_setup_users(L, users) != 0)
+        return -1;
+    for (size_t u = 0; u < users; u++)
+        add_listener(L, (uint32_t)u, L->users[u].target); /* listener u is user u */
+    L->nchats = rooms;
+    L->chats = load_xcalloc(rooms, sizeof(load_chat_t));
+    for (size_t r = 0; r < rooms; r++) {
+        load_chat_t *c = &L->chats[r];
+        uint32_t first = (uint32_t)(r * room_size % users);
+        chat_init(L, c, first, room_size);
+        c->members = c->listeners; /* users and their listeners share indices here */
+        c->nmembers = room_size;
+        c->senders = c->listeners;
+        c->nsenders = room_size;
+        for (size_t j = 0; j < room_size; j++) {
+            c->listeners[j] = (uint32_t)((r * room_size + j) % users);
+            listen_to(L, c->listeners[j], (uint32_t)r, (uint32_t)j);
+        }
     }
     return load_setup_chats(L);
 }
 
-enum { ROOM_MEMBERS = 5 };
-
-static int build_rooms(load_t *L, size_t rooms, size_t users)
+/* sockets WebSockets as sockets/tabs users with tabs sockets each, users in
+ * rooms of room_size (the last may be smaller). User u's tab k goes to
+ * target (u + k) % ntargets, so consecutive users — a room — and one
+ * user's tabs land on different targets. */
+static int build_conns(load_t *L, size_t sockets, size_t tabs, size_t room_size)
 {
-    if (users < ROOM_MEMBERS)
-        users = ROOM_MEMBERS;
+    size_t users = sockets / tabs, rooms = (users + room_size - 1) / room_size;
     if (load_setup_users(L, users) != 0)
         return -1;
     L->nchats = rooms;
     L->chats = load_xcalloc(rooms, sizeof(load_chat_t));
     for (size_t r = 0; r < rooms; r++) {
         load_chat_t *c = &L->chats[r];
-        c->listeners = load_xcalloc(ROOM_MEMBERS, sizeof(uint32_t));
-        c->nlisteners = ROOM_MEMBERS;
-        for (size_t j = 0; j < ROOM_MEMBERS; j++) {
-            c->listeners[j] = (uint32_t)((r * ROOM_MEMBERS + j) % users);
-            add_listening(&L->users[c->listeners[j]], (uint32_t)r, (uint32_t)j);
+        size_t first = r * room_size, n = users - first < room_size ? users - first : room_size;
+        chat_init(L, c, (uint32_t)first, n * tabs);
+        c->members = load_xcalloc(n, sizeof(uint32_t));
+        c->nmembers = n;
+        c->senders = c->members;
+        c->nsenders = n;
+        for (size_t j = 0; j < n; j++) {
+            uint32_t u = (uint32_t)(first + j);
+            c->members[j] = u;
+            for (size_t k = 0; k < tabs; k++) {
+                uint32_t slot = (uint32_t)(j * tabs + k);
+                c->listeners[slot] = add_listener(L, u, (uint32_t)((u + k) % L->ntargets));
+                listen_to(L, c->listeners[slot], (uint32_t)r, slot);
+            }
         }
-        c->creator = c->listeners[0];
-        /* members post in turn; they are already members, so not listed twice */
-        c->senders = c->listeners;
-        c->nsenders = ROOM_MEMBERS;
     }
-    /* build_chat lists listeners and senders; senders alias listeners here */
-    for (size_t r = 0; r < rooms; r++)
-        L->chats[r].nsenders = 0;
-    int rc = load_setup_chats(L);
-    for (size_t r = 0; r < rooms; r++)
-        L->chats[r].nsenders = ROOM_MEMBERS;
-    return rc;
+    return load_setup_chats(L);
 }
 
 static int build_sendonly(load_t *L)
@@ -97,7 +149,7 @@ static int build_sendonly(load_t *L)
     L->nusers = 1;
     L->users = load_xcalloc(1, sizeof(load_user_t));
     L->api->set_credential(&L->users[0], "natter-load-dummy-token");
-    L->users[0].ws.io.fd = L->users[0].ws_send.io.fd = -1;
+    L->users[0].ws_send.io.fd = -1;
     L->nchats = 1;
     L->chats = load_xcalloc(1, sizeof(load_chat_t));
     load_chat_t *c = &L->chats[0];
@@ -107,6 +159,8 @@ static int build_sendonly(load_t *L)
     return 0;
 }
 
+enum { ROOM_MEMBERS = 5 };
+
 static int build(load_t *L)
 {
     const char *s = L->o.scenario;
@@ -115,7 +169,9 @@ static int build(load_t *L)
     if (strcmp(s, "fanout") == 0)
         return build_one_room(L, L->o.listeners ? L->o.listeners : 1000);
     if (strcmp(s, "rooms") == 0)
-        return build_rooms(L, L->o.rooms ? L->o.rooms : 10000, L->o.users ? L->o.users : 1000);
+        return build_rooms(L, L->o.rooms ? L->o.rooms : 10000, L->o.users ? L->o.users : 1000, ROOM_MEMBERS);
+    if (strcmp(s, "conns") == 0)
+        return build_conns(L, L->o.sockets, L->o.tabs, L->o.room_size);
     if (strcmp(s, "sendonly") == 0 || strcmp(s, "sendmax") == 0)
         return build_sendonly(L);
     fprintf(stderr, "natter-load: unknown scenario %s\n", s);
@@ -128,8 +184,11 @@ static int finish(load_t *L, double duration_s, json_t *extra)
     L->drain_base = 0;
     load_send_drain(L, 0, L->o.drain_ns);
     load_report_tick(L, load_now_ns()); /* the last, partial interval */
+    if (L->nlisteners > 0)
+        load_scrape_targets(L, LOAD_AT_END);
     load_verdict_t v;
-    load_listen_verify(L, 0, L->seq_end, &v);
+    load_listen_sync(L);
+    load_track_verify(L, 0, L->seq_end, &v);
     load_listen_stop(L);
     json_t *summary = load_report_summary(L, &v, duration_s, extra);
     int rc = 0;
@@ -164,11 +223,14 @@ static int run_max(load_t *L, const load_stages_t *first)
         pthread_mutex_unlock(&L->lst.mu);
         load_hist_init(&L->ack_step);
         L->drain_base = load_listen_delivered(L);
-        if (load_send_segment(L, &st, rate) != 0)
+        if (load_send_segment(L, &st, rate) != 0) {
+            load_listen_stop(L);
             return 1;
+        }
         load_send_drain(L, from, L->o.drain_ns);
         load_verdict_t v;
-        load_listen_verify(L, from, L->seq_end, &v);
+        load_listen_sync(L);
+        load_track_verify(L, from, L->seq_end, &v);
         /* with listeners: deliveries and their latency; without (sendmax):
          * answers and theirs */
         pthread_mutex_lock(&L->lst.mu);
@@ -196,12 +258,42 @@ static int run_max(load_t *L, const load_stages_t *first)
     return finish(L, dur, json_pack("{s:f, s:o}", "max_rate_held", held, "steps", steps));
 }
 
+/* Opens the listeners, measuring each target's memory before and once
+ * they are open (after a second, so the server's buffers of the upgrades
+ * have settled), then holds them idle for --idle, reading /metrics only at
+ * its end (a scrape costs the server more than an idle socket); 0 or -1. */
+static int open_listeners(load_t *L)
+{
+    if (L->nlisteners == 0)
+        return load_listen_start(L);
+    load_scrape_targets(L, LOAD_AT_BEFORE);
+    if (load_listen_start(L) != 0)
+        return -1;
+    usleep(1000000);
+    load_scrape_targets(L, LOAD_AT_OPEN);
+    uint64_t start = load_now_ns();
+    if (L->o.idle_ns > 0) {
+        if (!L->o.quiet)
+            fprintf(stderr, "natter-load: holding %zu sockets idle for %.0f s\n", L->nlisteners,
+                    (double)L->o.idle_ns / 1e9);
+        while (load_now_ns() - start < L->o.idle_ns)
+            usleep(100000);
+        L->idle_s = (double)(load_now_ns() - start) / 1e9;
+    }
+    load_scrape_targets(L, LOAD_AT_IDLE);
+    return 0;
+}
+
 int load_scenario_run(load_t *L, const load_stages_t *stages)
 {
+    uint64_t setup_start = load_now_ns();
     if (load_send_init(L) != 0 || build(L) != 0)
         return 2;
-    if (load_listen_start(L) != 0)
+    L->setup_s = (double)(load_now_ns() - setup_start) / 1e9;
+    if (open_listeners(L) != 0) {
+        load_listen_stop(L);
         return 2;
+    }
     L->run_start_ns = load_now_ns();
     L->next_report_ns = L->run_start_ns + 1000000000u;
     load_report_header(L);
@@ -210,11 +302,14 @@ int load_scenario_run(load_t *L, const load_stages_t *stages)
         rc = run_max(L, stages);
     } else {
         uint64_t start = load_now_ns();
-        if (load_send_segment(L, stages, L->o.start_rate) != 0)
+        if (load_send_segment(L, stages, L->o.start_rate) != 0) {
+            load_listen_stop(L);
             return 2;
+        }
         double dur = (double)(load_now_ns() - start) / 1e9;
         rc = finish(L, dur, NULL);
     }
+    load_track_free(L);
     load_send_free(L);
     return rc;
 }

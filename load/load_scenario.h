@@ -4,6 +4,10 @@
  *   fanout    one chat, 1,000 listeners and one sending user
  *   rooms     10,000 chats (--rooms) of 5 members drawn from a pool of
  *             1,000 users (--users); every member listens and sends
+ *   conns     --conns N WebSockets as N/T users with --tabs T sockets each,
+ *             in rooms of --room-size users (default 5, the last room may
+ *             be smaller), spread over every --target; every member posts
+ *             and every socket of every member must get each message
  *   max       seed's chat; holds each rate for the first stage's duration
  *             (default 1000:5s), ×1.25 per step, until fewer than 99.9% of
  *             the offered deliveries arrive or p99 passes 100 ms

@@ -1,11 +1,17 @@
-/* load_scrape — reads the server's own view while a run goes on: once a
- * second, GET /metrics on a connection of its own, and from it natter's
- * consumer lag (natter_consumer_lag, the "all" partition or the sum of the
- * partitions) and store batches in flight (natter_batches_in_flight), for
- * the series and the plot's lag panel. A server without them (the no-op
- * anchor, the original's API) answers something else, and the scraper
- * stops asking (after a 404, a page without them, or five failures in a
- * row); the values then stay unknown (-1).
+/* load_scrape — reads the server's own view from its /metrics (Prometheus
+ * text), on a connection of its own:
+ *
+ *   each second, from the first target: the consumer lag (natter's
+ *   natter_consumer_lag, the original's consumer_lag: the dialect names
+ *   it), store batches in flight, and the process's CPU seconds and
+ *   resident memory, for the series and the plot's lag panel;
+ *   at the run's milestones (load_scrape_targets): memory and CPU of
+ *   every target, for the per-socket memory and each node's cost.
+ *
+ * A server without any of them (the no-op anchor, a server without
+ * /metrics) answers something else, and the per-second scraper stops asking
+ * (after a 404, a page without them, or five failures in a row); the values
+ * then stay unknown (-1).
  */
 #ifndef NATTER_LOAD_SCRAPE_H
 #define NATTER_LOAD_SCRAPE_H
@@ -14,21 +20,31 @@
 
 #include "load_http.h"
 
+/* What one scrape read; -1 where the page had no such series. */
+typedef struct load_metrics {
+    double lag, batches, cpu_s, rss_bytes;
+} load_metrics_t;
+
 typedef struct load_scrape {
     load_http_t conn;
-    int off;         /* the server has no such metrics */
-    int misses;      /* failed answers in a row */
-    double lag;      /* last values read, -1 while unknown */
-    double batches;
+    const char *lag_name, *batches_name; /* the dialect's; batches_name may be NULL */
+    int off;    /* the server has no such metrics */
+    int misses; /* failed answers in a row */
+    load_metrics_t last;
 } load_scrape_t;
 
-void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr, const char *host);
+void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr, const char *host,
+                      const char *lag_name, const char *batches_name);
 /* Asks for /metrics unless a request is in flight or the scraper is off. */
 void load_scrape_tick(load_scrape_t *s);
 void load_scrape_free(load_scrape_t *s);
 
-/* Reads the two values out of a Prometheus text exposition; each is -1
- * when absent. Exposed for the tests. */
-void load_scrape_parse(const char *text, size_t len, double *lag, double *batches);
+/* Reads the four values out of an exposition (lag and batches under the
+ * given names; batches_name may be NULL). Exposed for the tests. */
+void load_scrape_parse(const char *text, size_t len, const char *lag_name, const char *batches_name,
+                       load_metrics_t *m);
+/* The value of the metric name: its series labelled partition="all" when
+ * there is one, else the sum of its series. 0, or -1 when it is absent. */
+int load_scrape_value(const char *text, size_t len, const char *name, double *out);
 
 #endif

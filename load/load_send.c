@@ -1,9 +1,10 @@
 /* load_send — the open-loop sender (main thread).
  *
  * Every loop turn asks the schedule how many sends are due by now and hands
- * each due send to an idle keep-alive connection; when all are busy the
- * rest wait (the backlog is just the range of due but unsent numbers) and
- * their latency still counts from their scheduled time. The loop sleeps in
+ * each due send, in order, to an idle keep-alive connection of its chat's
+ * target; when that target's are all busy the rest wait (the backlog is
+ * just the range of due but unsent numbers) and their latency still counts
+ * from their scheduled time. The loop sleeps in
  * epoll until the next send is due (a timerfd, no finer than tick_ns, so a
  * high rate goes out in small batches rather than one wake-up per send).
  *
@@ -42,16 +43,28 @@ int load_send_init(load_t *L)
     L->timer_io.on_event = on_timer;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &L->timer_io};
     epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->timerfd, &ev);
-    L->nconns = L->o.conns;
+    L->nconns = L->o.http_conns > L->ntargets ? L->o.http_conns : L->ntargets;
     L->conns = load_xcalloc(L->nconns, sizeof(load_http_t));
-    L->idle = load_xcalloc(L->nconns, sizeof(load_http_t *));
-    for (size_t i = 0; i < L->nconns; i++)
-        load_http_init(&L->conns[i], L->epfd, &L->addr, L->host);
+    for (size_t t = 0; t < L->ntargets; t++)
+        L->targets[t].idle = load_xcalloc(L->nconns / L->ntargets + 1, sizeof(load_http_t *));
+    for (size_t i = 0; i < L->nconns; i++) {
+        const load_target_t *t = &L->targets[i % L->ntargets];
+        load_http_init(&L->conns[i], L->epfd, &t->addr, t->host);
+        L->conns[i].user = L;
+    }
     load_hist_init(&L->ack_total);
     load_hist_init(&L->ack_interval);
     load_hist_init(&L->ack_step);
-    load_scrape_init(&L->scrape, L->epfd, &L->addr, L->host);
+    load_scrape_init(&L->scrape, L->epfd, &L->targets[0].addr, L->targets[0].host, L->api->lag_metric,
+                     L->api->batches_metric);
     return 0;
+}
+
+void load_send_close_conns(load_t *L)
+{
+    for (size_t i = 0; i < L->nconns; i++)
+        load_http_close(&L->conns[i]);
+    load_http_close(&L->scrape.conn);
 }
 
 void load_send_free(load_t *L)
@@ -65,9 +78,10 @@ void load_send_free(load_t *L)
         load_ws_drop(&L->users[i].ws_send);
         load_ws_free(&L->users[i].ws_send);
     }
+    for (size_t t = 0; t < L->ntargets; t++)
+        free(L->targets[t].idle);
     load_scrape_free(&L->scrape);
     free(L->conns);
-    free(L->idle);
     close(L->timerfd);
     close(L->epfd);
 }
@@ -122,20 +136,31 @@ static load_user_t *sender_of(load_t *L, uint64_t seq)
 
 static void issue_http(load_t *L, load_http_t *c, uint64_t seq);
 
+static load_target_t *target_of(load_t *L, uint64_t seq)
+{
+    return &L->targets[L->chats[seq % L->nchats].target];
+}
+
+static void make_idle(load_t *L, load_http_t *c)
+{
+    load_target_t *t = &L->targets[(size_t)(c - L->conns) % L->ntargets];
+    t->idle[t->nidle++] = c;
+}
+
 static void on_posted(load_http_t *c, int status, const char *body, size_t len, void *arg)
 {
     load_t *L = c->user;
     uint64_t seq = (uint64_t)(uintptr_t)arg, id = 0;
-    if (L->api->has_ids && status >= 200 && status < 300 && load_scan_u64(body, len, "\"id\":\"", &id) != 0)
+    if (L->api->post_ids && status >= 200 && status < 300 && load_scan_u64(body, len, "\"id\":\"", &id) != 0)
         id = 0;
     record_result(L, seq, status, id);
-    /* keep the connection busy while sends are due */
-    uint64_t due = L->seg_due;
-    if (L->issued < due) {
-        uint64_t next = L->seq_base + L->issued++;
+    /* keep the connection busy while the next due send goes to its target */
+    uint64_t next = L->seq_base + L->issued;
+    if (L->issued < L->seg_due && target_of(L, next) == &L->targets[(size_t)(c - L->conns) % L->ntargets]) {
+        L->issued++;
         issue_http(L, c, next);
     } else {
-        L->idle[L->nidle++] = c;
+        make_idle(L, c);
     }
 }
 
@@ -146,13 +171,24 @@ static void issue_http(load_t *L, load_http_t *c, uint64_t seq)
     int n = L->api->message_body(body, sizeof(body), content);
     load_chat_t *chat = &L->chats[seq % L->nchats];
     L->inflight++;
-    c->user = L;
     int rc = n < 0 ? -EMSGSIZE
                    : load_http_request(c, "POST", chat->path, sender_of(L, seq)->headers, body, (size_t)n, on_posted,
                                        (void *)(uintptr_t)seq);
     if (rc < 0) {
         record_result(L, seq, rc, 0);
-        L->idle[L->nidle++] = c;
+        make_idle(L, c);
+    }
+}
+
+/* Hands due sends, in order, to idle connections of their targets; stops
+ * at the first whose target has none idle. */
+static void issue_due_http(load_t *L, uint64_t due)
+{
+    while (L->issued < due) {
+        load_target_t *t = target_of(L, L->seq_base + L->issued);
+        if (t->nidle == 0)
+            return;
+        issue_http(L, t->idle[--t->nidle], L->seq_base + L->issued++);
     }
 }
 
@@ -185,8 +221,7 @@ static void on_ack(load_ws_t *w, const char *data, size_t len)
 
 static void on_send_open(load_ws_t *w)
 {
-    load_user_t *u = w->user;
-    ((load_t *)u->run)->lst.opened += 0;
+    (void)w;
 }
 
 static void on_send_close(load_ws_t *w, int code)
@@ -205,9 +240,10 @@ static int open_send_sockets(load_t *L)
             if (u->ws_send.state != LOAD_WS_DOWN || u->ws_send.io.fd >= 0)
                 continue;
             char path[128];
+            const load_target_t *t = &L->targets[u->target];
             snprintf(path, sizeof(path), "/ws?token=%s", u->cred);
             u->run = L;
-            if (load_ws_open(&u->ws_send, L->epfd, &L->addr, L->host, path, &send_handler, u) < 0)
+            if (load_ws_open(&u->ws_send, L->epfd, &t->addr, NULL, t->host, path, &send_handler, u) < 0)
                 return -1;
         }
     uint64_t deadline = load_now_ns() + 30000000000ull;
@@ -297,10 +333,11 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
         L->msgs[L->seq_base + i].sched_ns = L->t0_ns + load_sched_time_of(&L->sched, i);
     /* the listener thread reads seq_end to tell our pushes from strays */
     __atomic_store_n(&L->seq_end, L->seq_base + L->seg_total, __ATOMIC_RELEASE);
-    L->nidle = 0;
+    for (size_t t = 0; t < L->ntargets; t++)
+        L->targets[t].nidle = 0;
     for (size_t i = 0; i < L->nconns; i++)
         if (!load_http_busy(&L->conns[i]))
-            L->idle[L->nidle++] = &L->conns[i];
+            make_idle(L, &L->conns[i]);
     uint64_t end_ns = L->t0_ns + load_sched_end_ns(&L->sched), last_expire = 0;
     for (;;) {
         uint64_t now = load_now_ns();
@@ -316,8 +353,7 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
             while (L->issued < due)
                 issue_ws(L, L->seq_base + L->issued++);
         } else {
-            while (L->issued < due && L->nidle > 0)
-                issue_http(L, L->idle[--L->nidle], L->seq_base + L->issued++);
+            issue_due_http(L, due);
         }
         maybe_report(L, now);
         if (now - last_expire > 1000000000u) {
@@ -336,7 +372,7 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
         } else if (end_ns > now && end_ns < wake) {
             wake = end_ns;
         }
-        if (L->issued < due && !L->o.send_ws && L->nidle == 0)
+        if (L->issued < due && !L->o.send_ws)
             wake = L->next_report_ns; /* backlogged: a finished request resumes sending */
         arm_timer(L, wake);
         load_poll(L, 1000);

@@ -1,8 +1,10 @@
 /* load_setup — creates what a run needs through the server's API (the
  * dialect's phases, load_api.h): users, their credentials, the chats.
- * Requests go out in parallel over the run's HTTP connections (a natter
- * session costs an Argon2id hash, so a thousand listeners take a while),
- * driven by the same epoll loop the sender uses. */
+ * Requests go out in parallel over the run's HTTP connections — over every
+ * target, which are nodes of one cluster — (a natter user and a session
+ * cost an Argon2id hash each, so many listeners take a while unless the
+ * server runs with a low --argon2-memory), driven by the same epoll loop
+ * the sender uses. */
 #include "load_run.h"
 
 #include <errno.h>
@@ -44,7 +46,7 @@ static int issue(load_phase_t *ph, load_http_t *c, size_t i)
     if (rc == 0)
         return 0;
     free(j);
-    fprintf(stderr, "natter-load: cannot connect to %s: %s\n", ph->L->host, strerror(-rc));
+    fprintf(stderr, "natter-load: cannot connect to %s: %s\n", c->host, strerror(-rc));
     ph->failed++;
     ph->finished++;
     return -1;
@@ -114,7 +116,7 @@ int load_setup_users(load_t *L, size_t n)
     L->nusers = n;
     for (size_t i = 0; i < n; i++) {
         snprintf(L->users[i].name, sizeof(L->users[i].name), "nl%.8s_%u", L->run_id, (unsigned)i);
-        L->users[i].ws.io.fd = -1;
+        L->users[i].target = (uint32_t)(i % L->ntargets);
         L->users[i].ws_send.io.fd = -1;
     }
     return L->api->setup_users(L);

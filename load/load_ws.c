@@ -48,8 +48,8 @@ static uint32_t next_mask(load_ws_t *w)
     return w->mask_seed = x;
 }
 
-int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const char *host, const char *path,
-                 const load_ws_handler_t *h, void *user)
+int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src,
+                 const char *host, const char *path, const load_ws_handler_t *h, void *user)
 {
     w->io.on_event = on_event;
     w->epfd = epfd;
@@ -57,7 +57,7 @@ int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const c
     w->user = user;
     w->mask_seed = (uint32_t)(uintptr_t)w | 1u;
     w->in.off = w->in.len = w->out.off = w->out.len = w->frag.off = w->frag.len = 0;
-    int fd = load_io_connect(epfd, addr, &w->io);
+    int fd = load_io_connect(epfd, addr, src, &w->io);
     if (fd < 0)
         return fd;
     w->state = LOAD_WS_CONNECTING;
@@ -232,6 +232,12 @@ static void on_event(load_io_t *io, uint32_t events)
         code = load_ws_process(w);
     if (code == 0 && n < 0)
         code = (int)n;
-    if (code != 0 && w->io.fd >= 0)
+    if (code != 0 && w->io.fd >= 0) {
         fail(w, code);
+        return;
+    }
+    if (load_buf_pending(&w->in) == 0)
+        load_buf_free(&w->in);
+    if (load_buf_pending(&w->out) == 0)
+        load_buf_free(&w->out);
 }

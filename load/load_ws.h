@@ -10,6 +10,9 @@
  * the call only); on_close once, with the close code, or a negative errno
  * when the connection failed, or the HTTP status when the upgrade was
  * refused. After on_close the socket is closed; load_ws_open may reuse w.
+ *
+ * An idle socket holds no buffer: what was read is handed on and the
+ * buffer given back, so many idle sockets cost only their struct.
  */
 #ifndef NATTER_LOAD_WS_H
 #define NATTER_LOAD_WS_H
@@ -41,10 +44,10 @@ struct load_ws {
     void *user; /* free for the owner */
 };
 
-/* Connects and sends the upgrade for path (e.g. "/ws?token=…"). 0 or -errno
- * (then no callback fires). */
-int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const char *host, const char *path,
-                 const load_ws_handler_t *h, void *user);
+/* Connects (from src, or NULL: see load_io_connect) and sends the upgrade
+ * for path (e.g. "/ws?token=…"). 0 or -errno (then no callback fires). */
+int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src,
+                 const char *host, const char *path, const load_ws_handler_t *h, void *user);
 /* Queues one text message (masked) and writes what the socket takes.
  * 0, or -ENOTCONN when not open (the failure also surfaces as on_close). */
 int load_ws_send_text(load_ws_t *w, const char *data, size_t len);

@@ -7,15 +7,21 @@ posts pushed at once to every member's WebSockets as an HTML fragment.
     POST /chats                form name, members=<uuid>… 201 JSON {chat_id, name, members}
                                + cookie user_id
     POST /chats/{id}/messages  form content=… + cookie    200, empty body
-    GET  /ws/connect/{user_id} WebSocket; one HTML fragment per message
+    GET  /ws/connect/{user_id} WebSocket; one HTML fragment per message, its
+                               element id "msg-<timeuuid>" (the message id)
+    GET  /metrics              Prometheus text: consumer_lag (messages
+                               accepted whose pushes are not all sent yet)
 
 It is not the original (that needs Redpanda and ScyllaDB); it answers as
-the original's API does. Faults, so a test can prove the generator sees
-them: `--fault drop --every N` withholds every Nth message of a chat from
-its first member; `--fault swap --every N` hands that member the Nth
-message after the one that follows it.
+the original's API does. Message ids are version-1 UUIDs (timeuuids), made
+while the chat's lock is held, with a timestamp that never repeats or goes
+back: a chat's pushes go out in id order. Faults, so a test can prove the
+generator sees them: `--fault drop --every N` withholds every Nth message
+of a chat from its first member; `--fault swap --every N` hands that member
+the Nth message after the one that follows it; `--fault dup --every N`
+pushes the Nth message to that member twice.
 
-Run: python3 seed_api_server.py PORT [--fault drop|swap --every N]; it
+Run: python3 seed_api_server.py PORT [--fault drop|swap|dup --every N]; it
 prints "ready".
 """
 
@@ -24,9 +30,11 @@ import base64
 import hashlib
 import html
 import json
+import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -60,6 +68,26 @@ class Socket:
                 self.open = False
 
 
+class TimeUuids:
+    """Version-1 UUIDs with a strictly increasing 60-bit timestamp (100 ns
+    ticks since 1582-10-15), one clock sequence and a random node."""
+
+    EPOCH_OFFSET = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.last = 0
+        self.clock_seq = int.from_bytes(os.urandom(2), "big") & 0x3FFF
+        self.node = int.from_bytes(os.urandom(6), "big") | 0x010000000000  # multicast bit: not a MAC
+
+    def next(self):
+        with self.lock:
+            self.last = max(time.time_ns() // 100 + self.EPOCH_OFFSET, self.last + 1)
+            ts = self.last
+        return uuid.UUID(fields=(ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, (ts >> 48) & 0x0FFF | 0x1000,
+                                 0x80 | self.clock_seq >> 8, self.clock_seq & 0xFF, self.node))
+
+
 class State:
     def __init__(self, fault, every):
         self.lock = threading.Lock()
@@ -69,6 +97,8 @@ class State:
         self.sockets = {}  # user_id -> [Socket]
         self.fault = fault
         self.every = every
+        self.ids = TimeUuids()
+        self.pending = 0  # accepted, pushes not all sent: the consumer lag
 
 
 def make_handler(state):
@@ -137,16 +167,20 @@ def make_handler(state):
                 chat = state.chats[parts[2]]
                 content = html.escape(f.get("content", [""])[0])
                 sender = html.escape(state.users[user])
-                frag = (f'<div id="messages" hx-swap-oob="beforeend"><div class="message" data-chat="{parts[2]}">'
-                        f'<span class="sender">{sender}</span> <p class="content">{content}</p></div></div>')
+                with state.lock:
+                    state.pending += 1
                 with chat["lock"]:  # one order per chat, the same on every socket
+                    mid = state.ids.next()
+                    frag = (f'<div id="messages" hx-swap-oob="beforeend"><div id="msg-{mid}" class="message" '
+                            f'data-chat="{parts[2]}"><span class="sender">{sender}</span> '
+                            f'<p class="content">{content}</p></div></div>')
                     chat["count"] += 1
                     faulty = state.fault and chat["count"] % state.every == 0
                     victim = chat["members"][0]
                     for m in chat["members"]:
                         frags = [frag]
                         if m == victim and faulty:
-                            frags = []
+                            frags = [frag, frag] if state.fault == "dup" else []
                             if state.fault == "swap":
                                 chat["held"] = frag
                         elif m == victim and chat["held"] is not None:
@@ -155,10 +189,17 @@ def make_handler(state):
                         for s in list(state.sockets.get(m, [])):
                             for fr in frags:
                                 s.send_text(fr)
+                with state.lock:
+                    state.pending -= 1
                 return self.answer(200, b"", "text/plain")
             return self.answer(404, b'{"error":"not found"}')
 
         def do_GET(self):
+            if self.path == "/metrics":
+                with state.lock:
+                    lag = state.pending
+                body = f"# HELP consumer_lag Messages accepted, not yet pushed.\n# TYPE consumer_lag gauge\nconsumer_lag {lag}\n"
+                return self.answer(200, body.encode(), "text/plain; version=0.0.4")
             parts = self.path.split("/")
             key = self.headers.get("Sec-WebSocket-Key")
             if len(parts) != 4 or parts[1:3] != ["ws", "connect"] or parts[3] not in state.users or not key:
@@ -189,7 +230,7 @@ def make_handler(state):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
-    ap.add_argument("--fault", choices=["drop", "swap"])
+    ap.add_argument("--fault", choices=["drop", "swap", "dup"])
     ap.add_argument("--every", type=int, default=50)
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(State(a.fault, a.every)))

@@ -1,8 +1,13 @@
 """natter-load against a real natter: a short seed run at a low rate must
 deliver every accepted message to every listener exactly once, in order.
-With --api seed against a stand-in for the original design's API
-(seed_api_server.py), the same run must measure the same things, and must
-see the loss and the reordering that stand-in can inject.
+Listener sockets spread over child processes (forced on small numbers
+with --sockets-per-process) must reach the same verdict; listeners whose
+sockets a server restart closes must reconnect and catch up from history
+with nothing lost; the conns scenario spreads users, tabs and rooms over
+two targets. With --api seed against a stand-in for the original design's
+API (seed_api_server.py), the same run must measure the same things —
+message ids included — and must see the loss, reordering and duplicates
+that stand-in can inject.
 
 Environment: NATTER_LOAD_BIN, the generator (default <repo>/build/natter-load).
 """
@@ -11,26 +16,50 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 
 import pytest
+import requests
 
-from conftest import REPO, free_port
+from conftest import CQL, KAFKA, REPO, Server, _metric, free_port
 
 LOAD_BIN = os.path.abspath(os.environ.get("NATTER_LOAD_BIN", os.path.join(REPO, "build", "natter-load")))
 
 
-def run_load(server, tmp_path, *args, timeout=120):
+# A server for runs that register many users: the cheapest Argon2id natter allows.
+CHEAP_HASHES = ["--argon2-memory", "8", "--argon2-passes", "1"]
+
+
+def load_cmd(targets, out, *args):
     if not os.path.exists(LOAD_BIN):
         pytest.fail(f"load generator {LOAD_BIN} does not exist (build it or set NATTER_LOAD_BIN)")
-    out = tmp_path / "load.json"
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=0")
-    cmd = [LOAD_BIN, "--target", server.base, "--json", str(out), *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    report = f"{' '.join(cmd)}\nexit {p.returncode}\nstdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}"
+    cmd = [LOAD_BIN, "--json", str(out), *args]
+    for t in targets:
+        cmd += ["--target", t.base]
+    return cmd, env
+
+
+def finished(cmd, p, stdout, stderr, out):
+    report = f"{' '.join(cmd)}\nexit {p.returncode}\nstdout:\n{stdout[-4000:]}\nstderr:\n{stderr[-4000:]}"
     doc = json.loads(out.read_text()) if out.exists() else None
     return p, doc, report
+
+
+def run_load(server, tmp_path, *args, timeout=120, targets=None):
+    out = tmp_path / "load.json"
+    cmd, env = load_cmd(targets or [server], out, *args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return finished(cmd, p, p.stdout, p.stderr, out)
+
+
+def assert_exactly_once(s, report):
+    assert s["accepted"] > 0 and s["expected_deliveries"] > 0, report
+    assert s["delivered"] == s["expected_deliveries"], report
+    assert s["lost"] == 0 and s["duplicated"] == 0 and s["reordered"] == 0, report
+    assert s["id_mismatch"] == 0 and s["listeners_closed"] == 0, report
 
 
 @pytest.mark.parametrize("send", ["http", "ws"])
@@ -56,6 +85,89 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     lags = [pt["consumer_lag"] for pt in doc["series"] if pt["consumer_lag"] is not None]
     assert len(lags) >= 2 and all(v >= 0 for v in lags), report
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", report
+    # one process, every socket open at once, the server's memory read around them
+    assert s["listener_processes"] == 0 and s["sockets_open"] == 3 and s["reconnects"] == 0, report
+    assert s["connect_rate"] > 0 and s["server_rss_per_socket_bytes"] is not None, report
+    assert [t["target"] for t in s["targets"]] == [srv.base], report
+    assert any(pt["server_rss_bytes"] is not None for pt in doc["series"]), report
+
+
+def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp_path):
+    """300 sockets (150 users with 2 tabs, rooms of 5) with at most 100 per process: three listener
+    processes, whose records merge into one exactly-once, in-order verdict (after a second held idle)."""
+    srv = server_factory(args=CHEAP_HASHES)
+    p, doc, report = run_load(srv, tmp_path, "--scenario", "conns", "--conns", "300", "--tabs", "2",
+                              "--sockets-per-process", "100", "--idle", "1s", "--stages", "100:1s,100:2s")
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["listener_processes"] == 3 and s["listeners"] == 300 and s["users"] == 150, report
+    assert s["idle_s"] >= 1 and s["idle_server_cpu_s"] is not None, report
+    assert s["chats"] == 30 and s["sockets_open"] == 300, report
+    assert_exactly_once(s, report)
+    assert s["expected_deliveries"] == s["accepted"] * 10, report  # 5 members × 2 tabs
+    assert s["latency_ms"]["p50"] > 0 and s["connect_rate"] > 0, report
+
+
+@pytest.mark.xfail(bool(KAFKA), strict=False,
+                   reason="on the Kafka log a push does not wait for the store (docs/architecture.md) and a restarted "
+                          "node's fan-out starts at the log's end: a message accepted while its store consumer "
+                          "rejoins the group is neither pushed to the new socket nor in history yet when the "
+                          "listener catches up, and natter-load rightly counts it lost")
+def test_listeners_reconnect_and_catch_up_after_a_restart(server_factory, tmp_path):
+    """natter restarts mid-run (every socket closed with 1001, posts refused meanwhile): each listener,
+    in two child processes, reconnects, reads what it missed from history, and every accepted message
+    still arrives exactly once at every listener."""
+    srv = server_factory(args=CHEAP_HASHES)
+    out = tmp_path / "load.json"
+    cmd, env = load_cmd([srv], out, "--scenario", "seed", "--listeners", "4", "--sockets-per-process", "2",
+                        "--stages", "100:1s,100:9s", "--drain", "30s", "--quiet")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while _metric(requests.get(srv.base + "/metrics", timeout=2).text, "natter_messages_posted_total") < 100:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        srv.check_stop()
+        srv.start(port=srv.port)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    p, doc, report = finished(cmd, proc, stdout, stderr, out)
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["listener_processes"] == 2, report
+    assert s["reconnects"] >= 4, report
+    assert_exactly_once(s, report)
+    assert s["catchup_failed"] == 0, report
+
+
+def test_conns_spreads_over_two_targets(server_factory, tmp_path):
+    """conns over two targets: users, their tabs and rooms' members spread over both. On Kafka +
+    Cassandra the targets are two nodes of one cluster; elsewhere (nodes that share nothing) one
+    server is given twice, which exercises the same spreading."""
+    if KAFKA and CQL:
+        a = server_factory(args=CHEAP_HASHES + ["--node-id", "1"], name="node1")
+        b = server_factory(args=CHEAP_HASHES + ["--node-id", "2"], name="node2", log_id=a.log_id)
+    else:
+        a = b = server_factory(args=CHEAP_HASHES)
+    p, doc, report = run_load(a, tmp_path, "--scenario", "conns", "--conns", "120", "--tabs", "2",
+                              "--room-size", "3", "--stages", "60:1s,60:2s", "--drain", "10s", targets=[a, b])
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["listeners"] == 120 and s["users"] == 60 and s["chats"] == 20, report
+    assert [t["target"] for t in s["targets"]] == [a.base, b.base], report
+    assert_exactly_once(s, report)
+    assert s["expected_deliveries"] == s["accepted"] * 6, report  # 3 members × 2 tabs
+
+
+def test_conns_usage_errors(server_factory, tmp_path):
+    srv = server_factory()
+    p, _, report = run_load(srv, tmp_path, "--scenario", "conns", "--conns", "7", "--tabs", "2")
+    assert p.returncode == 2 and "multiple of --tabs" in p.stderr, report
+    p, _, report = run_load(srv, tmp_path, "--scenario", "seed", "--conns", "64")
+    assert p.returncode == 2 and "--http-conns" in p.stderr, report
 
 
 def test_bad_stages_is_a_usage_error(server_factory, tmp_path):
@@ -93,11 +205,14 @@ def test_seed_api_run_measures_the_original_api(seed_api, tmp_path):
     assert s["accepted"] > 400 and s["rejected_total"] == 0 and s["errors"] == 0, report
     assert s["delivered"] == s["expected_deliveries"] == s["accepted"] * 3, report
     assert s["lost"] == 0 and s["duplicated"] == 0 and s["reordered"] == 0, report
+    assert s["foreign"] == 0 and s["id_mismatch"] == 0, report  # every push carried a timeuuid we read
     assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["max"] < 1000, report
-    assert all(pt["consumer_lag"] is None for pt in doc["series"]), report  # it has no /metrics
+    # its lag is consumer_lag; it has no process metrics
+    assert any(pt["consumer_lag"] is not None for pt in doc["series"]), report
+    assert s["server_rss_per_socket_bytes"] is None, report
 
 
-@pytest.mark.parametrize("fault,field", [("drop", "lost"), ("swap", "reordered")])
+@pytest.mark.parametrize("fault,field", [("drop", "lost"), ("swap", "reordered"), ("dup", "duplicated")])
 def test_seed_api_faults_are_seen(seed_api, tmp_path, fault, field):
     p, doc, report = run_load(seed_api("--fault", fault, "--every", "25"), tmp_path, "--api", "seed",
                               "--scenario", "seed", "--listeners", "2", "--stages", "200:1s,200:1s")

@@ -1,24 +1,53 @@
 /* libFuzzer target for what natter-load reads off the network: WebSocket
  * frames from the server (load_ws_process), each message then read as a
- * push by both API dialects and as a /metrics exposition. Nothing may
- * crash, and a push read as ours must carry the content it claims. */
+ * push by both API dialects (natter's JSON, the original's HTML fragment
+ * with its "msg-<timeuuid>" id), as a natter history page (a reconnected
+ * listener's catch-up), as a /metrics exposition, and as a run of
+ * child→parent records (load_wire). Nothing may crash; a push read as ours
+ * must carry the content it claims, a seed push a version-1 UUID, and a
+ * history page's items ids that are not "none". */
 #include "load_api.h"
 #include "load_scrape.h"
+#include "load_wire.h"
 #include "load_ws.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+static void on_item(void *arg, load_id_t id, int ours, uint64_t t, uint64_t seq)
+{
+    (void)arg;
+    (void)ours;
+    (void)t;
+    (void)seq;
+    if (load_id_is_none(id))
+        __builtin_trap();
+}
+
 static void on_message(load_ws_t *w, const char *data, size_t len)
 {
     (void)w;
-    uint64_t t, seq, id;
+    uint64_t t, seq;
+    load_id_t id;
     const load_api_t *apis[] = {&load_api_natter, &load_api_seed};
     for (size_t i = 0; i < 2; i++)
         if (apis[i]->scan_push(data, len, &t, &seq, &id) == 0 && memmem(data, len, "t=", 2) == NULL)
             __builtin_trap();
-    double lag, batches;
-    load_scrape_parse(data, len, &lag, &batches);
+    if (load_api_seed.scan_push(data, len, &t, &seq, &id) == 0 && memmem(data, len, "id=\"msg-", 8) == NULL)
+        __builtin_trap();
+    load_api_natter.scan_history(data, len, on_item, NULL);
+    load_metrics_t m;
+    load_scrape_parse(data, len, load_api_natter.lag_metric, load_api_natter.batches_metric, &m);
+    load_scrape_parse(data, len, load_api_seed.lag_metric, NULL, &m);
+    for (size_t off = 0; off + LOAD_WIRE_SIZE <= len; off += LOAD_WIRE_SIZE) {
+        load_rec_t r;
+        unsigned char again[LOAD_WIRE_SIZE];
+        if (load_wire_decode((const unsigned char *)data + off, &r) == 0) {
+            load_wire_encode(&r, again);
+            if (memcmp(again, data + off, LOAD_WIRE_SIZE) != 0)
+                __builtin_trap(); /* a record decodes to what encodes back to it */
+        }
+    }
 }
 
 static void on_open(load_ws_t *w)
