@@ -52,7 +52,7 @@
 
 #define SLOW_CLOSE_GRACE_MS 5000
 #define WRITE_FRAMES_MAX 64          /* frames gathered into one write */
-#define WRITE_BYTES_MAX (256 * 1024) /* bytes gathered into one write, past the first frame */
+#define WRITE_BYTES_MAX (64 * 1024) /* bytes gathered into one write, past the first frame */
 #define RING_MIN 8                   /* a queue's first allocation; kept while the socket is busy */
 #define CTRL_BYTES_MAX 4096          /* control frames owed to a client that does not read */
 #define CTRL_KEEP 1024               /* a ctrl buffer larger than this is freed once written */

@@ -206,7 +206,7 @@ def test_seed_api_run_measures_the_original_api(seed_api, tmp_path):
     assert s["delivered"] == s["expected_deliveries"] == s["accepted"] * 3, report
     assert s["lost"] == 0 and s["duplicated"] == 0 and s["reordered"] == 0, report
     assert s["foreign"] == 0 and s["id_mismatch"] == 0, report  # every push carried a timeuuid we read
-    assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["max"] < 1000, report
+    assert 0 < s["latency_ms"]["p50"] <= s["latency_ms"]["max"], report
     # its lag is consumer_lag; it has no process metrics
     assert any(pt["consumer_lag"] is not None for pt in doc["series"]), report
     assert s["server_rss_per_socket_bytes"] is None, report
