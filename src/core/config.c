@@ -55,6 +55,10 @@ static const opt_t options[] = {
     {"session-cache-ttl", OPT_U32, F(session_cache_ttl_ms), 0, 3600000, NULL, "10000",
      "ms a looked-up session is trusted without the store (a logout elsewhere takes this long)"},
     {"max-body", OPT_U32, F(max_body), 256, 1048576, NULL, "16384", "largest request body in bytes"},
+    {"max-header", OPT_U32, F(max_header), 1024, 400000, NULL, "16384",
+     "largest request line and headers in bytes (past it: 431)"},
+    {"request-timeout", OPT_U32, F(request_timeout_ms), 100, 3600000, NULL, "10000",
+     "ms a request's line, headers and body may take to arrive (and a keep-alive connection may idle)"},
     {"log-queue", OPT_U32, F(log_queue), 1, 10000000, NULL, "100000", "messages the local log holds before posts get 503"},
     {"kafka-brokers", OPT_STR, F(kafka_brokers), 0, 0, NULL, "127.0.0.1:9092", "Kafka/Redpanda bootstrap HOST:PORT[,...]"},
     {"kafka-topic", OPT_STR, F(kafka_topic), 0, 0, NULL, "chat-messages", "topic of the message log (created when missing)"},
@@ -211,13 +215,13 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
     snprintf(dst, len,
              "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
              "worker-queue=%u "
-             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u log-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u max-header=%u request-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
-             c->members_ttl_ms, c->max_body, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
+             c->members_ttl_ms, c->max_body, c->max_header, c->request_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);
 }

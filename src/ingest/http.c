@@ -156,6 +156,15 @@ static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route
     }
 }
 
+/* The request line and headers as they came (names, values, separators). */
+static size_t header_bytes(const h2o_req_t *req)
+{
+    size_t n = req->input.method.len + req->input.path.len + 12;
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return n;
+}
+
 /* The request's loop: h2o's context is the loop's. */
 static natter_loop_t *loop_of(h2o_req_t *req)
 {
@@ -194,6 +203,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     natter_route_t route;
     (void)self;
     natter_route(req->method.base, req->method.len, req->path.base, req->path.len, &route);
+    if (header_bytes(req) > app->cfg.max_header) {
+        send_error(req, route.action, 431, "headers_too_large", "the request line and headers are too large");
+        return 0;
+    }
 
     switch (route.action) {
     case NATTER_A_NOT_FOUND:
@@ -385,6 +398,10 @@ void natter_http_configure(natter_app_t *app)
 {
     h2o_config_init(&app->h2o_config);
     app->h2o_config.max_request_entity_size = H2O_ENTITY_CEILING;
+    /* the whole request (line, headers, body) must arrive within this, and a
+     * keep-alive connection may idle this long: a client that trickles bytes
+     * to hold a connection is dropped */
+    app->h2o_config.http1.req_timeout = app->cfg.request_timeout_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&app->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));

@@ -62,12 +62,15 @@ typedef struct {
     natter_action_t action;
 } verb_t;
 
-/* Picks the action for the method among a path's verbs, or 405 with Allow. */
+/* Picks the action for the method among a path's verbs, or 405 with Allow.
+ * HEAD is GET without the body (RFC 9110 §9.3.2): it takes the GET action,
+ * and h2o sends the answer's headers only. */
 static natter_action_t pick(const char *method, size_t mlen, const verb_t *verbs, const char *allow,
                             natter_route_t *out)
 {
+    int head = is(method, mlen, "HEAD");
     for (; verbs->method != NULL; verbs++)
-        if (is(method, mlen, verbs->method))
+        if (is(method, mlen, verbs->method) || (head && strcmp(verbs->method, "GET") == 0))
             return out->action = verbs->action;
     out->allow = allow;
     return out->action = NATTER_A_METHOD_NOT_ALLOWED;
@@ -88,7 +91,7 @@ static natter_action_t route_asset(const char *method, size_t mlen, natter_actio
 {
     out->asset = asset;
     out->asset_len = len;
-    return pick(method, mlen, VERBS({"GET", action}), "GET", out);
+    return pick(method, mlen, VERBS({"GET", action}), "GET, HEAD", out);
 }
 
 static natter_action_t route_chat(const char *method, size_t mlen, const char *p, const char *end,
@@ -99,12 +102,12 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
     if (!next_segment(&p, end, &seg, &len) || natter_parse_u64(seg, len, &out->chat_id) != 0 || out->chat_id == 0)
         return NATTER_A_NOT_FOUND;
     if (p == end)
-        return pick(method, mlen, VERBS({"GET", NATTER_A_CHAT_GET}), "GET", out);
+        return pick(method, mlen, VERBS({"GET", NATTER_A_CHAT_GET}), "GET, HEAD", out);
     if (!next_segment(&p, end, &seg, &len))
         return NATTER_A_NOT_FOUND;
     if (is(seg, len, "messages") && p == end)
         return pick(method, mlen, VERBS({"GET", NATTER_A_MESSAGES_LIST}, {"POST", NATTER_A_MESSAGE_POST}),
-                    "GET, POST", out);
+                    "GET, HEAD, POST", out);
     if (is(seg, len, "read") && p == end)
         return pick(method, mlen, VERBS({"PUT", NATTER_A_READ}), "PUT", out);
     if (is(seg, len, "members") && next_segment(&p, end, &seg, &len) && p == end &&
@@ -136,18 +139,18 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
             return pick(method, mlen, VERBS({"POST", NATTER_A_SESSION_CREATE}, {"DELETE", NATTER_A_SESSION_DELETE}),
                         "POST, DELETE", out);
         if (is(seg, len, "me"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_ME}), "GET", out);
+            return pick(method, mlen, VERBS({"GET", NATTER_A_ME}), "GET, HEAD", out);
         if (is(seg, len, "chats"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_CHATS_LIST}, {"POST", NATTER_A_CHAT_CREATE}), "GET, POST",
+            return pick(method, mlen, VERBS({"GET", NATTER_A_CHATS_LIST}, {"POST", NATTER_A_CHAT_CREATE}), "GET, HEAD, POST",
                         out);
         if (is(seg, len, "ws"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_WS}), "GET", out);
+            return pick(method, mlen, VERBS({"GET", NATTER_A_WS}), "GET, HEAD", out);
         if (is(seg, len, "metrics"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_METRICS}), "GET", out);
+            return pick(method, mlen, VERBS({"GET", NATTER_A_METRICS}), "GET, HEAD", out);
         if (is(seg, len, "healthz"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_HEALTHZ}), "GET", out);
+            return pick(method, mlen, VERBS({"GET", NATTER_A_HEALTHZ}), "GET, HEAD", out);
         if (is(seg, len, "readyz"))
-            return pick(method, mlen, VERBS({"GET", NATTER_A_READYZ}), "GET", out);
+            return pick(method, mlen, VERBS({"GET", NATTER_A_READYZ}), "GET, HEAD", out);
         for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
             if (is(seg, len, pages[i].segment))
                 return route_asset(method, mlen, NATTER_A_PAGE, pages[i].asset, strlen(pages[i].asset), out);

@@ -92,25 +92,26 @@ static void test_method_not_allowed(void **state)
         {"DELETE", "/users", "POST"},
         {"GET", "/sessions", "POST, DELETE"},
         {"PUT", "/sessions", "POST, DELETE"},
-        {"POST", "/me", "GET"},
-        {"DELETE", "/chats", "GET, POST"},
-        {"PUT", "/chats", "GET, POST"},
-        {"POST", "/chats/1", "GET"},
-        {"DELETE", "/chats/1", "GET"},
-        {"PUT", "/chats/1/messages", "GET, POST"},
-        {"DELETE", "/chats/1/messages", "GET, POST"},
+        {"POST", "/me", "GET, HEAD"},
+        {"DELETE", "/chats", "GET, HEAD, POST"},
+        {"PUT", "/chats", "GET, HEAD, POST"},
+        {"POST", "/chats/1", "GET, HEAD"},
+        {"DELETE", "/chats/1", "GET, HEAD"},
+        {"PUT", "/chats/1/messages", "GET, HEAD, POST"},
+        {"DELETE", "/chats/1/messages", "GET, HEAD, POST"},
         {"GET", "/chats/1/read", "PUT"},
         {"POST", "/chats/1/read", "PUT"},
         {"GET", "/chats/1/members/alice", "PUT, DELETE"},
         {"POST", "/chats/1/members/alice", "PUT, DELETE"},
-        {"POST", "/ws", "GET"},
-        {"POST", "/metrics", "GET"},
-        {"HEAD", "/healthz", "GET"},
-        {"PUT", "/readyz", "GET"},
-        {"get", "/me", "GET"},   /* methods are case-sensitive */
-        {"GETX", "/me", "GET"},
-        {"", "/me", "GET"},
-        {"OPTIONS", "/chats/5/messages?after=1", "GET, POST"},
+        {"POST", "/ws", "GET, HEAD"},
+        {"POST", "/metrics", "GET, HEAD"},
+        {"HEAD", "/users", "POST"}, /* HEAD is GET without a body: only where GET is */
+        {"PUT", "/readyz", "GET, HEAD"},
+        {"get", "/me", "GET, HEAD"},   /* methods are case-sensitive */
+        {"head", "/me", "GET, HEAD"},
+        {"GETX", "/me", "GET, HEAD"},
+        {"", "/me", "GET, HEAD"},
+        {"OPTIONS", "/chats/5/messages?after=1", "GET, HEAD, POST"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         natter_route_t r;
@@ -185,15 +186,16 @@ static void test_web_routes(void **state)
         assert_null(r.allow);
     }
     natter_route_t r;
-    assert_int_equal(route("HEAD", "/", &r), NATTER_A_METHOD_NOT_ALLOWED);
-    assert_string_equal(r.allow, "GET");
+    assert_int_equal(route("HEAD", "/", &r), NATTER_A_PAGE); /* HEAD is GET without the body */
+    assert_null(r.allow);
+    assert_int_equal(route("HEAD", "/static/app.js", &r), NATTER_A_STATIC);
     assert_int_equal(route("POST", "/dashboard", &r), NATTER_A_METHOD_NOT_ALLOWED);
-    assert_string_equal(r.allow, "GET");
+    assert_string_equal(r.allow, "GET, HEAD");
     assert_int_equal(route("GET", "/dashboard/", &r), NATTER_A_NOT_FOUND);
     assert_string_equal(natter_route_names[NATTER_A_PAGE].path, "/{page}");
     assert_string_equal(natter_route_names[NATTER_A_STATIC].path, "/static/{file}");
     assert_int_equal(route("POST", "/static/app.js", &r), NATTER_A_METHOD_NOT_ALLOWED);
-    assert_string_equal(r.allow, "GET");
+    assert_string_equal(r.allow, "GET, HEAD");
     assert_int_equal(route("GET", "/me", &r), NATTER_A_ME);
     assert_null(r.asset); /* only the web routes name an asset */
     assert_int_equal(r.asset_len, 0);
@@ -242,7 +244,7 @@ static void test_query_split(void **state)
     assert_int_equal(route("GET", "/me/?a=1", &r), NATTER_A_NOT_FOUND);
     assert_int_equal(route("GET", "/chats/0?x=1", &r), NATTER_A_NOT_FOUND);
     assert_int_equal(route("POST", "/healthz?x", &r), NATTER_A_METHOD_NOT_ALLOWED);
-    assert_string_equal(r.allow, "GET");
+    assert_string_equal(r.allow, "GET, HEAD");
     assert_int_equal(r.query_len, 1);
 }
 
