@@ -224,6 +224,7 @@ static int setup(natter_loop_t *loop)
     h2o_context_init(&loop->h2o_ctx, h2o_evloop_create(), &app->h2o_config);
     loop->accept_ctx.ctx = &loop->h2o_ctx;
     loop->accept_ctx.hosts = app->h2o_config.hosts;
+    loop->accept_ctx.ssl_ctx = app->tls;
     h2o_multithread_queue_t *q = loop->h2o_ctx.queue;
     h2o_multithread_register_receiver(q, &loop->jobs, on_jobs);
     h2o_multithread_register_receiver(q, &loop->acks, on_acks);

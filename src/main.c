@@ -48,8 +48,9 @@ static int open_backends(natter_app_t *app, char *err, size_t errlen)
  * are left to the process's exit. */
 static int start_loops(natter_app_t *app, char *err, size_t errlen)
 {
-    natter_http_configure(app);
-    int rc = natter_http_check_address(app, err, errlen);
+    int rc = natter_http_configure(app, err, errlen);
+    if (rc == NATTER_OK)
+        rc = natter_http_check_address(app, err, errlen);
     if (rc != NATTER_OK)
         return rc;
     app->loops = xcalloc(app->cfg.threads, sizeof(natter_loop_t *));
@@ -153,8 +154,8 @@ int main(int argc, char **argv)
     }
     natter_consumer_start(&consumer, &app);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
-    fprintf(stderr, "natter: listening on http://%s:%u with %zu event loops (%s)\n", app.cfg.listen_host,
-            app.cfg.listen_port, app.nloops, desc);
+    fprintf(stderr, "natter: listening on %s://%s:%u with %zu event loops (%s)\n",
+            natter_http_tls(&app) ? "https" : "http", app.cfg.listen_host, app.cfg.listen_port, app.nloops, desc);
 
     sigwait(&signals, &sig);
 
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);
     natter_members_cache_free(&app.members);
+    SSL_CTX_free(app.tls);
     fprintf(stderr, "natter: stopped\n");
     return 0;
 }

@@ -41,6 +41,7 @@ typedef struct natter_app {
     natter_store_t *store;
     natter_log_t *log;
     h2o_globalconf_t h2o_config;
+    SSL_CTX *tls; /* --tls-cert: every loop's listener speaks TLS; NULL for plain HTTP */
     size_t nloops;
     natter_loop_t **loops;
 

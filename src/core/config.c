@@ -24,6 +24,9 @@ typedef struct {
 
 static const opt_t options[] = {
     {"listen", OPT_LISTEN, F(listen_host), 0, 0, NULL, "127.0.0.1:8080", "HOST:PORT to serve HTTP and WebSocket on"},
+    {"tls-cert", OPT_STR, F(tls_cert), 0, 0, NULL, "-",
+     "PEM certificate chain: serve HTTPS and WSS instead of plain HTTP ('-': none)"},
+    {"tls-key", OPT_STR, F(tls_key), 0, 0, NULL, "-", "PEM private key of --tls-cert"},
     {"data-dir", OPT_STR, F(data_dir), 0, 0, NULL, "./data", "directory for the embedded store"},
     {"log", OPT_CHOICE, F(log_backend), 0, 0, "local|kafka", "local", "message log backend: local or kafka"},
     {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite|cql", "sqlite", "store backend: sqlite or cql"},
@@ -203,6 +206,10 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
         if (set_option(cfg, o, v, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
+    if ((strcmp(cfg->tls_cert, "-") != 0) != (strcmp(cfg->tls_key, "-") != 0)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        return NATTER_EINVAL;
+    }
     if (cfg->threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (uint32_t)cpus;
@@ -213,13 +220,13 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
 void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
-             "listen=%s:%u data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
+             "listen=%s:%u tls=%s data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
              "worker-queue=%u "
              "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u max-header=%u request-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
-             c->listen_host, c->listen_port, c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
+             c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->max_header, c->request_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,

@@ -12,6 +12,8 @@
 typedef struct natter_config {
     char listen_host[64];
     uint16_t listen_port;
+    char tls_cert[512];     /* PEM certificate chain: serve HTTPS and WSS; "-" for plain HTTP */
+    char tls_key[512];      /* its PEM private key */
     char data_dir[512];
     char log_backend[16];   /* "local" | "kafka" */
     char store_backend[16]; /* "sqlite" | "cql" */

@@ -16,6 +16,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -394,8 +396,36 @@ int natter_http_listen(natter_loop_t *loop, char *err, size_t errlen)
     return NATTER_OK;
 }
 
-void natter_http_configure(natter_app_t *app)
+/* The TLS context of --tls-cert and --tls-key: TLS 1.2 and later, HTTP/1.1
+ * by ALPN (a WebSocket upgrade is an HTTP/1.1 request). */
+static int configure_tls(natter_app_t *app, char *err, size_t errlen)
 {
+    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("http/1.1")}, {NULL, 0}};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, app->cfg.tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, app->cfg.tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(err, errlen, "TLS with --tls-cert %s --tls-key %s: %s", app->cfg.tls_cert, app->cfg.tls_key, why);
+        SSL_CTX_free(ctx);
+        return NATTER_EINVAL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    h2o_ssl_register_alpn_protocols(ctx, alpn);
+    app->tls = ctx;
+    return NATTER_OK;
+}
+
+int natter_http_tls(const natter_app_t *app)
+{
+    return app->tls != NULL;
+}
+
+int natter_http_configure(natter_app_t *app, char *err, size_t errlen)
+{
+    if (strcmp(app->cfg.tls_cert, "-") != 0 && configure_tls(app, err, errlen) != NATTER_OK)
+        return NATTER_EINVAL;
     h2o_config_init(&app->h2o_config);
     app->h2o_config.max_request_entity_size = H2O_ENTITY_CEILING;
     /* the whole request (line, headers, body) must arrive within this, and a
@@ -406,6 +436,7 @@ void natter_http_configure(natter_app_t *app)
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
+    return NATTER_OK;
 }
 
 void natter_http_stop_listening(natter_loop_t *loop)

@@ -14,8 +14,12 @@
 struct natter_app;
 struct natter_loop;
 
-/* h2o's global configuration and natter's handler in it; once, before any loop. */
-void natter_http_configure(struct natter_app *app);
+/* h2o's global configuration and natter's handler in it, and with
+ * --tls-cert the TLS context every loop's listener uses; once, before any
+ * loop. 0, or NATTER_E* with a reason in err. */
+int natter_http_configure(struct natter_app *app, char *err, size_t errlen);
+/* 1 when the node serves HTTPS and WSS. */
+int natter_http_tls(const struct natter_app *app);
 /* Checks that the listen address is free for natter alone: another process
  * holding the port with SO_REUSEPORT would otherwise share its connections
  * with ours. 0, or NATTER_E* with a reason in err. */

@@ -96,12 +96,17 @@ class Server:
         return args
 
     @property
+    def tls(self):
+        """The server speaks HTTPS and WSS (started with --tls-cert)."""
+        return "--tls-cert" in self.args
+
+    @property
     def base(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_base(self):
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     def start(self, port=None):
         if not os.path.exists(NATTER_BIN):
