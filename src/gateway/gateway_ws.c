@@ -34,6 +34,7 @@
  *              "too many frames in flight"), a few KiB of owed pongs.
  */
 #include "gateway/gateway.h"
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/u64map.h"
@@ -57,12 +58,6 @@
 #define CTRL_BYTES_MAX 4096          /* control frames owed to a client that does not read */
 #define CTRL_KEEP 1024               /* a ctrl buffer larger than this is freed once written */
 
-/* Bytes natter owns until their write completes. */
-typedef struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-} wbuf_t;
-
 typedef struct ws_conn ws_conn_t;
 struct ws_conn {
     natter_gateway_t *gw;
@@ -78,8 +73,8 @@ struct ws_conn {
     natter_frame_t **ring;     /* the send queue, oldest at head; cap a power of two or 0 */
     uint32_t cap, head, len;
     uint32_t inflight;         /* frames at head that h2o is writing now */
-    wbuf_t ctrl;               /* control frames for the next write */
-    wbuf_t ctrl_inflight;      /* control frames in h2o's write */
+    natter_buf_t ctrl;         /* control frames for the next write */
+    natter_buf_t ctrl_inflight; /* control frames in h2o's write (natter owns them until it completes) */
     uint32_t pending;          /* sends from this client not answered yet */
     uint16_t drain_close_code; /* a close to send once the queue is written (0: none) */
     char drain_close_reason[48];
@@ -172,16 +167,6 @@ static void ring_drop_queued(ws_conn_t *c)
     c->len = c->inflight;
 }
 
-static void wbuf_append(wbuf_t *b, const uint8_t *data, size_t len)
-{
-    if (b->len + len > b->cap) {
-        b->cap = b->len + len > 2 * b->cap ? b->len + len : 2 * b->cap;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-}
-
 /* ------------------------------------------------------------ lifetime */
 
 static void unlink_conn(natter_gateway_t *gw, ws_conn_t *c)
@@ -245,8 +230,8 @@ static void reap_dead(h2o_timeout_entry_t *entry)
         c->inflight = 0;
         ring_release(c, c->len);
         natter_ws_parser_free(&c->parser);
-        free(c->ctrl.p);
-        free(c->ctrl_inflight.p);
+        natter_buf_free(&c->ctrl);
+        natter_buf_free(&c->ctrl_inflight);
         free(c);
     }
 }
@@ -265,7 +250,7 @@ static void write_queue(ws_conn_t *c)
     if (c->dead || c->sock == NULL || h2o_socket_is_writing(c->sock))
         return;
     if (c->ctrl.len > 0) {
-        wbuf_t t = c->ctrl_inflight;
+        natter_buf_t t = c->ctrl_inflight;
         c->ctrl_inflight = c->ctrl;
         c->ctrl = t;
         c->ctrl.len = 0;
@@ -288,13 +273,13 @@ static void write_queue(ws_conn_t *c)
 static void queue_control(ws_conn_t *c, uint8_t opcode, const void *payload, size_t len)
 {
     uint8_t frame[NATTER_WS_CONTROL_MAX + 4];
-    wbuf_append(&c->ctrl, frame, natter_ws_control_frame(frame, opcode, payload, len));
+    natter_buf_append(&c->ctrl, frame, natter_ws_control_frame(frame, opcode, payload, len));
 }
 
 static void queue_close_frame(ws_conn_t *c, uint16_t code, const char *reason)
 {
     uint8_t frame[NATTER_WS_CONTROL_MAX + 4];
-    wbuf_append(&c->ctrl, frame, natter_ws_close_frame(frame, code, reason));
+    natter_buf_append(&c->ctrl, frame, natter_ws_close_frame(frame, code, reason));
 }
 
 static void on_written(h2o_socket_t *sock, const char *err)
@@ -303,10 +288,8 @@ static void on_written(h2o_socket_t *sock, const char *err)
     ring_release(c, c->inflight);
     c->inflight = 0;
     c->ctrl_inflight.len = 0;
-    if (c->ctrl_inflight.cap > CTRL_KEEP) {
-        free(c->ctrl_inflight.p);
-        c->ctrl_inflight = (wbuf_t){0};
-    }
+    if (c->ctrl_inflight.cap > CTRL_KEEP)
+        natter_buf_free(&c->ctrl_inflight);
     if (err != NULL) {
         conn_dead(c);
         return;

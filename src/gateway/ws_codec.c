@@ -1,7 +1,5 @@
 #include "gateway/ws_codec.h"
-#include "core/util.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* A reassembly buffer larger than this is given back once its message is delivered. */
@@ -70,9 +68,7 @@ void natter_ws_parser_init(natter_ws_parser_t *p, uint64_t max_message)
 
 void natter_ws_parser_free(natter_ws_parser_t *p)
 {
-    free(p->msg);
-    p->msg = NULL;
-    p->msg_len = p->msg_cap = 0;
+    natter_buf_free(&p->msg);
 }
 
 static natter_ws_event_kind_t fail(natter_ws_parser_t *p, natter_ws_event_t *ev, uint16_t code, const char *reason)
@@ -98,16 +94,6 @@ static void unmask(uint8_t *payload, uint64_t n, const uint8_t mask[4])
 {
     for (uint64_t i = 0; i < n; i++)
         payload[i] ^= mask[i & 3];
-}
-
-static void msg_append(natter_ws_parser_t *p, const uint8_t *data, size_t n)
-{
-    if (p->msg_len + n > p->msg_cap) {
-        p->msg_cap = p->msg_len + n > 2 * p->msg_cap ? p->msg_len + n : 2 * p->msg_cap;
-        p->msg = xrealloc(p->msg, p->msg_cap);
-    }
-    memcpy(p->msg + p->msg_len, data, n);
-    p->msg_len += n;
 }
 
 /* A close frame's payload: nothing, or a valid code and a UTF-8 reason. */
@@ -150,7 +136,7 @@ static natter_ws_event_kind_t data_event(natter_ws_parser_t *p, uint8_t op, int 
         ev->len = n;
         return ev->kind;
     }
-    msg_append(p, payload, n);
+    natter_buf_append(&p->msg, payload, n);
     if (!fin) {
         ev->kind = NATTER_WS_FRAME;
         return NATTER_WS_FRAME;
@@ -158,8 +144,8 @@ static natter_ws_event_kind_t data_event(natter_ws_parser_t *p, uint8_t op, int 
     if (p->msg_opcode == NATTER_WS_OP_TEXT && p->utf8_state != 0)
         return fail(p, ev, NATTER_WS_CLOSE_BAD_DATA, "text ends inside a character");
     ev->kind = p->msg_opcode == NATTER_WS_OP_TEXT ? NATTER_WS_TEXT : NATTER_WS_BINARY;
-    ev->data = p->msg;
-    ev->len = p->msg_len;
+    ev->data = p->msg.p;
+    ev->len = p->msg.len;
     p->msg_opcode = 0;
     return ev->kind;
 }
@@ -171,10 +157,10 @@ natter_ws_event_kind_t natter_ws_parse(natter_ws_parser_t *p, uint8_t *data, siz
     *used = 0;
     if (p->failed)
         return fail(p, ev, NATTER_WS_CLOSE_PROTOCOL, "the connection has failed");
-    if (p->msg_opcode == 0 && p->msg_len > 0) { /* the last call delivered a reassembled message */
-        p->msg_len = 0;
-        if (p->msg_cap > MSG_KEEP)
-            natter_ws_parser_free(p);
+    if (p->msg_opcode == 0 && p->msg.len > 0) { /* the last call delivered a reassembled message */
+        p->msg.len = 0;
+        if (p->msg.cap > MSG_KEEP)
+            natter_buf_free(&p->msg);
     }
     if (len < 2)
         return ev->kind = NATTER_WS_NEED_MORE;
@@ -222,7 +208,7 @@ natter_ws_event_kind_t natter_ws_parse(natter_ws_parser_t *p, uint8_t *data, siz
     }
     /* judged at the header: a message that would pass the limit is refused
      * before any of its payload is read */
-    if (!is_control(op) && n > p->max_message - p->msg_len)
+    if (!is_control(op) && n > p->max_message - p->msg.len)
         return fail(p, ev, NATTER_WS_CLOSE_TOO_BIG, "message too big");
     hlen += 4; /* the mask */
     if (len < hlen || len - hlen < n)

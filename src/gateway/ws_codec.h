@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
+
 enum {
     NATTER_WS_OP_CONTINUATION = 0x0,
     NATTER_WS_OP_TEXT = 0x1,
@@ -69,8 +71,7 @@ typedef struct natter_ws_parser {
     uint64_t max_message;  /* longest message (all its fragments) accepted */
     uint8_t msg_opcode;    /* the data message being reassembled: 0 none, TEXT or BINARY */
     uint32_t utf8_state;   /* across a text message's fragments */
-    uint8_t *msg;          /* its payload so far (heap, freed once delivered) */
-    size_t msg_len, msg_cap;
+    natter_buf_t msg;      /* its payload so far (given back once delivered, when large) */
     int failed;
 } natter_ws_parser_t;
 

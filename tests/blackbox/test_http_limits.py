@@ -75,66 +75,9 @@ def test_many_headers_add_up(server):
     assert r.status_code == 431
 
 
-def _trickle(server, data, per_byte_s, limit_s):
-    """Sends data a byte at a time; returns the seconds until the server closed the connection
-    (None if it never did within limit_s)."""
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    t0 = time.monotonic()
-    try:
-        for b in data:
-            try:
-                s.sendall(bytes([b]))
-            except OSError:
-                return time.monotonic() - t0
-            s.settimeout(per_byte_s)
-            try:
-                if s.recv(4096) == b"":
-                    return time.monotonic() - t0
-            except socket.timeout:
-                pass
-            except OSError:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > limit_s:
-                return None
-        s.settimeout(limit_s)
-        try:
-            while s.recv(4096):
-                pass
-        except (socket.timeout, OSError):
-            return None
-        return time.monotonic() - t0
-    finally:
-        s.close()
-
-
-def test_trickled_headers_are_dropped(server_factory):
-    """Headers sent a byte every 0.2 s never finish within --request-timeout (1 s here): the connection
-    is dropped, long before the trickle would end."""
-    srv = server_factory(args=["--request-timeout", "1000"])
-    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"z" * 200 + b"\r\n\r\n"
-    took = _trickle(srv, request, 0.2, limit_s=30)
-    assert took is not None, "a trickling client kept its connection"
-    assert took < len(request) * 0.2, f"dropped only after {took:.1f} s"
-
-
-def test_trickled_body_is_dropped(server_factory):
-    srv = server_factory(args=["--request-timeout", "1000"])
-    alice = register(srv, "alice")
-    cid = alice.create_chat()["id"]
-    body = b'{"content":"' + b"s" * 200 + b'"}'
-    head = (f"POST /chats/{cid}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice.token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-    try:
-        s.sendall(head)
-        took = _trickle_on(s, body, 0.2, limit_s=30)
-    finally:
-        s.close()
-    assert took is not None, "a trickling body kept its connection"
-    assert len(alice.api.history(cid)["messages"]) == 0, "a body that never arrived made a message"
-
-
-def _trickle_on(s, data, per_byte_s, limit_s):
+def _trickle(s, data, per_byte_s, limit_s):
+    """Sends data on s a byte every per_byte_s; returns the seconds until the server closed the
+    connection, or None if it had not within limit_s."""
     t0 = time.monotonic()
     for b in data:
         try:
@@ -149,3 +92,31 @@ def _trickle_on(s, data, per_byte_s, limit_s):
         if time.monotonic() - t0 > limit_s:
             return None
     return None
+
+
+def test_trickled_headers_are_dropped(server_factory):
+    """Headers sent a byte every 0.2 s never finish within --request-timeout (1 s here): the connection
+    is dropped, long before the trickle would end."""
+    srv = server_factory(args=["--request-timeout", "1000"])
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"z" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        took = _trickle(s, request, 0.2, limit_s=30)
+    assert took is not None, "a trickling client kept its connection"
+    assert took < len(request) * 0.2, f"dropped only after {took:.1f} s"
+
+
+def test_trickled_body_is_dropped(server_factory):
+    srv = server_factory(args=["--request-timeout", "1000"])
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    body = b'{"content":"' + b"s" * 200 + b'"}'
+    head = (f"POST /chats/{cid}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    try:
+        s.sendall(head)
+        took = _trickle(s, body, 0.2, limit_s=30)
+    finally:
+        s.close()
+    assert took is not None, "a trickling body kept its connection"
+    assert len(alice.api.history(cid)["messages"]) == 0, "a body that never arrived made a message"

@@ -30,6 +30,16 @@ def expect_failed(ws, code):
     assert ws.read_eof(10), "the server did not close TCP after its close frame"
 
 
+def fails_with(server, bob, data, code):
+    """A fresh socket sends data; the server fails the connection with code."""
+    ws = connect(server, bob)
+    try:
+        ws.send(data)
+        expect_failed(ws, code)
+    finally:
+        ws.close()
+
+
 def send_json(ws, obj):
     ws.send(client_frame(0x1, json.dumps(obj).encode()))
 
@@ -61,22 +71,12 @@ def raw_header(b0, b1, ext=b""):
     pytest.param(raw_header(0x81, 0x80 | 127, b"\x80" + b"\x00" * 7), 1002, id="length-top-bit"),
 ])
 def test_framing_violations(server, bob, frame, code):
-    ws = connect(server, bob)
-    try:
-        ws.send(frame)
-        expect_failed(ws, code)
-    finally:
-        ws.close()
+    fails_with(server, bob, frame, code)
 
 
 def test_a_huge_length_is_refused_at_the_header(server, bob):
     """A header announcing 2^62 bytes is answered at once with 1009: nothing of the payload is awaited."""
-    ws = connect(server, bob)
-    try:
-        ws.send(raw_header(0x81, 0x80 | 127, struct.pack(">Q", 1 << 62)))
-        expect_failed(ws, 1009)
-    finally:
-        ws.close()
+    fails_with(server, bob, raw_header(0x81, 0x80 | 127, struct.pack(">Q", 1 << 62)), 1009)
 
 
 def test_a_message_over_the_limit_is_refused(server, bob):
@@ -124,12 +124,7 @@ def test_fragmented_send_with_interleaved_ping(server, bob):
     pytest.param([client_frame(0x1, b"a", fin=False), client_frame(0x2, b"b")], 1002, id="binary-inside-text"),
 ])
 def test_fragmentation_violations(server, bob, frames, code):
-    ws = connect(server, bob)
-    try:
-        ws.send(b"".join(frames))
-        expect_failed(ws, code)
-    finally:
-        ws.close()
+    fails_with(server, bob, b"".join(frames), code)
 
 
 # --- 5.5: control frames --------------------------------------------------------------------------------
@@ -155,12 +150,7 @@ def test_ping_is_answered_with_its_payload(server, bob):
     pytest.param(raw_header(0x88, 0x80 | 126, b"\x00\x80") + b"x" * 128, 1002, id="close-128"),
 ])
 def test_control_frame_violations(server, bob, frame, code):
-    ws = connect(server, bob)
-    try:
-        ws.send(frame)
-        expect_failed(ws, code)
-    finally:
-        ws.close()
+    fails_with(server, bob, frame, code)
 
 
 # --- 5.6, 8.1: text is UTF-8 ----------------------------------------------------------------------------
@@ -173,12 +163,7 @@ def test_control_frame_violations(server, bob, frame, code):
     pytest.param(b"abc\xe2\x82", id="ends-mid-character"),
 ])
 def test_text_that_is_not_utf8(server, bob, payload):
-    ws = connect(server, bob)
-    try:
-        ws.send(client_frame(0x1, payload))
-        expect_failed(ws, 1007)
-    finally:
-        ws.close()
+    fails_with(server, bob, client_frame(0x1, payload), 1007)
 
 
 def test_utf8_split_across_fragments_is_fine(server, bob):
@@ -237,12 +222,7 @@ def test_close_is_answered_then_tcp_closes(server, bob, payload, echo):
     pytest.param(struct.pack(">H", 1000) + b"\xff", 1007, id="reason-not-utf8"),
 ])
 def test_invalid_close_frames(server, bob, payload, code):
-    ws = connect(server, bob)
-    try:
-        ws.send(client_frame(0x8, payload))
-        expect_failed(ws, code)
-    finally:
-        ws.close()
+    fails_with(server, bob, client_frame(0x8, payload), code)
 
 
 def test_nothing_is_read_after_a_violation(server, bob):
