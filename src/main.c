@@ -7,6 +7,7 @@
 #include "core/metrics.h"
 #include "core/util.h"
 #include "ingest/http.h"
+#include "lease.h"
 #include "loop.h"
 #include "natter.h"
 
@@ -29,16 +30,23 @@ static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
     return app->store->ops->chat_member_ids(app->store, chat_id, out);
 }
 
-static int open_backends(natter_app_t *app, char *err, size_t errlen)
+/* The store, this node's lease on its id, then the log: a second node with
+ * the same id must be turned away before it joins the log's consumer group
+ * under that id (it would fence the first node's consumer). */
+static int open_backends(natter_app_t *app, natter_lease_t *lease, char *err, size_t errlen)
 {
     const natter_store_ops_t *store = natter_store_find(app->cfg.store_backend);
     const natter_log_ops_t *log = natter_log_find(app->cfg.log_backend);
+    int rc;
     if (store == NULL || log == NULL) {
         snprintf(err, errlen, "no such backend: --store %s --log %s", app->cfg.store_backend, app->cfg.log_backend);
         return NATTER_EINVAL;
     }
     if ((app->store = natter_store_open(store, &app->cfg, err, errlen)) == NULL)
         return NATTER_EIO;
+    if ((rc = natter_lease_take(lease, app, err, errlen)) != NATTER_OK)
+        return rc;
+    app->lease = lease;
     if ((app->log = natter_log_open(log, &app->cfg, err, errlen)) == NULL)
         return NATTER_EIO;
     return NATTER_OK;
@@ -120,6 +128,7 @@ static void block_signals(sigset_t *set)
 int main(int argc, char **argv)
 {
     static natter_app_t app;
+    static natter_lease_t lease;
     natter_consumer_t consumer;
     sigset_t signals;
     char err[512], desc[2048];
@@ -135,9 +144,11 @@ int main(int argc, char **argv)
     block_signals(&signals);
     size_connections(&app.cfg);
     natter_idgen_init(&app.ids, app.cfg.node_id);
-    if (open_backends(&app, err, sizeof(err)) != NATTER_OK) {
+    if (open_backends(&app, &lease, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_log_close(app.log);
+        if (app.lease != NULL)
+            natter_lease_release(&lease);
         natter_store_close(app.store);
         return 1;
     }
@@ -148,6 +159,7 @@ int main(int argc, char **argv)
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
+        natter_lease_release(&lease);
         natter_log_close(app.log);
         natter_store_close(app.store);
         return 1;
@@ -165,6 +177,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
+    natter_lease_release(&lease);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);

@@ -34,6 +34,7 @@
 #include "store/store.h"
 
 typedef struct natter_loop natter_loop_t;
+struct natter_lease;
 
 typedef struct natter_app {
     /* read-only once the threads run */
@@ -44,6 +45,7 @@ typedef struct natter_app {
     SSL_CTX *tls; /* --tls-cert: every loop's listener speaks TLS; NULL for plain HTTP */
     size_t nloops;
     natter_loop_t **loops;
+    struct natter_lease *lease; /* this node's hold on its --node-id */
 
     /* thread-safe, each on its own terms */
     natter_members_cache_t members;

@@ -31,6 +31,8 @@ static const opt_t options[] = {
     {"log", OPT_CHOICE, F(log_backend), 0, 0, "local|kafka", "local", "message log backend: local or kafka"},
     {"store", OPT_CHOICE, F(store_backend), 0, 0, "sqlite|cql", "sqlite", "store backend: sqlite or cql"},
     {"node-id", OPT_U32, F(node_id), 0, 1023, NULL, "0", "this node's id (0-1023), part of every id it issues"},
+    {"node-lease-ttl", OPT_U32, F(node_lease_ttl_ms), 1000, 3600000, NULL, "10000",
+     "ms a node's lease on its --node-id lives unrenewed (a dead node's id is free again after it)"},
     {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
     {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "ms a batch may wait to fill after its first message"},
     {"threads", OPT_U32, F(threads), 0, 256, NULL, "0", "event loops, each with its own listener (0: one per online CPU)"},
@@ -220,13 +222,13 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
 void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
-             "listen=%s:%u tls=%s data-dir=%s log=%s store=%s node-id=%u batch-size=%u batch-time=%ums threads=%u workers=%u "
+             "listen=%s:%u tls=%s data-dir=%s log=%s store=%s node-id=%u node-lease-ttl=%ums batch-size=%u batch-time=%ums threads=%u workers=%u "
              "worker-queue=%u "
              "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u max-header=%u request-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
-             c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->batch_size,
+             c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->node_lease_ttl_ms, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->max_header, c->request_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,

@@ -18,6 +18,7 @@ typedef struct natter_config {
     char log_backend[16];   /* "local" | "kafka" */
     char store_backend[16]; /* "sqlite" | "cql" */
     uint32_t node_id;
+    uint32_t node_lease_ttl_ms; /* how long a node's lease on its id lives unrenewed */
     uint32_t batch_size;    /* messages per store batch, at most */
     uint32_t batch_time_ms; /* how long a batch may wait to fill after its first message */
     uint32_t threads;       /* event loops; 0 on the command line means one per online CPU */

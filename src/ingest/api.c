@@ -12,6 +12,7 @@
 #include "core/token.h"
 #include "core/util.h"
 #include "ingest/post.h"
+#include "lease.h"
 #include "loop.h"
 #include "natter.h"
 
@@ -559,7 +560,9 @@ static void ws_auth(natter_api_job_t *job)
 static void readyz(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
-    if (app->store->ops->ping(app->store) != NATTER_OK)
+    if (!natter_lease_held(app->lease))
+        natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
+    else if (app->store->ops->ping(app->store) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");

@@ -3,7 +3,8 @@
  *
  * A backend is a struct of function pointers (natter_store_ops_t), its state
  * a struct that starts with natter_store_t; the core allocates ops->size
- * bytes. Version 1 holds every method below; new ones are only appended.
+ * bytes. Version 1 holds the methods up to read_marker_advance, version 2
+ * adds node_lease; new ones are only appended.
  *
  * Every method may be called from any thread at once (API workers, the
  * store consumer) and may block: never call one from the event loop. A
@@ -50,6 +51,13 @@ typedef struct natter_chat_summary {
 
 
 #define NATTER_CURSOR_NONE UINT64_MAX
+
+/* What node_lease does (see lease.h for how a node uses it). */
+typedef enum {
+    NATTER_LEASE_ACQUIRE, /* take node_id for holder, unless another holder's lease is live */
+    NATTER_LEASE_RENEW,   /* extend holder's lease */
+    NATTER_LEASE_RELEASE, /* give it up, if it is holder's */
+} natter_lease_op_t;
 
 typedef struct natter_store natter_store_t;
 
@@ -102,6 +110,14 @@ typedef struct natter_store_ops {
     int (*message_in_chat)(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
     /* Moves the user's read marker in the chat to message_id if that is later. */
     int (*read_marker_advance)(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
+
+    /* Methods below are valid for version 2. */
+
+    /* The lease on a node id, ttl_ms long from now (the store's clock where
+     * it has one). NATTER_ECONFLICT: ACQUIRE found another holder's live
+     * lease; RENEW found the lease no longer holder's. holder: NUL-terminated,
+     * at most 64 bytes. */
+    int (*node_lease)(natter_store_t *s, uint32_t node_id, const char *holder, uint32_t ttl_ms, natter_lease_op_t op);
 } natter_store_ops_t;
 
 struct natter_store {

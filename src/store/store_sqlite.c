@@ -44,6 +44,7 @@ static const char *const migrations[] = {
     "CREATE INDEX messages_by_chat ON messages (chat_id, id);"
     "CREATE TABLE read_markers (user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL,"
     "  PRIMARY KEY (user_id, chat_id)) WITHOUT ROWID;",
+    "CREATE TABLE node_leases (node_id INTEGER PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -67,6 +68,10 @@ enum {
     Q_PAGE_BEFORE,
     Q_MESSAGE_IN_CHAT,
     Q_MARKER_ADVANCE,
+    Q_LEASE_GET,
+    Q_LEASE_PUT,
+    Q_LEASE_RENEW,
+    Q_LEASE_RELEASE,
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
@@ -109,6 +114,10 @@ static const char *const queries[NQUERIES] = {
     [Q_MARKER_ADVANCE] = "INSERT INTO read_markers (user_id, chat_id, message_id) VALUES (?1, ?2, ?3)"
                          " ON CONFLICT (user_id, chat_id) DO UPDATE SET message_id = excluded.message_id"
                          " WHERE excluded.message_id > read_markers.message_id",
+    [Q_LEASE_GET] = "SELECT holder, expires_at FROM node_leases WHERE node_id = ?1",
+    [Q_LEASE_PUT] = "INSERT OR REPLACE INTO node_leases (node_id, holder, expires_at) VALUES (?1, ?2, ?3)",
+    [Q_LEASE_RENEW] = "UPDATE node_leases SET expires_at = ?3 WHERE node_id = ?1 AND holder = ?2",
+    [Q_LEASE_RELEASE] = "DELETE FROM node_leases WHERE node_id = ?1 AND holder = ?2",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -630,8 +639,56 @@ static int sq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64
     return rc;
 }
 
+/* Another holder's lease that has not expired blocks an acquire; the check
+ * and the take are one transaction. */
+static int lease_acquire(conn_t *c, uint32_t node_id, const char *holder, int64_t expires, int64_t now)
+{
+    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    if (rc != NATTER_OK)
+        return rc;
+    sqlite3_stmt *get = stmt(c, Q_LEASE_GET);
+    sqlite3_bind_int64(get, 1, node_id);
+    int src = sqlite3_step(get);
+    if (src == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(get, 0), holder) != 0 &&
+        sqlite3_column_int64(get, 1) > now)
+        rc = NATTER_ECONFLICT;
+    else if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = rc_of(src);
+    sqlite3_reset(get);
+    if (rc == NATTER_OK) {
+        sqlite3_stmt *put = stmt(c, Q_LEASE_PUT);
+        sqlite3_bind_int64(put, 1, node_id);
+        sqlite3_bind_text(put, 2, holder, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 3, expires);
+        rc = exec_stmt(put);
+    }
+    return end_transaction(c, rc);
+}
+
+static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *holder, uint32_t ttl_ms,
+                         natter_lease_op_t op)
+{
+    WITH_CONN(s, c);
+    int64_t now = natter_now_ms();
+    int rc;
+    if (op == NATTER_LEASE_ACQUIRE) {
+        rc = lease_acquire(c, node_id, holder, now + ttl_ms, now);
+    } else {
+        sqlite3_stmt *st = stmt(c, op == NATTER_LEASE_RENEW ? Q_LEASE_RENEW : Q_LEASE_RELEASE);
+        sqlite3_bind_int64(st, 1, node_id);
+        sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+        if (op == NATTER_LEASE_RENEW)
+            sqlite3_bind_int64(st, 3, now + ttl_ms);
+        rc = exec_stmt(st);
+        if (rc == NATTER_OK && op == NATTER_LEASE_RENEW && sqlite3_changes(c->db) == 0)
+            rc = NATTER_ECONFLICT;
+    }
+    release(s, c);
+    return rc;
+}
+
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 1,
+    .version = 2,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,
@@ -654,4 +711,5 @@ const natter_store_ops_t natter_store_sqlite = {
     .messages_page = sq_messages_page,
     .message_in_chat = sq_message_in_chat,
     .read_marker_advance = sq_read_marker_advance,
+    .node_lease = sq_node_lease,
 };

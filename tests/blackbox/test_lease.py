@@ -1,0 +1,107 @@
+"""One identity per node: a node refuses to start, saying why, while another live node holds its
+--node-id; a dead node's id is free again (at once on its own data dir, within one lease TTL
+elsewhere); a live node's lease keeps /readyz ready."""
+
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import KAFKA, CQL, NATTER_BIN, free_port
+
+
+def start(data_dir, node_id, ttl_ms=1000, extra=()):
+    port = free_port()
+    p = subprocess.Popen([NATTER_BIN, "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), "--node-id",
+                          str(node_id), "--node-lease-ttl", str(ttl_ms), *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(p, base, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            return False
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+pytestmark = pytest.mark.skipif(bool(KAFKA or CQL), reason="the embedded store's own lease; "
+                                "test_cluster covers it on Cassandra")
+
+
+def test_second_node_on_the_same_data_dir_is_refused(tmp_path):
+    a, base = start(tmp_path / "d", 7)
+    try:
+        assert wait_healthy(a, base)
+        b, _ = start(tmp_path / "d", 7)
+        out, err = b.communicate(timeout=30)
+        assert b.returncode != 0
+        assert "node id" in err and "data dir" in err, err
+        assert requests.get(base + "/readyz", timeout=5).status_code == 200  # the first is undisturbed
+    finally:
+        stop(a)
+
+
+def test_a_restart_after_kill_9_takes_its_id_back_at_once(tmp_path):
+    a, base = start(tmp_path / "d", 8, ttl_ms=60000)  # a long lease: only its own holder token can take it back
+    assert wait_healthy(a, base)
+    a.kill()
+    a.wait()
+    b, base2 = start(tmp_path / "d", 8, ttl_ms=60000)
+    try:
+        assert wait_healthy(b, base2, timeout=30), b.stderr.read() if b.poll() is not None else "not ready"
+    finally:
+        stop(b)
+
+
+def _shared_store(tmp_path, name, src):
+    """A second data dir whose store is the first's database (other lock, other holder token)."""
+    d = tmp_path / name
+    d.mkdir()
+    os.symlink(src / "natter.db", d / "natter.db")
+    return d
+
+
+def test_another_live_holder_is_waited_on_then_refused(tmp_path):
+    a, base = start(tmp_path / "a", 9, ttl_ms=1000)
+    try:
+        assert wait_healthy(a, base)
+        other = _shared_store(tmp_path, "b", tmp_path / "a")
+        b, _ = start(other, 9, ttl_ms=1000)
+        out, err = b.communicate(timeout=60)
+        assert b.returncode != 0
+        assert "held by another live node" in err, err
+    finally:
+        stop(a)
+
+
+def test_a_dead_holders_lease_runs_out_and_is_taken(tmp_path):
+    a, base = start(tmp_path / "a", 10, ttl_ms=1500)
+    assert wait_healthy(a, base)
+    a.kill()
+    a.wait()
+    other = _shared_store(tmp_path, "b", tmp_path / "a")
+    b, base2 = start(other, 10, ttl_ms=1500)
+    try:
+        assert wait_healthy(b, base2, timeout=60), "the dead node's lease never ran out"
+    finally:
+        stop(b)
