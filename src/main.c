@@ -129,7 +129,7 @@ int main(int argc, char **argv)
 {
     static natter_app_t app;
     static natter_lease_t lease;
-    natter_consumer_t consumer;
+    static natter_consumer_t consumer;
     sigset_t signals;
     char err[512], desc[2048];
     int sig;
@@ -156,6 +156,8 @@ int main(int argc, char **argv)
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
+    natter_consumer_init(&consumer, &app);
+    app.consumer = &consumer;
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
@@ -164,7 +166,7 @@ int main(int argc, char **argv)
         natter_store_close(app.store);
         return 1;
     }
-    natter_consumer_start(&consumer, &app);
+    natter_consumer_start(&consumer);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
     fprintf(stderr, "natter: listening on %s://%s:%u with %zu event loops (%s)\n",
             natter_http_tls(&app) ? "https" : "http", app.cfg.listen_host, app.cfg.listen_port, app.nloops, desc);

@@ -35,6 +35,7 @@
 
 typedef struct natter_loop natter_loop_t;
 struct natter_lease;
+struct natter_consumer;
 
 typedef struct natter_app {
     /* read-only once the threads run */
@@ -45,7 +46,8 @@ typedef struct natter_app {
     SSL_CTX *tls; /* --tls-cert: every loop's listener speaks TLS; NULL for plain HTTP */
     size_t nloops;
     natter_loop_t **loops;
-    struct natter_lease *lease; /* this node's hold on its --node-id */
+    struct natter_lease *lease;       /* this node's hold on its --node-id */
+    struct natter_consumer *consumer; /* the store consumer, for /readyz */
 
     /* thread-safe, each on its own terms */
     natter_members_cache_t members;

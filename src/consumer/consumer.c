@@ -12,6 +12,9 @@
 
 #define POLL_TIMEOUT_MS 100
 #define STORE_ATTEMPTS 4
+/* A store that has failed every batch for this long makes the node unready
+ * (unless the store's own timeout is longer). */
+#define STORE_FAILING_GRACE_MS 5000
 
 static void sleep_ms(int ms)
 {
@@ -44,6 +47,28 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
     return rc;
 }
 
+static void note_store_outcome(natter_consumer_t *c, int rc)
+{
+    atomic_store(&c->store_error, rc);
+    if (rc == NATTER_OK)
+        atomic_store(&c->store_failing_since_ns, 0);
+    else if (atomic_load(&c->store_failing_since_ns) == 0)
+        atomic_store(&c->store_failing_since_ns, natter_mono_ns());
+}
+
+int natter_consumer_status(natter_consumer_t *c, char *why, size_t len)
+{
+    uint64_t since = atomic_load(&c->store_failing_since_ns);
+    uint32_t grace = c->app->cfg.cql_timeout_ms > STORE_FAILING_GRACE_MS ? c->app->cfg.cql_timeout_ms
+                                                                          : STORE_FAILING_GRACE_MS;
+    if (since != 0 && natter_mono_ns() - since > (uint64_t)grace * 1000000u) {
+        snprintf(why, len, "the store consumer cannot store (%s for %.1f s)", natter_strerror(atomic_load(&c->store_error)),
+                 (double)(natter_mono_ns() - since) / 1e9);
+        return NATTER_EUNAVAIL;
+    }
+    return natter_log_consumer_status(c->app->log, why, len);
+}
+
 static void free_batch(natter_msg_t *m)
 {
     while (m != NULL) {
@@ -69,6 +94,7 @@ static void *consumer_main(void *arg)
         uint64_t started = natter_mono_ns();
         natter_hist_observe(&natter_m()->store_batch_size, n);
         int rc = store_batch(app, head, n);
+        note_store_outcome(c, rc);
         natter_log_commit(app->log, head, rc);
         if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
             natter_fanout_dispatch(app, natter_fanout_build(app, head));
@@ -97,9 +123,16 @@ static void *fanout_main(void *arg)
     return NULL;
 }
 
-void natter_consumer_start(natter_consumer_t *c, natter_app_t *app)
+void natter_consumer_init(natter_consumer_t *c, natter_app_t *app)
 {
     c->app = app;
+    atomic_init(&c->store_failing_since_ns, 0);
+    atomic_init(&c->store_error, NATTER_OK);
+}
+
+void natter_consumer_start(natter_consumer_t *c)
+{
+    natter_app_t *app = c->app;
     pthread_create(&c->thread, NULL, consumer_main, c);
     c->has_fanout_thread = natter_log_has_fanout(app->log);
     if (c->has_fanout_thread)

@@ -14,6 +14,9 @@
 #define NATTER_CONSUMER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct natter_app;
 
@@ -22,10 +25,19 @@ typedef struct natter_consumer {
     pthread_t thread;
     pthread_t fanout_thread; /* only when the log has its own fan-out stream */
     int has_fanout_thread;
+    _Atomic uint64_t store_failing_since_ns; /* 0 while batches get stored */
+    atomic_int store_error;                  /* the last batch's NATTER_E* */
 } natter_consumer_t;
 
-void natter_consumer_start(natter_consumer_t *c, struct natter_app *app);
+/* Before any thread may ask natter_consumer_status. */
+void natter_consumer_init(natter_consumer_t *c, struct natter_app *app);
+void natter_consumer_start(natter_consumer_t *c);
 /* Returns once the log is drained (call natter_log_shutdown first). */
 void natter_consumer_join(natter_consumer_t *c);
+/* 0 when the consumer consumes and stores; NATTER_EUNAVAIL with a reason in
+ * why when it has not been able to for longer than a store timeout (the
+ * store refusing or away), or the log says its consumer cannot consume
+ * (fenced, the broker away). Any thread. */
+int natter_consumer_status(natter_consumer_t *c, char *why, size_t len);
 
 #endif

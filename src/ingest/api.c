@@ -11,6 +11,7 @@
 #include "core/password.h"
 #include "core/token.h"
 #include "core/util.h"
+#include "consumer/consumer.h"
 #include "ingest/post.h"
 #include "lease.h"
 #include "loop.h"
@@ -560,12 +561,15 @@ static void ws_auth(natter_api_job_t *job)
 static void readyz(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
+    char why[256];
     if (!natter_lease_held(app->lease))
         natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
     else if (app->store->ops->ping(app->store) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
+    else if (natter_consumer_status(app->consumer, why, sizeof(why)) != NATTER_OK)
+        natter_api_fail(job, 503, "unavailable", why);
     else
         reply(job, 200, json_pack("{s:s}", "status", "ready"));
 }

@@ -70,6 +70,13 @@ int natter_log_drained(natter_log_t *log)
     return log->ops->drained(log);
 }
 
+int natter_log_consumer_status(natter_log_t *log, char *why, size_t len)
+{
+    if (log->ops->version < 2 || log->ops->consumer_status == NULL)
+        return 0;
+    return log->ops->consumer_status(log, why, len);
+}
+
 int natter_log_has_fanout(natter_log_t *log)
 {
     return log->ops->fanout_poll != NULL;

@@ -54,6 +54,12 @@ typedef struct natter_log_ops {
      * sockets. The messages belong to the caller. NULL when the store
      * consumer's batches are the fan-out (the local log). */
     size_t (*fanout_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+
+    /* Methods below are valid for version 2 (each may be NULL). */
+
+    /* 0 when the store consumer can consume; else NATTER_E* and a reason in
+     * why (fenced by another member, the broker away past the timeout). */
+    int (*consumer_status)(natter_log_t *log, char *why, size_t len);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -78,6 +84,8 @@ void natter_log_shutdown(natter_log_t *log);
 int natter_log_drained(natter_log_t *log);
 /* 1 when the backend has its own fan-out stream (natter_log_fanout_poll). */
 int natter_log_has_fanout(natter_log_t *log);
+/* The backend's consumer_status, or 0 for a backend without one. */
+int natter_log_consumer_status(natter_log_t *log, char *why, size_t len);
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
 #endif
