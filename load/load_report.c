@@ -160,6 +160,11 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                      targets_json(L)));
     json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
                                         "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
+    /* listener opens over TLS, counted where they happened (in whichever process) */
+    uint64_t opens = st->opened + st->total.reconnects;
+    json_object_set_new(s, "tls", L->tls == NULL ? json_null()
+                                                 : json_pack("{s:I, s:I}", "listener_opens", (json_int_t)opens,
+                                                             "listener_resumed", (json_int_t)st->tls_resumed));
     if (extra != NULL) {
         json_object_update(s, extra);
         json_decref(extra);
@@ -182,6 +187,9 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
            L->listener_procs > 1 ? "es" : "", connect_rate, L->setup_s,
            (unsigned long long)st->total.reconnects, (unsigned long long)st->total.caught_up,
            (unsigned long long)st->total.overlap);
+    if (L->tls != NULL)
+        printf("  TLS: %llu of %llu listener socket opens resumed a session\n", (unsigned long long)st->tls_resumed,
+               (unsigned long long)opens);
     if (idle >= 0)
         printf("  idle: %.2f server CPU seconds over %.0f s with every socket open: %.3f CPU s a minute per 10,000 "
                "sockets\n",
