@@ -343,19 +343,20 @@ static void pump_opens(load_lset_t *s, uint64_t now)
     }
 }
 
-/* Abandons opens and page requests that have hung for STUCK_NS. */
+/* Abandons opens and page requests that have hung for STUCK_NS. Those
+ * started in this turn began after `now`: hence the sums, not differences. */
 static void sweep_stuck(load_lset_t *s, uint64_t now)
 {
     for (size_t i = 0; i < s->n; i++) {
         sock_t *k = &s->socks[i];
-        if (k->state == S_CONNECTING && now - k->due_ns > STUCK_NS) {
+        if (k->state == S_CONNECTING && now > k->due_ns + STUCK_NS) {
             load_ws_drop(&k->ws);
             s->connecting--;
             open_failed(s, k, -ETIMEDOUT);
         }
     }
     for (size_t p = 0; p < s->npool; p++)
-        if (load_http_busy(&s->pool[p].http) && now - s->pool[p].http.sent_ns > STUCK_NS)
+        if (load_http_busy(&s->pool[p].http) && now > s->pool[p].http.sent_ns + STUCK_NS)
             load_http_abort(&s->pool[p].http, -ETIMEDOUT);
 }
 
