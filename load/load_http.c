@@ -158,6 +158,14 @@ static int parse_response(load_http_t *c)
     return 1;
 }
 
+int load_http_process(load_http_t *c)
+{
+    int rc = 0;
+    while (c->state != LOAD_HTTP_DOWN && c->cb != NULL && (rc = parse_response(c)) == 1)
+        ; /* a callback may close the connection (DOWN) or leave it without a request */
+    return rc < 0 ? rc : 0;
+}
+
 static void on_event(load_io_t *io, uint32_t events)
 {
     load_http_t *c = (load_http_t *)io;
@@ -194,12 +202,10 @@ static void on_event(load_io_t *io, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         long n = load_tls_fill(&c->tls, io->fd, &c->in);
         if (n > 0 || load_buf_pending(&c->in) > 0) {
-            int rc;
-            while (c->io.fd >= 0 && c->cb != NULL && (rc = parse_response(c)) != 0) {
-                if (rc < 0) {
-                    load_http_abort(c, rc);
-                    return;
-                }
+            int rc = load_http_process(c);
+            if (rc < 0) {
+                load_http_abort(c, rc);
+                return;
             }
         }
         if (n < 0 && c->io.fd >= 0) {

@@ -57,5 +57,9 @@ void load_http_close(load_http_t *c);
 /* Closes the socket and frees the buffers; no callback. */
 void load_http_free(load_http_t *c);
 int load_http_busy(const load_http_t *c);
+/* Delivers every complete response read into c->in while a request is in
+ * flight (the read side, exposed for the fuzz target). 0, or -EPROTO when
+ * an answer is malformed (the caller then aborts the request). */
+int load_http_process(load_http_t *c);
 
 #endif

@@ -134,6 +134,11 @@ static int handshake(load_ws_t *w)
 
 int load_ws_process(load_ws_t *w)
 {
+    if (w->state == LOAD_WS_HANDSHAKE && load_buf_pending(&w->in) > 0) {
+        int code = handshake(w);
+        if (code != 0)
+            return code;
+    }
     while (w->state == LOAD_WS_OPEN) {
         const unsigned char *p = (const unsigned char *)w->in.p + w->in.off;
         size_t avail = load_buf_pending(&w->in);
@@ -235,11 +240,7 @@ static void on_event(load_io_t *io, uint32_t events)
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
         return;
     long n = load_tls_fill(&w->tls, io->fd, &w->in);
-    int code = 0;
-    if (w->state == LOAD_WS_HANDSHAKE && load_buf_pending(&w->in) > 0)
-        code = handshake(w);
-    if (code == 0 && w->state == LOAD_WS_OPEN)
-        code = load_ws_process(w);
+    int code = load_ws_process(w);
     if (code == 0 && n < 0)
         code = (int)n;
     if (code != 0 && w->io.fd >= 0) {

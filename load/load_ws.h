@@ -61,8 +61,9 @@ void load_ws_drop(load_ws_t *w);
 /* Frees the buffers (after load_ws_drop or on_close). */
 void load_ws_free(load_ws_t *w);
 
-/* Handles every complete frame read into w->in (an open socket's read
- * side, exposed for the fuzz target): messages to on_message, pings
+/* Handles what was read into w->in (the read side, exposed for the fuzz
+ * target): the upgrade's answer while in LOAD_WS_HANDSHAKE (on_open once
+ * it is a 101), then every complete frame: messages to on_message, pings
  * answered. Returns 0, or the code to close with. */
 int load_ws_process(load_ws_t *w);
 
