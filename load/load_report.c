@@ -111,11 +111,12 @@ static json_t *targets_json(const load_t *L)
     json_t *a = json_array();
     for (size_t i = 0; i < L->ntargets; i++) {
         const load_target_t *t = &L->targets[i];
-        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
+        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
                                            "rss_before_bytes", known(t->before.rss_bytes), "rss_open_bytes",
                                            known(t->open.rss_bytes), "rss_end_bytes", known(t->end.rss_bytes),
-                                           "cpu_open_s", known(t->open.cpu_s), "cpu_idle_end_s",
-                                           known(t->after_idle.cpu_s), "cpu_end_s", known(t->end.cpu_s)));
+                                           "cpu_before_s", known(t->before.cpu_s), "cpu_open_s",
+                                           known(t->open.cpu_s), "cpu_idle_end_s", known(t->after_idle.cpu_s),
+                                           "cpu_end_s", known(t->end.cpu_s)));
     }
     return a;
 }
