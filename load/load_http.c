@@ -170,20 +170,13 @@ static void on_event(load_io_t *io, uint32_t events)
 {
     load_http_t *c = (load_http_t *)io;
     if (c->state == LOAD_HTTP_CONNECTING) {
-        int rc = 0;
-        if (c->tls.ssl == NULL) { /* TCP still connecting */
-            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-                return;
-            rc = load_io_connect_result(io->fd);
-        }
-        if (rc == 0)
-            rc = load_tls_connect(&c->tls, io->fd);
+        int rc = load_tls_connect(&c->tls, io->fd, events);
         if (rc < 0) {
             load_http_abort(c, rc);
             return;
         }
         if (rc == 0)
-            return; /* the TLS handshake goes on */
+            return;
         c->connected = 1;
         c->state = c->cb != NULL ? LOAD_HTTP_BUSY : LOAD_HTTP_IDLE;
         c->sent_ns = load_now_ns();

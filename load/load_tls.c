@@ -263,14 +263,18 @@ static int start(load_tls_conn_t *c, int fd)
     return 0;
 }
 
-int load_tls_connect(load_tls_conn_t *c, int fd)
+int load_tls_connect(load_tls_conn_t *c, int fd, uint32_t events)
 {
-    if (c->peer == NULL) {
-        c->ready = 1;
-        return 1;
-    }
-    if (c->ssl == NULL) {
-        int rc = start(c, fd);
+    if (c->ssl == NULL) { /* TCP still connecting */
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return 0;
+        int rc = load_io_connect_result(fd);
+        if (rc == 0 && c->peer == NULL) {
+            c->ready = 1;
+            return 1;
+        }
+        if (rc == 0)
+            rc = start(c, fd);
         if (rc < 0)
             return rc;
     }

@@ -89,11 +89,11 @@ typedef struct load_tls_conn {
 } load_tls_conn_t;
 
 void load_tls_conn_init(load_tls_conn_t *c, load_tls_peer_t *peer);
-/* Once fd's TCP connect has succeeded, and again on each of its events
- * until it returns 1: starts and advances the handshake. 1 when bytes may
- * flow (at once for a plain connection), 0 while the handshake waits for
- * the socket, or a negative error. */
-int load_tls_connect(load_tls_conn_t *c, int fd);
+/* On each event of a connecting socket fd until it returns 1: the TCP
+ * connect's outcome (once the socket is writable or failed), then, with a
+ * peer, the TLS handshake, started and advanced. 1 when bytes may flow, 0
+ * while it waits for the socket, or a negative error. */
+int load_tls_connect(load_tls_conn_t *c, int fd, uint32_t events);
 /* The events a handler should act on: for TLS every readiness means
  * "try reading and writing". */
 uint32_t load_tls_events(const load_tls_conn_t *c, uint32_t events);

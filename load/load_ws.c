@@ -212,20 +212,13 @@ static void on_event(load_io_t *io, uint32_t events)
 {
     load_ws_t *w = (load_ws_t *)io;
     if (w->state == LOAD_WS_CONNECTING) {
-        int rc = 0;
-        if (w->tls.ssl == NULL) { /* TCP still connecting */
-            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-                return;
-            rc = load_io_connect_result(io->fd);
-        }
-        if (rc == 0)
-            rc = load_tls_connect(&w->tls, io->fd);
+        int rc = load_tls_connect(&w->tls, io->fd, events);
         if (rc < 0) {
             fail(w, rc);
             return;
         }
         if (rc == 0)
-            return; /* the TLS handshake goes on */
+            return;
         w->state = LOAD_WS_HANDSHAKE;
         events |= EPOLLOUT;
     }
