@@ -203,6 +203,7 @@ typedef struct load {
     uint64_t seg_due;   /* sends of the segment due so far */
     uint64_t drain_base; /* listener deliveries before the segment */
     uint64_t inflight;
+    uint64_t ws_unanswered; /* --send ws: every send below it is settled (answered or timed out) */
     load_msg_t *msgs; /* by global seq */
     size_t msgs_cap;
     uint64_t seq_end; /* every seq below has a msgs[] entry */

@@ -306,13 +306,24 @@ static void maybe_report(load_t *L, uint64_t now)
 }
 
 /* Fails requests that have waited longer than the timeout (the connection
- * is closed: a late answer would arrive on a socket that is gone). */
+ * is closed: a late answer would arrive on a socket that is gone). With
+ * --send ws a send unanswered that long is an error too (its socket may
+ * have closed with it in flight, e.g. natter's 1008 past --ws-pending),
+ * and a late ack is ignored: the segment ends rather than wait for it. */
 static void expire(load_t *L, uint64_t now)
 {
+    const uint64_t timeout = (uint64_t)REQUEST_TIMEOUT_NS * 1000000000u;
     for (size_t i = 0; i < L->nconns; i++) {
         load_http_t *c = &L->conns[i];
-        if (load_http_busy(c) && now > c->sent_ns && now - c->sent_ns > (uint64_t)REQUEST_TIMEOUT_NS * 1000000000u)
+        if (load_http_busy(c) && now > c->sent_ns && now - c->sent_ns > timeout)
             load_http_abort(c, -ETIMEDOUT);
+    }
+    for (; L->o.send_ws && L->ws_unanswered < L->seq_base + L->issued; L->ws_unanswered++) {
+        const load_msg_t *m = &L->msgs[L->ws_unanswered];
+        if (m->status == 0 && now < m->sched_ns + timeout)
+            break; /* sends go out in order: the later ones are younger */
+        if (m->status == 0)
+            record_result(L, L->ws_unanswered, -ETIMEDOUT, 0);
     }
 }
 
