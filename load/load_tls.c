@@ -12,7 +12,6 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +32,6 @@ struct load_tls {
     pthread_mutex_t mu; /* the peers' sessions: the listener thread and the main thread share them */
     load_tls_peer_t *peers;
     size_t n;
-    atomic_uint_fast64_t handshakes, resumed;
 };
 
 /* --- the context ----------------------------------------------------------- */
@@ -189,12 +187,6 @@ load_tls_t *load_tls_fork(const load_tls_t *parent, char *err, size_t errlen)
     return t;
 }
 
-void load_tls_counts(load_tls_t *t, uint64_t *handshakes, uint64_t *resumed)
-{
-    *handshakes = t ? atomic_load(&t->handshakes) : 0;
-    *resumed = t ? atomic_load(&t->resumed) : 0;
-}
-
 /* --- a connection ---------------------------------------------------------- */
 
 void load_tls_conn_init(load_tls_conn_t *c, load_tls_peer_t *peer)
@@ -283,9 +275,6 @@ int load_tls_connect(load_tls_conn_t *c, int fd, uint32_t events)
     if (r == 1) {
         c->ready = 1;
         c->resumed = (uint8_t)SSL_session_reused(c->ssl);
-        atomic_fetch_add(&c->peer->tls->handshakes, 1);
-        if (c->resumed)
-            atomic_fetch_add(&c->peer->tls->resumed, 1);
         return 1;
     }
     int e = SSL_get_error(c->ssl, r);

@@ -77,9 +77,6 @@ void load_tls_save_sessions(load_tls_t *t);
  * nothing on it. NULL with a reason in err. */
 load_tls_t *load_tls_fork(const load_tls_t *parent, char *err, size_t errlen);
 
-/* Handshakes completed on the context so far, and how many resumed. */
-void load_tls_counts(load_tls_t *t, uint64_t *handshakes, uint64_t *resumed);
-
 /* The TLS side of one connection. */
 typedef struct load_tls_conn {
     SSL *ssl;              /* from the handshake's start to load_tls_close; NULL when plain */

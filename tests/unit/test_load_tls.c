@@ -286,10 +286,6 @@ static void test_sessions_resume(void **state)
     assert_false(connect_once(f, load_tls_peer(t, 1), 1));
     assert_true(connect_once(f, load_tls_peer(t, 1), 0));
     assert_true(connect_once(f, load_tls_peer(t, 1), 0));
-    uint64_t handshakes, resumed;
-    load_tls_counts(t, &handshakes, &resumed);
-    assert_int_equal(handshakes, 3);
-    assert_int_equal(resumed, 2);
     load_tls_free(t);
 }
 
