@@ -172,15 +172,27 @@ static load_tls_t *new_tls(const char *ca, int insecure, int no_resume, const ch
     return t;
 }
 
+/* A connection to the server, its certificate trusted, handshake done. */
+static load_tls_t *connected(fixture_t *f, pair_t *p)
+{
+    load_tls_t *t = new_tls(f->cert.path, 0, 0, "127.0.0.1");
+    pair_open(p, f, load_tls_peer(t, 1));
+    assert_int_equal(handshake(p), 1);
+    return t;
+}
+
+static void disconnect(pair_t *p, load_tls_t *t)
+{
+    pair_close(p);
+    load_tls_free(t);
+}
+
 /* --- the tests ------------------------------------------------------------- */
 
 static void test_handshake_then_both_ways(void **state)
 {
-    fixture_t *f = *state;
-    load_tls_t *t = new_tls(f->cert.path, 0, 0, "127.0.0.1");
     pair_t p;
-    pair_open(&p, f, load_tls_peer(t, 1));
-    assert_int_equal(handshake(&p), 1);
+    load_tls_t *t = connected(*state, &p);
     assert_true(p.c.ready && !p.c.resumed);
     assert_int_equal(load_tls_events(&p.c, EPOLLIN), EPOLLIN | EPOLLOUT); /* try both on any event */
     exchange(&p);
@@ -192,8 +204,7 @@ static void test_handshake_then_both_ways(void **state)
     assert_int_equal(SSL_read(p.srv, got, sizeof(got)), 18);
     assert_memory_equal(got, "GET / HTTP/1.1\r\n\r\n", 18);
     load_buf_free(&out);
-    pair_close(&p);
-    load_tls_free(t);
+    disconnect(&p, t);
 }
 
 /* Records the server sent together reach the caller in one fill: OpenSSL
@@ -201,11 +212,8 @@ static void test_handshake_then_both_ways(void **state)
  * epoll would never report them. */
 static void test_fill_leaves_nothing_inside_openssl(void **state)
 {
-    fixture_t *f = *state;
-    load_tls_t *t = new_tls(f->cert.path, 0, 0, "127.0.0.1");
     pair_t p;
-    pair_open(&p, f, load_tls_peer(t, 1));
-    assert_int_equal(handshake(&p), 1);
+    load_tls_t *t = connected(*state, &p);
     static char big[40000];
     memset(big, 'x', sizeof(big));
     for (int i = 0; i < 5; i++)
@@ -217,21 +225,17 @@ static void test_fill_leaves_nothing_inside_openssl(void **state)
     assert_false(SSL_has_pending(p.c.ssl));
     assert_memory_equal(b.p + b.off, "recordrecord", 12);
     load_buf_free(&b);
-    pair_close(&p);
-    load_tls_free(t);
+    disconnect(&p, t);
 }
 
 /* A write larger than the socket takes waits (WANT_WRITE), and resumes
  * from the same bytes after the buffer grew and moved. */
 static void test_flush_resumes_from_a_moved_buffer(void **state)
 {
-    fixture_t *f = *state;
-    load_tls_t *t = new_tls(f->cert.path, 0, 0, "127.0.0.1");
     pair_t p;
-    pair_open(&p, f, load_tls_peer(t, 1));
+    load_tls_t *t = connected(*state, &p);
     int small = 4096;
     setsockopt(p.cfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-    assert_int_equal(handshake(&p), 1);
     load_buf_t out = {0};
     size_t total = 0;
     for (; total < 200000; total++)
@@ -255,8 +259,7 @@ static void test_flush_resumes_from_a_moved_buffer(void **state)
         if (got[i] != (char)('a' + i % 26))
             fail_msg("byte %zu differs", i);
     load_buf_free(&out);
-    pair_close(&p);
-    load_tls_free(t);
+    disconnect(&p, t);
 }
 
 /* One connection to peer: the handshake, the server's greeting read (and
