@@ -14,6 +14,10 @@
  * check never misses what a child already saw); closing the pipe stops the
  * child. A child also dies with its parent (PR_SET_PDEATHSIG).
  *
+ * With https:// targets a child makes its own TLS context after the fork,
+ * starting from the sessions the parent saved just before it, so even its
+ * first sockets resume rather than pay a full handshake.
+ *
  * A child's exit below main is the fork pattern's: the child's work ends
  * in _exit() at the fork point, never returning into the parent's code.
  */
@@ -182,10 +186,20 @@ static int child_main(load_t *L, size_t from, size_t to, int rec_fd, int ctl_fd,
     if (getppid() != parent)
         return 1;
     close_inherited(rec_fd, ctl_fd);
-    child_ctx_t c = {.ctl = {.fd = ctl_fd, .on_event = on_ctl}, .rec_fd = rec_fd};
-    load_lset_t *set = load_lset_new(L, from, to, emit_pipe, &c);
-    if (set == NULL || load_lset_watch(set, &c.ctl) != 0)
+    char err[256];
+    load_tls_t *tls = L->tls != NULL ? load_tls_fork(L->tls, err, sizeof(err)) : NULL;
+    if (L->tls != NULL && tls == NULL) {
+        fprintf(stderr, "natter-load: listener process: %s\n", err);
         return 1;
+    }
+    child_ctx_t c = {.ctl = {.fd = ctl_fd, .on_event = on_ctl}, .rec_fd = rec_fd};
+    load_lset_t *set = load_lset_new(L, from, to, tls, emit_pipe, &c);
+    if (set == NULL || load_lset_watch(set, &c.ctl) != 0) {
+        if (set != NULL)
+            load_lset_free(set);
+        load_tls_free(tls);
+        return 1;
+    }
     while (!c.stop) {
         load_lset_turn(set, 100);
         for (; c.syncs > 0; c.syncs--) {
@@ -196,6 +210,7 @@ static int child_main(load_t *L, size_t from, size_t to, int rec_fd, int ctl_fd,
             break;
     }
     load_lset_free(set);
+    load_tls_free(tls);
     load_buf_free(&c.out);
     return 0;
 }
@@ -243,6 +258,8 @@ static int start_children(load_gather_t *g, size_t nkids)
         return -1;
     /* a child must inherit no connection of ours: it would keep it open */
     load_send_close_conns(L);
+    if (L->tls != NULL)
+        load_tls_save_sessions(L->tls);
     g->kids = load_xcalloc(nkids, sizeof(child_t));
     for (size_t i = 0; i < nkids; i++) {
         g->kids[i].io.fd = g->kids[i].ctl_fd = -1;
@@ -322,7 +339,7 @@ int load_listen_start(load_t *L)
             rc = epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->wake.fd, &ev);
         }
     } else {
-        g->set = load_lset_new(L, 0, L->nlisteners, emit_local, L);
+        g->set = load_lset_new(L, 0, L->nlisteners, L->tls, emit_local, L);
         rc = g->set != NULL ? load_lset_watch(g->set, &g->wake) : -1;
     }
     if (rc != 0 || g->wake.fd < 0 || pthread_create(&g->thread, NULL, gather_main, g) != 0) {

@@ -10,14 +10,15 @@
 
 static void on_event(load_io_t *io, uint32_t events);
 
-void load_http_init(load_http_t *c, int epfd, const struct sockaddr_in *addr, const char *host)
+void load_http_init(load_http_t *c, int epfd, const load_dest_t *d)
 {
     memset(c, 0, sizeof(*c));
     c->io.fd = -1;
     c->io.on_event = on_event;
     c->epfd = epfd;
-    c->addr = *addr;
-    c->host = host;
+    c->addr = *d->addr;
+    c->host = d->host;
+    load_tls_conn_init(&c->tls, d->tls);
 }
 
 int load_http_busy(const load_http_t *c)
@@ -27,6 +28,7 @@ int load_http_busy(const load_http_t *c)
 
 void load_http_close(load_http_t *c)
 {
+    load_tls_close(&c->tls);
     if (c->io.fd >= 0)
         close(c->io.fd);
     c->io.fd = -1;
@@ -34,6 +36,13 @@ void load_http_close(load_http_t *c)
     c->connected = 0;
     c->out.off = c->out.len = 0;
     c->in.off = c->in.len = 0;
+}
+
+void load_http_free(load_http_t *c)
+{
+    load_http_close(c);
+    load_buf_free(&c->in);
+    load_buf_free(&c->out);
 }
 
 /* Ends the in-flight request: state first, so that cb may start the next. */
@@ -80,7 +89,7 @@ int load_http_request(load_http_t *c, const char *method, const char *path, cons
     c->sent_ns = load_now_ns();
     if (c->connected) {
         c->state = LOAD_HTTP_BUSY;
-        int rc = load_buf_flush(&c->out, c->io.fd);
+        int rc = load_tls_flush(&c->tls, c->io.fd, &c->out);
         if (rc < 0) {
             load_http_abort(c, rc); /* cb fires: the request was accepted */
             return 0;
@@ -149,37 +158,47 @@ static int parse_response(load_http_t *c)
     return 1;
 }
 
+int load_http_process(load_http_t *c)
+{
+    int rc = 0;
+    while (c->state != LOAD_HTTP_DOWN && c->cb != NULL && (rc = parse_response(c)) == 1)
+        ; /* a callback may close the connection (DOWN) or leave it without a request */
+    return rc < 0 ? rc : 0;
+}
+
 static void on_event(load_io_t *io, uint32_t events)
 {
     load_http_t *c = (load_http_t *)io;
-    if (c->state == LOAD_HTTP_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        int rc = load_io_connect_result(io->fd);
+    if (c->state == LOAD_HTTP_CONNECTING) {
+        int rc = load_tls_connect(&c->tls, io->fd, events);
         if (rc < 0) {
             load_http_abort(c, rc);
             return;
         }
+        if (rc == 0)
+            return;
         c->connected = 1;
         c->state = c->cb != NULL ? LOAD_HTTP_BUSY : LOAD_HTTP_IDLE;
         c->sent_ns = load_now_ns();
+        events |= EPOLLOUT;
     }
     if (!c->connected)
         return;
+    events = load_tls_events(&c->tls, events);
     if (events & EPOLLOUT) {
-        int rc = load_buf_flush(&c->out, io->fd);
+        int rc = load_tls_flush(&c->tls, io->fd, &c->out);
         if (rc < 0) {
             load_http_abort(c, rc);
             return;
         }
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        long n = load_buf_fill(&c->in, io->fd);
+        long n = load_tls_fill(&c->tls, io->fd, &c->in);
         if (n > 0 || load_buf_pending(&c->in) > 0) {
-            int rc;
-            while (c->io.fd >= 0 && c->cb != NULL && (rc = parse_response(c)) != 0) {
-                if (rc < 0) {
-                    load_http_abort(c, rc);
-                    return;
-                }
+            int rc = load_http_process(c);
+            if (rc < 0) {
+                load_http_abort(c, rc);
+                return;
             }
         }
         if (n < 0 && c->io.fd >= 0) {

@@ -172,29 +172,32 @@ uint64_t load_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int load_parse_url(const char *url, struct sockaddr_in *addr, char *hostport, size_t hostport_len)
+int load_parse_url(const char *url, load_url_t *u)
 {
     const char *p = url;
-    if (strncmp(p, "http://", 7) == 0)
+    memset(u, 0, sizeof(*u));
+    if (strncmp(p, "http://", 7) == 0) {
         p += 7;
-    char host[256];
+    } else if (strncmp(p, "https://", 8) == 0) {
+        p += 8;
+        u->tls = 1;
+    }
     const char *colon = strchr(p, ':');
-    if (colon == NULL || (size_t)(colon - p) >= sizeof(host))
+    if (colon == NULL || colon == p || (size_t)(colon - p) >= sizeof(u->name))
         return -1;
-    memcpy(host, p, (size_t)(colon - p));
-    host[colon - p] = '\0';
+    memcpy(u->name, p, (size_t)(colon - p));
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || port <= 0 || port > 65535 || (*end != '\0' && strcmp(end, "/") != 0))
+    if (end == colon + 1 || colon[1] < '0' || colon[1] > '9' || port <= 0 || port > 65535 ||
+        (*end != '\0' && strcmp(end, "/") != 0))
         return -1;
-    memset(addr, 0, sizeof(*addr));
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0)
-        addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (inet_pton(AF_INET, host, &addr->sin_addr) != 1)
+    u->addr.sin_family = AF_INET;
+    u->addr.sin_port = htons((uint16_t)port);
+    if (strcmp(u->name, "localhost") == 0)
+        u->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, u->name, &u->addr.sin_addr) != 1)
         return -1;
-    snprintf(hostport, hostport_len, "%s:%ld", host, port);
+    snprintf(u->hostport, sizeof(u->hostport), "%s:%ld", u->name, port);
     return 0;
 }
 

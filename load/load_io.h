@@ -57,9 +57,17 @@ int load_io_connect_result(int fd);
 /* CLOCK_MONOTONIC in ns: the one clock for scheduling and latency. */
 uint64_t load_now_ns(void);
 
-/* Parses "http://HOST:PORT[/]" (HOST an IPv4 address or "localhost").
- * Fills addr and hostport ("HOST:PORT", for the Host header). 0 or -1. */
-int load_parse_url(const char *url, struct sockaddr_in *addr, char *hostport, size_t hostport_len);
+/* A --target URL, parsed. */
+typedef struct load_url {
+    struct sockaddr_in addr;
+    char hostport[300]; /* "HOST:PORT", the Host header */
+    char name[256];     /* HOST: what the server's certificate must name */
+    int tls;            /* https:// */
+} load_url_t;
+
+/* Parses "http://HOST:PORT[/]" or "https://HOST:PORT[/]" (HOST an IPv4
+ * address or "localhost"; no scheme is http). 0 or -1. */
+int load_parse_url(const char *url, load_url_t *u);
 
 /* Finds "key":"<digits>" in a JSON text and parses the digits; 0 or -1.
  * key must include its quotes and colon, e.g. "\"id\":\"". A fast scan

@@ -56,6 +56,7 @@ typedef struct pool_conn {
 
 struct load_lset {
     const load_t *L;
+    load_tls_t *tls;
     size_t from, n;
     sock_t *socks;
     int epfd;
@@ -112,9 +113,10 @@ static void wait_for(load_lset_t *s, sock_t *k, uint64_t delay_ns)
 
 static void print_close(load_lset_t *s, const sock_t *k, const char *what, int code)
 {
+    char why[160];
     if (s->printed++ < CLOSES_PRINTED)
-        fprintf(stderr, "natter-load: listener %u (%s): %s (%d)\n", (unsigned)k->listener,
-                s->L->users[s->L->listeners[k->listener].user].name, what, code);
+        fprintf(stderr, "natter-load: listener %u (%s): %s (%s)\n", (unsigned)k->listener,
+                s->L->users[s->L->listeners[k->listener].user].name, what, load_strerror(code, why, sizeof(why)));
 }
 
 /* An open that failed (refused, reset, an upgrade answered 503 …). */
@@ -136,13 +138,13 @@ static void start_open(load_lset_t *s, sock_t *k)
 {
     const load_t *L = s->L;
     const load_listener_t *l = &L->listeners[k->listener];
-    const load_target_t *t = &L->targets[l->target];
+    load_dest_t d = load_target_dest(L, l->target, s->tls);
     char path[512];
     L->api->listen_path(&L->users[l->user], path, sizeof(path));
     struct sockaddr_in src = {.sin_family = AF_INET};
-    int loopback = (ntohl(t->addr.sin_addr.s_addr) >> 24) == 127;
+    int loopback = (ntohl(d.addr->sin_addr.s_addr) >> 24) == 127;
     src.sin_addr.s_addr = htonl(0x7F000002u + k->listener / LOAD_LISTEN_PER_SOURCE);
-    int rc = load_ws_open(&k->ws, s->epfd, &t->addr, loopback ? &src : NULL, t->host, path, &handler, k);
+    int rc = load_ws_open(&k->ws, s->epfd, &d, loopback ? &src : NULL, path, &handler, k);
     if (rc < 0) {
         open_failed(s, k, rc);
         return;
@@ -200,7 +202,7 @@ static void on_open(load_ws_t *w)
     s->connecting--;
     k->state = S_OPEN;
     k->tries = 0;
-    emit(s, LOAD_REC_OPEN, k->listener, k->ever_open, 0, no_id);
+    emit(s, LOAD_REC_OPEN, k->listener, k->ever_open, k->ws.tls.resumed, no_id);
     if (k->ever_open) {
         /* the cursor is what was seen before this socket delivered anything */
         const load_listener_t *l = &s->L->listeners[k->listener];
@@ -341,31 +343,34 @@ static void pump_opens(load_lset_t *s, uint64_t now)
     }
 }
 
-/* Abandons opens and page requests that have hung for STUCK_NS. */
+/* Abandons opens and page requests that have hung for STUCK_NS. Those
+ * started in this turn began after `now`: hence the sums, not differences. */
 static void sweep_stuck(load_lset_t *s, uint64_t now)
 {
     for (size_t i = 0; i < s->n; i++) {
         sock_t *k = &s->socks[i];
-        if (k->state == S_CONNECTING && now - k->due_ns > STUCK_NS) {
+        if (k->state == S_CONNECTING && now > k->due_ns + STUCK_NS) {
             load_ws_drop(&k->ws);
             s->connecting--;
             open_failed(s, k, -ETIMEDOUT);
         }
     }
     for (size_t p = 0; p < s->npool; p++)
-        if (load_http_busy(&s->pool[p].http) && now - s->pool[p].http.sent_ns > STUCK_NS)
+        if (load_http_busy(&s->pool[p].http) && now > s->pool[p].http.sent_ns + STUCK_NS)
             load_http_abort(&s->pool[p].http, -ETIMEDOUT);
 }
 
 /* --- the set --------------------------------------------------------------- */
 
-load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_emit_fn emit_fn, void *arg)
+load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_tls_t *tls, load_emit_fn emit_fn,
+                           void *arg)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         return NULL;
     load_lset_t *s = load_xcalloc(1, sizeof(*s));
     s->L = L;
+    s->tls = tls;
     s->from = from;
     s->n = to - from;
     s->epfd = epfd;
@@ -388,7 +393,8 @@ load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_emit_fn
             pool_conn_t *pc = &s->pool[p];
             pc->target = (uint32_t)(p / POOL);
             pc->set = s;
-            load_http_init(&pc->http, epfd, &L->targets[pc->target].addr, L->targets[pc->target].host);
+            load_dest_t d = load_target_dest(L, pc->target, tls);
+            load_http_init(&pc->http, epfd, &d);
         }
     }
     return s;
@@ -430,11 +436,8 @@ void load_lset_free(load_lset_t *s)
         load_ws_free(&s->socks[i].ws);
         free(s->socks[i].seen_max);
     }
-    for (size_t p = 0; p < s->npool; p++) {
-        load_http_close(&s->pool[p].http);
-        load_buf_free(&s->pool[p].http.in);
-        load_buf_free(&s->pool[p].http.out);
-    }
+    for (size_t p = 0; p < s->npool; p++)
+        load_http_free(&s->pool[p].http);
     close(s->epfd);
     free(s->pool);
     free(s->socks);

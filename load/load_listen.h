@@ -32,9 +32,11 @@ typedef struct load_lset load_lset_t;
 typedef void (*load_emit_fn)(void *arg, const load_rec_t *r);
 
 /* A set over listeners [from, to) of L; opens nothing until the first
- * turn. emit(arg, r) is called from load_lset_turn only. Returns NULL when
- * no epoll could be made. */
-load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_emit_fn emit, void *arg);
+ * turn. Its https:// connections use tls, the TLS context of the process
+ * it runs in (borrowed; NULL when every target is plain). emit(arg, r) is
+ * called from load_lset_turn only. Returns NULL when no epoll could be
+ * made. */
+load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_tls_t *tls, load_emit_fn emit, void *arg);
 /* Registers another fd on the set's epoll (its owner's wake-up or control
  * pipe): io->on_event is then called from load_lset_turn. 0 or -errno. */
 int load_lset_watch(load_lset_t *s, load_io_t *io);

@@ -111,11 +111,12 @@ static json_t *targets_json(const load_t *L)
     json_t *a = json_array();
     for (size_t i = 0; i < L->ntargets; i++) {
         const load_target_t *t = &L->targets[i];
-        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
+        json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "target", t->url,
                                            "rss_before_bytes", known(t->before.rss_bytes), "rss_open_bytes",
                                            known(t->open.rss_bytes), "rss_end_bytes", known(t->end.rss_bytes),
-                                           "cpu_open_s", known(t->open.cpu_s), "cpu_idle_end_s",
-                                           known(t->after_idle.cpu_s), "cpu_end_s", known(t->end.cpu_s)));
+                                           "cpu_before_s", known(t->before.cpu_s), "cpu_open_s",
+                                           known(t->open.cpu_s), "cpu_idle_end_s", known(t->after_idle.cpu_s),
+                                           "cpu_end_s", known(t->end.cpu_s)));
     }
     return a;
 }
@@ -160,6 +161,11 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                      targets_json(L)));
     json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
                                         "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
+    /* listener opens over TLS, counted where they happened (in whichever process) */
+    uint64_t opens = st->opened + st->total.reconnects;
+    json_object_set_new(s, "tls", L->tls == NULL ? json_null()
+                                                 : json_pack("{s:I, s:I}", "listener_opens", (json_int_t)opens,
+                                                             "listener_resumed", (json_int_t)st->tls_resumed));
     if (extra != NULL) {
         json_object_update(s, extra);
         json_decref(extra);
@@ -182,6 +188,9 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
            L->listener_procs > 1 ? "es" : "", connect_rate, L->setup_s,
            (unsigned long long)st->total.reconnects, (unsigned long long)st->total.caught_up,
            (unsigned long long)st->total.overlap);
+    if (L->tls != NULL)
+        printf("  TLS: %llu of %llu listener socket opens resumed a session\n", (unsigned long long)st->tls_resumed,
+               (unsigned long long)opens);
     if (idle >= 0)
         printf("  idle: %.2f server CPU seconds over %.0f s with every socket open: %.3f CPU s a minute per 10,000 "
                "sockets\n",

@@ -15,6 +15,8 @@
  *   load_report.c    per-second lines, the summary, --json and --plot
  *   load_scrape.c    the server's /metrics: consumer lag each second, memory
  *                    and CPU of every target at the run's milestones
+ *   load_tls.c       TLS for https:// targets under every connection above:
+ *                    one context per process, sessions resumed
  *   load_scenario.c  what each scenario builds and how `max` steps the rate
  *
  * Users, listeners, chats. A user has a credential; a listener is one
@@ -51,6 +53,7 @@
 #include "load_http.h"
 #include "load_sched.h"
 #include "load_scrape.h"
+#include "load_tls.h"
 #include "load_wire.h"
 #include "load_ws.h"
 
@@ -60,7 +63,9 @@ enum { LOAD_TARGETS_MAX = 64 };
 typedef struct load_target {
     const char *url;
     struct sockaddr_in addr;
-    char host[300];
+    char host[300]; /* "HOST:PORT" */
+    char name[256]; /* HOST: what its certificate must name */
+    int tls;        /* https:// (then its peer in each process's load_tls_t has the same index) */
     int same_as; /* index of an earlier target with the same address, or -1 */
     load_http_t **idle; /* its connections that have no request in flight */
     size_t nidle;
@@ -132,6 +137,7 @@ typedef struct load_listen_state {
     load_lcounts_t total, interval;
     load_hist_t hist_total, hist_interval, hist_step;
     uint64_t opened, failed;  /* listeners that opened / gave up at the start */
+    uint64_t tls_resumed;     /* opens (first or again) whose TLS handshake resumed a session */
     uint64_t open_now, open_peak; /* sockets open */
     uint64_t syncs;           /* sync answers from listener processes */
     uint64_t catchup_failed;  /* chats whose catch-up gave up */
@@ -162,6 +168,7 @@ typedef struct load_opts {
     double start_rate;
     uint64_t tick_ns; /* scheduler wake-up granularity */
     int quiet;
+    load_tls_opts_t tls; /* for https:// targets */
 } load_opts_t;
 
 typedef struct load_series_point load_series_point_t;
@@ -172,6 +179,7 @@ typedef struct load {
     const load_api_t *api;
     load_target_t targets[LOAD_TARGETS_MAX];
     size_t ntargets;
+    load_tls_t *tls; /* this process's, when a target is https://; else NULL */
     char run_id[16];
     int epfd, timerfd;
     load_io_t timer_io;
@@ -195,6 +203,7 @@ typedef struct load {
     uint64_t seg_due;   /* sends of the segment due so far */
     uint64_t drain_base; /* listener deliveries before the segment */
     uint64_t inflight;
+    uint64_t ws_unanswered; /* --send ws: every send below it is settled (answered or timed out) */
     load_msg_t *msgs; /* by global seq */
     size_t msgs_cap;
     uint64_t seq_end; /* every seq below has a msgs[] entry */
@@ -214,6 +223,18 @@ typedef struct load {
     load_listen_state_t lst;
 } load_t;
 
+/* Where target i is, for a connection of a process whose TLS context is
+ * tls (the main process's L->tls, or a listener process's own). */
+static inline load_dest_t load_target_dest(const load_t *L, size_t i, load_tls_t *tls)
+{
+    return (load_dest_t){&L->targets[i].addr, L->targets[i].host, load_tls_peer(tls, i)};
+}
+
+/* load_setup.c: every https:// target answers over TLS before anything
+ * else (so a certificate that fails verification stops the run here, in
+ * every scenario, and the first session is there to resume); 0 or -1
+ * (printed). */
+int load_setup_check_tls(load_t *L);
 /* load_setup.c: users (with sessions) and chats; 0 or -1 (printed). */
 int load_setup_users(load_t *L, size_t n);
 int load_setup_chats(load_t *L);

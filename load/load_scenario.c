@@ -284,32 +284,44 @@ static int open_listeners(load_t *L)
     return 0;
 }
 
+/* Opens the listeners and runs the stages; the exit status. The
+ * delivery checks' state is freed at the end, whatever happened. */
+static int listen_and_run(load_t *L, const load_stages_t *stages)
+{
+    int rc;
+    if (open_listeners(L) != 0) {
+        load_listen_stop(L);
+        rc = 2;
+    } else {
+        L->run_start_ns = load_now_ns();
+        L->next_report_ns = L->run_start_ns + 1000000000u;
+        load_report_header(L);
+        if (strcmp(L->o.scenario, "max") == 0 || strcmp(L->o.scenario, "sendmax") == 0) {
+            rc = run_max(L, stages);
+        } else {
+            uint64_t start = load_now_ns();
+            if (load_send_segment(L, stages, L->o.start_rate) != 0) {
+                load_listen_stop(L);
+                rc = 2;
+            } else {
+                rc = finish(L, (double)(load_now_ns() - start) / 1e9, NULL);
+            }
+        }
+    }
+    load_track_free(L);
+    return rc;
+}
+
 int load_scenario_run(load_t *L, const load_stages_t *stages)
 {
     uint64_t setup_start = load_now_ns();
-    if (load_send_init(L) != 0 || build(L) != 0)
+    if (load_send_init(L) != 0)
         return 2;
-    L->setup_s = (double)(load_now_ns() - setup_start) / 1e9;
-    if (open_listeners(L) != 0) {
-        load_listen_stop(L);
-        return 2;
+    int rc = 2;
+    if (load_setup_check_tls(L) == 0 && build(L) == 0) {
+        L->setup_s = (double)(load_now_ns() - setup_start) / 1e9;
+        rc = listen_and_run(L, stages);
     }
-    L->run_start_ns = load_now_ns();
-    L->next_report_ns = L->run_start_ns + 1000000000u;
-    load_report_header(L);
-    int rc;
-    if (strcmp(L->o.scenario, "max") == 0 || strcmp(L->o.scenario, "sendmax") == 0) {
-        rc = run_max(L, stages);
-    } else {
-        uint64_t start = load_now_ns();
-        if (load_send_segment(L, stages, L->o.start_rate) != 0) {
-            load_listen_stop(L);
-            return 2;
-        }
-        double dur = (double)(load_now_ns() - start) / 1e9;
-        rc = finish(L, dur, NULL);
-    }
-    load_track_free(L);
     load_send_free(L);
     return rc;
 }

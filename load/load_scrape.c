@@ -7,10 +7,10 @@
 
 static const load_metrics_t unknown = {-1, -1, -1, -1};
 
-void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr, const char *host,
-                      const char *lag_name, const char *batches_name)
+void load_scrape_init(load_scrape_t *s, int epfd, const load_dest_t *d, const char *lag_name,
+                      const char *batches_name)
 {
-    load_http_init(&s->conn, epfd, addr, host);
+    load_http_init(&s->conn, epfd, d);
     s->lag_name = lag_name;
     s->batches_name = batches_name;
     s->off = 0;
@@ -20,9 +20,7 @@ void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr
 
 void load_scrape_free(load_scrape_t *s)
 {
-    load_http_close(&s->conn);
-    load_buf_free(&s->conn.in);
-    load_buf_free(&s->conn.out);
+    load_http_free(&s->conn);
 }
 
 /* The value after a sample's name and labels, if the line is a sample of
@@ -158,7 +156,8 @@ void load_scrape_targets(load_t *L, enum load_milestone at)
     for (size_t i = 0; i < L->ntargets; i++) {
         load_target_t *t = &L->targets[i];
         milestone_req_t *r = &reqs[i];
-        load_scrape_init(&r->s, L->epfd, &t->addr, t->host, L->api->lag_metric, L->api->batches_metric);
+        load_dest_t d = load_target_dest(L, i, L->tls);
+        load_scrape_init(&r->s, L->epfd, &d, L->api->lag_metric, L->api->batches_metric);
         r->done = t->same_as >= 0 ||
                   load_http_request(&r->s.conn, "GET", "/metrics", NULL, NULL, 0, on_milestone, r) != 0;
         pending += !r->done;

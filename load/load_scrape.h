@@ -33,8 +33,8 @@ typedef struct load_scrape {
     load_metrics_t last;
 } load_scrape_t;
 
-void load_scrape_init(load_scrape_t *s, int epfd, const struct sockaddr_in *addr, const char *host,
-                      const char *lag_name, const char *batches_name);
+void load_scrape_init(load_scrape_t *s, int epfd, const load_dest_t *d, const char *lag_name,
+                      const char *batches_name);
 /* Asks for /metrics unless a request is in flight or the scraper is off. */
 void load_scrape_tick(load_scrape_t *s);
 void load_scrape_free(load_scrape_t *s);

@@ -48,15 +48,15 @@ int load_send_init(load_t *L)
     for (size_t t = 0; t < L->ntargets; t++)
         L->targets[t].idle = load_xcalloc(L->nconns / L->ntargets + 1, sizeof(load_http_t *));
     for (size_t i = 0; i < L->nconns; i++) {
-        const load_target_t *t = &L->targets[i % L->ntargets];
-        load_http_init(&L->conns[i], L->epfd, &t->addr, t->host);
+        load_dest_t d = load_target_dest(L, i % L->ntargets, L->tls);
+        load_http_init(&L->conns[i], L->epfd, &d);
         L->conns[i].user = L;
     }
     load_hist_init(&L->ack_total);
     load_hist_init(&L->ack_interval);
     load_hist_init(&L->ack_step);
-    load_scrape_init(&L->scrape, L->epfd, &L->targets[0].addr, L->targets[0].host, L->api->lag_metric,
-                     L->api->batches_metric);
+    load_dest_t d0 = load_target_dest(L, 0, L->tls);
+    load_scrape_init(&L->scrape, L->epfd, &d0, L->api->lag_metric, L->api->batches_metric);
     return 0;
 }
 
@@ -69,11 +69,8 @@ void load_send_close_conns(load_t *L)
 
 void load_send_free(load_t *L)
 {
-    for (size_t i = 0; i < L->nconns; i++) {
-        load_http_close(&L->conns[i]);
-        load_buf_free(&L->conns[i].in);
-        load_buf_free(&L->conns[i].out);
-    }
+    for (size_t i = 0; i < L->nconns; i++)
+        load_http_free(&L->conns[i]);
     for (size_t i = 0; i < L->nusers; i++) {
         load_ws_drop(&L->users[i].ws_send);
         load_ws_free(&L->users[i].ws_send);
@@ -97,8 +94,10 @@ static void record_result(load_t *L, uint64_t seq, int status, uint64_t id)
     m->id = id;
     L->inflight--;
     if (status < 0) {
+        char why[160];
         if (L->total.errors < 5)
-            fprintf(stderr, "natter-load: send %llu failed: %s\n", (unsigned long long)seq, strerror(-status));
+            fprintf(stderr, "natter-load: send %llu failed: %s\n", (unsigned long long)seq,
+                    load_strerror(status, why, sizeof(why)));
         m->status = -1;
         L->total.errors++;
         L->interval.errors++;
@@ -227,7 +226,8 @@ static void on_send_open(load_ws_t *w)
 static void on_send_close(load_ws_t *w, int code)
 {
     load_user_t *u = w->user;
-    fprintf(stderr, "natter-load: sender %s: socket closed (%d)\n", u->name, code);
+    char why[160];
+    fprintf(stderr, "natter-load: sender %s: socket closed (%s)\n", u->name, load_strerror(code, why, sizeof(why)));
 }
 
 static const load_ws_handler_t send_handler = {on_send_open, on_ack, on_send_close};
@@ -240,10 +240,10 @@ static int open_send_sockets(load_t *L)
             if (u->ws_send.state != LOAD_WS_DOWN || u->ws_send.io.fd >= 0)
                 continue;
             char path[128];
-            const load_target_t *t = &L->targets[u->target];
+            load_dest_t d = load_target_dest(L, u->target, L->tls);
             snprintf(path, sizeof(path), "/ws?token=%s", u->cred);
             u->run = L;
-            if (load_ws_open(&u->ws_send, L->epfd, &t->addr, NULL, t->host, path, &send_handler, u) < 0)
+            if (load_ws_open(&u->ws_send, L->epfd, &d, NULL, path, &send_handler, u) < 0)
                 return -1;
         }
     uint64_t deadline = load_now_ns() + 30000000000ull;
@@ -306,13 +306,24 @@ static void maybe_report(load_t *L, uint64_t now)
 }
 
 /* Fails requests that have waited longer than the timeout (the connection
- * is closed: a late answer would arrive on a socket that is gone). */
+ * is closed: a late answer would arrive on a socket that is gone). With
+ * --send ws a send unanswered that long is an error too (its socket may
+ * have closed with it in flight, e.g. natter's 1008 past --ws-pending),
+ * and a late ack is ignored: the segment ends rather than wait for it. */
 static void expire(load_t *L, uint64_t now)
 {
+    const uint64_t timeout = (uint64_t)REQUEST_TIMEOUT_NS * 1000000000u;
     for (size_t i = 0; i < L->nconns; i++) {
         load_http_t *c = &L->conns[i];
-        if (load_http_busy(c) && now > c->sent_ns && now - c->sent_ns > (uint64_t)REQUEST_TIMEOUT_NS * 1000000000u)
+        if (load_http_busy(c) && now > c->sent_ns && now - c->sent_ns > timeout)
             load_http_abort(c, -ETIMEDOUT);
+    }
+    for (; L->o.send_ws && L->ws_unanswered < L->seq_base + L->issued; L->ws_unanswered++) {
+        const load_msg_t *m = &L->msgs[L->ws_unanswered];
+        if (m->status == 0 && now < m->sched_ns + timeout)
+            break; /* sends go out in order: the later ones are younger */
+        if (m->status == 0)
+            record_result(L, L->ws_unanswered, -ETIMEDOUT, 0);
     }
 }
 

@@ -24,6 +24,18 @@ void load_poll(load_t *L, int timeout_ms)
     }
 }
 
+/* A connection to where that failed for good; a certificate's failure
+ * says what to do about it. */
+static void print_failure(const char *where, int err)
+{
+    char why[160];
+    const char *hint = load_tls_hint(err);
+    if (hint != NULL)
+        fprintf(stderr, "natter-load: %s: %s (%s)\n", where, load_strerror(err, why, sizeof(why)), hint);
+    else
+        fprintf(stderr, "natter-load: %s: %s\n", where, load_strerror(err, why, sizeof(why)));
+}
+
 typedef struct job {
     load_phase_t *ph;
     size_t i;
@@ -46,7 +58,8 @@ static int issue(load_phase_t *ph, load_http_t *c, size_t i)
     if (rc == 0)
         return 0;
     free(j);
-    fprintf(stderr, "natter-load: cannot connect to %s: %s\n", c->host, strerror(-rc));
+    char why[160];
+    fprintf(stderr, "natter-load: cannot connect to %s: %s\n", c->host, load_strerror(rc, why, sizeof(why)));
     ph->failed++;
     ph->finished++;
     return -1;
@@ -59,8 +72,16 @@ static void on_answer(load_http_t *c, int status, const char *body, size_t len, 
     size_t i = j->i;
     free(j);
     json_t *doc = body != NULL && len > 0 ? json_loadb(body, len, 0, NULL) : NULL;
-    int busy = status == 429 || status == 503 || status < 0;
-    int rc = busy && ph->tries[i] < 5 ? 1 : ph->done(ph, i, status, doc, c->cookie);
+    int busy = (status == 429 || status == 503 || status < 0) && !load_tls_is_verify_error(status);
+    int rc;
+    if (busy && ph->tries[i] < 5) {
+        rc = 1;
+    } else if (status < 0) {
+        print_failure(c->host, status);
+        rc = -1;
+    } else {
+        rc = ph->done(ph, i, status, doc, c->cookie);
+    }
     json_decref(doc);
     if (rc == 1 && ph->tries[i]++ < 5) {
         issue(ph, c, i); /* again, on the same connection */
@@ -106,6 +127,50 @@ int load_phase_run(load_t *L, load_phase_t *ph, const char *what)
     if (!L->o.quiet)
         fprintf(stderr, "natter-load: %s: %zu in %.1f s\n", what, ph->n, (double)(load_now_ns() - start) / 1e9);
     return 0;
+}
+
+/* --- the targets' TLS ------------------------------------------------------ */
+
+#define PROBE_NS 10000000000ull
+
+static void on_probe(load_http_t *c, int status, const char *body, size_t len, void *arg)
+{
+    (void)c;
+    (void)body;
+    (void)len;
+    *(int *)arg = status != 0 ? status : -EPROTO;
+}
+
+static int probes_pending(const int *status, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (status[i] == 0)
+            return 1;
+    return 0;
+}
+
+/* Any answer will do (a server without /healthz answers 404): what counts
+ * is a handshake that verified, on conns[i], which go to target i. */
+int load_setup_check_tls(load_t *L)
+{
+    int status[LOAD_TARGETS_MAX]; /* 0 while waiting, an HTTP status, or a negative error */
+    for (size_t i = 0; i < L->ntargets; i++)
+        status[i] = !L->targets[i].tls || L->targets[i].same_as >= 0
+                        ? 200 /* nothing to check */
+                        : load_http_request(&L->conns[i], "GET", "/healthz", NULL, NULL, 0, on_probe, &status[i]);
+    uint64_t deadline = load_now_ns() + PROBE_NS;
+    while (probes_pending(status, L->ntargets) && load_now_ns() < deadline)
+        load_poll(L, 100);
+    int rc = 0;
+    for (size_t i = 0; i < L->ntargets; i++) {
+        if (status[i] == 0)
+            load_http_abort(&L->conns[i], -ETIMEDOUT);
+        if (status[i] < 0) {
+            print_failure(L->targets[i].url, status[i]);
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 /* --- what every dialect shares --------------------------------------------- */

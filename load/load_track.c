@@ -174,6 +174,7 @@ void load_track_apply(load_t *L, const load_rec_t *r)
     case LOAD_REC_OPEN:
         if (++st->open_now > st->open_peak)
             st->open_peak = st->open_now;
+        st->tls_resumed += r->t != 0;
         if (r->a)
             COUNT(st, reconnects);
         else

@@ -12,7 +12,8 @@
  *        8     8  a: PUSH/HISTORY the seq; OPEN 1 for a reconnect, else 0;
  *                 DOWN/FAILED/CATCHUP_FAILED the close code or HTTP
  *                 status (or a negative errno, two's complement)
- *       16     8  t: PUSH/HISTORY the scheduled send time (ns)
+ *       16     8  t: PUSH/HISTORY the scheduled send time (ns); OPEN 1
+ *                 when the socket's TLS handshake resumed a session
  *       24     8  at: when the event happened (CLOCK_MONOTONIC ns)
  *       32     8  id.hi   PUSH/HISTORY/HISTORY_DISORDER the message id
  *       40     8  id.lo
@@ -33,7 +34,7 @@ enum load_rec_kind {
     LOAD_REC_HISTORY,      /* a message of ours read by a catch-up */
     LOAD_REC_HISTORY_DISORDER, /* a history page's message not after the one before it */
     LOAD_REC_FOREIGN,      /* a push or history message that is not ours */
-    LOAD_REC_OPEN,         /* a socket opened (a = 1: it reopened) */
+    LOAD_REC_OPEN,         /* a socket opened (a = 1: it reopened; t = 1: its TLS resumed) */
     LOAD_REC_DOWN,         /* an open socket closed (a = code) */
     LOAD_REC_FAILED,       /* a listener never opened and gave up (a = code) */
     LOAD_REC_CATCHUP_FAILED, /* a chat's catch-up gave up (a = status) */

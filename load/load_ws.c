@@ -48,8 +48,8 @@ static uint32_t next_mask(load_ws_t *w)
     return w->mask_seed = x;
 }
 
-int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src,
-                 const char *host, const char *path, const load_ws_handler_t *h, void *user)
+int load_ws_open(load_ws_t *w, int epfd, const load_dest_t *d, const struct sockaddr_in *src, const char *path,
+                 const load_ws_handler_t *h, void *user)
 {
     w->io.on_event = on_event;
     w->epfd = epfd;
@@ -57,7 +57,8 @@ int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const s
     w->user = user;
     w->mask_seed = (uint32_t)(uintptr_t)w | 1u;
     w->in.off = w->in.len = w->out.off = w->out.len = w->frag.off = w->frag.len = 0;
-    int fd = load_io_connect(epfd, addr, src, &w->io);
+    load_tls_conn_init(&w->tls, d->tls);
+    int fd = load_io_connect(epfd, d->addr, src, &w->io);
     if (fd < 0)
         return fd;
     w->state = LOAD_WS_CONNECTING;
@@ -65,7 +66,7 @@ int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const s
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, host);
+                     path, d->host);
     if (n < 0 || (size_t)n >= sizeof(req)) {
         load_ws_drop(w);
         return -ENAMETOOLONG;
@@ -76,6 +77,7 @@ int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const s
 
 void load_ws_drop(load_ws_t *w)
 {
+    load_tls_close(&w->tls);
     if (w->io.fd >= 0)
         close(w->io.fd);
     w->io.fd = -1;
@@ -101,7 +103,7 @@ int load_ws_send_text(load_ws_t *w, const char *data, size_t len)
     if (w->state != LOAD_WS_OPEN)
         return -ENOTCONN;
     load_ws_frame(&w->out, OP_TEXT, data, len, next_mask(w));
-    int rc = load_buf_flush(&w->out, w->io.fd);
+    int rc = load_tls_flush(&w->tls, w->io.fd, &w->out);
     if (rc < 0) {
         fail(w, rc);
         return -ENOTCONN;
@@ -132,6 +134,11 @@ static int handshake(load_ws_t *w)
 
 int load_ws_process(load_ws_t *w)
 {
+    if (w->state == LOAD_WS_HANDSHAKE && load_buf_pending(&w->in) > 0) {
+        int code = handshake(w);
+        if (code != 0)
+            return code;
+    }
     while (w->state == LOAD_WS_OPEN) {
         const unsigned char *p = (const unsigned char *)w->in.p + w->in.off;
         size_t avail = load_buf_pending(&w->in);
@@ -183,7 +190,7 @@ int load_ws_process(load_ws_t *w)
             break;
         case OP_PING:
             load_ws_frame(&w->out, OP_PONG, data, n, next_mask(w));
-            if (load_buf_flush(&w->out, w->io.fd) < 0)
+            if (load_tls_flush(&w->tls, w->io.fd, &w->out) < 0)
                 return -EPIPE;
             break;
         case OP_PONG:
@@ -191,7 +198,7 @@ int load_ws_process(load_ws_t *w)
         case OP_CLOSE: {
             int code = n >= 2 ? ((unsigned char)data[0] << 8 | (unsigned char)data[1]) : 1005;
             load_ws_frame(&w->out, OP_CLOSE, data, n >= 2 ? 2 : 0, next_mask(w));
-            load_buf_flush(&w->out, w->io.fd);
+            load_tls_flush(&w->tls, w->io.fd, &w->out);
             return code;
         }
         default:
@@ -205,18 +212,19 @@ static void on_event(load_io_t *io, uint32_t events)
 {
     load_ws_t *w = (load_ws_t *)io;
     if (w->state == LOAD_WS_CONNECTING) {
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        int rc = load_io_connect_result(io->fd);
+        int rc = load_tls_connect(&w->tls, io->fd, events);
         if (rc < 0) {
             fail(w, rc);
             return;
         }
+        if (rc == 0)
+            return;
         w->state = LOAD_WS_HANDSHAKE;
         events |= EPOLLOUT;
     }
+    events = load_tls_events(&w->tls, events);
     if (events & EPOLLOUT) {
-        int rc = load_buf_flush(&w->out, io->fd);
+        int rc = load_tls_flush(&w->tls, io->fd, &w->out);
         if (rc < 0) {
             fail(w, rc);
             return;
@@ -224,12 +232,8 @@ static void on_event(load_io_t *io, uint32_t events)
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
         return;
-    long n = load_buf_fill(&w->in, io->fd);
-    int code = 0;
-    if (w->state == LOAD_WS_HANDSHAKE && load_buf_pending(&w->in) > 0)
-        code = handshake(w);
-    if (code == 0 && w->state == LOAD_WS_OPEN)
-        code = load_ws_process(w);
+    long n = load_tls_fill(&w->tls, io->fd, &w->in);
+    int code = load_ws_process(w);
     if (code == 0 && n < 0)
         code = (int)n;
     if (code != 0 && w->io.fd >= 0) {

@@ -1,6 +1,7 @@
 /* load_ws — a minimal WebSocket client connection (RFC 6455) for natter-load.
  *
- * Handshake over a plain GET with Upgrade, then frames: text and binary
+ * Handshake over a plain GET with Upgrade (after the TLS handshake, for an
+ * https:// target: wss://), then frames: text and binary
  * messages (continuations reassembled), ping answered with pong, close
  * answered and reported. Everything sent is masked, as a client must.
  * No extensions (no permessage-deflate is offered).
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "load_io.h"
+#include "load_tls.h"
 
 typedef struct load_ws load_ws_t;
 
@@ -31,11 +33,13 @@ typedef struct load_ws_handler {
     void (*on_close)(load_ws_t *w, int code);
 } load_ws_handler_t;
 
+/* CONNECTING: TCP, then TLS; HANDSHAKE: the upgrade */
 enum load_ws_state { LOAD_WS_DOWN, LOAD_WS_CONNECTING, LOAD_WS_HANDSHAKE, LOAD_WS_OPEN };
 
 struct load_ws {
     load_io_t io; /* first: the epoll data */
     int epfd;
+    load_tls_conn_t tls;
     enum load_ws_state state;
     const load_ws_handler_t *h;
     load_buf_t out, in;
@@ -44,10 +48,11 @@ struct load_ws {
     void *user; /* free for the owner */
 };
 
-/* Connects (from src, or NULL: see load_io_connect) and sends the upgrade
- * for path (e.g. "/ws?token=…"). 0 or -errno (then no callback fires). */
-int load_ws_open(load_ws_t *w, int epfd, const struct sockaddr_in *addr, const struct sockaddr_in *src,
-                 const char *host, const char *path, const load_ws_handler_t *h, void *user);
+/* Connects to d (from src, or NULL: see load_io_connect) and sends the
+ * upgrade for path (e.g. "/ws?token=…"). 0 or -errno (then no callback
+ * fires). w must have been zeroed before its first open. */
+int load_ws_open(load_ws_t *w, int epfd, const load_dest_t *d, const struct sockaddr_in *src, const char *path,
+                 const load_ws_handler_t *h, void *user);
 /* Queues one text message (masked) and writes what the socket takes.
  * 0, or -ENOTCONN when not open (the failure also surfaces as on_close). */
 int load_ws_send_text(load_ws_t *w, const char *data, size_t len);
@@ -56,8 +61,9 @@ void load_ws_drop(load_ws_t *w);
 /* Frees the buffers (after load_ws_drop or on_close). */
 void load_ws_free(load_ws_t *w);
 
-/* Handles every complete frame read into w->in (an open socket's read
- * side, exposed for the fuzz target): messages to on_message, pings
+/* Handles what was read into w->in (the read side, exposed for the fuzz
+ * target): the upgrade's answer while in LOAD_WS_HANDSHAKE (on_open once
+ * it is a 101), then every complete frame: messages to on_message, pings
  * answered. Returns 0, or the code to close with. */
 int load_ws_process(load_ws_t *w);
 

@@ -12,9 +12,15 @@
 static void usage(FILE *f)
 {
     fputs("usage: natter-load --target URL [--target URL ...] --scenario NAME [options]\n"
-          "  --target URL         natter's base URL, e.g. http://127.0.0.1:8080; give it again for\n"
-          "                       each node of a cluster (they share log and store): users, rooms and\n"
-          "                       sockets are spread over them\n"
+          "  --target URL         natter's base URL, e.g. http://127.0.0.1:8080 or https://127.0.0.1:8443\n"
+          "                       (then its WebSockets are wss://); give it again for each node of a\n"
+          "                       cluster (they share log and store): users, rooms and sockets are\n"
+          "                       spread over them\n"
+          "  --ca FILE            https: trust the PEM certificates in FILE (e.g. a test certificate)\n"
+          "                       instead of the system's; the server's certificate must still name\n"
+          "                       the target's host (or IP address)\n"
+          "  --insecure           https: do not verify the server's certificate (benchmarks only)\n"
+          "  --no-tls-resume      https: a full handshake for every connection (no session resumption)\n"
           "  --scenario NAME      seed | fanout | rooms | conns | max | sendonly | sendmax\n"
           "  --stages R:D,...     arrival-rate stages, each ramping linearly from the previous rate\n"
           "                       (default for seed and rooms: 1000:30s,1000:30s,10000:30s,10000:30s,0:10s;\n"
@@ -91,18 +97,55 @@ static int set_targets(load_t *L)
 {
     for (size_t i = 0; i < L->o.ntargets; i++) {
         load_target_t *t = &L->targets[i];
+        load_url_t u;
         t->url = L->o.targets[i];
         t->same_as = -1;
-        if (load_parse_url(t->url, &t->addr, t->host, sizeof(t->host)) != 0) {
-            fprintf(stderr, "natter-load: --target must be http://IPV4:PORT, got %s\n", t->url);
+        if (load_parse_url(t->url, &u) != 0) {
+            fprintf(stderr, "natter-load: --target must be http://HOST:PORT or https://HOST:PORT (HOST an IPv4 "
+                            "address or localhost), got %s\n", t->url);
             return -1;
         }
+        t->addr = u.addr;
+        t->tls = u.tls;
+        snprintf(t->host, sizeof(t->host), "%s", u.hostport);
+        snprintf(t->name, sizeof(t->name), "%s", u.name);
         for (size_t j = 0; j < i && t->same_as < 0; j++)
             if (L->targets[j].addr.sin_addr.s_addr == t->addr.sin_addr.s_addr &&
                 L->targets[j].addr.sin_port == t->addr.sin_port)
                 t->same_as = (int)j;
     }
     L->ntargets = L->o.ntargets;
+    return 0;
+}
+
+/* Makes this process's TLS context when a target is https://; 0 or -1
+ * (printed). */
+static int set_tls(load_t *L)
+{
+    const char *names[LOAD_TARGETS_MAX] = {0};
+    int any = 0;
+    for (size_t i = 0; i < L->ntargets; i++)
+        if (L->targets[i].tls) {
+            names[i] = L->targets[i].name;
+            any = 1;
+        }
+    const load_tls_opts_t *o = &L->o.tls;
+    if (!any && (o->ca_file || o->insecure || o->no_resume)) {
+        fprintf(stderr, "natter-load: --ca, --insecure and --no-tls-resume are for https:// targets\n");
+        return -1;
+    }
+    if (o->ca_file && o->insecure) {
+        fprintf(stderr, "natter-load: --ca verifies the certificate and --insecure does not: give one of them\n");
+        return -1;
+    }
+    if (!any)
+        return 0;
+    char err[512];
+    L->tls = load_tls_new(o, names, L->ntargets, err, sizeof(err));
+    if (L->tls == NULL) {
+        fprintf(stderr, "natter-load: %s\n", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -117,7 +160,8 @@ int main(int argc, char **argv)
     L.o.tick_ns = 100000;
     const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL, *idle = NULL;
     enum { O_TARGET = 1, O_SCEN, O_STAGES, O_JSON, O_PLOT, O_SEND, O_HTTP_CONNS, O_CONNS, O_TABS, O_ROOM_SIZE,
-           O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_IDLE, O_TICK, O_START, O_QUIET, O_API, O_HELP };
+           O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_IDLE, O_TICK, O_START, O_QUIET, O_API, O_CA,
+           O_INSECURE, O_NO_RESUME, O_HELP };
     static const struct option opts[] = {
         {"target", required_argument, 0, O_TARGET},       {"scenario", required_argument, 0, O_SCEN},
         {"stages", required_argument, 0, O_STAGES},       {"json", required_argument, 0, O_JSON},
@@ -130,6 +174,8 @@ int main(int argc, char **argv)
         {"tick", required_argument, 0, O_TICK},
         {"start-rate", required_argument, 0, O_START},    {"quiet", no_argument, 0, O_QUIET},
         {"api", required_argument, 0, O_API},             {"help", no_argument, 0, O_HELP},
+        {"ca", required_argument, 0, O_CA},               {"insecure", no_argument, 0, O_INSECURE},
+        {"no-tls-resume", no_argument, 0, O_NO_RESUME},
         {0, 0, 0, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -160,6 +206,9 @@ int main(int argc, char **argv)
         case O_TICK: tick = optarg; break;
         case O_START: start_rate = optarg; break;
         case O_QUIET: L.o.quiet = 1; break;
+        case O_CA: L.o.tls.ca_file = optarg; break;
+        case O_INSECURE: L.o.tls.insecure = 1; break;
+        case O_NO_RESUME: L.o.tls.no_resume = 1; break;
         case O_HELP: usage(stdout); return 0;
         default: bad = 1;
         }
@@ -208,9 +257,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "natter-load: --stages: %s\n", err);
         return 2;
     }
-    if (check_opts(&L.o) != 0 || set_targets(&L) != 0)
+    if (check_opts(&L.o) != 0 || set_targets(&L) != 0 || set_tls(&L) != 0)
         return 2;
     snprintf(L.run_id, sizeof(L.run_id), "%lx", (unsigned long)((unsigned)getpid() ^ (unsigned)load_now_ns()) & 0xffffffffUL);
-    signal(SIGPIPE, SIG_IGN);
-    return load_scenario_run(&L, &stages);
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed socket is an error value, also inside OpenSSL */
+    int rc = load_scenario_run(&L, &stages);
+    load_tls_free(L.tls);
+    return rc;
 }

@@ -7,7 +7,11 @@ with nothing lost; the conns scenario spreads users, tabs and rooms over
 two targets. With --api seed against a stand-in for the original design's
 API (seed_api_server.py), the same run must measure the same things —
 message ids included — and must see the loss, reordering and duplicates
-that stand-in can inject.
+that stand-in can inject. Against a natter serving HTTPS with a test
+certificate, the same checks hold over https:// and wss:// (listeners in
+this process or in child processes, sends over HTTP or the WebSocket),
+every listener socket resumes a TLS session, and a certificate the
+generator does not trust stops the run with status 2 and says so.
 
 Environment: NATTER_LOAD_BIN, the generator (default <repo>/build/natter-load).
 """
@@ -23,6 +27,7 @@ import pytest
 import requests
 
 from conftest import CQL, KAFKA, REPO, Server, _metric, free_port
+from test_tls import cert  # noqa: F401 (the test certificate, a module fixture)
 
 LOAD_BIN = os.path.abspath(os.environ.get("NATTER_LOAD_BIN", os.path.join(REPO, "build", "natter-load")))
 
@@ -236,3 +241,66 @@ def test_sendmax_steps_until_answers_fail(server_factory, tmp_path):
     s = doc["summary"]
     assert s["max_rate_held"] == 0 and len(s["steps"]) == 1, report
     assert s["steps"][0]["held"] is False and s["rejected"] == {"401": s["offered"]}, report
+
+
+# --- over TLS -----------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_natter(server_factory, cert, monkeypatch):  # noqa: F811
+    """natter serving HTTPS and WSS with the test certificate (cheap hashes: the runs register users)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert[0])  # the fixture's own health checks verify it
+    return server_factory(args=CHEAP_HASHES + ["--tls-cert", cert[0], "--tls-key", cert[1]])
+
+
+def assert_every_listener_resumed(s, report):
+    """natter issues session tickets, and the generator has one before any listener opens (from its
+    TLS check of the target; a listener process from the parent's, saved before the fork)."""
+    assert s["tls"] == {"listener_opens": s["listeners"], "listener_resumed": s["listeners"]}, report
+
+
+@pytest.mark.parametrize("send,trust", [("http", "ca"), ("ws", "insecure")])
+def test_seed_over_https_with_wss_listeners(tls_natter, cert, tmp_path, send, trust):  # noqa: F811
+    """seed against https://: setup and posts over HTTPS (or sends over wss://), listeners on wss://,
+    the certificate trusted with --ca, or not checked with --insecure."""
+    assert tls_natter.base.startswith("https://")
+    trust_args = ["--ca", cert[0]] if trust == "ca" else ["--insecure"]
+    p, doc, report = run_load(tls_natter, tmp_path, "--scenario", "seed", "--listeners", "3", "--send", send,
+                              "--stages", "100:1s,100:1s", *trust_args)
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert_exactly_once(s, report)
+    assert s["expected_deliveries"] == s["accepted"] * 3 and s["errors"] == 0, report
+    assert s["targets"][0]["target"] == tls_natter.base, report
+    # the per-second scrape of /metrics goes over HTTPS too
+    assert any(pt["consumer_lag"] is not None for pt in doc["series"]), report
+    assert_every_listener_resumed(s, report)
+
+
+def test_listener_processes_over_wss(tls_natter, cert, tmp_path):  # noqa: F811
+    """60 wss:// sockets, at most 20 a process: three listener processes, each with its own TLS context."""
+    p, doc, report = run_load(tls_natter, tmp_path, "--scenario", "conns", "--conns", "60", "--tabs", "2",
+                              "--sockets-per-process", "20", "--stages", "50:1s,50:1s", "--ca", cert[0])
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["listener_processes"] == 3 and s["sockets_open"] == 60, report
+    assert_exactly_once(s, report)
+    assert_every_listener_resumed(s, report)
+
+
+def test_untrusted_certificate_stops_the_run(tls_natter, tmp_path):
+    """The system's CAs, or a CA file of another certificate, do not vouch for the test certificate:
+    any scenario stops before its setup with status 2 and a reason."""
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tmp_path / "other.key"), "-out", str(other), "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    for args in (["--scenario", "seed"], ["--scenario", "seed", "--ca", str(other)],
+                 ["--scenario", "sendonly", "--ca", str(other)]):
+        p, doc, report = run_load(tls_natter, tmp_path, *args, "--stages", "100:1s")
+        assert p.returncode == 2, report
+        assert f"{tls_natter.base}: TLS: certificate verify failed: self-signed certificate" in p.stderr, report
+        assert "--ca FILE" in p.stderr and doc is None, report
+    p, _, report = run_load(tls_natter, tmp_path, "--scenario", "seed", "--ca", str(tmp_path / "missing.pem"))
+    assert p.returncode == 2 and "missing.pem" in p.stderr, report
