@@ -63,6 +63,7 @@ enum {
     S_MARKER_GET,
     S_MARKER_INSERT,
     S_MARKER_ADVANCE,
+    S_PING,
     NSTMTS
 };
 
@@ -100,6 +101,7 @@ static const char *const statements[NSTMTS] = {
     [S_MARKER_INSERT] = "INSERT INTO %s.read_markers (user_id, chat_id, message_id) VALUES (?, ?, ?) IF NOT EXISTS",
     [S_MARKER_ADVANCE] = "UPDATE %s.read_markers SET message_id = ? WHERE user_id = ? AND chat_id = ?"
                          " IF message_id < ?",
+    [S_PING] = "SELECT value FROM %s.meta WHERE key = ?",
 };
 
 /* Migrations: version i+1 is the statements of migrations[i]; each is
@@ -381,9 +383,56 @@ static int cq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
 
 /* ---- the store methods --------------------------------------------------- */
 
+/* Ready when natter's own rows can be read at its consistency: with a
+ * replicated keyspace a quorum of the meta row's replicas must answer (one
+ * node of three down is ready, two are not). Not retried: /readyz answers
+ * what is true now. */
 static int cq_ping(natter_store_t *base)
 {
-    return cql_client_ping(((store_cql_t *)base)->client);
+    store_cql_t *s = (store_cql_t *)base;
+    char err[256];
+    static const char key[] = "bucket_ms";
+    cql_value_t v = cql_value_text(key);
+    cql_query_params_t qp = {.consistency = s->consistency, .values = &v, .nvalues = 1};
+    cql_result_t res;
+    int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[S_PING], &qp, cql_murmur3_token(key, strlen(key)), 0),
+                           &res, err, sizeof(err));
+    if (rc == NATTER_OK)
+        cql_result_free(&res);
+    return rc;
+}
+
+/* The CQL client's counters per host, as natter_cql_host_* families. */
+static void cq_metrics_render(natter_store_t *base, natter_store_append_fn append, void *arg)
+{
+    enum { MAX = 64 };
+    static const struct {
+        const char *name, *type, *help;
+    } families[] = {
+        {"natter_cql_host_up", "gauge",
+         "1 while the CQL client sends requests to the host; 0 from a failed connection until it reconnects."},
+        {"natter_cql_host_requests_total", "counter", "CQL requests sent to the host."},
+        {"natter_cql_host_errors_total", "counter",
+         "CQL requests to the host not answered in time, lost with their connection, or answered with an error."},
+        {"natter_cql_host_reprepares_total", "counter",
+         "Statements prepared again on the host because it answered UNPREPARED."},
+    };
+    cql_host_stats_t hosts[MAX];
+    size_t n = cql_client_hosts(((store_cql_t *)base)->client, hosts, MAX);
+    char line[512];
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        int len = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+                           families[f].name, families[f].type);
+        append(arg, line, (size_t)len);
+        for (size_t i = 0; i < n && i < MAX; i++) {
+            uint64_t v = f == 0 ? (uint64_t)hosts[i].up : f == 1 ? hosts[i].requests
+                         : f == 2                      ? hosts[i].errors
+                                                       : hosts[i].reprepares;
+            len = snprintf(line, sizeof(line), "%s{host=\"%s\"} %llu\n", families[f].name, hosts[i].address,
+                           (unsigned long long)v);
+            append(arg, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+        }
+    }
 }
 
 static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t now_ms)
@@ -814,7 +863,7 @@ static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *o
 }
 
 const natter_store_ops_t natter_store_cql = {
-    .version = 1,
+    .version = 2,
     .size = sizeof(store_cql_t),
     .name = "cql",
     .open = cq_open,
@@ -837,4 +886,5 @@ const natter_store_ops_t natter_store_cql = {
     .messages_page = cq_messages_page,
     .message_in_chat = cq_message_in_chat,
     .read_marker_advance = cq_read_marker_advance,
+    .metrics_render = cq_metrics_render,
 };
