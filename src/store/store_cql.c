@@ -9,7 +9,8 @@
  * scan.
  *
  *   users           (id)                 the account
- *   users_by_name   (username)           uniqueness by LWT INSERT ... IF NOT EXISTS
+ *   users_by_name   (username)           uniqueness by LWT INSERT ... IF NOT EXISTS,
+ *                                        written after the users row (see cq_user_create)
  *   sessions        (token_hash)         expiring with the session (USING TTL)
  *   chats           (id)
  *   chat_members    (chat_id) user_id    who is in a chat
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PAGE_ROWS 500
 
@@ -63,6 +65,8 @@ enum {
     S_MARKER_GET,
     S_MARKER_INSERT,
     S_MARKER_ADVANCE,
+    S_NAME_CLAIM_AGE,
+    S_NAME_RELEASE,
     S_PING,
     NSTMTS
 };
@@ -101,6 +105,8 @@ static const char *const statements[NSTMTS] = {
     [S_MARKER_INSERT] = "INSERT INTO %s.read_markers (user_id, chat_id, message_id) VALUES (?, ?, ?) IF NOT EXISTS",
     [S_MARKER_ADVANCE] = "UPDATE %s.read_markers SET message_id = ? WHERE user_id = ? AND chat_id = ?"
                          " IF message_id < ?",
+    [S_NAME_CLAIM_AGE] = "SELECT id, WRITETIME(id) FROM %s.users_by_name WHERE username = ?",
+    [S_NAME_RELEASE] = "DELETE FROM %s.users_by_name WHERE username = ? IF id = ?",
     [S_PING] = "SELECT value FROM %s.meta WHERE key = ?",
 };
 
@@ -435,20 +441,85 @@ static void cq_metrics_render(natter_store_t *base, natter_store_append_fn appen
     }
 }
 
+/* Claims the username for u by LWT: NATTER_OK when the claim is u's (now,
+ * or from an earlier try whose answer was lost), NATTER_ECONFLICT with the
+ * holder's id in *holder, or the transport's error (then the outcome is
+ * unknown: trying again tells). */
+static int claim_name(store_cql_t *s, const natter_user_t *u, uint64_t *holder)
+{
+    cql_result_t res;
+    cql_value_t v[3] = {cql_value_text(u->username), vid(u->id), cql_value_text(u->pwhash)};
+    int rc = run(s, S_USER_INSERT_NAME, v, 3, cql_murmur3_token(u->username, strlen(u->username)), 0, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    *holder = u->id;
+    if (!applied(&res)) { /* the answer carries the row that won: [applied] first, then the table's columns */
+        rc = NATTER_EIO;
+        for (int32_t col = 1; col < res.resp.rows.meta.columns_count && res.resp.rows.meta.columns; col++)
+            if (cql_slice_eq(res.resp.rows.meta.columns[col].name, "id"))
+                rc = cell_u64(&res, 0, col, holder);
+        if (rc == NATTER_OK && *holder != u->id)
+            rc = NATTER_ECONFLICT;
+    }
+    cql_result_free(&res);
+    return rc;
+}
+
+static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out);
+
+/* A claim older than this whose user row is missing was left by a creation
+ * that failed half-way under the old order (claim first): it is released.
+ * A younger one may be an old node's creation still under way. */
+#define STALE_CLAIM_US (60ll * 1000 * 1000)
+
+/* NATTER_OK when holder's claim on the name was stale and is released,
+ * NATTER_ECONFLICT when it stands. */
+static int release_if_stale(store_cql_t *s, const char *username, uint64_t holder)
+{
+    natter_user_t owner;
+    int rc = cq_user_by_id(&s->base, holder, &owner);
+    if (rc != NATTER_ENOTFOUND)
+        return rc == NATTER_OK ? NATTER_ECONFLICT : rc;
+    cql_result_t res;
+    cql_value_t name = cql_value_text(username);
+    int64_t token = cql_murmur3_token(username, strlen(username)), written = 0;
+    if ((rc = run(s, S_NAME_CLAIM_AGE, &name, 1, token, 1, &res)) != NATTER_OK)
+        return rc;
+    cql_slice_t c;
+    if (res.resp.rows.rows_count == 0 || cql_rows_cell(&res.resp.rows, 0, 1, &c) != NATTER_OK ||
+        cql_decode_bigint(c, &written) != NATTER_OK)
+        written = INT64_MAX;
+    cql_result_free(&res);
+    if (written == INT64_MAX || natter_now_ns() / 1000 - written < STALE_CLAIM_US)
+        return NATTER_ECONFLICT;
+    cql_value_t v[2] = {name, vid(holder)};
+    if ((rc = run(s, S_NAME_RELEASE, v, 2, token, 0, &res)) == NATTER_OK)
+        cql_result_free(&res); /* not applied: someone else released it first */
+    return rc;
+}
+
+/* The user row first, then the name claimed by an LWT carrying its id: a
+ * claim always points at a user row, so a crash or failure between the two
+ * leaves at most a user row no name reaches (invisible), never a name taken
+ * without a user. A claim whose answer was lost is claimed again: finding
+ * our own id there means it was applied. */
 static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t now_ms)
 {
     store_cql_t *s = (store_cql_t *)base;
-    cql_result_t res;
-    cql_value_t byname[3] = {cql_value_text(u->username), vid(u->id), cql_value_text(u->pwhash)};
-    int rc = run(s, S_USER_INSERT_NAME, byname, 3, cql_murmur3_token(u->username, strlen(u->username)), 0, &res);
+    cql_value_t row[3] = {vid(u->id), cql_value_text(u->username), cql_value_timestamp(now_ms)};
+    int rc = run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
     if (rc != NATTER_OK)
         return rc;
-    int won = applied(&res);
-    cql_result_free(&res);
-    if (!won)
-        return NATTER_ECONFLICT;
-    cql_value_t row[3] = {vid(u->id), cql_value_text(u->username), cql_value_timestamp(now_ms)};
-    return run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
+    for (int tries = 0; tries < 3; tries++) {
+        uint64_t holder = 0;
+        rc = claim_name(s, u, &holder);
+        if (rc == NATTER_ECONFLICT && (rc = release_if_stale(s, u->username, holder)) == NATTER_OK)
+            continue; /* a stale claim was released: claim again */
+        if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
+            return rc;
+        usleep(100000); /* the outcome is unknown: ask again */
+    }
+    return rc == NATTER_OK ? NATTER_ECONFLICT : rc; /* released each time and taken again by others */
 }
 
 static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natter_user_t *out)
@@ -470,11 +541,18 @@ static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natt
     return rc;
 }
 
+/* A name whose claim points at no user row (left by a creation that
+ * failed half-way) is no user's: not found, and cq_user_create may take it. */
 static int cq_user_by_name(natter_store_t *base, const char *username, natter_user_t *out)
 {
     store_cql_t *s = (store_cql_t *)base;
-    return read_user(s, S_USER_BY_NAME, cql_value_text(username), cql_murmur3_token(username, strlen(username)),
-                     out);
+    natter_user_t row;
+    int rc = read_user(s, S_USER_BY_NAME, cql_value_text(username), cql_murmur3_token(username, strlen(username)),
+                       out);
+    if (rc == NATTER_OK && (rc = cq_user_by_id(base, out->id, &row)) == NATTER_OK &&
+        strcmp(row.username, out->username) != 0)
+        rc = NATTER_ENOTFOUND;
+    return rc;
 }
 
 static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
