@@ -419,6 +419,29 @@ static cql_host_stats_t host_stats(cql_client_t *c, const char *address)
     return hosts[0];
 }
 
+/* One fake node on 127.0.0.1, a client of it and a statement prepared. */
+typedef struct {
+    fake_t *fake;
+    cql_client_t *c;
+    cql_stmt_t *st;
+    char hosts[64];
+} single_t;
+
+static single_t single(unsigned timeout_ms)
+{
+    single_t one = {.fake = fake_start("127.0.0.1", 0, "0")};
+    snprintf(one.hosts, sizeof(one.hosts), "127.0.0.1:%u", one.fake->port);
+    one.c = open_client(one.hosts, timeout_ms);
+    one.st = prepare(one.c);
+    return one;
+}
+
+static void single_end(single_t *one)
+{
+    cql_client_close(one->c);
+    fake_stop(one->fake);
+}
+
 /* Polls until a call succeeds, for at most 10 s (what a reconnect takes is
  * bounded by the client's back-off, not by this machine's speed). */
 static void eventually_ok(cql_client_t *c, cql_stmt_t *st, int64_t token)
@@ -467,11 +490,9 @@ static void test_timeouts_race_replies(void **state)
 {
     (void)state;
     enum { N = 300, TIMEOUT_MS = 100, ROUNDS = 4 };
-    fake_t *f = fake_start("127.0.0.1", 0, "0");
-    char hosts[64];
-    snprintf(hosts, sizeof(hosts), "127.0.0.1:%u", f->port);
-    cql_client_t *c = open_client(hosts, TIMEOUT_MS);
-    cql_stmt_t *st = prepare(c);
+    single_t one = single(TIMEOUT_MS);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
     waiters_t w = {.n = N};
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < N; i++) /* answers from half the timeout to one and a half */
@@ -500,8 +521,7 @@ static void test_timeouts_race_replies(void **state)
             fail_msg("stream check, call %d: %s", i, e);
     }
     free(calls);
-    cql_client_close(c);
-    fake_stop(f);
+    single_end(&one);
 }
 
 /* A server that takes requests and never answers them: more calls time out
@@ -513,11 +533,9 @@ static void test_silent_server_does_not_leak_streams(void **state)
 {
     (void)state;
     enum { N = 300, TIMEOUT_MS = 10, ROUNDS = 8 };
-    fake_t *f = fake_start("127.0.0.1", 0, "0");
-    char hosts[64];
-    snprintf(hosts, sizeof(hosts), "127.0.0.1:%u", f->port);
-    cql_client_t *c = open_client(hosts, TIMEOUT_MS);
-    cql_stmt_t *st = prepare(c);
+    single_t one = single(TIMEOUT_MS);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
     for (int round = 0; round < ROUNDS; round++) { /* 2400 > 2 x 1024 streams */
         cql_call_t *calls[N];
         for (int i = 0; i < N; i++)
@@ -528,10 +546,9 @@ static void test_silent_server_does_not_leak_streams(void **state)
             assert_true(rc == NATTER_ETIMEDOUT || rc == NATTER_EUNAVAIL);
         }
     }
-    assert_true(host_stats(c, hosts).errors >= N);
+    assert_true(host_stats(c, one.hosts).errors >= N);
     eventually_ok(c, st, CQL_NO_TOKEN);
-    cql_client_close(c);
-    fake_stop(f);
+    single_end(&one);
 }
 
 typedef struct {
@@ -556,11 +573,10 @@ static void *execute_many(void *arg)
 static void test_reprepare_while_executing(void **state)
 {
     (void)state;
-    fake_t *f = fake_start("127.0.0.1", 0, "0");
-    char hosts[64];
-    snprintf(hosts, sizeof(hosts), "127.0.0.1:%u", f->port);
-    cql_client_t *c = open_client(hosts, 2000);
-    cql_stmt_t *st = prepare(c);
+    single_t one = single(2000);
+    fake_t *f = one.fake;
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
     atomic_int failures = 0;
     worker_arg_t w = {c, st, &failures};
     atomic_store(&f->forget_every, 25);
@@ -570,9 +586,8 @@ static void test_reprepare_while_executing(void **state)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     assert_int_equal(atomic_load(&failures), 0);
-    assert_true(host_stats(c, hosts).reprepares > 0);
-    cql_client_close(c);
-    fake_stop(f);
+    assert_true(host_stats(c, one.hosts).reprepares > 0);
+    single_end(&one);
 }
 
 /* The server closes a connection with calls in flight: they fail at once
@@ -584,11 +599,9 @@ static void test_connection_lost_then_back(void **state)
 {
     (void)state;
     enum { N = 50 };
-    fake_t *f = fake_start("127.0.0.1", 0, "0");
-    char hosts[64];
-    snprintf(hosts, sizeof(hosts), "127.0.0.1:%u", f->port);
-    cql_client_t *c = open_client(hosts, 300);
-    cql_stmt_t *st = prepare(c);
+    single_t one = single(300);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
     for (int round = 0; round < 5; round++) {
         cql_call_t *calls[N];
         for (int i = 0; i < N; i++)
@@ -601,8 +614,7 @@ static void test_connection_lost_then_back(void **state)
         }
         eventually_ok(c, st, CQL_NO_TOKEN);
     }
-    cql_client_close(c);
-    fake_stop(f);
+    single_end(&one);
 }
 
 /* A server that accepts and never answers STARTUP: open gives up after its
