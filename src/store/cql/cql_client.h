@@ -27,9 +27,10 @@
  * their caller (an API worker or the store consumer), never the event loop.
  * A connection that fails fails its calls with NATTER_EUNAVAIL. A call that
  * times out gives up its stream, which comes back when the late answer
- * arrives; a connection holding half its streams that way, or that answered
- * nothing for two timeouts while a stream waits, is closed (the latter marks
- * its host down), so a silent server cannot take every stream.
+ * arrives; a connection holding half its streams that way is closed and
+ * replaced, and one where a request timed out and nothing at all came back
+ * for another timeout is closed and its host marked down: a silent server
+ * cannot take every stream.
  *
  * Statements are prepared on every host that is up; a host that answers
  * UNPREPARED (it restarted without them, or the table's schema changed) gets
