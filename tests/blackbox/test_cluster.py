@@ -427,67 +427,45 @@ class HistoryReader:
             time.sleep(0.2)
 
 
-def test_cassandra_node_killed(nodes):
+def test_cassandra_nodes_killed_then_the_quorum_lost(nodes):
+    """One Cassandra node SIGKILLed: posts and history reads go on at quorum
+    with no error, both natter nodes show the host down and send it
+    nothing. Then a second node stopped: no quorum; posts still 202 (the log
+    holds them), the lag grows, /readyz answers 503. Both restarted: the
+    hosts are up and used again, the lag drains, and nothing acknowledged is
+    missing or doubled. (One scenario, so the ring restarts once.)"""
     n1, n2 = nodes
-    victim = 3
-    phase = Phases("cassandra kill")
+    killed, stopped = 3, 2
+    phase = Phases("cassandra")
     scene = Scene(n1, n2)
     traffic = Traffic(scene, "c").start()
     reader = HistoryReader(scene)
     reader.thread.start()
     try:
         until(lambda: traffic.count_202() >= 50, 60, "50 posts answered before the kill")
-        engine("kill", "cassandra", victim)
-        phase("killed")
+        engine("kill", "cassandra", killed)
+        phase("one node killed")
         for n in nodes:  # the client of each node marks the host down
-            until(lambda: host_metric(scrape(n), "natter_cql_host_up", victim) == 0, 30,
-                  f"{n.name} marking 127.0.0.{victim} down on /metrics")
+            until(lambda: host_metric(scrape(n), "natter_cql_host_up", killed) == 0, 30,
+                  f"{n.name} marking 127.0.0.{killed} down on /metrics")
+
         def live_requests():
             return sum(host_metric(scrape(n), "natter_cql_host_requests_total", i) for n in nodes for i in (1, 2))
 
-        sent = [host_metric(scrape(n), "natter_cql_host_requests_total", victim) for n in nodes]
+        sent = [host_metric(scrape(n), "natter_cql_host_requests_total", killed) for n in nodes]
         others = live_requests()
         time.sleep(5)
-        assert [host_metric(scrape(n), "natter_cql_host_requests_total", victim) for n in nodes] == sent, \
+        assert [host_metric(scrape(n), "natter_cql_host_requests_total", killed) for n in nodes] == sent, \
             "requests went to a host marked down"
         assert live_requests() > others, "the live hosts took no requests meanwhile"
-        phase("routed around")
-        engine("start", "cassandra", victim)
-        phase("restarted")
-        for k, n in enumerate(nodes):  # reconnected, and used again
-            until(lambda: host_metric(scrape(n), "natter_cql_host_up", victim) == 1, 90,
-                  f"{n.name} marking 127.0.0.{victim} up again")
-            until(lambda: host_metric(scrape(n), "natter_cql_host_requests_total", victim) > sent[k], 60,
-                  f"{n.name} sending to 127.0.0.{victim} again")
-    finally:
-        traffic.stop()
-        reader.stop_flag.set()
+        reader.stop_flag.set()  # without a quorum, history answers 503: that is not this phase's point
         reader.thread.join(timeout=70)
-        scene.close()
-    print("cassandra node killed: posts", traffic.statuses(), "history reads", reader.statuses)
-    assert set(traffic.statuses()) == {202}, (traffic.statuses(), traffic.errors)
-    assert set(reader.statuses) == {200}, reader.statuses
-    phase("back in use")
-    wait_lag_zero(n1, 180)
-    phase("drained")
-    assert_stored_exactly_once(scene, traffic)
-    phase("history checked")
+        posts_one_down = traffic.statuses()
+        phase("routed around")
 
-
-def test_two_cassandra_nodes_stopped(nodes):
-    n1, n2 = nodes
-    phase = Phases("two cassandra nodes stopped")
-    scene = Scene(n1, n2)
-    traffic = Traffic(scene, "q").start()
-    try:
-        until(lambda: traffic.count_202() >= 50, 60, "50 posts answered before the outage")
-        stoppers = [threading.Thread(target=engine, args=("stop", "cassandra", i)) for i in (2, 3)]
-        for t in stoppers:
-            t.start()
-        for t in stoppers:
-            t.join()
+        engine("stop", "cassandra", stopped)
         down_at = time.monotonic()
-        phase("stopped")
+        phase("a second node stopped")
         until(lambda: requests.get(n1.base + "/readyz", timeout=30).status_code == 503, 60,
               "/readyz answering 503 without a quorum")
         ready = requests.get(n1.base + "/readyz", timeout=30)
@@ -498,7 +476,7 @@ def test_two_cassandra_nodes_stopped(nodes):
             time.sleep(1)
         back_at = time.monotonic()
         phase("outage over")
-        starters = [threading.Thread(target=engine, args=("start", "cassandra", i)) for i in (2, 3)]
+        starters = [threading.Thread(target=engine, args=("start", "cassandra", i)) for i in (killed, stopped)]
         for t in starters:
             t.start()
         for t in starters:
@@ -506,15 +484,32 @@ def test_two_cassandra_nodes_stopped(nodes):
         phase("restarted")
         until(lambda: requests.get(n1.base + "/readyz", timeout=30).status_code == 200, 120,
               "/readyz answering 200 again")
-        phase("ready")
+        for k, n in enumerate(nodes):  # reconnected, and used again
+            user = scene.alice if n is n1 else scene.bob
+
+            def used_again():
+                # a new chat's rows have new partition keys, spread over the
+                # ring: soon one falls in the host's range (the steady traffic
+                # has a handful of keys, which it may not own)
+                user.create_chat()
+                return host_metric(scrape(n), "natter_cql_host_requests_total", killed) > sent[k]
+
+            until(lambda: host_metric(scrape(n), "natter_cql_host_up", killed) == 1, 90,
+                  f"{n.name} marking 127.0.0.{killed} up again")
+            until(used_again, 60, f"{n.name} sending to 127.0.0.{killed} again")
+        phase("back in use")
     finally:
         traffic.stop()
+        reader.stop_flag.set()
+        reader.thread.join(timeout=70)
         scene.close()
     during = [r for r in traffic.snapshot() if down_at < r[0] < back_at]
     acked_down = sum(1 for r in during if r[2] == 202)
-    slowest = max((r[1] for r in during), default=0)
-    print(f"two cassandra nodes stopped: posts {traffic.statuses()}, {acked_down} acknowledged while down "
-          f"(slowest {slowest:.1f} s), peak lag {peak}")
+    print(f"cassandra: with one node down, posts {posts_one_down} and history reads {reader.statuses}; "
+          f"without a quorum {acked_down} posts acknowledged (slowest {max((r[1] for r in during), default=0):.1f} s), "
+          f"peak lag {peak}; all posts {traffic.statuses()}")
+    assert set(posts_one_down) == {202}, (posts_one_down, traffic.errors)
+    assert set(reader.statuses) == {200}, reader.statuses
     assert set(traffic.statuses()) == {202}, (traffic.statuses(), traffic.errors)
     assert acked_down > 0, "no post was acknowledged while the store had no quorum"
     wait_lag_zero(n1, 240)
