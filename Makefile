@@ -109,6 +109,45 @@ $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call 
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
+# --- ThreadSanitizer: the CQL client and the Kafka log -------------------------
+# The two modules with threads of their own, with what they need, built with
+# -fsanitize=thread into $(TSAN_DIR): the CQL client's unit test (its fake
+# server: the races) runs in make unit; the engine tests of both run in
+# scripts/test-engines, with tests/tsan/suppressions.txt.
+TSAN_DIR := $(BUILD)/tsan
+TSAN := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_CQL_SRC := src/store/cql/cql_client.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
+TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/id.c \
+	src/core/metrics.c src/core/config.c src/core/util.c
+TSAN_UNIT_BINS := $(TSAN_DIR)/tests/test_cql_client
+TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
+	$(TSAN_DIR)/engine/test_log_kafka
+
+$(TSAN_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC [tsan] $<"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+
+# $(call tsan_link,OUT,TEST_SOURCE): the test and the objects after it
+tsan_link = @mkdir -p $(dir $(1)) && echo "LD [tsan] $(1)" && \
+	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $(1) $(2) $(filter %.o,$^) $(LIBS) -lcmocka
+
+$(TSAN_DIR)/tests/test_cql_client: tests/unit/test_cql_client.c $(call objs,$(TSAN_DIR),$(TSAN_CQL_SRC))
+	$(call tsan_link,$@,$<)
+$(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster: $(TSAN_DIR)/engine/%: tests/engine/%.c \
+		$(call objs,$(TSAN_DIR),$(TSAN_CQL_SRC))
+	$(call tsan_link,$@,$<)
+# librdkafka's C11 threads made visible to TSan: see tests/tsan/c11_threads.c
+$(TSAN_DIR)/engine/test_log_kafka: tests/engine/test_log_kafka.c \
+		$(call objs,$(TSAN_DIR),$(TSAN_KAFKA_SRC) tests/tsan/c11_threads.c)
+	$(call tsan_link,$@,$<)
+
+.PHONY: tsan-unit
+tsan-unit: $(TSAN_UNIT_BINS)
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" scripts/run-unit $(TSAN_UNIT_BINS)
+unit: tsan-unit
+engines: $(TSAN_ENGINE_BINS)
+
 # --- fuzz targets (libFuzzer needs clang), run briefly by make test ----------
 FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc

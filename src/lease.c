@@ -152,7 +152,7 @@ int natter_lease_take(natter_lease_t *l, natter_app_t *app, char *err, size_t er
     int rc = lock_data_dir(l, err, errlen);
     if (rc == NATTER_OK)
         rc = holder_token(l, err, errlen);
-    l->in_store = app->store->ops->version >= 2 && app->store->ops->node_lease != NULL;
+    l->in_store = app->store->ops->version >= 3 && app->store->ops->node_lease != NULL;
     if (rc == NATTER_OK && l->in_store)
         rc = take_store_lease(l, err, errlen);
     if (rc != NATTER_OK) {

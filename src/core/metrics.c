@@ -2,6 +2,7 @@
 #include "core/util.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -296,6 +297,25 @@ static void process(out_t *o, natter_metrics_t *m)
     emit(o, "\n");
 }
 
+/* The extra renderer; its lock is held across the call so that removing it
+ * waits for a scrape that is using it. */
+static pthread_mutex_t extra_lock = PTHREAD_MUTEX_INITIALIZER;
+static natter_metrics_extra_fn extra_fn;
+static void *extra_arg;
+
+void natter_metrics_set_extra(natter_metrics_extra_fn fn, void *arg)
+{
+    pthread_mutex_lock(&extra_lock);
+    extra_fn = fn;
+    extra_arg = arg;
+    pthread_mutex_unlock(&extra_lock);
+}
+
+static void append_text(void *out, const char *text, size_t len)
+{
+    emit(out, "%.*s", (int)len, text);
+}
+
 char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes, size_t *len)
 {
     natter_metrics_t *m = &natter_metrics;
@@ -343,6 +363,10 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     summed_histogram(&o, "natter_end_to_end_latency_seconds",
                      "Time from ingest to push onto the WebSockets, per message, in seconds.", HIST(end_to_end), 9);
     process(&o, m);
+    pthread_mutex_lock(&extra_lock);
+    if (extra_fn != NULL)
+        extra_fn(extra_arg, append_text, &o);
+    pthread_mutex_unlock(&extra_lock);
     *len = o.len;
     return o.buf;
 }

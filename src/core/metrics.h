@@ -112,6 +112,13 @@ void natter_hist_observe(natter_hist_t *h, uint64_t v);
 void natter_metrics_count_http(unsigned route, int status);
 void natter_metrics_set_partitions(int32_t n);
 void natter_metrics_set_partition_lag(int32_t partition, int64_t lag);
+/* One extra renderer for families a module keeps itself (the store's CQL
+ * client counters), called at the end of every natter_metrics_render with
+ * a function that appends text to the scrape; fn NULL removes it. Setting
+ * waits for a render in progress, so arg may be freed once it returns. */
+typedef void (*natter_metrics_append_fn)(void *out, const char *text, size_t len);
+typedef void (*natter_metrics_extra_fn)(void *arg, natter_metrics_append_fn append, void *out);
+void natter_metrics_set_extra(natter_metrics_extra_fn fn, void *arg);
 /* Renders every metric; routes[i] names HTTP route slot i (nroutes of them).
  * Returns a malloc'd string (the caller frees it) and its length. */
 char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes, size_t *len);

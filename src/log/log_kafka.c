@@ -148,7 +148,10 @@ static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *gr
     return rk;
 }
 
-/* Creates the topic when it is missing; retries while the broker starts. */
+/* Creates the topic when it is missing; retries while the broker starts.
+ * With three replicas or more, a record is acknowledged (acks=all) only
+ * once two of them have it (min.insync.replicas=2): one broker lost keeps
+ * every acknowledged record, and posts go on with one broker down. */
 static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
 {
     uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
@@ -158,6 +161,12 @@ static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
                                                         (int)k->cfg->kafka_replication, err, errlen);
         if (nt == NULL)
             return NATTER_EINVAL;
+        if (k->cfg->kafka_replication >= 3 &&
+            rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", "2") != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_NewTopic_destroy(nt);
+            snprintf(err, errlen, "kafka: cannot set min.insync.replicas on topic %s", k->topic);
+            return NATTER_EINVAL;
+        }
         rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(k->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
         rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, NULL, 0);
         rd_kafka_AdminOptions_set_request_timeout(opts, 10000, NULL, 0);

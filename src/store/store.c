@@ -1,4 +1,5 @@
 #include "store/store.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -14,6 +15,17 @@ const natter_store_ops_t *natter_store_find(const char *name)
     return NULL;
 }
 
+static int has_metrics(const natter_store_ops_t *ops)
+{
+    return ops->version >= 2 && ops->metrics_render != NULL;
+}
+
+static void render_metrics(void *store, natter_metrics_append_fn append, void *out)
+{
+    natter_store_t *s = store;
+    s->ops->metrics_render(s, append, out);
+}
+
 natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,
                                   size_t errlen)
 {
@@ -23,6 +35,8 @@ natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_co
         free(s);
         return NULL;
     }
+    if (has_metrics(ops))
+        natter_metrics_set_extra(render_metrics, s);
     return s;
 }
 
@@ -30,6 +44,8 @@ void natter_store_close(natter_store_t *s)
 {
     if (s == NULL)
         return;
+    if (has_metrics(s->ops))
+        natter_metrics_set_extra(NULL, NULL);
     s->ops->close(s);
     free(s);
 }

@@ -3,8 +3,8 @@
  *
  * A backend is a struct of function pointers (natter_store_ops_t), its state
  * a struct that starts with natter_store_t; the core allocates ops->size
- * bytes. Version 1 holds the methods up to read_marker_advance, version 2
- * adds node_lease; new ones are only appended.
+ * bytes. Version 1 holds every method up to read_marker_advance; version 2
+ * appends metrics_render, version 3 node_lease. New ones are only appended.
  *
  * Every method may be called from any thread at once (API workers, the
  * store consumer) and may block: never call one from the event loop. A
@@ -61,8 +61,11 @@ typedef enum {
 
 typedef struct natter_store natter_store_t;
 
+/* Appends len bytes of Prometheus text to the scrape that arg stands for. */
+typedef void (*natter_store_append_fn)(void *arg, const char *text, size_t len);
+
 typedef struct natter_store_ops {
-    int version; /* 1 */
+    int version; /* 2 */
     size_t size;
     const char *name;
     int (*open)(natter_store_t *s, const natter_config_t *cfg, char *err, size_t errlen);
@@ -111,8 +114,13 @@ typedef struct natter_store_ops {
     /* Moves the user's read marker in the chat to message_id if that is later. */
     int (*read_marker_advance)(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
 
-    /* Methods below are valid for version 2. */
+    /* Version 2. */
+    /* The backend's own metric families (whole # HELP / # TYPE blocks), for
+     * GET /metrics; called on the event loop, so it must not block. NULL
+     * when the backend has none. natter_store_open registers it. */
+    void (*metrics_render)(natter_store_t *s, natter_store_append_fn append, void *arg);
 
+    /* Version 3. */
     /* The lease on a node id, ttl_ms long from now (the store's clock where
      * it has one). NATTER_ECONFLICT: ACQUIRE found another holder's live
      * lease; RENEW found the lease no longer holder's. holder: NUL-terminated,

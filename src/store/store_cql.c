@@ -9,7 +9,8 @@
  * scan.
  *
  *   users           (id)                 the account
- *   users_by_name   (username)           uniqueness by LWT INSERT ... IF NOT EXISTS
+ *   users_by_name   (username)           uniqueness by LWT INSERT ... IF NOT EXISTS,
+ *                                        written after the users row (see cq_user_create)
  *   sessions        (token_hash)         expiring with the session (USING TTL)
  *   chats           (id)
  *   chat_members    (chat_id) user_id    who is in a chat
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PAGE_ROWS 500
 
@@ -63,6 +65,12 @@ enum {
     S_MARKER_GET,
     S_MARKER_INSERT,
     S_MARKER_ADVANCE,
+    S_NAME_CLAIM_AGE,
+    S_NAME_RELEASE,
+    S_PING,
+    S_LEASE_TAKE,
+    S_LEASE_RENEW,
+    S_LEASE_RELEASE,
     NSTMTS
 };
 
@@ -100,6 +108,12 @@ static const char *const statements[NSTMTS] = {
     [S_MARKER_INSERT] = "INSERT INTO %s.read_markers (user_id, chat_id, message_id) VALUES (?, ?, ?) IF NOT EXISTS",
     [S_MARKER_ADVANCE] = "UPDATE %s.read_markers SET message_id = ? WHERE user_id = ? AND chat_id = ?"
                          " IF message_id < ?",
+    [S_NAME_CLAIM_AGE] = "SELECT id, WRITETIME(id) FROM %s.users_by_name WHERE username = ?",
+    [S_NAME_RELEASE] = "DELETE FROM %s.users_by_name WHERE username = ? IF id = ?",
+    [S_PING] = "SELECT value FROM %s.meta WHERE key = ?",
+    [S_LEASE_TAKE] = "INSERT INTO %s.node_leases (node_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?",
+    [S_LEASE_RENEW] = "UPDATE %s.node_leases USING TTL ? SET holder = ? WHERE node_id = ? IF holder = ?",
+    [S_LEASE_RELEASE] = "DELETE FROM %s.node_leases WHERE node_id = ? IF holder = ?",
 };
 
 /* Migrations: version i+1 is the statements of migrations[i]; each is
@@ -121,7 +135,12 @@ static const char *const migration_1[] = {
     " PRIMARY KEY (user_id, chat_id))",
     NULL,
 };
-static const char *const *const migrations[] = {migration_1};
+/* Node id leases (lease.h): a row per node id, kept alive by its holder's TTL. */
+static const char *const migration_2[] = {
+    "CREATE TABLE IF NOT EXISTS %s.node_leases (node_id int PRIMARY KEY, holder text)",
+    NULL,
+};
+static const char *const *const migrations[] = {migration_1, migration_2};
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 typedef struct {
@@ -381,25 +400,137 @@ static int cq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
 
 /* ---- the store methods --------------------------------------------------- */
 
+/* Ready when natter's own rows can be read at its consistency: with a
+ * replicated keyspace a quorum of the meta row's replicas must answer (one
+ * node of three down is ready, two are not). Not retried: /readyz answers
+ * what is true now. */
 static int cq_ping(natter_store_t *base)
 {
-    return cql_client_ping(((store_cql_t *)base)->client);
+    store_cql_t *s = (store_cql_t *)base;
+    char err[256];
+    static const char key[] = "bucket_ms";
+    cql_value_t v = cql_value_text(key);
+    cql_query_params_t qp = {.consistency = s->consistency, .values = &v, .nvalues = 1};
+    cql_result_t res;
+    int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[S_PING], &qp, cql_murmur3_token(key, strlen(key)), 0),
+                           &res, err, sizeof(err));
+    if (rc == NATTER_OK)
+        cql_result_free(&res);
+    return rc;
 }
 
+/* The CQL client's counters per host, as natter_cql_host_* families. */
+static void cq_metrics_render(natter_store_t *base, natter_store_append_fn append, void *arg)
+{
+    enum { MAX = 64 };
+    static const struct {
+        const char *name, *type, *help;
+    } families[] = {
+        {"natter_cql_host_up", "gauge",
+         "1 while the CQL client sends requests to the host; 0 from a failed connection until it reconnects."},
+        {"natter_cql_host_requests_total", "counter", "CQL requests sent to the host."},
+        {"natter_cql_host_errors_total", "counter",
+         "CQL requests to the host not answered in time, lost with their connection, or answered with an error."},
+        {"natter_cql_host_reprepares_total", "counter",
+         "Statements prepared again on the host because it answered UNPREPARED."},
+    };
+    cql_host_stats_t hosts[MAX];
+    size_t n = cql_client_hosts(((store_cql_t *)base)->client, hosts, MAX);
+    char line[512];
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        int len = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+                           families[f].name, families[f].type);
+        append(arg, line, (size_t)len);
+        for (size_t i = 0; i < n && i < MAX; i++) {
+            uint64_t v = f == 0 ? (uint64_t)hosts[i].up : f == 1 ? hosts[i].requests
+                         : f == 2                      ? hosts[i].errors
+                                                       : hosts[i].reprepares;
+            len = snprintf(line, sizeof(line), "%s{host=\"%s\"} %llu\n", families[f].name, hosts[i].address,
+                           (unsigned long long)v);
+            append(arg, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+        }
+    }
+}
+
+/* Claims the username for u by LWT: NATTER_OK when the claim is u's (now,
+ * or from an earlier try whose answer was lost), NATTER_ECONFLICT with the
+ * holder's id in *holder, or the transport's error (then the outcome is
+ * unknown: trying again tells). */
+static int claim_name(store_cql_t *s, const natter_user_t *u, uint64_t *holder)
+{
+    cql_result_t res;
+    cql_value_t v[3] = {cql_value_text(u->username), vid(u->id), cql_value_text(u->pwhash)};
+    int rc = run(s, S_USER_INSERT_NAME, v, 3, cql_murmur3_token(u->username, strlen(u->username)), 0, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    *holder = u->id;
+    if (!applied(&res)) { /* the answer carries the row that won: [applied] first, then the table's columns */
+        rc = NATTER_EIO;
+        for (int32_t col = 1; col < res.resp.rows.meta.columns_count && res.resp.rows.meta.columns; col++)
+            if (cql_slice_eq(res.resp.rows.meta.columns[col].name, "id"))
+                rc = cell_u64(&res, 0, col, holder);
+        if (rc == NATTER_OK && *holder != u->id)
+            rc = NATTER_ECONFLICT;
+    }
+    cql_result_free(&res);
+    return rc;
+}
+
+static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out);
+
+/* A claim older than this whose user row is missing was left by a creation
+ * that failed half-way under the old order (claim first): it is released.
+ * A younger one may be an old node's creation still under way. */
+#define STALE_CLAIM_US (60ll * 1000 * 1000)
+
+/* NATTER_OK when holder's claim on the name was stale and is released,
+ * NATTER_ECONFLICT when it stands. */
+static int release_if_stale(store_cql_t *s, const char *username, uint64_t holder)
+{
+    natter_user_t owner;
+    int rc = cq_user_by_id(&s->base, holder, &owner);
+    if (rc != NATTER_ENOTFOUND)
+        return rc == NATTER_OK ? NATTER_ECONFLICT : rc;
+    cql_result_t res;
+    cql_value_t name = cql_value_text(username);
+    int64_t token = cql_murmur3_token(username, strlen(username)), written = 0;
+    if ((rc = run(s, S_NAME_CLAIM_AGE, &name, 1, token, 1, &res)) != NATTER_OK)
+        return rc;
+    cql_slice_t c;
+    if (res.resp.rows.rows_count == 0 || cql_rows_cell(&res.resp.rows, 0, 1, &c) != NATTER_OK ||
+        cql_decode_bigint(c, &written) != NATTER_OK)
+        written = INT64_MAX;
+    cql_result_free(&res);
+    if (written == INT64_MAX || natter_now_ns() / 1000 - written < STALE_CLAIM_US)
+        return NATTER_ECONFLICT;
+    cql_value_t v[2] = {name, vid(holder)};
+    if ((rc = run(s, S_NAME_RELEASE, v, 2, token, 0, &res)) == NATTER_OK)
+        cql_result_free(&res); /* not applied: someone else released it first */
+    return rc;
+}
+
+/* The user row first, then the name claimed by an LWT carrying its id: a
+ * claim always points at a user row, so a crash or failure between the two
+ * leaves at most a user row no name reaches (invisible), never a name taken
+ * without a user. A claim whose answer was lost is claimed again: finding
+ * our own id there means it was applied. */
 static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t now_ms)
 {
     store_cql_t *s = (store_cql_t *)base;
-    cql_result_t res;
-    cql_value_t byname[3] = {cql_value_text(u->username), vid(u->id), cql_value_text(u->pwhash)};
-    int rc = run(s, S_USER_INSERT_NAME, byname, 3, cql_murmur3_token(u->username, strlen(u->username)), 0, &res);
+    cql_value_t row[3] = {vid(u->id), cql_value_text(u->username), cql_value_timestamp(now_ms)};
+    int rc = run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
     if (rc != NATTER_OK)
         return rc;
-    int won = applied(&res);
-    cql_result_free(&res);
-    if (!won)
-        return NATTER_ECONFLICT;
-    cql_value_t row[3] = {vid(u->id), cql_value_text(u->username), cql_value_timestamp(now_ms)};
-    return run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
+    for (int tries = 0; tries < 3; tries++) {
+        uint64_t holder = 0;
+        rc = claim_name(s, u, &holder);
+        if (rc == NATTER_ECONFLICT && (rc = release_if_stale(s, u->username, holder)) == NATTER_OK)
+            continue; /* a stale claim was released: claim again */
+        if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
+            return rc;
+        usleep(100000); /* the outcome is unknown: ask again */
+    }
+    return rc == NATTER_OK ? NATTER_ECONFLICT : rc; /* released each time and taken again by others */
 }
 
 static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natter_user_t *out)
@@ -421,11 +552,18 @@ static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natt
     return rc;
 }
 
+/* A name whose claim points at no user row (left by a creation that
+ * failed half-way) is no user's: not found, and cq_user_create may take it. */
 static int cq_user_by_name(natter_store_t *base, const char *username, natter_user_t *out)
 {
     store_cql_t *s = (store_cql_t *)base;
-    return read_user(s, S_USER_BY_NAME, cql_value_text(username), cql_murmur3_token(username, strlen(username)),
-                     out);
+    natter_user_t row;
+    int rc = read_user(s, S_USER_BY_NAME, cql_value_text(username), cql_murmur3_token(username, strlen(username)),
+                       out);
+    if (rc == NATTER_OK && (rc = cq_user_by_id(base, out->id, &row)) == NATTER_OK &&
+        strcmp(row.username, out->username) != 0)
+        rc = NATTER_ENOTFOUND;
+    return rc;
 }
 
 static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
@@ -813,8 +951,60 @@ static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *o
     return rc;
 }
 
+/* The holder an LWT that did not apply found in the row (column col), or
+ * "" when there was no row. */
+static void lwt_holder(const cql_result_t *r, int32_t col, char *dst, size_t len)
+{
+    dst[0] = '\0';
+    if (r->resp.rows.rows_count > 0 && r->resp.rows.meta.columns_count > col)
+        cell_text(r, 0, col, dst, len);
+}
+
+/* A lease lives in a row whose TTL its holder renews: a dead holder's row
+ * disappears by itself (the TTL is the server's clock, not the nodes'). */
+static int cq_node_lease(natter_store_t *base, uint32_t node_id, const char *holder, uint32_t ttl_ms,
+                         natter_lease_op_t op)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    uint8_t key[4] = {(uint8_t)(node_id >> 24), (uint8_t)(node_id >> 16), (uint8_t)(node_id >> 8), (uint8_t)node_id};
+    int64_t token = cql_murmur3_token(key, sizeof(key));
+    int32_t ttl_s = (int32_t)((ttl_ms + 999) / 1000);
+    char found[80];
+    cql_result_t res;
+    int rc;
+    if (op == NATTER_LEASE_RELEASE) {
+        cql_value_t v[2] = {cql_value_int((int32_t)node_id), cql_value_text(holder)};
+        return run(s, S_LEASE_RELEASE, v, 2, token, 0, NULL);
+    }
+    if (op == NATTER_LEASE_ACQUIRE) {
+        cql_value_t v[3] = {cql_value_int((int32_t)node_id), cql_value_text(holder), cql_value_int(ttl_s)};
+        if ((rc = run(s, S_LEASE_TAKE, v, 3, token, 0, &res)) != NATTER_OK)
+            return rc;
+        int taken = applied(&res);
+        lwt_holder(&res, 2, found, sizeof(found)); /* [applied], node_id, holder */
+        cql_result_free(&res);
+        if (taken)
+            return NATTER_OK;
+        if (strcmp(found, holder) != 0)
+            return NATTER_ECONFLICT;
+        /* our own lease (a restart on the same data dir): renew it below */
+    }
+    cql_value_t v[4] = {cql_value_int(ttl_s), cql_value_text(holder), cql_value_int((int32_t)node_id),
+                        cql_value_text(holder)};
+    if ((rc = run(s, S_LEASE_RENEW, v, 4, token, 0, &res)) != NATTER_OK)
+        return rc;
+    int renewed = applied(&res);
+    lwt_holder(&res, 1, found, sizeof(found)); /* [applied], holder */
+    cql_result_free(&res);
+    if (renewed)
+        return NATTER_OK;
+    if (found[0] != '\0' || op == NATTER_LEASE_ACQUIRE)
+        return NATTER_ECONFLICT;
+    return cq_node_lease(base, node_id, holder, ttl_ms, NATTER_LEASE_ACQUIRE); /* it ran out: take it again */
+}
+
 const natter_store_ops_t natter_store_cql = {
-    .version = 1,
+    .version = 3,
     .size = sizeof(store_cql_t),
     .name = "cql",
     .open = cq_open,
@@ -837,4 +1027,6 @@ const natter_store_ops_t natter_store_cql = {
     .messages_page = cq_messages_page,
     .message_in_chat = cq_message_in_chat,
     .read_marker_advance = cq_read_marker_advance,
+    .metrics_render = cq_metrics_render,
+    .node_lease = cq_node_lease,
 };

@@ -688,7 +688,7 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
 }
 
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 2,
+    .version = 3,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,

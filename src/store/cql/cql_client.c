@@ -2,22 +2,35 @@
  * The CQL client's moving parts (see cql_client.h for what it promises).
  *
  * Map of this file:
- *   hosts and the ring   parse the contact points, read system.local and
- *                        system.peers, map a token to its replica
- *   connections          connect + STARTUP (+ PasswordAuthenticator), the
- *                        reader thread, stream ids, failure
- *   calls                send a frame on a stream, wait for its answer,
- *                        abandon it on timeout; retries and re-prepare
- *   statements           PREPARE, cached by text
+ *   connections   connect + STARTUP (+ PasswordAuthenticator) with bounded
+ *                 reads, the reader thread, stream ids, abandoned streams
+ *   hosts         up/down, the pool of connections, the monitor thread
+ *   the ring      system.local and system.peers of one node; a token's
+ *                 hosts in ring order
+ *   calls         send a frame on a stream, wait for its answer until its
+ *                 deadline, give the stream up after it; retries, re-prepare
+ *   statements    PREPARE on every host, the id under the statement's lock
+ *   schema        agreement after DDL
  *
- * Locks: client->lock guards the host table and the statement cache; each
- * connection's lock guards its socket writes and stream table; each call's
- * lock guards its completion. Never two at once, except conn then call in
- * the reader (a call's lock is a leaf).
+ * Locks, outermost first: client->lock (the host slots, up/down and
+ * back-off, the statement list), conn->lock (socket writes, stream table),
+ * call->lock (its completion). A thread holding one takes only later ones;
+ * stmt->lock (its id) is taken alone. Nothing blocks under client->lock: no
+ * connect and no join of a reader thread (a reader takes client->lock to
+ * mark its host down as it ends).
+ *
+ * How the races between a reader and a waiter are closed: the reader
+ * completes a call while it holds the connection's lock, and a waiter whose
+ * deadline passed takes that lock to give its stream up (ABANDONED). So
+ * either the slot still holds the call, and the waiter abandons it and the
+ * reader will drop the late answer, or the call is complete: never a call
+ * that the reader took out of its slot but has not completed yet, which the
+ * waiter would free or send again while the reader writes into it.
  *
  * Lifetimes: a connection is reference-counted (its host slot, its reader
  * thread, and every call in flight on it each hold one), so a call that
- * times out can still find the connection it was sent on.
+ * timed out still finds the connection it was sent on. The host table and
+ * the ring are written during open only and read without a lock after.
  */
 #include "store/cql/cql_client.h"
 #include "core/error.h"
@@ -42,25 +55,31 @@
 #define MAX_HOSTS 64
 #define MAX_CONNS 8
 #define MAX_STREAMS 1024 /* per connection; v4 allows 32768 */
-#define RECONNECT_BACKOFF_NS 1000000000ull
+#define MAX_ABANDONED (MAX_STREAMS / 2)
 #define MAX_ATTEMPTS 4
+#define MAX_REPLICAS 8 /* distinct hosts kept per ring position, in ring order */
+#define BACKOFF_MIN_NS 100000000ull
+#define BACKOFF_MAX_NS 2000000000ull
+#define MONITOR_PERIOD_NS 100000000ull
+#define SCHEMA_POLL_US 200000u
 #define ERR_UNPREPARED 0x2500
 
 typedef struct conn conn_t;
 struct cql_call {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* on CLOCK_MONOTONIC */
     int done;
-    int status;           /* transport status: 0, or NATTER_EUNAVAIL / NATTER_ETIMEDOUT */
-    uint8_t *answer;      /* the response frame */
+    int status;          /* transport status: 0, or NATTER_EUNAVAIL */
+    uint8_t *answer;     /* the response frame */
     size_t answer_len;
     /* what is needed to send it again */
     cql_client_t *client;
     cql_buf_t request;
-    cql_stmt_t *stmt;     /* EXECUTE: for re-prepare */
+    cql_stmt_t *stmt;     /* EXECUTE and BATCH: for re-prepare */
     int64_t token;
     int idempotent;
     int attempts;
+    uint64_t deadline_ns; /* of the attempt in flight */
     conn_t *conn;         /* sent on (holds a reference) */
     int16_t stream;
 };
@@ -69,13 +88,16 @@ struct cql_call {
 
 struct conn {
     atomic_int refs;
+    atomic_int dead;
     int fd;
     int host;
     pthread_mutex_t lock;
-    int dead;
+    int retired;          /* ended by this client, not by the server: its host stays up */
     cql_call_t *slots[MAX_STREAMS];
     int16_t free_streams[MAX_STREAMS];
     int nfree;
+    int nabandoned;       /* slots holding ABANDONED */
+    uint64_t quiet_ns;    /* the first abandonment since the last frame received; 0: none */
     pthread_t reader;
     cql_client_t *client;
 };
@@ -84,8 +106,11 @@ typedef struct host {
     char name[256];
     char port[8];
     conn_t *conns[MAX_CONNS];
-    unsigned next; /* round robin */
-    uint64_t retry_after_ns;
+    unsigned next;         /* round robin over the slots */
+    int connecting;        /* a thread is opening a connection to it */
+    uint64_t retry_after_ns, backoff_ns; /* while down */
+    atomic_int up;
+    atomic_uint_least64_t requests, errors, reprepares;
 } host_t;
 
 typedef struct ring_entry {
@@ -96,6 +121,7 @@ typedef struct ring_entry {
 struct cql_stmt {
     cql_stmt_t *next;
     char *query;
+    pthread_mutex_t lock; /* id: a re-prepare may replace it while requests are built */
     uint8_t id[64];
     size_t id_len;
 };
@@ -105,13 +131,34 @@ struct cql_client {
     char *hosts_text, *user, *password;
     pthread_mutex_t lock;
     host_t hosts[MAX_HOSTS];
-    int nhosts;
+    int nhosts, ncontacts;
     ring_entry_t *ring;
     size_t nring;
+    int *replicas; /* nring rows of nreplicas hosts: ring order from each position */
+    int nreplicas;
     cql_stmt_t *stmts;
     atomic_uint rr;
     char last_error[256]; /* why the last connect failed; under lock */
+    pthread_t monitor;
+    pthread_cond_t monitor_cond; /* on CLOCK_MONOTONIC */
+    int monitor_started, stopping;
 };
+
+static void cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static struct timespec mono_timespec(uint64_t ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+}
+
+static void host_down(cql_client_t *cl, int host, const char *why);
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -124,6 +171,7 @@ static void conn_release(conn_t *c)
     }
 }
 
+/* Completes a call; the caller holds the lock of the connection it was on. */
 static void call_complete(cql_call_t *call, int status, uint8_t *frame, size_t len)
 {
     pthread_mutex_lock(&call->lock);
@@ -139,8 +187,8 @@ static void call_complete(cql_call_t *call, int status, uint8_t *frame, size_t l
 static void conn_fail(conn_t *c)
 {
     pthread_mutex_lock(&c->lock);
-    if (!c->dead) {
-        c->dead = 1;
+    if (!atomic_load(&c->dead)) {
+        atomic_store(&c->dead, 1);
         shutdown(c->fd, SHUT_RDWR);
         for (int s = 0; s < MAX_STREAMS; s++) {
             cql_call_t *call = c->slots[s];
@@ -148,8 +196,35 @@ static void conn_fail(conn_t *c)
             if (call != NULL && call != ABANDONED)
                 call_complete(call, NATTER_EUNAVAIL, NULL, 0);
         }
+        c->nabandoned = 0;
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+enum { CONN_OK, CONN_TOO_MANY_ABANDONED, CONN_SILENT };
+
+/* Whether a live connection should be closed; the caller holds its lock.
+ * Silent: a request timed out, and nothing at all came back for another
+ * timeout after that (now may be older than quiet_ns). */
+static int conn_check(const conn_t *c, uint64_t now, unsigned timeout_ms)
+{
+    if (c->nabandoned >= MAX_ABANDONED)
+        return CONN_TOO_MANY_ABANDONED;
+    if (c->nabandoned > 0 && c->quiet_ns != 0 && now > c->quiet_ns &&
+        now - c->quiet_ns > (uint64_t)timeout_ms * 1000000u)
+        return CONN_SILENT;
+    return CONN_OK;
+}
+
+/* Closes a connection conn_check condemned: a silent one takes its host
+ * down with it (through its reader); one that is only full of abandoned
+ * streams is replaced on next use. */
+static void conn_condemn(conn_t *c, int why)
+{
+    pthread_mutex_lock(&c->lock);
+    c->retired = why == CONN_TOO_MANY_ABANDONED;
+    pthread_mutex_unlock(&c->lock);
+    conn_fail(c);
 }
 
 static int read_full(int fd, uint8_t *p, size_t n)
@@ -167,38 +242,52 @@ static int read_full(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
+/* One frame off the socket: 0 with *frame (owned) and its header, or -1. */
+static int read_frame(int fd, uint8_t **frame, size_t *len, cql_header_t *h, char *err, size_t errlen)
+{
+    uint8_t head[CQL_HEADER_LEN];
+    size_t need;
+    if (read_full(fd, head, sizeof(head)) != 0 || cql_frame_peek(head, sizeof(head), h, &need, err, errlen) < 0)
+        return -1;
+    *len = CQL_HEADER_LEN + h->length;
+    *frame = xmalloc(*len);
+    memcpy(*frame, head, sizeof(head));
+    if (read_full(fd, *frame + CQL_HEADER_LEN, h->length) != 0) {
+        free(*frame);
+        return -1;
+    }
+    return 0;
+}
+
 static void *reader_main(void *arg)
 {
     conn_t *c = arg;
     char err[128];
-    for (;;) {
-        uint8_t head[CQL_HEADER_LEN];
-        cql_header_t h;
-        size_t need;
-        if (read_full(c->fd, head, sizeof(head)) != 0 ||
-            cql_frame_peek(head, sizeof(head), &h, &need, err, sizeof(err)) < 0)
-            break;
-        size_t total = CQL_HEADER_LEN + h.length;
-        uint8_t *frame = xmalloc(total);
-        memcpy(frame, head, sizeof(head));
-        if (read_full(c->fd, frame + CQL_HEADER_LEN, h.length) != 0) {
-            free(frame);
-            break;
-        }
-        cql_call_t *call = NULL;
+    uint8_t *frame;
+    size_t total;
+    cql_header_t h;
+    while (read_frame(c->fd, &frame, &total, &h, err, sizeof(err)) == 0) {
         pthread_mutex_lock(&c->lock);
-        if (h.stream >= 0 && h.stream < MAX_STREAMS && c->slots[h.stream] != NULL) {
-            call = c->slots[h.stream];
+        c->quiet_ns = 0;
+        cql_call_t *call = h.stream >= 0 && h.stream < MAX_STREAMS ? c->slots[h.stream] : NULL;
+        if (call != NULL) {
             c->slots[h.stream] = NULL;
             c->free_streams[c->nfree++] = h.stream;
+            if (call == ABANDONED)
+                c->nabandoned--;
+            else
+                call_complete(call, NATTER_OK, frame, total);
         }
         pthread_mutex_unlock(&c->lock);
         if (call == NULL || call == ABANDONED) /* an event, or an answer nobody waits for */
             free(frame);
-        else
-            call_complete(call, NATTER_OK, frame, total);
     }
     conn_fail(c);
+    pthread_mutex_lock(&c->lock);
+    int ours = c->retired;
+    pthread_mutex_unlock(&c->lock);
+    if (!ours)
+        host_down(c->client, c->host, "connection lost");
     conn_release(c);
     return NULL;
 }
@@ -219,27 +308,29 @@ static int write_full(int fd, const uint8_t *p, size_t n)
 }
 
 /* One request and its answer on a connection that has no reader thread yet
- * (the handshake). */
+ * (the handshake); the socket's receive timeout bounds the wait. */
 static int handshake_call(int fd, cql_buf_t *req, cql_result_t *out, char *err, size_t errlen)
 {
-    uint8_t head[CQL_HEADER_LEN];
     cql_header_t h;
-    size_t need;
-    if (write_full(fd, req->data, req->len) != 0 || read_full(fd, head, sizeof(head)) != 0 ||
-        cql_frame_peek(head, sizeof(head), &h, &need, err, errlen) < 0) {
-        snprintf(err, errlen, "handshake: connection lost");
+    if (write_full(fd, req->data, req->len) != 0 || read_frame(fd, &out->frame, &out->len, &h, err, errlen) != 0) {
+        out->frame = NULL;
+        snprintf(err, errlen, "handshake: no answer");
         return NATTER_EUNAVAIL;
     }
-    out->len = CQL_HEADER_LEN + h.length;
-    out->frame = xmalloc(out->len);
-    memcpy(out->frame, head, sizeof(head));
-    if (read_full(fd, out->frame + CQL_HEADER_LEN, h.length) != 0 ||
-        cql_response_parse(&out->resp, out->frame, out->len, err, errlen) != NATTER_OK) {
+    if (cql_response_parse(&out->resp, out->frame, out->len, err, errlen) != NATTER_OK) {
         free(out->frame);
         out->frame = NULL;
         return NATTER_EUNAVAIL;
     }
     return NATTER_OK;
+}
+
+static void set_timeouts(int fd, unsigned send_ms, unsigned recv_ms)
+{
+    struct timeval snd = {(time_t)(send_ms / 1000), (suseconds_t)(send_ms % 1000) * 1000};
+    struct timeval rcv = {(time_t)(recv_ms / 1000), (suseconds_t)(recv_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
 }
 
 static int connect_to(const char *name, const char *port, unsigned timeout_ms, char *err, size_t errlen)
@@ -271,10 +362,11 @@ static int connect_to(const char *name, const char *port, unsigned timeout_ms, c
     }
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    /* blocking from here on: the reader blocks in read, writers in send, bounded by SO_SNDTIMEO */
+    /* blocking from here on: writers block in send (bounded by the send
+     * timeout), the handshake in read (bounded by the receive timeout, which
+     * is lifted for the reader thread: shutdown() wakes it) */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    set_timeouts(fd, timeout_ms, timeout_ms);
     return fd;
 }
 
@@ -320,6 +412,7 @@ static conn_t *conn_open(cql_client_t *cl, int host, char *err, size_t errlen)
         close(fd);
         return NULL;
     }
+    set_timeouts(fd, cl->cfg.timeout_ms, 0);
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = fd;
     c->host = host;
@@ -332,52 +425,174 @@ static conn_t *conn_open(cql_client_t *cl, int host, char *err, size_t errlen)
     return c;
 }
 
-/* Ends a connection held by a host slot: fails its calls, waits for its
- * reader, drops the slot's reference. */
+/* Ends a connection taken out of its host slot: fails its calls, waits for
+ * its reader, drops the slot's reference. Never under client->lock. */
 static void conn_retire(conn_t *c)
 {
+    pthread_mutex_lock(&c->lock);
+    if (!atomic_load(&c->dead))
+        c->retired = 1;
+    pthread_mutex_unlock(&c->lock);
     conn_fail(c);
     pthread_join(c->reader, NULL);
     conn_release(c);
 }
 
-/* A live connection to host (opening one when a slot is empty or dead and
- * the host is not in its reconnect back-off), with a reference for the
- * caller; NULL when none. */
+/* ---- hosts ---------------------------------------------------------------- */
+
+static void host_down(cql_client_t *cl, int host, const char *why)
+{
+    host_t *h = &cl->hosts[host];
+    pthread_mutex_lock(&cl->lock);
+    if (atomic_exchange(&h->up, 0)) {
+        h->backoff_ns = BACKOFF_MIN_NS;
+        h->retry_after_ns = natter_mono_ns() + h->backoff_ns;
+    }
+    snprintf(cl->last_error, sizeof(cl->last_error), "%s:%s: %s", h->name, h->port, why);
+    pthread_mutex_unlock(&cl->lock);
+}
+
+/* Puts a fresh connection of host into an empty slot; the caller holds
+ * client->lock. Returns the connection now in that slot, or NULL (and the
+ * fresh one is for the caller to retire) when every slot is taken. */
+static conn_t *host_install(host_t *h, unsigned conns_per_host, unsigned prefer, conn_t *fresh)
+{
+    for (unsigned i = 0; i < conns_per_host; i++) {
+        unsigned slot = (prefer + i) % conns_per_host;
+        if (h->conns[slot] == NULL) {
+            h->conns[slot] = fresh;
+            return fresh;
+        }
+    }
+    return NULL;
+}
+
+/* A live connection to an up host, with a reference for the caller; NULL
+ * when the host is down or cannot be reached. An empty or dead slot of an up
+ * host is filled here (the first use of a peer, a connection the server
+ * closed); a failed connect marks the host down, and from then on only the
+ * monitor tries it. */
 static conn_t *host_conn(cql_client_t *cl, int host)
 {
     char err[256];
     host_t *h = &cl->hosts[host];
+    conn_t *c, *old = NULL;
+    if (!atomic_load(&h->up))
+        return NULL;
     pthread_mutex_lock(&cl->lock);
     unsigned slot = h->next++ % cl->cfg.conns_per_host;
-    conn_t *c = h->conns[slot];
-    if (c != NULL && c->dead) {
-        h->conns[slot] = NULL;
-        conn_retire(c);
-        c = NULL;
+    c = h->conns[slot];
+    if (c != NULL && atomic_load(&c->dead)) {
+        old = c;
+        h->conns[slot] = c = NULL;
     }
-    if (c == NULL && natter_mono_ns() >= h->retry_after_ns) {
-        pthread_mutex_unlock(&cl->lock); /* connecting takes time: not under the client's lock */
-        conn_t *fresh = conn_open(cl, host, err, sizeof(err));
-        pthread_mutex_lock(&cl->lock);
-        if (fresh == NULL) {
-            h->retry_after_ns = natter_mono_ns() + RECONNECT_BACKOFF_NS;
-            snprintf(cl->last_error, sizeof(cl->last_error), "%s", err);
-            fprintf(stderr, "natter: cql: %s\n", err);
-        } else if (h->conns[slot] == NULL) {
-            h->conns[slot] = fresh;
-        } else { /* another thread filled the slot meanwhile */
-            conn_retire(fresh);
-        }
-        c = h->conns[slot];
+    for (unsigned i = 1; c == NULL && h->connecting && i < cl->cfg.conns_per_host; i++) {
+        conn_t *other = h->conns[(slot + i) % cl->cfg.conns_per_host]; /* one connect at a time per host */
+        if (other != NULL && !atomic_load(&other->dead))
+            c = other;
     }
+    int connect_here = c == NULL && !h->connecting;
+    if (c != NULL)
+        atomic_fetch_add(&c->refs, 1);
+    else if (connect_here)
+        h->connecting = 1;
+    pthread_mutex_unlock(&cl->lock);
+    if (old != NULL)
+        conn_retire(old);
+    if (!connect_here)
+        return c;
+    /* connecting takes time: not under the client's lock */
+    conn_t *fresh = conn_open(cl, host, err, sizeof(err));
+    pthread_mutex_lock(&cl->lock);
+    h->connecting = 0;
+    c = fresh != NULL ? host_install(h, cl->cfg.conns_per_host, slot, fresh) : NULL;
     if (c != NULL)
         atomic_fetch_add(&c->refs, 1);
     pthread_mutex_unlock(&cl->lock);
+    if (fresh == NULL)
+        host_down(cl, host, err);
+    else if (c == NULL)
+        conn_retire(fresh);
     return c;
 }
 
-/* ---- hosts and the ring --------------------------------------------------- */
+/* One round of the monitor: reaps dead connections, closes silent ones,
+ * and reconnects hosts that are down once their back-off has passed. */
+static void monitor_round(cql_client_t *cl)
+{
+    enum { MAXC = MAX_HOSTS * MAX_CONNS };
+    conn_t *live[MAXC], *dead[MAXC];
+    int nlive = 0, ndead = 0, retry[MAX_HOSTS], nretry = 0;
+    uint64_t now = natter_mono_ns();
+    pthread_mutex_lock(&cl->lock);
+    for (int i = 0; i < cl->nhosts; i++) {
+        host_t *h = &cl->hosts[i];
+        for (unsigned s = 0; s < MAX_CONNS; s++) {
+            conn_t *c = h->conns[s];
+            if (c == NULL)
+                continue;
+            if (atomic_load(&c->dead)) {
+                dead[ndead++] = c;
+                h->conns[s] = NULL;
+            } else {
+                atomic_fetch_add(&c->refs, 1);
+                live[nlive++] = c;
+            }
+        }
+        if (!atomic_load(&h->up) && !h->connecting && now >= h->retry_after_ns) {
+            h->connecting = 1;
+            retry[nretry++] = i;
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+    for (int i = 0; i < ndead; i++)
+        conn_retire(dead[i]);
+    for (int i = 0; i < nlive; i++) {
+        pthread_mutex_lock(&live[i]->lock);
+        int verdict = atomic_load(&live[i]->dead) ? CONN_OK : conn_check(live[i], now, cl->cfg.timeout_ms);
+        pthread_mutex_unlock(&live[i]->lock);
+        if (verdict != CONN_OK)
+            conn_condemn(live[i], verdict);
+        conn_release(live[i]);
+    }
+    for (int i = 0; i < nretry; i++) {
+        char err[256];
+        host_t *h = &cl->hosts[retry[i]];
+        conn_t *fresh = conn_open(cl, retry[i], err, sizeof(err)), *spare = NULL;
+        pthread_mutex_lock(&cl->lock);
+        h->connecting = 0;
+        if (fresh != NULL) {
+            if (host_install(h, cl->cfg.conns_per_host, 0, fresh) == NULL)
+                spare = fresh;
+            h->backoff_ns = 0;
+            atomic_store(&h->up, 1);
+        } else {
+            h->backoff_ns = h->backoff_ns * 2 < BACKOFF_MAX_NS ? h->backoff_ns * 2 : BACKOFF_MAX_NS;
+            h->retry_after_ns = natter_mono_ns() + h->backoff_ns;
+            snprintf(cl->last_error, sizeof(cl->last_error), "%s", err);
+        }
+        pthread_mutex_unlock(&cl->lock);
+        if (spare != NULL)
+            conn_retire(spare);
+    }
+}
+
+static void *monitor_main(void *arg)
+{
+    cql_client_t *cl = arg;
+    pthread_mutex_lock(&cl->lock);
+    while (!cl->stopping) {
+        struct timespec until = mono_timespec(natter_mono_ns() + MONITOR_PERIOD_NS);
+        pthread_cond_timedwait(&cl->monitor_cond, &cl->lock, &until);
+        if (cl->stopping)
+            break;
+        pthread_mutex_unlock(&cl->lock);
+        monitor_round(cl);
+        pthread_mutex_lock(&cl->lock);
+    }
+    pthread_mutex_unlock(&cl->lock);
+    return NULL;
+}
 
 static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char *port)
 {
@@ -391,6 +606,7 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
     memset(h, 0, sizeof(*h));
     memcpy(h->name, name, nlen);
     snprintf(h->port, sizeof(h->port), "%s", port);
+    atomic_store(&h->up, 1); /* until a connect says otherwise */
     return cl->nhosts++;
 }
 
@@ -410,8 +626,284 @@ static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
         }
         p = comma ? comma + 1 : end;
     }
+    cl->ncontacts = cl->nhosts;
     return cl->nhosts > 0 ? NATTER_OK : NATTER_EINVAL;
 }
+
+size_t cql_client_hosts(cql_client_t *cl, cql_host_stats_t *out, size_t max)
+{
+    for (int i = 0; i < cl->nhosts && (size_t)i < max; i++) {
+        host_t *h = &cl->hosts[i];
+        snprintf(out[i].address, sizeof(out[i].address), "%s:%s", h->name, h->port);
+        out[i].up = atomic_load(&h->up);
+        out[i].requests = atomic_load_explicit(&h->requests, memory_order_relaxed);
+        out[i].errors = atomic_load_explicit(&h->errors, memory_order_relaxed);
+        out[i].reprepares = atomic_load_explicit(&h->reprepares, memory_order_relaxed);
+    }
+    return (size_t)cl->nhosts;
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+static cql_call_t *call_new(cql_client_t *cl, int64_t token, int idempotent, cql_stmt_t *stmt)
+{
+    cql_call_t *call = xcalloc(1, sizeof(*call));
+    pthread_mutex_init(&call->lock, NULL);
+    cond_init_mono(&call->cond);
+    cql_buf_init(&call->request);
+    call->client = cl;
+    call->token = token;
+    call->idempotent = idempotent;
+    call->stmt = stmt;
+    return call;
+}
+
+static void call_free(cql_call_t *call)
+{
+    if (call->conn)
+        conn_release(call->conn);
+    free(call->answer);
+    cql_buf_free(&call->request);
+    pthread_cond_destroy(&call->cond);
+    pthread_mutex_destroy(&call->lock);
+    free(call);
+}
+
+/* Sends the call on a connection to host: 0, or NATTER_EUNAVAIL. */
+static int send_to(cql_call_t *call, int host)
+{
+    cql_client_t *cl = call->client;
+    conn_t *c = host_conn(cl, host);
+    if (c == NULL)
+        return NATTER_EUNAVAIL;
+    pthread_mutex_lock(&c->lock);
+    uint64_t now = natter_mono_ns();
+    int verdict = atomic_load(&c->dead) ? CONN_OK : conn_check(c, now, cl->cfg.timeout_ms);
+    if (!atomic_load(&c->dead) && verdict == CONN_OK && c->nfree > 0) {
+        int16_t s = c->free_streams[--c->nfree];
+        c->slots[s] = call;
+        call->request.data[2] = (uint8_t)(s >> 8);
+        call->request.data[3] = (uint8_t)s;
+        call->stream = s;
+        call->done = 0;
+        call->deadline_ns = now + (uint64_t)cl->cfg.timeout_ms * 1000000u;
+        conn_t *previous = call->conn;
+        call->conn = c; /* the reference host_conn gave */
+        if (write_full(c->fd, call->request.data, call->request.len) == 0) {
+            pthread_mutex_unlock(&c->lock);
+            if (previous != NULL)
+                conn_release(previous);
+            call->attempts++;
+            atomic_fetch_add_explicit(&cl->hosts[host].requests, 1, memory_order_relaxed);
+            return NATTER_OK;
+        }
+        c->slots[s] = NULL;
+        c->free_streams[c->nfree++] = s;
+        call->conn = previous;
+        verdict = CONN_SILENT; /* a socket that takes no more: the host is in trouble */
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (verdict != CONN_OK)
+        conn_condemn(c, verdict);
+    conn_release(c);
+    return NATTER_EUNAVAIL;
+}
+
+/* The hosts to try for a token, best first: its replicas in ring order,
+ * then every other host from the round robin. Returns how many. */
+static int route(cql_client_t *cl, int64_t token, int *order)
+{
+    int n = 0;
+    if (token != CQL_NO_TOKEN && cl->nring > 0) {
+        size_t lo = 0, hi = cl->nring; /* the first ring token at or after token owns it */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (cl->ring[mid].token < token)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        const int *reps = cl->replicas + (lo == cl->nring ? 0 : lo) * (size_t)cl->nreplicas;
+        for (int i = 0; i < cl->nreplicas; i++)
+            order[n++] = reps[i];
+    }
+    unsigned start = atomic_fetch_add(&cl->rr, 1);
+    for (int i = 0; i < cl->nhosts; i++) {
+        int host = (int)((start + (unsigned)i) % (unsigned)cl->nhosts), seen = 0;
+        for (int j = 0; j < n && !seen; j++)
+            seen = order[j] == host;
+        if (!seen)
+            order[n++] = host;
+    }
+    return n;
+}
+
+/* Sends the call to host `only`, or (only < 0) to the first host in
+ * routing order that takes it. 0, or NATTER_EUNAVAIL. */
+static int call_send(cql_call_t *call, int only)
+{
+    int order[MAX_HOSTS];
+    if (only >= 0)
+        return send_to(call, only);
+    int n = route(call->client, call->token, order);
+    for (int i = 0; i < n; i++)
+        if (send_to(call, order[i]) == NATTER_OK)
+            return NATTER_OK;
+    return NATTER_EUNAVAIL;
+}
+
+/* Waits for the answer until the attempt's deadline; then gives the stream
+ * up (the reader drops the late answer) and returns NATTER_ETIMEDOUT. */
+static int call_await(cql_call_t *call)
+{
+    struct timespec until = mono_timespec(call->deadline_ns);
+    pthread_mutex_lock(&call->lock);
+    while (!call->done)
+        if (pthread_cond_timedwait(&call->cond, &call->lock, &until) == ETIMEDOUT)
+            break;
+    int done = call->done, status = call->status;
+    pthread_mutex_unlock(&call->lock);
+    if (done)
+        return status;
+    conn_t *c = call->conn;
+    int abandoned = 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->slots[call->stream] == call) {
+        c->slots[call->stream] = ABANDONED;
+        c->nabandoned++;
+        if (c->quiet_ns == 0)
+            c->quiet_ns = natter_mono_ns();
+        abandoned = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned)
+        return NATTER_ETIMEDOUT;
+    /* not in its slot any more: completed, under c->lock, before we took it */
+    pthread_mutex_lock(&call->lock);
+    status = call->status;
+    pthread_mutex_unlock(&call->lock);
+    return status;
+}
+
+static int retryable(int32_t code)
+{
+    switch (code) {
+    case 0x1000: /* Unavailable */
+    case 0x1001: /* Overloaded */
+    case 0x1002: /* Is_bootstrapping */
+    case 0x1100: /* Write_timeout */
+    case 0x1200: /* Read_timeout */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, size_t errlen);
+
+/* Waits for the call, retrying and re-preparing as the header says, and
+ * frees it. *served (when not NULL) is the host of the last attempt, or -1. */
+static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t errlen, int *served)
+{
+    cql_client_t *cl = call->client;
+    if (served)
+        *served = -1;
+    if (call->attempts == 0) { /* no host took it */
+        pthread_mutex_lock(&cl->lock);
+        snprintf(err, errlen, "no CQL host reachable (%s)", cl->last_error[0] ? cl->last_error : "every host is down");
+        pthread_mutex_unlock(&cl->lock);
+        call_free(call);
+        return NATTER_EUNAVAIL;
+    }
+    int rc;
+    for (;;) {
+        rc = call_await(call);
+        int host = call->conn->host;
+        host_t *h = &cl->hosts[host];
+        if (served)
+            *served = host;
+        if (rc == NATTER_OK) {
+            cql_result_t res = {.frame = call->answer, .len = call->answer_len};
+            call->answer = NULL;
+            if (cql_response_parse(&res.resp, res.frame, res.len, err, errlen) != NATTER_OK) {
+                free(res.frame);
+                atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+                rc = NATTER_EIO;
+                break;
+            }
+            if (res.resp.header.opcode != CQL_OP_ERROR) {
+                if (out)
+                    *out = res;
+                else
+                    cql_result_free(&res);
+                break;
+            }
+            int32_t code = res.resp.error.code;
+            snprintf(err, errlen, "%s: %.*s", cql_error_name(code), (int)res.resp.error.message.len,
+                     (const char *)res.resp.error.message.p);
+            cql_result_free(&res);
+            rc = cql_error_to_natter(code);
+            if (code == ERR_UNPREPARED && call->stmt != NULL && call->attempts < MAX_ATTEMPTS) {
+                atomic_fetch_add_explicit(&h->reprepares, 1, memory_order_relaxed);
+                if (prepare_on(cl, call->stmt, host, err, errlen) == NATTER_OK && call_send(call, host) == NATTER_OK)
+                    continue;
+                break;
+            }
+            atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+            if (!(call->idempotent && retryable(code)))
+                break;
+        } else {
+            atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+            snprintf(err, errlen, "%s:%s: %s", h->name, h->port,
+                     rc == NATTER_ETIMEDOUT ? "CQL request timed out" : "CQL connection lost");
+            if (!call->idempotent)
+                break;
+        }
+        if (call->attempts >= MAX_ATTEMPTS) {
+            size_t used = strlen(err);
+            snprintf(err + used, errlen - used, " (after %d attempts)", call->attempts);
+            break;
+        }
+        usleep(50000u << call->attempts); /* 100, 200, 400 ms */
+        if (call_send(call, -1) != NATTER_OK) {
+            snprintf(err, errlen, "no CQL host reachable");
+            rc = NATTER_EUNAVAIL;
+            break;
+        }
+    }
+    call_free(call);
+    return rc;
+}
+
+int cql_call_wait(cql_call_t *call, cql_result_t *out, char *err, size_t errlen)
+{
+    if (call == NULL) {
+        snprintf(err, errlen, "the request does not fit the protocol");
+        return NATTER_EINVAL;
+    }
+    return call_finish(call, out, err, errlen, NULL);
+}
+
+/* Sends a new call; when no host takes it, the call still comes back (with
+ * no attempt made) so that wait can say why. */
+static cql_call_t *submit(cql_call_t *call)
+{
+    call_send(call, -1);
+    return call;
+}
+
+/* A QUERY at consistency ONE on one host (the system tables it reads are
+ * that host's own view). */
+static int query_on(cql_client_t *cl, int host, const char *query, cql_result_t *out, char *err, size_t errlen)
+{
+    cql_query_params_t one = {.consistency = CQL_ONE};
+    cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
+    cql_build_query(&call->request, 0, query, &one);
+    call_send(call, host); /* when it fails, finish says why */
+    return call_finish(call, out, err, errlen, NULL);
+}
+
+/* ---- the ring ----------------------------------------------------------- */
 
 static int ring_cmp(const void *a, const void *b)
 {
@@ -447,252 +939,96 @@ static void format_inet(cql_slice_t cell, char *dst, size_t len)
         inet_ntop(AF_INET6, cell.p, dst, (socklen_t)len);
 }
 
-/* Reads the ring: this host's tokens, then every peer's, adding the peers
- * (at their rpc_address, on the contact point's port) as hosts. */
-static int read_ring(cql_client_t *cl, char *err, size_t errlen)
+/* The host a system.peers row names (its rpc_address on the port of the
+ * node that listed it), or -1; adds it when add is set. */
+static int peer_host(cql_client_t *cl, cql_slice_t addr, int via, int add)
+{
+    char name[64];
+    format_inet(addr, name, sizeof(name));
+    if (name[0] == '\0')
+        return -1;
+    for (int i = 0; i < cl->nhosts; i++)
+        if (strcmp(cl->hosts[i].name, name) == 0 && strcmp(cl->hosts[i].port, cl->hosts[via].port) == 0)
+            return i;
+    return add ? add_host(cl, name, strlen(name), cl->hosts[via].port) : -1;
+}
+
+/* For every ring position, the distinct hosts met walking clockwise from it:
+ * the first owns the position's range, the next ones hold its replicas. */
+static void ring_replicas(cql_client_t *cl)
+{
+    qsort(cl->ring, cl->nring, sizeof(*cl->ring), ring_cmp);
+    int distinct = 0;
+    for (int hst = 0; hst < cl->nhosts; hst++)
+        for (size_t i = 0; i < cl->nring; i++)
+            if (cl->ring[i].host == hst) {
+                distinct++;
+                break;
+            }
+    cl->nreplicas = distinct < MAX_REPLICAS ? distinct : MAX_REPLICAS;
+    cl->replicas = xcalloc(cl->nring * (size_t)cl->nreplicas + 1, sizeof(int));
+    for (size_t pos = 0; pos < cl->nring; pos++) {
+        int *row = cl->replicas + pos * (size_t)cl->nreplicas, n = 0;
+        for (size_t k = 0; k < cl->nring && n < cl->nreplicas; k++) {
+            int host = cl->ring[(pos + k) % cl->nring].host, seen = 0;
+            for (int j = 0; j < n && !seen; j++)
+                seen = row[j] == host;
+            if (!seen)
+                row[n++] = host;
+        }
+    }
+}
+
+/* Reads the ring from one host: its own tokens, then every peer's, adding
+ * the peers as hosts. */
+static int read_ring(cql_client_t *cl, int host, char *err, size_t errlen)
 {
     cql_result_t res;
-    int rc = cql_client_query(cl, "SELECT tokens FROM system.local", NULL, &res, err, errlen);
+    int rc = query_on(cl, host, "SELECT tokens FROM system.local", &res, err, errlen);
     if (rc != NATTER_OK)
         return rc;
     if (res.resp.rows.rows_count == 1) {
         cql_slice_t cell;
         if (cql_rows_cell(&res.resp.rows, 0, 0, &cell) == NATTER_OK)
-            ring_add(cl, 0, cell);
+            ring_add(cl, host, cell);
     }
     cql_result_free(&res);
-    if ((rc = cql_client_query(cl, "SELECT rpc_address, tokens FROM system.peers", NULL, &res, err, errlen)) !=
-        NATTER_OK)
+    if ((rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.peers", &res, err, errlen)) != NATTER_OK)
         return rc;
     for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
         cql_slice_t addr, tokens;
-        char name[64];
         if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK ||
             cql_rows_cell(&res.resp.rows, row, 1, &tokens) != NATTER_OK)
             continue;
-        format_inet(addr, name, sizeof(name));
         pthread_mutex_lock(&cl->lock);
-        int host = name[0] ? add_host(cl, name, strlen(name), cl->hosts[0].port) : -1;
+        int peer = peer_host(cl, addr, host, 1);
         pthread_mutex_unlock(&cl->lock);
-        ring_add(cl, host, tokens);
+        ring_add(cl, peer, tokens);
     }
     cql_result_free(&res);
-    qsort(cl->ring, cl->nring, sizeof(*cl->ring), ring_cmp);
+    ring_replicas(cl);
     return NATTER_OK;
 }
 
-/* The replica owning a token: the first ring token at or after it. */
-static int ring_owner(cql_client_t *cl, int64_t token)
-{
-    if (token == CQL_NO_TOKEN || cl->nring == 0)
-        return -1;
-    size_t lo = 0, hi = cl->nring;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cl->ring[mid].token < token)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return cl->ring[lo == cl->nring ? 0 : lo].host;
-}
-
-/* ---- calls ---------------------------------------------------------------- */
-
-static cql_call_t *call_new(cql_client_t *cl, int64_t token, int idempotent, cql_stmt_t *stmt)
-{
-    cql_call_t *call = xcalloc(1, sizeof(*call));
-    pthread_mutex_init(&call->lock, NULL);
-    pthread_cond_init(&call->cond, NULL);
-    cql_buf_init(&call->request);
-    call->client = cl;
-    call->token = token;
-    call->idempotent = idempotent;
-    call->stmt = stmt;
-    return call;
-}
-
-static void call_free(cql_call_t *call)
-{
-    if (call->conn)
-        conn_release(call->conn);
-    free(call->answer);
-    cql_buf_free(&call->request);
-    pthread_cond_destroy(&call->cond);
-    pthread_mutex_destroy(&call->lock);
-    free(call);
-}
-
-/* Sends the call's request on a connection to host (or any host when host
- * is -1, starting from the round robin). 0, or NATTER_EUNAVAIL. */
-static int call_send(cql_call_t *call, int host)
-{
-    cql_client_t *cl = call->client;
-    int n = cl->nhosts;
-    unsigned start = host >= 0 ? (unsigned)host : atomic_fetch_add(&cl->rr, 1);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = host_conn(cl, (int)((start + (unsigned)i) % (unsigned)n));
-        if (c == NULL)
-            continue;
-        pthread_mutex_lock(&c->lock);
-        if (!c->dead && c->nfree > 0) {
-            int16_t s = c->free_streams[--c->nfree];
-            c->slots[s] = call;
-            call->request.data[2] = (uint8_t)(s >> 8);
-            call->request.data[3] = (uint8_t)s;
-            call->stream = s;
-            call->done = 0;
-            if (call->conn)
-                conn_release(call->conn);
-            call->conn = c;
-            if (write_full(c->fd, call->request.data, call->request.len) == 0) {
-                pthread_mutex_unlock(&c->lock);
-                call->attempts++;
-                return NATTER_OK;
-            }
-            c->slots[s] = NULL;
-            c->free_streams[c->nfree++] = s;
-            call->conn = NULL;
-            pthread_mutex_unlock(&c->lock);
-            conn_fail(c);
-            conn_release(c); /* the reference call->conn held */
-            continue;
-        }
-        pthread_mutex_unlock(&c->lock);
-        conn_release(c);
-    }
-    return NATTER_EUNAVAIL;
-}
-
-/* Waits for the answer; on timeout the stream is left to the reader
- * (marked abandoned) and NATTER_ETIMEDOUT returned. */
-static int call_await(cql_call_t *call)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    unsigned ms = call->client->cfg.timeout_ms;
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
-    pthread_mutex_lock(&call->lock);
-    while (!call->done)
-        if (pthread_cond_timedwait(&call->cond, &call->lock, &until) == ETIMEDOUT)
-            break;
-    int done = call->done;
-    pthread_mutex_unlock(&call->lock);
-    if (done)
-        return call->status;
-    conn_t *c = call->conn;
-    pthread_mutex_lock(&c->lock);
-    if (c->slots[call->stream] == call)
-        c->slots[call->stream] = ABANDONED;
-    pthread_mutex_unlock(&c->lock);
-    pthread_mutex_lock(&call->lock); /* the reader may have completed it meanwhile */
-    done = call->done;
-    pthread_mutex_unlock(&call->lock);
-    return done ? call->status : NATTER_ETIMEDOUT;
-}
-
-static int retryable(int32_t code)
-{
-    switch (code) {
-    case 0x1000: /* Unavailable */
-    case 0x1001: /* Overloaded */
-    case 0x1002: /* Is_bootstrapping */
-    case 0x1100: /* Write_timeout */
-    case 0x1200: /* Read_timeout */
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, size_t errlen);
-
-int cql_call_wait(cql_call_t *call, cql_result_t *out, char *err, size_t errlen)
-{
-    if (call == NULL) {
-        snprintf(err, errlen, "no CQL host reachable");
-        return NATTER_EUNAVAIL;
-    }
-    if (call->attempts == 0) { /* submit could not send it anywhere */
-        pthread_mutex_lock(&call->client->lock);
-        snprintf(err, errlen, "no CQL host reachable (%s)", call->client->last_error);
-        pthread_mutex_unlock(&call->client->lock);
-        call_free(call);
-        return NATTER_EUNAVAIL;
-    }
-    int rc;
-    for (;;) {
-        rc = call_await(call);
-        if (rc == NATTER_OK) {
-            cql_result_t res = {.frame = call->answer, .len = call->answer_len};
-            call->answer = NULL;
-            if (cql_response_parse(&res.resp, res.frame, res.len, err, errlen) != NATTER_OK) {
-                free(res.frame);
-                rc = NATTER_EIO;
-                break;
-            }
-            if (res.resp.header.opcode != CQL_OP_ERROR) {
-                if (out)
-                    *out = res;
-                else
-                    cql_result_free(&res);
-                break;
-            }
-            int32_t code = res.resp.error.code;
-            snprintf(err, errlen, "%s: %.*s", cql_error_name(code), (int)res.resp.error.message.len,
-                     (const char *)res.resp.error.message.p);
-            cql_result_free(&res);
-            rc = cql_error_to_natter(code);
-            if (code == ERR_UNPREPARED && call->stmt != NULL && call->attempts < MAX_ATTEMPTS) {
-                int host = call->conn->host;
-                if (prepare_on(call->client, call->stmt, host, err, errlen) == NATTER_OK &&
-                    call_send(call, host) == NATTER_OK)
-                    continue;
-                break;
-            }
-            if (!(call->idempotent && retryable(code)))
-                break;
-        } else if (!call->idempotent) {
-            snprintf(err, errlen, "%s", rc == NATTER_ETIMEDOUT ? "CQL request timed out" : "CQL connection lost");
-            break;
-        }
-        if (call->attempts >= MAX_ATTEMPTS) {
-            snprintf(err, errlen, "CQL request failed after %d attempts", call->attempts);
-            break;
-        }
-        usleep(50000u << call->attempts); /* 100, 200, 400 ms */
-        if (call_send(call, -1) != NATTER_OK) {
-            snprintf(err, errlen, "no CQL host reachable");
-            rc = NATTER_EUNAVAIL;
-            break;
-        }
-    }
-    call_free(call);
-    return rc;
-}
-
-/* Sends a new call; when no host takes it, the call still comes back (with
- * no attempt made) so that wait can say why. */
-static cql_call_t *submit(cql_call_t *call)
-{
-    call_send(call, ring_owner(call->client, call->token));
-    return call;
-}
-
 /* ---- statements --------------------------------------------------------- */
+
+/* A copy of the statement's id, taken under its lock. */
+static size_t stmt_id(cql_stmt_t *st, uint8_t id[64])
+{
+    pthread_mutex_lock(&st->lock);
+    size_t n = st->id_len;
+    memcpy(id, st->id, n);
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
 
 static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, size_t errlen)
 {
     cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
     cql_build_prepare(&call->request, 0, st->query);
-    call_send(call, host); /* when it fails, wait says why */
+    call_send(call, host); /* when it fails, finish says why */
     cql_result_t res;
-    int rc = cql_call_wait(call, &res, err, errlen);
+    int rc = call_finish(call, &res, err, errlen, NULL);
     if (rc != NATTER_OK)
         return rc;
     if (res.resp.kind != CQL_RESULT_PREPARED || res.resp.prepared.id.len < 0 ||
@@ -700,11 +1036,23 @@ static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, siz
         snprintf(err, errlen, "PREPARE did not answer Prepared");
         rc = NATTER_EIO;
     } else {
+        /* v4 ids are digests of the keyspace and the text, so a host gives
+         * the id the others gave; a request built with an older id meets
+         * UNPREPARED again and is rebuilt by its next caller */
+        pthread_mutex_lock(&st->lock);
         memcpy(st->id, res.resp.prepared.id.p, res.resp.prepared.id.len);
         st->id_len = res.resp.prepared.id.len;
+        pthread_mutex_unlock(&st->lock);
     }
     cql_result_free(&res);
     return rc;
+}
+
+static void stmt_free(cql_stmt_t *st)
+{
+    pthread_mutex_destroy(&st->lock);
+    free(st->query);
+    free(st);
 }
 
 int cql_client_prepare(cql_client_t *cl, const char *query, cql_stmt_t **out, char *err, size_t errlen)
@@ -719,11 +1067,23 @@ int cql_client_prepare(cql_client_t *cl, const char *query, cql_stmt_t **out, ch
     pthread_mutex_unlock(&cl->lock);
     cql_stmt_t *st = xcalloc(1, sizeof(*st));
     st->query = xstrdup(query);
-    int rc = prepare_on(cl, st, -1, err, errlen);
+    pthread_mutex_init(&st->lock, NULL);
+    int rc = NATTER_EUNAVAIL, first = -1;
+    for (int i = 0; i < cl->nhosts && rc != NATTER_OK; i++)
+        if (atomic_load(&cl->hosts[i].up) && (rc = prepare_on(cl, st, i, err, errlen)) == NATTER_OK)
+            first = i;
     if (rc != NATTER_OK) {
-        free(st->query);
-        free(st);
+        if (first < 0 && rc == NATTER_EUNAVAIL)
+            snprintf(err, errlen, "no CQL host up to prepare on");
+        stmt_free(st);
         return rc;
+    }
+    /* on every other host too, so that routing does not meet UNPREPARED on
+     * first use; a host that fails here prepares on demand later */
+    for (int i = first + 1; i < cl->nhosts; i++) {
+        char ignored[256];
+        if (atomic_load(&cl->hosts[i].up))
+            prepare_on(cl, st, i, ignored, sizeof(ignored));
     }
     pthread_mutex_lock(&cl->lock);
     st->next = cl->stmts;
@@ -733,24 +1093,13 @@ int cql_client_prepare(cql_client_t *cl, const char *query, cql_stmt_t **out, ch
     return NATTER_OK;
 }
 
-int cql_client_query(cql_client_t *cl, const char *query, const cql_query_params_t *qp, cql_result_t *out,
-                     char *err, size_t errlen)
-{
-    cql_query_params_t one = {.consistency = CQL_ONE};
-    cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
-    if (cql_build_query(&call->request, 0, query, qp ? qp : &one) != NATTER_OK) {
-        call_free(call);
-        snprintf(err, errlen, "query does not fit the protocol");
-        return NATTER_EINVAL;
-    }
-    return cql_call_wait(submit(call), out, err, errlen);
-}
-
 cql_call_t *cql_client_execute(cql_client_t *cl, cql_stmt_t *st, const cql_query_params_t *qp, int64_t token,
                                int idempotent)
 {
+    uint8_t id[64];
+    size_t id_len = stmt_id(st, id);
     cql_call_t *call = call_new(cl, token, idempotent, st);
-    if (cql_build_execute(&call->request, 0, st->id, st->id_len, qp) != NATTER_OK) {
+    if (cql_build_execute(&call->request, 0, id, id_len, qp) != NATTER_OK) {
         call_free(call);
         return NULL;
     }
@@ -760,10 +1109,12 @@ cql_call_t *cql_client_execute(cql_client_t *cl, cql_stmt_t *st, const cql_query
 cql_call_t *cql_client_batch(cql_client_t *cl, const cql_batch_params_t *bp, cql_stmt_t *st,
                              const cql_value_t *values, size_t per_row, size_t nrows, int64_t token, int idempotent)
 {
+    uint8_t id[64];
+    size_t id_len = stmt_id(st, id);
     cql_call_t *call = call_new(cl, token, idempotent, st);
     cql_batch_entry_t *entries = xcalloc(nrows, sizeof(*entries));
     for (size_t i = 0; i < nrows; i++)
-        entries[i] = (cql_batch_entry_t){.id = st->id, .id_len = st->id_len, .values = values + i * per_row,
+        entries[i] = (cql_batch_entry_t){.id = id, .id_len = id_len, .values = values + i * per_row,
                                          .nvalues = per_row};
     int rc = cql_build_batch(&call->request, 0, bp, entries, nrows);
     free(entries);
@@ -782,6 +1133,72 @@ void cql_result_free(cql_result_t *r)
     r->frame = NULL;
 }
 
+/* ---- schema --------------------------------------------------------------- */
+
+static int uuid_cell(const cql_result_t *r, int32_t row, int32_t col, uint8_t out[16])
+{
+    cql_slice_t c;
+    return cql_rows_cell(&r->resp.rows, row, col, &c) == NATTER_OK ? cql_decode_uuid(c, out) : NATTER_EINVAL;
+}
+
+/* 1 when every up host that host knows of runs host's schema version. */
+static int schema_agreed(cql_client_t *cl, int host)
+{
+    char err[256];
+    uint8_t mine[16], theirs[16];
+    cql_result_t res;
+    if (query_on(cl, host, "SELECT schema_version FROM system.local", &res, err, sizeof(err)) != NATTER_OK)
+        return 0;
+    int agreed = res.resp.rows.rows_count == 1 && uuid_cell(&res, 0, 0, mine) == NATTER_OK;
+    cql_result_free(&res);
+    if (!agreed ||
+        query_on(cl, host, "SELECT rpc_address, schema_version FROM system.peers", &res, err, sizeof(err)) != NATTER_OK)
+        return 0;
+    for (int32_t row = 0; row < res.resp.rows.rows_count && agreed; row++) {
+        cql_slice_t addr;
+        if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK)
+            continue;
+        int peer = peer_host(cl, addr, host, 0);
+        if (peer >= 0 && !atomic_load(&cl->hosts[peer].up)) /* a node that is down catches up when it returns */
+            continue;
+        agreed = uuid_cell(&res, row, 1, theirs) == NATTER_OK && memcmp(mine, theirs, 16) == 0;
+    }
+    cql_result_free(&res);
+    return agreed;
+}
+
+/* After DDL run on host: until the up hosts agree on the schema, or the
+ * bound. Agreement not reached is not an error of the DDL (it is applied);
+ * what follows may meet a host that has not seen it yet, and says so. */
+static void wait_schema_agreement(cql_client_t *cl, int host)
+{
+    uint64_t deadline = natter_mono_ns() + (uint64_t)cl->cfg.schema_wait_ms * 1000000u;
+    while (!schema_agreed(cl, host)) {
+        if (natter_mono_ns() >= deadline) {
+            fprintf(stderr, "natter: cql: schema agreement not reached within %u ms\n", cl->cfg.schema_wait_ms);
+            return;
+        }
+        usleep(SCHEMA_POLL_US);
+    }
+}
+
+int cql_client_query(cql_client_t *cl, const char *query, const cql_query_params_t *qp, cql_result_t *out,
+                     char *err, size_t errlen)
+{
+    cql_query_params_t one = {.consistency = CQL_ONE};
+    cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
+    if (cql_build_query(&call->request, 0, query, qp ? qp : &one) != NATTER_OK) {
+        call_free(call);
+        snprintf(err, errlen, "query does not fit the protocol");
+        return NATTER_EINVAL;
+    }
+    int host;
+    int rc = call_finish(submit(call), out, err, errlen, &host);
+    if (rc == NATTER_OK && out->resp.kind == CQL_RESULT_SCHEMA_CHANGE && host >= 0)
+        wait_schema_agreement(cl, host);
+    return rc;
+}
+
 /* ---- the client ------------------------------------------------------------ */
 
 int cql_client_open(cql_client_t **out, const cql_client_config_t *cfg, char *err, size_t errlen)
@@ -792,17 +1209,30 @@ int cql_client_open(cql_client_t **out, const cql_client_config_t *cfg, char *er
         cl->cfg.conns_per_host = 2;
     if (cl->cfg.timeout_ms == 0)
         cl->cfg.timeout_ms = 5000;
+    if (cl->cfg.schema_wait_ms == 0)
+        cl->cfg.schema_wait_ms = 10000;
     cl->hosts_text = xstrdup(cfg->hosts);
     cl->user = cfg->user && cfg->user[0] ? xstrdup(cfg->user) : NULL;
     cl->password = cfg->password ? xstrdup(cfg->password) : xstrdup("");
     pthread_mutex_init(&cl->lock, NULL);
+    cond_init_mono(&cl->monitor_cond);
     int rc = parse_hosts(cl, err, errlen);
-    if (rc == NATTER_OK)
-        rc = read_ring(cl, err, errlen);
+    if (rc == NATTER_OK) /* the first contact point that answers tells the ring */
+        rc = NATTER_EUNAVAIL;
+    for (int i = 0; i < cl->ncontacts && rc != NATTER_OK && rc != NATTER_EINVAL; i++) {
+        cl->nring = 0;
+        rc = read_ring(cl, i, err, errlen);
+    }
     if (rc != NATTER_OK) {
         cql_client_close(cl);
         return rc == NATTER_EINVAL ? rc : NATTER_EUNAVAIL;
     }
+    for (int i = 0; i < cl->nhosts; i++) { /* learn now which nodes are up */
+        conn_t *c = host_conn(cl, i);
+        if (c != NULL)
+            conn_release(c);
+    }
+    cl->monitor_started = pthread_create(&cl->monitor, NULL, monitor_main, cl) == 0;
     *out = cl;
     return NATTER_OK;
 }
@@ -821,6 +1251,13 @@ void cql_client_close(cql_client_t *cl)
 {
     if (cl == NULL)
         return;
+    if (cl->monitor_started) {
+        pthread_mutex_lock(&cl->lock);
+        cl->stopping = 1;
+        pthread_cond_signal(&cl->monitor_cond);
+        pthread_mutex_unlock(&cl->lock);
+        pthread_join(cl->monitor, NULL);
+    }
     for (int i = 0; i < cl->nhosts; i++)
         for (int s = 0; s < MAX_CONNS; s++)
             if (cl->hosts[i].conns[s] != NULL)
@@ -828,13 +1265,14 @@ void cql_client_close(cql_client_t *cl)
     while (cl->stmts != NULL) {
         cql_stmt_t *st = cl->stmts;
         cl->stmts = st->next;
-        free(st->query);
-        free(st);
+        stmt_free(st);
     }
     free(cl->ring);
+    free(cl->replicas);
     free(cl->hosts_text);
     free(cl->user);
     free(cl->password);
+    pthread_cond_destroy(&cl->monitor_cond);
     pthread_mutex_destroy(&cl->lock);
     free(cl);
 }

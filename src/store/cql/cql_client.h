@@ -1,21 +1,45 @@
 /*
  * A CQL native protocol v4 client: connections, not statements.
  *
- * A client holds a small pool of connections to every host of the cluster
- * (the contact points plus the peers they report), and the token ring read
- * from system.local / system.peers, so a request with a routing token goes
- * to a replica. Each connection multiplexes many requests by stream id: a
- * reader thread per connection matches responses to waiting calls, so any
- * number of threads may call at once and a caller may have several calls in
- * flight (submit, then wait).
+ * Hosts. A client starts from its contact points and reads the ring from
+ * the first one that answers (system.local and system.peers): every node
+ * becomes a host, reached at its rpc_address on the contact point's port.
+ * Each host has a small pool of connections; each connection multiplexes
+ * many requests by stream id, with a reader thread matching answers to
+ * waiting calls, so any number of threads may call at once and a caller may
+ * have several calls in flight (submit, then wait). The host table and the
+ * ring are fixed once open returns (a node added later is not seen until the
+ * client is opened again).
  *
- * Calls block their caller (an API worker or the store consumer), never the
- * event loop, for at most the configured request timeout. A connection that
- * fails fails its calls with NATTER_EUNAVAIL and is replaced on next use (at
- * most one connect attempt per host per second). Prepared statements are
- * re-prepared on the host that answers UNPREPARED. Retries with backoff are
- * for idempotent statements only, on Overloaded, Unavailable, read/write
- * timeouts, bootstrapping and lost connections.
+ * Routing. A request with a routing token goes to the node owning the token
+ * (the first ring token at or after it), else to the next distinct nodes
+ * clockwise — the replicas of SimpleStrategy, and of NetworkTopologyStrategy
+ * in one datacenter and rack — else to any host: the first of them that is
+ * up takes it. A request without a token goes to the hosts in turn.
+ *
+ * Host state. A host is down from the moment a connect to it fails or a
+ * connection to it breaks (the node died, or stopped answering: see below)
+ * until a reconnect succeeds; requests go around it. A monitor thread per
+ * client retries a down host after a back-off doubling from 100 ms to 2 s,
+ * and closes connections that went silent.
+ *
+ * Time. A request's timeout runs from the moment it is sent. Calls block
+ * their caller (an API worker or the store consumer), never the event loop.
+ * A connection that fails fails its calls with NATTER_EUNAVAIL. A call that
+ * times out gives up its stream, which comes back when the late answer
+ * arrives; a connection holding half its streams that way is closed and
+ * replaced, and one where a request timed out and nothing at all came back
+ * for another timeout is closed and its host marked down: a silent server
+ * cannot take every stream.
+ *
+ * Statements are prepared on every host that is up; a host that answers
+ * UNPREPARED (it restarted without them, or the table's schema changed) gets
+ * the statement again and the request is sent again. Retries with back-off
+ * (100, 200, 400 ms) are for idempotent statements only, on Overloaded,
+ * Unavailable, read/write timeouts, bootstrapping and lost connections, and
+ * go to the next host in routing order when the first is down. A QUERY whose
+ * answer is a schema change returns once every host that is up reports the
+ * same schema version (or after schema_wait_ms).
  */
 #ifndef NATTER_CQL_CLIENT_H
 #define NATTER_CQL_CLIENT_H
@@ -28,11 +52,12 @@
 #define CQL_NO_TOKEN INT64_MIN /* a request with no routing token goes to any host */
 
 typedef struct cql_client_config {
-    const char *hosts;     /* "host:port[,host:port...]" */
-    const char *user;      /* NULL: no authentication */
+    const char *hosts;       /* contact points "host:port[,host:port...]" (port 9042 when left out) */
+    const char *user;        /* NULL: no authentication */
     const char *password;
-    unsigned conns_per_host;
-    unsigned timeout_ms;   /* per request */
+    unsigned conns_per_host; /* 0: 2 */
+    unsigned timeout_ms;     /* per request, from its send; 0: 5000 */
+    unsigned schema_wait_ms; /* bound on waiting for schema agreement after DDL; 0: 10000 */
 } cql_client_config_t;
 
 typedef struct cql_client cql_client_t;
@@ -47,9 +72,11 @@ typedef struct cql_result {
 
 void cql_result_free(cql_result_t *r);
 
-/* Connects to the contact points, authenticates, reads the ring. 0, or
- * NATTER_EUNAVAIL with the reason in err. */
+/* Connects to the contact points, authenticates, reads the ring and
+ * connects to every node of it. 0, or NATTER_EUNAVAIL (NATTER_EINVAL for a
+ * bad host list) with the reason in err. */
 int cql_client_open(cql_client_t **out, const cql_client_config_t *cfg, char *err, size_t errlen);
+/* Ends every connection and frees the client; no call may be in flight. */
 void cql_client_close(cql_client_t *c);
 
 /* A prepared statement, cached by its text; valid until the client closes. */
@@ -78,5 +105,19 @@ int cql_call_wait(cql_call_t *call, cql_result_t *out, char *err, size_t errlen)
 
 /* 0 when at least one host answers. */
 int cql_client_ping(cql_client_t *c);
+
+/* What the client counts per host, for /metrics and tests. */
+typedef struct cql_host_stats {
+    char address[272];   /* "host:port", as the client reaches it */
+    int up;              /* 1 while requests may go there (see Host state) */
+    uint64_t requests;   /* request frames sent to it */
+    uint64_t errors;     /* of those: not answered in time, lost with their connection, or answered with an
+                          * error other than UNPREPARED */
+    uint64_t reprepares; /* statements prepared again because it answered UNPREPARED */
+} cql_host_stats_t;
+
+/* Fills out with up to max hosts, in the client's order (the contact
+ * points first); returns how many hosts there are. Safe from any thread. */
+size_t cql_client_hosts(cql_client_t *c, cql_host_stats_t *out, size_t max);
 
 #endif

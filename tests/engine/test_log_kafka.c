@@ -1,0 +1,164 @@
+/*
+ * The Kafka log against a real broker (NATTER_TEST_KAFKA=HOST:PORT[,...],
+ * set by scripts/test-engines), with its threads all busy at once: four
+ * threads append (each message acknowledged exactly once, from the poll
+ * thread), the store consumer polls and commits, a fan-out reader polls,
+ * and the lag thread measures, until every message has been through; then
+ * the log closes under them. Built with ASan and with TSan.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/message.h"
+#include "core/util.h"
+#include "log/log.h"
+
+#define APPENDERS 4
+#define PER_APPENDER 250
+#define TOTAL (APPENDERS * PER_APPENDER)
+#define DEADLINE_NS 120000000000ull /* generous: a group join and a fresh topic on a loaded machine */
+
+static natter_config_t cfg;
+static natter_log_t *klog;
+static atomic_int durable_ok, durable_failed, append_failed, fanned_out;
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *brokers = getenv("NATTER_TEST_KAFKA");
+    if (brokers == NULL) {
+        fprintf(stderr, "NATTER_TEST_KAFKA is not set: no broker to test against\n");
+        return -1;
+    }
+    char topic[64], err[256];
+    snprintf(topic, sizeof(topic), "natter-logtest-%d-%lld", (int)getpid(), (long long)natter_now_ms());
+    char *argv[] = {"natter", "--log", "kafka", "--kafka-brokers", (char *)brokers, "--kafka-topic", topic,
+                    "--kafka-group", topic, "--kafka-partitions", "3", "--node-id", "7", "--batch-time", "5", NULL};
+    if (natter_config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "config: %s\n", err);
+        return -1;
+    }
+    klog = xcalloc(1, natter_log_kafka.size);
+    klog->ops = &natter_log_kafka;
+    if (natter_log_kafka.open(klog, &cfg, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "open: %s\n", err);
+        free(klog);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    natter_log_kafka.close(klog);
+    free(klog);
+    return 0;
+}
+
+static void on_durable(natter_msg_t *msg, int status, void *arg)
+{
+    (void)msg, (void)arg;
+    atomic_fetch_add(status == NATTER_OK ? &durable_ok : &durable_failed, 1);
+}
+
+static void *appender(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < PER_APPENDER; i++) {
+        char text[32];
+        int n = snprintf(text, sizeof(text), "t%d-%d", t, i);
+        natter_msg_t *m = natter_msg_new((uint64_t)(1 + (i % 16)), (uint64_t)(100 + t), text, (size_t)n, "", 0);
+        m->on_durable = on_durable;
+        if (natter_log_kafka.append(klog, m) != NATTER_OK) {
+            free(m);
+            atomic_fetch_add(&append_failed, 1);
+        }
+    }
+    return NULL;
+}
+
+static void *fanout_reader(void *arg)
+{
+    (void)arg;
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (atomic_load(&fanned_out) < TOTAL && natter_mono_ns() < deadline) {
+        natter_msg_t *head = NULL;
+        natter_log_kafka.fanout_poll(klog, &head, 256, 100);
+        while (head != NULL) {
+            natter_msg_t *next = head->next;
+            atomic_fetch_add(&fanned_out, 1);
+            free(head);
+            head = next;
+        }
+    }
+    return NULL;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_everything_at_once(void **state)
+{
+    (void)state;
+    pthread_t fan, app[APPENDERS];
+    pthread_create(&fan, NULL, fanout_reader, NULL);
+    for (int t = 0; t < APPENDERS; t++)
+        pthread_create(&app[t], NULL, appender, (void *)(intptr_t)t);
+
+    /* the store consumer, here: every message once, in batches, committed */
+    uint64_t *ids = xcalloc(2 * TOTAL, sizeof(*ids));
+    size_t nids = 0;
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (nids < TOTAL && natter_mono_ns() < deadline) {
+        natter_msg_t *head = NULL;
+        size_t n = natter_log_kafka.poll(klog, &head, 500, 200);
+        for (natter_msg_t *m = head; m != NULL && n > 0; m = m->next)
+            if (nids < 2 * TOTAL)
+                ids[nids++] = m->id;
+        natter_log_kafka.commit(klog, head, NATTER_OK);
+        while (head != NULL) {
+            natter_msg_t *next = head->next;
+            free(head);
+            head = next;
+        }
+    }
+    for (int t = 0; t < APPENDERS; t++)
+        pthread_join(app[t], NULL);
+    pthread_join(fan, NULL);
+    while (atomic_load(&durable_ok) + atomic_load(&durable_failed) < TOTAL && natter_mono_ns() < deadline)
+        usleep(10000);
+
+    assert_int_equal(atomic_load(&append_failed), 0);
+    assert_int_equal(atomic_load(&durable_failed), 0);
+    assert_int_equal(atomic_load(&durable_ok), TOTAL);
+    assert_int_equal(nids, TOTAL);
+    qsort(ids, nids, sizeof(*ids), id_cmp);
+    for (size_t i = 1; i < nids; i++)
+        assert_true(ids[i] > ids[i - 1]); /* no message twice */
+    assert_int_equal(atomic_load(&fanned_out), TOTAL);
+    free(ids);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_everything_at_once),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

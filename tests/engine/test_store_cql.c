@@ -1,0 +1,182 @@
+/*
+ * The CQL store's account creation against a real Cassandra
+ * (NATTER_TEST_CQL=HOST:PORT, set by scripts/test-engines): creating a user
+ * never leaves a username taken without a user. The states a failure or a
+ * crash between the two writes leaves are planted with a second client,
+ * then the store is asked to create the user again:
+ *
+ *   - a claim on the name with no user row (what the old order, claim then
+ *     row, left when the row's insert failed): free again once it is older
+ *     than a creation takes;
+ *   - a user row with no claim (the new order, row then claim, interrupted):
+ *     the name is free;
+ *   - row and claim both there with the creator's id (the claim's answer was
+ *     lost): the creation succeeded.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "store/cql/cql_client.h"
+#include "store/store.h"
+
+static natter_config_t cfg;
+static natter_store_t *store;
+static cql_client_t *raw;
+static char err[512];
+
+static void plant(const char *fmt, ...)
+{
+    char q[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof(q), fmt, ap);
+    va_end(ap);
+    cql_query_params_t qp = {.consistency = CQL_QUORUM};
+    cql_result_t res;
+    if (cql_client_query(raw, q, &qp, &res, err, sizeof(err)) != NATTER_OK)
+        fail_msg("%s: %s", q, err);
+    cql_result_free(&res);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *hosts = getenv("NATTER_TEST_CQL"), *user = getenv("NATTER_TEST_CQL_USER");
+    const char *password = getenv("NATTER_TEST_CQL_PASSWORD");
+    if (hosts == NULL) {
+        fprintf(stderr, "NATTER_TEST_CQL is not set: no Cassandra to test against\n");
+        return -1;
+    }
+    char ks[48];
+    snprintf(ks, sizeof(ks), "storetest_%d", (int)getpid());
+    char *argv[] = {"natter", "--store", "cql", "--cql-hosts", (char *)hosts, "--cql-keyspace", ks,
+                    "--cql-user", (char *)(user ? user : "-"), "--cql-password", (char *)(password ? password : "-"),
+                    "--cql-timeout", "10000", NULL};
+    if (natter_config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)) != NATTER_OK ||
+        (store = natter_store_open(&natter_store_cql, &cfg, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "store: %s\n", err);
+        return -1;
+    }
+    cql_client_config_t cc = {.hosts = hosts, .user = user, .password = password, .timeout_ms = 10000};
+    if (cql_client_open(&raw, &cc, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "client: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char q[128];
+    snprintf(q, sizeof(q), "DROP KEYSPACE IF EXISTS %s", cfg.cql_keyspace);
+    plant("%s", q);
+    cql_client_close(raw);
+    natter_store_close(store);
+    return 0;
+}
+
+static natter_user_t user_named(const char *name, uint64_t id)
+{
+    natter_user_t u = {.id = id};
+    snprintf(u.username, sizeof(u.username), "%s", name);
+    snprintf(u.pwhash, sizeof(u.pwhash), "$argon2id$test-%llu", (unsigned long long)id);
+    return u;
+}
+
+static int create(const natter_user_t *u)
+{
+    return store->ops->user_create(store, u, natter_now_ms());
+}
+
+static uint64_t owner_of(const char *name)
+{
+    natter_user_t out;
+    int rc = store->ops->user_by_name(store, name, &out);
+    return rc == NATTER_OK ? out.id : rc == NATTER_ENOTFOUND ? 0 : (uint64_t)-1;
+}
+
+static void test_taken_name_conflicts(void **state)
+{
+    (void)state;
+    natter_user_t a = user_named("taken", 1001), b = user_named("taken", 1002);
+    assert_int_equal(create(&a), NATTER_OK);
+    assert_int_equal(create(&b), NATTER_ECONFLICT);
+    assert_int_equal(owner_of("taken"), 1001);
+}
+
+/* The old code answered NATTER_ECONFLICT here, for good. */
+static void test_stale_claim_without_user_is_released(void **state)
+{
+    (void)state;
+    int64_t two_minutes_ago_us = (natter_now_ms() - 120000) * 1000;
+    plant("INSERT INTO %s.users_by_name (username, id, pwhash) VALUES ('orphan', 2001, 'x') USING TIMESTAMP %lld",
+          cfg.cql_keyspace, (long long)two_minutes_ago_us);
+    assert_int_equal(owner_of("orphan"), 0); /* a name with no user is no one's */
+    natter_user_t u = user_named("orphan", 2002);
+    assert_int_equal(create(&u), NATTER_OK);
+    assert_int_equal(owner_of("orphan"), 2002);
+}
+
+/* A claim just made may be a creation still under way on an older node:
+ * it stands (and still answers no user until its row is there). */
+static void test_fresh_claim_without_user_stands(void **state)
+{
+    (void)state;
+    plant("INSERT INTO %s.users_by_name (username, id, pwhash) VALUES ('inflight', 3001, 'x')", cfg.cql_keyspace);
+    natter_user_t u = user_named("inflight", 3002);
+    assert_int_equal(create(&u), NATTER_ECONFLICT);
+    assert_int_equal(owner_of("inflight"), 0);
+    plant("INSERT INTO %s.users (id, username, created_at) VALUES (3001, 'inflight', toTimestamp(now()))",
+          cfg.cql_keyspace);
+    assert_int_equal(owner_of("inflight"), 3001);
+}
+
+/* Stopped after the user row, before the claim: the name is free. */
+static void test_user_row_without_claim_leaves_name_free(void **state)
+{
+    (void)state;
+    plant("INSERT INTO %s.users (id, username, created_at) VALUES (4001, 'halfway', toTimestamp(now()))",
+          cfg.cql_keyspace);
+    assert_int_equal(owner_of("halfway"), 0);
+    natter_user_t u = user_named("halfway", 4002);
+    assert_int_equal(create(&u), NATTER_OK);
+    assert_int_equal(owner_of("halfway"), 4002);
+}
+
+/* The claim was applied but its answer lost: claiming again finds our own
+ * id, which is success, not a conflict. */
+static void test_claim_already_ours_is_success(void **state)
+{
+    (void)state;
+    natter_user_t u = user_named("lostanswer", 5001);
+    plant("INSERT INTO %s.users (id, username, created_at) VALUES (5001, 'lostanswer', toTimestamp(now()))",
+          cfg.cql_keyspace);
+    plant("INSERT INTO %s.users_by_name (username, id, pwhash) VALUES ('lostanswer', 5001, '%s')", cfg.cql_keyspace,
+          u.pwhash);
+    assert_int_equal(create(&u), NATTER_OK);
+    assert_int_equal(owner_of("lostanswer"), 5001);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_taken_name_conflicts),
+        cmocka_unit_test(test_stale_claim_without_user_is_released),
+        cmocka_unit_test(test_fresh_claim_without_user_stands),
+        cmocka_unit_test(test_user_row_without_claim_leaves_name_free),
+        cmocka_unit_test(test_claim_already_ours_is_success),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,723 @@
+/*
+ * The CQL client's races and host handling, against a fake CQL server: a few
+ * threads in this file that speak just enough of protocol v4 over loopback
+ * (STARTUP, the ring's system tables, PREPARE, EXECUTE) and that delay, drop
+ * or never answer a request, or close its connection, on demand. The real
+ * thing is tested against Cassandra in tests/engine/; this file drives what
+ * Cassandra cannot be made to do on cue. Built with ASan and with TSan
+ * (make unit runs both).
+ *
+ * An EXECUTE's first bound value (a bigint) tells the fake what to do:
+ * >= 0 answer after that many microseconds, FAKE_NEVER never answer,
+ * FAKE_CLOSE close the connection. A fake forgets its prepared statements
+ * when told, or every so many executes (answering UNPREPARED until the next
+ * PREPARE). Several fakes on
+ * 127.0.0.1, .2 and .3 with the same port make a ring, each owning a token.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/util.h"
+#include "store/cql/cql_client.h"
+
+#define FAKE_NEVER (-1)
+#define FAKE_CLOSE (-2)
+#define MAX_FAKE_CONNS 16
+
+/* ---- the fake server ------------------------------------------------------ */
+
+typedef struct answer {
+    uint64_t due_ns;
+    cql_buf_t frame;
+    struct answer *next;
+} answer_t;
+
+typedef struct fake fake_t;
+
+typedef struct fconn {
+    fake_t *fake;
+    int fd;
+    pthread_t reader, writer;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    answer_t *queue; /* by due time */
+    int closing;
+} fconn_t;
+
+struct fake {
+    char ip[16];
+    uint16_t port;
+    char token[24];
+    int npeers;
+    char peer_ip[2][16], peer_token[2][24];
+    int lfd;
+    pthread_t acceptor;
+    atomic_int stopping;
+    atomic_int mute_startup;  /* accept, never answer STARTUP */
+    atomic_int prepared;      /* 0: EXECUTE answers UNPREPARED */
+    atomic_int forget_every;  /* > 0: forget after that many executes since the last PREPARE */
+    atomic_int since_prepare;
+    atomic_int executes, prepares;
+    pthread_mutex_t lock;
+    fconn_t *conns[MAX_FAKE_CONNS];
+    int nconns;
+};
+
+static void put_frame(cql_buf_t *out, int16_t stream, uint8_t opcode, const cql_buf_t *body)
+{
+    cql_header_t h = {.version = CQL_VERSION_RESPONSE, .stream = stream, .opcode = opcode,
+                      .length = (uint32_t)body->len};
+    uint8_t head[CQL_HEADER_LEN];
+    cql_header_encode(head, &h);
+    cql_buf_put_raw(out, head, sizeof(head));
+    cql_buf_put_raw(out, body->data, body->len);
+}
+
+/* Rows of set<varchar> tokens (and rpc_address for peers). */
+static void rows_body(fake_t *f, cql_buf_t *b, int peers)
+{
+    cql_buf_put_int(b, CQL_RESULT_ROWS);
+    cql_buf_put_int(b, CQL_META_GLOBAL_TABLES_SPEC);
+    cql_buf_put_int(b, peers ? 2 : 1);
+    cql_buf_put_string(b, "system", 6);
+    cql_buf_put_string(b, peers ? "peers" : "local", 5);
+    if (peers) {
+        cql_buf_put_string(b, "rpc_address", 11);
+        cql_buf_put_short(b, CQL_TYPE_INET);
+    }
+    cql_buf_put_string(b, "tokens", 6);
+    cql_buf_put_short(b, CQL_TYPE_SET);
+    cql_buf_put_short(b, CQL_TYPE_VARCHAR);
+    int n = peers ? f->npeers : 1;
+    cql_buf_put_int(b, n);
+    for (int i = 0; i < n; i++) {
+        const char *tok = peers ? f->peer_token[i] : f->token;
+        if (peers) {
+            struct in_addr a;
+            inet_pton(AF_INET, f->peer_ip[i], &a);
+            cql_buf_put_bytes(b, &a, 4);
+        }
+        cql_buf_t set;
+        cql_buf_init(&set);
+        cql_buf_put_int(&set, 1);
+        cql_buf_put_bytes(&set, tok, strlen(tok));
+        cql_buf_put_bytes(b, set.data, set.len);
+        cql_buf_free(&set);
+    }
+}
+
+static void enqueue(fconn_t *c, uint64_t delay_us, int16_t stream, uint8_t opcode, const cql_buf_t *body)
+{
+    answer_t *a = xcalloc(1, sizeof(*a));
+    a->due_ns = natter_mono_ns() + delay_us * 1000u;
+    cql_buf_init(&a->frame);
+    put_frame(&a->frame, stream, opcode, body);
+    pthread_mutex_lock(&c->lock);
+    answer_t **p = &c->queue;
+    while (*p != NULL && (*p)->due_ns <= a->due_ns)
+        p = &(*p)->next;
+    a->next = *p;
+    *p = a;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *fconn_writer(void *arg)
+{
+    fconn_t *c = arg;
+    pthread_mutex_lock(&c->lock);
+    while (!c->closing) {
+        if (c->queue == NULL) {
+            pthread_cond_wait(&c->cond, &c->lock);
+            continue;
+        }
+        uint64_t now = natter_mono_ns();
+        if (c->queue->due_ns > now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t left = c->queue->due_ns - now, ns = (uint64_t)ts.tv_nsec + left;
+            ts.tv_sec += (time_t)(ns / 1000000000u);
+            ts.tv_nsec = (long)(ns % 1000000000u);
+            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            continue;
+        }
+        answer_t *a = c->queue;
+        c->queue = a->next;
+        pthread_mutex_unlock(&c->lock);
+        if (send(c->fd, a->frame.data, a->frame.len, MSG_NOSIGNAL) < 0)
+            shutdown(c->fd, SHUT_RDWR);
+        cql_buf_free(&a->frame);
+        free(a);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static int read_all(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void answer_execute(fconn_t *c, int16_t stream, cql_reader_t *r)
+{
+    fake_t *f = c->fake;
+    cql_buf_t body;
+    cql_buf_init(&body);
+    cql_slice_t id = cql_read_short_bytes(r);
+    (void)cql_read_short(r); /* consistency */
+    uint8_t flags = cql_read_byte(r);
+    int64_t what = 0;
+    if ((flags & 0x01) && cql_read_short(r) > 0) {
+        cql_slice_t v = cql_read_bytes(r);
+        if (v.len == 8) {
+            cql_reader_t vr;
+            cql_reader_init(&vr, v.p, 8);
+            what = cql_read_long(&vr);
+        }
+    }
+    atomic_fetch_add(&f->executes, 1);
+    int every = atomic_load(&f->forget_every);
+    if (every > 0 && atomic_fetch_add(&f->since_prepare, 1) + 1 >= every)
+        atomic_store(&f->prepared, 0);
+    if (!atomic_load(&f->prepared)) {
+        cql_buf_put_int(&body, CQL_ERR_UNPREPARED);
+        cql_buf_put_string(&body, "forgotten", 9);
+        cql_buf_put_short_bytes(&body, id.p, (size_t)id.len);
+        enqueue(c, 0, stream, CQL_OP_ERROR, &body);
+    } else if (what == FAKE_CLOSE) {
+        shutdown(c->fd, SHUT_RDWR);
+    } else if (what != FAKE_NEVER) {
+        cql_buf_put_int(&body, CQL_RESULT_VOID);
+        enqueue(c, (uint64_t)(what > 0 ? what : 0), stream, CQL_OP_RESULT, &body);
+    }
+    cql_buf_free(&body);
+}
+
+static void answer(fconn_t *c, const cql_header_t *h, const uint8_t *p, size_t len)
+{
+    fake_t *f = c->fake;
+    cql_reader_t r;
+    cql_buf_t body;
+    cql_reader_init(&r, p, len);
+    cql_buf_init(&body);
+    switch (h->opcode) {
+    case CQL_OP_STARTUP:
+        if (!atomic_load(&f->mute_startup))
+            enqueue(c, 0, h->stream, CQL_OP_READY, &body);
+        break;
+    case CQL_OP_QUERY: {
+        cql_slice_t q = cql_read_long_string(&r);
+        char text[256];
+        snprintf(text, sizeof(text), "%.*s", (int)q.len, (const char *)q.p);
+        if (strstr(text, "system.peers"))
+            rows_body(f, &body, 1);
+        else if (strstr(text, "system.local"))
+            rows_body(f, &body, 0);
+        else
+            cql_buf_put_int(&body, CQL_RESULT_VOID);
+        enqueue(c, 0, h->stream, CQL_OP_RESULT, &body);
+        break;
+    }
+    case CQL_OP_PREPARE: {
+        static const uint8_t id[16] = {0xfa, 0xce};
+        atomic_fetch_add(&f->prepares, 1);
+        atomic_store(&f->since_prepare, 0);
+        atomic_store(&f->prepared, 1);
+        cql_buf_put_int(&body, CQL_RESULT_PREPARED);
+        cql_buf_put_short_bytes(&body, id, sizeof(id));
+        cql_buf_put_int(&body, 0); /* flags */
+        cql_buf_put_int(&body, 0); /* bind markers */
+        cql_buf_put_int(&body, 0); /* partition key markers */
+        cql_buf_put_int(&body, CQL_META_NO_METADATA);
+        cql_buf_put_int(&body, 0);
+        enqueue(c, 0, h->stream, CQL_OP_RESULT, &body);
+        break;
+    }
+    case CQL_OP_EXECUTE:
+        answer_execute(c, h->stream, &r);
+        break;
+    default:
+        cql_buf_put_int(&body, CQL_RESULT_VOID);
+        enqueue(c, 0, h->stream, CQL_OP_RESULT, &body);
+        break;
+    }
+    cql_buf_free(&body);
+}
+
+static void *fconn_reader(void *arg)
+{
+    fconn_t *c = arg;
+    uint8_t head[CQL_HEADER_LEN];
+    while (read_all(c->fd, head, sizeof(head)) == 0) {
+        cql_header_t h;
+        cql_header_decode(head, &h);
+        uint8_t *body = xmalloc(h.length + 1);
+        if (read_all(c->fd, body, h.length) != 0) {
+            free(body);
+            break;
+        }
+        answer(c, &h, body, h.length);
+        free(body);
+    }
+    pthread_mutex_lock(&c->lock);
+    c->closing = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static void *fake_acceptor(void *arg)
+{
+    fake_t *f = arg;
+    for (;;) {
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return NULL; /* the listening socket was shut down */
+        }
+        pthread_mutex_lock(&f->lock);
+        if (atomic_load(&f->stopping) || f->nconns == MAX_FAKE_CONNS) {
+            pthread_mutex_unlock(&f->lock);
+            close(fd);
+            continue;
+        }
+        fconn_t *c = xcalloc(1, sizeof(*c));
+        c->fake = f;
+        c->fd = fd;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        f->conns[f->nconns++] = c;
+        pthread_create(&c->reader, NULL, fconn_reader, c);
+        pthread_create(&c->writer, NULL, fconn_writer, c);
+        pthread_mutex_unlock(&f->lock);
+    }
+}
+
+/* A fake node on ip:port (port 0: any), owning token. */
+static fake_t *fake_start(const char *ip, uint16_t port, const char *token)
+{
+    fake_t *f = xcalloc(1, sizeof(*f));
+    snprintf(f->ip, sizeof(f->ip), "%s", ip);
+    snprintf(f->token, sizeof(f->token), "%s", token);
+    atomic_store(&f->prepared, 1);
+    pthread_mutex_init(&f->lock, NULL);
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(f->lfd, 64), 0);
+    getsockname(f->lfd, (struct sockaddr *)&sa, &sl);
+    f->port = ntohs(sa.sin_port);
+    pthread_create(&f->acceptor, NULL, fake_acceptor, f);
+    return f;
+}
+
+static void fake_add_peer(fake_t *f, const char *ip, const char *token)
+{
+    snprintf(f->peer_ip[f->npeers], sizeof(f->peer_ip[0]), "%s", ip);
+    snprintf(f->peer_token[f->npeers], sizeof(f->peer_token[0]), "%s", token);
+    f->npeers++;
+}
+
+/* Stops listening and closes every connection: the node is gone. */
+static void fake_stop(fake_t *f)
+{
+    atomic_store(&f->stopping, 1);
+    shutdown(f->lfd, SHUT_RDWR);
+    pthread_join(f->acceptor, NULL);
+    close(f->lfd);
+    for (int i = 0; i < f->nconns; i++) {
+        fconn_t *c = f->conns[i];
+        shutdown(c->fd, SHUT_RDWR);
+        pthread_join(c->reader, NULL);
+        pthread_join(c->writer, NULL);
+        close(c->fd);
+        while (c->queue != NULL) {
+            answer_t *a = c->queue;
+            c->queue = a->next;
+            cql_buf_free(&a->frame);
+            free(a);
+        }
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+    }
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static char err[512];
+
+static cql_client_t *open_client(const char *hosts, unsigned timeout_ms)
+{
+    cql_client_t *c = NULL;
+    cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = timeout_ms};
+    if (cql_client_open(&c, &cfg, err, sizeof(err)) != NATTER_OK)
+        fail_msg("open %s: %s", hosts, err);
+    return c;
+}
+
+static cql_stmt_t *prepare(cql_client_t *c)
+{
+    cql_stmt_t *st;
+    if (cql_client_prepare(c, "INSERT INTO t.kv (k) VALUES (?)", &st, err, sizeof(err)) != NATTER_OK)
+        fail_msg("prepare: %s", err);
+    return st;
+}
+
+static cql_call_t *exec(cql_client_t *c, cql_stmt_t *st, int64_t what, int64_t token, int idempotent)
+{
+    cql_value_t v = cql_value_bigint(what);
+    cql_query_params_t qp = {.consistency = CQL_ONE, .values = &v, .nvalues = 1};
+    return cql_client_execute(c, st, &qp, token, idempotent);
+}
+
+static int exec_wait(cql_client_t *c, cql_stmt_t *st, int64_t what, int64_t token)
+{
+    char e[256];
+    return cql_call_wait(exec(c, st, what, token, 0), NULL, e, sizeof(e));
+}
+
+static cql_host_stats_t host_stats(cql_client_t *c, const char *address)
+{
+    cql_host_stats_t hosts[8];
+    size_t n = cql_client_hosts(c, hosts, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (strcmp(hosts[i].address, address) == 0)
+            return hosts[i];
+    fail_msg("no host %s", address);
+    return hosts[0];
+}
+
+/* One fake node on 127.0.0.1, a client of it and a statement prepared. */
+typedef struct {
+    fake_t *fake;
+    cql_client_t *c;
+    cql_stmt_t *st;
+    char hosts[64];
+} single_t;
+
+static single_t single(unsigned timeout_ms)
+{
+    single_t one = {.fake = fake_start("127.0.0.1", 0, "0")};
+    snprintf(one.hosts, sizeof(one.hosts), "127.0.0.1:%u", one.fake->port);
+    one.c = open_client(one.hosts, timeout_ms);
+    one.st = prepare(one.c);
+    return one;
+}
+
+static void single_end(single_t *one)
+{
+    cql_client_close(one->c);
+    fake_stop(one->fake);
+}
+
+/* Polls until a call succeeds, for at most 10 s (what a reconnect takes is
+ * bounded by the client's back-off, not by this machine's speed). */
+static void eventually_ok(cql_client_t *c, cql_stmt_t *st, int64_t token)
+{
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    int rc;
+    while ((rc = exec_wait(c, st, 0, token)) != NATTER_OK && natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(rc, NATTER_OK);
+}
+
+/* ---- the races ------------------------------------------------------------ */
+
+#define WAITERS 30
+
+typedef struct {
+    cql_call_t *calls[300];
+    int n;
+    atomic_int answered, timed_out, other;
+} waiters_t;
+
+typedef struct {
+    waiters_t *w;
+    int first;
+} waiter_arg_t;
+
+/* Waits for every WAITERS-th call from first on. */
+static void *wait_some(void *arg)
+{
+    waiter_arg_t *a = arg;
+    for (int i = a->first; i < a->w->n; i += WAITERS) {
+        char e[256];
+        int rc = cql_call_wait(a->w->calls[i], NULL, e, sizeof(e));
+        atomic_fetch_add(rc == NATTER_OK ? &a->w->answered : rc == NATTER_ETIMEDOUT ? &a->w->timed_out : &a->w->other, 1);
+    }
+    return NULL;
+}
+
+/* 300 calls in flight whose answers arrive around their deadlines, in
+ * rounds, waited for by 30 threads, half of them idempotent (retried, so
+ * sent again after a timeout):
+ * every wait ends with the answer or a timeout, nothing is written into a
+ * call after its waiter let it go (ASan, TSan), and afterwards every stream
+ * of both connections is free again: 2048 calls at once all find one. */
+static void test_timeouts_race_replies(void **state)
+{
+    (void)state;
+    enum { N = 300, TIMEOUT_MS = 100, ROUNDS = 4 };
+    single_t one = single(TIMEOUT_MS);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
+    waiters_t w = {.n = N};
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) /* answers from half the timeout to one and a half */
+            w.calls[i] = exec(c, st, TIMEOUT_MS * 500 + (i * TIMEOUT_MS * 1000) / N, CQL_NO_TOKEN, (i + round) % 2);
+        pthread_t t[WAITERS];
+        waiter_arg_t args[WAITERS];
+        for (int k = 0; k < WAITERS; k++) {
+            args[k] = (waiter_arg_t){&w, k};
+            pthread_create(&t[k], NULL, wait_some, &args[k]);
+        }
+        for (int k = 0; k < WAITERS; k++)
+            pthread_join(t[k], NULL);
+    }
+    assert_int_equal(atomic_load(&w.other), 0);
+    assert_true(atomic_load(&w.answered) > 0);
+    assert_true(atomic_load(&w.timed_out) > 0);
+    usleep(2 * TIMEOUT_MS * 1000); /* the last late answers come in: their streams come back */
+    enum { ALL = 2 * 1024 };
+    cql_call_t **calls = xcalloc(ALL, sizeof(*calls));
+    for (int i = 0; i < ALL; i++)
+        calls[i] = exec(c, st, 0, CQL_NO_TOKEN, 0);
+    for (int i = 0; i < ALL; i++) {
+        char e[256];
+        /* no stream free: not sent at all (a slow machine may time some out) */
+        if (cql_call_wait(calls[i], NULL, e, sizeof(e)) == NATTER_EUNAVAIL)
+            fail_msg("stream check, call %d: %s", i, e);
+    }
+    free(calls);
+    single_end(&one);
+}
+
+/* A server that takes requests and never answers them: more calls time out
+ * than both connections have streams, and yet the client recovers, because
+ * a connection full of abandoned streams, or silent, is closed and made
+ * anew. The old client kept every stream for an answer that never came and
+ * answered NATTER_EUNAVAIL for good. */
+static void test_silent_server_does_not_leak_streams(void **state)
+{
+    (void)state;
+    enum { N = 300, TIMEOUT_MS = 10, ROUNDS = 8 };
+    single_t one = single(TIMEOUT_MS);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
+    for (int round = 0; round < ROUNDS; round++) { /* 2400 > 2 x 1024 streams */
+        cql_call_t *calls[N];
+        for (int i = 0; i < N; i++)
+            calls[i] = exec(c, st, FAKE_NEVER, CQL_NO_TOKEN, 0);
+        for (int i = 0; i < N; i++) {
+            char e[256];
+            int rc = cql_call_wait(calls[i], NULL, e, sizeof(e));
+            assert_true(rc == NATTER_ETIMEDOUT || rc == NATTER_EUNAVAIL);
+        }
+    }
+    assert_true(host_stats(c, one.hosts).errors >= N);
+    eventually_ok(c, st, CQL_NO_TOKEN);
+    single_end(&one);
+}
+
+typedef struct {
+    cql_client_t *c;
+    cql_stmt_t *st;
+    atomic_int *failures;
+} worker_arg_t;
+
+static void *execute_many(void *arg)
+{
+    worker_arg_t *w = arg;
+    for (int i = 0; i < 200; i++)
+        if (exec_wait(w->c, w->st, 0, CQL_NO_TOKEN) != NATTER_OK)
+            atomic_fetch_add(w->failures, 1);
+    return NULL;
+}
+
+/* Four threads execute one statement while the server keeps forgetting it:
+ * re-prepares replace the statement's id while requests are built from it
+ * (a data race in the old client, which TSan reports), and every call still
+ * succeeds. */
+static void test_reprepare_while_executing(void **state)
+{
+    (void)state;
+    single_t one = single(2000);
+    fake_t *f = one.fake;
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
+    atomic_int failures = 0;
+    worker_arg_t w = {c, st, &failures};
+    atomic_store(&f->forget_every, 25);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, execute_many, &w);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&failures), 0);
+    assert_true(host_stats(c, one.hosts).reprepares > 0);
+    single_end(&one);
+}
+
+/* The server closes a connection with calls in flight: they fail at once
+ * with NATTER_EUNAVAIL (not at their deadline), the host is marked down (its
+ * reader takes the client's lock to say so, while other threads end
+ * connections: the old client joined readers under that lock), and the
+ * monitor brings it back. */
+static void test_connection_lost_then_back(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    single_t one = single(300);
+    cql_client_t *c = one.c;
+    cql_stmt_t *st = one.st;
+    for (int round = 0; round < 5; round++) {
+        cql_call_t *calls[N];
+        for (int i = 0; i < N; i++)
+            calls[i] = exec(c, st, i == N / 2 ? FAKE_CLOSE : FAKE_NEVER, CQL_NO_TOKEN, 0);
+        for (int i = 0; i < N; i++) {
+            char e[256];
+            int rc = cql_call_wait(calls[i], NULL, e, sizeof(e));
+            /* on the closed connection: lost; on the other: no answer ever */
+            assert_true(rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT);
+        }
+        eventually_ok(c, st, CQL_NO_TOKEN);
+    }
+    single_end(&one);
+}
+
+/* A server that accepts and never answers STARTUP: open gives up after its
+ * timeout (the old client waited in read() for ever). */
+static void test_silent_handshake_is_bounded(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start("127.0.0.1", 0, "0");
+    atomic_store(&f->mute_startup, 1);
+    char hosts[64];
+    snprintf(hosts, sizeof(hosts), "127.0.0.1:%u", f->port);
+    cql_client_t *c = NULL;
+    cql_client_config_t cfg = {.hosts = hosts, .timeout_ms = 200};
+    assert_int_equal(cql_client_open(&c, &cfg, err, sizeof(err)), NATTER_EUNAVAIL);
+    assert_null(c);
+    fake_stop(f);
+}
+
+/* ---- routing on a fake ring ------------------------------------------------ */
+
+/* Three fake nodes owning tokens -100, 0 and 100 (so node 2 owns (-100, 0],
+ * node 3 (0, 100], node 1 the rest). The client is given node 1 only and
+ * finds the others; a token goes to its owner; with the owner gone it goes
+ * to the next node clockwise; the owner is marked down and then back. */
+static void test_ring_routing_and_host_state(void **state)
+{
+    (void)state;
+    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+    static const char *const toks[3] = {"-100", "0", "100"};
+    fake_t *f[3];
+    f[0] = fake_start(ips[0], 0, toks[0]);
+    for (int i = 1; i < 3; i++)
+        f[i] = fake_start(ips[i], f[0]->port, toks[i]);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (j != i)
+                fake_add_peer(f[i], ips[j], toks[j]);
+    char contact[64], addr[3][64];
+    uint16_t port = f[0]->port;
+    snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
+    for (int i = 0; i < 3; i++)
+        snprintf(addr[i], sizeof(addr[i]), "%s:%u", ips[i], port);
+    cql_client_t *c = open_client(contact, 1000);
+    cql_host_stats_t hs[8];
+    assert_int_equal(cql_client_hosts(c, hs, 8), 3);
+    cql_stmt_t *st = prepare(c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&f[i]->prepares), 1); /* prepared on every node */
+
+    /* token -50 is node 2's, 50 node 3's, 1000 and -1000 node 1's (wrapping) */
+    const int64_t tokens[4] = {-50, 50, 1000, -1000};
+    const int owner[4] = {1, 2, 0, 0};
+    for (int t = 0; t < 4; t++) {
+        int before[3];
+        for (int i = 0; i < 3; i++)
+            before[i] = atomic_load(&f[i]->executes);
+        for (int k = 0; k < 20; k++)
+            assert_int_equal(exec_wait(c, st, 0, tokens[t]), NATTER_OK);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(atomic_load(&f[i]->executes) - before[i], i == owner[t] ? 20 : 0);
+    }
+
+    /* node 2 dies: its tokens go to node 3, the next clockwise */
+    fake_stop(f[1]);
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while (host_stats(c, addr[1]).up && natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(host_stats(c, addr[1]).up, 0);
+    uint64_t requests3 = host_stats(c, addr[2]).requests;
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(exec_wait(c, st, 0, -50), NATTER_OK);
+    assert_true(host_stats(c, addr[2]).requests >= requests3 + 20);
+
+    /* and comes back: the monitor reconnects, routing returns to it */
+    f[1] = fake_start(ips[1], port, toks[1]);
+    atomic_store(&f[1]->prepared, 0); /* a node restarted without its statements */
+    for (int j = 0; j < 3; j++)
+        if (j != 1)
+            fake_add_peer(f[1], ips[j], toks[j]);
+    deadline = natter_mono_ns() + 10000000000ull;
+    while (!host_stats(c, addr[1]).up && natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(host_stats(c, addr[1]).up, 1);
+    int before = atomic_load(&f[1]->executes);
+    for (int k = 0; k < 20; k++) /* it forgot the statement: the first meets UNPREPARED */
+        assert_int_equal(exec_wait(c, st, 0, -50), NATTER_OK);
+    assert_int_equal(atomic_load(&f[1]->executes) - before, 21);
+    assert_int_equal(host_stats(c, addr[1]).reprepares, 1);
+
+    cql_client_close(c);
+    for (int i = 0; i < 3; i++)
+        fake_stop(f[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timeouts_race_replies),
+        cmocka_unit_test(test_silent_server_does_not_leak_streams),
+        cmocka_unit_test(test_reprepare_while_executing),
+        cmocka_unit_test(test_connection_lost_then_back),
+        cmocka_unit_test(test_silent_handshake_is_bounded),
+        cmocka_unit_test(test_ring_routing_and_host_state),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
