@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import KAFKA, CQL, NATTER_BIN, free_port
+from conftest import CQL, KAFKA, NATTER_BIN, Server, free_port
 
 
 def start(data_dir, node_id, ttl_ms=1000, extra=()):
@@ -44,10 +44,11 @@ def stop(p):
             p.wait()
 
 
-pytestmark = pytest.mark.skipif(bool(KAFKA or CQL), reason="the embedded store's own lease; "
-                                "test_cluster covers it on Cassandra")
+embedded_only = pytest.mark.skipif(bool(KAFKA or CQL), reason="the embedded store's lease (data dirs sharing "
+                                   "one SQLite file)")
 
 
+@embedded_only
 def test_second_node_on_the_same_data_dir_is_refused(tmp_path):
     a, base = start(tmp_path / "d", 7)
     try:
@@ -61,6 +62,7 @@ def test_second_node_on_the_same_data_dir_is_refused(tmp_path):
         stop(a)
 
 
+@embedded_only
 def test_a_restart_after_kill_9_takes_its_id_back_at_once(tmp_path):
     a, base = start(tmp_path / "d", 8, ttl_ms=60000)  # a long lease: only its own holder token can take it back
     assert wait_healthy(a, base)
@@ -81,6 +83,7 @@ def _shared_store(tmp_path, name, src):
     return d
 
 
+@embedded_only
 def test_another_live_holder_is_waited_on_then_refused(tmp_path):
     a, base = start(tmp_path / "a", 9, ttl_ms=1000)
     try:
@@ -94,6 +97,7 @@ def test_another_live_holder_is_waited_on_then_refused(tmp_path):
         stop(a)
 
 
+@embedded_only
 def test_a_dead_holders_lease_runs_out_and_is_taken(tmp_path):
     a, base = start(tmp_path / "a", 10, ttl_ms=1500)
     assert wait_healthy(a, base)
@@ -105,3 +109,23 @@ def test_a_dead_holders_lease_runs_out_and_is_taken(tmp_path):
         assert wait_healthy(b, base2, timeout=60), "the dead node's lease never ran out"
     finally:
         stop(b)
+
+
+@pytest.mark.skipif(not CQL, reason="two nodes sharing a store: on Cassandra")
+def test_two_nodes_on_one_store_with_one_id(tmp_path, server_factory):
+    """On a shared store (Cassandra, with or without Kafka), a node whose --node-id another live node
+    holds exits before it touches the log; once that node is gone (no release: SIGKILL), the id is
+    taken after its lease runs out."""
+    ttl = ["--node-lease-ttl", "2000"]
+    a = server_factory(args=["--node-id", "611"] + ttl, name="a")
+    b = Server(tmp_path / "b", args=["--node-id", "611"] + ttl, name="b", log_id=a.log_id)
+    os.makedirs(b.data_dir, exist_ok=True)
+    cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{free_port()}", "--data-dir", b.data_dir] + b.log_args() + b.args
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "held by another live node" in p.stderr, p.stderr[-2000:]
+    assert requests.get(a.base + "/readyz", timeout=5).status_code == 200
+    a.kill9()
+    b.start()  # waits up to one TTL for the dead node's lease
+    assert requests.get(b.base + "/readyz", timeout=10).status_code == 200
+    b.check_stop()
