@@ -4,8 +4,9 @@ The suite drives a real natter binary over HTTP and WebSocket.
 
 Environment:
   NATTER_BIN        path of the server binary (default: <repo>/build/natter)
-  NATTER_TEST_ARGS  extra server arguments, split with shlex, appended to every
-                    server start (e.g. "--store cql --cql-hosts ...")
+  NATTER_TEST_ARGS  extra server arguments, split with shlex, given to every
+                    server start (e.g. "--threads 1") before the test's own,
+                    so an option a test sets itself wins
   NATTER_TEST_KAFKA bootstrap HOST:PORT of a real Kafka broker: every server runs
                     on --log kafka with a topic and a store group of its own
                     (kept across restarts of the same server; shared between
@@ -17,6 +18,7 @@ Environment:
                     would cost Cassandra a dozen tables' memory each)
 """
 
+import itertools
 import json
 import os
 import re
@@ -47,6 +49,10 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 PASSWORD = "correct horse battery"
 START_TIMEOUT = 30 if KAFKA or CQL else 10
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
+
+
+# node ids the harness hands out; tests that pick their own use ids below 700
+_node_ids = itertools.count(0)
 
 
 def free_port():
@@ -82,6 +88,9 @@ class Server:
         self.starts = 0
         self.stderr_paths = []
         self.killed = False  # set when we SIGKILLed the current process on purpose
+        # servers sharing a store are nodes of one cluster: each holds its own node id (a restart
+        # of this server, on its data dir, takes its own back)
+        self.node_id = 700 + next(_node_ids) % 324
         self.scanned = {}  # stderr path -> bytes already checked for sanitizer reports
 
     def log_args(self):
@@ -91,6 +100,8 @@ class Server:
                      "--kafka-group", f"natter-test-{self.log_id}"]
         if CQL:
             args += ["--store", "cql", "--cql-hosts", CQL, "--cql-keyspace", f"t_{RUN_ID}"]
+            if "--node-id" not in self.args + EXTRA_ARGS:
+                args += ["--node-id", str(self.node_id)]
             if CQL_USER:
                 args += ["--cql-user", CQL_USER, "--cql-password", CQL_PASSWORD]
         return args
@@ -117,7 +128,7 @@ class Server:
         self.stderr_paths.append(path)
         self.stderr_file = open(path, "wb")
         cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--rate-limit", "0"]
-        cmd += self.log_args() + self.args + EXTRA_ARGS
+        cmd += self.log_args() + EXTRA_ARGS + self.args
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stderr_file,
                                      stderr=self.stderr_file, env=self.env, cwd=self.tmpdir)
@@ -615,4 +626,5 @@ class WsReader(threading.Thread):
 
     def stop(self):
         self.stop_flag = True
-        self.join(timeout=2)
+        if self.is_alive():
+            self.join(timeout=2)
