@@ -4,6 +4,7 @@
  */
 #include "consumer/consumer.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
 #include "ingest/http.h"
@@ -26,7 +27,7 @@
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
     natter_app_t *app = arg;
-    return app->store->ops->chat_member_ids(app->store, chat_id, out);
+    return natter_store_chat_member_ids(app->store, chat_id, out);
 }
 
 static int open_backends(natter_app_t *app, char *err, size_t errlen)
@@ -131,6 +132,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "natter: %s\n", err);
         return 2;
     }
+    const char *faults = getenv("NATTER_FAULTS"); /* tests only: core/fault.h */
+    if (faults != NULL && natter_fault_arm_spec(faults, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "natter: NATTER_FAULTS: %s\n", err);
+        return 2;
+    }
+    if (faults != NULL)
+        fprintf(stderr, "natter: fault injection armed (NATTER_FAULTS=%s)\n", faults);
     block_signals(&signals);
     size_connections(&app.cfg);
     natter_idgen_init(&app.ids, app.cfg.node_id);

@@ -185,7 +185,7 @@ int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
     if (natter_session_cache_get(&app->sessions, job->token, now, 0, user))
         return 0;
     natter_token_hash(job->token, job->token_len, hash);
-    int rc = app->store->ops->session_user(app->store, hash, now, user);
+    int rc = natter_store_session_user(app->store, hash, now, user);
     if (rc == NATTER_OK) {
         natter_session_cache_put(&app->sessions, job->token, user);
         return 0;
@@ -205,7 +205,7 @@ int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t cha
         return natter_api_fail_store(job, member);
     if (member && chat == NULL)
         return 0;
-    int rc = app->store->ops->chat_get(app->store, chat_id, chat ? chat : &(natter_chat_t){0});
+    int rc = natter_store_chat_get(app->store, chat_id, chat ? chat : &(natter_chat_t){0});
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 404, "not_found", "no such chat");
     if (rc != NATTER_OK)
@@ -249,7 +249,7 @@ static void user_create(natter_api_job_t *job)
         goto Done;
     }
     u.id = natter_app_next_id(app);
-    int rc = app->store->ops->user_create(app->store, &u, natter_now_ms());
+    int rc = natter_store_user_create(app->store, &u, natter_now_ms());
     if (rc == NATTER_ECONFLICT)
         natter_api_fail(job, 409, "username_taken", "that username is taken");
     else if (rc != NATTER_OK)
@@ -304,7 +304,7 @@ static void session_delete(natter_api_job_t *job)
         return;
     natter_token_hash(job->token, job->token_len, hash);
     natter_session_cache_drop(&job->app->sessions, job->token);
-    int rc = job->app->store->ops->session_delete(job->app->store, hash);
+    int rc = natter_store_session_delete(job->app->store, hash);
     if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);
     else
@@ -322,7 +322,7 @@ static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
 {
     natter_vec_t members;
     natter_vec_init(&members, sizeof(natter_user_t));
-    int rc = job->app->store->ops->chat_members(job->app->store, chat->id, &members);
+    int rc = natter_store_chat_members(job->app->store, chat->id, &members);
     if (rc != NATTER_OK) {
         natter_vec_free(&members);
         natter_api_fail_store(job, rc);
@@ -375,7 +375,7 @@ static void chat_create(natter_api_job_t *job)
     }
     add_unique(&ids, me.id);
     json_array_foreach(members, i, m) {
-        int rc = app->store->ops->user_by_name(app->store, json_string_value(m), &u);
+        int rc = natter_store_user_by_name(app->store, json_string_value(m), &u);
         if (rc == NATTER_ENOTFOUND) {
             char msg[96];
             snprintf(msg, sizeof(msg), "no user named '%s'", json_string_value(m));
@@ -392,7 +392,7 @@ static void chat_create(natter_api_job_t *job)
     chat.created_by = me.id;
     chat.created_at_ms = natter_id_time_ms(chat.id);
     memcpy(chat.name, name, nlen);
-    int rc = app->store->ops->chat_create(app->store, &chat, ids.items, ids.len);
+    int rc = natter_store_chat_create(app->store, &chat, ids.items, ids.len);
     if (rc != NATTER_OK) {
         natter_api_fail_store(job, rc);
         goto Done;
@@ -422,14 +422,14 @@ static void member_change(natter_api_job_t *job, int add)
     natter_user_t me, u;
     if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         return;
-    int rc = app->store->ops->user_by_name(app->store, job->route.username, &u);
+    int rc = natter_store_user_by_name(app->store, job->route.username, &u);
     if (rc == NATTER_ENOTFOUND) {
         natter_api_fail(job, 404, "not_found", "no such user");
         return;
     }
     if (rc == NATTER_OK)
-        rc = add ? app->store->ops->member_add(app->store, job->route.chat_id, u.id)
-                 : app->store->ops->member_remove(app->store, job->route.chat_id, u.id);
+        rc = add ? natter_store_member_add(app->store, job->route.chat_id, u.id)
+                 : natter_store_member_remove(app->store, job->route.chat_id, u.id);
     natter_members_cache_invalidate(&app->members, job->route.chat_id);
     if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "that user is not a member of this chat");
@@ -446,7 +446,7 @@ static void chats_list(natter_api_job_t *job)
     if (natter_api_authenticate(job, &me) != 0)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
-    int rc = job->app->store->ops->user_chats(job->app->store, me.id, &chats);
+    int rc = natter_store_user_chats(job->app->store, me.id, &chats);
     json_t *arr = json_array();
     for (size_t i = 0; i < chats.len; i++) {
         natter_chat_summary_t *cs = NATTER_VEC_AT(&chats, natter_chat_summary_t, i);
@@ -501,7 +501,7 @@ static void messages_list(natter_api_job_t *job)
     natter_vec_t page;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
-    int rc = job->app->store->ops->messages_page(job->app->store, job->route.chat_id, after, before,
+    int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
     json_t *arr = json_array();
     for (size_t i = 0; i < page.len; i++) {
@@ -534,9 +534,9 @@ static void read_marker(natter_api_job_t *job)
     }
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
-    int rc = app->store->ops->message_in_chat(app->store, job->route.chat_id, message_id);
+    int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
     if (rc == NATTER_OK)
-        rc = app->store->ops->read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
+        rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
     if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "no such message in this chat");
     else if (rc != NATTER_OK)
