@@ -23,6 +23,9 @@
  * connections and files, each loop's listener and queue pipe. */
 #define FD_RESERVE_BASE 256
 #define FD_RESERVE_PER_LOOP 8
+/* Recent client_ids kept in memory (about 150 bytes each): a repeat of one
+ * older than the cache holds is decided by the store instead. */
+#define CLIENT_IDS_CACHED 100000
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
     natter_members_cache_init(&app.members, app.cfg.members_ttl_ms, 100000, load_members, &app);
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
+    natter_client_ids_init(&app.client_ids, CLIENT_IDS_CACHED);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
@@ -175,6 +179,7 @@ int main(int argc, char **argv)
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);
+    natter_client_ids_free(&app.client_ids);
     natter_members_cache_free(&app.members);
     fprintf(stderr, "natter: stopped\n");
     return 0;

@@ -28,6 +28,7 @@
 #include "core/id.h"
 #include "core/ratelimit.h"
 #include "gateway/members_cache.h"
+#include "ingest/client_ids.h"
 #include "ingest/session_cache.h"
 #include "ingest/workers.h"
 #include "log/log.h"
@@ -48,6 +49,7 @@ typedef struct natter_app {
     natter_members_cache_t members;
     natter_ratelimit_t ratelimit;
     natter_session_cache_t sessions;
+    natter_client_ids_t client_ids; /* recent posts' client_ids: repeats answered without the store */
     natter_workers_t workers;
     natter_idgen_t ids; /* user and chat ids */
     atomic_int stopping; /* draining: no new work is taken */
