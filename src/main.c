@@ -74,6 +74,7 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
     for (size_t i = 0; i < app->nloops; i++)
         natter_loop_stop_listening(app->loops[i]);
     natter_workers_stop(&app->workers);
+    natter_workers_stop(&app->auth.pool);
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
     /* every answer and push is on its loop's queue now: each loop delivers
@@ -156,9 +157,17 @@ int main(int argc, char **argv)
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
     natter_client_ids_init(&app.client_ids, CLIENT_IDS_CACHED);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
+    if (natter_auth_init(&app.auth, &app.cfg) != NATTER_OK) {
+        fprintf(stderr, "natter: cannot make the dummy password hash\n");
+        natter_workers_stop(&app.workers);
+        natter_log_close(app.log);
+        natter_store_close(app.store);
+        return 1;
+    }
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
+        natter_workers_stop(&app.auth.pool);
         natter_log_close(app.log);
         natter_store_close(app.store);
         return 1;
@@ -176,6 +185,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
+    natter_auth_free(&app.auth);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);

@@ -218,6 +218,8 @@ static json_t *json_user(const natter_user_t *u)
     return json_pack("{s:o, s:s}", "id", json_id(u->id), "username", u->username);
 }
 
+/* Validates the body's credentials, then takes an attempt from the
+ * username's limit (429 past it): before any hash is computed. */
 static int validate_credentials(natter_api_job_t *job, json_t *body, const char **name, const char **pw,
                                 size_t *pwlen)
 {
@@ -226,6 +228,8 @@ static int validate_credentials(natter_api_job_t *job, json_t *body, const char 
         return natter_api_fail(job, 400, "invalid_request", "username and password are required strings");
     if (!natter_username_valid(*name, nlen))
         return natter_api_fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
+    if ((job->retry_after = natter_auth_take_username(&job->app->auth, *name, natter_now_ms())) > 0)
+        return natter_api_fail(job, 429, "rate_limited", "too many attempts for this username, slow down");
     return 0;
 }
 
@@ -271,22 +275,24 @@ static void session_create(natter_api_job_t *job)
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (body == NULL || validate_credentials(job, body, &name, &pw, &pwlen) != 0)
         goto Done;
-    int rc = app->store->ops->user_by_name(app->store, name, &u);
+    int rc = natter_store_user_by_name(app->store, name, &u);
     if (rc != NATTER_OK && rc != NATTER_ENOTFOUND) {
         natter_api_fail_store(job, rc);
         goto Done;
     }
-    if (rc == NATTER_ENOTFOUND || !natter_password_verify(u.pwhash, pw, pwlen)) {
+    /* an unknown user costs the same hash as a wrong password, and gets the same answer */
+    if (!natter_password_verify(rc == NATTER_OK ? u.pwhash : app->auth.dummy_hash, pw, pwlen) || rc != NATTER_OK) {
         natter_api_fail(job, 401, "invalid_credentials", "wrong username or password");
         goto Done;
     }
+    natter_auth_refund_username(&app->auth, name, natter_now_ms());
     if (natter_token_new(token) != NATTER_OK) {
         natter_api_fail(job, 503, "unavailable", "no randomness for a token");
         goto Done;
     }
     natter_token_hash(token, NATTER_TOKEN_LEN, hash);
     int64_t expires = natter_now_ms() + (int64_t)app->cfg.session_ttl_s * 1000;
-    if ((rc = app->store->ops->session_create(app->store, hash, u.id, expires)) != NATTER_OK) {
+    if ((rc = natter_store_session_create(app->store, hash, u.id, expires)) != NATTER_OK) {
         natter_api_fail_store(job, rc);
         goto Done;
     }
