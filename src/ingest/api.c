@@ -25,6 +25,7 @@
 #define CHAT_NAME_MAX_CHARS 100
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 256
+#define WS_TICKET_TTL_MS 30000
 
 natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
 {
@@ -553,19 +554,55 @@ Done:
     json_decref(body);
 }
 
+/* A ticket is taken (gone for every node) by the upgrade it authenticates. */
+static int ws_ticket_user(natter_api_job_t *job, uint64_t *user_id)
+{
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (!natter_token_well_formed(job->ticket, job->ticket_len))
+        return natter_api_fail(job, 401, "unauthorized", "the ticket is not valid");
+    natter_token_hash(job->ticket, job->ticket_len, hash);
+    int rc = natter_store_ticket_take(job->app->store, hash, natter_now_ms(), user_id);
+    if (rc == NATTER_ENOTFOUND)
+        return natter_api_fail(job, 401, "unauthorized", "the ticket is unknown, used or expired");
+    return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
+}
+
 static void ws_auth(natter_api_job_t *job)
 {
     natter_user_t me;
-    if (natter_api_authenticate(job, &me) == 0) {
+    int rc = job->ticket_len > 0 ? ws_ticket_user(job, &me.id) : natter_api_authenticate(job, &me);
+    if (rc == 0) {
         job->user_id = me.id;
         job->status = 101;
     }
 }
 
+/* A WebSocket ticket: what a browser puts in the upgrade's URL instead of
+ * its session token (URLs end up in proxies' and servers' logs). */
+static void ws_ticket_create(natter_api_job_t *job)
+{
+    natter_user_t me;
+    char ticket[NATTER_TOKEN_LEN + 1];
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (natter_api_authenticate(job, &me) != 0)
+        return;
+    if (natter_token_new(ticket) != NATTER_OK) {
+        natter_api_fail(job, 503, "unavailable", "no randomness for a ticket");
+        return;
+    }
+    natter_token_hash(ticket, NATTER_TOKEN_LEN, hash);
+    int64_t expires = natter_now_ms() + WS_TICKET_TTL_MS;
+    int rc = natter_store_ticket_create(job->app->store, hash, me.id, expires);
+    if (rc != NATTER_OK)
+        natter_api_fail_store(job, rc);
+    else
+        reply(job, 201, json_pack("{s:s, s:o}", "ticket", ticket, "expires_at", json_time(expires)));
+}
+
 static void readyz(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
-    if (app->store->ops->ping(app->store) != NATTER_OK)
+    if (natter_store_ping(app->store) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
@@ -595,6 +632,7 @@ void natter_api_run(natter_job_t *work)
     case NATTER_A_READ: read_marker(job); break;
     case NATTER_A_WS: ws_auth(job); break;
     case NATTER_A_READYZ: readyz(job); break;
+    case NATTER_A_WS_TICKET: ws_ticket_create(job); break;
     default: natter_api_fail(job, 404, "not_found", "no such route"); break;
     }
     finish(job);

@@ -44,6 +44,8 @@ struct natter_api_job {
     size_t query_len;
     char token[64];
     size_t token_len;
+    char ticket[64]; /* NATTER_A_WS: ?ticket=, a single-use stand-in for the token */
+    size_t ticket_len;
     uint64_t ws_user_id; /* NATTER_A_WS_SEND: the socket's user */
     uint64_t ws_conn_id; /* NATTER_A_WS_SEND: the answer goes to this socket */
 

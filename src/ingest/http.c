@@ -138,11 +138,18 @@ static void send_asset(h2o_req_t *req, const natter_route_t *route)
     send_body(req, route->action, 200, a->content_type, (const char *)a->data, a->len);
 }
 
-/* Copies the caller's token: the Authorization header, or ?token= on /ws. */
+/* Copies the caller's token: the Authorization header, or ?token= on /ws;
+ * and ?ticket= on /ws (which, given, is what authenticates). */
 static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route_t *route)
 {
     const char *v, *tok = NULL;
     size_t len = header_value(req, H2O_TOKEN_AUTHORIZATION, &v), tlen = 0;
+    const char *ticket;
+    size_t ticket_len;
+    if (route->action == NATTER_A_WS && natter_query_get(route->query, route->query_len, "ticket", &ticket, &ticket_len)) {
+        job->ticket_len = ticket_len < sizeof(job->ticket) ? ticket_len : sizeof(job->ticket) - 1;
+        memcpy(job->ticket, ticket, job->ticket_len);
+    }
     if (len > 0)
         tlen = natter_token_from_bearer(v, len, &tok);
     else if (route->action == NATTER_A_WS)
