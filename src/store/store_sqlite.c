@@ -152,6 +152,7 @@ typedef struct {
     char sync[8];
     pthread_mutex_t lock;
     conn_t *idle;
+    pthread_mutex_t write_lock; /* one write transaction of this process at a time (see begin_transaction) */
     _Atomic int64_t claims_swept_ms; /* when expired client_id claims were last deleted */
 } store_sqlite_t;
 
@@ -286,12 +287,14 @@ static int sq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
     snprintf(s->path, sizeof(s->path), "%s/natter.db", cfg->data_dir);
     snprintf(s->sync, sizeof(s->sync), "%s", strcmp(cfg->sqlite_sync, "normal") == 0 ? "NORMAL" : "FULL");
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->write_lock, NULL);
     conn_t *c = conn_new(s, err, errlen);
     if (c == NULL)
         return NATTER_EIO;
     if (migrate(c, err, errlen) != NATTER_OK || conn_prepare(c, err, errlen) != NATTER_OK) {
         conn_free(c);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_lock);
         return NATTER_EIO;
     }
     release(s, c);
@@ -307,6 +310,7 @@ static void sq_close(natter_store_t *base)
         conn_free(c);
     }
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->write_lock);
 }
 
 /* Runs a statement that returns no rows; resets it. */
@@ -422,21 +426,36 @@ static int sq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOK
     return rc;
 }
 
-/* Ends the transaction: COMMIT when everything in it succeeded, else (or
- * when COMMIT itself fails) ROLLBACK, so a pooled connection is never left
- * inside a transaction. */
-static int end_transaction(conn_t *c, int rc)
+/* Starts a write transaction. This process's writers (the store consumer,
+ * the claimer, the workers) queue on a mutex first: SQLite makes a writer
+ * that finds the database locked sleep and retry (1, 2, 5, 10 ms and on),
+ * which under a steady stream of batches costs tens of milliseconds, while
+ * a mutex hands the lock over at once. Another process sharing the file
+ * still meets SQLite's own lock (busy_timeout). */
+static int begin_transaction(store_sqlite_t *s, conn_t *c)
 {
-    if (rc == NATTER_OK && (rc = exec_stmt(stmt(c, Q_COMMIT))) == NATTER_OK)
-        return rc;
-    exec_stmt(stmt(c, Q_ROLLBACK));
+    pthread_mutex_lock(&s->write_lock);
+    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    if (rc != NATTER_OK)
+        pthread_mutex_unlock(&s->write_lock);
+    return rc;
+}
+
+/* Ends the transaction begun by begin_transaction: COMMIT when everything
+ * in it succeeded, else (or when COMMIT itself fails) ROLLBACK, so a
+ * pooled connection is never left inside a transaction. */
+static int end_transaction(store_sqlite_t *s, conn_t *c, int rc)
+{
+    if (rc != NATTER_OK || (rc = exec_stmt(stmt(c, Q_COMMIT))) != NATTER_OK)
+        exec_stmt(stmt(c, Q_ROLLBACK));
+    pthread_mutex_unlock(&s->write_lock);
     return rc;
 }
 
 static int sq_chat_create(natter_store_t *base, const natter_chat_t *chat, const uint64_t *members, size_t n)
 {
     WITH_CONN(s, c);
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK) {
         release(s, c);
         return rc;
@@ -453,7 +472,7 @@ static int sq_chat_create(natter_store_t *base, const natter_chat_t *chat, const
         BIND_ID(st, 2, members[i]);
         rc = exec_stmt(st);
     }
-    rc = end_transaction(c, rc);
+    rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
 }
@@ -584,14 +603,14 @@ static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
 {
     (void)n;
     WITH_CONN(s, c);
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK) {
         release(s, c);
         return rc;
     }
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next)
         rc = insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
-    rc = end_transaction(c, rc);
+    rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
 }
@@ -700,7 +719,7 @@ static int sq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, 
     WITH_CONN(s, c);
     natter_vec_t repeats;
     natter_vec_init(&repeats, sizeof(repeat_t));
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK) {
         release(s, c);
         return rc;
@@ -719,7 +738,7 @@ static int sq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, 
             rc = insert_message(c, held.id, m, held.content, held.content_len, held.created_at_ms);
         free(held.content);
     }
-    rc = end_transaction(c, rc);
+    rc = end_transaction(s, c, rc);
     release(s, c);
     for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {
         repeat_t *r = NATTER_VEC_AT(&repeats, repeat_t, i);
