@@ -75,6 +75,7 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
         natter_loop_stop_listening(app->loops[i]);
     natter_workers_stop(&app->workers);
     natter_workers_stop(&app->auth.pool);
+    natter_claims_stop(&app->claims); /* after the workers: they hand it posts */
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
     /* every answer and push is on its loop's queue now: each loop delivers
@@ -164,10 +165,13 @@ int main(int argc, char **argv)
         natter_store_close(app.store);
         return 1;
     }
+    if (natter_log_claims_at_ingest(app.log))
+        natter_claims_start(&app.claims, &app, app.cfg.worker_queue);
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
         natter_workers_stop(&app.auth.pool);
+        natter_claims_stop(&app.claims);
         natter_log_close(app.log);
         natter_store_close(app.store);
         return 1;

@@ -30,6 +30,7 @@
 #include "core/ratelimit.h"
 #include "gateway/members_cache.h"
 #include "ingest/auth.h"
+#include "ingest/claims.h"
 #include "ingest/client_ids.h"
 #include "ingest/session_cache.h"
 #include "ingest/workers.h"
@@ -54,6 +55,7 @@ typedef struct natter_app {
     natter_client_ids_t client_ids; /* recent posts' client_ids: repeats answered without the store */
     natter_workers_t workers;
     natter_auth_t auth; /* logins and registrations: their limits and hashing pool */
+    natter_claims_t claims; /* posts' client_ids claimed in the store, when the log claims at ingest */
     natter_idgen_t ids; /* user and chat ids */
     atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;

@@ -42,7 +42,7 @@
     X(STORE_MESSAGES_PAGE, "store.messages_page")                                                                    \
     X(STORE_MESSAGE_IN_CHAT, "store.message_in_chat")                                                                \
     X(STORE_READ_MARKER_ADVANCE, "store.read_marker_advance")                                                        \
-    X(STORE_CLIENT_ID_CLAIM, "store.client_id_claim")                                                                \
+    X(STORE_CLIENT_IDS_CLAIM, "store.client_ids_claim")                                                              \
     X(STORE_TICKET_CREATE, "store.ticket_create")                                                                    \
     X(STORE_TICKET_TAKE, "store.ticket_take")                                                                        \
     X(LOG_APPEND_HELD, "log.append_held")

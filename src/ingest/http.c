@@ -298,7 +298,7 @@ void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
             count_answer(job->route.action, 101);
             natter_gateway_accept(loop->gateway, req, job->ws_client_key, job->user_id);
         } else {
-            if (job->status == 429) {
+            if (job->retry_after > 0) { /* a 429, or a 503 busy */
                 char secs[16];
                 int n = snprintf(secs, sizeof(secs), "%u", job->retry_after);
                 h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,

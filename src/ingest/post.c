@@ -161,34 +161,46 @@ static int repeat_of(natter_api_job_t *job, natter_msg_t *holder)
     return 1;
 }
 
-/* A worker's post with a client_id on a log that claims at ingest: the
- * message takes its id in log order, held; its key is claimed in the
- * store; won, it goes out; lost, it is withdrawn and the post is the
- * holder's repeat. 1 when parked. */
-static int claim_and_append(natter_api_job_t *job, natter_msg_t *msg)
+/* A post with a client_id on a log that claims at ingest: its message
+ * takes its id in log order, held, and waits for the claimer (claims.h). */
+static natter_post_result_t hold_for_claim(natter_api_job_t *job, natter_msg_t *msg)
 {
     natter_app_t *app = job->app;
-    natter_msg_t *holder = NULL;
     if (natter_log_append_held(app->log, msg) != NATTER_OK) {
         free(msg);
         natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
-        return 0;
+        return NATTER_POST_ANSWERED;
     }
-    int rc = natter_store_client_id_claim(app->store, msg, natter_now_ms(), &holder);
-    natter_log_release(app->log, msg, rc);
-    if (rc == NATTER_OK)
-        return 1;
-    free(msg);
-    if (rc != NATTER_ECONFLICT) {
-        natter_api_fail_store(job, rc);
-        return 0;
+    job->held = msg;
+    if (natter_claims_submit(&app->claims, job) != NATTER_OK) {
+        job->held = NULL;
+        natter_log_release(app->log, msg, NATTER_EUNAVAIL);
+        free(msg);
+        natter_count(&natter_m()->busy_rejected, 1);
+        job->retry_after = 1;
+        natter_api_fail(job, 503, "busy", "the server is busy, try again");
+        return NATTER_POST_ANSWERED;
     }
-    return repeat_of(job, holder);
+    return NATTER_POST_PARKED;
 }
 
-/* Rate-limits, answers a known repeat, and appends: PARKED, ANSWERED, or
- * (on the loop) MISS when the post needs the store. */
-static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, uint64_t sender, int on_loop)
+void natter_post_claimed(natter_api_job_t *job, int rc, natter_msg_t *holder)
+{
+    natter_msg_t *msg = job->held;
+    job->held = NULL;
+    natter_log_release(job->app->log, msg, rc); /* won: it goes out, and is answered once durable */
+    if (rc == NATTER_OK)
+        return;
+    free(msg);
+    if (rc == NATTER_ECONFLICT && repeat_of(job, holder))
+        return;
+    if (rc != NATTER_ECONFLICT)
+        natter_api_fail_store(job, rc);
+    natter_loop_job_done(job->loop, job);
+}
+
+/* Rate-limits, answers a known repeat, and appends: PARKED or ANSWERED. */
+static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
 {
     natter_app_t *app = job->app;
     uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
@@ -213,14 +225,12 @@ static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, 
             answer_repeat(job, id, at);
             return NATTER_POST_ANSWERED;
         }
-        if (claims && on_loop)
-            return NATTER_POST_MISS; /* the claim is a store round trip */
     }
     natter_msg_t *msg =
         natter_msg_new(p->chat_id, sender, content->value, content->len, job->client_id, job->client_id_len);
     on_durable_of(job, msg);
     if (claims)
-        return claim_and_append(job, msg) ? NATTER_POST_PARKED : NATTER_POST_ANSWERED;
+        return hold_for_claim(job, msg);
     if (natter_log_append(app->log, msg) != NATTER_OK) {
         free(msg);
         natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
@@ -259,7 +269,7 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
         if (natter_members_cache_peek(&job->app->members, p.chat_id, sender) != 1)
             result = NATTER_POST_MISS;
         else
-            result = append(job, &p, sender, 1);
+            result = append(job, &p, sender);
     }
     body_free(&p);
     return result;
@@ -278,7 +288,7 @@ int natter_post_run(natter_api_job_t *job)
     body_init(&p, stack, job->body_len);
     if (parse(job, job->body, job->body_len, &p) == 0 &&
         natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0)
-        parked = append(job, &p, me.id, 0) == NATTER_POST_PARKED;
+        parked = append(job, &p, me.id) == NATTER_POST_PARKED;
     body_free(&p);
     return parked;
 }

@@ -160,10 +160,13 @@ int natter_store_read_marker_advance(natter_store_t *s, uint64_t user_id, uint64
     return s->ops->read_marker_advance(s, user_id, chat_id, message_id);
 }
 
-int natter_store_client_id_claim(natter_store_t *s, const natter_msg_t *m, int64_t now_ms, natter_msg_t **holder)
+int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                                  natter_msg_t **holders)
 {
-    FAULT(STORE_CLIENT_ID_CLAIM);
-    return s->ops->client_id_claim(s, m, now_ms, holder);
+    int fault = natter_fault_check(NATTER_FAULT_STORE_CLIENT_IDS_CLAIM);
+    for (size_t i = 0; fault != 0 && i < n; i++)
+        rc[i] = fault;
+    return fault != 0 ? fault : s->ops->client_ids_claim(s, msgs, n, now_ms, rc, holders);
 }
 
 int natter_store_messages_insert_claimed(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms)

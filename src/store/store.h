@@ -110,17 +110,22 @@ typedef struct natter_store_ops {
 
     /* Version 2. */
 
-    /* Claims m's (sender_id, chat_id, client_id) for m (its id, created_at
-     * and content) for NATTER_CLIENT_ID_TTL_MS: NATTER_OK when the claim is
-     * m's (made now, or m's id holds it already); NATTER_ECONFLICT when
-     * another message holds it, and *holder (malloc'd, the caller frees it)
-     * is that message as claimed: id, chat, sender, created_at, client_id
-     * and its content (empty when the claim was made by
-     * messages_insert_claimed, which stored the message with it). A claim
-     * is linearizable: of two claims of one key, one wins, wherever made. */
-    int (*client_id_claim)(natter_store_t *s, const natter_msg_t *m, int64_t now_ms, natter_msg_t **holder);
+    /* Claims each message's (sender_id, chat_id, client_id) for it (its id,
+     * created_at and content) for NATTER_CLIENT_ID_TTL_MS, in one
+     * transaction where the backend has them (one durable write for the
+     * batch). rc[i]: NATTER_OK when the claim is msgs[i]'s (made now, or its
+     * id holds it already); NATTER_ECONFLICT when another message holds it,
+     * and holders[i] (malloc'd, the caller frees it) is that message as
+     * claimed: id, chat, sender, created_at, client_id and content (empty
+     * when the claim was made by messages_insert_claimed, which stored the
+     * message with it); or the error that leaves its outcome unknown. A
+     * claim is linearizable: of two claims of one key, one wins, wherever
+     * made. Returns 0, or the error every rc[i] was set to when the batch
+     * failed as a whole. */
+    int (*client_ids_claim)(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                            natter_msg_t **holders);
     /* messages_insert for a log whose records only this node stores: every
-     * message with a client_id is claimed as client_id_claim does (in the
+     * message with a client_id is claimed as client_ids_claim does (in the
      * batch's transaction where the backend has them). A message whose key
      * another message holds takes that message's place: its id,
      * created_at_ms (and, when the claim has it, content) become the
@@ -172,7 +177,8 @@ int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t aft
                                natter_vec_t *out, int *has_more);
 int natter_store_message_in_chat(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
 int natter_store_read_marker_advance(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
-int natter_store_client_id_claim(natter_store_t *s, const natter_msg_t *m, int64_t now_ms, natter_msg_t **holder);
+int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                                  natter_msg_t **holders);
 /* Counted as store.messages_insert by the fault layer: it is the batch write. */
 int natter_store_messages_insert_claimed(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms);
 int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,

@@ -816,46 +816,55 @@ static int claim_outcome(const natter_msg_t *m, cql_call_t *call, natter_msg_t *
     return rc;
 }
 
-/* A lightweight transaction: linearizable, so of two claims of a key on any
- * nodes one wins, and the loser learns the winner's message. */
-static int cq_client_id_claim(natter_store_t *base, const natter_msg_t *m, int64_t now_ms, natter_msg_t **holder)
+/* Claims the client_ids of msgs (those that have one; rc[i] 0 for the
+ * others), --cql-concurrency lightweight transactions in flight at once.
+ * Each is linearizable: of two claims of a key on any nodes one wins, and
+ * the loser learns the winner's message. Returns the first error, if any. */
+static int claim_all(store_cql_t *s, natter_msg_t *const *msgs, size_t n, int *rc, natter_msg_t **holders)
 {
-    store_cql_t *s = (store_cql_t *)base;
-    cql_value_t v[6];
-    (void)now_ms; /* the row's TTL is the window */
-    return claim_outcome(m, claim_call(s, m, v), holder);
+    cql_call_t **calls = xcalloc(n ? n : 1, sizeof(*calls));
+    cql_value_t *values = xcalloc(n ? n * 6 : 1, sizeof(cql_value_t));
+    int first = NATTER_OK;
+    for (size_t start = 0; start < n; start += s->concurrency) {
+        size_t end = start + s->concurrency < n ? start + s->concurrency : n;
+        for (size_t i = start; i < end; i++)
+            if (msgs[i]->client_id_len > 0)
+                calls[i] = claim_call(s, msgs[i], &values[i * 6]);
+        for (size_t i = start; i < end; i++) {
+            rc[i] = msgs[i]->client_id_len > 0 ? claim_outcome(msgs[i], calls[i], &holders[i]) : NATTER_OK;
+            if (rc[i] != NATTER_OK && rc[i] != NATTER_ECONFLICT && first == NATTER_OK)
+                first = rc[i];
+        }
+    }
+    free(values);
+    free(calls);
+    return first;
 }
 
-/* Claims every client_id of the batch (--cql-concurrency at a time), then
- * inserts the messages that won their claim and, in place of each that
- * lost, the holder (from the claim's content: a claim is made with its
- * content, so a holder whose message was lost is healed here). The
- * messages are changed only when every write succeeded. */
+static int cq_client_ids_claim(natter_store_t *base, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                               natter_msg_t **holders)
+{
+    (void)now_ms; /* the row's TTL is the window */
+    claim_all((store_cql_t *)base, msgs, n, rc, holders);
+    return NATTER_OK; /* each claim has its own outcome */
+}
+
+/* Claims every client_id of the batch, then inserts the messages that won
+ * their claim and, in place of each that lost, the holder (from the
+ * claim's content: a claim is made with its content, so a holder whose
+ * message was lost is healed here). The messages are changed only when
+ * every write succeeded. */
 static int cq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, size_t n, int64_t now_ms)
 {
     store_cql_t *s = (store_cql_t *)base;
     size_t cap = n ? n : 1, k = 0;
     natter_msg_t **msgs = xcalloc(cap, sizeof(*msgs)), **rows = xcalloc(cap, sizeof(*rows));
     natter_msg_t **holders = xcalloc(cap, sizeof(*holders));
-    cql_call_t **calls = xcalloc(cap, sizeof(*calls));
-    cql_value_t *values = xcalloc(cap * 6, sizeof(cql_value_t));
+    int *rcs = xcalloc(cap, sizeof(int));
     (void)now_ms;
     for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
         msgs[k++] = m;
-    int rc = NATTER_OK;
-    for (size_t start = 0; start < k; start += s->concurrency) {
-        size_t end = start + s->concurrency < k ? start + s->concurrency : k;
-        for (size_t i = start; i < end; i++)
-            if (msgs[i]->client_id_len > 0)
-                calls[i] = claim_call(s, msgs[i], &values[i * 6]);
-        for (size_t i = start; i < end; i++) {
-            if (msgs[i]->client_id_len == 0)
-                continue;
-            int one = claim_outcome(msgs[i], calls[i], &holders[i]);
-            if (one != NATTER_OK && one != NATTER_ECONFLICT && rc == NATTER_OK)
-                rc = one;
-        }
-    }
+    int rc = claim_all(s, msgs, k, rcs, holders);
     size_t nrows = 0;
     for (size_t i = 0; i < k; i++)
         rows[nrows++] = holders[i] ? holders[i] : msgs[i];
@@ -871,8 +880,7 @@ static int cq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, 
         }
         free(holders[i]);
     }
-    free(values);
-    free(calls);
+    free(rcs);
     free(holders);
     free(rows);
     free(msgs);
@@ -1049,7 +1057,7 @@ const natter_store_ops_t natter_store_cql = {
     .messages_page = cq_messages_page,
     .message_in_chat = cq_message_in_chat,
     .read_marker_advance = cq_read_marker_advance,
-    .client_id_claim = cq_client_id_claim,
+    .client_ids_claim = cq_client_ids_claim,
     .messages_insert_claimed = cq_messages_insert_claimed,
     .ticket_create = cq_ticket_create,
     .ticket_take = cq_ticket_take,

@@ -683,26 +683,34 @@ static int claim_on(conn_t *c, const natter_msg_t *m, int with_content, int64_t 
     return NATTER_OK;
 }
 
-static int sq_client_id_claim(natter_store_t *base, const natter_msg_t *m, int64_t now_ms, natter_msg_t **holder)
+/* The batch in one transaction: one fsync for all its claims. The holders
+ * are made only once it committed. */
+static int sq_client_ids_claim(natter_store_t *base, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                               natter_msg_t **holders)
 {
     WITH_CONN(s, c);
-    claim_t held;
-    int rc = sweep_claims(s, c, now_ms);
-    if (rc == NATTER_OK)
-        rc = claim_on(c, m, 1, now_ms, &held);
-    release(s, c);
-    if (rc != NATTER_OK || held.id == m->id) {
-        if (rc == NATTER_OK)
-            free(held.content);
-        return rc;
+    claim_t *held = xcalloc(n ? n : 1, sizeof(*held));
+    int all = begin_transaction(s, c);
+    if (all == NATTER_OK) {
+        all = sweep_claims(s, c, now_ms);
+        for (size_t i = 0; i < n && all == NATTER_OK; i++)
+            all = claim_on(c, msgs[i], 1, now_ms, &held[i]);
+        all = end_transaction(s, c, all);
     }
-    natter_msg_t *h = natter_msg_new(m->chat_id, m->sender_id, held.content ? held.content : "", held.content_len,
-                                     m->client_id, m->client_id_len);
-    h->id = held.id;
-    h->created_at_ms = held.created_at_ms;
-    free(held.content);
-    *holder = h;
-    return NATTER_ECONFLICT;
+    release(s, c);
+    for (size_t i = 0; i < n; i++) {
+        const natter_msg_t *m = msgs[i];
+        rc[i] = all != NATTER_OK ? all : held[i].id == m->id ? NATTER_OK : NATTER_ECONFLICT;
+        if (rc[i] == NATTER_ECONFLICT) {
+            holders[i] = natter_msg_new(m->chat_id, m->sender_id, held[i].content ? held[i].content : "",
+                                        held[i].content_len, m->client_id, m->client_id_len);
+            holders[i]->id = held[i].id;
+            holders[i]->created_at_ms = held[i].created_at_ms;
+        }
+        free(held[i].content);
+    }
+    free(held);
+    return all;
 }
 
 /* A message of the batch that turned out to repeat another's client_id: it
@@ -883,7 +891,7 @@ const natter_store_ops_t natter_store_sqlite = {
     .messages_page = sq_messages_page,
     .message_in_chat = sq_message_in_chat,
     .read_marker_advance = sq_read_marker_advance,
-    .client_id_claim = sq_client_id_claim,
+    .client_ids_claim = sq_client_ids_claim,
     .messages_insert_claimed = sq_messages_insert_claimed,
     .ticket_create = sq_ticket_create,
     .ticket_take = sq_ticket_take,

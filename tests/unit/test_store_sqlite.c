@@ -585,16 +585,25 @@ static void test_concurrent_writers(void **state)
                     10000 + (uint64_t)t * 100, 10000 + (uint64_t)t * 100 + 49, 0);
 }
 
+/* Claims one message's key: its outcome, and *holder on a conflict. */
+static int claim(fixture_t *f, natter_msg_t *m, int64_t now, natter_msg_t **holder)
+{
+    int rc = -100;
+    *holder = NULL;
+    assert_int_equal(OPS(f)->client_ids_claim(f->s, &m, 1, now, &rc, holder), NATTER_OK);
+    return rc;
+}
+
 static void test_client_id_claims(void **state)
 {
     fixture_t *f = *state;
     int64_t now = natter_now_ms();
     natter_msg_t *m1 = make_msg(100, 5, 1, "key-a"), *m2 = make_msg(101, 5, 1, "key-a");
     natter_msg_t *other = make_msg(102, 5, 2, "key-a"), *holder = NULL;
-    assert_int_equal(OPS(f)->client_id_claim(f->s, m1, now, &holder), NATTER_OK);
-    assert_int_equal(OPS(f)->client_id_claim(f->s, m1, now, &holder), NATTER_OK); /* its own claim again */
+    assert_int_equal(claim(f, m1, now, &holder), NATTER_OK);
+    assert_int_equal(claim(f, m1, now, &holder), NATTER_OK); /* its own claim again */
     assert_null(holder);
-    assert_int_equal(OPS(f)->client_id_claim(f->s, m2, now, &holder), NATTER_ECONFLICT);
+    assert_int_equal(claim(f, m2, now, &holder), NATTER_ECONFLICT);
     assert_non_null(holder);
     assert_int_equal(holder->id, 100);
     assert_int_equal(holder->created_at_ms, m1->created_at_ms);
@@ -603,12 +612,38 @@ static void test_client_id_claims(void **state)
     assert_string_equal(holder->content, "message 100 in 5");
     assert_memory_equal(holder->client_id, "key-a", 5);
     free(holder);
-    assert_int_equal(OPS(f)->client_id_claim(f->s, other, now, &holder), NATTER_OK); /* another sender's key */
+    assert_int_equal(claim(f, other, now, &holder), NATTER_OK); /* another sender's key */
     /* past the window the key is free again */
-    assert_int_equal(OPS(f)->client_id_claim(f->s, m2, now + NATTER_CLIENT_ID_TTL_MS + 1, &holder), NATTER_OK);
+    assert_int_equal(claim(f, m2, now + NATTER_CLIENT_ID_TTL_MS + 1, &holder), NATTER_OK);
     free(m1);
     free(m2);
     free(other);
+}
+
+/* A batch: each claim its own outcome, the same key twice in it included. */
+static void test_client_id_claims_in_a_batch(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = natter_now_ms();
+    natter_msg_t *first = make_msg(200, 5, 1, "b-0"), *h = NULL;
+    assert_int_equal(claim(f, first, now, &h), NATTER_OK);
+    natter_msg_t *msgs[4] = {make_msg(201, 5, 1, "b-0"), make_msg(202, 5, 1, "b-1"), make_msg(203, 5, 1, "b-2"),
+                             make_msg(204, 5, 1, "b-1")};
+    natter_msg_t *holders[4] = {0};
+    int rc[4];
+    assert_int_equal(OPS(f)->client_ids_claim(f->s, msgs, 4, now, rc, holders), NATTER_OK);
+    assert_int_equal(rc[0], NATTER_ECONFLICT);
+    assert_int_equal(holders[0]->id, 200);
+    assert_int_equal(rc[1], NATTER_OK);
+    assert_int_equal(rc[2], NATTER_OK);
+    assert_int_equal(rc[3], NATTER_ECONFLICT); /* 202 claimed it earlier in the batch */
+    assert_int_equal(holders[3]->id, 202);
+    assert_null(holders[1]);
+    for (int i = 0; i < 4; i++) {
+        free(msgs[i]);
+        free(holders[i]);
+    }
+    free(first);
 }
 
 static void test_messages_insert_claimed(void **state)
@@ -643,7 +678,7 @@ static void test_claimed_message_lost_is_healed(void **state)
     fixture_t *f = *state;
     int64_t now = natter_now_ms();
     natter_msg_t *claimed = make_msg(20, 6, 1, "y"), *holder = NULL;
-    assert_int_equal(OPS(f)->client_id_claim(f->s, claimed, now, &holder), NATTER_OK); /* claimed, never stored */
+    assert_int_equal(claim(f, claimed, now, &holder), NATTER_OK); /* claimed, never stored */
     natter_msg_t *repeat = make_msg(21, 6, 1, "y");
     assert_int_equal(OPS(f)->messages_insert_claimed(f->s, repeat, 1, now), NATTER_OK);
     assert_int_equal(repeat->duplicate, 1);
@@ -721,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_id_claims_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_insert_claimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claimed_message_lost_is_healed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),
