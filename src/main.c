@@ -26,6 +26,8 @@
 /* Recent client_ids kept in memory (about 150 bytes each): a repeat of one
  * older than the cache holds is decided by the store instead. */
 #define CLIENT_IDS_CACHED 100000
+/* Claimer threads (claims.h): batches whose round trips overlap. */
+#define CLAIM_THREADS 4
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
@@ -166,7 +168,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (natter_log_claims_at_ingest(app.log))
-        natter_claims_start(&app.claims, &app, app.cfg.worker_queue);
+        natter_claims_start(&app.claims, &app, CLAIM_THREADS, app.cfg.worker_queue);
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);

@@ -45,7 +45,7 @@ static void *claimer_main(void *arg)
     return NULL;
 }
 
-void natter_claims_start(natter_claims_t *c, natter_app_t *app, size_t cap)
+void natter_claims_start(natter_claims_t *c, natter_app_t *app, size_t nthreads, size_t cap)
 {
     c->app = app;
     pthread_mutex_init(&c->lock, NULL);
@@ -55,7 +55,10 @@ void natter_claims_start(natter_claims_t *c, natter_app_t *app, size_t cap)
     c->cap = cap;
     c->stopping = 0;
     c->running = 1;
-    pthread_create(&c->thread, NULL, claimer_main, c);
+    c->nthreads = nthreads;
+    c->threads = xcalloc(nthreads, sizeof(pthread_t));
+    for (size_t i = 0; i < nthreads; i++)
+        pthread_create(&c->threads[i], NULL, claimer_main, c);
 }
 
 int natter_claims_submit(natter_claims_t *c, natter_api_job_t *job)
@@ -81,8 +84,11 @@ void natter_claims_stop(natter_claims_t *c)
         return;
     pthread_mutex_lock(&c->lock);
     c->stopping = 1;
-    pthread_cond_signal(&c->cond);
+    pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
+    for (size_t i = 0; i < c->nthreads; i++)
+        pthread_join(c->threads[i], NULL);
+    free(c->threads);
+    c->threads = NULL;
     c->running = 0; /* the lock stays: a loop may still try to submit, and is refused */
 }
