@@ -80,7 +80,7 @@ static int holder_token(natter_lease_t *l, char *err, size_t errlen)
 static int lease(natter_lease_t *l, natter_lease_op_t op)
 {
     natter_store_t *st = l->app->store;
-    return st->ops->node_lease(st, l->app->cfg.node_id, l->holder, l->app->cfg.node_lease_ttl_ms, op);
+    return natter_store_node_lease(st, l->app->cfg.node_id, l->holder, l->app->cfg.node_lease_ttl_ms, op);
 }
 
 /* Renews every third of the TTL. Not renewed for a whole TTL: not held (the
@@ -152,7 +152,7 @@ int natter_lease_take(natter_lease_t *l, natter_app_t *app, char *err, size_t er
     int rc = lock_data_dir(l, err, errlen);
     if (rc == NATTER_OK)
         rc = holder_token(l, err, errlen);
-    l->in_store = app->store->ops->version >= 3 && app->store->ops->node_lease != NULL;
+    l->in_store = natter_store_has_node_lease(app->store);
     if (rc == NATTER_OK && l->in_store)
         rc = take_store_lease(l, err, errlen);
     if (rc != NATTER_OK) {

@@ -215,10 +215,21 @@ static void await(natter_loop_t *loop, natter_loop_phase_t phase)
         pthread_cond_wait(&loop->phase_cond, &loop->phase_lock);
 }
 
-/* Everything of h2o's is made, used and freed on the loop's own thread:
- * h2o's memory caches are per thread (a socket's buffers come from the
- * cache of the thread that made the socket). */
-static int setup(natter_loop_t *loop)
+/* The loop's state that any thread may touch: its queues' counters and locks. */
+static void init_shared(natter_loop_t *loop, natter_app_t *app, unsigned index)
+{
+    loop->app = app;
+    loop->index = index;
+    atomic_init(&loop->ack_head, NULL);
+    atomic_init(&loop->ack_wake, 0);
+    atomic_init(&loop->fanout_queued, 0);
+    atomic_init(&loop->shed_wake, 0);
+    pthread_mutex_init(&loop->shed_lock, NULL);
+    natter_u64map_init(&loop->shed_users);
+}
+
+/* The h2o context, the receivers of the queues, the gateway. */
+static void init_context(natter_loop_t *loop)
 {
     natter_app_t *app = loop->app;
     h2o_context_init(&loop->h2o_ctx, h2o_evloop_create(), &app->h2o_config);
@@ -234,6 +245,20 @@ static int setup(natter_loop_t *loop)
     h2o_timeout_init(loop->h2o_ctx.loop, &loop->tick_timeout, TICK_MS);
     loop->tick.cb = tick;
     loop->gateway = natter_gateway_new(loop);
+}
+
+void natter_loop_init(natter_loop_t *loop, natter_app_t *app, unsigned index)
+{
+    init_shared(loop, app, index);
+    init_context(loop);
+}
+
+/* Everything of h2o's is made, used and freed on the loop's own thread:
+ * h2o's memory caches are per thread (a socket's buffers come from the
+ * cache of the thread that made the socket). */
+static int setup(natter_loop_t *loop)
+{
+    init_context(loop);
     return natter_http_listen(loop, loop->err, sizeof(loop->err));
 }
 
@@ -290,18 +315,11 @@ static void *loop_main(void *arg)
 
 int natter_loop_start(natter_loop_t *loop, natter_app_t *app, unsigned index, char *err, size_t errlen)
 {
-    loop->app = app;
-    loop->index = index;
     if ((loop->metrics = natter_metrics_shard_new()) == NULL) {
         snprintf(err, errlen, "too many event loops for the metrics (at most %d)", NATTER_METRICS_SHARDS_MAX);
         return NATTER_EINVAL;
     }
-    atomic_init(&loop->ack_head, NULL);
-    atomic_init(&loop->ack_wake, 0);
-    atomic_init(&loop->fanout_queued, 0);
-    atomic_init(&loop->shed_wake, 0);
-    pthread_mutex_init(&loop->shed_lock, NULL);
-    natter_u64map_init(&loop->shed_users);
+    init_shared(loop, app, index);
     pthread_mutex_init(&loop->phase_lock, NULL);
     pthread_cond_init(&loop->phase_cond, NULL);
     loop->phase = NATTER_LOOP_STARTING;

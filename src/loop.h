@@ -89,6 +89,13 @@ struct natter_loop {
  * NATTER_E* with a reason (the thread then parks). */
 int natter_loop_start(natter_loop_t *loop, natter_app_t *app, unsigned index, char *err, size_t errlen);
 
+/* A loop on the calling thread, without a thread or listener of its own:
+ * its h2o context (on app->h2o_config, set by natter_http_configure), the
+ * receivers of its queues and its gateway. Whoever calls it runs the loop
+ * (h2o_evloop_run on loop->h2o_ctx.loop): in-process tests that drive a
+ * loop without a network. The context lives as long as the process. */
+void natter_loop_init(natter_loop_t *loop, natter_app_t *app, unsigned index);
+
 /* Any thread. */
 void natter_loop_job_done(natter_loop_t *loop, natter_api_job_t *job);
 void natter_loop_ack(natter_loop_t *loop, natter_api_job_t *job);

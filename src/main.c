@@ -4,6 +4,7 @@
  */
 #include "consumer/consumer.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
 #include "ingest/http.h"
@@ -23,11 +24,16 @@
  * connections and files, each loop's listener and queue pipe. */
 #define FD_RESERVE_BASE 256
 #define FD_RESERVE_PER_LOOP 8
+/* Recent client_ids kept in memory (about 150 bytes each): a repeat of one
+ * older than the cache holds is decided by the store instead. */
+#define CLIENT_IDS_CACHED 100000
+/* Claimer threads (claims.h): batches whose round trips overlap. */
+#define CLAIM_THREADS 4
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
     natter_app_t *app = arg;
-    return app->store->ops->chat_member_ids(app->store, chat_id, out);
+    return natter_store_chat_member_ids(app->store, chat_id, out);
 }
 
 /* The store, this node's lease on its id, then the log: a second node with
@@ -79,6 +85,8 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
     for (size_t i = 0; i < app->nloops; i++)
         natter_loop_stop_listening(app->loops[i]);
     natter_workers_stop(&app->workers);
+    natter_workers_stop(&app->auth.pool);
+    natter_claims_stop(&app->claims); /* after the workers: they hand it posts */
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
     /* every answer and push is on its loop's queue now: each loop delivers
@@ -141,6 +149,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "natter: %s\n", err);
         return 2;
     }
+    const char *faults = getenv("NATTER_FAULTS"); /* tests only: core/fault.h */
+    if (faults != NULL && natter_fault_arm_spec(faults, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "natter: NATTER_FAULTS: %s\n", err);
+        return 2;
+    }
+    if (faults != NULL)
+        fprintf(stderr, "natter: fault injection armed (NATTER_FAULTS=%s)\n", faults);
     block_signals(&signals);
     size_connections(&app.cfg);
     natter_idgen_init(&app.ids, app.cfg.node_id);
@@ -155,12 +170,25 @@ int main(int argc, char **argv)
     natter_members_cache_init(&app.members, app.cfg.members_ttl_ms, 100000, load_members, &app);
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
+    natter_client_ids_init(&app.client_ids, CLIENT_IDS_CACHED);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
+    if (natter_auth_init(&app.auth, &app.cfg) != NATTER_OK) {
+        fprintf(stderr, "natter: cannot make the dummy password hash\n");
+        natter_workers_stop(&app.workers);
+        natter_lease_release(&lease);
+        natter_log_close(app.log);
+        natter_store_close(app.store);
+        return 1;
+    }
+    if (natter_log_claims_at_ingest(app.log))
+        natter_claims_start(&app.claims, &app, CLAIM_THREADS, app.cfg.worker_queue);
     natter_consumer_init(&consumer, &app);
     app.consumer = &consumer;
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
+        natter_workers_stop(&app.auth.pool);
+        natter_claims_stop(&app.claims);
         natter_lease_release(&lease);
         natter_log_close(app.log);
         natter_store_close(app.store);
@@ -179,10 +207,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
+    natter_auth_free(&app.auth);
     natter_lease_release(&lease);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);
+    natter_client_ids_free(&app.client_ids);
     natter_members_cache_free(&app.members);
     SSL_CTX_free(app.tls);
     fprintf(stderr, "natter: stopped\n");

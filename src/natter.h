@@ -12,8 +12,9 @@
  *                  and WebSockets (its gateway). Only that thread touches
  *                  them; other threads reach a loop through its queues
  *                  (src/loop.h).
- *   API workers    run what may block (store queries, password hashing) and
- *                  hand the job back to the loop it came from.
+ *   API workers    run what may block (store queries) and hand the job back
+ *                  to the loop it came from; logins and registrations run
+ *                  on a pool of their own (ingest/auth.h).
  *   store consumer polls the log, writes batches to the store, commits
  *                  (which answers the posters through their loops), and
  *                  hands each loop the batch's pushes, built once.
@@ -28,6 +29,9 @@
 #include "core/id.h"
 #include "core/ratelimit.h"
 #include "gateway/members_cache.h"
+#include "ingest/auth.h"
+#include "ingest/claims.h"
+#include "ingest/client_ids.h"
 #include "ingest/session_cache.h"
 #include "ingest/workers.h"
 #include "log/log.h"
@@ -53,7 +57,10 @@ typedef struct natter_app {
     natter_members_cache_t members;
     natter_ratelimit_t ratelimit;
     natter_session_cache_t sessions;
+    natter_client_ids_t client_ids; /* recent posts' client_ids: repeats answered without the store */
     natter_workers_t workers;
+    natter_auth_t auth; /* logins and registrations: their limits and hashing pool */
+    natter_claims_t claims; /* posts' client_ids claimed in the store, when the log claims at ingest */
     natter_idgen_t ids; /* user and chat ids */
     atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;

@@ -23,7 +23,10 @@ static void sleep_ms(int ms)
 }
 
 /* Transient failures (a busy database, a node away) are retried with backoff
- * before the batch is given up; the log then answers its posters 503. */
+ * before the batch is given up; the log then answers its posters 503.
+ * A log whose records only this node stores (the local log) has its posts'
+ * client_ids claimed here, with the batch: a repeat becomes the message it
+ * repeats. A log that claims at ingest (Kafka) needs no claim here. */
 static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
 {
     int rc = NATTER_EIO;
@@ -32,7 +35,9 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();
         natter_count(&natter_m()->batches_in_flight, 1);
-        rc = app->store->ops->messages_insert(app->store, head, n);
+        rc = natter_log_claims_at_ingest(app->log) ? natter_store_messages_insert(app->store, head, n)
+                                                   : natter_store_messages_insert_claimed(app->store, head, n,
+                                                                                          natter_now_ms());
         natter_count(&natter_m()->batches_in_flight, (uint64_t)-1);
         natter_hist_observe(&natter_m()->store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {

@@ -39,6 +39,14 @@ static const opt_t options[] = {
     {"workers", OPT_U32, F(workers), 1, 256, NULL, "4", "API worker threads (store queries, password hashing)"},
     {"worker-queue", OPT_U32, F(worker_queue), 1, 10000000, NULL, "10000",
      "jobs waiting for a worker before requests get 503"},
+    {"auth-workers", OPT_U32, F(auth_workers), 1, 256, NULL, "1",
+     "password-hashing threads for logins and registrations (apart from the API workers)"},
+    {"auth-queue", OPT_U32, F(auth_queue), 1, 1000000, NULL, "256",
+     "logins and registrations waiting for a hashing thread before they get 503"},
+    {"auth-rate-ip", OPT_U32, F(auth_rate_ip), 0, 10000000, NULL, "60",
+     "logins and registrations per client address per minute (0 = no limit)"},
+    {"auth-rate-user", OPT_U32, F(auth_rate_user), 0, 10000000, NULL, "10",
+     "failed logins and registrations per username per minute (0 = no limit)"},
     {"session-ttl", OPT_U32, F(session_ttl_s), 60, 31536000, NULL, "604800", "seconds a session token stays valid"},
     {"argon2-memory", OPT_U32, F(argon2_memory_kib), 8, 4194304, NULL, "19456",
      "KiB of memory per Argon2id password hash (lower only for benchmarks)"},
@@ -223,13 +231,14 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
 {
     snprintf(dst, len,
              "listen=%s:%u tls=%s data-dir=%s log=%s store=%s node-id=%u node-lease-ttl=%ums batch-size=%u batch-time=%ums threads=%u workers=%u "
-             "worker-queue=%u "
+             "worker-queue=%u auth-workers=%u auth-queue=%u auth-rate-ip=%u auth-rate-user=%u "
              "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u max-header=%u request-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->node_lease_ttl_ms, c->batch_size,
-             c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
+             c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->auth_workers, c->auth_queue, c->auth_rate_ip,
+             c->auth_rate_user, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->max_header, c->request_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

@@ -19,6 +19,9 @@
 
 #define NATTER_CONTENT_MAX_CHARS 4000
 #define NATTER_CLIENT_ID_MAX 64
+/* A post repeating a (sender, chat, client_id) seen this recently is the
+ * same message (docs/architecture.md, "Idempotent sends"). */
+#define NATTER_CLIENT_ID_TTL_MS (24ll * 3600 * 1000)
 
 typedef struct natter_msg natter_msg_t;
 typedef void (*natter_msg_durable_cb)(natter_msg_t *msg, int status, void *arg);
@@ -34,6 +37,8 @@ struct natter_msg {
     int64_t offset;
     natter_msg_durable_cb on_durable;
     void *durable_arg;
+    uint8_t duplicate;    /* the store found its client_id claimed by another message: it is that one */
+    uint8_t log_held;     /* the log's: appended held, not released yet (log.h) */
     size_t client_id_len; /* 0: none */
     char client_id[NATTER_CLIENT_ID_MAX + 1];
     size_t content_len;

@@ -34,6 +34,8 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
     natter_vec_init(&members, sizeof(uint64_t));
     natter_vec_init(&ids, sizeof(uint64_t));
     for (const natter_msg_t *m = head; m != NULL; m = m->next) {
+        if (m->duplicate)
+            continue; /* a repeat of a message pushed when it was stored */
         if (natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK)
             continue; /* nobody is pushed this one; it is stored, clients catch up from history */
         natter_fanout_item_t *it = &f->items[f->n++];

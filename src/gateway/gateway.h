@@ -64,6 +64,10 @@ natter_gateway_t *natter_gateway_new(struct natter_loop *loop);
 void natter_gateway_free(natter_gateway_t *gw);
 /* Upgrades an authenticated request to a WebSocket of user_id. */
 void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id);
+/* Makes a WebSocket of user_id on a connected socket of this loop whose
+ * opening handshake is done, what natter_gateway_accept does once its 101
+ * is written: in-process tests drive the gateway over a socketpair so. */
+void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id);
 /* Queues frame on one socket and writes it; the caller's reference moves to
  * the socket (a socket gone or closing drops it). answers: the frame is the
  * answer to a send from that socket. */

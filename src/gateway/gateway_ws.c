@@ -613,10 +613,9 @@ static void accept_key(char dst[29], const char *client_key)
     dst[28] = '\0';
 }
 
-void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)
+static ws_conn_t *conn_new(natter_gateway_t *gw, uint64_t user_id)
 {
     ws_conn_t *c = xcalloc(1, sizeof(*c));
-    char key[29];
     c->gw = gw;
     c->id = gw->next_id++; /* unique on this loop: jobs name their loop and their socket */
     c->user_id = user_id;
@@ -627,6 +626,13 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
     natter_u64map_put(&gw->users, user_id, c);
     natter_u64map_put(&gw->conns, c->id, c);
     natter_count(&natter_m()->ws_open, 1);
+    return c;
+}
+
+void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)
+{
+    ws_conn_t *c = conn_new(gw, user_id);
+    char key[29];
     accept_key(key, client_key);
     req->res.status = 101;
     req->res.reason = "Switching Protocols";
@@ -634,6 +640,11 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, key,
                           strlen(key));
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, c);
+}
+
+void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id)
+{
+    on_upgraded(conn_new(gw, user_id), sock, 0);
 }
 
 /* ------------------------------------------------------------ closing many */

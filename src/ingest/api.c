@@ -27,6 +27,7 @@
 #define CHAT_NAME_MAX_CHARS 100
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 256
+#define WS_TICKET_TTL_MS 30000
 
 natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
 {
@@ -187,7 +188,7 @@ int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
     if (natter_session_cache_get(&app->sessions, job->token, now, 0, user))
         return 0;
     natter_token_hash(job->token, job->token_len, hash);
-    int rc = app->store->ops->session_user(app->store, hash, now, user);
+    int rc = natter_store_session_user(app->store, hash, now, user);
     if (rc == NATTER_OK) {
         natter_session_cache_put(&app->sessions, job->token, user);
         return 0;
@@ -207,7 +208,7 @@ int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t cha
         return natter_api_fail_store(job, member);
     if (member && chat == NULL)
         return 0;
-    int rc = app->store->ops->chat_get(app->store, chat_id, chat ? chat : &(natter_chat_t){0});
+    int rc = natter_store_chat_get(app->store, chat_id, chat ? chat : &(natter_chat_t){0});
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 404, "not_found", "no such chat");
     if (rc != NATTER_OK)
@@ -220,6 +221,8 @@ static json_t *json_user(const natter_user_t *u)
     return json_pack("{s:o, s:s}", "id", json_id(u->id), "username", u->username);
 }
 
+/* Validates the body's credentials, then takes an attempt from the
+ * username's limit (429 past it): before any hash is computed. */
 static int validate_credentials(natter_api_job_t *job, json_t *body, const char **name, const char **pw,
                                 size_t *pwlen)
 {
@@ -228,6 +231,8 @@ static int validate_credentials(natter_api_job_t *job, json_t *body, const char 
         return natter_api_fail(job, 400, "invalid_request", "username and password are required strings");
     if (!natter_username_valid(*name, nlen))
         return natter_api_fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
+    if ((job->retry_after = natter_auth_take_username(&job->app->auth, *name, natter_now_ms())) > 0)
+        return natter_api_fail(job, 429, "rate_limited", "too many attempts for this username, slow down");
     return 0;
 }
 
@@ -251,7 +256,7 @@ static void user_create(natter_api_job_t *job)
         goto Done;
     }
     u.id = natter_app_next_id(app);
-    int rc = app->store->ops->user_create(app->store, &u, natter_now_ms());
+    int rc = natter_store_user_create(app->store, &u, natter_now_ms());
     if (rc == NATTER_ECONFLICT)
         natter_api_fail(job, 409, "username_taken", "that username is taken");
     else if (rc != NATTER_OK)
@@ -273,22 +278,24 @@ static void session_create(natter_api_job_t *job)
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (body == NULL || validate_credentials(job, body, &name, &pw, &pwlen) != 0)
         goto Done;
-    int rc = app->store->ops->user_by_name(app->store, name, &u);
+    int rc = natter_store_user_by_name(app->store, name, &u);
     if (rc != NATTER_OK && rc != NATTER_ENOTFOUND) {
         natter_api_fail_store(job, rc);
         goto Done;
     }
-    if (rc == NATTER_ENOTFOUND || !natter_password_verify(u.pwhash, pw, pwlen)) {
+    /* an unknown user costs the same hash as a wrong password, and gets the same answer */
+    if (!natter_password_verify(rc == NATTER_OK ? u.pwhash : app->auth.dummy_hash, pw, pwlen) || rc != NATTER_OK) {
         natter_api_fail(job, 401, "invalid_credentials", "wrong username or password");
         goto Done;
     }
+    natter_auth_refund_username(&app->auth, name, natter_now_ms());
     if (natter_token_new(token) != NATTER_OK) {
         natter_api_fail(job, 503, "unavailable", "no randomness for a token");
         goto Done;
     }
     natter_token_hash(token, NATTER_TOKEN_LEN, hash);
     int64_t expires = natter_now_ms() + (int64_t)app->cfg.session_ttl_s * 1000;
-    if ((rc = app->store->ops->session_create(app->store, hash, u.id, expires)) != NATTER_OK) {
+    if ((rc = natter_store_session_create(app->store, hash, u.id, expires)) != NATTER_OK) {
         natter_api_fail_store(job, rc);
         goto Done;
     }
@@ -306,7 +313,7 @@ static void session_delete(natter_api_job_t *job)
         return;
     natter_token_hash(job->token, job->token_len, hash);
     natter_session_cache_drop(&job->app->sessions, job->token);
-    int rc = job->app->store->ops->session_delete(job->app->store, hash);
+    int rc = natter_store_session_delete(job->app->store, hash);
     if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);
     else
@@ -324,7 +331,7 @@ static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
 {
     natter_vec_t members;
     natter_vec_init(&members, sizeof(natter_user_t));
-    int rc = job->app->store->ops->chat_members(job->app->store, chat->id, &members);
+    int rc = natter_store_chat_members(job->app->store, chat->id, &members);
     if (rc != NATTER_OK) {
         natter_vec_free(&members);
         natter_api_fail_store(job, rc);
@@ -377,7 +384,7 @@ static void chat_create(natter_api_job_t *job)
     }
     add_unique(&ids, me.id);
     json_array_foreach(members, i, m) {
-        int rc = app->store->ops->user_by_name(app->store, json_string_value(m), &u);
+        int rc = natter_store_user_by_name(app->store, json_string_value(m), &u);
         if (rc == NATTER_ENOTFOUND) {
             char msg[96];
             snprintf(msg, sizeof(msg), "no user named '%s'", json_string_value(m));
@@ -394,7 +401,7 @@ static void chat_create(natter_api_job_t *job)
     chat.created_by = me.id;
     chat.created_at_ms = natter_id_time_ms(chat.id);
     memcpy(chat.name, name, nlen);
-    int rc = app->store->ops->chat_create(app->store, &chat, ids.items, ids.len);
+    int rc = natter_store_chat_create(app->store, &chat, ids.items, ids.len);
     if (rc != NATTER_OK) {
         natter_api_fail_store(job, rc);
         goto Done;
@@ -424,14 +431,14 @@ static void member_change(natter_api_job_t *job, int add)
     natter_user_t me, u;
     if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         return;
-    int rc = app->store->ops->user_by_name(app->store, job->route.username, &u);
+    int rc = natter_store_user_by_name(app->store, job->route.username, &u);
     if (rc == NATTER_ENOTFOUND) {
         natter_api_fail(job, 404, "not_found", "no such user");
         return;
     }
     if (rc == NATTER_OK)
-        rc = add ? app->store->ops->member_add(app->store, job->route.chat_id, u.id)
-                 : app->store->ops->member_remove(app->store, job->route.chat_id, u.id);
+        rc = add ? natter_store_member_add(app->store, job->route.chat_id, u.id)
+                 : natter_store_member_remove(app->store, job->route.chat_id, u.id);
     natter_members_cache_invalidate(&app->members, job->route.chat_id);
     if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "that user is not a member of this chat");
@@ -448,7 +455,7 @@ static void chats_list(natter_api_job_t *job)
     if (natter_api_authenticate(job, &me) != 0)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
-    int rc = job->app->store->ops->user_chats(job->app->store, me.id, &chats);
+    int rc = natter_store_user_chats(job->app->store, me.id, &chats);
     json_t *arr = json_array();
     for (size_t i = 0; i < chats.len; i++) {
         natter_chat_summary_t *cs = NATTER_VEC_AT(&chats, natter_chat_summary_t, i);
@@ -503,7 +510,7 @@ static void messages_list(natter_api_job_t *job)
     natter_vec_t page;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
-    int rc = job->app->store->ops->messages_page(job->app->store, job->route.chat_id, after, before,
+    int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
     json_t *arr = json_array();
     for (size_t i = 0; i < page.len; i++) {
@@ -536,9 +543,9 @@ static void read_marker(natter_api_job_t *job)
     }
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
-    int rc = app->store->ops->message_in_chat(app->store, job->route.chat_id, message_id);
+    int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
     if (rc == NATTER_OK)
-        rc = app->store->ops->read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
+        rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
     if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "no such message in this chat");
     else if (rc != NATTER_OK)
@@ -549,13 +556,49 @@ Done:
     json_decref(body);
 }
 
+/* A ticket is taken (gone for every node) by the upgrade it authenticates. */
+static int ws_ticket_user(natter_api_job_t *job, uint64_t *user_id)
+{
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (!natter_token_well_formed(job->ticket, job->ticket_len))
+        return natter_api_fail(job, 401, "unauthorized", "the ticket is not valid");
+    natter_token_hash(job->ticket, job->ticket_len, hash);
+    int rc = natter_store_ticket_take(job->app->store, hash, natter_now_ms(), user_id);
+    if (rc == NATTER_ENOTFOUND)
+        return natter_api_fail(job, 401, "unauthorized", "the ticket is unknown, used or expired");
+    return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
+}
+
 static void ws_auth(natter_api_job_t *job)
 {
     natter_user_t me;
-    if (natter_api_authenticate(job, &me) == 0) {
+    int rc = job->ticket_len > 0 ? ws_ticket_user(job, &me.id) : natter_api_authenticate(job, &me);
+    if (rc == 0) {
         job->user_id = me.id;
         job->status = 101;
     }
+}
+
+/* A WebSocket ticket: what a browser puts in the upgrade's URL instead of
+ * its session token (URLs end up in proxies' and servers' logs). */
+static void ws_ticket_create(natter_api_job_t *job)
+{
+    natter_user_t me;
+    char ticket[NATTER_TOKEN_LEN + 1];
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (natter_api_authenticate(job, &me) != 0)
+        return;
+    if (natter_token_new(ticket) != NATTER_OK) {
+        natter_api_fail(job, 503, "unavailable", "no randomness for a ticket");
+        return;
+    }
+    natter_token_hash(ticket, NATTER_TOKEN_LEN, hash);
+    int64_t expires = natter_now_ms() + WS_TICKET_TTL_MS;
+    int rc = natter_store_ticket_create(job->app->store, hash, me.id, expires);
+    if (rc != NATTER_OK)
+        natter_api_fail_store(job, rc);
+    else
+        reply(job, 201, json_pack("{s:s, s:o}", "ticket", ticket, "expires_at", json_time(expires)));
 }
 
 static void readyz(natter_api_job_t *job)
@@ -564,7 +607,7 @@ static void readyz(natter_api_job_t *job)
     char why[256];
     if (!natter_lease_held(app->lease))
         natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
-    else if (app->store->ops->ping(app->store) != NATTER_OK)
+    else if (natter_store_ping(app->store) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
@@ -596,6 +639,7 @@ void natter_api_run(natter_job_t *work)
     case NATTER_A_READ: read_marker(job); break;
     case NATTER_A_WS: ws_auth(job); break;
     case NATTER_A_READYZ: readyz(job); break;
+    case NATTER_A_WS_TICKET: ws_ticket_create(job); break;
     default: natter_api_fail(job, 404, "not_found", "no such route"); break;
     }
     finish(job);

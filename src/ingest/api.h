@@ -33,6 +33,7 @@ struct natter_api_job {
     natter_job_t work;              /* in the worker queue */
     h2o_multithread_message_t done; /* back to its loop, from a worker */
     natter_api_job_t *ack_next;     /* in its loop's stack of durable outcomes */
+    natter_api_job_t *claim_next;   /* in the claimer's queue (claims.h) */
     struct natter_app *app;
     struct natter_loop *loop;       /* the loop that answers it */
     natter_route_t route;
@@ -44,6 +45,8 @@ struct natter_api_job {
     size_t query_len;
     char token[64];
     size_t token_len;
+    char ticket[64]; /* NATTER_A_WS: ?ticket=, a single-use stand-in for the token */
+    size_t ticket_len;
     uint64_t ws_user_id; /* NATTER_A_WS_SEND: the socket's user */
     uint64_t ws_conn_id; /* NATTER_A_WS_SEND: the answer goes to this socket */
 
@@ -60,6 +63,7 @@ struct natter_api_job {
     uint64_t msg_id;
     int64_t created_at_ms;
     int durable_status;
+    natter_msg_t *held; /* its message, appended held, while its client_id is being claimed */
 
     /* the answer */
     int status;

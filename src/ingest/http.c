@@ -140,11 +140,18 @@ static void send_asset(h2o_req_t *req, const natter_route_t *route)
     send_body(req, route->action, 200, a->content_type, (const char *)a->data, a->len);
 }
 
-/* Copies the caller's token: the Authorization header, or ?token= on /ws. */
+/* Copies the caller's token: the Authorization header, or ?token= on /ws;
+ * and ?ticket= on /ws (which, given, is what authenticates). */
 static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route_t *route)
 {
     const char *v, *tok = NULL;
     size_t len = header_value(req, H2O_TOKEN_AUTHORIZATION, &v), tlen = 0;
+    const char *ticket;
+    size_t ticket_len;
+    if (route->action == NATTER_A_WS && natter_query_get(route->query, route->query_len, "ticket", &ticket, &ticket_len)) {
+        job->ticket_len = ticket_len < sizeof(job->ticket) ? ticket_len : sizeof(job->ticket) - 1;
+        memcpy(job->ticket, ticket, job->ticket_len);
+    }
     if (len > 0)
         tlen = natter_token_from_bearer(v, len, &tok);
     else if (route->action == NATTER_A_WS)
@@ -196,6 +203,23 @@ static int post_on_loop(natter_loop_t *loop, natter_api_job_t *job, h2o_req_t *r
         break;
     }
     return 0;
+}
+
+/* A login or registration over its client address's limit: answered 429
+ * here, before it is queued for a hashing thread. */
+static int auth_refused(natter_app_t *app, h2o_req_t *req, natter_action_t action)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    uint32_t wait = natter_auth_take_address(&app->auth, (struct sockaddr *)&ss, len, natter_now_ms());
+    if (wait == 0)
+        return 0;
+    char secs[16];
+    int n = snprintf(secs, sizeof(secs), "%u", wait);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, secs, n).base,
+                   (size_t)n);
+    send_error(req, action, 429, "rate_limited", "too many attempts from this address, slow down");
+    return 1;
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -250,6 +274,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_error(req, route.action, 503, "at_capacity", "this node holds all the connections it can, try again");
         return 0;
     }
+    if (natter_auth_hashes(route.action) && auth_refused(app, req, route.action))
+        return 0;
     natter_api_job_t *job = natter_api_job_new(loop, &route);
     if (route.action == NATTER_A_WS) {
         const char *key = NULL;
@@ -264,7 +290,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (route.action == NATTER_A_MESSAGE_POST && post_on_loop(loop, job, req))
         return 0;
     natter_api_job_copy_request(job, req->entity.base, req->entity.len, route.query, route.query_len);
-    if (natter_workers_submit(&app->workers, &job->work) != NATTER_OK) {
+    if (natter_workers_submit(natter_auth_hashes(route.action) ? &app->auth.pool : &app->workers, &job->work) !=
+        NATTER_OK) {
         natter_api_job_free(job);
         natter_count(&natter_m()->busy_rejected, 1);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -286,7 +313,7 @@ void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
             count_answer(job->route.action, 101);
             natter_gateway_accept(loop->gateway, req, job->ws_client_key, job->user_id);
         } else {
-            if (job->status == 429) {
+            if (job->retry_after > 0) { /* a 429, or a 503 busy */
                 char secs[16];
                 int n = snprintf(secs, sizeof(secs), "%u", job->retry_after);
                 h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,

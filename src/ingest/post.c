@@ -115,32 +115,128 @@ static void post_durable(natter_msg_t *msg, int status, void *arg)
     natter_loop_ack(job->loop, job);
 }
 
-/* Rate-limits and appends; 1 when parked, 0 when answered. */
-static int append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
+static void client_key(const natter_api_job_t *job, natter_client_id_key_t *k)
+{
+    natter_client_id_key(k, job->sender_id, job->chat_id, job->client_id, job->client_id_len);
+}
+
+/* Answers a post that repeats a client_id with the first message, durable. */
+static void answer_repeat(natter_api_job_t *job, uint64_t msg_id, int64_t created_at_ms)
+{
+    job->msg_id = msg_id;
+    job->created_at_ms = created_at_ms;
+    job->durable_status = NATTER_OK;
+    natter_post_answer(job);
+}
+
+static void on_durable_of(natter_api_job_t *job, natter_msg_t *msg)
+{
+    msg->ingest_ns = natter_now_ns();
+    msg->on_durable = post_durable;
+    msg->durable_arg = job;
+}
+
+/* The post repeats holder's client_id (holder is the caller's no more): it
+ * is answered with holder once holder is durable. Stored: at once. Not yet
+ * (in the log, or its record lost): holder goes out again with its id, and
+ * the answer waits for it; a store keeps one copy of an id. 1 when parked. */
+static int repeat_of(natter_api_job_t *job, natter_msg_t *holder)
+{
+    natter_app_t *app = job->app;
+    int rc = natter_store_message_in_chat(app->store, holder->chat_id, holder->id);
+    if (rc == NATTER_OK || rc != NATTER_ENOTFOUND || holder->content_len == 0) {
+        if (rc == NATTER_OK)
+            answer_repeat(job, holder->id, holder->created_at_ms);
+        else
+            natter_api_fail_store(job, rc == NATTER_ENOTFOUND ? NATTER_EIO : rc);
+        free(holder);
+        return 0;
+    }
+    on_durable_of(job, holder);
+    if (natter_log_append_existing(app->log, holder) != NATTER_OK) {
+        free(holder);
+        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        return 0;
+    }
+    return 1;
+}
+
+/* A post with a client_id on a log that claims at ingest: its message
+ * takes its id in log order, held, and waits for the claimer (claims.h). */
+static natter_post_result_t hold_for_claim(natter_api_job_t *job, natter_msg_t *msg)
+{
+    natter_app_t *app = job->app;
+    if (natter_log_append_held(app->log, msg) != NATTER_OK) {
+        free(msg);
+        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        return NATTER_POST_ANSWERED;
+    }
+    job->held = msg;
+    if (natter_claims_submit(&app->claims, job) != NATTER_OK) {
+        job->held = NULL;
+        natter_log_release(app->log, msg, NATTER_EUNAVAIL);
+        free(msg);
+        natter_count(&natter_m()->busy_rejected, 1);
+        job->retry_after = 1;
+        natter_api_fail(job, 503, "busy", "the server is busy, try again");
+        return NATTER_POST_ANSWERED;
+    }
+    return NATTER_POST_PARKED;
+}
+
+void natter_post_claimed(natter_api_job_t *job, int rc, natter_msg_t *holder)
+{
+    natter_msg_t *msg = job->held;
+    job->held = NULL;
+    natter_log_release(job->app->log, msg, rc); /* won: it goes out, and is answered once durable */
+    if (rc == NATTER_OK)
+        return;
+    free(msg);
+    if (rc == NATTER_ECONFLICT && repeat_of(job, holder))
+        return;
+    if (rc != NATTER_ECONFLICT)
+        natter_api_fail_store(job, rc);
+    natter_loop_job_done(job->loop, job);
+}
+
+/* Rate-limits, answers a known repeat, and appends: PARKED or ANSWERED. */
+static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
 {
     natter_app_t *app = job->app;
     uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
     if (wait > 0) {
         job->retry_after = wait;
         natter_api_fail(job, 429, "rate_limited", "too many messages, slow down");
-        return 0;
+        return NATTER_POST_ANSWERED;
     }
     const natter_jsonr_field_t *content = &p->f[F_CONTENT], *cid = &p->f[F_CLIENT_ID];
-    natter_msg_t *msg = natter_msg_new(p->chat_id, sender, content->value, content->len,
-                                       is_string(p, F_CLIENT_ID) ? cid->value : "", cid->len);
-    msg->ingest_ns = natter_now_ns();
-    msg->on_durable = post_durable;
-    msg->durable_arg = job;
     job->chat_id = p->chat_id;
     job->sender_id = sender;
-    job->client_id_len = msg->client_id_len;
-    memcpy(job->client_id, msg->client_id, msg->client_id_len);
+    job->client_id_len = is_string(p, F_CLIENT_ID) ? cid->len : 0;
+    if (job->client_id_len > 0)
+        memcpy(job->client_id, cid->value, job->client_id_len);
+    int claims = job->client_id_len > 0 && natter_log_claims_at_ingest(app->log);
+    if (job->client_id_len > 0) {
+        natter_client_id_key_t k;
+        uint64_t id;
+        int64_t at;
+        client_key(job, &k);
+        if (natter_client_ids_get(&app->client_ids, &k, natter_now_ms(), &id, &at)) {
+            answer_repeat(job, id, at);
+            return NATTER_POST_ANSWERED;
+        }
+    }
+    natter_msg_t *msg =
+        natter_msg_new(p->chat_id, sender, content->value, content->len, job->client_id, job->client_id_len);
+    on_durable_of(job, msg);
+    if (claims)
+        return hold_for_claim(job, msg);
     if (natter_log_append(app->log, msg) != NATTER_OK) {
         free(msg);
         natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
-        return 0;
+        return NATTER_POST_ANSWERED;
     }
-    return 1;
+    return NATTER_POST_PARKED;
 }
 
 /* The poster, from the session cache alone (no store): 1 and *user, or 0. */
@@ -172,8 +268,8 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
         /* a member in a fresh entry posts here; not a member, or not known, is the worker's to say */
         if (natter_members_cache_peek(&job->app->members, p.chat_id, sender) != 1)
             result = NATTER_POST_MISS;
-        else if (append(job, &p, sender))
-            result = NATTER_POST_PARKED;
+        else
+            result = append(job, &p, sender);
     }
     body_free(&p);
     return result;
@@ -192,7 +288,7 @@ int natter_post_run(natter_api_job_t *job)
     body_init(&p, stack, job->body_len);
     if (parse(job, job->body, job->body_len, &p) == 0 &&
         natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0)
-        parked = append(job, &p, me.id);
+        parked = append(job, &p, me.id) == NATTER_POST_PARKED;
     body_free(&p);
     return parked;
 }
@@ -202,6 +298,11 @@ void natter_post_answer(natter_api_job_t *job)
     if (job->durable_status != NATTER_OK) {
         natter_api_fail(job, 503, "unavailable", "the message could not be stored, try again");
         return;
+    }
+    if (job->client_id_len > 0) { /* a repeat of it is answered from here on, without the store */
+        natter_client_id_key_t k;
+        client_key(job, &k);
+        natter_client_ids_put(&job->app->client_ids, &k, natter_now_ms(), job->msg_id, job->created_at_ms);
     }
     /* written by hand: this is the answer to every message */
     natter_jsonw_t w = {0};

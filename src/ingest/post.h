@@ -29,8 +29,14 @@ typedef enum {
 natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len);
 /* On a worker, with job->body: 1 when parked, 0 when answered. */
 int natter_post_run(natter_api_job_t *job);
-/* On the job's loop, for a parked post whose outcome came back: sets the
- * answer (202, or 200 with an ack frame, or 503). */
+/* On the job's loop (or the thread that answers it at once), for a post
+ * whose outcome is known: sets the answer (202, or 200 with an ack frame,
+ * or 503). */
 void natter_post_answer(natter_api_job_t *job);
+/* On the claimer's thread (claims.h): the outcome of the claim of
+ * job->held's client_id (holder, the caller's no more, when another message
+ * holds it). The message goes out, or the post becomes the holder's
+ * repeat; either way the job is answered, at once or once durable. */
+void natter_post_claimed(natter_api_job_t *job, int rc, natter_msg_t *holder);
 
 #endif

@@ -23,6 +23,7 @@ const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
     [NATTER_A_READYZ] = {"GET", "/readyz"},
     [NATTER_A_PAGE] = {"GET", "/{page}"},
     [NATTER_A_STATIC] = {"GET", "/static/{file}"},
+    [NATTER_A_WS_TICKET] = {"POST", "/ws/tickets"},
 };
 
 int natter_username_valid(const char *name, size_t len)
@@ -120,6 +121,16 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
     return NATTER_A_NOT_FOUND;
 }
 
+/* Below "/ws": "/ws/tickets". */
+static natter_action_t route_ws(const char *method, size_t mlen, const char *p, const char *end, natter_route_t *out)
+{
+    const char *seg;
+    size_t len;
+    if (next_segment(&p, end, &seg, &len) && p == end && is(seg, len, "tickets"))
+        return pick(method, mlen, VERBS({"POST", NATTER_A_WS_TICKET}), "POST", out);
+    return NATTER_A_NOT_FOUND;
+}
+
 natter_action_t natter_route(const char *method, size_t mlen, const char *path, size_t plen, natter_route_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -158,6 +169,8 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
     }
     if (is(seg, len, "chats"))
         return out->action = route_chat(method, mlen, p, end, out);
+    if (is(seg, len, "ws"))
+        return out->action = route_ws(method, mlen, p, end, out);
     if (is(seg, len, "static") && end - p > 1) /* any name after "/static/": only the table says which exist */
         return route_asset(method, mlen, NATTER_A_STATIC, p + 1, (size_t)(end - p - 1), out);
     return out->action = NATTER_A_NOT_FOUND;

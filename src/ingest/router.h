@@ -32,6 +32,7 @@ typedef enum {
     NATTER_A_PAGE,   /* a page of the web client ("/", "/dashboard"): route.asset is its file */
     NATTER_A_STATIC, /* a file of the web client: route.asset */
     NATTER_A_WS_SEND, /* not an HTTP route: a "send" frame on a WebSocket */
+    NATTER_A_WS_TICKET,
     NATTER_A_COUNT    /* the number of actions; keep last */
 } natter_action_t;
 

@@ -2,12 +2,15 @@
 #include "core/error.h"
 #include "core/util.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 static void *worker_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "natter-worker");
     natter_workers_t *w = arg;
+    pthread_setname_np(pthread_self(), w->name);
+    if (w->batch) /* on failure it is scheduled as the process is */
+        pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){.sched_priority = 0});
     pthread_mutex_lock(&w->lock);
     for (;;) {
         while (w->head == NULL && !w->stopping)
@@ -29,6 +32,13 @@ static void *worker_main(void *arg)
 
 void natter_workers_start(natter_workers_t *w, size_t n, size_t cap)
 {
+    natter_workers_start_as(w, n, cap, "natter-worker", 0);
+}
+
+void natter_workers_start_as(natter_workers_t *w, size_t n, size_t cap, const char *name, int batch)
+{
+    w->name = name;
+    w->batch = batch;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->head = w->tail = NULL;

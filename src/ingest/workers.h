@@ -28,10 +28,17 @@ typedef struct natter_workers {
     int stopping;
     size_t n;
     pthread_t *threads;
+    const char *name; /* the threads' name */
+    int batch;        /* scheduled as SCHED_BATCH */
 } natter_workers_t;
 
 /* n threads, at most cap jobs waiting. */
 void natter_workers_start(natter_workers_t *w, size_t n, size_t cap);
+/* The same with the threads named name (a static string of at most 15
+ * bytes) and, with batch, scheduled as SCHED_BATCH: CPU-bound threads (a
+ * pool hashing passwords) that never preempt a thread that wakes up (an
+ * event loop), at the same share of the CPU as the rest. */
+void natter_workers_start_as(natter_workers_t *w, size_t n, size_t cap, const char *name, int batch);
 /* Queues the job: 0, or NATTER_EUNAVAIL (the job stays the caller's) when
  * cap jobs are waiting or the pool is stopping. */
 int natter_workers_submit(natter_workers_t *w, natter_job_t *job);

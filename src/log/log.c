@@ -1,4 +1,5 @@
 #include "log/log.h"
+#include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
 
@@ -37,7 +38,9 @@ void natter_log_close(natter_log_t *log)
 
 int natter_log_append(natter_log_t *log, natter_msg_t *msg)
 {
-    int rc = log->ops->append(log, msg);
+    int rc = natter_fault_check(NATTER_FAULT_LOG_APPEND);
+    if (rc == 0)
+        rc = log->ops->append(log, msg);
     if (rc == 0)
         natter_count(&natter_m()->messages_posted, 1);
     return rc;
@@ -45,6 +48,8 @@ int natter_log_append(natter_log_t *log, natter_msg_t *msg)
 
 size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
+    if (natter_fault_check(NATTER_FAULT_LOG_POLL) != 0)
+        return 0;
     size_t n = log->ops->poll(log, head, max, timeout_ms);
     natter_count(&natter_m()->messages_consumed, n);
     return n;
@@ -52,12 +57,14 @@ size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int t
 
 void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status)
 {
-    log->ops->commit(log, head, status);
+    int rc = natter_fault_check(NATTER_FAULT_LOG_COMMIT);
+    log->ops->commit(log, head, rc != 0 ? rc : status);
 }
 
 int natter_log_ping(natter_log_t *log)
 {
-    return log->ops->ping(log);
+    int rc = natter_fault_check(NATTER_FAULT_LOG_PING);
+    return rc != 0 ? rc : log->ops->ping(log);
 }
 
 void natter_log_shutdown(natter_log_t *log)
@@ -85,4 +92,32 @@ int natter_log_has_fanout(natter_log_t *log)
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     return log->ops->fanout_poll(log, head, max, timeout_ms);
+}
+
+int natter_log_claims_at_ingest(natter_log_t *log)
+{
+    return log->ops->version >= 3 && log->ops->append_held != NULL;
+}
+
+int natter_log_append_held(natter_log_t *log, natter_msg_t *msg)
+{
+    int rc = natter_fault_check(NATTER_FAULT_LOG_APPEND_HELD);
+    return rc != 0 ? rc : log->ops->append_held(log, msg);
+}
+
+void natter_log_release(natter_log_t *log, natter_msg_t *msg, int status)
+{
+    log->ops->release(log, msg, status);
+    if (status == 0)
+        natter_count(&natter_m()->messages_posted, 1);
+}
+
+int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg)
+{
+    int rc = natter_fault_check(NATTER_FAULT_LOG_APPEND);
+    if (rc == 0)
+        rc = log->ops->append_existing(log, msg);
+    if (rc == 0)
+        natter_count(&natter_m()->messages_posted, 1);
+    return rc;
 }

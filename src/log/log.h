@@ -4,7 +4,8 @@
  * A backend is a struct of function pointers (natter_log_ops_t) plus its own
  * state; its struct starts with natter_log_t and the core allocates
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
- * below; new methods are only appended, with a version bump.
+ * up to fanout_poll; version 2 appends consumer_status, version 3 the held
+ * appends. New methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -55,11 +56,30 @@ typedef struct natter_log_ops {
      * consumer's batches are the fan-out (the local log). */
     size_t (*fanout_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
-    /* Methods below are valid for version 2 (each may be NULL). */
+    /* Version 2 (may be NULL). */
 
     /* 0 when the store consumer can consume; else NATTER_E* and a reason in
      * why (fenced by another member, the broker away past the timeout). */
     int (*consumer_status)(natter_log_t *log, char *why, size_t len);
+
+    /* Version 3: held appends, for a log whose records other nodes may
+     * store (Kafka), so a post's client_id is claimed in the store before
+     * its record can exist (docs/architecture.md, "Idempotent sends"). NULL
+     * all three when this node's store consumer stores every record (the
+     * local log): then the claim is made as the record is stored. */
+
+    /* Like append (the id and created_at are issued now, in log order), but
+     * the message is held: neither it nor anything appended to its chat
+     * after it goes out before it is released. */
+    int (*append_held)(natter_log_t *log, natter_msg_t *msg);
+    /* Lets a held message go out (status 0; on_durable fires later, once),
+     * or withdraws it (a NATTER_E* status): the caller has it back and its
+     * on_durable never fires. Whatever waited behind it goes out. */
+    void (*release)(natter_log_t *log, natter_msg_t *msg, int status);
+    /* Like append for a message whose id and created_at are set already: a
+     * message claimed earlier whose record may have been lost goes out
+     * again (stores keep one copy of an id). */
+    int (*append_existing)(natter_log_t *log, natter_msg_t *msg);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -75,7 +95,9 @@ const natter_log_ops_t *natter_log_find(const char *name);
 natter_log_t *natter_log_open(const natter_log_ops_t *ops, const natter_config_t *cfg, char *err, size_t errlen);
 void natter_log_close(natter_log_t *log);
 
-/* Thin wrappers: the one place metrics are counted and faults can be injected. */
+/* Thin wrappers: the one place metrics are counted and faults are injected
+ * (core/fault.h: an armed log.append fails the append, log.poll returns
+ * nothing, log.commit reports its status as the batch's outcome). */
 int natter_log_append(natter_log_t *log, natter_msg_t *msg);
 size_t natter_log_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status);
@@ -87,5 +109,12 @@ int natter_log_has_fanout(natter_log_t *log);
 /* The backend's consumer_status, or 0 for a backend without one. */
 int natter_log_consumer_status(natter_log_t *log, char *why, size_t len);
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+/* 1 when the backend has held appends: posts with a client_id are claimed
+ * in the store before their record is let out. */
+int natter_log_claims_at_ingest(natter_log_t *log);
+/* Only when natter_log_claims_at_ingest. */
+int natter_log_append_held(natter_log_t *log, natter_msg_t *msg);
+void natter_log_release(natter_log_t *log, natter_msg_t *msg, int status);
+int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg);
 
 #endif

@@ -12,6 +12,10 @@
  *             delivery report, on the poll thread: 202 means the broker has
  *             it. A broker that does not answer within --kafka-timeout
  *             fails the delivery: 503, never a hang.
+ *   holding   a held append (a post whose client_id is being claimed in the
+ *             store) takes its id in order and waits, with whatever is
+ *             appended to its partition after it, in the partition's
+ *             queue until it is released: ids still follow produce order.
  *   store     one consumer in the group --kafka-group (default natter-store),
  *             shared by every node: the group spreads partitions over
  *             nodes. Offsets are committed only after the batch is in the
@@ -49,6 +53,7 @@ typedef struct {
 
 typedef struct {
     pthread_mutex_t lock;
+    natter_msg_t *waiting, *last; /* behind a held message, in log order; the head is held */
 } __attribute__((aligned(64))) produce_lock_t;
 
 typedef struct {
@@ -322,6 +327,8 @@ static void destroy_consumer(rd_kafka_t *rk)
     }
 }
 
+static void fail_owed(natter_msg_t *m);
+
 static void kafka_close(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
@@ -345,8 +352,10 @@ static void kafka_close(natter_log_t *log)
             rd_kafka_topic_destroy(k->producer_topic);
         rd_kafka_destroy(k->producer);
     }
-    for (int p = 0; k->produce_locks != NULL && p < k->partitions; p++)
+    for (int p = 0; k->produce_locks != NULL && p < k->partitions; p++) {
+        fail_owed(k->produce_locks[p].waiting); /* held and never released: nothing releases them now */
         pthread_mutex_destroy(&k->produce_locks[p].lock);
+    }
     free(k->produce_locks);
 }
 
@@ -380,30 +389,129 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     return NATTER_OK;
 }
 
-static int kafka_append(natter_log_t *log, natter_msg_t *msg)
+static int32_t partition_of(log_kafka_t *k, uint64_t chat_id, char key[NATTER_ID_STR_MAX], int *klen)
 {
-    log_kafka_t *k = (log_kafka_t *)log;
+    *klen = natter_id_format(key, chat_id);
+    return rd_kafka_msg_partitioner_consistent_random(k->producer_topic, key, (size_t)*klen, k->partitions, NULL,
+                                                      NULL);
+}
+
+/* Under partition p's lock: hands msg to librdkafka; 0 or NATTER_EUNAVAIL
+ * (then msg is still the caller's). */
+static int produce(log_kafka_t *k, int32_t p, natter_msg_t *msg)
+{
     char key[NATTER_ID_STR_MAX];
     size_t len;
-    if (atomic_load(&k->closed))
-        return NATTER_EUNAVAIL;
     int klen = natter_id_format(key, msg->chat_id);
-    int32_t p = rd_kafka_msg_partitioner_consistent_random(k->producer_topic, key, (size_t)klen, k->partitions,
-                                                           NULL, NULL);
-    pthread_mutex_lock(&k->produce_locks[p].lock);
-    msg->id = natter_idgen_next(&k->ids, natter_now_ms());
-    msg->created_at_ms = natter_id_time_ms(msg->id);
     uint8_t *value = natter_record_encode(msg, &len);
     rd_kafka_resp_err_t rerr =
         rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_PARTITION(p),
                           RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(value, len),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
-    pthread_mutex_unlock(&k->produce_locks[p].lock);
     if (rerr) {
         free(value);
         return NATTER_EUNAVAIL;
     }
     return NATTER_OK;
+}
+
+/* Under partition p's lock: produces the waiting messages up to the first
+ * held one; those librdkafka refused are linked into *failed (their
+ * appends had returned 0: their outcome is owed). */
+static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed)
+{
+    produce_lock_t *pl = &k->produce_locks[p];
+    while (pl->waiting != NULL && !pl->waiting->log_held) {
+        natter_msg_t *m = pl->waiting;
+        pl->waiting = m->next;
+        if (pl->waiting == NULL)
+            pl->last = NULL;
+        m->next = NULL;
+        if (produce(k, p, m) != NATTER_OK) {
+            m->next = *failed;
+            *failed = m;
+        }
+    }
+}
+
+static void fail_owed(natter_msg_t *m)
+{
+    while (m != NULL) {
+        natter_msg_t *next = m->next;
+        m->on_durable(m, NATTER_EUNAVAIL, m->durable_arg);
+        free(m);
+        m = next;
+    }
+}
+
+typedef enum { ISSUE_ID, KEEP_ID } id_policy_t;
+
+/* Produces now, or queues behind a held message of the partition (or as one). */
+static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
+{
+    char key[NATTER_ID_STR_MAX];
+    int klen, rc = NATTER_OK;
+    if (atomic_load(&k->closed))
+        return NATTER_EUNAVAIL;
+    int32_t p = partition_of(k, msg->chat_id, key, &klen);
+    produce_lock_t *pl = &k->produce_locks[p];
+    pthread_mutex_lock(&pl->lock);
+    if (ids == ISSUE_ID) {
+        msg->id = natter_idgen_next(&k->ids, natter_now_ms());
+        msg->created_at_ms = natter_id_time_ms(msg->id);
+    }
+    msg->log_held = (uint8_t)held;
+    if (pl->waiting == NULL && !held) {
+        rc = produce(k, p, msg);
+    } else {
+        msg->next = NULL;
+        if (pl->last != NULL)
+            pl->last->next = msg;
+        else
+            pl->waiting = msg;
+        pl->last = msg;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+static int kafka_append(natter_log_t *log, natter_msg_t *msg)
+{
+    return enqueue((log_kafka_t *)log, msg, ISSUE_ID, 0);
+}
+
+static int kafka_append_held(natter_log_t *log, natter_msg_t *msg)
+{
+    return enqueue((log_kafka_t *)log, msg, ISSUE_ID, 1);
+}
+
+static int kafka_append_existing(natter_log_t *log, natter_msg_t *msg)
+{
+    return enqueue((log_kafka_t *)log, msg, KEEP_ID, 0);
+}
+
+static void kafka_release(natter_log_t *log, natter_msg_t *msg, int status)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    char key[NATTER_ID_STR_MAX];
+    int klen;
+    natter_msg_t *failed = NULL;
+    int32_t p = partition_of(k, msg->chat_id, key, &klen);
+    produce_lock_t *pl = &k->produce_locks[p];
+    pthread_mutex_lock(&pl->lock);
+    msg->log_held = 0;
+    if (status != NATTER_OK) { /* withdrawn: out of the queue, back to the caller */
+        natter_msg_t **at = &pl->waiting, *prev = NULL;
+        while (*at != msg)
+            prev = *at, at = &(*at)->next;
+        *at = msg->next;
+        if (pl->last == msg)
+            pl->last = prev;
+        msg->next = NULL;
+    }
+    produce_waiting(k, p, &failed);
+    pthread_mutex_unlock(&pl->lock);
+    fail_owed(failed); /* outside the lock: callbacks take other locks */
 }
 
 /* Turns consumed records into a list of messages; records that are errors
@@ -573,7 +681,7 @@ static int kafka_drained(natter_log_t *log)
 }
 
 const natter_log_ops_t natter_log_kafka = {
-    .version = 1,
+    .version = 3,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -585,4 +693,7 @@ const natter_log_ops_t natter_log_kafka = {
     .shutdown = kafka_shutdown,
     .drained = kafka_drained,
     .fanout_poll = kafka_fanout_poll,
+    .append_held = kafka_append_held,
+    .release = kafka_release,
+    .append_existing = kafka_append_existing,
 };

@@ -4,7 +4,11 @@
  * A backend is a struct of function pointers (natter_store_ops_t), its state
  * a struct that starts with natter_store_t; the core allocates ops->size
  * bytes. Version 1 holds every method up to read_marker_advance; version 2
- * appends metrics_render, version 3 node_lease. New ones are only appended.
+ * appends metrics_render, version 3 node_lease, version 4 the client_id
+ * claims and the WebSocket tickets. New methods are only appended.
+ *
+ * Callers reach a backend only through the natter_store_* wrappers below
+ * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
  *
  * Every method may be called from any thread at once (API workers, the
  * store consumer) and may block: never call one from the event loop. A
@@ -126,6 +130,38 @@ typedef struct natter_store_ops {
      * lease; RENEW found the lease no longer holder's. holder: NUL-terminated,
      * at most 64 bytes. */
     int (*node_lease)(natter_store_t *s, uint32_t node_id, const char *holder, uint32_t ttl_ms, natter_lease_op_t op);
+
+    /* Version 4. */
+    /* Claims each message's (sender_id, chat_id, client_id) for it (its id,
+     * created_at and content) for NATTER_CLIENT_ID_TTL_MS, in one
+     * transaction where the backend has them (one durable write for the
+     * batch). rc[i]: NATTER_OK when the claim is msgs[i]'s (made now, or its
+     * id holds it already); NATTER_ECONFLICT when another message holds it,
+     * and holders[i] (malloc'd, the caller frees it) is that message as
+     * claimed: id, chat, sender, created_at, client_id and content (empty
+     * when the claim was made by messages_insert_claimed, which stored the
+     * message with it); or the error that leaves its outcome unknown. A
+     * claim is linearizable: of two claims of one key, one wins, wherever
+     * made. Returns 0, or the error every rc[i] was set to when the batch
+     * failed as a whole. */
+    int (*client_ids_claim)(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                            natter_msg_t **holders);
+    /* messages_insert for a log whose records only this node stores: every
+     * message with a client_id is claimed as client_ids_claim does (in the
+     * batch's transaction where the backend has them). A message whose key
+     * another message holds takes that message's place: its id,
+     * created_at_ms (and, when the claim has it, content) become the
+     * holder's and m->duplicate is set; storing it stores the holder again,
+     * which leaves one copy. */
+    int (*messages_insert_claimed)(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms);
+    /* Keeps a WebSocket ticket (its hash) for user_id until expires_at_ms. */
+    int (*ticket_create)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                         int64_t expires_at_ms);
+    /* Takes the ticket: NATTER_OK and *user_id when it was there and alive
+     * at now_ms, and it is gone from then on, for every node (of two takes
+     * of one ticket one wins); NATTER_ENOTFOUND otherwise. */
+    int (*ticket_take)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                       uint64_t *user_id);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -139,5 +175,41 @@ const natter_store_ops_t *natter_store_find(const char *name);
 natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,
                                   size_t errlen);
 void natter_store_close(natter_store_t *s);
+
+/* The wrappers: each asks core/fault.h, then calls the backend's method
+ * (documented above) with the same arguments and promises. */
+int natter_store_ping(natter_store_t *s);
+int natter_store_user_create(natter_store_t *s, const natter_user_t *u, int64_t now_ms);
+int natter_store_user_by_name(natter_store_t *s, const char *username, natter_user_t *out);
+int natter_store_user_by_id(natter_store_t *s, uint64_t id, natter_user_t *out);
+int natter_store_session_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                                int64_t expires_at_ms);
+int natter_store_session_user(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                              natter_user_t *out);
+int natter_store_session_delete(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN]);
+int natter_store_chat_create(natter_store_t *s, const natter_chat_t *chat, const uint64_t *members, size_t n);
+int natter_store_chat_get(natter_store_t *s, uint64_t chat_id, natter_chat_t *out);
+int natter_store_chat_member_ids(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+int natter_store_chat_members(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+int natter_store_member_add(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
+int natter_store_member_remove(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
+int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+int natter_store_messages_insert(natter_store_t *s, natter_msg_t *head, size_t n);
+int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                               natter_vec_t *out, int *has_more);
+int natter_store_message_in_chat(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
+int natter_store_read_marker_advance(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
+/* 1 when the backend keeps node id leases (version 3). */
+int natter_store_has_node_lease(natter_store_t *s);
+int natter_store_node_lease(natter_store_t *s, uint32_t node_id, const char *holder, uint32_t ttl_ms,
+                            natter_lease_op_t op);
+int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                                  natter_msg_t **holders);
+/* Counted as store.messages_insert by the fault layer: it is the batch write. */
+int natter_store_messages_insert_claimed(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms);
+int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                               int64_t expires_at_ms);
+int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                             uint64_t *user_id);
 
 #endif

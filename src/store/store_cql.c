@@ -19,6 +19,8 @@
  *                                        per --cql-bucket seconds: bounded
  *   chat_buckets    (chat_id) bucket     which buckets of a chat hold messages
  *   read_markers    (user_id, chat_id)   forward-only by LWT
+ *   client_ids      ((sender_id, chat_id, client_id))  a post's claim, by LWT, for 24 h (TTL)
+ *   ws_tickets      (ticket_hash)        single use: taken by LWT, gone after 30 s (TTL)
  *
  * A chat's unread count reads only the messages after the reader's marker
  * (their sender ids), never the whole chat.
@@ -36,6 +38,8 @@
 #include <unistd.h>
 
 #define PAGE_ROWS 500
+#define CLIENT_ID_TTL_S "86400"
+_Static_assert(NATTER_CLIENT_ID_TTL_MS == 86400000, "CLIENT_ID_TTL_S is NATTER_CLIENT_ID_TTL_MS in seconds");
 
 enum {
     S_USER_INSERT_NAME,
@@ -71,6 +75,10 @@ enum {
     S_LEASE_TAKE,
     S_LEASE_RENEW,
     S_LEASE_RELEASE,
+    S_CLAIM,
+    S_TICKET_INSERT,
+    S_TICKET_GET,
+    S_TICKET_DELETE,
     NSTMTS
 };
 
@@ -114,6 +122,11 @@ static const char *const statements[NSTMTS] = {
     [S_LEASE_TAKE] = "INSERT INTO %s.node_leases (node_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?",
     [S_LEASE_RENEW] = "UPDATE %s.node_leases USING TTL ? SET holder = ? WHERE node_id = ? IF holder = ?",
     [S_LEASE_RELEASE] = "DELETE FROM %s.node_leases WHERE node_id = ? IF holder = ?",
+    [S_CLAIM] = "INSERT INTO %s.client_ids (sender_id, chat_id, client_id, message_id, created_at, content)"
+                " VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL " CLIENT_ID_TTL_S,
+    [S_TICKET_INSERT] = "INSERT INTO %s.ws_tickets (ticket_hash, user_id, expires_at) VALUES (?, ?, ?) USING TTL ?",
+    [S_TICKET_GET] = "SELECT user_id, expires_at FROM %s.ws_tickets WHERE ticket_hash = ?",
+    [S_TICKET_DELETE] = "DELETE FROM %s.ws_tickets WHERE ticket_hash = ? IF user_id = ?",
 };
 
 /* Migrations: version i+1 is the statements of migrations[i]; each is
@@ -140,7 +153,14 @@ static const char *const migration_2[] = {
     "CREATE TABLE IF NOT EXISTS %s.node_leases (node_id int PRIMARY KEY, holder text)",
     NULL,
 };
-static const char *const *const migrations[] = {migration_1, migration_2};
+/* client_id claims (a day's TTL) and WebSocket tickets. */
+static const char *const migration_3[] = {
+    "CREATE TABLE IF NOT EXISTS %s.client_ids (sender_id bigint, chat_id bigint, client_id text, message_id bigint,"
+    " created_at timestamp, content text, PRIMARY KEY ((sender_id, chat_id, client_id)))",
+    "CREATE TABLE IF NOT EXISTS %s.ws_tickets (ticket_hash blob PRIMARY KEY, user_id bigint, expires_at timestamp)",
+    NULL,
+};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 typedef struct {
@@ -780,17 +800,15 @@ typedef struct {
     size_t first, n; /* rows in the values array */
 } part_t;
 
-static int cq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n)
+/* Inserts the k messages of order (any may repeat an id: one row). */
+static int insert_rows(store_cql_t *s, natter_msg_t *const *order, size_t k)
 {
-    store_cql_t *s = (store_cql_t *)base;
     char err[256];
+    size_t n = k ? k : 1;
     cql_value_t *values = xcalloc(n * 7, sizeof(cql_value_t));
     part_t *parts = xcalloc(n, sizeof(part_t));
-    natter_msg_t **order = xcalloc(n, sizeof(*order));
-    size_t nparts = 0, k = 0;
+    size_t nparts = 0;
     /* group by partition, keeping log order inside each */
-    for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
-        order[k++] = m;
     int *taken = xcalloc(n, sizeof(int));
     size_t row = 0;
     for (size_t i = 0; i < k; i++) {
@@ -840,9 +858,212 @@ static int cq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
     }
     free(calls);
     free(taken);
-    free(order);
     free(parts);
     free(values);
+    return rc;
+}
+
+static int cq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n)
+{
+    natter_msg_t **order = xcalloc(n ? n : 1, sizeof(*order));
+    size_t k = 0;
+    for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
+        order[k++] = m;
+    int rc = insert_rows((store_cql_t *)base, order, k);
+    free(order);
+    return rc;
+}
+
+/* ---- client_id claims ---------------------------------------------------- */
+
+/* The token of the (bigint, bigint, text) key of client_ids: each component
+ * as [short length][bytes][0]. */
+static int64_t token_claim(const natter_msg_t *m)
+{
+    uint8_t k[2 * 11 + 3 + NATTER_CLIENT_ID_MAX];
+    size_t o = 0;
+    for (int i = 0; i < 2; i++) {
+        k[o++] = 0, k[o++] = 8;
+        be64(k + o, i == 0 ? m->sender_id : m->chat_id);
+        o += 8;
+        k[o++] = 0;
+    }
+    k[o++] = 0, k[o++] = (uint8_t)m->client_id_len;
+    memcpy(k + o, m->client_id, m->client_id_len);
+    o += m->client_id_len;
+    k[o++] = 0;
+    return cql_murmur3_token(k, o);
+}
+
+static cql_call_t *claim_call(store_cql_t *s, const natter_msg_t *m, cql_value_t v[6])
+{
+    v[0] = vid(m->sender_id);
+    v[1] = vid(m->chat_id);
+    v[2] = cql_value_text(m->client_id);
+    v[3] = vid(m->id);
+    v[4] = cql_value_timestamp(m->created_at_ms);
+    v[5] = cql_value_text(m->content);
+    cql_query_params_t qp = {.consistency = s->consistency, .values = v, .nvalues = 6,
+                             .serial_consistency = CQL_LOCAL_SERIAL};
+    return cql_client_execute(s->client, s->stmt[S_CLAIM], &qp, token_claim(m), 0);
+}
+
+/* The column of an LWT answer named name, or -1. */
+static int32_t column_named(const cql_result_t *r, const char *name)
+{
+    for (int32_t col = 0; col < r->resp.rows.meta.columns_count && r->resp.rows.meta.columns; col++)
+        if (cql_slice_eq(r->resp.rows.meta.columns[col].name, name))
+            return col;
+    return -1;
+}
+
+/* The outcome of m's claim: NATTER_OK (m's), NATTER_ECONFLICT and *holder,
+ * or an error (the outcome is then unknown). */
+static int claim_outcome(const natter_msg_t *m, cql_call_t *call, natter_msg_t **holder)
+{
+    char err[256];
+    cql_result_t res;
+    int rc = cql_call_wait(call, &res, err, sizeof(err));
+    if (rc != NATTER_OK) {
+        fprintf(stderr, "natter: cql: client_id claim: %s\n", err);
+        return rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT ? rc : NATTER_EIO;
+    }
+    if (applied(&res)) {
+        cql_result_free(&res);
+        return NATTER_OK;
+    }
+    /* not applied: the answer carries the row that holds the key */
+    int32_t cid = column_named(&res, "message_id"), cat = column_named(&res, "created_at");
+    int32_t ccontent = column_named(&res, "content");
+    uint64_t id = 0;
+    cql_slice_t c, text = {0};
+    rc = cid >= 0 && cat >= 0 && cell_u64(&res, 0, cid, &id) == NATTER_OK ? NATTER_OK : NATTER_EIO;
+    if (rc == NATTER_OK && id == m->id) {
+        rc = NATTER_OK; /* ours, from an earlier try whose answer was lost */
+    } else if (rc == NATTER_OK) {
+        if (ccontent < 0 || cql_rows_cell(&res.resp.rows, 0, ccontent, &c) != NATTER_OK ||
+            cql_decode_text(c, &text) != NATTER_OK || text.len < 0)
+            text.len = 0;
+        natter_msg_t *h = natter_msg_new(m->chat_id, m->sender_id, text.len ? (const char *)text.p : "",
+                                         (size_t)text.len, m->client_id, m->client_id_len);
+        h->id = id;
+        h->created_at_ms = cell_time(&res, 0, cat);
+        *holder = h;
+        rc = NATTER_ECONFLICT;
+    }
+    cql_result_free(&res);
+    return rc;
+}
+
+/* Claims the client_ids of msgs (those that have one; rc[i] 0 for the
+ * others), --cql-concurrency lightweight transactions in flight at once.
+ * Each is linearizable: of two claims of a key on any nodes one wins, and
+ * the loser learns the winner's message. Returns the first error, if any. */
+static int claim_all(store_cql_t *s, natter_msg_t *const *msgs, size_t n, int *rc, natter_msg_t **holders)
+{
+    cql_call_t **calls = xcalloc(n ? n : 1, sizeof(*calls));
+    cql_value_t *values = xcalloc(n ? n * 6 : 1, sizeof(cql_value_t));
+    int first = NATTER_OK;
+    for (size_t start = 0; start < n; start += s->concurrency) {
+        size_t end = start + s->concurrency < n ? start + s->concurrency : n;
+        for (size_t i = start; i < end; i++)
+            if (msgs[i]->client_id_len > 0)
+                calls[i] = claim_call(s, msgs[i], &values[i * 6]);
+        for (size_t i = start; i < end; i++) {
+            rc[i] = msgs[i]->client_id_len > 0 ? claim_outcome(msgs[i], calls[i], &holders[i]) : NATTER_OK;
+            if (rc[i] != NATTER_OK && rc[i] != NATTER_ECONFLICT && first == NATTER_OK)
+                first = rc[i];
+        }
+    }
+    free(values);
+    free(calls);
+    return first;
+}
+
+static int cq_client_ids_claim(natter_store_t *base, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                               natter_msg_t **holders)
+{
+    (void)now_ms; /* the row's TTL is the window */
+    claim_all((store_cql_t *)base, msgs, n, rc, holders);
+    return NATTER_OK; /* each claim has its own outcome */
+}
+
+/* Claims every client_id of the batch, then inserts the messages that won
+ * their claim and, in place of each that lost, the holder (from the
+ * claim's content: a claim is made with its content, so a holder whose
+ * message was lost is healed here). The messages are changed only when
+ * every write succeeded. */
+static int cq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, size_t n, int64_t now_ms)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    size_t cap = n ? n : 1, k = 0;
+    natter_msg_t **msgs = xcalloc(cap, sizeof(*msgs)), **rows = xcalloc(cap, sizeof(*rows));
+    natter_msg_t **holders = xcalloc(cap, sizeof(*holders));
+    int *rcs = xcalloc(cap, sizeof(int));
+    (void)now_ms;
+    for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
+        msgs[k++] = m;
+    int rc = claim_all(s, msgs, k, rcs, holders);
+    size_t nrows = 0;
+    for (size_t i = 0; i < k; i++)
+        rows[nrows++] = holders[i] ? holders[i] : msgs[i];
+    if (rc == NATTER_OK)
+        rc = insert_rows(s, rows, nrows);
+    for (size_t i = 0; i < k; i++) {
+        if (holders[i] == NULL)
+            continue;
+        if (rc == NATTER_OK) {
+            msgs[i]->id = holders[i]->id;
+            msgs[i]->created_at_ms = holders[i]->created_at_ms;
+            msgs[i]->duplicate = 1;
+        }
+        free(holders[i]);
+    }
+    free(rcs);
+    free(holders);
+    free(rows);
+    free(msgs);
+    return rc;
+}
+
+/* ---- WebSocket tickets --------------------------------------------------- */
+
+static int cq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                            int64_t expires_at_ms)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    int64_t ttl = (expires_at_ms - natter_now_ms()) / 1000 + 1;
+    cql_value_t v[4] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms),
+                        cql_value_int((int32_t)(ttl > 0 ? ttl : 1))};
+    return run(s, S_TICKET_INSERT, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+}
+
+/* Read, then delete by LWT on what was read: of two takers, the second's
+ * condition finds no row. */
+static int cq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                          uint64_t *user_id)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t key = cql_value_blob(hash, NATTER_TOKEN_HASH_LEN);
+    int64_t token = cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN);
+    int rc = run(s, S_TICKET_GET, &key, 1, token, 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    uint64_t user = 0;
+    int64_t expires = res.resp.rows.rows_count > 0 ? cell_time(&res, 0, 1) : 0;
+    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || expires <= now_ms)
+        rc = NATTER_ENOTFOUND;
+    cql_result_free(&res);
+    if (rc != NATTER_OK)
+        return rc;
+    cql_value_t v[2] = {key, vid(user)};
+    if ((rc = run(s, S_TICKET_DELETE, v, 2, token, 0, &res)) != NATTER_OK)
+        return rc;
+    rc = applied(&res) ? NATTER_OK : NATTER_ENOTFOUND;
+    cql_result_free(&res);
+    if (rc == NATTER_OK)
+        *user_id = user;
     return rc;
 }
 
@@ -1004,7 +1225,7 @@ static int cq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
 }
 
 const natter_store_ops_t natter_store_cql = {
-    .version = 3,
+    .version = 4,
     .size = sizeof(store_cql_t),
     .name = "cql",
     .open = cq_open,
@@ -1029,4 +1250,8 @@ const natter_store_ops_t natter_store_cql = {
     .read_marker_advance = cq_read_marker_advance,
     .metrics_render = cq_metrics_render,
     .node_lease = cq_node_lease,
+    .client_ids_claim = cq_client_ids_claim,
+    .messages_insert_claimed = cq_messages_insert_claimed,
+    .ticket_create = cq_ticket_create,
+    .ticket_take = cq_ticket_take,
 };

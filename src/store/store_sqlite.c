@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,15 @@ static const char *const migrations[] = {
     "CREATE INDEX messages_by_chat ON messages (chat_id, id);"
     "CREATE TABLE read_markers (user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL, message_id INTEGER NOT NULL,"
     "  PRIMARY KEY (user_id, chat_id)) WITHOUT ROWID;",
+    /* 2: node id leases */
     "CREATE TABLE node_leases (node_id INTEGER PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);",
+    /* 3: client_id claims (content only when claimed before the message was stored), WebSocket tickets */
+    "CREATE TABLE client_ids (sender_id INTEGER NOT NULL, chat_id INTEGER NOT NULL, client_id TEXT NOT NULL,"
+    "  message_id INTEGER NOT NULL, created_at INTEGER NOT NULL, content TEXT, claimed_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (sender_id, chat_id, client_id)) WITHOUT ROWID;"
+    "CREATE INDEX client_ids_by_age ON client_ids (claimed_at);"
+    "CREATE TABLE ws_tickets (ticket_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)"
+    "  WITHOUT ROWID;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -76,6 +85,12 @@ enum {
     Q_COMMIT,
     Q_ROLLBACK,
     Q_PING,
+    Q_CLAIM,
+    Q_CLAIM_GET,
+    Q_CLAIM_SWEEP,
+    Q_TICKET_INSERT,
+    Q_TICKET_TAKE,
+    Q_TICKET_SWEEP,
     NQUERIES
 };
 
@@ -122,6 +137,17 @@ static const char *const queries[NQUERIES] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_PING] = "SELECT 1",
+    /* a claim older than the client_id window is taken over as if absent */
+    [Q_CLAIM] = "INSERT INTO client_ids (sender_id, chat_id, client_id, message_id, created_at, content, claimed_at)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sender_id, chat_id, client_id) DO UPDATE SET"
+                " message_id = excluded.message_id, created_at = excluded.created_at, content = excluded.content,"
+                " claimed_at = excluded.claimed_at WHERE client_ids.claimed_at <= ?8",
+    [Q_CLAIM_GET] = "SELECT message_id, created_at, content FROM client_ids"
+                    " WHERE sender_id = ?1 AND chat_id = ?2 AND client_id = ?3",
+    [Q_CLAIM_SWEEP] = "DELETE FROM client_ids WHERE claimed_at <= ?1",
+    [Q_TICKET_INSERT] = "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+    [Q_TICKET_TAKE] = "DELETE FROM ws_tickets WHERE ticket_hash = ?1 RETURNING user_id, expires_at",
+    [Q_TICKET_SWEEP] = "DELETE FROM ws_tickets WHERE expires_at <= ?1",
 };
 
 typedef struct conn {
@@ -136,6 +162,8 @@ typedef struct {
     char sync[8];
     pthread_mutex_t lock;
     conn_t *idle;
+    pthread_mutex_t write_lock; /* one write transaction of this process at a time (see begin_transaction) */
+    _Atomic int64_t claims_swept_ms; /* when expired client_id claims were last deleted */
 } store_sqlite_t;
 
 static int rc_of(int src)
@@ -269,12 +297,14 @@ static int sq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
     snprintf(s->path, sizeof(s->path), "%s/natter.db", cfg->data_dir);
     snprintf(s->sync, sizeof(s->sync), "%s", strcmp(cfg->sqlite_sync, "normal") == 0 ? "NORMAL" : "FULL");
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->write_lock, NULL);
     conn_t *c = conn_new(s, err, errlen);
     if (c == NULL)
         return NATTER_EIO;
     if (migrate(c, err, errlen) != NATTER_OK || conn_prepare(c, err, errlen) != NATTER_OK) {
         conn_free(c);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_lock);
         return NATTER_EIO;
     }
     release(s, c);
@@ -290,6 +320,7 @@ static void sq_close(natter_store_t *base)
         conn_free(c);
     }
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->write_lock);
 }
 
 /* Runs a statement that returns no rows; resets it. */
@@ -405,21 +436,36 @@ static int sq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOK
     return rc;
 }
 
-/* Ends the transaction: COMMIT when everything in it succeeded, else (or
- * when COMMIT itself fails) ROLLBACK, so a pooled connection is never left
- * inside a transaction. */
-static int end_transaction(conn_t *c, int rc)
+/* Starts a write transaction. This process's writers (the store consumer,
+ * the claimer, the workers) queue on a mutex first: SQLite makes a writer
+ * that finds the database locked sleep and retry (1, 2, 5, 10 ms and on),
+ * which under a steady stream of batches costs tens of milliseconds, while
+ * a mutex hands the lock over at once. Another process sharing the file
+ * still meets SQLite's own lock (busy_timeout). */
+static int begin_transaction(store_sqlite_t *s, conn_t *c)
 {
-    if (rc == NATTER_OK && (rc = exec_stmt(stmt(c, Q_COMMIT))) == NATTER_OK)
-        return rc;
-    exec_stmt(stmt(c, Q_ROLLBACK));
+    pthread_mutex_lock(&s->write_lock);
+    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    if (rc != NATTER_OK)
+        pthread_mutex_unlock(&s->write_lock);
+    return rc;
+}
+
+/* Ends the transaction begun by begin_transaction: COMMIT when everything
+ * in it succeeded, else (or when COMMIT itself fails) ROLLBACK, so a
+ * pooled connection is never left inside a transaction. */
+static int end_transaction(store_sqlite_t *s, conn_t *c, int rc)
+{
+    if (rc != NATTER_OK || (rc = exec_stmt(stmt(c, Q_COMMIT))) != NATTER_OK)
+        exec_stmt(stmt(c, Q_ROLLBACK));
+    pthread_mutex_unlock(&s->write_lock);
     return rc;
 }
 
 static int sq_chat_create(natter_store_t *base, const natter_chat_t *chat, const uint64_t *members, size_t n)
 {
     WITH_CONN(s, c);
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK) {
         release(s, c);
         return rc;
@@ -436,7 +482,7 @@ static int sq_chat_create(natter_store_t *base, const natter_chat_t *chat, const
         BIND_ID(st, 2, members[i]);
         rc = exec_stmt(st);
     }
-    rc = end_transaction(c, rc);
+    rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
 }
@@ -545,30 +591,222 @@ static int sq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *o
     return rc_of(src);
 }
 
+/* Binds and runs the message insert (ignored when the id is stored already). */
+static int insert_message(conn_t *c, uint64_t id, const natter_msg_t *m, const char *content, size_t content_len,
+                          int64_t created_at_ms)
+{
+    sqlite3_stmt *st = c->stmt[Q_MESSAGE_INSERT];
+    sqlite3_reset(st);
+    BIND_ID(st, 1, id);
+    BIND_ID(st, 2, m->chat_id);
+    BIND_ID(st, 3, m->sender_id);
+    sqlite3_bind_text(st, 4, content, (int)content_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, created_at_ms);
+    if (m->client_id_len > 0)
+        sqlite3_bind_text(st, 6, m->client_id, (int)m->client_id_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    return exec_stmt(st);
+}
+
 static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n)
 {
     (void)n;
     WITH_CONN(s, c);
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK) {
         release(s, c);
         return rc;
     }
-    sqlite3_stmt *st = c->stmt[Q_MESSAGE_INSERT];
-    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
+    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next)
+        rc = insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+    rc = end_transaction(s, c, rc);
+    release(s, c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ client_id claims */
+
+#define CLAIM_SWEEP_EVERY_MS 60000
+
+/* The holder of a claim, as its row has it. */
+typedef struct {
+    uint64_t id;
+    int64_t created_at_ms;
+    char *content; /* malloc'd; NULL when the claim was made with its message stored */
+    size_t content_len;
+} claim_t;
+
+/* Deletes the claims past the client_id window, at most once a minute (on
+ * whichever connection and transaction comes first). */
+static int sweep_claims(store_sqlite_t *s, conn_t *c, int64_t now_ms)
+{
+    int64_t last = atomic_load(&s->claims_swept_ms);
+    if (now_ms - last < CLAIM_SWEEP_EVERY_MS || !atomic_compare_exchange_strong(&s->claims_swept_ms, &last, now_ms))
+        return NATTER_OK;
+    sqlite3_stmt *st = stmt(c, Q_CLAIM_SWEEP);
+    sqlite3_bind_int64(st, 1, now_ms - NATTER_CLIENT_ID_TTL_MS);
+    return exec_stmt(st);
+}
+
+static void bind_claim_key(sqlite3_stmt *st, const natter_msg_t *m)
+{
+    BIND_ID(st, 1, m->sender_id);
+    BIND_ID(st, 2, m->chat_id);
+    sqlite3_bind_text(st, 3, m->client_id, (int)m->client_id_len, SQLITE_STATIC);
+}
+
+/* Claims m's key on c, with m's content or (with_content 0: m is stored in
+ * the same transaction) without; then reads who holds it: 0 and *held
+ * (held->id == m->id: the claim is m's), or a NATTER_E* code. */
+static int claim_on(conn_t *c, const natter_msg_t *m, int with_content, int64_t now_ms, claim_t *held)
+{
+    sqlite3_stmt *st = stmt(c, Q_CLAIM);
+    bind_claim_key(st, m);
+    BIND_ID(st, 4, m->id);
+    sqlite3_bind_int64(st, 5, m->created_at_ms);
+    if (with_content)
+        sqlite3_bind_text(st, 6, m->content, (int)m->content_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, now_ms);
+    sqlite3_bind_int64(st, 8, now_ms - NATTER_CLIENT_ID_TTL_MS);
+    int rc = exec_stmt(st);
+    if (rc != NATTER_OK)
+        return rc;
+    st = stmt(c, Q_CLAIM_GET);
+    bind_claim_key(st, m);
+    int src = sqlite3_step(st);
+    if (src != SQLITE_ROW) { /* the row written or kept just now is gone: only a broken database does that */
         sqlite3_reset(st);
-        BIND_ID(st, 1, m->id);
-        BIND_ID(st, 2, m->chat_id);
-        BIND_ID(st, 3, m->sender_id);
-        sqlite3_bind_text(st, 4, m->content, (int)m->content_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, m->created_at_ms);
-        if (m->client_id_len > 0)
-            sqlite3_bind_text(st, 6, m->client_id, (int)m->client_id_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 6);
+        return src == SQLITE_DONE ? NATTER_EIO : rc_of(src);
+    }
+    held->id = COL_ID(st, 0);
+    held->created_at_ms = sqlite3_column_int64(st, 1);
+    held->content = NULL;
+    held->content_len = 0;
+    if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+        held->content_len = (size_t)sqlite3_column_bytes(st, 2);
+        held->content = xstrndup((const char *)sqlite3_column_text(st, 2), held->content_len);
+    }
+    sqlite3_reset(st);
+    return NATTER_OK;
+}
+
+/* The batch in one transaction: one fsync for all its claims. The holders
+ * are made only once it committed. */
+static int sq_client_ids_claim(natter_store_t *base, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
+                               natter_msg_t **holders)
+{
+    WITH_CONN(s, c);
+    claim_t *held = xcalloc(n ? n : 1, sizeof(*held));
+    int all = begin_transaction(s, c);
+    if (all == NATTER_OK) {
+        all = sweep_claims(s, c, now_ms);
+        for (size_t i = 0; i < n && all == NATTER_OK; i++)
+            all = claim_on(c, msgs[i], 1, now_ms, &held[i]);
+        all = end_transaction(s, c, all);
+    }
+    release(s, c);
+    for (size_t i = 0; i < n; i++) {
+        const natter_msg_t *m = msgs[i];
+        rc[i] = all != NATTER_OK ? all : held[i].id == m->id ? NATTER_OK : NATTER_ECONFLICT;
+        if (rc[i] == NATTER_ECONFLICT) {
+            holders[i] = natter_msg_new(m->chat_id, m->sender_id, held[i].content ? held[i].content : "",
+                                        held[i].content_len, m->client_id, m->client_id_len);
+            holders[i]->id = held[i].id;
+            holders[i]->created_at_ms = held[i].created_at_ms;
+        }
+        free(held[i].content);
+    }
+    free(held);
+    return all;
+}
+
+/* A message of the batch that turned out to repeat another's client_id: it
+ * becomes that message once the transaction committed. */
+typedef struct {
+    natter_msg_t *m;
+    uint64_t id;
+    int64_t created_at_ms;
+} repeat_t;
+
+static int sq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, size_t n, int64_t now_ms)
+{
+    (void)n;
+    WITH_CONN(s, c);
+    natter_vec_t repeats;
+    natter_vec_init(&repeats, sizeof(repeat_t));
+    int rc = begin_transaction(s, c);
+    if (rc != NATTER_OK) {
+        release(s, c);
+        return rc;
+    }
+    rc = sweep_claims(s, c, now_ms);
+    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
+        claim_t held = {.id = m->id};
+        if (m->client_id_len > 0 && (rc = claim_on(c, m, 0, now_ms, &held)) != NATTER_OK)
+            break;
+        if (held.id == m->id) {
+            rc = insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+            continue;
+        }
+        *(repeat_t *)natter_vec_push(&repeats) = (repeat_t){m, held.id, held.created_at_ms};
+        if (held.content != NULL) /* claimed before its message was stored, which may have been lost: heal */
+            rc = insert_message(c, held.id, m, held.content, held.content_len, held.created_at_ms);
+        free(held.content);
+    }
+    rc = end_transaction(s, c, rc);
+    release(s, c);
+    for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {
+        repeat_t *r = NATTER_VEC_AT(&repeats, repeat_t, i);
+        r->m->id = r->id;
+        r->m->created_at_ms = r->created_at_ms;
+        r->m->duplicate = 1;
+    }
+    natter_vec_free(&repeats);
+    return rc;
+}
+
+/* ------------------------------------------------------------ WebSocket tickets */
+
+static int sq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                            int64_t expires_at_ms)
+{
+    WITH_CONN(s, c);
+    /* dead tickets go when new ones come: the table holds the last half minute's */
+    sqlite3_stmt *st = stmt(c, Q_TICKET_SWEEP);
+    sqlite3_bind_int64(st, 1, natter_now_ms());
+    int rc = exec_stmt(st);
+    if (rc == NATTER_OK) {
+        st = stmt(c, Q_TICKET_INSERT);
+        sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
+        BIND_ID(st, 2, user_id);
+        sqlite3_bind_int64(st, 3, expires_at_ms);
         rc = exec_stmt(st);
     }
-    rc = end_transaction(c, rc);
+    release(s, c);
+    return rc;
+}
+
+/* One statement deletes and returns the row: of two takes, one finds it. */
+static int sq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                          uint64_t *user_id)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st = stmt(c, Q_TICKET_TAKE);
+    sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
+    int src = sqlite3_step(st), rc;
+    if (src == SQLITE_ROW) {
+        *user_id = COL_ID(st, 0);
+        rc = sqlite3_column_int64(st, 1) > now_ms ? NATTER_OK : NATTER_ENOTFOUND;
+        src = sqlite3_step(st); /* to the end: the delete commits */
+    } else {
+        rc = NATTER_ENOTFOUND;
+    }
+    if (src != SQLITE_DONE)
+        rc = rc_of(src);
+    sqlite3_reset(st);
     release(s, c);
     return rc;
 }
@@ -641,9 +879,10 @@ static int sq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64
 
 /* Another holder's lease that has not expired blocks an acquire; the check
  * and the take are one transaction. */
-static int lease_acquire(conn_t *c, uint32_t node_id, const char *holder, int64_t expires, int64_t now)
+static int lease_acquire(store_sqlite_t *s, conn_t *c, uint32_t node_id, const char *holder, int64_t expires,
+                         int64_t now)
 {
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    int rc = begin_transaction(s, c);
     if (rc != NATTER_OK)
         return rc;
     sqlite3_stmt *get = stmt(c, Q_LEASE_GET);
@@ -662,7 +901,7 @@ static int lease_acquire(conn_t *c, uint32_t node_id, const char *holder, int64_
         sqlite3_bind_int64(put, 3, expires);
         rc = exec_stmt(put);
     }
-    return end_transaction(c, rc);
+    return end_transaction(s, c, rc);
 }
 
 static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *holder, uint32_t ttl_ms,
@@ -672,7 +911,7 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
     int64_t now = natter_now_ms();
     int rc;
     if (op == NATTER_LEASE_ACQUIRE) {
-        rc = lease_acquire(c, node_id, holder, now + ttl_ms, now);
+        rc = lease_acquire(s, c, node_id, holder, now + ttl_ms, now);
     } else {
         sqlite3_stmt *st = stmt(c, op == NATTER_LEASE_RENEW ? Q_LEASE_RENEW : Q_LEASE_RELEASE);
         sqlite3_bind_int64(st, 1, node_id);
@@ -688,7 +927,7 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
 }
 
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 3,
+    .version = 4,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,
@@ -712,4 +951,8 @@ const natter_store_ops_t natter_store_sqlite = {
     .message_in_chat = sq_message_in_chat,
     .read_marker_advance = sq_read_marker_advance,
     .node_lease = sq_node_lease,
+    .client_ids_claim = sq_client_ids_claim,
+    .messages_insert_claimed = sq_messages_insert_claimed,
+    .ticket_create = sq_ticket_create,
+    .ticket_take = sq_ticket_take,
 };

@@ -127,7 +127,9 @@ class Server:
         path = os.path.join(self.tmpdir, f"{self.name}.{self.starts}.stderr")
         self.stderr_paths.append(path)
         self.stderr_file = open(path, "wb")
-        cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--rate-limit", "0"]
+        # the limits of posts and of logins per address and username are off unless a test turns them on
+        cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--rate-limit", "0",
+               "--auth-rate-ip", "0", "--auth-rate-user", "0"]
         cmd += self.log_args() + EXTRA_ARGS + self.args
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stderr_file,

@@ -429,10 +429,11 @@ def test_ws_send_errors(server, world, frame, code):
         assert f["error"]["code"] == code, f
         if code not in ("invalid_json",):
             assert f.get("client_id") == "e1", f
-        # the socket stays usable after an error
-        ws_send(ws, {"type": "send", "chat_id": cid, "content": "still fine", "client_id": "ok1"})
+        # the socket stays usable after an error (a client_id of its own: a repeated one is the same message)
+        ok = uniq("ok")
+        ws_send(ws, {"type": "send", "chat_id": cid, "content": "still fine", "client_id": ok})
         ack, _ = ws_wait(ws, lambda f: f.get("type") == "ack", timeout=5)
-        assert ack["client_id"] == "ok1"
+        assert ack["client_id"] == ok
     finally:
         ws.close()
     after = history_ids(alice, cid)

@@ -11,6 +11,15 @@ import requests
 from conftest import RUN_ID, register
 
 
+ROUNDS, THREADS, PER_ROUND = 4, 4, 75  # 1,200 posts
+ID_EPOCH_MS = 1704067200000
+
+
+def id_second(mid):
+    """The Unix second a message id was issued in (bits 62..22: ms since 2024-01-01, core/id.h)."""
+    return ((int(mid) >> 22) + ID_EPOCH_MS) // 1000
+
+
 def test_paging_over_buckets(server_factory):
     # the bucket size is fixed when a keyspace is made: this test has its own
     srv = server_factory(args=["--cql-bucket", "1", "--cql-keyspace", f"buckets_{RUN_ID}"])
@@ -18,27 +27,32 @@ def test_paging_over_buckets(server_factory):
     cid = alice.create_chat()["id"]
     sent, lock = [], threading.Lock()
 
-    def poster(t, n):
+    def poster(r, t):
         s = requests.Session()
         h = {"Authorization": f"Bearer {alice.token}", "Content-Type": "application/json"}
-        for i in range(n):
-            r = s.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": f"p{t}-{i}"}),
-                       headers=h, timeout=30)
-            assert r.status_code == 202, r.text
+        for i in range(PER_ROUND):
+            r_ = s.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": f"p{r}-{t}-{i}"}),
+                        headers=h, timeout=30)
+            assert r_.status_code == 202, r_.text
             with lock:
-                sent.append(r.json()["id"])
-            if i % 100 == 99:
-                time.sleep(0.3)  # spread the posts over several seconds: several buckets
+                sent.append(r_.json()["id"])
 
-    threads = [threading.Thread(target=poster, args=(t, 300)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Rounds of concurrent posts; each round starts once the wall clock is
+    # past the second of the last id the previous round got, so the posts
+    # span at least ROUNDS seconds (buckets) however fast the machine is.
+    for r in range(ROUNDS):
+        if sent:
+            last = max(id_second(m) for m in sent)
+            while int(time.time()) <= last:
+                time.sleep(0.01)
+        threads = [threading.Thread(target=poster, args=(r, t)) for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     want = sorted(sent, key=int)
-    assert len(want) == 1200
-    spanned = (int(want[-1]) >> 22) // 1000 - (int(want[0]) >> 22) // 1000
-    assert spanned >= 2, "the posts did not span several seconds"
+    assert len(want) == ROUNDS * THREADS * PER_ROUND
+    assert id_second(want[-1]) - id_second(want[0]) >= ROUNDS - 1, "the posts did not span several seconds"
 
     forward = [m["id"] for m in alice.api.all_history(cid, limit=97)]
     assert forward == want

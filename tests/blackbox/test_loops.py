@@ -158,35 +158,56 @@ def test_flood_of_bad_frames_without_reading_is_closed_and_bounded(server_factor
     _assert_others_served(srv, carol, dave)
 
 
-def test_full_worker_queue_answers_503_at_once(server_factory):
-    """One worker, room for one job: logins (an Argon2 hash each) sent at once overflow it; the
-    overflow is answered 503 "busy" with Retry-After, never queued without bound, never hung."""
-    srv = server_factory(args=["--workers", "1", "--worker-queue", "1"])
-    user = register(srv, "eve")
+def overflow(srv, request, what):
+    """Rounds of 24 requests at once until one is answered 503: every 503 is "busy" with
+    Retry-After: 1, every other answer a success, and the server still answers after."""
     statuses, busy = [], []
     lock = threading.Lock()
 
-    def login():
-        r = requests.post(f"{srv.base}/sessions", json={"username": user.username, "password": user.password},
-                          timeout=60)
+    def send():
+        r = request()
         with lock:
             statuses.append(r.status_code)
             if r.status_code == 503:
                 busy.append((r.json()["error"]["code"], r.headers.get("Retry-After")))
 
     for _ in range(10):  # rounds, until one overflowed (on any machine a round of 24 does)
-        threads = [threading.Thread(target=login) for _ in range(24)]
+        threads = [threading.Thread(target=send) for _ in range(24)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         if busy:
             break
-    assert busy, f"no 503 in {len(statuses)} logins with one worker and a queue of one"
-    assert set(statuses) <= {201, 503}, statuses
-    assert 201 in statuses
+    assert busy, f"no 503 in {len(statuses)} {what}"
     assert all(code == "busy" and ra == "1" for code, ra in busy), busy[:3]
     assert requests.get(srv.base + "/healthz", timeout=5).status_code == 200
+    return statuses
+
+
+def test_full_worker_queue_answers_503_at_once(server_factory):
+    """One worker, room for one job, and a store that takes 100 ms a session (core/fault.h):
+    requests that miss the session cache overflow it; the overflow is answered 503 "busy" with
+    Retry-After, never queued without bound, never hung."""
+    srv = server_factory(args=["--workers", "1", "--worker-queue", "1", "--session-cache-ttl", "0"],
+                         env={"NATTER_FAULTS": "store.session_user:delay=100"})
+    user = register(srv, "eve")
+    statuses = overflow(srv, lambda: requests.get(f"{srv.base}/me", headers={"Authorization": f"Bearer {user.token}"},
+                                                  timeout=60), "requests with one worker and a queue of one")
+    assert set(statuses) <= {200, 503}, statuses
+    assert 200 in statuses
+
+
+def test_full_auth_queue_answers_503_at_once(server_factory):
+    """One hashing thread, room for one login (an Argon2 hash each): logins sent at once overflow
+    it and are answered 503 "busy"; the API workers are another pool."""
+    srv = server_factory(args=["--auth-workers", "1", "--auth-queue", "1"])
+    user = register(srv, "eve")
+    statuses = overflow(srv, lambda: requests.post(f"{srv.base}/sessions", timeout=60,
+                                                   json={"username": user.username, "password": user.password}),
+                        "logins with one hashing thread and a queue of one")
+    assert set(statuses) <= {201, 503}, statuses
+    assert 201 in statuses
 
 
 def test_fanout_queue_bound_sheds_sockets_not_messages(server_factory):

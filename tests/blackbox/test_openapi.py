@@ -242,6 +242,13 @@ def test_routes_match_spec(server):
     assert ws.getstatus() == 101
     COVERAGE.setdefault(("/ws", "get"), set()).add("101")
     ws.close()
+    # a ticket instead of the token in the URL, once
+    ticket, _ = bob.call("POST", "/ws/tickets", expect=201)
+    anon.call("POST", "/ws/tickets", expect=401)
+    ws = websocket.create_connection(f"{server.ws_base}/ws?ticket={ticket['ticket']}", timeout=5)
+    assert ws.getstatus() == 101
+    ws.close()
+    anon.call("GET", "/ws", headers=upgrade, params={"ticket": ticket["ticket"]}, expect=401)
     # wrong method and unknown route: the shared responses
     for method, path in (("DELETE", "/me"), ("GET", "/users"), ("POST", f"/chats/{cid}")):
         r = requests.request(method, server.base + path, headers={"Authorization": f"Bearer {sess['token']}"},
@@ -287,6 +294,15 @@ def test_rate_limited_matches_spec(server_factory):
     statuses = [c.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid}, body={"content": f"r{i}"})[1].status_code
                 for i in range(5)]
     assert 429 in statuses and 202 in statuses, statuses
+
+
+def test_auth_rate_limited_matches_spec(server_factory):
+    srv = server_factory(args=["--auth-rate-ip", "2"])
+    c = SpecClient(srv)
+    statuses = [c.call("POST", "/sessions", body={"username": uniq("nobody"), "password": "wrong password"})[1]
+                .status_code for _ in range(3)]
+    assert statuses == [401, 401, 429], statuses
+    c.call("POST", "/users", body={"username": uniq("late"), "password": PASSWORD}, expect=429)
 
 
 def test_every_operation_exercised():

@@ -158,6 +158,43 @@ static void test_threads_share_one_bucket(void **state)
     natter_ratelimit_free(&rl);
 }
 
+static void test_per_minute(void **state)
+{
+    (void)state;
+    natter_ratelimit_t rl;
+    natter_ratelimit_init_per_minute(&rl, 6, 0); /* one every 10 s, burst 6 */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(natter_ratelimit_take(&rl, 5, T0), 0);
+    assert_int_equal(natter_ratelimit_take(&rl, 5, T0), 10); /* Retry-After: 10 */
+    assert_int_equal(natter_ratelimit_take(&rl, 5, T0 + 4000), 6);
+    assert_int_equal(natter_ratelimit_take(&rl, 5, T0 + 10000), 0);
+    assert_int_equal(natter_ratelimit_take(&rl, 5, T0 + 10000), 10);
+    natter_ratelimit_free(&rl);
+    natter_ratelimit_init_per_minute(&rl, 0, 0); /* off */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(natter_ratelimit_take(&rl, 5, T0), 0);
+    natter_ratelimit_free(&rl);
+}
+
+static void test_refund(void **state)
+{
+    (void)state;
+    natter_ratelimit_t rl;
+    natter_ratelimit_init_per_minute(&rl, 2, 2);
+    assert_int_equal(natter_ratelimit_take(&rl, 9, T0), 0);
+    natter_ratelimit_refund(&rl, 9, T0); /* an attempt that did not count */
+    assert_int_equal(natter_ratelimit_take(&rl, 9, T0), 0);
+    assert_int_equal(natter_ratelimit_take(&rl, 9, T0), 0);
+    assert_true(natter_ratelimit_take(&rl, 9, T0) > 0);
+    /* never past the burst */
+    for (int i = 0; i < 10; i++)
+        natter_ratelimit_refund(&rl, 9, T0);
+    assert_int_equal(natter_ratelimit_take(&rl, 9, T0), 0);
+    assert_int_equal(natter_ratelimit_take(&rl, 9, T0), 0);
+    assert_true(natter_ratelimit_take(&rl, 9, T0) > 0);
+    natter_ratelimit_free(&rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +206,8 @@ int main(void)
         cmocka_unit_test(test_burst_zero_defaults_to_rate),
         cmocka_unit_test(test_sweep_forgets_only_full_buckets),
         cmocka_unit_test(test_threads_share_one_bucket),
+        cmocka_unit_test(test_per_minute),
+        cmocka_unit_test(test_refund),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

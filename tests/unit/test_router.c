@@ -62,6 +62,7 @@ static void test_every_route(void **state)
         {"GET", "/metrics", NATTER_A_METRICS, 0, ""},
         {"GET", "/healthz", NATTER_A_HEALTHZ, 0, ""},
         {"GET", "/readyz", NATTER_A_READYZ, 0, ""},
+        {"POST", "/ws/tickets", NATTER_A_WS_TICKET, 0, ""},
         {"GET", "/chats/18446744073709551615", NATTER_A_CHAT_GET, UINT64_MAX, ""},
         {"PUT", "/chats/1/members/A.b-c_9", NATTER_A_MEMBER_ADD, 1, "A.b-c_9"},
         {"PUT", "/chats/1/members/abcdefghijklmnopqrstuvwxyz012345", NATTER_A_MEMBER_ADD, 1,
@@ -112,6 +113,8 @@ static void test_method_not_allowed(void **state)
         {"GETX", "/me", "GET, HEAD"},
         {"", "/me", "GET, HEAD"},
         {"OPTIONS", "/chats/5/messages?after=1", "GET, HEAD, POST"},
+        {"GET", "/ws/tickets", "POST"},
+        {"DELETE", "/ws/tickets", "POST"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         natter_route_t r;
@@ -139,7 +142,7 @@ static void test_not_found(void **state)
         /* trailing slashes and extra segments */
         "/chats/1/", "/chats/1/messages/", "/chats/1/read/", "/chats/1/messages/2", "/chats/1/unknown",
         "/chats/1/members", "/chats/1/members/", "/chats/1/members/alice/", "/chats/1/members/alice/x",
-        "/healthz/", "/ws/", "/metrics/x",
+        "/healthz/", "/ws/", "/metrics/x", "/ws/tickets/", "/ws/tickets/1", "/ws/ticket", "/ws/static/app.js",
         /* the web client: "/" and "/static/<name>" only */
         "/static", "/static/", "/index.html", "/app.js", "/Static/app.js",
         /* bad usernames */

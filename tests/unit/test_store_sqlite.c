@@ -585,6 +585,163 @@ static void test_concurrent_writers(void **state)
                     10000 + (uint64_t)t * 100, 10000 + (uint64_t)t * 100 + 49, 0);
 }
 
+/* Claims one message's key: its outcome, and *holder on a conflict. */
+static int claim(fixture_t *f, natter_msg_t *m, int64_t now, natter_msg_t **holder)
+{
+    int rc = -100;
+    *holder = NULL;
+    assert_int_equal(OPS(f)->client_ids_claim(f->s, &m, 1, now, &rc, holder), NATTER_OK);
+    return rc;
+}
+
+static void test_client_id_claims(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = natter_now_ms();
+    natter_msg_t *m1 = make_msg(100, 5, 1, "key-a"), *m2 = make_msg(101, 5, 1, "key-a");
+    natter_msg_t *other = make_msg(102, 5, 2, "key-a"), *holder = NULL;
+    assert_int_equal(claim(f, m1, now, &holder), NATTER_OK);
+    assert_int_equal(claim(f, m1, now, &holder), NATTER_OK); /* its own claim again */
+    assert_null(holder);
+    assert_int_equal(claim(f, m2, now, &holder), NATTER_ECONFLICT);
+    assert_non_null(holder);
+    assert_int_equal(holder->id, 100);
+    assert_int_equal(holder->created_at_ms, m1->created_at_ms);
+    assert_int_equal(holder->chat_id, 5);
+    assert_int_equal(holder->sender_id, 1);
+    assert_string_equal(holder->content, "message 100 in 5");
+    assert_memory_equal(holder->client_id, "key-a", 5);
+    free(holder);
+    assert_int_equal(claim(f, other, now, &holder), NATTER_OK); /* another sender's key */
+    /* past the window the key is free again */
+    assert_int_equal(claim(f, m2, now + NATTER_CLIENT_ID_TTL_MS + 1, &holder), NATTER_OK);
+    free(m1);
+    free(m2);
+    free(other);
+}
+
+/* A batch: each claim its own outcome, the same key twice in it included. */
+static void test_client_id_claims_in_a_batch(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = natter_now_ms();
+    natter_msg_t *first = make_msg(200, 5, 1, "b-0"), *h = NULL;
+    assert_int_equal(claim(f, first, now, &h), NATTER_OK);
+    natter_msg_t *msgs[4] = {make_msg(201, 5, 1, "b-0"), make_msg(202, 5, 1, "b-1"), make_msg(203, 5, 1, "b-2"),
+                             make_msg(204, 5, 1, "b-1")};
+    natter_msg_t *holders[4] = {0};
+    int rc[4];
+    assert_int_equal(OPS(f)->client_ids_claim(f->s, msgs, 4, now, rc, holders), NATTER_OK);
+    assert_int_equal(rc[0], NATTER_ECONFLICT);
+    assert_int_equal(holders[0]->id, 200);
+    assert_int_equal(rc[1], NATTER_OK);
+    assert_int_equal(rc[2], NATTER_OK);
+    assert_int_equal(rc[3], NATTER_ECONFLICT); /* 202 claimed it earlier in the batch */
+    assert_int_equal(holders[3]->id, 202);
+    assert_null(holders[1]);
+    for (int i = 0; i < 4; i++) {
+        free(msgs[i]);
+        free(holders[i]);
+    }
+    free(first);
+}
+
+static void test_messages_insert_claimed(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = natter_now_ms();
+    for (int round = 0; round < 2; round++) { /* the second round is a redelivery of the same batch */
+        natter_msg_t *a = make_msg(11, 5, 1, "x"), *b = make_msg(12, 5, 1, "x"), *c = make_msg(13, 5, 1, NULL);
+        a->next = b;
+        b->next = c;
+        assert_int_equal(OPS(f)->messages_insert_claimed(f->s, a, 3, now), NATTER_OK);
+        assert_int_equal(a->duplicate, 0);
+        assert_int_equal(a->id, 11);
+        assert_int_equal(b->duplicate, 1); /* it repeats a: it is a */
+        assert_int_equal(b->id, 11);
+        assert_int_equal(b->created_at_ms, a->created_at_ms);
+        assert_int_equal(c->duplicate, 0);
+        natter_vec_t v;
+        natter_vec_init(&v, sizeof(natter_msg_t *));
+        int more;
+        assert_int_equal(OPS(f)->messages_page(f->s, 5, 0, NATTER_CURSOR_NONE, 50, &v, &more), NATTER_OK);
+        assert_int_equal(v.len, 2); /* a and c; b was a */
+        assert_int_equal((*NATTER_VEC_AT(&v, natter_msg_t *, 0))->id, 11);
+        assert_int_equal((*NATTER_VEC_AT(&v, natter_msg_t *, 1))->id, 13);
+        free_page(&v);
+        free(a), free(b), free(c);
+    }
+}
+
+static void test_claimed_message_lost_is_healed(void **state)
+{
+    fixture_t *f = *state;
+    int64_t now = natter_now_ms();
+    natter_msg_t *claimed = make_msg(20, 6, 1, "y"), *holder = NULL;
+    assert_int_equal(claim(f, claimed, now, &holder), NATTER_OK); /* claimed, never stored */
+    natter_msg_t *repeat = make_msg(21, 6, 1, "y");
+    assert_int_equal(OPS(f)->messages_insert_claimed(f->s, repeat, 1, now), NATTER_OK);
+    assert_int_equal(repeat->duplicate, 1);
+    assert_int_equal(repeat->id, 20);
+    expect_page(f, 6, 0, NATTER_CURSOR_NONE, 50, 20, 20, 0); /* the claimed message, from its claim */
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_msg_t *));
+    int more;
+    assert_int_equal(OPS(f)->messages_page(f->s, 6, 0, NATTER_CURSOR_NONE, 50, &v, &more), NATTER_OK);
+    assert_string_equal((*NATTER_VEC_AT(&v, natter_msg_t *, 0))->content, "message 20 in 6");
+    free_page(&v);
+    free(claimed);
+    free(repeat);
+}
+
+typedef struct {
+    fixture_t *f;
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    int rc;
+    uint64_t user;
+} taker_t;
+
+static void *taker(void *arg)
+{
+    taker_t *t = arg;
+    t->rc = OPS(t->f)->ticket_take(t->f->s, t->hash, natter_now_ms(), &t->user);
+    return NULL;
+}
+
+static void test_tickets(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t h1[NATTER_TOKEN_HASH_LEN] = {1}, h2[NATTER_TOKEN_HASH_LEN] = {2}, h3[NATTER_TOKEN_HASH_LEN] = {3};
+    int64_t now = natter_now_ms();
+    uint64_t user = 0;
+    assert_int_equal(OPS(f)->ticket_create(f->s, h1, 7, now + 30000), NATTER_OK);
+    assert_int_equal(OPS(f)->ticket_create(f->s, h2, 8, now - 1), NATTER_OK); /* dead already */
+    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &user), NATTER_OK);
+    assert_int_equal(user, 7);
+    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &user), NATTER_ENOTFOUND); /* once */
+    assert_int_equal(OPS(f)->ticket_take(f->s, h2, now, &user), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->ticket_take(f->s, h3, now, &user), NATTER_ENOTFOUND);
+    /* four takers at once: one wins */
+    assert_int_equal(OPS(f)->ticket_create(f->s, h3, 9, now + 30000), NATTER_OK);
+    taker_t t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (taker_t){.f = f};
+        memcpy(t[i].hash, h3, sizeof(h3));
+        pthread_create(&th[i], NULL, taker, &t[i]);
+    }
+    int won = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(t[i].rc == NATTER_OK || t[i].rc == NATTER_ENOTFOUND);
+        if (t[i].rc == NATTER_OK) {
+            won++;
+            assert_int_equal(t[i].user, 9);
+        }
+    }
+    assert_int_equal(won, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +755,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_chats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_id_claims_in_a_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_insert_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claimed_message_lost_is_healed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,276 @@
+/* Unit tests of src/consumer/consumer.c without a network: messages are
+ * appended to the local log here, the real consumer thread stores them,
+ * and faults are armed in the store and the log (core/fault.h). The
+ * consumer backs off and retries a store that fails for a while, gives a
+ * batch up (503 to its posters) when it keeps failing, never loses what it
+ * acknowledged, and hands the loops only what it stored, once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define WITHIN_MS 10000 /* far beyond any outcome: reaching it is a hang */
+#define N 64
+
+/* One message's outcome, as its poster would learn it. */
+typedef struct {
+    atomic_int calls;
+    atomic_int status;
+    _Atomic uint64_t id;
+} outcome_t;
+
+static outcome_t outcomes[N];
+static uint64_t chat = 7000;
+static size_t pushed; /* fan-out items of the test's chat the loop received */
+
+static void on_durable(natter_msg_t *m, int status, void *arg)
+{
+    outcome_t *o = arg;
+    atomic_store(&o->id, m->id);
+    atomic_store(&o->status, status);
+    atomic_fetch_add(&o->calls, 1);
+}
+
+static void capture_fanout(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
+{
+    (void)r;
+    while (!h2o_linklist_is_empty(messages)) {
+        natter_fanout_link_t *link = H2O_STRUCT_FROM_MEMBER(natter_fanout_link_t, super.link, messages->next);
+        h2o_linklist_unlink(&link->super.link);
+        char mine[48];
+        int len = snprintf(mine, sizeof(mine), "\"chat_id\":\"%llu\"", (unsigned long long)chat);
+        for (size_t i = 0; i < link->batch->n; i++) {
+            const natter_frame_t *f = link->batch->items[i].frame;
+            pushed += memmem(natter_frame_bytes(f), f->len, mine, (size_t)len) != NULL;
+        }
+        atomic_fetch_sub(&H.loop.fanout_queued, link->batch->n);
+        natter_fanout_unref(link->batch);
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    harness_start(&(harness_opts_t){.consumer = 1});
+    h2o_multithread_queue_t *q = H.loop.h2o_ctx.queue;
+    h2o_multithread_unregister_receiver(q, &H.loop.fanout);
+    h2o_multithread_register_receiver(q, &H.loop.fanout, capture_fanout);
+    char tok[NATTER_TOKEN_LEN + 1];
+    harness_user(1, "poster", tok);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    harness_stop();
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    natter_fault_clear();
+    memset(outcomes, 0, sizeof(outcomes));
+    pushed = 0;
+    harness_chat(++chat, (uint64_t[]){1}, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    natter_fault_clear();
+    return 0;
+}
+
+/* Appends n messages (client_id "c<i>" when with_ids) to the test's chat. */
+static void append(size_t n, int with_ids)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[32], cid[16];
+        int len = snprintf(text, sizeof(text), "message %zu", i), clen = snprintf(cid, sizeof(cid), "c%zu", i);
+        natter_msg_t *m = natter_msg_new(chat, 1, text, (size_t)len, cid, with_ids ? (size_t)clen : 0);
+        m->on_durable = on_durable;
+        m->durable_arg = &outcomes[i];
+        assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+    }
+}
+
+static size_t nwaited;
+
+static int all_known(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < nwaited; i++)
+        if (atomic_load(&outcomes[i].calls) == 0)
+            return 0;
+    return 1;
+}
+
+static void await_outcomes(size_t n)
+{
+    nwaited = n;
+    if (!harness_pump_until(all_known, NULL, WITHIN_MS))
+        fail_msg("outcomes missing after %d ms: a hang", WITHIN_MS);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(atomic_load(&outcomes[i].calls), 1); /* exactly once */
+}
+
+static size_t want_pushed;
+
+static int pushed_enough(void *arg)
+{
+    (void)arg;
+    return pushed >= want_pushed;
+}
+
+/* Waits until n items of the chat were pushed; then one more message goes
+ * through, so that anything pushed before it has been counted too. */
+static void await_pushed(size_t n)
+{
+    want_pushed = n;
+    if (!harness_pump_until(pushed_enough, NULL, WITHIN_MS))
+        fail_msg("%zu of %zu pushes after %d ms", pushed, n, WITHIN_MS);
+    natter_msg_t *m = natter_msg_new(chat, 1, "sentinel", 8, "", 0);
+    outcome_t last = {0};
+    m->on_durable = on_durable;
+    m->durable_arg = &last;
+    assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+    want_pushed = n + 1;
+    if (!harness_pump_until(pushed_enough, NULL, WITHIN_MS))
+        fail_msg("the sentinel was not pushed within %d ms", WITHIN_MS);
+    assert_int_equal(pushed, n + 1);
+    pushed = n;
+}
+
+static size_t stored(uint64_t *ids, size_t max)
+{
+    return harness_history(chat, ids, max);
+}
+
+static void test_stores_and_answers_once(void **state)
+{
+    (void)state;
+    append(20, 0);
+    await_outcomes(20);
+    uint64_t ids[N];
+    assert_int_equal(stored(ids, N), 20);
+    for (size_t i = 0; i < 20; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
+    await_pushed(20);
+}
+
+static void test_backs_off_and_retries(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){.nth = 1, .count = 3, .rc = NATTER_ETIMEDOUT});
+    append(10, 0);
+    await_outcomes(10);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
+    assert_true(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT) >= 4); /* three failures, then stored */
+    uint64_t ids[N];
+    assert_int_equal(stored(ids, N), 10);
+}
+
+static void test_gives_up_and_says_so(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){.nth = 1, .rc = NATTER_EUNAVAIL});
+    append(5, 0);
+    await_outcomes(5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_EUNAVAIL);
+    natter_fault_clear();
+    uint64_t ids[N];
+    assert_int_equal(stored(ids, N), 0);
+    await_pushed(0); /* nothing that is not stored is pushed */
+}
+
+static void test_broken_store_is_not_retried(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){.nth = 1, .count = 1, .rc = NATTER_EIO});
+    append(1, 0);
+    await_outcomes(1);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_EIO);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT), 1);
+}
+
+/* Store failures come and go under a stream: whatever was answered OK is stored. */
+static void test_nothing_acknowledged_is_lost(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){.nth = 2, .count = 5, .rc = NATTER_EUNAVAIL});
+    for (size_t k = 0; k < 4; k++) { /* in bursts, so there are several batches */
+        for (size_t i = k * 16; i < (k + 1) * 16; i++) {
+            natter_msg_t *m = natter_msg_new(chat, 1, "x", 1, "", 0);
+            m->on_durable = on_durable;
+            m->durable_arg = &outcomes[i];
+            assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+        }
+        harness_pump(5);
+    }
+    await_outcomes(N);
+    uint64_t ids[N];
+    size_t n = stored(ids, N), ok = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (atomic_load(&outcomes[i].status) != NATTER_OK)
+            continue;
+        ok++;
+        size_t k = 0;
+        while (k < n && ids[k] != atomic_load(&outcomes[i].id))
+            k++;
+        if (k == n)
+            fail_msg("message %zu was acknowledged and is not stored", i);
+    }
+    assert_int_equal(n, ok);
+}
+
+static void test_poll_failures_pass(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_LOG_POLL, &(natter_fault_t){.nth = 1, .count = 5, .rc = NATTER_EIO});
+    append(3, 0);
+    await_outcomes(3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
+}
+
+/* Two messages of one client_id, in one batch or two: one is stored and
+ * pushed, and the other's poster learns that one's id. */
+static void test_repeat_in_a_batch(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        natter_msg_t *m = natter_msg_new(chat, 1, "twice", 5, "same", 4);
+        m->on_durable = on_durable;
+        m->durable_arg = &outcomes[i];
+        assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+    }
+    await_outcomes(2);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_OK);
+    assert_int_equal(atomic_load(&outcomes[1].status), NATTER_OK);
+    assert_int_equal(atomic_load(&outcomes[0].id), atomic_load(&outcomes[1].id));
+    uint64_t ids[N];
+    assert_int_equal(stored(ids, N), 1);
+    await_pushed(1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stores_and_answers_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backs_off_and_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gives_up_and_says_so, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_store_is_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_acknowledged_is_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_failures_pass, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
