@@ -29,8 +29,15 @@ json_t *natter_msg_json(const natter_msg_t *m)
     natter_id_format(chat, m->chat_id);
     natter_id_format(sender, m->sender_id);
     natter_format_time(at, m->created_at_ms);
+    if (m->deleted)
+        return json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "chat_id", chat, "sender_id", sender, "created_at", at,
+                         "deleted", 1);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "id", id, "chat_id", chat, "sender_id", sender, "content",
                           m->content, m->content_len, "created_at", at);
+    if (m->edited_at_ms > 0) {
+        natter_format_time(at, m->edited_at_ms);
+        json_object_set_new(o, "edited_at", json_string(at));
+    }
     if (m->client_id_len > 0)
         json_object_set_new(o, "client_id", json_stringn(m->client_id, m->client_id_len));
     return o;
@@ -47,12 +54,24 @@ void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m)
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "sender_id");
     natter_jsonw_id(w, m->sender_id);
+    if (m->deleted) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "created_at");
+        natter_jsonw_time(w, m->created_at_ms);
+        natter_jsonw_raw(w, ",\"deleted\":true}", 16);
+        return;
+    }
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "content");
     natter_jsonw_string(w, m->content, m->content_len);
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "created_at");
     natter_jsonw_time(w, m->created_at_ms);
+    if (m->edited_at_ms > 0) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "edited_at");
+        natter_jsonw_time(w, m->edited_at_ms);
+    }
     if (m->client_id_len > 0) {
         natter_jsonw_raw(w, ",", 1);
         natter_jsonw_key(w, "client_id");
