@@ -33,3 +33,8 @@ void natter_store_close(natter_store_t *s)
     s->ops->close(s);
     free(s);
 }
+
+int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n)
+{
+    return s->ops->records_write(s, head, n);
+}

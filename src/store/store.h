@@ -3,7 +3,9 @@
  *
  * A backend is a struct of function pointers (natter_store_ops_t), its state
  * a struct that starts with natter_store_t; the core allocates ops->size
- * bytes. Version 1 holds every method below; new ones are only appended.
+ * bytes. Version 1 holds every method up to read_marker_advance; version 2
+ * appends the chat's events (records_write to user_chat_ids). New ones are
+ * only appended.
  *
  * Every method may be called from any thread at once (API workers, the
  * store consumer) and may block: never call one from the event loop. A
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/emoji.h"
 #include "core/message.h"
 #include "core/password.h"
 #include "core/token.h"
@@ -48,6 +51,19 @@ typedef struct natter_chat_summary {
     natter_msg_t *last;
 } natter_chat_summary_t;
 
+
+/* One user's reaction to one message, as stored. */
+typedef struct natter_reaction_row {
+    uint64_t message_id;
+    uint64_t user_id;
+    char emoji[NATTER_EMOJI_MAX_BYTES + 1];
+} natter_reaction_row_t;
+
+/* A member's read marker in a chat: the last message they read. */
+typedef struct natter_read_marker {
+    uint64_t user_id;
+    uint64_t message_id;
+} natter_read_marker_t;
 
 #define NATTER_CURSOR_NONE UINT64_MAX
 
@@ -102,6 +118,43 @@ typedef struct natter_store_ops {
     int (*message_in_chat)(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
     /* Moves the user's read marker in the chat to message_id if that is later. */
     int (*read_marker_advance)(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
+
+    /* Version 2: the chat's events. */
+
+    /* Writes a batch of log records (linked by next, in log order): each
+     * message as messages_insert does, and each event (edit, delete,
+     * reaction) applied in log order, exactly once by its event id: a
+     * record written before changes nothing (the consumer's redelivery
+     * after a crash), and an edit never overwrites a later edit. An edit
+     * or delete applies only to a message of its chat sent by its sender;
+     * an edit of a deleted message, or a reaction to one, changes nothing.
+     * A delete empties the message's content and client_id and drops its
+     * reactions. Every event is kept for events_page, whether or not it
+     * changed the message. Ephemeral kinds are skipped. One transaction
+     * where the backend has them. */
+    int (*records_write)(natter_store_t *s, natter_msg_t *head, size_t n);
+    /* The current state of a message of chat_id (*out malloc'd; the caller
+     * frees it): edited_at_ms, and for a deleted one deleted set and no
+     * content. NATTER_ENOTFOUND unless message_id is a message of chat_id. */
+    int (*message_get)(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out);
+    /* The reactions to messages of chat_id with ids in [first_id, last_id]
+     * (natter_reaction_row_t items), ordered by message id, then emoji
+     * (bytewise), then user id. */
+    int (*reactions_range)(natter_store_t *s, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                           natter_vec_t *out);
+    /* A page of the chat's events in ascending event id order (natter_msg_t *
+     * items, the caller frees each), cursors and has_more as messages_page.
+     * Each item: kind, id (the event's), chat_id, sender_id (who), target_id
+     * (the message), created_at_ms (when); a reaction's emoji in content;
+     * an edit carries its message's current state: content, client_id,
+     * edited_at_ms and deleted (so a deleted message's content is nowhere). */
+    int (*events_page)(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                       natter_vec_t *out, int *has_more);
+    /* The read markers of the chat's members (natter_read_marker_t items);
+     * a member who never read is left out. */
+    int (*read_markers)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+    /* The ids of the chats the user is a member of (uint64_t items). */
+    int (*user_chat_ids)(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -115,5 +168,8 @@ const natter_store_ops_t *natter_store_find(const char *name);
 natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,
                                   size_t errlen);
 void natter_store_close(natter_store_t *s);
+/* Writes a batch of log records (records_write: what the store consumer
+ * calls, the one place to count or inject faults into its writes). */
+int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n);
 
 #endif
