@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gateway/ephemeral.h"
 #include "ingest/http.h"
 #include "loop.h"
 #include "natter.h"
@@ -70,6 +71,7 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
     for (size_t i = 0; i < app->nloops; i++)
         natter_loop_stop_listening(app->loops[i]);
     natter_workers_stop(&app->workers);
+    natter_ephemeral_stop(app->ephemeral); /* nothing ephemeral waits for the drain */
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
     /* every answer and push is on its loop's queue now: each loop delivers
@@ -144,6 +146,7 @@ int main(int argc, char **argv)
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
+    app.ephemeral = natter_ephemeral_new(&app);
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: %s\n", err);
         natter_workers_stop(&app.workers);
@@ -152,6 +155,7 @@ int main(int argc, char **argv)
         return 1;
     }
     natter_consumer_start(&consumer, &app);
+    natter_ephemeral_start(app.ephemeral);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
     fprintf(stderr, "natter: listening on http://%s:%u with %zu event loops (%s)\n", app.cfg.listen_host,
             app.cfg.listen_port, app.nloops, desc);
@@ -164,6 +168,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
+    natter_ephemeral_free(app.ephemeral);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_session_cache_free(&app.sessions);

@@ -50,6 +50,7 @@ typedef struct natter_app {
     natter_session_cache_t sessions;
     natter_workers_t workers;
     natter_idgen_t ids; /* user and chat ids */
+    struct natter_ephemeral *ephemeral; /* typing, presence, read receipts (gateway/ephemeral.h) */
     atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;
 

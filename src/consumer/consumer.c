@@ -29,7 +29,7 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();
         natter_count(&natter_m()->batches_in_flight, 1);
-        rc = app->store->ops->messages_insert(app->store, head, n);
+        rc = natter_store_records_write(app->store, head, n);
         natter_count(&natter_m()->batches_in_flight, (uint64_t)-1);
         natter_hist_observe(&natter_m()->store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {

@@ -79,3 +79,31 @@ void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m)
     }
     natter_jsonw_raw(w, "}", 1);
 }
+
+void natter_msg_write_edited(natter_jsonw_t *w, const natter_msg_t *edit)
+{
+    natter_jsonw_raw(w, "{", 1);
+    natter_jsonw_key(w, "id");
+    natter_jsonw_id(w, edit->target_id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "chat_id");
+    natter_jsonw_id(w, edit->chat_id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "sender_id");
+    natter_jsonw_id(w, edit->sender_id);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "content");
+    natter_jsonw_string(w, edit->content, edit->content_len);
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "created_at");
+    natter_jsonw_time(w, natter_id_time_ms(edit->target_id));
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, "edited_at");
+    natter_jsonw_time(w, edit->created_at_ms);
+    if (edit->client_id_len > 0) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "client_id");
+        natter_jsonw_string(w, edit->client_id, edit->client_id_len);
+    }
+    natter_jsonw_raw(w, "}", 1);
+}

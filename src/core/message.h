@@ -84,5 +84,9 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
 json_t *natter_msg_json(const natter_msg_t *m);
 /* The same object, written into w (the per-message hot paths). */
 void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m);
+/* The message object an edit event (kind NATTER_EV_EDIT) makes of its
+ * message: id target_id, the edit's content and client_id, created_at from
+ * the message's id, edited_at the edit's created_at_ms. */
+void natter_msg_write_edited(natter_jsonw_t *w, const natter_msg_t *edit);
 
 #endif

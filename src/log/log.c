@@ -79,3 +79,13 @@ size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max
 {
     return log->ops->fanout_poll(log, head, max, timeout_ms);
 }
+
+int natter_log_publish(natter_log_t *log, natter_msg_t *ev)
+{
+    return log->ops->publish(log, ev);
+}
+
+size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    return log->ops->ephemeral_poll(log, head, max, timeout_ms);
+}

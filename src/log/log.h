@@ -4,7 +4,8 @@
  * A backend is a struct of function pointers (natter_log_ops_t) plus its own
  * state; its struct starts with natter_log_t and the core allocates
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
- * below; new methods are only appended, with a version bump.
+ * up to fanout_poll; version 2 appends the ephemeral path (publish,
+ * ephemeral_poll). New methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -54,6 +55,20 @@ typedef struct natter_log_ops {
      * sockets. The messages belong to the caller. NULL when the store
      * consumer's batches are the fan-out (the local log). */
     size_t (*fanout_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+
+    /* Version 2: the ephemeral path, for what every node must see and no
+     * one stores (typing, read receipts, presence). Not the log proper: no
+     * order with the messages, no durability, no consumer group; a record
+     * reaches every node's ephemeral_poll, this node's included, or is
+     * lost. */
+    /* Assigns ev->id (the id names this node) and created_at_ms and sends
+     * ev on: 0 and ev is taken; NATTER_EUNAVAIL (ev stays the caller's)
+     * when the path is full or closed. Any thread, never blocks. */
+    int (*publish)(natter_log_t *log, natter_msg_t *ev);
+    /* What any node published since this node started: up to max records
+     * linked into *head (the caller's), waiting up to timeout_ms for the
+     * first. One thread calls it (the ephemeral thread). */
+    size_t (*ephemeral_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -79,5 +94,7 @@ int natter_log_drained(natter_log_t *log);
 /* 1 when the backend has its own fan-out stream (natter_log_fanout_poll). */
 int natter_log_has_fanout(natter_log_t *log);
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+int natter_log_publish(natter_log_t *log, natter_msg_t *ev);
+size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
 #endif
