@@ -203,7 +203,13 @@ static int delete(natter_api_job_t *job)
 }
 
 /* PUT and DELETE of a reaction: idempotent, so a reaction already there
- * (or already gone) is answered 204 without a record. */
+ * (or already gone) is answered 204 without a record — when the store is
+ * known to be current. On a log with its own fan-out (Kafka) a 204 means
+ * the broker has the record and the store gets it a batch later, so the
+ * store may not show an add or a remove answered a moment ago: there the
+ * record is always logged (applying it again changes nothing, and a push
+ * of a reaction already shown is a no-op for a client keeping them as
+ * sets). */
 static int react(natter_api_job_t *job, int add)
 {
     natter_user_t me;
@@ -227,7 +233,7 @@ static int react(natter_api_job_t *job, int add)
         goto Done;
     }
     size_t mine = natter_reactions_of_user(rows.items, rows.len, me.id, job->route.emoji, &has);
-    if (has == add)
+    if (has == add && !natter_log_has_fanout(job->app->log))
         natter_api_reply_json(job, 204, NULL);
     else if (add && mine >= NATTER_REACTIONS_PER_USER_MAX)
         natter_api_fail(job, 400, "invalid_request", "at most 20 different reactions per user on one message");
