@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/id.h"
 #include "core/jsonr.h"
+#include "core/metrics.h"
 #include "core/throttle.h"
 #include "core/util.h"
 #include "gateway/gateway.h"
@@ -165,6 +166,8 @@ static void publish(natter_app_t *app, unsigned kind, uint64_t chat, uint64_t us
     ev->target_id = target;
     if (natter_log_publish(app->log, ev) != NATTER_OK)
         free(ev); /* ephemeral: dropped, as a lost packet would be */
+    else
+        natter_count(&natter_m()->ephemeral_published, 1);
 }
 
 /* The frame's "type" and "chat_id": 1 when type is "typing". */
@@ -207,8 +210,10 @@ natter_typing_result_t natter_ephemeral_typing(natter_loop_t *loop, uint64_t use
         return NATTER_TYPING_DONE;
     }
     /* first the throttle: whatever the chat, one frame per 2 s costs anything beyond it */
-    if (!natter_throttle_pass(&app->ephemeral->loop_typing[loop->index], user, chat, now_ms()))
+    if (!natter_throttle_pass(&app->ephemeral->loop_typing[loop->index], user, chat, now_ms())) {
+        natter_count(&natter_m()->typing_dropped, 1);
         return NATTER_TYPING_DONE;
+    }
     switch (natter_members_cache_peek(&app->members, chat, user)) {
     case 1:
         publish(app, NATTER_EV_TYPING, chat, user, 0, "", 0);
@@ -334,6 +339,8 @@ static void on_record(natter_ephemeral_t *e, const natter_msg_t *m, int64_t now)
     case NATTER_EV_TYPING:
         if (natter_throttle_pass(&e->typing, m->sender_id, m->chat_id, now))
             push_to_chat(e, m->chat_id, m->sender_id, typing_frame(m->chat_id, m->sender_id));
+        else
+            natter_count(&natter_m()->typing_dropped, 1);
         break;
     case NATTER_EV_READ:
         push_to_chat(e, m->chat_id, m->sender_id, read_frame(m->chat_id, m->sender_id, m->target_id));
@@ -402,6 +409,7 @@ static void presence_turn(natter_ephemeral_t *e, int64_t now)
         natter_presence_change_t *c = NATTER_VEC_AT(&changes, natter_presence_change_t, i);
         set_online(e, c->user, c->online);
         push_presence(e, c->user, c->online);
+        natter_count(&natter_m()->presence_changes, 1);
     }
     if (e->shared) {
         publish_users(e, NATTER_EV_PRESENCE_UP, &ups);
@@ -432,6 +440,7 @@ static void *ephemeral_main(void *arg)
             next = m->next;
             on_record(e, m, now);
             free(m);
+            natter_count(&natter_m()->ephemeral_received, 1);
         }
         if (now >= e->next_tick) {
             presence_turn(e, now);

@@ -106,7 +106,8 @@ natter_fanout_t *natter_fanout_one(natter_app_t *app, natter_frame_t *frame, con
 {
     natter_fanout_t *f = fanout_new(app, 1);
     f->n = 1;
-    f->items[0] = (natter_fanout_item_t){.frame = frame, .nmembers = (uint32_t)n, .skip_user = skip_user};
+    f->items[0] = (natter_fanout_item_t){.frame = frame, .nmembers = (uint32_t)n, .skip_user = skip_user,
+                                         .ephemeral = 1};
     f->members = xmalloc((n ? n : 1) * sizeof(uint64_t));
     memcpy(f->members, members, n * sizeof(uint64_t));
     return f;

@@ -34,6 +34,7 @@ typedef struct natter_fanout_item {
     int64_t ingest_ns;     /* wall clock, see natter_msg_t; 0: not a message, not measured */
     uint32_t first_member, nmembers; /* the item's members in natter_fanout_t.members */
     uint64_t skip_user;    /* a member not pushed to (the typist of a typing push), or 0 */
+    int ephemeral;         /* a typing, read or presence push (counted apart from messages) */
 } natter_fanout_item_t;
 
 struct natter_fanout;

@@ -411,7 +411,7 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
 
 void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
 {
-    uint64_t delivered = 0;
+    uint64_t delivered = 0, ephemeral = 0;
     for (size_t i = 0; i < f->n; i++) {
         const natter_fanout_item_t *it = &f->items[i];
         for (uint32_t m = 0; m < it->nmembers; m++) {
@@ -421,13 +421,17 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
             for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user) {
                 if (!queue_frame(c, natter_frame_ref(it->frame)))
                     continue;
-                delivered += it->ingest_ns != 0; /* messages; events and ephemeral pushes are not counted */
+                if (it->ephemeral)
+                    ephemeral++;
+                else
+                    delivered++;
                 touch(c);
             }
         }
     }
     write_touched(gw);
     natter_count(&natter_m()->messages_delivered, delivered);
+    natter_count(&natter_m()->ephemeral_delivered, ephemeral);
     int64_t now = natter_now_ns();
     for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
         if (f->items[i].ingest_ns != 0)

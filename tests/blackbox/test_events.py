@@ -6,6 +6,7 @@ import time
 import urllib.parse
 
 import pytest
+import requests
 
 from conftest import (
     KAFKA,
@@ -277,8 +278,17 @@ def test_events_feed(trio):
 # ---------------------------------------------------------------- typing
 
 
+def counter(server, name):
+    for line in requests.get(server.base + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_typing(trio):
     alice, bob, carol, cid = trio
+    dropped, delivered = (counter(alice.server, "natter_typing_dropped_total"),
+                          counter(alice.server, "natter_ephemeral_delivered_total"))
     wa, wb, wc = alice.ws(), bob.ws(), carol.ws()
     try:
         time.sleep(0.2)
@@ -290,6 +300,8 @@ def test_typing(trio):
             ws_send(wa, {"type": "typing", "chat_id": cid})
         ws_quiet(wb, lambda f: f.get("type") == "typing", wait=1.0)
         ws_quiet(wa, lambda f: f.get("type") == "typing", wait=0.2)
+        assert counter(alice.server, "natter_typing_dropped_total") >= dropped + 5
+        assert counter(alice.server, "natter_ephemeral_delivered_total") >= delivered + 1
         # Bob types too: Alice sees him
         ws_send(wb, {"type": "typing", "chat_id": cid})
         assert ws_event(wa, "typing")["user_id"] == bob.id
