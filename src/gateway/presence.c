@@ -8,6 +8,7 @@ typedef struct presence_entry {
     int64_t grace_until;   /* no socket here: online here until then (0: not in a grace) */
     uint8_t up_here;       /* online here, as last told to the other nodes */
     uint8_t reported;      /* online, as last reported to this node's sockets */
+    uint8_t dirty;         /* in natter_presence_t.dirty */
     uint8_t nclaims;
     struct {
         uint32_t node;
@@ -18,7 +19,10 @@ typedef struct presence_entry {
 void natter_presence_init(natter_presence_t *p, uint32_t self, int64_t grace, int64_t ttl)
 {
     natter_u64map_init(&p->users);
+    natter_vec_init(&p->dirty, sizeof(uint64_t));
     p->self = self;
+    p->sweep = NATTER_PRESENCE_SWEEP_MS;
+    p->next_sweep = 0;
     p->grace = grace;
     p->ttl = ttl;
     p->sockets = 0;
@@ -30,6 +34,15 @@ void natter_presence_free(natter_presence_t *p)
         if (p->users.keys[i])
             free(p->users.vals[i]);
     natter_u64map_free(&p->users);
+    natter_vec_free(&p->dirty);
+}
+
+static void mark(natter_presence_t *p, uint64_t user, presence_entry_t *e)
+{
+    if (!e->dirty) {
+        e->dirty = 1;
+        *(uint64_t *)natter_vec_push(&p->dirty) = user;
+    }
 }
 
 static presence_entry_t *entry(natter_presence_t *p, uint64_t user)
@@ -39,12 +52,13 @@ static presence_entry_t *entry(natter_presence_t *p, uint64_t user)
         e = xcalloc(1, sizeof(*e));
         natter_u64map_put(&p->users, user, e);
     }
+    mark(p, user, e);
     return e;
 }
 
 void natter_presence_local(natter_presence_t *p, uint64_t user, int delta, int64_t now)
 {
-    presence_entry_t *e = delta > 0 ? entry(p, user) : natter_u64map_get(&p->users, user);
+    presence_entry_t *e = delta > 0 || natter_u64map_get(&p->users, user) ? entry(p, user) : NULL;
     if (e == NULL || (delta < 0 && e->sockets == 0))
         return; /* a close without its open: nothing to take back */
     if (delta > 0) {
@@ -63,7 +77,7 @@ void natter_presence_remote(natter_presence_t *p, uint32_t node, uint64_t user, 
 {
     if (node == p->self)
         return;
-    presence_entry_t *e = up ? entry(p, user) : natter_u64map_get(&p->users, user);
+    presence_entry_t *e = up || natter_u64map_get(&p->users, user) ? entry(p, user) : NULL;
     if (e == NULL)
         return;
     int at = -1, soonest = 0;
@@ -100,32 +114,45 @@ static int elsewhere(presence_entry_t *e, int64_t now)
     return e->nclaims > 0;
 }
 
+/* Brings one user to now; 1 when they are offline everywhere (to forget). */
+static int settle(presence_entry_t *e, uint64_t user, int64_t now, natter_vec_t *changes, natter_vec_t *ups,
+                  natter_vec_t *downs)
+{
+    int local = here(e, now), online = elsewhere(e, now) || local;
+    e->dirty = 0;
+    if (!local)
+        e->grace_until = 0;
+    if (local != e->up_here) {
+        e->up_here = (uint8_t)local;
+        *(uint64_t *)natter_vec_push(local ? ups : downs) = user;
+    }
+    if (online != e->reported) {
+        e->reported = (uint8_t)online;
+        *(natter_presence_change_t *)natter_vec_push(changes) = (natter_presence_change_t){user, online};
+    }
+    return !online;
+}
+
 void natter_presence_tick(natter_presence_t *p, int64_t now, natter_vec_t *changes, natter_vec_t *ups,
                           natter_vec_t *downs)
 {
     natter_vec_t gone;
     natter_vec_init(&gone, sizeof(uint64_t));
-    for (size_t i = 0; i < p->users.cap; i++) {
-        if (!p->users.keys[i])
-            continue;
-        uint64_t user = p->users.keys[i];
-        presence_entry_t *e = p->users.vals[i];
-        int local = here(e, now), online = elsewhere(e, now) || local;
-        if (!local)
-            e->grace_until = 0;
-        if (local != e->up_here) {
-            e->up_here = (uint8_t)local;
-            *(uint64_t *)natter_vec_push(local ? ups : downs) = user;
-        }
-        if (online != e->reported) {
-            e->reported = (uint8_t)online;
-            *(natter_presence_change_t *)natter_vec_push(changes) = (natter_presence_change_t){user, online};
-        }
-        if (!online)
-            *(uint64_t *)natter_vec_push(&gone) = user;
+    for (size_t i = 0; i < p->dirty.len; i++) {
+        uint64_t user = *NATTER_VEC_AT(&p->dirty, uint64_t, i);
+        presence_entry_t *e = natter_u64map_get(&p->users, user);
+        if (e != NULL && settle(e, user, now, changes, ups, downs))
+            free(natter_u64map_del(&p->users, user));
     }
-    for (size_t i = 0; i < gone.len; i++) /* not while walking the map */
-        free(natter_u64map_del(&p->users, *NATTER_VEC_AT(&gone, uint64_t, i)));
+    p->dirty.len = 0;
+    if (now >= p->next_sweep) {
+        p->next_sweep = now + p->sweep;
+        for (size_t i = 0; i < p->users.cap; i++)
+            if (p->users.keys[i] && settle(p->users.vals[i], p->users.keys[i], now, changes, ups, downs))
+                *(uint64_t *)natter_vec_push(&gone) = p->users.keys[i];
+        for (size_t i = 0; i < gone.len; i++) /* not while walking the map */
+            free(natter_u64map_del(&p->users, *NATTER_VEC_AT(&gone, uint64_t, i)));
+    }
     natter_vec_free(&gone);
 }
 

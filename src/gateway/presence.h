@@ -15,6 +15,12 @@
  * Times are the caller's monotonic milliseconds. Memory: one entry per
  * user online (or announced) somewhere, each with at most
  * NATTER_PRESENCE_NODES_MAX other nodes' claims.
+ *
+ * Cost: a tick looks at the users whose sockets or claims changed since
+ * the last one; what time alone changes (a grace over, a claim run out) it
+ * finds by walking every user, once per NATTER_PRESENCE_SWEEP_MS — so a
+ * grace or a claim ends up to that much late, and the walk costs O(users)
+ * a second, not per tick.
  */
 #ifndef NATTER_PRESENCE_H
 #define NATTER_PRESENCE_H
@@ -25,12 +31,15 @@
 #include "core/u64map.h"
 #include "core/vec.h"
 
-#define NATTER_PRESENCE_NODES_MAX 8 /* other nodes' claims kept per user; more: the one expiring first goes */
+#define NATTER_PRESENCE_NODES_MAX 8   /* other nodes' claims kept per user; more: the one expiring first goes */
+#define NATTER_PRESENCE_SWEEP_MS 1000 /* how often a tick walks every user */
 
 typedef struct natter_presence {
     natter_u64map_t users; /* user id -> struct presence_entry */
+    natter_vec_t dirty;    /* users whose sockets or claims changed since the last tick */
     uint32_t self;         /* this node's id: its own records coming back are not claims */
     int64_t grace, ttl;
+    int64_t sweep, next_sweep; /* walk every user every sweep ms (tests set 0: every tick) */
     size_t sockets;        /* this node's open sockets, every user */
 } natter_presence_t;
 

@@ -48,6 +48,7 @@ static int setup(void **state)
     static fx_t f;
     memset(&f, 0, sizeof(f));
     natter_presence_init(&f.p, 1, GRACE, TTL);
+    f.p.sweep = 0; /* every tick walks every user: the tests tick at the times they mean */
     *state = &f;
     return 0;
 }
@@ -160,6 +161,32 @@ static void test_here_and_elsewhere(void **state)
     natter_vec_free(&here);
 }
 
+/* Between sweeps, a tick settles what changed at once; what time alone
+ * changes waits for the next sweep. */
+static void test_sweep(void **state)
+{
+    fx_t *f = *state;
+    f->p.sweep = 1000;
+    natter_presence_local(&f->p, 7, +1, 100);
+    tick(f, 100); /* the first tick sweeps; the next sweep is due at 1100 */
+    assert_string_equal(f->changes, "7+");
+    natter_presence_local(&f->p, 8, +1, 200);
+    tick(f, 200); /* no sweep due: the new socket is settled anyway */
+    assert_string_equal(f->changes, "8+");
+    natter_presence_local(&f->p, 7, -1, 300); /* 7's grace ends at 300 + GRACE = 5300 */
+    tick(f, 350);
+    assert_string_equal(f->changes, "");
+    for (int64_t t = 1100; t <= 5100; t += 1000) { /* sweeps, all inside the grace */
+        tick(f, t);
+        assert_string_equal(f->changes, "");
+    }
+    tick(f, 5400); /* the grace is over, but no sweep is due before 6100 */
+    assert_string_equal(f->changes, "");
+    assert_true(natter_presence_online(&f->p, 7));
+    tick(f, 6100);
+    assert_string_equal(f->changes, "7-");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +194,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_does_not_flicker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_here_and_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
