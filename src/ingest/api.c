@@ -476,7 +476,8 @@ static void chats_list(natter_api_job_t *job)
     reply(job, 200, json_pack("{s:o}", "chats", arr));
 }
 
-int natter_api_query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
+/* Reads an optional decimal query parameter; -1 (and a 400) when malformed. */
+static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
 {
     const char *v;
     size_t len;
@@ -490,24 +491,32 @@ int natter_api_query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
     return 1;
 }
 
+int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *after, uint64_t *before,
+                          uint64_t *limit)
+{
+    *after = *before = NATTER_CURSOR_NONE;
+    *limit = HISTORY_LIMIT_DEFAULT;
+    if (query_u64(job, "after", after) < 0 || query_u64(job, "before", before) < 0 ||
+        query_u64(job, "limit", limit) < 0)
+        return -1;
+    if (*limit < 1 || *limit > HISTORY_LIMIT_MAX)
+        return natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
+    if ((*after != NATTER_CURSOR_NONE && *after > INT64_MAX) || *before == 0 ||
+        (*before != NATTER_CURSOR_NONE && *before > INT64_MAX)) {
+        char msg[80];
+        snprintf(msg, sizeof(msg), "after and before must be %s ids", what);
+        return natter_api_fail(job, 400, "invalid_request", msg);
+    }
+    return 0;
+}
+
 static void messages_list(natter_api_job_t *job)
 {
     natter_user_t me;
-    uint64_t after = NATTER_CURSOR_NONE, before = NATTER_CURSOR_NONE, limit = HISTORY_LIMIT_DEFAULT;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    uint64_t after, before, limit;
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
+        natter_api_page_query(job, "message", &after, &before, &limit) != 0)
         return;
-    if (natter_api_query_u64(job, "after", &after) < 0 || natter_api_query_u64(job, "before", &before) < 0 ||
-        natter_api_query_u64(job, "limit", &limit) < 0)
-        return;
-    if (limit < 1 || limit > HISTORY_LIMIT_MAX) {
-        natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
-        return;
-    }
-    if ((after != NATTER_CURSOR_NONE && after > INT64_MAX) || before == 0 ||
-        (before != NATTER_CURSOR_NONE && before > INT64_MAX)) {
-        natter_api_fail(job, 400, "invalid_request", "after and before must be message ids");
-        return;
-    }
     natter_vec_t page;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));

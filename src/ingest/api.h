@@ -97,9 +97,10 @@ int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *
 int natter_api_blank(const char *s, size_t len);
 /* The caller's user, from the session cache or the store (401 otherwise). */
 int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user);
-/* Reads an optional decimal query parameter: 1 and *out when present, 0
- * when absent, -1 (and a 400) when malformed. */
-int natter_api_query_u64(natter_api_job_t *job, const char *name, uint64_t *out);
+/* A history-like page's ?after=&before=&limit= (limit 1-200, default 50;
+ * absent cursors NATTER_CURSOR_NONE); what names the ids in a 400. */
+int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *after, uint64_t *before,
+                          uint64_t *limit);
 /* The chat exists (404) and the user is a member (403); chat, if not NULL, is filled. */
 int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat);
 

@@ -19,8 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#define FEED_LIMIT_DEFAULT 50
-#define FEED_LIMIT_MAX 200
 /* waiting for a message just posted to reach the store: at most 1 s of a
  * worker, and only for an id from the last 2 s */
 #define STORE_WAIT_STEPS 20
@@ -293,19 +291,9 @@ static json_t *feed_item(const natter_msg_t *e)
 void natter_events_list(natter_api_job_t *job)
 {
     natter_user_t me;
-    uint64_t after = NATTER_CURSOR_NONE, before = NATTER_CURSOR_NONE, limit = FEED_LIMIT_DEFAULT;
-    if (member(job, &me) != 0 || natter_api_query_u64(job, "after", &after) < 0 ||
-        natter_api_query_u64(job, "before", &before) < 0 || natter_api_query_u64(job, "limit", &limit) < 0)
+    uint64_t after, before, limit;
+    if (member(job, &me) != 0 || natter_api_page_query(job, "event", &after, &before, &limit) != 0)
         return;
-    if (limit < 1 || limit > FEED_LIMIT_MAX) {
-        natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
-        return;
-    }
-    if ((after != NATTER_CURSOR_NONE && after > INT64_MAX) || before == 0 ||
-        (before != NATTER_CURSOR_NONE && before > INT64_MAX)) {
-        natter_api_fail(job, 400, "invalid_request", "after and before must be event ids");
-        return;
-    }
     natter_vec_t page;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));

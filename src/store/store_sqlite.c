@@ -498,17 +498,23 @@ static int sq_chat_get(natter_store_t *base, uint64_t chat_id, natter_chat_t *ou
     return rc;
 }
 
-static int sq_chat_member_ids(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+/* Column 0 of every row of statement q run with one id (uint64_t items). */
+static int select_ids(natter_store_t *base, int q, uint64_t key, natter_vec_t *out)
 {
     WITH_CONN(s, c);
-    sqlite3_stmt *st = stmt(c, Q_MEMBER_IDS);
-    BIND_ID(st, 1, chat_id);
+    sqlite3_stmt *st = stmt(c, q);
+    BIND_ID(st, 1, key);
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW)
         *(uint64_t *)natter_vec_push(out) = COL_ID(st, 0);
     sqlite3_reset(st);
     release(s, c);
     return rc_of(src);
+}
+
+static int sq_chat_member_ids(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    return select_ids(base, Q_MEMBER_IDS, chat_id, out);
 }
 
 static int sq_chat_members(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
@@ -893,15 +899,7 @@ static int sq_read_markers(natter_store_t *base, uint64_t chat_id, natter_vec_t 
 
 static int sq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
 {
-    WITH_CONN(s, c);
-    sqlite3_stmt *st = stmt(c, Q_USER_CHAT_IDS);
-    BIND_ID(st, 1, user_id);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW)
-        *(uint64_t *)natter_vec_push(out) = COL_ID(st, 0);
-    sqlite3_reset(st);
-    release(s, c);
-    return rc_of(src);
+    return select_ids(base, Q_USER_CHAT_IDS, user_id, out);
 }
 
 const natter_store_ops_t natter_store_sqlite = {

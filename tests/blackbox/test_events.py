@@ -334,7 +334,7 @@ def online_of(user, cid, who):
     return [m for m in members if m["id"] == who.id][0]["online"]
 
 
-def wait_online(user, cid, who, want, timeout=15):
+def wait_online(user, cid, who, want, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if online_of(user, cid, who) == want:

@@ -8,6 +8,8 @@ import urllib.parse
 import pytest
 
 from conftest import KAFKA, PASSWORD, Server, User, login, register, wait_drained, ws_quiet, ws_send, ws_wait
+from test_events import wait_online
+from test_kafka import user_on
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
 
@@ -30,11 +32,6 @@ def cluster(tmp_path_factory):
     problems = a.stop() + b.stop()
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
-
-
-def user_on(node, user):
-    """The same account, logged in on another node."""
-    return User(node, user.username, PASSWORD, user.id, login(node, user.username))
 
 
 def frame(ws, kind, pred=lambda f: True, timeout=15):
@@ -91,19 +88,6 @@ def test_typing_and_reads_across_nodes(cluster):
     finally:
         wa.close()
         wb.close()
-
-
-def online_on(node_user, cid, who):
-    return [u for u in node_user.api.get_chat(cid)["members"] if u["id"] == who.id][0]["online"]
-
-
-def wait_online(node_user, cid, who, want, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if online_on(node_user, cid, who) == want:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{who.username} not online={want} on {node_user.server.name} within {timeout} s")
 
 
 def test_presence_across_nodes_and_a_dead_node(cluster):
