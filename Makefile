@@ -118,7 +118,7 @@ TSAN_DIR := $(BUILD)/tsan
 TSAN := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CQL_SRC := src/store/cql/cql_client.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
 TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/id.c \
-	src/core/metrics.c src/core/config.c src/core/util.c
+	src/core/metrics.c src/core/config.c src/core/util.c src/core/emoji.c
 TSAN_UNIT_BINS := $(TSAN_DIR)/tests/test_cql_client
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
 	$(TSAN_DIR)/engine/test_log_kafka
@@ -153,13 +153,13 @@ FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load \
 	$(BUILD)/fuzz/fuzz_jsonr $(BUILD)/fuzz/fuzz_ws
-$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c src/core/emoji.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c
+$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c src/core/emoji.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c

@@ -70,6 +70,7 @@ struct load_lset {
     pool_conn_t *pool; /* POOL per target */
     size_t npool;
     uint64_t next_due_ns; /* earliest due time seen on the last scan */
+    uint64_t typing_every_ns, typing_due_ns; /* this set's share of --typing; 0: none */
     uint64_t last_sweep_ns;
     uint32_t rnd;
     unsigned printed;
@@ -386,6 +387,11 @@ load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_tls_t *
         k->seen_max = load_xcalloc(L->listeners[from + i].nchats, sizeof(load_id_t));
         wait_for(s, k, 0);
     }
+    if (L->o.typing_rate > 0 && s->n > 0) { /* the set's share of the rate, by its listeners */
+        double rate = L->o.typing_rate * (double)s->n / (double)L->nlisteners;
+        s->typing_every_ns = (uint64_t)(1e9 / rate) + 1;
+        s->typing_due_ns = load_now_ns();
+    }
     if (L->api->history_path != NULL) {
         s->npool = POOL * L->ntargets;
         s->pool = load_xcalloc(s->npool, sizeof(pool_conn_t));
@@ -400,6 +406,30 @@ load_lset_t *load_lset_new(const load_t *L, size_t from, size_t to, load_tls_t *
     return s;
 }
 
+/* Sends the typing indicators due by now, each on a random open socket of
+ * the set, for one of its listener's chats; one that falls behind by more
+ * than a second skips ahead (open loop, but no burst after a stall). */
+static void pump_typing(load_lset_t *s, uint64_t now)
+{
+    if (s->typing_every_ns == 0)
+        return;
+    if (now > s->typing_due_ns + 1000000000ull)
+        s->typing_due_ns = now;
+    for (; s->typing_due_ns <= now; s->typing_due_ns += s->typing_every_ns) {
+        s->rnd = s->rnd * 1103515245u + 12345u;
+        sock_t *k = &s->socks[(s->rnd >> 8) % s->n];
+        const load_listener_t *l = &s->L->listeners[k->listener];
+        if (k->state != S_OPEN || l->nchats == 0)
+            continue;
+        char frame[128];
+        int len = snprintf(frame, sizeof(frame), "{\"type\":\"typing\",\"chat_id\":\"%s\"}",
+                           s->L->chats[l->chats[(s->rnd >> 16) % l->nchats]].id_str);
+        load_ws_send_text(&k->ws, frame, (size_t)len);
+    }
+    if (s->typing_due_ns < s->next_due_ns)
+        s->next_due_ns = s->typing_due_ns;
+}
+
 int load_lset_watch(load_lset_t *s, load_io_t *io)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
@@ -412,6 +442,7 @@ void load_lset_turn(load_lset_t *s, int timeout_ms)
     s->next_due_ns = UINT64_MAX;
     pump_opens(s, now);
     pump_jobs(s, now);
+    pump_typing(s, now);
     if (now - s->last_sweep_ns > 1000000000ull) {
         sweep_stuck(s, now);
         s->last_sweep_ns = now;

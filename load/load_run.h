@@ -167,6 +167,7 @@ typedef struct load_opts {
     uint64_t idle_ns; /* every socket held open and idle before the stages */
     double start_rate;
     uint64_t tick_ns; /* scheduler wake-up granularity */
+    double typing_rate; /* typing frames a second over every listener, sent on their sockets (natter's API) */
     int quiet;
     load_tls_opts_t tls; /* for https:// targets */
 } load_opts_t;

@@ -42,6 +42,9 @@ static void usage(FILE *f)
           "  --idle DURATION      hold every socket open and idle that long before the stages, reading\n"
           "                       the targets' /metrics only at its start and end (the summary's idle CPU)\n"
           "  --drain DURATION     how long to wait for deliveries after the last send (default 3s)\n"
+          "  --typing R           besides the messages, R typing indicators a second in all, each sent on\n"
+          "                       a random open listener socket for one of its chats (natter's API; they\n"
+          "                       cost the server, never the delivery checks)\n"
           "  --tick DURATION      finest scheduler wake-up (default 100us written 0.1ms)\n"
           "  --json FILE          write {\"summary\":{...},\"series\":[...]}\n"
           "  --plot FILE.png      draw throughput and latency over time (needs gnuplot)\n"
@@ -158,10 +161,11 @@ int main(int argc, char **argv)
     L.o.sockets_per_process = 15000;
     L.o.drain_ns = 3000000000ull;
     L.o.tick_ns = 100000;
-    const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL, *idle = NULL;
+    const char *send = "http", *api = "natter", *drain = NULL, *tick = NULL, *start_rate = NULL, *idle = NULL,
+               *typing = NULL;
     enum { O_TARGET = 1, O_SCEN, O_STAGES, O_JSON, O_PLOT, O_SEND, O_HTTP_CONNS, O_CONNS, O_TABS, O_ROOM_SIZE,
            O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_IDLE, O_TICK, O_START, O_QUIET, O_API, O_CA,
-           O_INSECURE, O_NO_RESUME, O_HELP };
+           O_INSECURE, O_NO_RESUME, O_TYPING, O_HELP };
     static const struct option opts[] = {
         {"target", required_argument, 0, O_TARGET},       {"scenario", required_argument, 0, O_SCEN},
         {"stages", required_argument, 0, O_STAGES},       {"json", required_argument, 0, O_JSON},
@@ -176,6 +180,7 @@ int main(int argc, char **argv)
         {"api", required_argument, 0, O_API},             {"help", no_argument, 0, O_HELP},
         {"ca", required_argument, 0, O_CA},               {"insecure", no_argument, 0, O_INSECURE},
         {"no-tls-resume", no_argument, 0, O_NO_RESUME},
+        {"typing", required_argument, 0, O_TYPING},
         {0, 0, 0, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -209,6 +214,7 @@ int main(int argc, char **argv)
         case O_CA: L.o.tls.ca_file = optarg; break;
         case O_INSECURE: L.o.tls.insecure = 1; break;
         case O_NO_RESUME: L.o.tls.no_resume = 1; break;
+        case O_TYPING: typing = optarg; break;
         case O_HELP: usage(stdout); return 0;
         default: bad = 1;
         }
@@ -236,6 +242,14 @@ int main(int argc, char **argv)
         (tick && load_stages_parse_duration(tick, strlen(tick), &L.o.tick_ns) != 0)) {
         fprintf(stderr, "natter-load: bad duration\n");
         return 2;
+    }
+    if (typing) {
+        char *end;
+        L.o.typing_rate = strtod(typing, &end);
+        if (*end != '\0' || L.o.typing_rate < 0 || (L.o.typing_rate > 0 && !L.api->post_ids)) {
+            fprintf(stderr, "natter-load: --typing is a rate of 0 or more, with natter's API\n");
+            return 2;
+        }
     }
     if (start_rate) {
         char *end;

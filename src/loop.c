@@ -8,6 +8,7 @@
 #include "loop.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "ingest/events.h"
 #include "ingest/http.h"
 #include "ingest/post.h"
 
@@ -63,7 +64,10 @@ static void on_acks(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
     h2o_linklist_unlink(messages->next); /* the one ack_msg */
     for (natter_api_job_t *job = take_acks(loop), *next; job != NULL; job = next) {
         next = job->ack_next;
-        natter_post_answer(job);
+        if (natter_events_parked(job))
+            natter_events_answer(job);
+        else
+            natter_post_answer(job);
         natter_http_answer(loop, job);
     }
 }

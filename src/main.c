@@ -7,6 +7,7 @@
 #include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gateway/ephemeral.h"
 #include "ingest/http.h"
 #include "lease.h"
 #include "loop.h"
@@ -87,6 +88,7 @@ static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
     natter_workers_stop(&app->workers);
     natter_workers_stop(&app->auth.pool);
     natter_claims_stop(&app->claims); /* after the workers: they hand it posts */
+    natter_ephemeral_stop(app->ephemeral); /* nothing ephemeral waits for the drain */
     natter_log_shutdown(app->log);
     natter_consumer_join(consumer);
     /* every answer and push is on its loop's queue now: each loop delivers
@@ -182,6 +184,7 @@ int main(int argc, char **argv)
     }
     if (natter_log_claims_at_ingest(app.log))
         natter_claims_start(&app.claims, &app, CLAIM_THREADS, app.cfg.worker_queue);
+    app.ephemeral = natter_ephemeral_new(&app);
     natter_consumer_init(&consumer, &app);
     app.consumer = &consumer;
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
@@ -189,12 +192,14 @@ int main(int argc, char **argv)
         natter_workers_stop(&app.workers);
         natter_workers_stop(&app.auth.pool);
         natter_claims_stop(&app.claims);
+        natter_ephemeral_free(app.ephemeral);
         natter_lease_release(&lease);
         natter_log_close(app.log);
         natter_store_close(app.store);
         return 1;
     }
     natter_consumer_start(&consumer);
+    natter_ephemeral_start(app.ephemeral);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
     fprintf(stderr, "natter: listening on %s://%s:%u with %zu event loops (%s)\n",
             natter_http_tls(&app) ? "https" : "http", app.cfg.listen_host, app.cfg.listen_port, app.nloops, desc);
@@ -207,6 +212,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
+    natter_ephemeral_free(app.ephemeral);
     natter_auth_free(&app.auth);
     natter_lease_release(&lease);
     natter_store_close(app.store);

@@ -62,6 +62,7 @@ typedef struct natter_app {
     natter_auth_t auth; /* logins and registrations: their limits and hashing pool */
     natter_claims_t claims; /* posts' client_ids claimed in the store, when the log claims at ingest */
     natter_idgen_t ids; /* user and chat ids */
+    struct natter_ephemeral *ephemeral; /* typing, presence, read receipts (gateway/ephemeral.h) */
     atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;
 

@@ -64,12 +64,15 @@ function start(session) {
   $('logout').hidden = false;
   $('whoami').textContent = `Logged in as ${me.username}`;
 
+  let live = null;
   const view = createChatView({
     list: $('messages'),
     title: $('chat-title'),
     members: $('chat-members'),
+    typing: $('typing'),
     me,
     onRead: () => refreshList(),
+    send: (frame) => live?.send(frame),
   });
   const chats = createChatList({ element: $('chat-list'), me, onSelect: openChat });
 
@@ -110,6 +113,9 @@ function start(session) {
     input.value = '';
     view.send(content);
   };
+  input.oninput = () => {
+    if (input.value.trim()) view.typed();
+  };
   input.onkeydown = (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
@@ -117,7 +123,7 @@ function start(session) {
     }
   };
 
-  connectLive({
+  live = connectLive({
     token: session.token,
     onStatus: (s) => {
       $('status').textContent = { connecting: 'Connecting…', online: 'Connected', offline: 'Reconnecting…' }[s];
@@ -130,6 +136,10 @@ function start(session) {
     onMessage: (m) => {
       const shown = view.onMessage(m) && document.visibilityState === 'visible';
       if (!chats.onMessage(m, shown)) refreshList(); // a chat one was just added to
+    },
+    onFrame: (f) => {
+      view.onFrame(f);
+      chats.onFrame(f);
     },
     onRefused: () => api('GET', '/me').catch(() => {}), // a 401 there logs out
   });

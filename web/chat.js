@@ -1,26 +1,40 @@
 // One open chat: its history (older pages load as one scrolls up), pushed
-// messages, sending with an optimistic message reconciled by id, and the
-// read marker, moved forward as messages are seen.
+// messages and events, sending with an optimistic message reconciled by id,
+// editing, deleting and reacting, who is typing, who is online, who has
+// seen what, and the read marker, moved forward as messages are seen.
 //
 // The list holds, in order, every confirmed message by ascending id, then
 // the messages being sent (no id yet, class "pending"). Each confirmed item
 // is registered by id, so a message that arrives twice (a push and a
 // catch-up page, a push and the answer to one's own post) is shown once.
+// The chat's events (edits, deletes, reactions) are applied once each: the
+// last event id applied is kept, pushes carry theirs, and a reconnection
+// asks for the events after it. Reactions are kept as sets of users, so an
+// add or a remove seen twice changes nothing.
 import { api, idCompare } from './api.js';
 
 const PAGE = 50;
 const READ_DELAY_MS = 300;
 const NEAR_TOP_PX = 120;
+const TYPING_SEND_MS = 2000; // the server drops more than one per 2 s anyway
+const TYPING_SHOW_MS = 3500; // an indicator not renewed by then goes
+const APPLIED_KEPT = 1000;
+export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
-export function createChatView({ list, title, members, me, onRead }) {
+export function createChatView({ list, title, members, typing, me, onRead, send }) {
   let chat = null; // {id, name}
-  let names = new Map(); // user id -> username, from the chat's member list
+  let people = new Map(); // user id -> {username, online, lastRead}, from the chat's member list
   let asked = new Set(); // senders not among the members when the list was last fetched
   let byId = new Map(); // message id -> <li>
+  let states = new Map(); // message id -> {m, reactions: Map(emoji -> {count, users: Set}), editing}
   let pending = new Map(); // client_id -> <li>
   let oldest = null, newest = null, hasOlder = false, loadingOlder = false;
   let visible = new Set(); // ids of the confirmed items on screen
   let readSent = null, readTimer = null;
+  let lastEvent = '0'; // the newest of the chat's events applied here: where a catch-up starts
+  let applied = new Set(); // ids of the events applied here, the newest APPLIED_KEPT
+  let typers = new Map(); // user id -> timer
+  let typingSent = 0;
   let ready = Promise.resolve(); // the open chat's first page
 
   // Seen: half of it on screen, or half the screen filled by it (a long one).
@@ -42,16 +56,31 @@ export function createChatView({ list, title, members, me, onRead }) {
     return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   }
 
+  function el(tag, className, text) {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function button(text, onClick, className) {
+    const b = el('button', className, text);
+    b.type = 'button';
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  // ---------------------------------------------------------------- rendering
+
   function render(li, m, sending) {
     const mine = m.sender_id === me.id;
-    li.className = 'message' + (mine ? ' mine' : '') + (sending ? ' pending' : '');
-    const meta = document.createElement('div');
-    meta.className = 'meta';
-    const who = document.createElement('span');
-    who.className = 'sender';
+    const st = m.id ? states.get(m.id) : null;
+    li.className = 'message' + (mine ? ' mine' : '') + (sending ? ' pending' : '') + (m.deleted ? ' deleted' : '');
+    const meta = el('div', 'meta');
+    const who = el('span', 'sender');
     if (mine) who.textContent = 'You';
     else nameSender(who, m.sender_id);
-    const when = document.createElement('time');
+    const when = el('time');
     if (m.created_at) {
       when.dateTime = m.created_at;
       when.textContent = new Date(m.created_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
@@ -59,31 +88,129 @@ export function createChatView({ list, title, members, me, onRead }) {
       when.textContent = 'sending…';
     }
     meta.append(who, ' ', when);
-    const text = document.createElement('p');
-    text.className = 'content';
-    text.textContent = m.content;
-    li.replaceChildren(meta, text);
+    if (m.edited_at && !m.deleted) {
+      const mark = el('span', 'edited', 'edited');
+      mark.title = `edited ${new Date(m.edited_at).toLocaleString()}`;
+      meta.append(' ', mark);
+    }
+    const parts = [meta];
+    if (m.deleted) parts.push(el('p', 'content deleted-note', 'Message deleted'));
+    else if (st && st.editing) parts.push(st.editing);
+    else parts.push(el('p', 'content', m.content));
+    if (st && !m.deleted) {
+      const chips = reactionChips(st);
+      if (chips) parts.push(chips);
+      if (!st.editing) parts.push(actions(st, mine));
+    }
+    li.replaceChildren(...parts);
+  }
+
+  function rerender(id) {
+    const li = byId.get(id), st = states.get(id);
+    if (li && st) render(li, st.m, false);
+    renderSeen();
   }
 
   function nameSender(span, userId) {
     span.dataset.userId = userId;
-    span.textContent = names.get(userId) ?? 'unknown user';
-    if (!names.has(userId) && !asked.has(userId) && chat) {
+    span.textContent = people.get(userId)?.username ?? 'unknown user';
+    if (!people.has(userId) && !asked.has(userId) && chat) {
       asked.add(userId);
       loadMembers(chat.id).catch(() => asked.delete(userId));
     }
   }
 
-  // The member list, and the names of the senders shown so far.
+  function reactionChips(st) {
+    if (st.reactions.size === 0) return null;
+    const div = el('div', 'reactions');
+    div.setAttribute('role', 'group');
+    div.setAttribute('aria-label', 'Reactions');
+    for (const [emoji, r] of st.reactions) {
+      const mine = r.users.has(me.id);
+      const chip = button(`${emoji} ${r.count}`, () => react(st, emoji, !mine), 'chip');
+      chip.setAttribute('aria-pressed', String(mine));
+      chip.dataset.emoji = emoji;
+      div.append(chip);
+    }
+    return div;
+  }
+
+  function actions(st, mine) {
+    const bar = el('div', 'actions');
+    const picker = el('div', 'picker');
+    picker.hidden = true;
+    picker.setAttribute('role', 'group');
+    picker.setAttribute('aria-label', 'Pick a reaction');
+    for (const emoji of REACTIONS) {
+      const b = button(emoji, () => {
+        picker.hidden = true;
+        react(st, emoji, !(st.reactions.get(emoji)?.users.has(me.id)));
+      }, 'pick');
+      b.setAttribute('aria-label', `React with ${emoji}`);
+      picker.append(b);
+    }
+    const toggle = button('React', () => {
+      picker.hidden = !picker.hidden;
+      toggle.setAttribute('aria-expanded', String(!picker.hidden));
+      if (!picker.hidden) picker.querySelector('button').focus();
+    }, 'react');
+    toggle.setAttribute('aria-expanded', 'false');
+    bar.append(toggle);
+    if (mine) bar.append(button('Edit', () => startEdit(st), 'edit'), button('Delete', () => remove(st), 'delete'));
+    bar.append(picker);
+    return bar;
+  }
+
+  // "Seen by …" under the newest message another member has read up to.
+  function renderSeen() {
+    for (const p of list.querySelectorAll('.seen')) p.remove();
+    const readers = [...people].filter(([id, p]) => id !== me.id && p.lastRead);
+    if (readers.length === 0) return;
+    const ids = [...byId.keys()].sort(idCompare);
+    for (let i = ids.length - 1; i >= 0; i--) {
+      const names = readers.filter(([, p]) => idCompare(p.lastRead, ids[i]) >= 0).map(([, p]) => p.username);
+      if (names.length > 0) {
+        byId.get(ids[i]).append(el('p', 'seen', `Seen by ${names.join(', ')}`));
+        return;
+      }
+    }
+  }
+
+  function renderMembers() {
+    const items = [...people].map(([id, p]) => {
+      const span = el('span', 'member');
+      span.dataset.userId = id;
+      const dot = el('span', 'dot');
+      dot.dataset.online = String(p.online);
+      dot.setAttribute('role', 'img');
+      dot.setAttribute('aria-label', p.online ? 'online' : 'offline');
+      span.append(dot, p.username);
+      return span;
+    });
+    members.replaceChildren('Members: ', ...items);
+  }
+
+  function renderTyping() {
+    const names = [...typers.keys()].map((id) => people.get(id)?.username).filter(Boolean);
+    typing.textContent = names.length === 0 ? '' :
+      names.length === 1 ? `${names[0]} is typing…` : `${names.join(', ')} are typing…`;
+  }
+
+  // ---------------------------------------------------------------- the member list
+
+  // The member list (names, presence, read markers), and the names of the senders shown so far.
   async function loadMembers(id) {
     const full = await api('GET', `/chats/${id}`);
     if (!chat || chat.id !== id) return;
-    names = new Map(full.members.map((u) => [u.id, u.username]));
-    members.textContent = 'Members: ' + full.members.map((u) => u.username).join(', ');
+    people = new Map(full.members.map((u) => [u.id, { username: u.username, online: u.online, lastRead: u.last_read_id }]));
+    renderMembers();
     for (const span of list.querySelectorAll('.sender[data-user-id]')) {
-      if (names.has(span.dataset.userId)) span.textContent = names.get(span.dataset.userId);
+      if (people.has(span.dataset.userId)) span.textContent = people.get(span.dataset.userId).username;
     }
+    renderSeen();
   }
+
+  // ---------------------------------------------------------------- messages
 
   // Puts a confirmed item at its place by id: after every smaller id,
   // before the pending ones.
@@ -100,6 +227,10 @@ export function createChatView({ list, title, members, me, onRead }) {
     list.insertBefore(li, next);
   }
 
+  function reactionsOf(m) {
+    return new Map((m.reactions ?? []).map((r) => [r.emoji, { count: r.count, users: new Set(r.user_ids) }]));
+  }
+
   // Adds one message of this chat unless it is already shown; a message of
   // one's own that is still pending (same client_id) becomes it.
   function add(m) {
@@ -108,9 +239,10 @@ export function createChatView({ list, title, members, me, onRead }) {
     if (li) pending.delete(m.client_id);
     else li = document.createElement('li');
     li.dataset.id = m.id;
+    states.set(m.id, { m, reactions: reactionsOf(m), editing: null });
+    byId.set(m.id, li);
     render(li, m, false);
     place(li, m.id);
-    byId.set(m.id, li);
     observer.observe(li);
     if (oldest === null || idCompare(m.id, oldest) < 0) oldest = m.id;
     if (newest === null || idCompare(m.id, newest) > 0) newest = m.id;
@@ -120,6 +252,7 @@ export function createChatView({ list, title, members, me, onRead }) {
   function addAll(messages) {
     const stick = nearBottom();
     const added = messages.filter(add).length;
+    if (added > 0) renderSeen();
     if (added > 0 && stick) list.scrollTop = list.scrollHeight;
   }
 
@@ -134,6 +267,7 @@ export function createChatView({ list, title, members, me, onRead }) {
       for (let i = page.messages.length - 1; i >= 0; i--) add(page.messages[i]); // newest first: each goes on top
       list.scrollTop = list.scrollHeight - fromBottom; // keep what one was reading in place
       hasOlder = page.has_more;
+      renderSeen();
     } finally {
       loadingOlder = false;
     }
@@ -170,24 +304,188 @@ export function createChatView({ list, title, members, me, onRead }) {
     render(li, m, true);
     try {
       const ack = await api('POST', `/chats/${m.chat_id}/messages`, { content: m.content, client_id: m.client_id });
-      if (pending.get(m.client_id) === li) add({ ...m, id: ack.id, created_at: ack.created_at });
+      if (pending.get(m.client_id) === li && add({ ...m, id: ack.id, created_at: ack.created_at })) renderSeen();
     } catch (err) {
       if (pending.get(m.client_id) !== li) return;
       li.classList.add('failed');
-      const retry = document.createElement('button');
-      retry.type = 'button';
-      retry.className = 'retry';
-      retry.textContent = `Not sent (${err.message}). Retry`;
-      retry.addEventListener('click', () => post(li, m));
+      const retry = button(`Not sent (${err.message}). Retry`, () => post(li, m), 'retry');
       li.append(retry);
     }
   }
 
+  // ---------------------------------------------------------------- edit, delete, react
+
+  function startEdit(st) {
+    const form = el('form', 'edit-form');
+    const label = el('label', 'visually-hidden', 'Edit message');
+    const box = el('textarea');
+    box.id = `edit-${st.m.id}`;
+    label.htmlFor = box.id;
+    box.value = st.m.content;
+    box.rows = 2;
+    box.maxLength = 4000;
+    const error = el('p', 'error');
+    error.setAttribute('role', 'alert');
+    const done = (focusEdit) => {
+      st.editing = null;
+      rerender(st.m.id);
+      if (focusEdit) byId.get(st.m.id)?.querySelector('button.edit')?.focus();
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const content = box.value;
+      if (!content.trim()) return;
+      if (content === st.m.content) return done(true);
+      try {
+        const edited = await api('PATCH', `/chats/${st.m.chat_id}/messages/${st.m.id}`, { content });
+        if (!st.m.deleted) st.m = { ...st.m, ...edited };
+        done(true);
+      } catch (err) {
+        error.textContent = `Not saved (${err.message}).`;
+      }
+    });
+    box.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        form.requestSubmit();
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        done(true);
+      }
+    });
+    form.append(label, box, button('Cancel', () => done(true), 'secondary'), el('button', null, 'Save'), error);
+    st.editing = form;
+    rerender(st.m.id);
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  function markDeleted(st) {
+    const { id, chat_id, sender_id, created_at } = st.m;
+    st.m = { id, chat_id, sender_id, created_at, deleted: true };
+    st.reactions = new Map();
+    st.editing = null;
+    rerender(id);
+  }
+
+  async function remove(st) {
+    try {
+      await api('DELETE', `/chats/${st.m.chat_id}/messages/${st.m.id}`);
+      markDeleted(st);
+      list.focus();
+    } catch {
+      // stays as it was: the button can be pressed again
+    }
+  }
+
+  // One user's reaction added or taken back: sets, so seeing it twice changes nothing.
+  function applyReaction(st, userId, emoji, add) {
+    let r = st.reactions.get(emoji);
+    if (add) {
+      if (!r) st.reactions.set(emoji, r = { count: 0, users: new Set() });
+      if (r.users.has(userId)) return;
+      r.users.add(userId);
+      r.count++;
+    } else {
+      if (!r || (!r.users.has(userId) && r.count <= r.users.size)) return;
+      r.users.delete(userId);
+      if (--r.count <= 0) st.reactions.delete(emoji);
+    }
+    st.reactions = new Map([...st.reactions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  async function react(st, emoji, add) {
+    const path = `/chats/${st.m.chat_id}/messages/${st.m.id}/reactions/${encodeURIComponent(emoji)}`;
+    try {
+      await api(add ? 'PUT' : 'DELETE', path);
+      applyReaction(st, me.id, emoji, add);
+      rerender(st.m.id);
+      byId.get(st.m.id)?.querySelector(`.chip[data-emoji="${emoji}"]`)?.focus();
+    } catch {
+      // stays as it was
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  // Applies one of the chat's events, a push or an item of the events feed,
+  // once: by event id (ids, not their order: two nodes' clocks may differ).
+  function applyEvent(eventId, messageId, apply) {
+    if (applied.has(eventId)) return;
+    applied.add(eventId);
+    if (applied.size > APPLIED_KEPT) applied.delete(applied.values().next().value);
+    if (idCompare(eventId, lastEvent) > 0) lastEvent = eventId;
+    const st = states.get(messageId);
+    if (!st) return; // not shown: history has its current state when it is
+    apply(st);
+    rerender(messageId);
+  }
+
+  function onFrame(f) {
+    if (!chat) return false;
+    switch (f.type) {
+    case 'message_edited':
+      if (f.message.chat_id !== chat.id) return false;
+      applyEvent(f.event_id, f.message.id, (st) => {
+        if (!st.m.deleted) st.m = { ...f.message };
+      });
+      return true;
+    case 'message_deleted':
+      if (f.chat_id !== chat.id) return false;
+      applyEvent(f.event_id, f.id, markDeleted);
+      return true;
+    case 'reaction':
+      if (f.chat_id !== chat.id) return false;
+      applyEvent(f.event_id, f.message_id, (st) => applyReaction(st, f.user_id, f.emoji, f.op === 'add'));
+      return true;
+    case 'typing':
+      if (f.chat_id !== chat.id || f.user_id === me.id) return false;
+      clearTimeout(typers.get(f.user_id));
+      typers.set(f.user_id, setTimeout(() => {
+        typers.delete(f.user_id);
+        renderTyping();
+      }, TYPING_SHOW_MS));
+      renderTyping();
+      return true;
+    case 'presence':
+      if (!people.has(f.user_id)) return false;
+      people.get(f.user_id).online = f.online;
+      renderMembers();
+      return true;
+    case 'read': {
+      if (f.chat_id !== chat.id || !people.has(f.user_id)) return false;
+      const p = people.get(f.user_id);
+      if (!p.lastRead || idCompare(f.message_id, p.lastRead) > 0) p.lastRead = f.message_id;
+      renderSeen();
+      return true;
+    }
+    default:
+      return false;
+    }
+  }
+
+  // An item of GET /chats/{id}/events: an edit carries its message as it is now.
+  function applyFeedItem(e) {
+    applyEvent(e.id, e.message_id, (st) => {
+      if (e.type === 'message_edited') st.m = { ...e.message };
+      else if (e.type === 'message_deleted') markDeleted(st);
+      else applyReaction(st, e.user_id, e.emoji, e.op === 'add');
+    });
+  }
+
   async function load(id) {
-    const [, page] = await Promise.all([loadMembers(id), api('GET', `/chats/${id}/messages?limit=${PAGE}`)]);
+    // the newest event first: whatever comes after it, history or a catch-up shows
+    const [, newestEvent, page] = await Promise.all([
+      loadMembers(id),
+      api('GET', `/chats/${id}/events?limit=1`),
+      api('GET', `/chats/${id}/messages?limit=${PAGE}`),
+    ]);
     if (!chat || chat.id !== id) return;
+    if (newestEvent.events.length > 0 && idCompare(newestEvent.events[0].id, lastEvent) > 0)
+      lastEvent = newestEvent.events[0].id;
     page.messages.forEach(add);
     hasOlder = page.has_more;
+    renderSeen();
     list.scrollTop = list.scrollHeight;
     fillUp();
   }
@@ -200,16 +498,22 @@ export function createChatView({ list, title, members, me, onRead }) {
     open(summary) {
       chat = { id: summary.id, name: summary.name };
       byId = new Map();
+      states = new Map();
       pending = new Map();
-      names = new Map();
+      people = new Map();
       asked = new Set();
       visible = new Set();
+      for (const t of typers.values()) clearTimeout(t);
+      typers = new Map();
       oldest = newest = readSent = null;
+      lastEvent = '0';
+      applied = new Set();
       hasOlder = false;
       observer.disconnect();
       list.replaceChildren();
       title.textContent = summary.name;
       members.textContent = '';
+      typing.textContent = '';
       ready = load(chat.id);
       return ready;
     },
@@ -217,11 +521,15 @@ export function createChatView({ list, title, members, me, onRead }) {
     // A pushed message of any chat; true when it is this one's.
     onMessage(m) {
       if (!chat || m.chat_id !== chat.id) return false;
+      if (typers.delete(m.sender_id)) renderTyping(); // they were typing this
       addAll([m]);
       return true;
     },
 
-    // After a reconnection: everything after the last message seen.
+    // A pushed frame other than a message; true when it was for this chat.
+    onFrame,
+
+    // After a reconnection: everything after the last message and the last event seen.
     async catchUp() {
       if (!chat) return;
       const id = chat.id;
@@ -234,6 +542,13 @@ export function createChatView({ list, title, members, me, onRead }) {
         addAll(page.messages);
         more = page.has_more && page.messages.length > 0;
       }
+      for (let more = true; more && chat && chat.id === id;) {
+        const page = await api('GET', `/chats/${id}/events?after=${lastEvent}&limit=200`);
+        if (!chat || chat.id !== id) return;
+        page.events.forEach(applyFeedItem);
+        more = page.has_more && page.events.length > 0;
+      }
+      await loadMembers(id); // presence and read markers may have moved meanwhile
     },
 
     send(content) {
@@ -243,6 +558,14 @@ export function createChatView({ list, title, members, me, onRead }) {
       list.append(li);
       list.scrollTop = list.scrollHeight;
       post(li, m);
+    },
+
+    // The composer changed: tell the others, at most every 2 s.
+    typed() {
+      const now = Date.now();
+      if (!chat || now - typingSent < TYPING_SEND_MS) return;
+      typingSent = now;
+      send({ type: 'typing', chat_id: chat.id });
     },
   };
 }

@@ -30,7 +30,8 @@ export function createChatList({ element, me, onSelect }) {
     const last = document.createElement('span');
     last.className = 'chat-last';
     if (c.last_message) {
-      last.textContent = (c.last_message.sender_id === me.id ? 'You: ' : '') + c.last_message.content;
+      const text = c.last_message.deleted ? 'Message deleted' : c.last_message.content;
+      last.textContent = (c.last_message.sender_id === me.id ? 'You: ' : '') + text;
     } else {
       last.textContent = 'No messages yet';
     }
@@ -62,6 +63,15 @@ export function createChatList({ element, me, onSelect }) {
       if (msg.sender_id !== me.id && !seen) c.unread++;
       render();
       return true;
+    },
+
+    // A pushed edit or delete: the list shows the last message as it is now.
+    onFrame(f) {
+      const id = f.type === 'message_edited' ? f.message.id : f.type === 'message_deleted' ? f.id : null;
+      const c = id && chats.find((x) => x.last_message && x.last_message.id === id);
+      if (!c) return;
+      c.last_message = f.type === 'message_edited' ? f.message : { ...c.last_message, deleted: true };
+      render();
     },
 
     setOpen(id) {

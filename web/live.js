@@ -1,13 +1,14 @@
-// The WebSocket (GET /ws?token=…): pushed messages, and reconnection with
-// exponential backoff and jitter. Whoever uses it catches up from history in
-// onOpen, which runs after every (re)connection: the socket is open before
-// the catch-up is asked for, so nothing falls between the two, and what
-// arrives twice is dropped by message id.
+// The WebSocket (GET /ws?token=…): pushed messages and the chats' events,
+// typing indicators going out, and reconnection with exponential backoff
+// and jitter. Whoever uses it catches up from history in onOpen, which runs
+// after every (re)connection: the socket is open before the catch-up is
+// asked for, so nothing falls between the two, and what arrives twice is
+// dropped by message id (and applied once by event id).
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 
-export function connectLive({ token, onMessage, onOpen, onStatus, onRefused }) {
+export function connectLive({ token, onMessage, onFrame, onOpen, onStatus, onRefused }) {
   let ws = null;
   let attempt = 0;
   let timer = null;
@@ -33,6 +34,7 @@ export function connectLive({ token, onMessage, onOpen, onStatus, onRefused }) {
         return;
       }
       if (frame.type === 'message') onMessage(frame.message);
+      else onFrame(frame);
     };
     sock.onclose = () => {
       ws = null;
@@ -58,4 +60,11 @@ export function connectLive({ token, onMessage, onOpen, onStatus, onRefused }) {
   }
   window.addEventListener('online', onOnline);
   open();
+
+  return {
+    // Sends a frame when connected; what cannot go now is dropped (typing indicators only).
+    send(frame) {
+      if (ws !== null && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+    },
+  };
 }

@@ -35,9 +35,7 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();
         natter_count(&natter_m()->batches_in_flight, 1);
-        rc = natter_log_claims_at_ingest(app->log) ? natter_store_messages_insert(app->store, head, n)
-                                                   : natter_store_messages_insert_claimed(app->store, head, n,
-                                                                                          natter_now_ms());
+        rc = natter_store_records_write(app->store, head, n, !natter_log_claims_at_ingest(app->log), natter_now_ms());
         natter_count(&natter_m()->batches_in_flight, (uint64_t)-1);
         natter_hist_observe(&natter_m()->store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {

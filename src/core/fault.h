@@ -46,7 +46,12 @@
     X(STORE_TICKET_CREATE, "store.ticket_create")                                                                    \
     X(STORE_TICKET_TAKE, "store.ticket_take")                                                                        \
     X(LOG_APPEND_HELD, "log.append_held")                                                                            \
-    X(STORE_NODE_LEASE, "store.node_lease")
+    X(STORE_NODE_LEASE, "store.node_lease")                                                                          \
+    X(STORE_MESSAGE_GET, "store.message_get")                                                                        \
+    X(STORE_REACTIONS_RANGE, "store.reactions_range")                                                                \
+    X(STORE_EVENTS_PAGE, "store.events_page")                                                                        \
+    X(STORE_READ_MARKERS, "store.read_markers")                                                                      \
+    X(STORE_USER_CHAT_IDS, "store.user_chat_ids")
 
 #define NATTER_FAULT_ENUM_(name, str) NATTER_FAULT_##name,
 typedef enum { NATTER_FAULT_POINTS(NATTER_FAULT_ENUM_) NATTER_FAULT_COUNT } natter_fault_point_t;

@@ -29,34 +29,65 @@ json_t *natter_msg_json(const natter_msg_t *m)
     natter_id_format(chat, m->chat_id);
     natter_id_format(sender, m->sender_id);
     natter_format_time(at, m->created_at_ms);
+    if (m->deleted)
+        return json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", id, "chat_id", chat, "sender_id", sender, "created_at", at,
+                         "deleted", 1);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s%, s:s}", "id", id, "chat_id", chat, "sender_id", sender, "content",
                           m->content, m->content_len, "created_at", at);
+    if (m->edited_at_ms > 0) {
+        natter_format_time(at, m->edited_at_ms);
+        json_object_set_new(o, "edited_at", json_string(at));
+    }
     if (m->client_id_len > 0)
         json_object_set_new(o, "client_id", json_stringn(m->client_id, m->client_id_len));
     return o;
 }
 
-void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m)
+/* The message object from its fields: a deleted one's slot has no content
+ * (nor edited_at, nor client_id). */
+static void write_message(natter_jsonw_t *w, uint64_t id, const natter_msg_t *m, int64_t created_at_ms,
+                          int64_t edited_at_ms, int deleted)
 {
     natter_jsonw_raw(w, "{", 1);
     natter_jsonw_key(w, "id");
-    natter_jsonw_id(w, m->id);
+    natter_jsonw_id(w, id);
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "chat_id");
     natter_jsonw_id(w, m->chat_id);
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "sender_id");
     natter_jsonw_id(w, m->sender_id);
-    natter_jsonw_raw(w, ",", 1);
-    natter_jsonw_key(w, "content");
-    natter_jsonw_string(w, m->content, m->content_len);
+    if (!deleted) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "content");
+        natter_jsonw_string(w, m->content, m->content_len);
+    }
     natter_jsonw_raw(w, ",", 1);
     natter_jsonw_key(w, "created_at");
-    natter_jsonw_time(w, m->created_at_ms);
+    natter_jsonw_time(w, created_at_ms);
+    if (deleted) {
+        natter_jsonw_raw(w, ",\"deleted\":true}", 16);
+        return;
+    }
+    if (edited_at_ms > 0) {
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "edited_at");
+        natter_jsonw_time(w, edited_at_ms);
+    }
     if (m->client_id_len > 0) {
         natter_jsonw_raw(w, ",", 1);
         natter_jsonw_key(w, "client_id");
         natter_jsonw_string(w, m->client_id, m->client_id_len);
     }
     natter_jsonw_raw(w, "}", 1);
+}
+
+void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m)
+{
+    write_message(w, m->id, m, m->created_at_ms, m->edited_at_ms, m->deleted);
+}
+
+void natter_msg_write_edited(natter_jsonw_t *w, const natter_msg_t *edit)
+{
+    write_message(w, edit->target_id, edit, natter_id_time_ms(edit->target_id), edit->created_at_ms, 0);
 }

@@ -1,5 +1,5 @@
 /*
- * A chat message on its way through the pipeline.
+ * A chat message on its way through the pipeline, or an event about one.
  *
  * Ingest allocates it (natter_msg_new), the log assigns its id and
  * created_at when it is appended, the store consumer owns it from the log's
@@ -7,6 +7,13 @@
  * on_durable fires exactly once per appended message, from whichever thread
  * learned the outcome: status 0 once the message is durable, a NATTER_E*
  * code when it never will be.
+ *
+ * The same record carries the chat's events (kind, below): an edit, a
+ * delete or a reaction goes through the log like a message, keyed by its
+ * chat, so it keeps its place in the chat's order; its id is the event's
+ * own id (from the log's generator) and target_id names the message it is
+ * about. The ephemeral kinds (typing, read receipts, presence) travel only
+ * on the log's ephemeral path (log.h): never stored.
  */
 #ifndef NATTER_MESSAGE_H
 #define NATTER_MESSAGE_H
@@ -23,6 +30,28 @@
  * same message (docs/architecture.md, "Idempotent sends"). */
 #define NATTER_CLIENT_ID_TTL_MS (24ll * 3600 * 1000)
 
+/* What a record is. The values are part of the log's record format: only append. */
+typedef enum {
+    NATTER_EV_MESSAGE = 0,  /* a message: id is the message id */
+    NATTER_EV_EDIT = 1,     /* sender_id edits target_id: content is the new content */
+    NATTER_EV_DELETE = 2,   /* sender_id deletes target_id: its content goes */
+    NATTER_EV_REACT_ADD = 3,    /* sender_id reacts to target_id with the emoji in content */
+    NATTER_EV_REACT_REMOVE = 4, /* sender_id takes that reaction back */
+    /* ephemeral: the log's ephemeral path only, never stored */
+    NATTER_EV_TYPING = 5,   /* sender_id types in chat_id */
+    NATTER_EV_READ = 6,     /* sender_id read chat_id up to target_id */
+    NATTER_EV_PRESENCE_UP = 7,   /* these users (content) came online on the record's node */
+    NATTER_EV_PRESENCE_DOWN = 8, /* ... went offline on it */
+    NATTER_EV_PRESENCE_BEAT = 9, /* ... are still online on it */
+    NATTER_EV_KINDS
+} natter_event_kind_t;
+
+/* 1 for the kinds the store applies (messages, edits, deletes, reactions). */
+static inline int natter_event_stored(unsigned kind)
+{
+    return kind <= NATTER_EV_REACT_REMOVE;
+}
+
 typedef struct natter_msg natter_msg_t;
 typedef void (*natter_msg_durable_cb)(natter_msg_t *msg, int status, void *arg);
 
@@ -35,6 +64,10 @@ struct natter_msg {
     int64_t ingest_ns;  /* wall-clock ns when ingest accepted it (any node), for latency metrics */
     int32_t partition;  /* where a distributed log holds it (-1: none) */
     int64_t offset;
+    uint8_t kind;          /* natter_event_kind_t */
+    uint8_t deleted;       /* read from the store: the message was deleted (its content is gone) */
+    uint64_t target_id;    /* an event's message; 0 for a message */
+    int64_t edited_at_ms;  /* read from the store: when the content was last edited (0: never) */
     natter_msg_durable_cb on_durable;
     void *durable_arg;
     uint8_t duplicate;    /* the store found its client_id claimed by another message: it is that one */
@@ -50,10 +83,15 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
                              const char *client_id, size_t client_id_len);
 
 /* The message object of the API:
- * {"id","chat_id","sender_id","content","created_at","client_id"?}; the
- * caller owns the reference. */
+ * {"id","chat_id","sender_id","content","created_at","edited_at"?,"client_id"?},
+ * or for a deleted message the slot {"id","chat_id","sender_id","created_at",
+ * "deleted":true}; the caller owns the reference. */
 json_t *natter_msg_json(const natter_msg_t *m);
 /* The same object, written into w (the per-message hot paths). */
 void natter_msg_write_json(natter_jsonw_t *w, const natter_msg_t *m);
+/* The message object an edit event (kind NATTER_EV_EDIT) makes of its
+ * message: id target_id, the edit's content and client_id, created_at from
+ * the message's id, edited_at the edit's created_at_ms. */
+void natter_msg_write_edited(natter_jsonw_t *w, const natter_msg_t *edit);
 
 #endif

@@ -352,6 +352,16 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             SUM(at_capacity));
     counter(&o, "natter_busy_rejected_total", "Requests answered 503 because the worker queue was full.",
             SUM(busy_rejected));
+    counter(&o, "natter_ephemeral_published_total",
+            "Typing, read and presence records this node put on the ephemeral path.", SUM(ephemeral_published));
+    counter(&o, "natter_ephemeral_received_total", "Records this node read from the ephemeral path.",
+            SUM(ephemeral_received));
+    counter(&o, "natter_ephemeral_delivered_total", "Typing, read and presence frames queued to WebSocket connections.",
+            SUM(ephemeral_delivered));
+    counter(&o, "natter_typing_dropped_total",
+            "Typing frames dropped: more than one per user and chat in 2 s.", SUM(typing_dropped));
+    counter(&o, "natter_presence_changes_total", "Users whose online state changed, as this node saw it.",
+            SUM(presence_changes));
     http_requests(&o, routes, nroutes);
     summed_histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store, in seconds.",
                      HIST(store_batch), 9);

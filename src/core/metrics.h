@@ -52,6 +52,11 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t busy_rejected;      /* requests answered 503 because the worker queue was full */
     _Atomic uint64_t accept_paused;      /* times a loop stopped accepting for a moment: out of file descriptors */
     _Atomic uint64_t at_capacity;        /* WebSocket upgrades answered 503: the node was at --max-connections */
+    _Atomic uint64_t ephemeral_published; /* typing, read and presence records this node put on the ephemeral path */
+    _Atomic uint64_t ephemeral_received;  /* records this node's ephemeral thread read from it */
+    _Atomic uint64_t ephemeral_delivered; /* typing, read and presence frames queued to WebSockets */
+    _Atomic uint64_t typing_dropped;      /* typing frames dropped by a throttle (one per user and chat per 2 s) */
+    _Atomic uint64_t presence_changes;    /* users whose online state changed, as this node saw it */
     /* answered HTTP requests by route slot and status code (100..599) */
     _Atomic uint64_t http[NATTER_METRICS_ROUTES][NATTER_METRICS_STATUS_MAX - NATTER_METRICS_STATUS_MIN + 1];
     natter_hist_t store_batch;           /* store write of one batch, ns */

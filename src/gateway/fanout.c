@@ -9,16 +9,71 @@
 #include "natter.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+#define RAW(w, lit) natter_jsonw_raw((w), (lit), sizeof(lit) - 1)
+
+/* ,"key":"id" */
+static void id_field(natter_jsonw_t *w, const char *key, uint64_t id)
+{
+    natter_jsonw_raw(w, ",", 1);
+    natter_jsonw_key(w, key);
+    natter_jsonw_id(w, id);
+}
+
+/* An event's push, as docs/openapi.yaml's Ws*Event schemas say. */
+static void write_event(natter_jsonw_t *w, const natter_msg_t *e)
+{
+    switch (e->kind) {
+    case NATTER_EV_EDIT:
+        RAW(w, "{\"type\":\"message_edited\",\"message\":");
+        natter_msg_write_edited(w, e);
+        break;
+    case NATTER_EV_DELETE:
+        RAW(w, "{\"type\":\"message_deleted\"");
+        id_field(w, "chat_id", e->chat_id);
+        id_field(w, "id", e->target_id);
+        break;
+    default: /* a reaction */
+        RAW(w, "{\"type\":\"reaction\"");
+        id_field(w, "chat_id", e->chat_id);
+        id_field(w, "message_id", e->target_id);
+        natter_jsonw_raw(w, ",", 1);
+        natter_jsonw_key(w, "emoji");
+        natter_jsonw_string(w, e->content, e->content_len);
+        id_field(w, "user_id", e->sender_id);
+        if (e->kind == NATTER_EV_REACT_ADD)
+            RAW(w, ",\"op\":\"add\"");
+        else
+            RAW(w, ",\"op\":\"remove\"");
+        break;
+    }
+    id_field(w, "event_id", e->id);
+    natter_jsonw_raw(w, "}", 1);
+}
 
 static natter_frame_t *push_frame(const natter_msg_t *m)
 {
     static const char head[] = "{\"type\":\"message\",\"message\":";
     natter_jsonw_t w = {0};
     natter_frame_begin(&w);
+    if (m->kind != NATTER_EV_MESSAGE) {
+        write_event(&w, m);
+        return natter_frame_end(&w);
+    }
     natter_jsonw_raw(&w, head, sizeof(head) - 1);
     natter_msg_write_json(&w, m);
     natter_jsonw_raw(&w, "}", 1);
     return natter_frame_end(&w);
+}
+
+static natter_fanout_t *fanout_new(natter_app_t *app, size_t n)
+{
+    natter_fanout_t *f = xcalloc(1, sizeof(*f));
+    atomic_init(&f->refs, 1);
+    f->items = xcalloc(n ? n : 1, sizeof(natter_fanout_item_t));
+    f->links = xcalloc(app->nloops, sizeof(natter_fanout_link_t));
+    return f;
 }
 
 natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head)
@@ -26,21 +81,18 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
     size_t n = 0;
     for (const natter_msg_t *m = head; m != NULL; m = m->next)
         n++;
-    natter_fanout_t *f = xcalloc(1, sizeof(*f));
-    atomic_init(&f->refs, 1);
-    f->items = xcalloc(n ? n : 1, sizeof(natter_fanout_item_t));
-    f->links = xcalloc(app->nloops, sizeof(natter_fanout_link_t));
+    natter_fanout_t *f = fanout_new(app, n);
     natter_vec_t members, ids;
     natter_vec_init(&members, sizeof(uint64_t));
     natter_vec_init(&ids, sizeof(uint64_t));
     for (const natter_msg_t *m = head; m != NULL; m = m->next) {
         if (m->duplicate)
             continue; /* a repeat of a message pushed when it was stored */
-        if (natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK)
+        if (!natter_event_stored(m->kind) || natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK)
             continue; /* nobody is pushed this one; it is stored, clients catch up from history */
         natter_fanout_item_t *it = &f->items[f->n++];
         it->frame = push_frame(m);
-        it->ingest_ns = m->ingest_ns;
+        it->ingest_ns = m->kind == NATTER_EV_MESSAGE ? m->ingest_ns : 0; /* the latency histogram is messages' */
         it->first_member = (uint32_t)members.len;
         it->nmembers = (uint32_t)ids.len;
         for (size_t i = 0; i < ids.len; i++)
@@ -48,6 +100,18 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
     }
     natter_vec_free(&ids);
     f->members = members.items; /* the vector's array is the batch's now */
+    return f;
+}
+
+natter_fanout_t *natter_fanout_one(natter_app_t *app, natter_frame_t *frame, const uint64_t *members, size_t n,
+                                   uint64_t skip_user)
+{
+    natter_fanout_t *f = fanout_new(app, 1);
+    f->n = 1;
+    f->items[0] = (natter_fanout_item_t){.frame = frame, .nmembers = (uint32_t)n, .skip_user = skip_user,
+                                         .ephemeral = 1};
+    f->members = xmalloc((n ? n : 1) * sizeof(uint64_t));
+    memcpy(f->members, members, n * sizeof(uint64_t));
     return f;
 }
 

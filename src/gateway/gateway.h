@@ -31,8 +31,10 @@ typedef struct natter_gateway natter_gateway_t;
  * frees the batch. Sockets hold references to the frames, not the batch. */
 typedef struct natter_fanout_item {
     natter_frame_t *frame; /* the push; one reference is the batch's */
-    int64_t ingest_ns;     /* wall clock, see natter_msg_t */
+    int64_t ingest_ns;     /* wall clock, see natter_msg_t; 0: not a message, not measured */
     uint32_t first_member, nmembers; /* the item's members in natter_fanout_t.members */
+    uint64_t skip_user;    /* a member not pushed to (the typist of a typing push), or 0 */
+    int ephemeral;         /* a typing, read or presence push (counted apart from messages) */
 } natter_fanout_item_t;
 
 struct natter_fanout;
@@ -51,8 +53,15 @@ typedef struct natter_fanout {
 
 /* fanout.c, on the thread that read the messages: the batch's pushes (members
  * from the members cache; a message whose members cannot be had is not
- * pushed: it is stored, clients catch up from history), one reference. */
+ * pushed: it is stored, clients catch up from history), one reference.
+ * Each record makes its kind's frame: a message "message", an edit
+ * "message_edited", a delete "message_deleted", a reaction "reaction";
+ * ephemeral kinds are left out (the ephemeral path pushes those). */
 natter_fanout_t *natter_fanout_build(struct natter_app *app, const natter_msg_t *head);
+/* A batch of one push (the frame's reference moves to it) to the given
+ * members but skip_user (0: none); one reference. For the ephemeral path. */
+natter_fanout_t *natter_fanout_one(struct natter_app *app, natter_frame_t *frame, const uint64_t *members, size_t n,
+                                   uint64_t skip_user);
 /* Hands the batch to every loop (each takes its own reference, or sheds it
  * when its queue is full, see loop.h) and drops the caller's reference. */
 void natter_fanout_dispatch(struct natter_app *app, natter_fanout_t *f);
@@ -70,7 +79,8 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
 void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id);
 /* Queues frame on one socket and writes it; the caller's reference moves to
  * the socket (a socket gone or closing drops it). answers: the frame is the
- * answer to a send from that socket. */
+ * answer to a send from that socket; frame NULL: that answer has nothing
+ * to send. */
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers);
 /* Pushes a batch to this loop's sockets, in batch order, then writes each
  * touched socket once. */

@@ -39,6 +39,7 @@
 #include "core/metrics.h"
 #include "core/u64map.h"
 #include "core/util.h"
+#include "gateway/ephemeral.h"
 #include "gateway/ws_codec.h"
 #include "ingest/api.h"
 #include "ingest/http.h"
@@ -211,6 +212,7 @@ static void conn_dead(ws_conn_t *c)
     unlink_timer(&c->grace);
     unlink_timer(&c->quiet);
     natter_count(&natter_m()->ws_open, (uint64_t)-1);
+    natter_ephemeral_socket(gw->app, c->user_id, -1);
     c->next_dead = gw->dead;
     gw->dead = c;
     if (!h2o_timeout_is_linked(&gw->reap))
@@ -383,6 +385,8 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
     }
     if (answers && c->pending > 0)
         c->pending--;
+    if (frame == NULL)
+        return;
     queue_frame(c, frame);
     write_touched(gw);
     write_queue(c);
@@ -390,25 +394,32 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
 
 void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
 {
-    uint64_t delivered = 0;
+    uint64_t delivered = 0, ephemeral = 0;
     for (size_t i = 0; i < f->n; i++) {
         const natter_fanout_item_t *it = &f->items[i];
         for (uint32_t m = 0; m < it->nmembers; m++) {
             uint64_t user = f->members[it->first_member + m];
+            if (user == it->skip_user)
+                continue;
             for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user) {
                 if (!queue_frame(c, natter_frame_ref(it->frame)))
                     continue;
-                delivered++;
+                if (it->ephemeral)
+                    ephemeral++;
+                else
+                    delivered++;
                 touch(c);
             }
         }
     }
     write_touched(gw);
     natter_count(&natter_m()->messages_delivered, delivered);
+    natter_count(&natter_m()->ephemeral_delivered, ephemeral);
     int64_t now = natter_now_ns();
     for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
-        natter_hist_observe(&natter_m()->end_to_end,
-                            now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
+        if (f->items[i].ingest_ns != 0)
+            natter_hist_observe(&natter_m()->end_to_end,
+                                now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
 }
 
 /* ------------------------------------------------------------ heartbeat */
@@ -456,6 +467,18 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
         return;
     }
     c->pending++;
+    natter_frame_t *reply;
+    switch (natter_ephemeral_typing(gw->loop, c->user_id, c->id, (const char *)text, len, &reply)) {
+    case NATTER_TYPING_DONE:
+        c->pending--;
+        if (reply != NULL)
+            queue_frame(c, reply);
+        return;
+    case NATTER_TYPING_WORKER: /* answered as a send is: through its job */
+        return;
+    case NATTER_TYPING_NOT:
+        break;
+    }
     natter_route_t route = {.action = NATTER_A_WS_SEND};
     natter_api_job_t *job = natter_api_job_new(gw->loop, &route);
     job->ws_user_id = c->user_id;
@@ -626,6 +649,7 @@ static ws_conn_t *conn_new(natter_gateway_t *gw, uint64_t user_id)
     natter_u64map_put(&gw->users, user_id, c);
     natter_u64map_put(&gw->conns, c->id, c);
     natter_count(&natter_m()->ws_open, 1);
+    natter_ephemeral_socket(gw->app, user_id, +1);
     return c;
 }
 

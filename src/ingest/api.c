@@ -12,6 +12,8 @@
 #include "core/token.h"
 #include "core/util.h"
 #include "consumer/consumer.h"
+#include "gateway/ephemeral.h"
+#include "ingest/events.h"
 #include "ingest/post.h"
 #include "lease.h"
 #include "loop.h"
@@ -68,7 +70,7 @@ static void finish(natter_api_job_t *job)
 
 static int is_ws_send(const natter_api_job_t *job)
 {
-    return job->route.action == NATTER_A_WS_SEND;
+    return job->route.action == NATTER_A_WS_SEND || job->route.action == NATTER_A_WS_TYPING;
 }
 
 /* Sets the answer to a JSON value (stolen); NULL means no body. */
@@ -83,6 +85,11 @@ static void reply(natter_api_job_t *job, int status, json_t *body)
         job->resp_len = strlen(job->resp);
         json_decref(body);
     }
+}
+
+void natter_api_reply_json(natter_api_job_t *job, int status, json_t *body)
+{
+    reply(job, status, body);
 }
 
 void natter_api_reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w)
@@ -341,6 +348,10 @@ static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
     for (size_t i = 0; i < members.len; i++)
         json_array_append_new(arr, json_user(NATTER_VEC_AT(&members, natter_user_t, i)));
     natter_vec_free(&members);
+    if (natter_events_members_json(job, chat->id, arr) != 0) {
+        json_decref(arr);
+        return NULL;
+    }
     return json_pack("{s:o, s:s, s:o, s:o}", "id", json_id(chat->id), "name", chat->name, "members", arr,
                      "created_at", json_time(chat->created_at_ms));
 }
@@ -489,39 +500,47 @@ static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
     return 1;
 }
 
+int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *after, uint64_t *before,
+                          uint64_t *limit)
+{
+    *after = *before = NATTER_CURSOR_NONE;
+    *limit = HISTORY_LIMIT_DEFAULT;
+    if (query_u64(job, "after", after) < 0 || query_u64(job, "before", before) < 0 ||
+        query_u64(job, "limit", limit) < 0)
+        return -1;
+    if (*limit < 1 || *limit > HISTORY_LIMIT_MAX)
+        return natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
+    if ((*after != NATTER_CURSOR_NONE && *after > INT64_MAX) || *before == 0 ||
+        (*before != NATTER_CURSOR_NONE && *before > INT64_MAX)) {
+        char msg[80];
+        snprintf(msg, sizeof(msg), "after and before must be %s ids", what);
+        return natter_api_fail(job, 400, "invalid_request", msg);
+    }
+    return 0;
+}
+
 static void messages_list(natter_api_job_t *job)
 {
     natter_user_t me;
-    uint64_t after = NATTER_CURSOR_NONE, before = NATTER_CURSOR_NONE, limit = HISTORY_LIMIT_DEFAULT;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    uint64_t after, before, limit;
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
+        natter_api_page_query(job, "message", &after, &before, &limit) != 0)
         return;
-    if (query_u64(job, "after", &after) < 0 || query_u64(job, "before", &before) < 0 ||
-        query_u64(job, "limit", &limit) < 0)
-        return;
-    if (limit < 1 || limit > HISTORY_LIMIT_MAX) {
-        natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
-        return;
-    }
-    if ((after != NATTER_CURSOR_NONE && after > INT64_MAX) || before == 0 ||
-        (before != NATTER_CURSOR_NONE && before > INT64_MAX)) {
-        natter_api_fail(job, 400, "invalid_request", "after and before must be message ids");
-        return;
-    }
     natter_vec_t page;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
     int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
     json_t *arr = json_array();
-    for (size_t i = 0; i < page.len; i++) {
-        natter_msg_t *m = *NATTER_VEC_AT(&page, natter_msg_t *, i);
-        json_array_append_new(arr, natter_msg_json(m));
-        free(m);
-    }
+    if (rc != NATTER_OK)
+        natter_api_fail_store(job, rc);
+    else
+        rc = natter_events_history_json(job, job->route.chat_id, &page, me.id, arr);
+    for (size_t i = 0; i < page.len; i++)
+        free(*NATTER_VEC_AT(&page, natter_msg_t *, i));
     natter_vec_free(&page);
     if (rc != NATTER_OK) {
         json_decref(arr);
-        natter_api_fail_store(job, rc);
         return;
     }
     reply(job, 200, json_pack("{s:o, s:b}", "messages", arr, "has_more", has_more));
@@ -546,6 +565,8 @@ static void read_marker(natter_api_job_t *job)
     int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
     if (rc == NATTER_OK)
         rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
+    if (rc == NATTER_OK)
+        natter_ephemeral_read(app, job->route.chat_id, me.id, message_id);
     if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "no such message in this chat");
     else if (rc != NATTER_OK)
@@ -637,6 +658,15 @@ void natter_api_run(natter_job_t *work)
             return; /* parked in the log: its answer comes from the message's outcome */
         break;
     case NATTER_A_READ: read_marker(job); break;
+    case NATTER_A_MESSAGE_EDIT:
+    case NATTER_A_MESSAGE_DELETE:
+    case NATTER_A_REACTION_ADD:
+    case NATTER_A_REACTION_REMOVE:
+        if (natter_events_run(job))
+            return; /* parked in the log: its answer comes from the event's outcome */
+        break;
+    case NATTER_A_EVENTS_LIST: natter_events_list(job); break;
+    case NATTER_A_WS_TYPING: natter_ephemeral_typing_run(job); break;
     case NATTER_A_WS: ws_auth(job); break;
     case NATTER_A_READYZ: readyz(job); break;
     case NATTER_A_WS_TICKET: ws_ticket_create(job); break;

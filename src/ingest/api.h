@@ -89,6 +89,8 @@ void natter_api_run(natter_job_t *work);
 int natter_api_fail(natter_api_job_t *job, int status, const char *code, const char *message);
 /* 503 for a store error. */
 int natter_api_fail_store(natter_api_job_t *job, int rc);
+/* Sets the answer to a JSON value (taken); NULL means no body. */
+void natter_api_reply_json(natter_api_job_t *job, int status, json_t *body);
 /* Sets the answer to JSON text written by jsonw (taken). */
 void natter_api_reply_written(natter_api_job_t *job, int status, natter_jsonw_t *w);
 /* Parses [body, body+len) as a JSON object (400 otherwise). */
@@ -99,6 +101,10 @@ int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *
 int natter_api_blank(const char *s, size_t len);
 /* The caller's user, from the session cache or the store (401 otherwise). */
 int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user);
+/* A history-like page's ?after=&before=&limit= (limit 1-200, default 50;
+ * absent cursors NATTER_CURSOR_NONE); what names the ids in a 400. */
+int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *after, uint64_t *before,
+                          uint64_t *limit);
 /* The chat exists (404) and the user is a member (403); chat, if not NULL, is filled. */
 int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat);
 

@@ -305,8 +305,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
 {
     h2o_req_t *req = job->req;
-    if (job->ws_conn_id != 0) {
-        natter_gateway_send(loop->gateway, job->ws_conn_id, natter_frame_text(job->resp, job->resp_len), 1);
+    if (job->ws_conn_id != 0) { /* no resp: answered with nothing to send (a typing frame) */
+        natter_gateway_send(loop->gateway, job->ws_conn_id,
+                            job->resp != NULL ? natter_frame_text(job->resp, job->resp_len) : NULL, 1);
     } else if (req != NULL) { /* NULL: the client went away */
         job->guard->job = NULL;
         if (job->route.action == NATTER_A_WS && job->status == 101) {

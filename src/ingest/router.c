@@ -24,6 +24,11 @@ const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
     [NATTER_A_PAGE] = {"GET", "/{page}"},
     [NATTER_A_STATIC] = {"GET", "/static/{file}"},
     [NATTER_A_WS_TICKET] = {"POST", "/ws/tickets"},
+    [NATTER_A_MESSAGE_EDIT] = {"PATCH", "/chats/{id}/messages/{message_id}"},
+    [NATTER_A_MESSAGE_DELETE] = {"DELETE", "/chats/{id}/messages/{message_id}"},
+    [NATTER_A_REACTION_ADD] = {"PUT", "/chats/{id}/messages/{message_id}/reactions/{emoji}"},
+    [NATTER_A_REACTION_REMOVE] = {"DELETE", "/chats/{id}/messages/{message_id}/reactions/{emoji}"},
+    [NATTER_A_EVENTS_LIST] = {"GET", "/chats/{id}/events"},
 };
 
 int natter_username_valid(const char *name, size_t len)
@@ -95,6 +100,32 @@ static natter_action_t route_asset(const char *method, size_t mlen, natter_actio
     return pick(method, mlen, VERBS({"GET", action}), "GET, HEAD", out);
 }
 
+/* /{message_id} and /{message_id}/reactions/{emoji}, after /chats/{id}/messages.
+ * An emoji that does not decode still routes (emoji_ok 0): its answer is
+ * 400, not 404. */
+static natter_action_t route_message(const char *method, size_t mlen, const char *p, const char *end,
+                                     natter_route_t *out)
+{
+    const char *seg;
+    size_t len;
+    if (!next_segment(&p, end, &seg, &len) || natter_parse_u64(seg, len, &out->message_id) != 0 ||
+        out->message_id == 0)
+        return NATTER_A_NOT_FOUND;
+    if (p == end)
+        return pick(method, mlen, VERBS({"PATCH", NATTER_A_MESSAGE_EDIT}, {"DELETE", NATTER_A_MESSAGE_DELETE}),
+                    "PATCH, DELETE", out);
+    if (!next_segment(&p, end, &seg, &len) || !is(seg, len, "reactions") || !next_segment(&p, end, &seg, &len) ||
+        p != end || len == 0)
+        return NATTER_A_NOT_FOUND;
+    out->emoji_ok = natter_emoji_from_path(seg, len, out->emoji, &out->emoji_len) == 0;
+    if (!out->emoji_ok) {
+        out->emoji[0] = '\0';
+        out->emoji_len = 0;
+    }
+    return pick(method, mlen, VERBS({"PUT", NATTER_A_REACTION_ADD}, {"DELETE", NATTER_A_REACTION_REMOVE}),
+                "PUT, DELETE", out);
+}
+
 static natter_action_t route_chat(const char *method, size_t mlen, const char *p, const char *end,
                                   natter_route_t *out)
 {
@@ -109,6 +140,10 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
     if (is(seg, len, "messages") && p == end)
         return pick(method, mlen, VERBS({"GET", NATTER_A_MESSAGES_LIST}, {"POST", NATTER_A_MESSAGE_POST}),
                     "GET, HEAD, POST", out);
+    if (is(seg, len, "messages"))
+        return route_message(method, mlen, p, end, out);
+    if (is(seg, len, "events") && p == end)
+        return pick(method, mlen, VERBS({"GET", NATTER_A_EVENTS_LIST}), "GET, HEAD", out);
     if (is(seg, len, "read") && p == end)
         return pick(method, mlen, VERBS({"PUT", NATTER_A_READ}), "PUT", out);
     if (is(seg, len, "members") && next_segment(&p, end, &seg, &len) && p == end &&

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/emoji.h"
 #include "core/metrics.h"
 
 typedef enum {
@@ -33,6 +34,12 @@ typedef enum {
     NATTER_A_STATIC, /* a file of the web client: route.asset */
     NATTER_A_WS_SEND, /* not an HTTP route: a "send" frame on a WebSocket */
     NATTER_A_WS_TICKET,
+    NATTER_A_MESSAGE_EDIT,
+    NATTER_A_MESSAGE_DELETE,
+    NATTER_A_REACTION_ADD,    /* route.emoji: the decoded emoji, when route.emoji_ok */
+    NATTER_A_REACTION_REMOVE,
+    NATTER_A_EVENTS_LIST,
+    NATTER_A_WS_TYPING, /* not an HTTP route: a "typing" frame on a WebSocket */
     NATTER_A_COUNT    /* the number of actions; keep last */
 } natter_action_t;
 
@@ -40,8 +47,8 @@ _Static_assert(NATTER_A_COUNT <= NATTER_METRICS_ROUTES, "more actions than metri
 
 /* Each action's method and route template ("/chats/{id}/messages"), the
  * labels of natter_http_requests_total. NATTER_A_NOT_FOUND is "unmatched";
- * NATTER_A_METHOD_NOT_ALLOWED and NATTER_A_WS_SEND have no HTTP route of
- * their own (a NULL path): a 405 is counted as unmatched. */
+ * NATTER_A_METHOD_NOT_ALLOWED, NATTER_A_WS_SEND and NATTER_A_WS_TYPING have
+ * no HTTP route of their own (a NULL path): a 405 is counted as unmatched. */
 extern const natter_metrics_route_t natter_route_names[NATTER_A_COUNT];
 
 typedef struct natter_route {
@@ -53,6 +60,10 @@ typedef struct natter_route {
     size_t query_len;
     const char *asset; /* NATTER_A_STATIC: the web/ file's name (into the path or static); not NUL-terminated */
     size_t asset_len;
+    uint64_t message_id; /* /chats/{id}/messages/{message_id}[/reactions/{emoji}] */
+    int emoji_ok;        /* the reaction's path segment decoded to an emoji (see core/emoji.h) */
+    char emoji[NATTER_EMOJI_MAX_BYTES + 1];
+    size_t emoji_len;
 } natter_route_t;
 
 /* Matches; the result is always set (NATTER_A_NOT_FOUND when nothing fits). */

@@ -121,3 +121,13 @@ int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg)
         natter_count(&natter_m()->messages_posted, 1);
     return rc;
 }
+
+int natter_log_publish(natter_log_t *log, natter_msg_t *ev)
+{
+    return log->ops->publish(log, ev);
+}
+
+size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    return log->ops->ephemeral_poll(log, head, max, timeout_ms);
+}

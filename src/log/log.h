@@ -5,7 +5,8 @@
  * state; its struct starts with natter_log_t and the core allocates
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
- * appends. New methods are only appended, with a version bump.
+ * appends, version 4 the ephemeral path (publish, ephemeral_poll). New
+ * methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -80,6 +81,20 @@ typedef struct natter_log_ops {
      * message claimed earlier whose record may have been lost goes out
      * again (stores keep one copy of an id). */
     int (*append_existing)(natter_log_t *log, natter_msg_t *msg);
+
+    /* Version 4: the ephemeral path, for what every node must see and no
+     * one stores (typing, read receipts, presence). Not the log proper: no
+     * order with the messages, no durability, no consumer group; a record
+     * reaches every node's ephemeral_poll, this node's included, or is
+     * lost. */
+    /* Assigns ev->id (the id names this node) and created_at_ms and sends
+     * ev on: 0 and ev is taken; NATTER_EUNAVAIL (ev stays the caller's)
+     * when the path is full or closed. Any thread, never blocks. */
+    int (*publish)(natter_log_t *log, natter_msg_t *ev);
+    /* What any node published since this node started: up to max records
+     * linked into *head (the caller's), waiting up to timeout_ms for the
+     * first. One thread calls it (the ephemeral thread). */
+    size_t (*ephemeral_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -116,5 +131,7 @@ int natter_log_claims_at_ingest(natter_log_t *log);
 int natter_log_append_held(natter_log_t *log, natter_msg_t *msg);
 void natter_log_release(natter_log_t *log, natter_msg_t *msg, int status);
 int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg);
+int natter_log_publish(natter_log_t *log, natter_msg_t *ev);
+size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
 #endif

@@ -26,6 +26,13 @@
  *             pushes do not wait for the store here).
  *   lag       a thread that, every second, reads the store group's committed
  *             offsets and the high watermarks, for natter_consumer_lag.
+ *   ephemeral typing, read receipts and presence: a topic of their own
+ *             (<topic>.ephemeral, kept a minute), a producer of their own
+ *             (acks=1, no idempotence: a lost typing indicator costs
+ *             nothing, and the messages' producer never waits behind
+ *             them), and a consumer per node assigned every partition from
+ *             the end, like fan-out. See docs/architecture.md on why not
+ *             records the store consumer skips in the messages' topic.
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -75,6 +82,11 @@ typedef struct {
     atomic_int closed;
     atomic_int stop_threads;
     pthread_t poll_thread, lag_thread;
+
+    char eph_topic[160];
+    int eph_partitions;
+    rd_kafka_t *eph_producer;
+    rd_kafka_t *eph_consumer; /* every partition from the end, no group; the ephemeral thread polls it */
 } log_kafka_t;
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
@@ -153,24 +165,23 @@ static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *gr
     return rk;
 }
 
-/* Creates the topic when it is missing; retries while the broker starts.
- * With three replicas or more, a record is acknowledged (acks=all) only
- * once two of them have it (min.insync.replicas=2): one broker lost keeps
- * every acknowledged record, and posts go on with one broker down. */
-static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
+/* Creates the topic name when it is missing, with configs (name, value
+ * pairs, NULL-terminated; NULL for none); retries while the broker starts. */
+static int ensure_topic(log_kafka_t *k, const char *name, const char *const *configs, char *err, size_t errlen)
 {
     uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
     do {
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(k->topic, (int)k->cfg->kafka_partitions,
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, (int)k->cfg->kafka_partitions,
                                                         (int)k->cfg->kafka_replication, err, errlen);
         if (nt == NULL)
             return NATTER_EINVAL;
-        if (k->cfg->kafka_replication >= 3 &&
-            rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", "2") != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rd_kafka_NewTopic_destroy(nt);
-            snprintf(err, errlen, "kafka: cannot set min.insync.replicas on topic %s", k->topic);
-            return NATTER_EINVAL;
+        for (const char *const *c = configs; c != NULL && *c != NULL; c += 2) {
+            if (rd_kafka_NewTopic_set_config(nt, c[0], c[1]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                rd_kafka_NewTopic_destroy(nt);
+                snprintf(err, errlen, "kafka: cannot set %s on topic %s", c[0], name);
+                return NATTER_EINVAL;
+            }
         }
         rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(k->producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
         rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, NULL, 0);
@@ -194,17 +205,17 @@ static int ensure_topic(log_kafka_t *k, char *err, size_t errlen)
             return NATTER_OK;
         usleep(500000);
     } while (natter_mono_ns() < deadline);
-    snprintf(err, errlen, "kafka: cannot create topic %s at %s: %s", k->topic, k->cfg->kafka_brokers,
+    snprintf(err, errlen, "kafka: cannot create topic %s at %s: %s", name, k->cfg->kafka_brokers,
              rd_kafka_err2str(rerr));
     return NATTER_EUNAVAIL;
 }
 
-/* Partitions of the topic, once each has a leader (a topic just created
- * shows none for a moment). */
-static int count_partitions(log_kafka_t *k, char *err, size_t errlen)
+/* Partitions of the topic name into *out, once each has a leader (a topic
+ * just created shows none for a moment). */
+static int count_partitions(log_kafka_t *k, const char *name, int *out, char *err, size_t errlen)
 {
     uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, k->topic, NULL);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, name, NULL);
     rd_kafka_resp_err_t rerr;
     int n = 0;
     do {
@@ -224,10 +235,10 @@ static int count_partitions(log_kafka_t *k, char *err, size_t errlen)
     } while (n <= 0 && natter_mono_ns() < deadline);
     rd_kafka_topic_destroy(rkt);
     if (n <= 0 || n > MAX_PARTITIONS) {
-        snprintf(err, errlen, "kafka: topic %s has %d partitions (%s)", k->topic, n, rd_kafka_err2str(rerr));
+        snprintf(err, errlen, "kafka: topic %s has %d partitions (%s)", name, n, rd_kafka_err2str(rerr));
         return NATTER_EUNAVAIL;
     }
-    k->partitions = n;
+    *out = n;
     return NATTER_OK;
 }
 
@@ -272,27 +283,27 @@ static void *lag_main(void *arg)
     return NULL;
 }
 
-/* Starts the fan-out consumer at each partition's current end, read from the
- * broker now (not resolved lazily by the fetcher, which could skip what is
- * posted in between): every message posted after start-up is pushed. */
-static int assign_all_from_end(log_kafka_t *k, char *err, size_t errlen)
+/* Starts a consumer (fan-out, ephemeral) at each partition's current end
+ * of the topic name, read from the broker now (not resolved lazily by the
+ * fetcher, which could skip what is posted in between): every message
+ * posted after start-up is read. */
+static int assign_all_from_end(rd_kafka_t *rk, const char *name, int partitions, char *err, size_t errlen)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(k->partitions);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
     uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
-    for (int p = 0; p < k->partitions && !rerr; p++) {
+    for (int p = 0; p < partitions && !rerr; p++) {
         int64_t lo, hi;
         /* a partition just created may not have settled its leader yet */
-        while ((rerr = rd_kafka_query_watermark_offsets(k->fanout, k->topic, p, &lo, &hi, 5000)) &&
-               natter_mono_ns() < deadline)
+        while ((rerr = rd_kafka_query_watermark_offsets(rk, name, p, &lo, &hi, 5000)) && natter_mono_ns() < deadline)
             usleep(100000);
-        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = hi;
+        rd_kafka_topic_partition_list_add(list, name, p)->offset = hi;
     }
     if (!rerr)
-        rerr = rd_kafka_assign(k->fanout, list);
+        rerr = rd_kafka_assign(rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (rerr) {
-        snprintf(err, errlen, "kafka: fan-out assign: %s", rd_kafka_err2str(rerr));
+        snprintf(err, errlen, "kafka: assign %s: %s", name, rd_kafka_err2str(rerr));
         return NATTER_EUNAVAIL;
     }
     return NATTER_OK;
@@ -318,6 +329,9 @@ static void store_instance(const log_kafka_t *k, char *dst, size_t len)
 {
     snprintf(dst, len, "%s-node-%u", k->cfg->kafka_group, k->cfg->node_id);
 }
+
+static int ephemeral_open(log_kafka_t *k, char *err, size_t errlen);
+static void ephemeral_close(log_kafka_t *k);
 
 static void destroy_consumer(rd_kafka_t *rk)
 {
@@ -345,6 +359,7 @@ static void kafka_close(natter_log_t *log)
     destroy_consumer(k->store);
     destroy_consumer(k->fanout);
     destroy_consumer(k->observer);
+    ephemeral_close(k);
     if (k->producer) {
         rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(k->producer, 0); /* the purged messages' reports: their posters get 503 */
@@ -363,6 +378,10 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
 {
     log_kafka_t *k = (log_kafka_t *)log;
     char group[160], instance[160];
+    /* With three replicas or more, a record is acknowledged (acks=all) only
+     * once two of them have it: one broker lost keeps every acknowledged
+     * record, and posts go on with one broker down. */
+    static const char *const durable[] = {"min.insync.replicas", "2", NULL};
     k->cfg = cfg;
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);
@@ -370,12 +389,15 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
         k->batch[p].min = -1;
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
     store_instance(k, instance, sizeof(instance));
-    if ((k->producer = new_producer(k, err, errlen)) == NULL || ensure_topic(k, err, errlen) != NATTER_OK ||
-        count_partitions(k, err, errlen) != NATTER_OK ||
+    if ((k->producer = new_producer(k, err, errlen)) == NULL ||
+        ensure_topic(k, k->topic, k->cfg->kafka_replication >= 3 ? durable : NULL, err, errlen) != NATTER_OK ||
+        count_partitions(k, k->topic, &k->partitions, err, errlen) != NATTER_OK ||
         (k->store = new_consumer(k, "store", cfg->kafka_group, instance, err, errlen)) == NULL ||
         (k->fanout = new_consumer(k, "fanout", group, NULL, err, errlen)) == NULL ||
         (k->observer = new_consumer(k, "observer", cfg->kafka_group, NULL, err, errlen)) == NULL ||
-        subscribe_store(k, err, errlen) != NATTER_OK || assign_all_from_end(k, err, errlen) != NATTER_OK) {
+        subscribe_store(k, err, errlen) != NATTER_OK ||
+        assign_all_from_end(k->fanout, k->topic, k->partitions, err, errlen) != NATTER_OK ||
+        ephemeral_open(k, err, errlen) != NATTER_OK) {
         kafka_close(log);
         return NATTER_EUNAVAIL;
     }
@@ -680,8 +702,77 @@ static int kafka_drained(natter_log_t *log)
     return atomic_load(&((log_kafka_t *)log)->closed);
 }
 
+/* ---- the ephemeral path --------------------------------------------------- */
+
+static rd_kafka_t *new_ephemeral_producer(log_kafka_t *k, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = base_conf(k, "ephemeral-producer", err, errlen);
+    if (conf == NULL || set(conf, "acks", "1", err, errlen) || set(conf, "linger.ms", "2", err, errlen) ||
+        set(conf, "message.timeout.ms", "2000", err, errlen)) { /* a typing indicator later than this is moot */
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (rk == NULL)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+static int ephemeral_open(log_kafka_t *k, char *err, size_t errlen)
+{
+    /* kept a minute: a node reads it from the end, nobody reads it later */
+    static const char *const configs[] = {"retention.ms", "60000", "segment.ms", "60000", NULL};
+    char group[160];
+    snprintf(k->eph_topic, sizeof(k->eph_topic), "%s.ephemeral", k->topic);
+    snprintf(group, sizeof(group), "%s-ephemeral-%u-%d", k->cfg->kafka_group, k->cfg->node_id, (int)getpid());
+    if (ensure_topic(k, k->eph_topic, configs, err, errlen) != NATTER_OK ||
+        count_partitions(k, k->eph_topic, &k->eph_partitions, err, errlen) != NATTER_OK ||
+        (k->eph_producer = new_ephemeral_producer(k, err, errlen)) == NULL ||
+        (k->eph_consumer = new_consumer(k, "ephemeral", group, NULL, err, errlen)) == NULL)
+        return NATTER_EUNAVAIL;
+    return assign_all_from_end(k->eph_consumer, k->eph_topic, k->eph_partitions, err, errlen);
+}
+
+static void ephemeral_close(log_kafka_t *k)
+{
+    destroy_consumer(k->eph_consumer);
+    if (k->eph_producer != NULL)
+        rd_kafka_destroy(k->eph_producer); /* what is still queued is dropped: it was ephemeral */
+}
+
+/* Keyed by chat (typing, reads) or by the publishing node (presence). */
+static int kafka_publish(natter_log_t *log, natter_msg_t *ev)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    char key[NATTER_ID_STR_MAX];
+    size_t len;
+    if (atomic_load(&k->closed))
+        return NATTER_EUNAVAIL;
+    ev->id = natter_idgen_next(&k->ids, natter_now_ms());
+    ev->created_at_ms = natter_id_time_ms(ev->id);
+    int klen = natter_id_format(key, ev->chat_id ? ev->chat_id : k->cfg->node_id);
+    uint8_t *value = natter_record_encode(ev, &len);
+    rd_kafka_resp_err_t rerr = rd_kafka_producev(k->eph_producer, RD_KAFKA_V_TOPIC(k->eph_topic),
+                                                 RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(value, len),
+                                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+    if (rerr) {
+        free(value);
+        return NATTER_EUNAVAIL;
+    }
+    free(ev);
+    return NATTER_OK;
+}
+
+static size_t kafka_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    rd_kafka_poll(k->eph_producer, 0); /* its events: nothing waits on them, but they must not pile up */
+    return poll_batch(k, k->eph_consumer, head, max, timeout_ms, 0);
+}
+
 const natter_log_ops_t natter_log_kafka = {
-    .version = 3,
+    .version = 4,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -696,4 +787,6 @@ const natter_log_ops_t natter_log_kafka = {
     .append_held = kafka_append_held,
     .release = kafka_release,
     .append_existing = kafka_append_existing,
+    .publish = kafka_publish,
+    .ephemeral_poll = kafka_ephemeral_poll,
 };

@@ -13,6 +13,9 @@
  * bound (--log-queue) is one atomic count; the consumer sleeps on a
  * condition variable only when the queue is empty, and an appender wakes it
  * only then.
+ *
+ * The ephemeral path (typing, read receipts, presence) is a second, plain
+ * queue: one node, so whatever is published here is polled here.
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -20,6 +23,7 @@
 #include "log/log.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -46,6 +50,11 @@ typedef struct {
     atomic_size_t want;   /* WAIT_FULL: how many make a full batch */
     pthread_mutex_t wait_lock;
     pthread_cond_t wake;
+    /* the ephemeral path: bounded by cap too */
+    pthread_mutex_t eph_lock;
+    pthread_cond_t eph_wake;
+    natter_msg_t *eph_head, **eph_tail;
+    size_t eph_len;
 } log_local_t;
 
 static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -59,7 +68,10 @@ static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&l->wake, &attr);
+    pthread_cond_init(&l->eph_wake, &attr);
     pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&l->eph_lock, NULL);
+    l->eph_tail = &l->eph_head;
     atomic_init(&l->len, 0);
     atomic_init(&l->closed, 0);
     atomic_init(&l->waiting, AWAKE);
@@ -89,6 +101,12 @@ static void local_close(natter_log_t *log)
     }
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->wait_lock);
+    for (natter_msg_t *m = l->eph_head, *next; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    pthread_cond_destroy(&l->eph_wake);
+    pthread_mutex_destroy(&l->eph_lock);
 }
 
 static void wake_consumer(log_local_t *l)
@@ -225,8 +243,53 @@ static int local_drained(natter_log_t *log)
     return atomic_load(&l->closed) && atomic_load(&l->len) == 0;
 }
 
+static int local_publish(natter_log_t *log, natter_msg_t *ev)
+{
+    log_local_t *l = (log_local_t *)log;
+    if (atomic_load(&l->closed))
+        return NATTER_EUNAVAIL;
+    ev->next = NULL;
+    ev->id = natter_idgen_next(&l->ids, natter_now_ms());
+    ev->created_at_ms = natter_id_time_ms(ev->id);
+    pthread_mutex_lock(&l->eph_lock);
+    int full = l->eph_len >= l->cap;
+    if (!full) {
+        *l->eph_tail = ev;
+        l->eph_tail = &ev->next;
+        if (l->eph_len++ == 0)
+            pthread_cond_signal(&l->eph_wake);
+    }
+    pthread_mutex_unlock(&l->eph_lock);
+    return full ? NATTER_EUNAVAIL : NATTER_OK;
+}
+
+static size_t local_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
+{
+    log_local_t *l = (log_local_t *)log;
+    struct timespec until;
+    deadline_after(&until, timeout_ms);
+    pthread_mutex_lock(&l->eph_lock);
+    while (l->eph_len == 0)
+        if (pthread_cond_timedwait(&l->eph_wake, &l->eph_lock, &until) == ETIMEDOUT)
+            break;
+    size_t n = 0;
+    natter_msg_t **tail = head;
+    while (n < max && l->eph_head != NULL) {
+        *tail = l->eph_head;
+        tail = &l->eph_head->next;
+        l->eph_head = l->eph_head->next;
+        n++;
+    }
+    *tail = NULL;
+    if (l->eph_head == NULL)
+        l->eph_tail = &l->eph_head;
+    l->eph_len -= n;
+    pthread_mutex_unlock(&l->eph_lock);
+    return n;
+}
+
 const natter_log_ops_t natter_log_local = {
-    .version = 1,
+    .version = 2,
     .size = sizeof(log_local_t),
     .name = "local",
     .open = local_open,
@@ -237,4 +300,6 @@ const natter_log_ops_t natter_log_local = {
     .ping = local_ping,
     .shutdown = local_shutdown,
     .drained = local_drained,
+    .publish = local_publish,
+    .ephemeral_poll = local_ephemeral_poll,
 };

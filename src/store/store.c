@@ -197,10 +197,10 @@ int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, 
     return fault != 0 ? fault : s->ops->client_ids_claim(s, msgs, n, now_ms, rc, holders);
 }
 
-int natter_store_messages_insert_claimed(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms)
+int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
 {
     FAULT(STORE_MESSAGES_INSERT);
-    return s->ops->messages_insert_claimed(s, head, n, now_ms);
+    return s->ops->records_write(s, head, n, claim, now_ms);
 }
 
 int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
@@ -215,4 +215,36 @@ int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_
 {
     FAULT(STORE_TICKET_TAKE);
     return s->ops->ticket_take(s, hash, now_ms, user_id);
+}
+
+int natter_store_message_get(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out)
+{
+    FAULT(STORE_MESSAGE_GET);
+    return s->ops->message_get(s, chat_id, message_id, out);
+}
+
+int natter_store_reactions_range(natter_store_t *s, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                                 natter_vec_t *out)
+{
+    FAULT(STORE_REACTIONS_RANGE);
+    return s->ops->reactions_range(s, chat_id, first_id, last_id, out);
+}
+
+int natter_store_events_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                             natter_vec_t *out, int *has_more)
+{
+    FAULT(STORE_EVENTS_PAGE);
+    return s->ops->events_page(s, chat_id, after, before, limit, out, has_more);
+}
+
+int natter_store_read_markers(natter_store_t *s, uint64_t chat_id, natter_vec_t *out)
+{
+    FAULT(STORE_READ_MARKERS);
+    return s->ops->read_markers(s, chat_id, out);
+}
+
+int natter_store_user_chat_ids(natter_store_t *s, uint64_t user_id, natter_vec_t *out)
+{
+    FAULT(STORE_USER_CHAT_IDS);
+    return s->ops->user_chat_ids(s, user_id, out);
 }

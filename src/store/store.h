@@ -5,7 +5,8 @@
  * a struct that starts with natter_store_t; the core allocates ops->size
  * bytes. Version 1 holds every method up to read_marker_advance; version 2
  * appends metrics_render, version 3 node_lease, version 4 the client_id
- * claims and the WebSocket tickets. New methods are only appended.
+ * claims and the WebSocket tickets, version 5 the chat's events
+ * (records_write to user_chat_ids). New methods are only appended.
  *
  * Callers reach a backend only through the natter_store_* wrappers below
  * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/emoji.h"
 #include "core/message.h"
 #include "core/password.h"
 #include "core/token.h"
@@ -53,6 +55,19 @@ typedef struct natter_chat_summary {
     natter_msg_t *last;
 } natter_chat_summary_t;
 
+
+/* One user's reaction to one message, as stored. */
+typedef struct natter_reaction_row {
+    uint64_t message_id;
+    uint64_t user_id;
+    char emoji[NATTER_EMOJI_MAX_BYTES + 1];
+} natter_reaction_row_t;
+
+/* A member's read marker in a chat: the last message they read. */
+typedef struct natter_read_marker {
+    uint64_t user_id;
+    uint64_t message_id;
+} natter_read_marker_t;
 
 #define NATTER_CURSOR_NONE UINT64_MAX
 
@@ -139,21 +154,13 @@ typedef struct natter_store_ops {
      * id holds it already); NATTER_ECONFLICT when another message holds it,
      * and holders[i] (malloc'd, the caller frees it) is that message as
      * claimed: id, chat, sender, created_at, client_id and content (empty
-     * when the claim was made by messages_insert_claimed, which stored the
+     * when the claim was made by records_write with claim set, which stored the
      * message with it); or the error that leaves its outcome unknown. A
      * claim is linearizable: of two claims of one key, one wins, wherever
      * made. Returns 0, or the error every rc[i] was set to when the batch
      * failed as a whole. */
     int (*client_ids_claim)(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
                             natter_msg_t **holders);
-    /* messages_insert for a log whose records only this node stores: every
-     * message with a client_id is claimed as client_ids_claim does (in the
-     * batch's transaction where the backend has them). A message whose key
-     * another message holds takes that message's place: its id,
-     * created_at_ms (and, when the claim has it, content) become the
-     * holder's and m->duplicate is set; storing it stores the holder again,
-     * which leaves one copy. */
-    int (*messages_insert_claimed)(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms);
     /* Keeps a WebSocket ticket (its hash) for user_id until expires_at_ms. */
     int (*ticket_create)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                          int64_t expires_at_ms);
@@ -162,6 +169,50 @@ typedef struct natter_store_ops {
      * of one ticket one wins); NATTER_ENOTFOUND otherwise. */
     int (*ticket_take)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
                        uint64_t *user_id);
+
+    /* Version 5: the chat's events. */
+
+    /* Writes a batch of log records (linked by next, in log order): each
+     * message as messages_insert does, and each event (edit, delete,
+     * reaction) applied in log order, exactly once by its event id: a
+     * record written before changes nothing (the consumer's redelivery
+     * after a crash), and an edit never overwrites a later edit. An edit
+     * or delete applies only to a message of its chat sent by its sender;
+     * an edit of a deleted message, or a reaction to one, changes nothing.
+     * A delete empties the message's content and client_id and drops its
+     * reactions. Every event is kept for events_page, whether or not it
+     * changed the message. Ephemeral kinds are skipped. One transaction
+     * where the backend has them.
+     * With claim set (a log whose records only this node stores), every
+     * message with a client_id is claimed at now_ms as client_ids_claim
+     * does, in the batch's transaction where the backend has them. A
+     * message whose key another message holds takes that message's place:
+     * its id, created_at_ms (and, when the claim has it, content) become
+     * the holder's and m->duplicate is set; storing it stores the holder
+     * again, which leaves one copy. */
+    int (*records_write)(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
+    /* The current state of a message of chat_id (*out malloc'd; the caller
+     * frees it): edited_at_ms, and for a deleted one deleted set and no
+     * content. NATTER_ENOTFOUND unless message_id is a message of chat_id. */
+    int (*message_get)(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out);
+    /* The reactions to messages of chat_id with ids in [first_id, last_id]
+     * (natter_reaction_row_t items), ordered by message id, then emoji
+     * (bytewise), then user id. */
+    int (*reactions_range)(natter_store_t *s, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                           natter_vec_t *out);
+    /* A page of the chat's events in ascending event id order (natter_msg_t *
+     * items, the caller frees each), cursors and has_more as messages_page.
+     * Each item: kind, id (the event's), chat_id, sender_id (who), target_id
+     * (the message), created_at_ms (when); a reaction's emoji in content;
+     * an edit carries its message's current state: content, client_id,
+     * edited_at_ms and deleted (so a deleted message's content is nowhere). */
+    int (*events_page)(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                       natter_vec_t *out, int *has_more);
+    /* The read markers of the chat's members (natter_read_marker_t items);
+     * a member who never read is left out. */
+    int (*read_markers)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+    /* The ids of the chats the user is a member of (uint64_t items). */
+    int (*user_chat_ids)(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -175,7 +226,6 @@ const natter_store_ops_t *natter_store_find(const char *name);
 natter_store_t *natter_store_open(const natter_store_ops_t *ops, const natter_config_t *cfg, char *err,
                                   size_t errlen);
 void natter_store_close(natter_store_t *s);
-
 /* The wrappers: each asks core/fault.h, then calls the backend's method
  * (documented above) with the same arguments and promises. */
 int natter_store_ping(natter_store_t *s);
@@ -205,11 +255,18 @@ int natter_store_node_lease(natter_store_t *s, uint32_t node_id, const char *hol
                             natter_lease_op_t op);
 int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
                                   natter_msg_t **holders);
-/* Counted as store.messages_insert by the fault layer: it is the batch write. */
-int natter_store_messages_insert_claimed(natter_store_t *s, natter_msg_t *head, size_t n, int64_t now_ms);
 int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                                int64_t expires_at_ms);
 int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
                              uint64_t *user_id);
+/* Counted as store.messages_insert by the fault layer: it is the batch write. */
+int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
+int natter_store_message_get(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out);
+int natter_store_reactions_range(natter_store_t *s, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                                 natter_vec_t *out);
+int natter_store_events_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                             natter_vec_t *out, int *has_more);
+int natter_store_read_markers(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
+int natter_store_user_chat_ids(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
 
 #endif

@@ -21,9 +21,21 @@
  *   read_markers    (user_id, chat_id)   forward-only by LWT
  *   client_ids      ((sender_id, chat_id, client_id))  a post's claim, by LWT, for 24 h (TTL)
  *   ws_tickets      (ticket_hash)        single use: taken by LWT, gone after 30 s (TTL)
+ *   events          ((chat_id, bucket)) id   a chat's edits, deletes, reactions
+ *   chat_event_buckets (chat_id) bucket  which buckets of a chat hold events
+ *   reactions       ((chat_id, bucket)) message_id, emoji, user_id
+ *                                        in their message's partition layout
  *
  * A chat's unread count reads only the messages after the reader's marker
  * (their sender ids), never the whole chat.
+ *
+ * Events are applied exactly once without a transaction: every write an
+ * event makes carries the event's id as its write timestamp (USING
+ * TIMESTAMP). Ids are milliseconds shifted left 22 bits, far above any
+ * wall-clock microsecond timestamp, so a message insert replayed after an
+ * edit or delete never brings the old words back, and of two events on one
+ * cell the later id wins whatever order they are applied in: a redelivered
+ * event changes nothing (see the section "the chat's events" at the end).
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -82,7 +94,7 @@ enum {
     NSTMTS
 };
 
-#define MSG_COLS "id, chat_id, sender_id, content, created_at, client_id"
+#define MSG_COLS "id, chat_id, sender_id, content, created_at, client_id, edited_at, deleted"
 
 static const char *const statements[NSTMTS] = {
     [S_USER_INSERT_NAME] = "INSERT INTO %s.users_by_name (username, id, pwhash) VALUES (?, ?, ?) IF NOT EXISTS",
@@ -129,6 +141,50 @@ static const char *const statements[NSTMTS] = {
     [S_TICKET_DELETE] = "DELETE FROM %s.ws_tickets WHERE ticket_hash = ? IF user_id = ?",
 };
 
+/* The chat's events' statements (store version 2). */
+enum {
+    E_MESSAGE_GET,
+    E_EDIT,
+    E_DELETE,
+    E_REACTIONS_DROP,
+    E_REACTION_ADD,
+    E_REACTION_REMOVE,
+    E_EVENT_INSERT,
+    E_EVENT_BUCKET_INSERT,
+    E_EVENT_BUCKETS_DESC,
+    E_EVENT_BUCKETS_ASC,
+    E_EVENTS_ASC,
+    E_EVENTS_DESC,
+    E_REACTIONS_RANGE,
+    NESTMTS
+};
+
+static const char *const event_statements[NESTMTS] = {
+    [E_MESSAGE_GET] = "SELECT " MSG_COLS " FROM %s.messages WHERE chat_id = ? AND bucket = ? AND id = ?",
+    [E_EDIT] = "UPDATE %s.messages USING TIMESTAMP ? SET content = ?, edited_at = ?"
+               " WHERE chat_id = ? AND bucket = ? AND id = ?",
+    [E_DELETE] = "UPDATE %s.messages USING TIMESTAMP ? SET content = '', client_id = null, edited_at = null,"
+                 " deleted = true WHERE chat_id = ? AND bucket = ? AND id = ?",
+    [E_REACTIONS_DROP] = "DELETE FROM %s.reactions USING TIMESTAMP ? WHERE chat_id = ? AND bucket = ? AND message_id = ?",
+    [E_REACTION_ADD] = "INSERT INTO %s.reactions (chat_id, bucket, message_id, emoji, user_id) VALUES (?, ?, ?, ?, ?)"
+                       " USING TIMESTAMP ?",
+    [E_REACTION_REMOVE] = "DELETE FROM %s.reactions USING TIMESTAMP ? WHERE chat_id = ? AND bucket = ?"
+                          " AND message_id = ? AND emoji = ? AND user_id = ?",
+    [E_EVENT_INSERT] = "INSERT INTO %s.events (chat_id, bucket, id, kind, message_id, user_id, emoji, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    [E_EVENT_BUCKET_INSERT] = "INSERT INTO %s.chat_event_buckets (chat_id, bucket) VALUES (?, ?)",
+    [E_EVENT_BUCKETS_DESC] = "SELECT bucket FROM %s.chat_event_buckets WHERE chat_id = ? AND bucket <= ?"
+                             " ORDER BY bucket DESC",
+    [E_EVENT_BUCKETS_ASC] = "SELECT bucket FROM %s.chat_event_buckets WHERE chat_id = ? AND bucket >= ?"
+                            " ORDER BY bucket ASC",
+    [E_EVENTS_ASC] = "SELECT id, kind, message_id, user_id, emoji, created_at FROM %s.events"
+                     " WHERE chat_id = ? AND bucket = ? AND id > ? AND id < ? ORDER BY id ASC LIMIT ?",
+    [E_EVENTS_DESC] = "SELECT id, kind, message_id, user_id, emoji, created_at FROM %s.events"
+                      " WHERE chat_id = ? AND bucket = ? AND id < ? ORDER BY id DESC LIMIT ?",
+    [E_REACTIONS_RANGE] = "SELECT message_id, emoji, user_id FROM %s.reactions"
+                          " WHERE chat_id = ? AND bucket = ? AND message_id >= ? AND message_id <= ?",
+};
+
 /* Migrations: version i+1 is the statements of migrations[i]; each is
  * idempotent (IF NOT EXISTS), recorded in schema_migrations. Only append.
  * Every statement here names its table as %s.table: the keyspace goes there. */
@@ -160,7 +216,18 @@ static const char *const migration_3[] = {
     "CREATE TABLE IF NOT EXISTS %s.ws_tickets (ticket_hash blob PRIMARY KEY, user_id bigint, expires_at timestamp)",
     NULL,
 };
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
+/* 4: the chat's events (see "the chat's events" below) */
+static const char *const migration_4[] = {
+    "ALTER TABLE %s.messages ADD (edited_at timestamp, deleted boolean)",
+    "CREATE TABLE IF NOT EXISTS %s.events (chat_id bigint, bucket bigint, id bigint, kind int, message_id bigint,"
+    " user_id bigint, emoji text, created_at timestamp, PRIMARY KEY ((chat_id, bucket), id))"
+    " WITH CLUSTERING ORDER BY (id ASC)",
+    "CREATE TABLE IF NOT EXISTS %s.chat_event_buckets (chat_id bigint, bucket bigint, PRIMARY KEY (chat_id, bucket))",
+    "CREATE TABLE IF NOT EXISTS %s.reactions (chat_id bigint, bucket bigint, message_id bigint, emoji text,"
+    " user_id bigint, PRIMARY KEY ((chat_id, bucket), message_id, emoji, user_id))",
+    NULL,
+};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 typedef struct {
@@ -170,6 +237,7 @@ typedef struct {
     cql_consistency_t consistency;
     uint32_t concurrency;
     int64_t bucket_ms;
+    cql_stmt_t *estmt[NESTMTS]; /* the chat's events' statements */
 } store_cql_t;
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -212,16 +280,22 @@ static cql_value_t vid(uint64_t v)
 }
 
 /* Runs a prepared statement and waits: 0 with *res (when res) or an error. */
-static int run(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, int idempotent,
-               cql_result_t *res)
+static int run_st(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, size_t n, int64_t token, int idempotent,
+                  cql_result_t *res)
 {
     char err[256];
     cql_query_params_t qp = {.consistency = s->consistency, .values = v, .nvalues = n,
                              .serial_consistency = CQL_LOCAL_SERIAL};
-    int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[q], &qp, token, idempotent), res, err, sizeof(err));
+    int rc = cql_call_wait(cql_client_execute(s->client, st, &qp, token, idempotent), res, err, sizeof(err));
     if (rc != NATTER_OK)
         fprintf(stderr, "natter: cql: %s\n", err);
     return rc == NATTER_EINVAL || rc == NATTER_ENOTFOUND ? NATTER_EIO : rc;
+}
+
+static int run(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, int idempotent,
+               cql_result_t *res)
+{
+    return run_st(s, s->stmt[q], v, n, token, idempotent, res);
 }
 
 static int cell_u64(const cql_result_t *r, int32_t row, int32_t col, uint64_t *out)
@@ -260,9 +334,10 @@ static int applied(const cql_result_t *r)
            cql_decode_boolean(c, &yes) == NATTER_OK && yes;
 }
 
-/* Runs a single-partition SELECT and collects column 0 of every row (bigint),
- * following the paging state. */
-static int select_ids(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, natter_vec_t *out)
+/* Runs a single-partition SELECT and hands every row to row(), following
+ * the paging state. */
+static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, size_t n, int64_t token,
+                       void (*row)(const cql_result_t *res, int32_t i, void *arg), void *arg)
 {
     char err[256];
     uint8_t state[512];
@@ -271,14 +346,13 @@ static int select_ids(store_cql_t *s, int q, const cql_value_t *v, size_t n, int
         cql_query_params_t qp = {.consistency = s->consistency, .values = v, .nvalues = n, .page_size = PAGE_ROWS,
                                  .paging_state = state_len ? state : NULL, .paging_state_len = state_len};
         cql_result_t res;
-        int rc = cql_call_wait(cql_client_execute(s->client, s->stmt[q], &qp, token, 1), &res, err, sizeof(err));
+        int rc = cql_call_wait(cql_client_execute(s->client, st, &qp, token, 1), &res, err, sizeof(err));
         if (rc != NATTER_OK) {
             fprintf(stderr, "natter: cql: %s\n", err);
             return rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT ? rc : NATTER_EIO;
         }
-        for (int32_t row = 0; row < res.resp.rows.rows_count; row++)
-            if (cell_u64(&res, row, 0, natter_vec_push(out)) != NATTER_OK)
-                out->len--;
+        for (int32_t i = 0; i < res.resp.rows.rows_count; i++)
+            row(&res, i, arg);
         cql_slice_t ps = res.resp.rows.meta.paging_state;
         state_len = ps.len > 0 && (size_t)ps.len <= sizeof(state) ? (size_t)ps.len : 0;
         if (state_len)
@@ -286,6 +360,25 @@ static int select_ids(store_cql_t *s, int q, const cql_value_t *v, size_t n, int
         cql_result_free(&res);
     } while (state_len > 0);
     return NATTER_OK;
+}
+
+static void id_row(const cql_result_t *res, int32_t i, void *arg)
+{
+    natter_vec_t *out = arg;
+    if (cell_u64(res, i, 0, natter_vec_push(out)) != NATTER_OK)
+        out->len--;
+}
+
+/* Column 0 of every row (bigint). */
+static int select_ids_st(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, size_t n, int64_t token,
+                         natter_vec_t *out)
+{
+    return select_rows(s, st, v, n, token, id_row, out);
+}
+
+static int select_ids(store_cql_t *s, int q, const cql_value_t *v, size_t n, int64_t token, natter_vec_t *out)
+{
+    return select_ids_st(s, s->stmt[q], v, n, token, out);
 }
 
 /* ---- schema ---------------------------------------------------------------- */
@@ -341,6 +434,10 @@ static int migrate(store_cql_t *s, const natter_config_t *cfg, char *err, size_t
             char full[1024];
             snprintf(full, sizeof(full), *stmt, cfg->cql_keyspace);
             rc = query(s, full, NULL, err, errlen);
+            /* ALTER ... ADD has no IF NOT EXISTS on every server: columns a
+             * migration stopped half-way added before are there already */
+            if (rc != NATTER_OK && strncmp(full, "ALTER TABLE", 11) == 0 && strstr(err, "exist") != NULL)
+                rc = NATTER_OK;
         }
         snprintf(q, sizeof(q), "INSERT INTO %s.schema_migrations (version, applied_at) VALUES (%d, toTimestamp(now()))",
                  cfg->cql_keyspace, m + 1);
@@ -409,6 +506,11 @@ static int cq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
         char q[600];
         snprintf(q, sizeof(q), statements[i], cfg->cql_keyspace);
         rc = cql_client_prepare(s->client, q, &s->stmt[i], why, sizeof(why));
+    }
+    for (int i = 0; i < NESTMTS && rc == NATTER_OK; i++) {
+        char q[600];
+        snprintf(q, sizeof(q), event_statements[i], cfg->cql_keyspace);
+        rc = cql_client_prepare(s->client, q, &s->estmt[i], why, sizeof(why));
     }
     if (rc != NATTER_OK) {
         snprintf(err, errlen, "cql schema: %s", why);
@@ -737,6 +839,10 @@ static void read_messages(const cql_result_t *res, natter_vec_t *out, size_t max
                                          cid.len > 0 ? (const char *)cid.p : "", cid.len > 0 ? (size_t)cid.len : 0);
         m->id = id;
         m->created_at_ms = cell_time(res, row, 4);
+        m->edited_at_ms = cell_time(res, row, 6); /* null: never edited */
+        int deleted = 0;
+        if (cql_rows_cell(&res->resp.rows, row, 7, &c) == NATTER_OK && cql_decode_boolean(c, &deleted) == NATTER_OK)
+            m->deleted = deleted != 0;
         *(natter_msg_t **)natter_vec_push(out) = m;
     }
 }
@@ -758,16 +864,27 @@ static void reverse(natter_vec_t *v, size_t first)
     }
 }
 
-static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before,
-                            uint32_t limit, natter_vec_t *out, int *has_more)
+/* A chat's rows in id order over its buckets (messages, or events): the
+ * statements that list its buckets and read one bucket's page, and how a
+ * page's rows become natter_msg_t items. */
+typedef struct {
+    cql_stmt_t *buckets_asc, *buckets_desc; /* (chat_id, from) */
+    cql_stmt_t *page_asc;                   /* (chat_id, bucket, after, upper, limit) */
+    cql_stmt_t *page_desc;                  /* (chat_id, bucket, upper, limit) */
+    int (*read)(store_cql_t *s, uint64_t chat_id, const cql_result_t *res, natter_vec_t *out, size_t max);
+} bucketed_t;
+
+/* A page of a bucketed table, as messages_page says (natter_msg_t * items). */
+static int bucketed_page(store_cql_t *s, const bucketed_t *t, uint64_t chat_id, uint64_t after, uint64_t before,
+                         uint32_t limit, natter_vec_t *out, int *has_more)
 {
-    store_cql_t *s = (store_cql_t *)base;
     uint64_t upper = before == NATTER_CURSOR_NONE ? (uint64_t)INT64_MAX : before;
     int asc = after != NATTER_CURSOR_NONE;
     size_t first = out->len, want = first + limit + 1; /* one more than the page tells has_more */
     natter_vec_t bs;
     natter_vec_init(&bs, sizeof(uint64_t));
-    int rc = buckets(s, chat_id, asc ? bucket_of(s, after) : bucket_of(s, upper), !asc, &bs);
+    cql_value_t from[2] = {vid(chat_id), cql_value_bigint(asc ? bucket_of(s, after) : bucket_of(s, upper))};
+    int rc = select_ids_st(s, asc ? t->buckets_asc : t->buckets_desc, from, 2, token_id(chat_id), &bs);
     for (size_t i = 0; i < bs.len && rc == NATTER_OK && out->len < want; i++) {
         int64_t b = (int64_t)*NATTER_VEC_AT(&bs, uint64_t, i);
         if (asc && b > bucket_of(s, upper))
@@ -776,9 +893,9 @@ static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
         cql_value_t v[5] = {vid(chat_id), cql_value_bigint(b), vid(asc ? after : upper),
                             asc ? vid(upper) : cql_value_int((int32_t)(want - out->len)),
                             cql_value_int((int32_t)(want - out->len))};
-        rc = run(s, asc ? S_PAGE_ASC : S_PAGE_DESC, v, asc ? 5 : 4, token_pair(chat_id, (uint64_t)b), 1, &res);
+        rc = run_st(s, asc ? t->page_asc : t->page_desc, v, asc ? 5 : 4, token_pair(chat_id, (uint64_t)b), 1, &res);
         if (rc == NATTER_OK) {
-            read_messages(&res, out, want);
+            rc = t->read(s, chat_id, &res, out, want);
             cql_result_free(&res);
         }
     }
@@ -791,6 +908,23 @@ static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
     if (!asc)
         reverse(out, first);
     return rc;
+}
+
+static int read_message_page(store_cql_t *s, uint64_t chat_id, const cql_result_t *res, natter_vec_t *out,
+                             size_t max)
+{
+    (void)s, (void)chat_id;
+    read_messages(res, out, max);
+    return NATTER_OK;
+}
+
+static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before,
+                            uint32_t limit, natter_vec_t *out, int *has_more)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    bucketed_t t = {s->stmt[S_BUCKETS_ASC], s->stmt[S_BUCKETS_DESC], s->stmt[S_PAGE_ASC], s->stmt[S_PAGE_DESC],
+                    read_message_page};
+    return bucketed_page(s, &t, chat_id, after, before, limit, out, has_more);
 }
 
 /* One message partition's rows as an UNLOGGED batch, plus its bucket row. */
@@ -868,7 +1002,8 @@ static int cq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
     natter_msg_t **order = xcalloc(n ? n : 1, sizeof(*order));
     size_t k = 0;
     for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
-        order[k++] = m;
+        if (m->kind == NATTER_EV_MESSAGE) /* records_write applies the events */
+            order[k++] = m;
     int rc = insert_rows((store_cql_t *)base, order, k);
     free(order);
     return rc;
@@ -993,16 +1128,16 @@ static int cq_client_ids_claim(natter_store_t *base, natter_msg_t *const *msgs, 
  * claim's content: a claim is made with its content, so a holder whose
  * message was lost is healed here). The messages are changed only when
  * every write succeeded. */
-static int cq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, size_t n, int64_t now_ms)
+static int messages_insert_claimed(store_cql_t *s, natter_msg_t *head, size_t n, int64_t now_ms)
 {
-    store_cql_t *s = (store_cql_t *)base;
     size_t cap = n ? n : 1, k = 0;
     natter_msg_t **msgs = xcalloc(cap, sizeof(*msgs)), **rows = xcalloc(cap, sizeof(*rows));
     natter_msg_t **holders = xcalloc(cap, sizeof(*holders));
     int *rcs = xcalloc(cap, sizeof(int));
     (void)now_ms;
     for (natter_msg_t *m = head; m != NULL && k < n; m = m->next)
-        msgs[k++] = m;
+        if (m->kind == NATTER_EV_MESSAGE) /* cq_records_write applies the events */
+            msgs[k++] = m;
     int rc = claim_all(s, msgs, k, rcs, holders);
     size_t nrows = 0;
     for (size_t i = 0; i < k; i++)
@@ -1224,8 +1359,220 @@ static int cq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
     return cq_node_lease(base, node_id, holder, ttl_ms, NATTER_LEASE_ACQUIRE); /* it ran out: take it again */
 }
 
+/* ---- version 5: the chat's events ------------------------------------------
+ *
+ * An event is applied by writes that all carry its id as their timestamp
+ * (see the map at the top): the message's row updated in place (an edit
+ * its content and edited_at; a delete empties content and client_id, sets
+ * deleted and drops the message's reactions with one range tombstone),
+ * a reaction row written or deleted, and the event kept for the feed in
+ * events, partitioned by chat and the event's bucket. The message is read
+ * first, so an edit or a reaction never lands on a deleted message, nor
+ * on one that is not its sender's. One chat's events are applied by one
+ * consumer in log order (one partition, one group member), and each write
+ * is idempotent on its own, so a batch applied half-way and then again
+ * ends the same as once. */
+
+/* The message's row as it is now; NATTER_ENOTFOUND when there is none. */
+static int message_row(store_cql_t *s, uint64_t chat_id, uint64_t id, natter_msg_t **out)
+{
+    int64_t b = bucket_of(s, id);
+    cql_value_t v[3] = {vid(chat_id), cql_value_bigint(b), vid(id)};
+    cql_result_t res;
+    int rc = run_st(s, s->estmt[E_MESSAGE_GET], v, 3, token_pair(chat_id, (uint64_t)b), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    natter_vec_t one;
+    natter_vec_init(&one, sizeof(natter_msg_t *));
+    read_messages(&res, &one, 1);
+    cql_result_free(&res);
+    rc = one.len == 1 ? NATTER_OK : NATTER_ENOTFOUND;
+    if (rc == NATTER_OK)
+        *out = *NATTER_VEC_AT(&one, natter_msg_t *, 0);
+    natter_vec_free(&one);
+    return rc;
+}
+
+static int cq_message_get(natter_store_t *base, uint64_t chat_id, uint64_t message_id, natter_msg_t **out)
+{
+    return message_row((store_cql_t *)base, chat_id, message_id, out);
+}
+
+/* 1 when event e may change message m (NULL: not there). */
+static int applies(const natter_msg_t *e, const natter_msg_t *m)
+{
+    switch (e->kind) {
+    case NATTER_EV_EDIT: return m != NULL && !m->deleted && m->sender_id == e->sender_id;
+    case NATTER_EV_DELETE: return m != NULL && m->sender_id == e->sender_id;
+    case NATTER_EV_REACT_ADD: return m != NULL && !m->deleted;
+    default: return 1; /* a reaction taken back: gone either way */
+    }
+}
+
+/* The event's own writes to the message and its reactions. */
+static int change(store_cql_t *s, const natter_msg_t *e)
+{
+    int64_t b = bucket_of(s, e->target_id), token = token_pair(e->chat_id, (uint64_t)b);
+    cql_value_t ts = vid(e->id), chat = vid(e->chat_id), bucket = cql_value_bigint(b), msg = vid(e->target_id);
+    switch (e->kind) {
+    case NATTER_EV_EDIT: {
+        cql_value_t v[6] = {ts, cql_value_text(e->content), cql_value_timestamp(e->created_at_ms), chat, bucket, msg};
+        return run_st(s, s->estmt[E_EDIT], v, 6, token, 1, NULL);
+    }
+    case NATTER_EV_DELETE: {
+        cql_value_t v[4] = {ts, chat, bucket, msg};
+        int rc = run_st(s, s->estmt[E_DELETE], v, 4, token, 1, NULL);
+        return rc == NATTER_OK ? run_st(s, s->estmt[E_REACTIONS_DROP], v, 4, token, 1, NULL) : rc;
+    }
+    case NATTER_EV_REACT_ADD: {
+        cql_value_t v[6] = {chat, bucket, msg, cql_value_text(e->content), vid(e->sender_id), ts};
+        return run_st(s, s->estmt[E_REACTION_ADD], v, 6, token, 1, NULL);
+    }
+    default: {
+        cql_value_t v[6] = {ts, chat, bucket, msg, cql_value_text(e->content), vid(e->sender_id)};
+        return run_st(s, s->estmt[E_REACTION_REMOVE], v, 6, token, 1, NULL);
+    }
+    }
+}
+
+static int apply_event(store_cql_t *s, const natter_msg_t *e)
+{
+    natter_msg_t *m = NULL;
+    int rc = e->kind == NATTER_EV_REACT_REMOVE ? NATTER_OK : message_row(s, e->chat_id, e->target_id, &m);
+    if (rc == NATTER_ENOTFOUND)
+        rc = NATTER_OK;
+    if (rc == NATTER_OK && applies(e, m))
+        rc = change(s, e);
+    free(m);
+    if (rc != NATTER_OK)
+        return rc;
+    int react = e->kind == NATTER_EV_REACT_ADD || e->kind == NATTER_EV_REACT_REMOVE;
+    int64_t eb = bucket_of(s, e->id);
+    cql_value_t row[8] = {vid(e->chat_id), cql_value_bigint(eb), vid(e->id), cql_value_int(e->kind),
+                          vid(e->target_id), vid(e->sender_id), react ? cql_value_text(e->content) : cql_value_null(),
+                          cql_value_timestamp(e->created_at_ms)};
+    if ((rc = run_st(s, s->estmt[E_EVENT_INSERT], row, 8, token_pair(e->chat_id, (uint64_t)eb), 1, NULL)) != NATTER_OK)
+        return rc;
+    return run_st(s, s->estmt[E_EVENT_BUCKET_INSERT], row, 2, token_id(e->chat_id), 1, NULL);
+}
+
+/* The messages first (as messages_insert, in parallel by partition; with
+ * their claims when claim is set), then each event in log order: an
+ * event's message is in the store before it. */
+static int cq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    int rc = claim ? messages_insert_claimed(s, head, n, now_ms) : cq_messages_insert(base, head, n);
+    for (natter_msg_t *e = head; e != NULL && rc == NATTER_OK; e = e->next)
+        if (e->kind != NATTER_EV_MESSAGE && natter_event_stored(e->kind))
+            rc = apply_event(s, e);
+    return rc;
+}
+
+static void reaction_row(const cql_result_t *res, int32_t i, void *arg)
+{
+    natter_reaction_row_t *r = natter_vec_push(arg);
+    cell_u64(res, i, 0, &r->message_id);
+    cell_text(res, i, 1, r->emoji, sizeof(r->emoji));
+    cell_u64(res, i, 2, &r->user_id);
+}
+
+/* Walks the chat's message buckets from first_id's to last_id's: reactions
+ * live in their message's bucket. */
+static int cq_reactions_range(natter_store_t *base, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                              natter_vec_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    natter_vec_t bs;
+    natter_vec_init(&bs, sizeof(uint64_t));
+    int rc = buckets(s, chat_id, bucket_of(s, first_id), 0, &bs);
+    for (size_t i = 0; i < bs.len && rc == NATTER_OK; i++) {
+        int64_t b = (int64_t)*NATTER_VEC_AT(&bs, uint64_t, i);
+        if (b > bucket_of(s, last_id))
+            break;
+        cql_value_t v[4] = {vid(chat_id), cql_value_bigint(b), vid(first_id), vid(last_id)};
+        rc = select_rows(s, s->estmt[E_REACTIONS_RANGE], v, 4, token_pair(chat_id, (uint64_t)b), reaction_row, out);
+    }
+    natter_vec_free(&bs);
+    return rc;
+}
+
+/* Event rows (id, kind, message_id, user_id, emoji, created_at); an edit
+ * gets its message's state as it is now. */
+static int read_event_page(store_cql_t *s, uint64_t chat_id, const cql_result_t *res, natter_vec_t *out, size_t max)
+{
+    int rc = NATTER_OK;
+    for (int32_t row = 0; row < res->resp.rows.rows_count && out->len < max && rc == NATTER_OK; row++) {
+        uint64_t id = 0, target = 0, user = 0;
+        int32_t kind = 0;
+        cql_slice_t c, emoji = {0};
+        cell_u64(res, row, 0, &id);
+        if (cql_rows_cell(&res->resp.rows, row, 1, &c) == NATTER_OK)
+            cql_decode_int(c, &kind);
+        cell_u64(res, row, 2, &target);
+        cell_u64(res, row, 3, &user);
+        if (cql_rows_cell(&res->resp.rows, row, 4, &c) != NATTER_OK || cql_decode_text(c, &emoji) != NATTER_OK)
+            emoji.len = 0;
+        natter_msg_t *now = NULL;
+        if (kind == NATTER_EV_EDIT && (rc = message_row(s, chat_id, target, &now)) == NATTER_ENOTFOUND)
+            rc = NATTER_OK;
+        const char *text = now ? now->content : emoji.len > 0 ? (const char *)emoji.p : "";
+        size_t len = now ? now->content_len : emoji.len > 0 ? (size_t)emoji.len : 0;
+        natter_msg_t *e = natter_msg_new(chat_id, user, text, len, now ? now->client_id : "",
+                                         now ? now->client_id_len : 0);
+        e->id = id;
+        e->kind = (uint8_t)kind;
+        e->target_id = target;
+        e->created_at_ms = cell_time(res, row, 5);
+        if (now != NULL) {
+            e->edited_at_ms = now->edited_at_ms;
+            e->deleted = now->deleted;
+        }
+        free(now);
+        *(natter_msg_t **)natter_vec_push(out) = e;
+    }
+    return rc;
+}
+
+static int cq_events_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                          natter_vec_t *out, int *has_more)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    bucketed_t t = {s->estmt[E_EVENT_BUCKETS_ASC], s->estmt[E_EVENT_BUCKETS_DESC], s->estmt[E_EVENTS_ASC],
+                    s->estmt[E_EVENTS_DESC], read_event_page};
+    return bucketed_page(s, &t, chat_id, after, before, limit, out, has_more);
+}
+
+/* Each member's marker, from read_markers (partitioned by user). */
+static int cq_read_markers(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    int rc = cq_chat_member_ids(base, chat_id, &ids);
+    for (size_t i = 0; i < ids.len && rc == NATTER_OK; i++) {
+        uint64_t user = *NATTER_VEC_AT(&ids, uint64_t, i), marker;
+        cql_value_t v[2] = {vid(user), vid(chat_id)};
+        cql_result_t res;
+        if ((rc = run(s, S_MARKER_GET, v, 2, token_id(user), 1, &res)) != NATTER_OK)
+            break;
+        if (res.resp.rows.rows_count > 0 && cell_u64(&res, 0, 0, &marker) == NATTER_OK)
+            *(natter_read_marker_t *)natter_vec_push(out) = (natter_read_marker_t){user, marker};
+        cql_result_free(&res);
+    }
+    natter_vec_free(&ids);
+    return rc;
+}
+
+static int cq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
+{
+    store_cql_t *s = (store_cql_t *)base;
+    cql_value_t key = vid(user_id);
+    return select_ids(s, S_CHATS_OF, &key, 1, token_id(user_id), out);
+}
+
 const natter_store_ops_t natter_store_cql = {
-    .version = 4,
+    .version = 5,
     .size = sizeof(store_cql_t),
     .name = "cql",
     .open = cq_open,
@@ -1251,7 +1598,12 @@ const natter_store_ops_t natter_store_cql = {
     .metrics_render = cq_metrics_render,
     .node_lease = cq_node_lease,
     .client_ids_claim = cq_client_ids_claim,
-    .messages_insert_claimed = cq_messages_insert_claimed,
     .ticket_create = cq_ticket_create,
     .ticket_take = cq_ticket_take,
+    .records_write = cq_records_write,
+    .message_get = cq_message_get,
+    .reactions_range = cq_reactions_range,
+    .events_page = cq_events_page,
+    .read_markers = cq_read_markers,
+    .user_chat_ids = cq_user_chat_ids,
 };

@@ -54,6 +54,19 @@ static const char *const migrations[] = {
     "CREATE INDEX client_ids_by_age ON client_ids (claimed_at);"
     "CREATE TABLE ws_tickets (ticket_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)"
     "  WITHOUT ROWID;",
+    /* 4: the chat's events. edit_id is the last edit or delete applied to
+     * a message (an older edit never overwrites a newer one); events holds
+     * every event applied, once each by id (what makes a redelivered event
+     * change nothing) and is what GET /chats/{id}/events reads. */
+    "ALTER TABLE messages ADD COLUMN edited_at INTEGER;"
+    "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN edit_id INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  message_id INTEGER NOT NULL, user_id INTEGER NOT NULL, emoji TEXT, created_at INTEGER NOT NULL);"
+    "CREATE INDEX events_by_chat ON events (chat_id, id);"
+    "CREATE TABLE reactions (message_id INTEGER NOT NULL, emoji TEXT NOT NULL, user_id INTEGER NOT NULL,"
+    "  chat_id INTEGER NOT NULL, event_id INTEGER NOT NULL, PRIMARY KEY (message_id, emoji, user_id)) WITHOUT ROWID;"
+    "CREATE INDEX read_markers_by_chat ON read_markers (chat_id, user_id);",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -91,10 +104,26 @@ enum {
     Q_TICKET_INSERT,
     Q_TICKET_TAKE,
     Q_TICKET_SWEEP,
+    Q_EVENT_RECORD,
+    Q_EDIT_APPLY,
+    Q_DELETE_APPLY,
+    Q_REACTIONS_DROP,
+    Q_REACTION_ADD,
+    Q_REACTION_REMOVE,
+    Q_MESSAGE_GET,
+    Q_REACTIONS_RANGE,
+    Q_EVENTS_AFTER,
+    Q_EVENTS_BEFORE,
+    Q_READ_MARKERS,
+    Q_USER_CHAT_IDS,
     NQUERIES
 };
 
-#define MSG_COLS "id, chat_id, sender_id, content, created_at, client_id"
+#define MSG_COLS "id, chat_id, sender_id, content, created_at, client_id, edited_at, deleted"
+/* an event and, for an edit, its message as it is now */
+#define EVENT_COLS                                                                                                   \
+    "e.id, e.kind, e.message_id, e.user_id, e.emoji, e.created_at, m.content, m.client_id, m.edited_at, m.deleted" \
+    " FROM events e LEFT JOIN messages m ON m.id = e.message_id AND e.kind = 1"
 
 static const char *const queries[NQUERIES] = {
     [Q_USER_INSERT] = "INSERT INTO users (id, username, pwhash, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -116,11 +145,12 @@ static const char *const queries[NQUERIES] = {
         "SELECT c.id, c.name, c.created_by, c.created_at,"
         " (SELECT count(*) FROM messages x WHERE x.chat_id = c.id AND x.sender_id <> ?1"
         "   AND x.id > coalesce((SELECT message_id FROM read_markers r WHERE r.user_id = ?1 AND r.chat_id = c.id), 0)),"
-        " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id"
+        " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id, l.edited_at, l.deleted"
         " FROM members m JOIN chats c ON c.id = m.chat_id"
         " LEFT JOIN messages l ON l.id = (SELECT max(id) FROM messages y WHERE y.chat_id = c.id)"
         " WHERE m.user_id = ?1 ORDER BY max(c.id, coalesce(l.id, 0)) DESC",
-    [Q_MESSAGE_INSERT] = "INSERT OR IGNORE INTO messages (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_MESSAGE_INSERT] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_PAGE_AFTER] = "SELECT " MSG_COLS " FROM messages WHERE chat_id = ?1 AND id > ?2 AND id < ?3"
                      " ORDER BY id ASC LIMIT ?4",
     [Q_PAGE_BEFORE] = "SELECT " MSG_COLS " FROM messages WHERE chat_id = ?1 AND id < ?2"
@@ -148,6 +178,25 @@ static const char *const queries[NQUERIES] = {
     [Q_TICKET_INSERT] = "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
     [Q_TICKET_TAKE] = "DELETE FROM ws_tickets WHERE ticket_hash = ?1 RETURNING user_id, expires_at",
     [Q_TICKET_SWEEP] = "DELETE FROM ws_tickets WHERE expires_at <= ?1",
+    [Q_EVENT_RECORD] = "INSERT OR IGNORE INTO events (id, chat_id, kind, message_id, user_id, emoji, created_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_EDIT_APPLY] = "UPDATE messages SET content = ?1, edited_at = ?2, edit_id = ?3"
+                     " WHERE id = ?4 AND chat_id = ?5 AND sender_id = ?6 AND deleted = 0 AND edit_id < ?3",
+    [Q_DELETE_APPLY] = "UPDATE messages SET content = '', client_id = NULL, edited_at = NULL, deleted = 1,"
+                       " edit_id = ?1 WHERE id = ?2 AND chat_id = ?3 AND sender_id = ?4",
+    [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = ?1",
+    [Q_REACTION_ADD] = "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id, chat_id, event_id)"
+                       " SELECT ?1, ?2, ?3, ?4, ?5 FROM messages WHERE id = ?1 AND chat_id = ?4 AND deleted = 0",
+    [Q_REACTION_REMOVE] = "DELETE FROM reactions WHERE message_id = ?1 AND emoji = ?2 AND user_id = ?3 AND chat_id = ?4",
+    [Q_MESSAGE_GET] = "SELECT " MSG_COLS " FROM messages WHERE id = ?1 AND chat_id = ?2",
+    [Q_REACTIONS_RANGE] = "SELECT message_id, emoji, user_id FROM reactions"
+                          " WHERE message_id >= ?2 AND message_id <= ?3 AND chat_id = ?1"
+                          " ORDER BY message_id, emoji, user_id",
+    [Q_EVENTS_AFTER] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id ASC LIMIT ?4",
+    [Q_EVENTS_BEFORE] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3",
+    [Q_READ_MARKERS] = "SELECT r.user_id, r.message_id FROM read_markers r"
+                       " JOIN members m ON m.chat_id = r.chat_id AND m.user_id = r.user_id WHERE r.chat_id = ?1",
+    [Q_USER_CHAT_IDS] = "SELECT chat_id FROM members WHERE user_id = ?1",
 };
 
 typedef struct conn {
@@ -504,17 +553,23 @@ static int sq_chat_get(natter_store_t *base, uint64_t chat_id, natter_chat_t *ou
     return rc;
 }
 
-static int sq_chat_member_ids(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+/* Column 0 of every row of statement q run with one id (uint64_t items). */
+static int select_ids(natter_store_t *base, int q, uint64_t key, natter_vec_t *out)
 {
     WITH_CONN(s, c);
-    sqlite3_stmt *st = stmt(c, Q_MEMBER_IDS);
-    BIND_ID(st, 1, chat_id);
+    sqlite3_stmt *st = stmt(c, q);
+    BIND_ID(st, 1, key);
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW)
         *(uint64_t *)natter_vec_push(out) = COL_ID(st, 0);
     sqlite3_reset(st);
     release(s, c);
     return rc_of(src);
+}
+
+static int sq_chat_member_ids(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    return select_ids(base, Q_MEMBER_IDS, chat_id, out);
 }
 
 static int sq_chat_members(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
@@ -556,7 +611,7 @@ static int sq_member_remove(natter_store_t *base, uint64_t chat_id, uint64_t use
     return member_change(base, Q_MEMBER_REMOVE, chat_id, user_id);
 }
 
-/* Reads a message from columns first.. (id, chat_id, sender_id, content, created_at, client_id). */
+/* Reads a message from columns first.. (MSG_COLS). */
 static natter_msg_t *read_msg(sqlite3_stmt *st, int first)
 {
     const char *content = (const char *)sqlite3_column_text(st, first + 3);
@@ -567,6 +622,8 @@ static natter_msg_t *read_msg(sqlite3_stmt *st, int first)
                                      cid ? cid : "", cidlen);
     m->id = COL_ID(st, first);
     m->created_at_ms = sqlite3_column_int64(st, first + 4);
+    m->edited_at_ms = sqlite3_column_int64(st, first + 6); /* NULL reads as 0: never edited */
+    m->deleted = sqlite3_column_int(st, first + 7) != 0;
     return m;
 }
 
@@ -731,43 +788,6 @@ typedef struct {
     int64_t created_at_ms;
 } repeat_t;
 
-static int sq_messages_insert_claimed(natter_store_t *base, natter_msg_t *head, size_t n, int64_t now_ms)
-{
-    (void)n;
-    WITH_CONN(s, c);
-    natter_vec_t repeats;
-    natter_vec_init(&repeats, sizeof(repeat_t));
-    int rc = begin_transaction(s, c);
-    if (rc != NATTER_OK) {
-        release(s, c);
-        return rc;
-    }
-    rc = sweep_claims(s, c, now_ms);
-    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
-        claim_t held = {.id = m->id};
-        if (m->client_id_len > 0 && (rc = claim_on(c, m, 0, now_ms, &held)) != NATTER_OK)
-            break;
-        if (held.id == m->id) {
-            rc = insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
-            continue;
-        }
-        *(repeat_t *)natter_vec_push(&repeats) = (repeat_t){m, held.id, held.created_at_ms};
-        if (held.content != NULL) /* claimed before its message was stored, which may have been lost: heal */
-            rc = insert_message(c, held.id, m, held.content, held.content_len, held.created_at_ms);
-        free(held.content);
-    }
-    rc = end_transaction(s, c, rc);
-    release(s, c);
-    for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {
-        repeat_t *r = NATTER_VEC_AT(&repeats, repeat_t, i);
-        r->m->id = r->id;
-        r->m->created_at_ms = r->created_at_ms;
-        r->m->duplicate = 1;
-    }
-    natter_vec_free(&repeats);
-    return rc;
-}
-
 /* ------------------------------------------------------------ WebSocket tickets */
 
 static int sq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
@@ -811,6 +831,16 @@ static int sq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_
     return rc;
 }
 
+static void reverse_page(natter_vec_t *out, size_t first)
+{
+    natter_msg_t **m = (natter_msg_t **)out->items + first;
+    for (size_t i = 0, j = out->len - first; i + 1 < j; i++, j--) {
+        natter_msg_t *t = m[i];
+        m[i] = m[j - 1];
+        m[j - 1] = t;
+    }
+}
+
 static int sq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before,
                             uint32_t limit, natter_vec_t *out, int *has_more)
 {
@@ -842,14 +872,8 @@ static int sq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
     }
     sqlite3_reset(st);
     release(s, c);
-    if (after == NATTER_CURSOR_NONE && taken > 1) { /* fetched newest first: turn the page ascending */
-        natter_msg_t **m = (natter_msg_t **)out->items + first;
-        for (size_t i = 0, j = taken; i + 1 < j; i++, j--) {
-            natter_msg_t *t = m[i];
-            m[i] = m[j - 1];
-            m[j - 1] = t;
-        }
-    }
+    if (after == NATTER_CURSOR_NONE) /* fetched newest first: turn the page ascending */
+        reverse_page(out, first);
     return rc_of(src);
 }
 
@@ -926,8 +950,235 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
     return rc;
 }
 
+/* ---- version 5: the chat's events ---------------------------------------- */
+
+/* Records the event; *fresh is 0 when it was recorded before (applied then). */
+static int record_event(conn_t *c, const natter_msg_t *e, int *fresh)
+{
+    int react = e->kind == NATTER_EV_REACT_ADD || e->kind == NATTER_EV_REACT_REMOVE;
+    sqlite3_stmt *st = stmt(c, Q_EVENT_RECORD);
+    BIND_ID(st, 1, e->id);
+    BIND_ID(st, 2, e->chat_id);
+    sqlite3_bind_int(st, 3, e->kind);
+    BIND_ID(st, 4, e->target_id);
+    BIND_ID(st, 5, e->sender_id);
+    if (react)
+        sqlite3_bind_text(st, 6, e->content, (int)e->content_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, e->created_at_ms);
+    int rc = exec_stmt(st);
+    *fresh = rc == NATTER_OK && sqlite3_changes(c->db) > 0;
+    return rc;
+}
+
+/* Applies one event seen for the first time. */
+static int apply_event(conn_t *c, const natter_msg_t *e)
+{
+    sqlite3_stmt *st;
+    switch (e->kind) {
+    case NATTER_EV_EDIT:
+        st = stmt(c, Q_EDIT_APPLY);
+        sqlite3_bind_text(st, 1, e->content, (int)e->content_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, e->created_at_ms);
+        BIND_ID(st, 3, e->id);
+        BIND_ID(st, 4, e->target_id);
+        BIND_ID(st, 5, e->chat_id);
+        BIND_ID(st, 6, e->sender_id);
+        return exec_stmt(st);
+    case NATTER_EV_DELETE: {
+        st = stmt(c, Q_DELETE_APPLY);
+        BIND_ID(st, 1, e->id);
+        BIND_ID(st, 2, e->target_id);
+        BIND_ID(st, 3, e->chat_id);
+        BIND_ID(st, 4, e->sender_id);
+        int rc = exec_stmt(st);
+        if (rc != NATTER_OK || sqlite3_changes(c->db) == 0)
+            return rc; /* not this sender's message of this chat: its reactions stay */
+        st = stmt(c, Q_REACTIONS_DROP);
+        BIND_ID(st, 1, e->target_id);
+        return exec_stmt(st);
+    }
+    case NATTER_EV_REACT_ADD:
+    case NATTER_EV_REACT_REMOVE:
+        st = stmt(c, e->kind == NATTER_EV_REACT_ADD ? Q_REACTION_ADD : Q_REACTION_REMOVE);
+        BIND_ID(st, 1, e->target_id);
+        sqlite3_bind_text(st, 2, e->content, (int)e->content_len, SQLITE_STATIC);
+        BIND_ID(st, 3, e->sender_id);
+        BIND_ID(st, 4, e->chat_id);
+        if (e->kind == NATTER_EV_REACT_ADD)
+            BIND_ID(st, 5, e->id);
+        return exec_stmt(st);
+    default:
+        return NATTER_OK;
+    }
+}
+
+/* One message of a batch written with claims: stored under its own id when
+ * its key is its own (or it has none); else it is a repeat (kept in
+ * repeats, rewritten once the transaction commits) and the holder is
+ * stored again from its claim when the claim carries content (a message
+ * claimed before it was stored, whose record may have been lost). */
+static int write_claimed(conn_t *c, natter_msg_t *m, int64_t now_ms, natter_vec_t *repeats)
+{
+    claim_t held = {.id = m->id};
+    int rc;
+    if (m->client_id_len > 0 && (rc = claim_on(c, m, 0, now_ms, &held)) != NATTER_OK)
+        return rc;
+    if (held.id == m->id)
+        return insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+    *(repeat_t *)natter_vec_push(repeats) = (repeat_t){m, held.id, held.created_at_ms};
+    rc = NATTER_OK;
+    if (held.content != NULL)
+        rc = insert_message(c, held.id, m, held.content, held.content_len, held.created_at_ms);
+    free(held.content);
+    return rc;
+}
+
+static int sq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+{
+    (void)n;
+    WITH_CONN(s, c);
+    natter_vec_t repeats;
+    natter_vec_init(&repeats, sizeof(repeat_t));
+    int rc = begin_transaction(s, c), fresh;
+    if (rc != NATTER_OK) {
+        release(s, c);
+        return rc;
+    }
+    if (claim)
+        rc = sweep_claims(s, c, now_ms);
+    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
+        if (m->kind == NATTER_EV_MESSAGE)
+            rc = claim ? write_claimed(c, m, now_ms, &repeats)
+                       : insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+        else if (natter_event_stored(m->kind) && (rc = record_event(c, m, &fresh)) == NATTER_OK && fresh)
+            rc = apply_event(c, m);
+    }
+    rc = end_transaction(s, c, rc);
+    for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {
+        repeat_t *r = NATTER_VEC_AT(&repeats, repeat_t, i);
+        r->m->id = r->id;
+        r->m->created_at_ms = r->created_at_ms;
+        r->m->duplicate = 1;
+    }
+    natter_vec_free(&repeats);
+    release(s, c);
+    return rc;
+}
+
+static int sq_message_get(natter_store_t *base, uint64_t chat_id, uint64_t message_id, natter_msg_t **out)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st = stmt(c, Q_MESSAGE_GET);
+    BIND_ID(st, 1, message_id);
+    BIND_ID(st, 2, chat_id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *out = read_msg(st, 0);
+    sqlite3_reset(st);
+    release(s, c);
+    return src == SQLITE_ROW ? NATTER_OK : src == SQLITE_DONE ? NATTER_ENOTFOUND : rc_of(src);
+}
+
+static int sq_reactions_range(natter_store_t *base, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
+                              natter_vec_t *out)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st = stmt(c, Q_REACTIONS_RANGE);
+    BIND_ID(st, 1, chat_id);
+    BIND_ID(st, 2, first_id);
+    BIND_ID(st, 3, last_id > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : last_id);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        natter_reaction_row_t *r = natter_vec_push(out);
+        r->message_id = COL_ID(st, 0);
+        snprintf(r->emoji, sizeof(r->emoji), "%s", (const char *)sqlite3_column_text(st, 1));
+        r->user_id = COL_ID(st, 2);
+    }
+    sqlite3_reset(st);
+    release(s, c);
+    return rc_of(src);
+}
+
+/* An event row (EVENT_COLS): a reaction's emoji as content; an edit's message state. */
+static natter_msg_t *read_event(sqlite3_stmt *st)
+{
+    unsigned kind = (unsigned)sqlite3_column_int(st, 1);
+    const char *text = (const char *)sqlite3_column_text(st, kind == NATTER_EV_EDIT ? 6 : 4);
+    size_t len = text ? (size_t)sqlite3_column_bytes(st, kind == NATTER_EV_EDIT ? 6 : 4) : 0;
+    const char *cid = kind == NATTER_EV_EDIT ? (const char *)sqlite3_column_text(st, 7) : NULL;
+    size_t cidlen = cid ? (size_t)sqlite3_column_bytes(st, 7) : 0;
+    natter_msg_t *e = natter_msg_new(0, COL_ID(st, 3), text ? text : "", len, cid ? cid : "", cidlen);
+    e->id = COL_ID(st, 0);
+    e->kind = (uint8_t)kind;
+    e->target_id = COL_ID(st, 2);
+    e->created_at_ms = sqlite3_column_int64(st, 5);
+    if (kind == NATTER_EV_EDIT) {
+        e->edited_at_ms = sqlite3_column_int64(st, 8);
+        e->deleted = sqlite3_column_int(st, 9) != 0;
+    }
+    return e;
+}
+
+static int sq_events_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
+                          natter_vec_t *out, int *has_more)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st;
+    int src;
+    uint64_t upper = before == NATTER_CURSOR_NONE ? (uint64_t)INT64_MAX : before;
+    if (after != NATTER_CURSOR_NONE) {
+        st = stmt(c, Q_EVENTS_AFTER);
+        BIND_ID(st, 2, after);
+        BIND_ID(st, 3, upper);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)limit + 1);
+    } else {
+        st = stmt(c, Q_EVENTS_BEFORE);
+        BIND_ID(st, 2, upper);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit + 1);
+    }
+    BIND_ID(st, 1, chat_id);
+    size_t first = out->len, taken = 0;
+    *has_more = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (taken == limit) {
+            *has_more = 1;
+            continue;
+        }
+        natter_msg_t *e = read_event(st);
+        e->chat_id = chat_id;
+        *(natter_msg_t **)natter_vec_push(out) = e;
+        taken++;
+    }
+    sqlite3_reset(st);
+    release(s, c);
+    if (after == NATTER_CURSOR_NONE)
+        reverse_page(out, first);
+    return rc_of(src);
+}
+
+static int sq_read_markers(natter_store_t *base, uint64_t chat_id, natter_vec_t *out)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st = stmt(c, Q_READ_MARKERS);
+    BIND_ID(st, 1, chat_id);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        natter_read_marker_t *r = natter_vec_push(out);
+        r->user_id = COL_ID(st, 0);
+        r->message_id = COL_ID(st, 1);
+    }
+    sqlite3_reset(st);
+    release(s, c);
+    return rc_of(src);
+}
+
+static int sq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
+{
+    return select_ids(base, Q_USER_CHAT_IDS, user_id, out);
+}
+
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 4,
+    .version = 5,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,
@@ -952,7 +1203,12 @@ const natter_store_ops_t natter_store_sqlite = {
     .read_marker_advance = sq_read_marker_advance,
     .node_lease = sq_node_lease,
     .client_ids_claim = sq_client_ids_claim,
-    .messages_insert_claimed = sq_messages_insert_claimed,
     .ticket_create = sq_ticket_create,
     .ticket_take = sq_ticket_take,
+    .records_write = sq_records_write,
+    .message_get = sq_message_get,
+    .reactions_range = sq_reactions_range,
+    .events_page = sq_events_page,
+    .read_markers = sq_read_markers,
+    .user_chat_ids = sq_user_chat_ids,
 };

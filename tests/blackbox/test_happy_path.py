@@ -74,9 +74,11 @@ def test_chat_create_push_history_unread(server):
     assert_id(chat["id"])
     assert_time(chat["created_at"])
     assert chat["name"] == "lunch"
-    assert sorted(chat["members"], key=lambda m: m["username"]) == sorted(
+    assert sorted(({"id": m["id"], "username": m["username"]} for m in chat["members"]),
+                  key=lambda m: m["username"]) == sorted(
         [{"id": alice.id, "username": alice.username}, {"id": bob.id, "username": bob.username}],
         key=lambda m: m["username"])
+    assert all(m["online"] is False and m["last_read_id"] is None for m in chat["members"]), chat
     cid = chat["id"]
 
     def norm(c):

@@ -12,7 +12,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from conftest import PASSWORD, REPO, register, uniq, ws_send, ws_wait
+from conftest import PASSWORD, REPO, register, settle, uniq, ws_send, ws_wait
 
 SPEC_PATH = os.path.join(REPO, "docs", "openapi.yaml")
 SPEC_URI = "urn:natter-openapi"
@@ -215,6 +215,50 @@ def test_routes_match_spec(server):
     listed, _ = bob.call("GET", "/chats", expect=200)
     mine = [c for c in listed["chats"] if c["id"] == cid][0]
     assert mine["unread"] == 2 and mine["last_message"]["id"] == m2["id"]
+    # edits, reactions, deletes and the events feed
+    msg, react = "/chats/{chat_id}/messages/{message_id}", "/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"
+    p1, p2, ghost = ({"chat_id": cid, "message_id": m1["id"]}, {"chat_id": cid, "message_id": m2["id"]},
+                     {"chat_id": cid, "message_id": "999999"})
+    settle(server.base)
+    edited, _ = alice.call("PATCH", msg, p1, body={"content": "hi, edited"}, expect=200)
+    assert edited["content"] == "hi, edited" and edited["id"] == m1["id"]
+    bob.call("PATCH", msg, p1, body={"content": "not mine"}, expect=403)
+    alice.call("PATCH", msg, p1, body={"content": " "}, expect=400)
+    alice.call("PATCH", msg, p1, body={"content": "x", "pad": "p" * 17000}, expect=413)
+    alice.call("PATCH", msg, ghost, body={"content": "x"}, expect=404)
+    anon.call("PATCH", msg, p1, body={"content": "x"}, expect=401)
+    thumb = dict(p1, emoji="%F0%9F%91%8D")
+    bob.call("PUT", react, thumb, expect=204)
+    bob.call("PUT", react, dict(p1, emoji="abc"), expect=400)
+    carol.call("PUT", react, thumb, expect=403)
+    bob.call("PUT", react, dict(ghost, emoji="%F0%9F%91%8D"), expect=404)
+    anon.call("PUT", react, thumb, expect=401)
+    settle(server.base)
+    page, _ = bob.call("GET", "/chats/{chat_id}/messages", {"chat_id": cid}, expect=200)
+    assert page["messages"][0]["reactions"][0]["count"] == 1 and page["messages"][0]["edited_at"]
+    bob.call("DELETE", react, thumb, expect=204)
+    bob.call("DELETE", react, dict(p1, emoji="%ZZ"), expect=400)
+    carol.call("DELETE", react, thumb, expect=403)
+    bob.call("DELETE", react, dict(ghost, emoji="%F0%9F%91%8D"), expect=404)
+    anon.call("DELETE", react, thumb, expect=401)
+    bob.call("DELETE", msg, p2, expect=403)
+    alice.call("DELETE", msg, p2, expect=204)
+    alice.call("DELETE", msg, ghost, expect=404)
+    carol.call("DELETE", msg, p2, expect=403)
+    anon.call("DELETE", msg, p2, expect=401)
+    settle(server.base)
+    page, _ = bob.call("GET", "/chats/{chat_id}/messages", {"chat_id": cid}, expect=200)
+    assert page["messages"][1] == {"id": m2["id"], "chat_id": cid, "sender_id": m2["sender_id"],
+                                   "created_at": m2["created_at"], "deleted": True}
+    listed, _ = bob.call("GET", "/chats", expect=200)
+    assert [c for c in listed["chats"] if c["id"] == cid][0]["last_message"]["deleted"] is True
+    feed, _ = bob.call("GET", "/chats/{chat_id}/events", {"chat_id": cid}, params={"after": "0"}, expect=200)
+    assert [e["type"] for e in feed["events"]] == ["message_edited", "reaction", "reaction", "message_deleted"]
+    bob.call("GET", "/chats/{chat_id}/events", {"chat_id": cid}, params={"limit": "1"}, expect=200)
+    bob.call("GET", "/chats/{chat_id}/events", {"chat_id": cid}, params={"limit": "0"}, expect=400)
+    carol.call("GET", "/chats/{chat_id}/events", {"chat_id": cid}, expect=403)
+    bob.call("GET", "/chats/{chat_id}/events", {"chat_id": "999999999"}, expect=404)
+    anon.call("GET", "/chats/{chat_id}/events", {"chat_id": cid}, expect=401)
     # read marker
     bob.call("PUT", "/chats/{chat_id}/read", {"chat_id": cid}, body={"message_id": m2["id"]}, expect=204)
     bob.call("PUT", "/chats/{chat_id}/read", {"chat_id": cid}, body={"message_id": "999999999999"}, expect=404)
@@ -281,6 +325,28 @@ def test_ws_frames_match_spec(server):
         ws_send(wc, dict(frame, client_id="wf-2"))
         err, _ = ws_wait(wc, lambda f: f.get("type") == "error", what="error")
         assert not component_errors("WsError", err), component_errors("WsError", err)
+        # the chat's events, pushed
+        mid = ack["id"]
+        settle(server.base)
+        assert alice.api.request("PATCH", f"/chats/{cid}/messages/{mid}", json_body={"content": "edited"}).ok
+        assert bob.api.put(f"/chats/{cid}/messages/{mid}/reactions/%F0%9F%91%8D").status_code == 204
+        assert alice.api.delete(f"/chats/{cid}/messages/{mid}").status_code == 204
+        for kind, schema in (("message_edited", "WsMessageEditedEvent"), ("reaction", "WsReactionEvent"),
+                             ("message_deleted", "WsMessageDeletedEvent")):
+            f, _ = ws_wait(wb if kind != "reaction" else wa, lambda f, k=kind: f.get("type") == k, what=kind)
+            assert not component_errors(schema, f), (kind, component_errors(schema, f))
+        # the ephemeral ones: typing, presence, read
+        typing = {"type": "typing", "chat_id": cid}
+        assert not component_errors("WsTyping", typing)
+        ws_send(wb, typing)
+        f, _ = ws_wait(wa, lambda f: f.get("type") == "typing", what="typing")
+        assert not component_errors("WsTypingEvent", f), component_errors("WsTypingEvent", f)
+        wb.close()  # Bob goes: offline after the grace
+        f, _ = ws_wait(wa, lambda f: f.get("type") == "presence" and not f["online"], timeout=20, what="presence")
+        assert not component_errors("WsPresenceEvent", f), component_errors("WsPresenceEvent", f)
+        assert bob.api.put(f"/chats/{cid}/read", {"message_id": mid}).status_code == 204
+        f, _ = ws_wait(wa, lambda f: f.get("type") == "read", what="read")
+        assert not component_errors("WsReadEvent", f), component_errors("WsReadEvent", f)
     finally:
         for w in (wa, wb, wc):
             w.close()

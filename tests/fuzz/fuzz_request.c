@@ -1,9 +1,11 @@
 /*
  * libFuzzer target for everything natter parses off the network before a
  * library does: the request line's method and path (router, query string),
- * the Authorization header (bearer token), UTF-8 validation of bodies, and
- * decimal ids. Input layout: method \0 path \0 header \0 body.
+ * the Authorization header (bearer token), UTF-8 validation of bodies,
+ * decimal ids and a reaction's percent-encoded emoji (checked on its own
+ * from the body's bytes too). Input layout: method \0 path \0 header \0 body.
  */
+#include "core/emoji.h"
 #include "core/token.h"
 #include "core/util.h"
 #include "ingest/router.h"
@@ -39,6 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (natter_query_get(route.query, route.query_len, "limit", &val, &vlen))
             natter_parse_u64(val, vlen, &id);
     }
+    if (route.emoji_ok && (route.emoji_len == 0 || route.emoji_len > NATTER_EMOJI_MAX_BYTES ||
+                           route.emoji[route.emoji_len] != '\0' || !natter_emoji_valid(route.emoji, route.emoji_len)))
+        __builtin_trap();
+    char emoji[NATTER_EMOJI_MAX_BYTES + 1];
+    size_t elen;
+    if (natter_emoji_from_path(body, blen, emoji, &elen) == 0 &&
+        (elen > NATTER_EMOJI_MAX_BYTES || emoji[elen] != '\0' || natter_utf8_count(emoji, elen) > NATTER_EMOJI_MAX_CHARS))
+        __builtin_trap();
     if ((tlen = natter_token_from_bearer(header, hlen, &tok)) > 0) {
         if (tok < header || tok + tlen > header + hlen)
             __builtin_trap();

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "consumer/consumer.h"
+#include "gateway/ephemeral.h"
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/metrics.h"
@@ -87,6 +88,7 @@ static inline void harness_start(const harness_opts_t *o)
     H.loops[0] = &H.loop;
     H.app.loops = H.loops;
     H.app.nloops = 1;
+    H.app.ephemeral = natter_ephemeral_new(&H.app);
     natter_consumer_init(&H.consumer, &H.app);
     H.app.consumer = &H.consumer;
     if ((H.consumer_started = o->consumer))
@@ -136,6 +138,7 @@ static inline void harness_stop(void)
     natter_gateway_free(H.loop.gateway);
     H.loop.gateway = NULL;
     harness_pump(1);
+    natter_ephemeral_free(H.app.ephemeral);
     natter_log_close(H.app.log);
     if (H.workers_started)
         natter_workers_free(&H.app.workers);

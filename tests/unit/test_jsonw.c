@@ -16,11 +16,14 @@
 #include "core/message.h"
 #include "core/util.h"
 
-static void same_as_jansson(const char *content, size_t len, const char *client_id)
+static void same_as_jansson_state(const char *content, size_t len, const char *client_id, int64_t edited_at_ms,
+                                  int deleted)
 {
     natter_msg_t *m = natter_msg_new(42, 7, content, len, client_id, strlen(client_id));
     m->id = 18446744073709551615ull;
     m->created_at_ms = 1795824000123;
+    m->edited_at_ms = edited_at_ms;
+    m->deleted = (uint8_t)deleted;
     json_t *o = natter_msg_json(m);
     char *want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     natter_jsonw_t w = {0};
@@ -33,6 +36,11 @@ static void same_as_jansson(const char *content, size_t len, const char *client_
     free(m);
 }
 
+static void same_as_jansson(const char *content, size_t len, const char *client_id)
+{
+    same_as_jansson_state(content, len, client_id, 0, 0);
+}
+
 static void test_message_matches_jansson(void **state)
 {
     (void)state;
@@ -42,6 +50,9 @@ static void test_message_matches_jansson(void **state)
     same_as_jansson("h\xc3\xa9llo \xe2\x80\xa8 \xf0\x9f\x98\x80", 16, "\"odd\" id");
     char nul[] = {'a', '\0', 'b'};
     same_as_jansson(nul, sizeof(nul), "");
+    same_as_jansson_state("edited", 6, "c-2", 1795824000456, 0);
+    same_as_jansson_state("edited", 6, "", 1795824000456, 0);
+    same_as_jansson_state("", 0, "c-3", 0, 1); /* a deleted slot: no content, no client_id */
 }
 
 static void test_buffer_grows(void **state)

@@ -1,4 +1,5 @@
-/* Unit tests for src/log/log_local.c through the log.h wrappers: order, batching, commit, shutdown, bound. */
+/* Unit tests for src/log/log_local.c through the log.h wrappers: order, batching, commit, shutdown, bound,
+ * and the ephemeral path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,7 +93,7 @@ static void test_find(void **state)
     assert_ptr_equal(natter_log_find("kafka"), &natter_log_kafka);
     assert_null(natter_log_find("redis"));
     assert_null(natter_log_find(""));
-    assert_int_equal(natter_log_local.version, 1);
+    assert_int_equal(natter_log_local.version, 2);
 }
 
 static void test_poll_order_and_max(void **state)
@@ -448,6 +449,58 @@ static void test_concurrent_appenders(void **state)
     free(d);
 }
 
+static natter_msg_t *typing(uint64_t chat, uint64_t user)
+{
+    natter_msg_t *ev = natter_msg_new(chat, user, "", 0, "", 0);
+    ev->kind = NATTER_EV_TYPING;
+    return ev;
+}
+
+/* What is published comes back, in order, with an id naming this node;
+ * never in the messages' polls. */
+static void test_ephemeral_roundtrip(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 10);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_ephemeral_poll(log, &head, 10, 0), 0);
+    for (uint64_t i = 1; i <= 3; i++)
+        assert_int_equal(natter_log_publish(log, typing(100 + i, i)), NATTER_OK);
+    assert_int_equal(natter_log_poll(log, &head, 10, 0), 0); /* the log proper holds none of them */
+    assert_int_equal(natter_log_ephemeral_poll(log, &head, 2, 0), 2);
+    assert_int_equal(head->chat_id, 101);
+    assert_int_equal(head->next->chat_id, 102);
+    assert_null(head->next->next);
+    assert_int_equal(natter_id_node(head->id), 9);
+    assert_true(head->next->id > head->id);
+    free_list(head);
+    assert_int_equal(natter_log_ephemeral_poll(log, &head, 10, 0), 1);
+    assert_int_equal(head->chat_id, 103);
+    free_list(head);
+    natter_log_close(log);
+}
+
+/* Bounded like the log (--log-queue): past it a record is refused, and a
+ * closed log takes none; what is left is freed with the log. */
+static void test_ephemeral_bound_and_close(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(0, 2);
+    natter_msg_t *extra = typing(1, 1);
+    assert_int_equal(natter_log_publish(log, typing(1, 1)), NATTER_OK);
+    assert_int_equal(natter_log_publish(log, typing(1, 2)), NATTER_OK);
+    assert_int_equal(natter_log_publish(log, extra), NATTER_EUNAVAIL); /* stays the caller's */
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_ephemeral_poll(log, &head, 1, 1000), 1);
+    free_list(head);
+    assert_int_equal(natter_log_publish(log, extra), NATTER_OK); /* room again */
+    natter_log_shutdown(log);
+    natter_msg_t *late = typing(1, 3);
+    assert_int_equal(natter_log_publish(log, late), NATTER_EUNAVAIL);
+    free(late);
+    natter_log_close(log); /* two records still queued: freed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +515,8 @@ int main(void)
         cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_close_fails_pending),
         cmocka_unit_test(test_concurrent_appenders),
+        cmocka_unit_test(test_ephemeral_roundtrip),
+        cmocka_unit_test(test_ephemeral_bound_and_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,11 @@ static void test_every_route(void **state)
         {"GET", "/chats/7/messages", NATTER_A_MESSAGES_LIST, 7, ""},
         {"POST", "/chats/7/messages", NATTER_A_MESSAGE_POST, 7, ""},
         {"PUT", "/chats/9/read", NATTER_A_READ, 9, ""},
+        {"PATCH", "/chats/7/messages/8", NATTER_A_MESSAGE_EDIT, 7, ""},
+        {"DELETE", "/chats/7/messages/8", NATTER_A_MESSAGE_DELETE, 7, ""},
+        {"PUT", "/chats/7/messages/8/reactions/%F0%9F%91%8D", NATTER_A_REACTION_ADD, 7, ""},
+        {"DELETE", "/chats/7/messages/8/reactions/%F0%9F%91%8D", NATTER_A_REACTION_REMOVE, 7, ""},
+        {"GET", "/chats/7/events", NATTER_A_EVENTS_LIST, 7, ""},
         {"GET", "/ws", NATTER_A_WS, 0, ""},
         {"GET", "/metrics", NATTER_A_METRICS, 0, ""},
         {"GET", "/healthz", NATTER_A_HEALTHZ, 0, ""},
@@ -115,6 +120,12 @@ static void test_method_not_allowed(void **state)
         {"OPTIONS", "/chats/5/messages?after=1", "GET, HEAD, POST"},
         {"GET", "/ws/tickets", "POST"},
         {"DELETE", "/ws/tickets", "POST"},
+{"GET", "/chats/1/messages/2", "PATCH, DELETE"},
+        {"PUT", "/chats/1/messages/2", "PATCH, DELETE"},
+        {"POST", "/chats/1/messages/2", "PATCH, DELETE"},
+        {"GET", "/chats/1/messages/2/reactions/%F0%9F%91%8D", "PUT, DELETE"},
+        {"PATCH", "/chats/1/messages/2/reactions/x", "PUT, DELETE"},
+        {"POST", "/chats/1/events", "GET, HEAD"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         natter_route_t r;
@@ -140,7 +151,10 @@ static void test_not_found(void **state)
         "/chats/1a", "/chats/ 1", "/chats/0x10", "/chats/18446744073709551616",
         "/chats/18446744073709551616/messages", "/chats/99999999999999999999", "/chats/123456789012345678901",
         /* trailing slashes and extra segments */
-        "/chats/1/", "/chats/1/messages/", "/chats/1/read/", "/chats/1/messages/2", "/chats/1/unknown",
+        "/chats/1/", "/chats/1/messages/", "/chats/1/read/", "/chats/1/unknown",
+        "/chats/1/messages/0", "/chats/1/messages/x", "/chats/1/messages/2/", "/chats/1/messages/2/reactions",
+        "/chats/1/messages/2/reactions/", "/chats/1/messages/2/x/%F0%9F%91%8D",
+        "/chats/1/messages/2/reactions/%F0%9F%91%8D/", "/chats/1/events/", "/chats/1/events/3",
         "/chats/1/members", "/chats/1/members/", "/chats/1/members/alice/", "/chats/1/members/alice/x",
         "/healthz/", "/ws/", "/metrics/x", "/ws/tickets/", "/ws/tickets/1", "/ws/ticket", "/ws/static/app.js",
         /* the web client: "/" and "/static/<name>" only */
@@ -202,6 +216,38 @@ static void test_web_routes(void **state)
     assert_int_equal(route("GET", "/me", &r), NATTER_A_ME);
     assert_null(r.asset); /* only the web routes name an asset */
     assert_int_equal(r.asset_len, 0);
+}
+
+/* The reaction's emoji: percent-decoded and checked by the router; a bad
+ * one still routes (its answer is 400, the path exists). */
+static void test_reaction_routes(void **state)
+{
+    (void)state;
+    natter_route_t r;
+    assert_int_equal(route("PUT", "/chats/3/messages/18446744073709551615/reactions/%E2%9D%A4%EF%B8%8F", &r),
+                     NATTER_A_REACTION_ADD);
+    assert_int_equal(r.chat_id, 3);
+    assert_int_equal(r.message_id, UINT64_MAX);
+    assert_true(r.emoji_ok);
+    assert_int_equal(r.emoji_len, 6);
+    assert_string_equal(r.emoji, "\xe2\x9d\xa4\xef\xb8\x8f");
+    assert_int_equal(route("DELETE", "/chats/3/messages/4/reactions/\xf0\x9f\x91\x8d?x=1", &r),
+                     NATTER_A_REACTION_REMOVE);
+    assert_true(r.emoji_ok);
+    assert_string_equal(r.emoji, "\xf0\x9f\x91\x8d");
+    static const char *const bad[] = {"abc", "%F0%9F%91", "%zz", "%20", "%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0"
+                                      "%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/chats/3/messages/4/reactions/%s", bad[i]);
+        assert_int_equal(route("PUT", path, &r), NATTER_A_REACTION_ADD);
+        assert_false(r.emoji_ok);
+        assert_int_equal(r.emoji_len, 0);
+        assert_string_equal(r.emoji, "");
+    }
+    assert_int_equal(route("PATCH", "/chats/3/messages/4", &r), NATTER_A_MESSAGE_EDIT);
+    assert_int_equal(r.message_id, 4);
+    assert_false(r.emoji_ok);
 }
 
 static void test_path_length_is_respected(void **state)
@@ -333,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_method_not_allowed),
         cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_web_routes),
+        cmocka_unit_test(test_reaction_routes),
         cmocka_unit_test(test_path_length_is_respected),
         cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_query_get),

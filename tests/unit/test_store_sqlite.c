@@ -646,7 +646,7 @@ static void test_client_id_claims_in_a_batch(void **state)
     free(first);
 }
 
-static void test_messages_insert_claimed(void **state)
+static void test_records_write_claimed(void **state)
 {
     fixture_t *f = *state;
     int64_t now = natter_now_ms();
@@ -654,7 +654,7 @@ static void test_messages_insert_claimed(void **state)
         natter_msg_t *a = make_msg(11, 5, 1, "x"), *b = make_msg(12, 5, 1, "x"), *c = make_msg(13, 5, 1, NULL);
         a->next = b;
         b->next = c;
-        assert_int_equal(OPS(f)->messages_insert_claimed(f->s, a, 3, now), NATTER_OK);
+        assert_int_equal(OPS(f)->records_write(f->s, a, 3, 1, now), NATTER_OK);
         assert_int_equal(a->duplicate, 0);
         assert_int_equal(a->id, 11);
         assert_int_equal(b->duplicate, 1); /* it repeats a: it is a */
@@ -680,7 +680,7 @@ static void test_claimed_message_lost_is_healed(void **state)
     natter_msg_t *claimed = make_msg(20, 6, 1, "y"), *holder = NULL;
     assert_int_equal(claim(f, claimed, now, &holder), NATTER_OK); /* claimed, never stored */
     natter_msg_t *repeat = make_msg(21, 6, 1, "y");
-    assert_int_equal(OPS(f)->messages_insert_claimed(f->s, repeat, 1, now), NATTER_OK);
+    assert_int_equal(OPS(f)->records_write(f->s, repeat, 1, 1, now), NATTER_OK);
     assert_int_equal(repeat->duplicate, 1);
     assert_int_equal(repeat->id, 20);
     expect_page(f, 6, 0, NATTER_CURSOR_NONE, 50, 20, 20, 0); /* the claimed message, from its claim */
@@ -757,7 +757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims_in_a_batch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_messages_insert_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_write_claimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claimed_message_lost_is_healed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),
     };
