@@ -124,7 +124,7 @@ function start(session) {
   };
 
   live = connectLive({
-    token: session.token,
+    ticket: async () => (await api('POST', '/ws/tickets')).ticket,
     onStatus: (s) => {
       $('status').textContent = { connecting: 'Connecting…', online: 'Connected', offline: 'Reconnecting…' }[s];
       $('status').dataset.state = s;

@@ -1,4 +1,5 @@
-// The WebSocket (GET /ws?token=…): pushed messages and the chats' events,
+// The WebSocket (GET /ws?ticket=…, a single-use ticket from POST /ws/tickets
+// so the session token stays out of URLs): pushed messages and the chats' events,
 // typing indicators going out, and reconnection with exponential backoff
 // and jitter. Whoever uses it catches up from history in onOpen, which runs
 // after every (re)connection: the socket is open before the catch-up is
@@ -8,16 +9,24 @@
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 
-export function connectLive({ token, onMessage, onFrame, onOpen, onStatus, onRefused }) {
+export function connectLive({ ticket, onMessage, onFrame, onOpen, onStatus, onRefused }) {
   let ws = null;
   let attempt = 0;
   let timer = null;
 
-  function open() {
+  // A fresh ticket for every attempt: each opens one socket, once.
+  async function open() {
     timer = null;
     onStatus('connecting');
+    let t;
+    try {
+      t = await ticket();
+    } catch {
+      schedule(); // the server is away, or the session is gone (a 401 there logs out)
+      return;
+    }
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const sock = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`);
+    const sock = new WebSocket(`${scheme}//${location.host}/ws?ticket=${encodeURIComponent(t)}`);
     let opened = false;
     ws = sock;
     sock.onopen = () => {

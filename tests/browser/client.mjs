@@ -11,18 +11,26 @@ export function uniq(prefix) {
   return `${prefix}_${randomBytes(5).toString('hex')}`;
 }
 
-// A page of the client in context; uncaught errors in it fail assertClean().
+// A page of the client in context; uncaught errors in it, or a WebSocket
+// opened with anything but a ticket in its URL, fail assertClean().
 export async function openApp(context, base) {
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
   page.errors = [];
+  page.sockets = [];
   page.on('pageerror', (e) => page.errors.push(e));
+  page.on('websocket', (ws) => page.sockets.push(ws.url()));
   await page.goto(base + '/');
   return page;
 }
 
 export function assertClean(page) {
   assert.deepEqual(page.errors.map(String), [], 'uncaught errors in the page');
+  assert.ok(page.sockets.length > 0, 'the page opened no WebSocket');
+  for (const url of page.sockets) {
+    assert.match(url, /\/ws\?ticket=[A-Za-z0-9_-]{43}$/, 'a WebSocket opened with a ticket');
+    assert.doesNotMatch(url, /token=/, 'the session token stays out of URLs');
+  }
 }
 
 export async function waitOnline(page) {
