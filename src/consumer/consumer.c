@@ -22,6 +22,12 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* An outage (the store away or slow), not a refusal of what was sent. */
+static int transient(int rc)
+{
+    return rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT;
+}
+
 /* Transient failures (a busy database, a node away) are retried with backoff
  * before the batch is given up; the log then answers its posters 503.
  * A log whose records only this node stores (the local log) has its posts'
@@ -44,8 +50,33 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
         }
         natter_count(&natter_m()->store_errors, 1);
         fprintf(stderr, "natter: store batch of %zu failed (attempt %d): %s\n", n, attempt + 1, natter_strerror(rc));
-        if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
+        if (!transient(rc))
             break;
+    }
+    return rc;
+}
+
+/* A batch the store refused for good (not an outage: that is retried until
+ * the store is back) on a log that keeps dead letters: each record is
+ * stored alone, in log order, and one the store refuses for good on its own
+ * goes to the dead letters, so the rest of the batch is stored and its
+ * partitions move on. NATTER_OK when every record was stored or kept; an
+ * outage met on the way is returned, and the whole batch comes again (the
+ * stores and the dead letters keep one copy of a record already there). */
+static int isolate(natter_app_t *app, natter_msg_t *head, int refused)
+{
+    int rc = NATTER_OK;
+    fprintf(stderr, "natter: store refused a batch (%s): storing its records one by one\n", natter_strerror(refused));
+    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
+        natter_msg_t *next = m->next;
+        m->next = NULL;
+        rc = store_batch(app, m, 1);
+        m->next = next;
+        if (rc != NATTER_OK && !transient(rc)) {
+            char reason[128];
+            snprintf(reason, sizeof(reason), "the store refused it: %s", natter_strerror(rc));
+            rc = natter_log_dead_letter(app->log, m, reason);
+        }
     }
     return rc;
 }
@@ -97,6 +128,8 @@ static void *consumer_main(void *arg)
         uint64_t started = natter_mono_ns();
         natter_hist_observe(&natter_m()->store_batch_size, n);
         int rc = store_batch(app, head, n);
+        if (rc != NATTER_OK && !transient(rc) && natter_log_has_dead_letters(app->log))
+            rc = isolate(app, head, rc);
         note_store_outcome(c, rc);
         natter_log_commit(app->log, head, rc);
         if (rc == NATTER_OK && !natter_log_has_fanout(app->log))

@@ -329,6 +329,8 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     counter(&o, "natter_messages_delivered_total", "Message frames queued to WebSocket connections.",
             SUM(messages_delivered));
     counter(&o, "natter_store_errors_total", "Store batch writes that failed.", SUM(store_errors));
+    counter(&o, "natter_dead_letters_total", "Records the store refused for good, kept in the dead-letter topic.",
+            SUM(dead_letters));
     consumer_lag(&o, m);
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)SUM(batches_in_flight));
     gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)SUM(ws_open));

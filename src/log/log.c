@@ -131,3 +131,22 @@ size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t 
 {
     return log->ops->ephemeral_poll(log, head, max, timeout_ms);
 }
+
+int natter_log_has_dead_letters(natter_log_t *log)
+{
+    return log->ops->version >= 5 && log->ops->dead_letter != NULL;
+}
+
+int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const char *reason)
+{
+    int rc = natter_fault_check(NATTER_FAULT_LOG_DEAD_LETTER);
+    if (rc == 0)
+        rc = log->ops->dead_letter(log, msg, reason);
+    if (rc == 0) {
+        natter_count(&natter_m()->dead_letters, 1);
+        fprintf(stderr, "natter: dead letter: record %llu (chat %llu, partition %d, offset %lld) refused by the store: %s\n",
+                (unsigned long long)msg->id, (unsigned long long)msg->chat_id, (int)msg->partition,
+                (long long)msg->offset, reason);
+    }
+    return rc;
+}

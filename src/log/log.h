@@ -5,8 +5,8 @@
  * state; its struct starts with natter_log_t and the core allocates
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
- * appends, version 4 the ephemeral path (publish, ephemeral_poll). New
- * methods are only appended, with a version bump.
+ * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
+ * 5 dead letters. New methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -28,7 +28,7 @@
 typedef struct natter_log natter_log_t;
 
 typedef struct natter_log_ops {
-    int version; /* 1 */
+    int version; /* the newest version whose methods this backend fills in (or NULLs) */
     size_t size; /* bytes of the backend's struct, which starts with natter_log_t */
     const char *name;
     int (*open)(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen);
@@ -95,6 +95,17 @@ typedef struct natter_log_ops {
      * linked into *head (the caller's), waiting up to timeout_ms for the
      * first. One thread calls it (the ephemeral thread). */
     size_t (*ephemeral_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+
+    /* Version 5 (may be NULL: the store consumer's failures then go back
+     * to the records' posters, as on the local log, where a record is
+     * answered only once stored). */
+    /* Keeps a record of the current batch that the store refused for good
+     * where an operator finds it (Kafka: the topic <topic>-dead-letters,
+     * with the reason and the record's source as headers), so its partition
+     * can move on. Blocks until the record is durable there: 0, or NATTER_E*
+     * when it could not be kept (the caller must not move past it then).
+     * The store consumer thread only. */
+    int (*dead_letter)(natter_log_t *log, const natter_msg_t *msg, const char *reason);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -133,5 +144,9 @@ void natter_log_release(natter_log_t *log, natter_msg_t *msg, int status);
 int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg);
 int natter_log_publish(natter_log_t *log, natter_msg_t *ev);
 size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
+/* 1 when the backend keeps dead letters (natter_log_dead_letter). */
+int natter_log_has_dead_letters(natter_log_t *log);
+/* Counts natter_dead_letters_total and logs a line when the record is kept. */
+int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const char *reason);
 
 #endif

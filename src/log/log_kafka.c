@@ -33,6 +33,14 @@
  *             them), and a consumer per node assigned every partition from
  *             the end, like fan-out. See docs/architecture.md on why not
  *             records the store consumer skips in the messages' topic.
+ *   dead letters  a record the store refused for good, or one that does
+ *             not decode, goes to <topic>-dead-letters (made on first
+ *             use, with a producer of its own that the store consumer
+ *             thread waits on) with its reason and source as headers, so
+ *             its partition moves on and an operator can replay it.
+ *   status    the store consumer's health for /readyz: fenced (and being
+ *             made anew), or every broker unreachable from it past
+ *             --kafka-timeout.
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -87,6 +95,13 @@ typedef struct {
     int eph_partitions;
     rd_kafka_t *eph_producer;
     rd_kafka_t *eph_consumer; /* every partition from the end, no group; the ephemeral thread polls it */
+
+    char dlq_topic[160];
+    rd_kafka_t *dlq_producer; /* store consumer thread only; made on the first dead letter */
+
+    pthread_mutex_t status_lock; /* store_fenced_why */
+    char store_fenced_why[256];  /* why the store consumer is being made anew; "": it is not */
+    _Atomic uint64_t store_down_since_ns; /* every broker unreachable from the store consumer since; 0: not */
 } log_kafka_t;
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
@@ -140,6 +155,19 @@ static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
     return rk;
 }
 
+/* The store consumer's errors: every broker down starts the clock that
+ * kafka_consumer_status reads; a message consumed stops it (collect). */
+static void on_store_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    log_kafka_t *k = opaque;
+    uint64_t none = 0;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        atomic_compare_exchange_strong(&k->store_down_since_ns, &none, natter_mono_ns());
+    else if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
+        fprintf(stderr, "natter: kafka: store consumer: %s\n", reason);
+}
+
 static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, const char *instance,
                                 char *err, size_t errlen)
 {
@@ -155,6 +183,10 @@ static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *gr
         if (conf)
             rd_kafka_conf_destroy(conf);
         return NULL;
+    }
+    if (strcmp(role, "store") == 0) {
+        rd_kafka_conf_set_opaque(conf, k);
+        rd_kafka_conf_set_error_cb(conf, on_store_error);
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
     if (rk == NULL) {
@@ -360,6 +392,10 @@ static void kafka_close(natter_log_t *log)
     destroy_consumer(k->fanout);
     destroy_consumer(k->observer);
     ephemeral_close(k);
+    if (k->dlq_producer != NULL) {
+        rd_kafka_flush(k->dlq_producer, (int)k->cfg->kafka_timeout_ms);
+        rd_kafka_destroy(k->dlq_producer);
+    }
     if (k->producer) {
         rd_kafka_purge(k->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(k->producer, 0); /* the purged messages' reports: their posters get 503 */
@@ -372,6 +408,7 @@ static void kafka_close(natter_log_t *log)
         pthread_mutex_destroy(&k->produce_locks[p].lock);
     }
     free(k->produce_locks);
+    pthread_mutex_destroy(&k->status_lock);
 }
 
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -383,7 +420,9 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
      * record, and posts go on with one broker down. */
     static const char *const durable[] = {"min.insync.replicas", "2", NULL};
     k->cfg = cfg;
+    pthread_mutex_init(&k->status_lock, NULL);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
+    snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);
     for (int p = 0; p < MAX_PARTITIONS; p++)
         k->batch[p].min = -1;
@@ -538,6 +577,95 @@ static void kafka_release(natter_log_t *log, natter_msg_t *msg, int status)
 
 /* Turns consumed records into a list of messages; records that are errors
  * or undecodable are skipped (still covered by the batch's offsets). */
+/* ---- dead letters ---------------------------------------------------------- */
+
+static void on_dead_letter_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    (void)rk, (void)opaque;
+    *(rd_kafka_resp_err_t *)rkm->_private = rkm->err;
+}
+
+/* The dead-letter topic and its producer (acks=all, idempotent), made on
+ * first use: most nodes never need them. */
+static int dead_letters_ready(log_kafka_t *k, char *err, size_t errlen)
+{
+    if (k->dlq_producer != NULL)
+        return NATTER_OK;
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%u", k->cfg->kafka_timeout_ms);
+    rd_kafka_conf_t *conf = base_conf(k, "dead-letters", err, errlen);
+    if (conf == NULL || set(conf, "enable.idempotence", "true", err, errlen) ||
+        set(conf, "acks", "all", err, errlen) || set(conf, "message.timeout.ms", timeout, err, errlen)) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NATTER_EINVAL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_delivery);
+    static const char *const durable[] = {"min.insync.replicas", "2", NULL};
+    if (ensure_topic(k, k->dlq_topic, k->cfg->kafka_replication >= 3 ? durable : NULL, err, errlen) != NATTER_OK ||
+        (k->dlq_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen)) == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return NATTER_EUNAVAIL;
+    }
+    return NATTER_OK;
+}
+
+/* Produces value (copied) to the dead-letter topic with its reason and
+ * source as headers, and waits for the broker's answer. */
+static int dead_letter_put(log_kafka_t *k, const void *value, size_t len, const void *key, size_t keylen,
+                           int32_t partition, int64_t offset, const char *reason)
+{
+    char err[256], source[200];
+    if (dead_letters_ready(k, err, sizeof(err)) != NATTER_OK) {
+        fprintf(stderr, "natter: kafka: dead letters: %s\n", err);
+        return NATTER_EUNAVAIL;
+    }
+    snprintf(source, sizeof(source), "%s/%d/%lld", k->topic, (int)partition, (long long)offset);
+    rd_kafka_resp_err_t outcome = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_resp_err_t rerr = rd_kafka_producev(
+        k->dlq_producer, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_KEY(key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADER("natter-reason", reason, -1), RD_KAFKA_V_HEADER("natter-source", source, -1),
+        RD_KAFKA_V_OPAQUE(&outcome), RD_KAFKA_V_END);
+    if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "natter: kafka: dead letter: %s\n", rd_kafka_err2str(rerr));
+        return NATTER_EUNAVAIL;
+    }
+    rd_kafka_flush(k->dlq_producer, (int)k->cfg->kafka_timeout_ms + 1000);
+    if (outcome != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "natter: kafka: dead letter: %s\n", rd_kafka_err2str(outcome));
+        return outcome == RD_KAFKA_RESP_ERR__IN_PROGRESS ? NATTER_ETIMEDOUT : NATTER_EUNAVAIL;
+    }
+    return NATTER_OK;
+}
+
+static int kafka_dead_letter(natter_log_t *log, const natter_msg_t *msg, const char *reason)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    size_t len;
+    uint8_t *value = natter_record_encode(msg, &len);
+    char key[24];
+    int klen = snprintf(key, sizeof(key), "%llu", (unsigned long long)msg->chat_id);
+    int rc = dead_letter_put(k, value, len, key, (size_t)klen, msg->partition, msg->offset, reason);
+    free(value);
+    return rc;
+}
+
+/* A record that does not decode can be neither stored nor pushed: its
+ * bytes go to the dead letters as they are, and its partition moves on. */
+static void dead_letter_malformed(log_kafka_t *k, const rd_kafka_message_t *rkm)
+{
+    if (dead_letter_put(k, rkm->payload, rkm->len, rkm->key, rkm->key_len, rkm->partition, rkm->offset,
+                        "malformed record") == NATTER_OK) {
+        natter_count(&natter_m()->dead_letters, 1);
+        fprintf(stderr, "natter: dead letter: a malformed record at %d/%lld\n", (int)rkm->partition,
+                (long long)rkm->offset);
+    } else {
+        fprintf(stderr, "natter: kafka: skipping a malformed record at %d/%lld (not kept: no dead-letter topic)\n",
+                (int)rkm->partition, (long long)rkm->offset);
+    }
+}
+
 static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natter_msg_t **head, int track)
 {
     natter_msg_t **tail = head;
@@ -548,6 +676,8 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
             if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 fprintf(stderr, "natter: kafka: consume: %s\n", rd_kafka_message_errstr(rkm));
         } else {
+            if (track)
+                atomic_store(&k->store_down_since_ns, 0);
             if (track && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS) {
                 span_t *s = &k->batch[rkm->partition];
                 if (s->min < 0 || rkm->offset < s->min)
@@ -556,7 +686,9 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
                     s->max = rkm->offset;
             }
             natter_msg_t *m = natter_record_decode(rkm->payload, rkm->len);
-            if (m == NULL) {
+            if (m == NULL && track) {
+                dead_letter_malformed(k, rkm);
+            } else if (m == NULL) {
                 fprintf(stderr, "natter: kafka: skipping a malformed record at %d/%lld\n", (int)rkm->partition,
                         (long long)rkm->offset);
             } else {
@@ -609,6 +741,9 @@ static void renew_store_if_fatal(log_kafka_t *k)
     if (rd_kafka_fatal_error(k->store, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
     fprintf(stderr, "natter: kafka: store consumer failed for good (%s); starting a new one\n", why);
+    pthread_mutex_lock(&k->status_lock);
+    snprintf(k->store_fenced_why, sizeof(k->store_fenced_why), "%s", why);
+    pthread_mutex_unlock(&k->status_lock);
     rd_kafka_destroy_flags(k->store, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     for (int p = 0; p < MAX_PARTITIONS; p++)
         k->batch[p].min = -1;
@@ -623,6 +758,9 @@ static void renew_store_if_fatal(log_kafka_t *k)
             return;
         sleep(1);
     }
+    pthread_mutex_lock(&k->status_lock);
+    k->store_fenced_why[0] = '\0';
+    pthread_mutex_unlock(&k->status_lock);
 }
 
 static size_t kafka_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
@@ -676,6 +814,29 @@ static void kafka_commit(natter_log_t *log, natter_msg_t *head, int status)
         }
     }
     rd_kafka_topic_partition_list_destroy(list);
+}
+
+static int kafka_ping(natter_log_t *log);
+
+static int kafka_consumer_status(natter_log_t *log, char *why, size_t len)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    pthread_mutex_lock(&k->status_lock);
+    int fenced = k->store_fenced_why[0] != '\0';
+    if (fenced)
+        snprintf(why, len, "the store consumer was fenced (%s) and is rejoining its group", k->store_fenced_why);
+    pthread_mutex_unlock(&k->status_lock);
+    if (fenced)
+        return NATTER_EUNAVAIL;
+    uint64_t since = atomic_load(&k->store_down_since_ns);
+    if (since == 0 || natter_mono_ns() - since < (uint64_t)k->cfg->kafka_timeout_ms * 1000000u)
+        return NATTER_OK;
+    if (kafka_ping(log) == NATTER_OK) { /* back, and nothing consumed since */
+        atomic_compare_exchange_strong(&k->store_down_since_ns, &since, 0);
+        return NATTER_OK;
+    }
+    snprintf(why, len, "the store consumer has reached no broker for %.1f s", (double)(natter_mono_ns() - since) / 1e9);
+    return NATTER_EUNAVAIL;
 }
 
 static int kafka_ping(natter_log_t *log)
@@ -772,7 +933,7 @@ static size_t kafka_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_kafka = {
-    .version = 4,
+    .version = 5,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -789,4 +950,6 @@ const natter_log_ops_t natter_log_kafka = {
     .append_existing = kafka_append_existing,
     .publish = kafka_publish,
     .ephemeral_poll = kafka_ephemeral_poll,
+    .consumer_status = kafka_consumer_status,
+    .dead_letter = kafka_dead_letter,
 };

@@ -289,7 +289,7 @@ static size_t local_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_local = {
-    .version = 2,
+    .version = 4,
     .size = sizeof(log_local_t),
     .name = "local",
     .open = local_open,

@@ -84,7 +84,7 @@ typedef struct natter_store natter_store_t;
 typedef void (*natter_store_append_fn)(void *arg, const char *text, size_t len);
 
 typedef struct natter_store_ops {
-    int version; /* 2 */
+    int version; /* the newest version whose methods this backend fills in (or NULLs) */
     size_t size;
     const char *name;
     int (*open)(natter_store_t *s, const natter_config_t *cfg, char *err, size_t errlen);

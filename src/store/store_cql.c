@@ -986,7 +986,8 @@ static int insert_rows(store_cql_t *s, natter_msg_t *const *order, size_t k)
             int one = cql_call_wait(calls[i], NULL, err, sizeof(err));
             if (one != NATTER_OK && rc == NATTER_OK) {
                 fprintf(stderr, "natter: cql: store batch: %s\n", err);
-                rc = one == NATTER_ETIMEDOUT ? NATTER_ETIMEDOUT : NATTER_EUNAVAIL;
+                /* refused as such (Invalid: too large, say) is for good; the rest is an outage */
+                rc = one == NATTER_ETIMEDOUT || one == NATTER_EINVAL ? one : NATTER_EUNAVAIL;
             }
         }
     }

@@ -4,7 +4,10 @@
  * threads append (each message acknowledged exactly once, from the poll
  * thread), the store consumer polls and commits, a fan-out reader polls,
  * and the lag thread measures, until every message has been through; then
- * the log closes under them. Built with ASan and with TSan.
+ * the log closes under them. Then the dead letters: a record that does not
+ * decode, met by the store consumer, and a record the store refused, both
+ * read back from <topic>-dead-letters with their reasons and sources.
+ * Built with ASan and with TSan.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,8 +25,12 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/message.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "log/log.h"
+#include "log/record.h"
+
+#include <librdkafka/rdkafka.h>
 
 #define APPENDERS 4
 #define PER_APPENDER 250
@@ -155,10 +162,118 @@ static void test_everything_at_once(void **state)
     free(ids);
 }
 
+/* Produces bytes that are no record to the log's topic, as a foreign or
+ * broken producer would. */
+static void produce_garbage(const char *brokers, const char *topic)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)), RD_KAFKA_CONF_OK);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(p);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("1", 1),
+                                       RD_KAFKA_V_VALUE("not a record", 12), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+/* The value of header name of rkm, NUL-terminated into dst ("" when none). */
+static void header(const rd_kafka_message_t *rkm, const char *name, char *dst, size_t len)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t vlen = 0;
+    dst[0] = '\0';
+    if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, name, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(dst, len, "%.*s", (int)vlen, (const char *)v);
+}
+
+static void test_dead_letters(void **state)
+{
+    (void)state;
+    const char *brokers = getenv("NATTER_TEST_KAFKA");
+    char dlq[200], err[256];
+    snprintf(dlq, sizeof(dlq), "%s-dead-letters", cfg.kafka_topic);
+
+    /* a record that does not decode: the store consumer keeps it and moves on */
+    produce_garbage(brokers, cfg.kafka_topic);
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (atomic_load(&natter_metrics.shared.dead_letters) < 1 && natter_mono_ns() < deadline) {
+        natter_msg_t *head = NULL;
+        assert_int_equal(natter_log_kafka.poll(klog, &head, 100, 200), 0); /* nothing else is there */
+        natter_log_kafka.commit(klog, head, NATTER_OK);
+    }
+    assert_int_equal(atomic_load(&natter_metrics.shared.dead_letters), 1);
+
+    /* a record the store refused */
+    natter_msg_t *m = natter_msg_new(77, 5, "refused", 7, "c-1", 3);
+    m->id = 123456789;
+    m->created_at_ms = 1700000000000;
+    m->partition = 1;
+    m->offset = 42;
+    assert_int_equal(natter_log_kafka.dead_letter(klog, m, "the store refused it: test"), NATTER_OK);
+
+    /* both are in the dead-letter topic, with their reasons and sources */
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char group[256];
+    snprintf(group, sizeof(group), "%s-reader", dlq);
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)), RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)), RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)), RD_KAFKA_CONF_OK);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(c);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, dlq, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(c, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(topics);
+    int garbage = 0, refused = 0;
+    while ((garbage == 0 || refused == 0) && natter_mono_ns() < deadline) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c, 500);
+        if (rkm == NULL)
+            continue;
+        if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            char reason[128], source[256], want[256];
+            header(rkm, "natter-reason", reason, sizeof(reason));
+            header(rkm, "natter-source", source, sizeof(source));
+            natter_msg_t *back = natter_record_decode(rkm->payload, rkm->len);
+            if (back == NULL) {
+                assert_int_equal(rkm->len, 12);
+                assert_memory_equal(rkm->payload, "not a record", 12);
+                assert_string_equal(reason, "malformed record");
+                snprintf(want, sizeof(want), "%s/", cfg.kafka_topic);
+                assert_int_equal(strncmp(source, want, strlen(want)), 0);
+                garbage++;
+            } else {
+                assert_int_equal(back->id, m->id);
+                assert_int_equal(back->chat_id, 77);
+                assert_int_equal(back->sender_id, 5);
+                assert_int_equal(back->content_len, 7);
+                assert_memory_equal(back->content, "refused", 7);
+                assert_string_equal(reason, "the store refused it: test");
+                snprintf(want, sizeof(want), "%s/1/42", cfg.kafka_topic);
+                assert_string_equal(source, want);
+                free(back);
+                refused++;
+            }
+        }
+        rd_kafka_message_destroy(rkm);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    free(m);
+    assert_int_equal(garbage, 1);
+    assert_int_equal(refused, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_at_once),
+        cmocka_unit_test(test_dead_letters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
