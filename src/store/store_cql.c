@@ -694,14 +694,21 @@ static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
     return read_user(s, S_USER_BY_ID, vid(id), token_id(id), out);
 }
 
-static int cq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
-                             int64_t expires_at_ms)
+/* A token's row (a session or a WebSocket ticket), with a TTL that outlives
+ * its expiry by a second. */
+static int token_row_insert(store_cql_t *s, int st, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                            int64_t expires_at_ms)
 {
-    store_cql_t *s = (store_cql_t *)base;
     int64_t ttl = (expires_at_ms - natter_now_ms()) / 1000 + 1;
     cql_value_t v[4] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms),
                         cql_value_int((int32_t)(ttl > 0 ? ttl : 1))};
-    return run(s, S_SESSION_INSERT, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+    return run(s, st, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+}
+
+static int cq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                             int64_t expires_at_ms)
+{
+    return token_row_insert((store_cql_t *)base, S_SESSION_INSERT, hash, user_id, expires_at_ms);
 }
 
 static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
@@ -1167,11 +1174,7 @@ static int messages_insert_claimed(store_cql_t *s, natter_msg_t *head, size_t n,
 static int cq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                             int64_t expires_at_ms)
 {
-    store_cql_t *s = (store_cql_t *)base;
-    int64_t ttl = (expires_at_ms - natter_now_ms()) / 1000 + 1;
-    cql_value_t v[4] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms),
-                        cql_value_int((int32_t)(ttl > 0 ? ttl : 1))};
-    return run(s, S_TICKET_INSERT, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+    return token_row_insert((store_cql_t *)base, S_TICKET_INSERT, hash, user_id, expires_at_ms);
 }
 
 /* Read, then delete by LWT on what was read: of two takers, the second's

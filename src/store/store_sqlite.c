@@ -444,16 +444,18 @@ static int sq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
     return rc;
 }
 
-static int sq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
-                             int64_t expires_at_ms)
+/* A token's row (a session or a WebSocket ticket: sweep and insert are
+ * that table's), after the expired ones are swept: the table holds live
+ * rows and recent ones. */
+static int token_row_insert(natter_store_t *base, int sweep, int insert, const uint8_t hash[NATTER_TOKEN_HASH_LEN],
+                            uint64_t user_id, int64_t expires_at_ms)
 {
     WITH_CONN(s, c);
-    /* expired sessions go when new ones come: the table holds live sessions and recent ones */
-    sqlite3_stmt *st = stmt(c, Q_SESSION_SWEEP);
+    sqlite3_stmt *st = stmt(c, sweep);
     sqlite3_bind_int64(st, 1, natter_now_ms());
     int rc = exec_stmt(st);
     if (rc == NATTER_OK) {
-        st = stmt(c, Q_SESSION_INSERT);
+        st = stmt(c, insert);
         sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
         BIND_ID(st, 2, user_id);
         sqlite3_bind_int64(st, 3, expires_at_ms);
@@ -461,6 +463,12 @@ static int sq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOK
     }
     release(s, c);
     return rc;
+}
+
+static int sq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+                             int64_t expires_at_ms)
+{
+    return token_row_insert(base, Q_SESSION_SWEEP, Q_SESSION_INSERT, hash, user_id, expires_at_ms);
 }
 
 static int sq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
@@ -793,20 +801,7 @@ typedef struct {
 static int sq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                             int64_t expires_at_ms)
 {
-    WITH_CONN(s, c);
-    /* dead tickets go when new ones come: the table holds the last half minute's */
-    sqlite3_stmt *st = stmt(c, Q_TICKET_SWEEP);
-    sqlite3_bind_int64(st, 1, natter_now_ms());
-    int rc = exec_stmt(st);
-    if (rc == NATTER_OK) {
-        st = stmt(c, Q_TICKET_INSERT);
-        sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
-        BIND_ID(st, 2, user_id);
-        sqlite3_bind_int64(st, 3, expires_at_ms);
-        rc = exec_stmt(st);
-    }
-    release(s, c);
-    return rc;
+    return token_row_insert(base, Q_TICKET_SWEEP, Q_TICKET_INSERT, hash, user_id, expires_at_ms);
 }
 
 /* One statement deletes and returns the row: of two takes, one finds it. */
