@@ -83,7 +83,6 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     assert s["errors"] == 0 and s["rejected_total"] == 0, report
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"], report
-    assert lat["p99"] < 500, report
     assert len(doc["series"]) >= 3, report
     assert sum(pt["offered"] for pt in doc["series"]) == s["offered"], report
     # natter's /metrics is scraped each second for the lag panel
