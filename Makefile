@@ -41,7 +41,8 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@echo "GEN $@"
 	@scripts/embed-web web $@
 
-.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed bench-conns
+.PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed bench-conns \
+	bench-login-flood soak
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -253,6 +254,17 @@ bench-conns: all
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-conns; rc=$$?; \
 	scripts/engine stop kafka --name natter-conns >/dev/null; \
 	scripts/engine stop cassandra --name natter-conns >/dev/null; exit $$rc
+
+# natter-load's seed run with and without a flood of 1,000 wrong-password logins;
+# writes bench/results/<date>-login-flood.json and the login-flood block of README.md
+bench-login-flood: all
+	scripts/bench-login-flood
+
+# ten minutes at most of seed load with reconnecting listeners, slow readers, a
+# login flood and malformed frames at once; writes bench/results/<date>-soak.json
+# and the soak block of README.md
+soak: all
+	scripts/soak
 
 clean:
 	rm -rf $(BUILD)
