@@ -182,7 +182,10 @@ void natter_lease_release(natter_lease_t *l)
         pthread_cond_signal(&l->wake);
         pthread_mutex_unlock(&l->lock);
         pthread_join(l->thread, NULL);
-        if (!atomic_load(&l->lost))
+        /* only a lease renewed in time: one the store could not renew (it
+         * is away) runs out by itself, and waiting on the store here would
+         * hold the exit up */
+        if (!atomic_load(&l->lost) && atomic_load(&l->held))
             lease(l, NATTER_LEASE_RELEASE);
         pthread_cond_destroy(&l->wake);
         pthread_mutex_destroy(&l->lock);

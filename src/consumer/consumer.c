@@ -37,6 +37,11 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
 {
     int rc = NATTER_EIO;
     for (int attempt = 0; attempt < STORE_ATTEMPTS; attempt++) {
+        /* Shutting down on a log shared by nodes (its own fan-out stream:
+         * Kafka), the batch stays in the log for the next start or another
+         * node: a store that is away must not hold the exit up. */
+        if (attempt > 0 && atomic_load(&app->stopping) && natter_log_has_fanout(app->log))
+            break;
         if (attempt > 0)
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();

@@ -626,10 +626,10 @@ static void readyz(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
     char why[256];
-    if (!natter_lease_held(app->lease))
-        natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
-    else if (natter_store_ping(app->store) != NATTER_OK)
+    if (natter_store_ping(app->store) != NATTER_OK) /* first: an unreachable store also stops the lease */
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
+    else if (!natter_lease_held(app->lease))
+        natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
     else if (natter_consumer_status(app->consumer, why, sizeof(why)) != NATTER_OK)
