@@ -931,7 +931,10 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
     int rc;
     if (op == NATTER_LEASE_ACQUIRE) {
         rc = lease_acquire(s, c, node_id, holder, now + ttl_ms, now);
-    } else {
+    } else if ((rc = begin_transaction(s, c)) == NATTER_OK) {
+        /* in turn with the batches (begin_transaction): a write of its own
+         * would meet the consumer's lock and sleep in SQLite's busy handler,
+         * or make the consumer sleep there */
         sqlite3_stmt *st = stmt(c, op == NATTER_LEASE_RENEW ? Q_LEASE_RENEW : Q_LEASE_RELEASE);
         sqlite3_bind_int64(st, 1, node_id);
         sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
@@ -940,6 +943,7 @@ static int sq_node_lease(natter_store_t *base, uint32_t node_id, const char *hol
         rc = exec_stmt(st);
         if (rc == NATTER_OK && op == NATTER_LEASE_RENEW && sqlite3_changes(c->db) == 0)
             rc = NATTER_ECONFLICT;
+        rc = end_transaction(s, c, rc);
     }
     release(s, c);
     return rc;
