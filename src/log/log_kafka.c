@@ -62,6 +62,12 @@
 #define LAG_PERIOD_MS 1000
 #define MAX_PARTITIONS 1024
 
+/* The config of a topic with three replicas or more (the log's and the dead
+ * letters'): a record is acknowledged (acks=all) only once two of them have
+ * it, so one broker lost keeps every acknowledged record, and posts go on
+ * with one broker down. */
+static const char *const durable_topic[] = {"min.insync.replicas", "2", NULL};
+
 typedef struct {
     int64_t min, max; /* offsets of the current batch in one partition; min < 0: none */
 } span_t;
@@ -415,10 +421,6 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
 {
     log_kafka_t *k = (log_kafka_t *)log;
     char group[160], instance[160];
-    /* With three replicas or more, a record is acknowledged (acks=all) only
-     * once two of them have it: one broker lost keeps every acknowledged
-     * record, and posts go on with one broker down. */
-    static const char *const durable[] = {"min.insync.replicas", "2", NULL};
     k->cfg = cfg;
     pthread_mutex_init(&k->status_lock, NULL);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
@@ -429,7 +431,7 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
     store_instance(k, instance, sizeof(instance));
     if ((k->producer = new_producer(k, err, errlen)) == NULL ||
-        ensure_topic(k, k->topic, k->cfg->kafka_replication >= 3 ? durable : NULL, err, errlen) != NATTER_OK ||
+        ensure_topic(k, k->topic, k->cfg->kafka_replication >= 3 ? durable_topic : NULL, err, errlen) != NATTER_OK ||
         count_partitions(k, k->topic, &k->partitions, err, errlen) != NATTER_OK ||
         (k->store = new_consumer(k, "store", cfg->kafka_group, instance, err, errlen)) == NULL ||
         (k->fanout = new_consumer(k, "fanout", group, NULL, err, errlen)) == NULL ||
@@ -601,8 +603,7 @@ static int dead_letters_ready(log_kafka_t *k, char *err, size_t errlen)
         return NATTER_EINVAL;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_delivery);
-    static const char *const durable[] = {"min.insync.replicas", "2", NULL};
-    if (ensure_topic(k, k->dlq_topic, k->cfg->kafka_replication >= 3 ? durable : NULL, err, errlen) != NATTER_OK ||
+    if (ensure_topic(k, k->dlq_topic, k->cfg->kafka_replication >= 3 ? durable_topic : NULL, err, errlen) != NATTER_OK ||
         (k->dlq_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen)) == NULL) {
         rd_kafka_conf_destroy(conf);
         return NATTER_EUNAVAIL;

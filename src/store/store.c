@@ -151,12 +151,6 @@ int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *o
     return s->ops->user_chats(s, user_id, out);
 }
 
-int natter_store_messages_insert(natter_store_t *s, natter_msg_t *head, size_t n)
-{
-    FAULT(STORE_MESSAGES_INSERT);
-    return s->ops->messages_insert(s, head, n);
-}
-
 int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
                                natter_vec_t *out, int *has_more)
 {

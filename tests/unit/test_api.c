@@ -65,13 +65,6 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    harness_stop();
-    return 0;
-}
-
 /* A chat of its own, no fault armed, no repeat remembered, limits as configured. */
 static int setup(void **state)
 {
@@ -387,5 +380,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ws_ticket_is_single_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ws_ticket_store_down, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }

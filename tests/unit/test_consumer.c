@@ -63,13 +63,6 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    harness_stop();
-    return 0;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -272,5 +265,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poll_failures_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }

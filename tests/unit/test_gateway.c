@@ -139,13 +139,6 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    harness_stop();
-    return 0;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -279,5 +272,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repeat_is_acked_with_the_first_and_pushed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_busy_is_an_error_frame, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }
