@@ -78,6 +78,7 @@ struct load_user {
     char *headers; /* request header lines with the credential (load_api_t) */
     uint32_t target;   /* home target: where its sender socket goes */
     load_ws_t ws_send; /* --send ws: the sender's socket (main thread) */
+    size_t ws_unacked; /* its sends not yet answered (at most --ws-window) */
     void *run; /* the load_t */
 };
 
@@ -156,6 +157,7 @@ typedef struct load_opts {
     const char *plot_path;
     int send_ws;
     size_t http_conns;
+    size_t ws_window; /* --send ws: sends a sender socket has unanswered at most */
     size_t sockets;   /* conns: WebSockets to open */
     size_t tabs;      /* conns: sockets per user */
     size_t room_size; /* conns: users per room */

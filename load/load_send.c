@@ -9,8 +9,10 @@
  * high rate goes out in small batches rather than one wake-up per send).
  *
  * --send ws: each sending user posts over its own WebSocket
- * ({"type":"send"} → {"type":"ack"}); there is no backlog, the socket
- * queues.
+ * ({"type":"send"} → {"type":"ack"}), with at most --ws-window sends
+ * unanswered on it, as a client that natter's --ws-pending must not close
+ * keeps; past that the due sends wait in order, as they do for a free
+ * HTTP connection.
  */
 #include "load_report.h"
 #include "load_run.h"
@@ -85,6 +87,8 @@ void load_send_free(load_t *L)
 
 /* --- results ---------------------------------------------------------------- */
 
+static load_user_t *sender_of(load_t *L, uint64_t seq);
+
 static void record_result(load_t *L, uint64_t seq, int status, uint64_t id)
 {
     load_msg_t *m = &L->msgs[seq];
@@ -93,6 +97,8 @@ static void record_result(load_t *L, uint64_t seq, int status, uint64_t id)
     uint64_t now = load_now_ns();
     m->id = id;
     L->inflight--;
+    if (L->o.send_ws)
+        sender_of(L, seq)->ws_unacked--;
     if (status < 0) {
         char why[160];
         if (L->total.errors < 5)
@@ -270,8 +276,16 @@ static void issue_ws(load_t *L, uint64_t seq)
                      "{\"type\":\"send\",\"chat_id\":\"%s\",\"content\":\"%s\",\"client_id\":\"%llu\"}", chat->id_str,
                      content, (unsigned long long)seq);
     L->inflight++;
+    u->ws_unacked++;
     if (load_ws_send_text(&u->ws_send, frame, (size_t)n) != 0)
         record_result(L, seq, -ENOTCONN, 0);
+}
+
+/* Sends the due sends, in order, while their senders' windows have room. */
+static void issue_due_ws(load_t *L, uint64_t due)
+{
+    while (L->issued < due && sender_of(L, L->seq_base + L->issued)->ws_unacked < L->o.ws_window)
+        issue_ws(L, L->seq_base + L->issued++);
 }
 
 /* --- the loop ------------------------------------------------------------- */
@@ -360,12 +374,10 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
             L->interval.offered += due - L->seg_due;
             L->seg_due = due;
         }
-        if (L->o.send_ws) {
-            while (L->issued < due)
-                issue_ws(L, L->seq_base + L->issued++);
-        } else {
+        if (L->o.send_ws)
+            issue_due_ws(L, due);
+        else
             issue_due_http(L, due);
-        }
         maybe_report(L, now);
         if (now - last_expire > 1000000000u) {
             expire(L, now);
@@ -383,8 +395,8 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
         } else if (end_ns > now && end_ns < wake) {
             wake = end_ns;
         }
-        if (L->issued < due && !L->o.send_ws)
-            wake = L->next_report_ns; /* backlogged: a finished request resumes sending */
+        if (L->issued < due)
+            wake = L->next_report_ns; /* backlogged: an answer resumes sending */
         arm_timer(L, wake);
         load_poll(L, 1000);
     }

@@ -31,6 +31,9 @@ static void usage(FILE *f)
           "  --api natter|seed    the server's API: natter's (default) or the original design's\n"
           "                       (form bodies, user_id cookie, /ws/connect/{user_id}, HTML pushes)\n"
           "  --http-conns N       HTTP connections for setup and posts (default 64), spread over the targets\n"
+          "  --ws-window N        --send ws: sends a sender's socket has unanswered at most (default 32;\n"
+          "                       natter closes a socket past its --ws-pending, 64 by default); the rest\n"
+          "                       wait their turn, their latency counted from their scheduled time\n"
           "  --conns N            conns: WebSockets to open\n"
           "  --tabs T             conns: sockets per user (default 1; N must be a multiple)\n"
           "  --room-size S        conns: users per room (default 5)\n"
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
 {
     static load_t L;
     L.o.http_conns = 64;
+    L.o.ws_window = 32;
     L.o.tabs = 1;
     L.o.room_size = 5;
     L.o.sockets_per_process = 15000;
@@ -165,7 +169,7 @@ int main(int argc, char **argv)
                *typing = NULL;
     enum { O_TARGET = 1, O_SCEN, O_STAGES, O_JSON, O_PLOT, O_SEND, O_HTTP_CONNS, O_CONNS, O_TABS, O_ROOM_SIZE,
            O_LIST, O_ROOMS, O_USERS, O_PER_PROCESS, O_DRAIN, O_IDLE, O_TICK, O_START, O_QUIET, O_API, O_CA,
-           O_INSECURE, O_NO_RESUME, O_TYPING, O_HELP };
+           O_INSECURE, O_NO_RESUME, O_TYPING, O_WS_WINDOW, O_HELP };
     static const struct option opts[] = {
         {"target", required_argument, 0, O_TARGET},       {"scenario", required_argument, 0, O_SCEN},
         {"stages", required_argument, 0, O_STAGES},       {"json", required_argument, 0, O_JSON},
@@ -180,7 +184,7 @@ int main(int argc, char **argv)
         {"api", required_argument, 0, O_API},             {"help", no_argument, 0, O_HELP},
         {"ca", required_argument, 0, O_CA},               {"insecure", no_argument, 0, O_INSECURE},
         {"no-tls-resume", no_argument, 0, O_NO_RESUME},
-        {"typing", required_argument, 0, O_TYPING},
+        {"typing", required_argument, 0, O_TYPING},       {"ws-window", required_argument, 0, O_WS_WINDOW},
         {0, 0, 0, 0}};
     int c, bad = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -199,6 +203,7 @@ int main(int argc, char **argv)
         case O_SEND: send = optarg; break;
         case O_API: api = optarg; break;
         case O_HTTP_CONNS: bad |= parse_size(optarg, &L.o.http_conns) != 0 || L.o.http_conns == 0; break;
+        case O_WS_WINDOW: bad |= parse_size(optarg, &L.o.ws_window) != 0 || L.o.ws_window == 0; break;
         case O_CONNS: bad |= parse_size(optarg, &L.o.sockets) != 0; break;
         case O_TABS: bad |= parse_size(optarg, &L.o.tabs) != 0; break;
         case O_ROOM_SIZE: bad |= parse_size(optarg, &L.o.room_size) != 0; break;

@@ -96,6 +96,21 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     assert any(pt["server_rss_bytes"] is not None for pt in doc["series"]), report
 
 
+def test_ws_sends_keep_within_the_servers_pending_bound(server_factory, tmp_path):
+    """--send ws keeps at most --ws-window sends unanswered per socket: against a natter that closes a
+    socket past two pending sends, a window of two is never closed, however long the store takes."""
+    srv = server_factory(args=["--ws-pending", "2"])
+    p, doc, report = run_load(srv, tmp_path, "--scenario", "seed", "--listeners", "2", "--send", "ws",
+                              "--ws-window", "2", "--stages", "200:1s,200:1s")
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    assert s["errors"] == 0 and s["rejected_total"] == 0 and s["accepted"] == s["offered"], report
+    assert_exactly_once(s, report)
+    text = requests.get(srv.base + "/metrics", timeout=5).text
+    assert "\nnatter_websockets_flood_closed_total " in text
+    assert _metric(text, "natter_websockets_flood_closed_total") == 0, report
+
+
 def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp_path):
     """300 sockets (150 users with 2 tabs, rooms of 5) with at most 100 per process: three listener
     processes, whose records merge into one exactly-once, in-order verdict (after a second held idle)."""
