@@ -13,12 +13,16 @@
 #include "loop.h"
 #include "natter.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define SHUTDOWN_CLOSE_WAIT_MS 2000
 /* File descriptors kept for what is not a client: the store's and the log's
@@ -30,6 +34,8 @@
 #define CLIENT_IDS_CACHED 100000
 /* Claimer threads (claims.h): batches whose round trips overlap. */
 #define CLAIM_THREADS 4
+/* How often the main thread hands the allocator's free pages back. */
+#define MEMORY_TRIM_INTERVAL_S 10
 
 static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
 {
@@ -125,7 +131,7 @@ static void size_connections(natter_config_t *cfg)
 }
 
 /* Blocks SIGTERM and SIGINT in every thread (the set is inherited); main
- * takes them with sigwait. */
+ * takes them with sigtimedwait (wait_for_signal). */
 static void block_signals(sigset_t *set)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -135,6 +141,27 @@ static void block_signals(sigset_t *set)
     pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
+/* Frames are built on the consumer's thread and freed on the loops' when
+ * the last socket has sent them, so a burst of pushes to slow readers
+ * leaves free pages scattered through glibc's arenas, which it keeps: in
+ * `make soak` RSS grew 2.7 MiB a minute while the live heap stayed flat
+ * (heaptrack), and one malloc_trim took a 58 MiB RSS back to 32. The main
+ * thread, idle until a signal, trims every MEMORY_TRIM_INTERVAL_S. */
+static int wait_for_signal(const sigset_t *signals)
+{
+    const struct timespec every = {MEMORY_TRIM_INTERVAL_S, 0};
+    for (;;) {
+        int sig = sigtimedwait(signals, NULL, &every);
+        if (sig > 0)
+            return sig;
+        if (errno != EAGAIN)
+            continue; /* EINTR */
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+    }
+}
+
 int main(int argc, char **argv)
 {
     static natter_app_t app;
@@ -142,7 +169,6 @@ int main(int argc, char **argv)
     static natter_consumer_t consumer;
     sigset_t signals;
     char err[512], desc[2048];
-    int sig;
     natter_metrics_init();
     int rc = natter_config_load(&app.cfg, argc, argv, err, sizeof(err));
     if (rc == 1)
@@ -204,7 +230,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "natter: listening on %s://%s:%u with %zu event loops (%s)\n",
             natter_http_tls(&app) ? "https" : "http", app.cfg.listen_host, app.cfg.listen_port, app.nloops, desc);
 
-    sigwait(&signals, &sig);
+    wait_for_signal(&signals);
 
     fprintf(stderr, "natter: shutting down: draining the log, closing sockets\n");
     shutdown_gracefully(&app, &consumer);

@@ -201,6 +201,7 @@ static const char *const queries[NQUERIES] = {
 
 typedef struct conn {
     struct conn *next;
+    _Atomic int *count; /* the store's count of connections, this one in it */
     sqlite3 *db;
     sqlite3_stmt *stmt[NQUERIES];
 } conn_t;
@@ -212,6 +213,7 @@ typedef struct {
     pthread_mutex_t lock;
     conn_t *idle;
     pthread_mutex_t write_lock; /* one write transaction of this process at a time (see begin_transaction) */
+    _Atomic int connections;    /* open, idle or in use (the pool makes one whenever none is idle) */
     _Atomic int64_t claims_swept_ms; /* when expired client_id claims were last deleted */
 } store_sqlite_t;
 
@@ -239,12 +241,15 @@ static void conn_free(conn_t *c)
     for (int i = 0; i < NQUERIES; i++)
         sqlite3_finalize(c->stmt[i]);
     sqlite3_close(c->db);
+    atomic_fetch_sub(c->count, 1);
     free(c);
 }
 
 static conn_t *conn_new(store_sqlite_t *s, char *err, size_t errlen)
 {
     conn_t *c = xcalloc(1, sizeof(*c));
+    c->count = &s->connections;
+    atomic_fetch_add(c->count, 1);
     char pragmas[160];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF; PRAGMA busy_timeout=5000;",
@@ -1176,6 +1181,22 @@ static int sq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t
     return select_ids(base, Q_USER_CHAT_IDS, user_id, out);
 }
 
+/* What the pool holds and what SQLite has allocated (page caches, statements,
+ * schemas) across every connection: the part of natter's memory SQLite owns. */
+static void sq_metrics_render(natter_store_t *base, natter_store_append_fn append, void *arg)
+{
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    char text[512];
+    int len = snprintf(text, sizeof(text),
+                       "# HELP natter_sqlite_connections SQLite connections in the store's pool, idle or in use.\n"
+                       "# TYPE natter_sqlite_connections gauge\nnatter_sqlite_connections %d\n"
+                       "# HELP natter_sqlite_memory_bytes Heap memory SQLite holds now, every connection's page "
+                       "cache included.\n"
+                       "# TYPE natter_sqlite_memory_bytes gauge\nnatter_sqlite_memory_bytes %lld\n",
+                       atomic_load(&s->connections), (long long)sqlite3_memory_used());
+    append(arg, text, (size_t)len < sizeof(text) ? (size_t)len : sizeof(text) - 1);
+}
+
 const natter_store_ops_t natter_store_sqlite = {
     .version = 5,
     .size = sizeof(store_sqlite_t),
@@ -1200,6 +1221,7 @@ const natter_store_ops_t natter_store_sqlite = {
     .messages_page = sq_messages_page,
     .message_in_chat = sq_message_in_chat,
     .read_marker_advance = sq_read_marker_advance,
+    .metrics_render = sq_metrics_render,
     .node_lease = sq_node_lease,
     .client_ids_claim = sq_client_ids_claim,
     .ticket_create = sq_ticket_create,

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import register, settle
+from conftest import CQL, register, settle
 
 PROMTOOL = shutil.which("promtool")
 
@@ -147,6 +147,18 @@ def test_every_family_with_its_type(server):
             assert family.endswith("_total"), family
         else:
             assert not family.endswith("_total"), family
+
+
+def test_the_sqlite_store_reports_its_memory(server):
+    """On the embedded store, /metrics says how many pooled connections SQLite has and the heap it holds."""
+    if CQL:
+        pytest.skip("the SQLite store's gauges: this pass runs on --store cql")
+    drive(server, n=5).close()
+    s = scrape(server)
+    assert s.types.get("natter_sqlite_connections") == "gauge"
+    assert s.types.get("natter_sqlite_memory_bytes") == "gauge"
+    assert s.value("natter_sqlite_connections") >= 1
+    assert 0 < s.value("natter_sqlite_memory_bytes") < 256 * 1024 * 1024
 
 
 def test_counters_move_with_traffic(server):
