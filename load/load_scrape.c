@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const load_metrics_t unknown = {-1, -1, -1, -1};
+const load_metrics_t load_metrics_unknown = {-1, -1, -1, -1};
 
 void load_scrape_init(load_scrape_t *s, int epfd, const load_dest_t *d, const char *lag_name,
                       const char *batches_name)
@@ -15,7 +15,7 @@ void load_scrape_init(load_scrape_t *s, int epfd, const load_dest_t *d, const ch
     s->batches_name = batches_name;
     s->off = 0;
     s->misses = 0;
-    s->last = unknown;
+    s->last = load_metrics_unknown;
 }
 
 void load_scrape_free(load_scrape_t *s)
@@ -84,7 +84,7 @@ int load_scrape_value(const char *text, size_t len, const char *name, double *ou
 void load_scrape_parse(const char *text, size_t len, const char *lag_name, const char *batches_name,
                        load_metrics_t *m)
 {
-    *m = unknown;
+    *m = load_metrics_unknown;
     load_scrape_value(text, len, lag_name, &m->lag);
     if (batches_name != NULL)
         load_scrape_value(text, len, batches_name, &m->batches);
@@ -98,7 +98,7 @@ static void on_metrics(load_http_t *c, int status, const char *body, size_t len,
     load_scrape_t *s = arg;
     if (status < 0)
         return; /* the connection failed; ask again next second */
-    load_metrics_t m = unknown;
+    load_metrics_t m = load_metrics_unknown;
     if (status == 200)
         load_scrape_parse(body, len, s->lag_name, s->batches_name, &m);
     if (m.lag < 0 && m.batches < 0 && m.cpu_s < 0 && m.rss_bytes < 0) {

@@ -25,6 +25,10 @@ typedef struct load_metrics {
     double lag, batches, cpu_s, rss_bytes;
 } load_metrics_t;
 
+/* Every value unknown: what a milestone holds until it is scraped (a run
+ * without listeners, sendonly and sendmax, scrapes none). */
+extern const load_metrics_t load_metrics_unknown;
+
 typedef struct load_scrape {
     load_http_t conn;
     const char *lag_name, *batches_name; /* the dialect's; batches_name may be NULL */

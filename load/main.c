@@ -106,6 +106,7 @@ static int set_targets(load_t *L)
         load_url_t u;
         t->url = L->o.targets[i];
         t->same_as = -1;
+        t->before = t->open = t->after_idle = t->end = load_metrics_unknown;
         if (load_parse_url(t->url, &u) != 0) {
             fprintf(stderr, "natter-load: --target must be http://HOST:PORT or https://HOST:PORT (HOST an IPv4 "
                             "address or localhost), got %s\n", t->url);

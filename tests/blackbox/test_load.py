@@ -111,6 +111,18 @@ def test_ws_sends_keep_within_the_servers_pending_bound(server_factory, tmp_path
     assert _metric(text, "natter_websockets_flood_closed_total") == 0, report
 
 
+def test_a_run_without_listeners_leaves_the_servers_metrics_unknown(server_factory, tmp_path):
+    """sendonly opens no listener, so no milestone reads the target's /metrics: its CPU and memory
+    must say unknown (null), not 0 — scripts/bench-load then takes the server's CPU from /proc (the
+    anchor's CPU per message read 0.0 while they were 0)."""
+    srv = server_factory()
+    p, doc, report = run_load(srv, tmp_path, "--scenario", "sendonly", "--stages", "50:1s")
+    assert doc is not None, report
+    (t,) = doc["summary"]["targets"]
+    for key in ("cpu_before_s", "cpu_open_s", "cpu_end_s", "rss_before_bytes", "rss_open_bytes", "rss_end_bytes"):
+        assert t[key] is None, (key, report)
+
+
 def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp_path):
     """300 sockets (150 users with 2 tabs, rooms of 5) with at most 100 per process: three listener
     processes, whose records merge into one exactly-once, in-order verdict (after a second held idle)."""
