@@ -237,7 +237,8 @@ bench-distributed: all
 	@rm -rf $(BENCH_ENGINE_DATA) && \
 	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
 	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
-	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-load; rc=$$?; \
+	pids="kafka=$$(sed -n 's/^PID=//p' build/engines/run/kafka.natter-bench.env) cassandra=$$(sed -n 's/^PID=//p' build/engines/run/cassandra.natter-bench.env)" && \
+	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql ENGINE_PIDS=$$pids scripts/bench-load; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
 
