@@ -237,7 +237,8 @@ bench-distributed: all
 	@rm -rf $(BENCH_ENGINE_DATA) && \
 	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
 	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
-	pids="kafka=$$(sed -n 's/^PID=//p' build/engines/run/kafka.natter-bench.env) cassandra=$$(sed -n 's/^PID=//p' build/engines/run/cassandra.natter-bench.env)" && \
+	pids=$$(scripts/engine status | awk '$$1 == "kafka/natter-bench" || $$1 == "cassandra/natter-bench" \
+		{ sub("/.*", "", $$1); printf "%s%s=%s", s, $$1, $$3; s = " " }') && \
 	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql ENGINE_PIDS=$$pids scripts/bench-load; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
