@@ -42,7 +42,7 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@scripts/embed-web web $@
 
 .PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed bench-conns \
-	bench-login-flood soak
+	bench-login-flood soak profile-locks
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -230,6 +230,11 @@ bench-wrk: all
 # one run; writes bench/results/ and the bench-load block of README.md
 bench: all
 	scripts/bench-load
+
+# futex waits per thread and per call site under max-shaped load (perf, as
+# root); writes bench/results/<date>-locks.txt, read in docs/architecture.md
+profile-locks: all
+	scripts/profile-locks
 
 # the same on Kafka + Cassandra (started here on fresh data, stopped after); writes
 # bench/results/<date>-distributed-* and the bench-distributed block of README.md

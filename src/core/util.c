@@ -84,16 +84,35 @@ uint64_t natter_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Days since 1970-01-01 to a proleptic Gregorian date, by arithmetic on
+ * 400-year eras (146,097 days each, years counted from March so the leap
+ * day ends a year). Not gmtime_r: glibc's takes the process-wide tzset lock,
+ * and this runs on every loop and the consumer for each message. */
+static void civil_from_days(int64_t days, int *year, int *month, int *day)
+{
+    days += 719468; /* 0000-03-01 to 1970-01-01 */
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t doe = days - era * 146097;                                 /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);            /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                  /* [0, 11], 0 = March */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = (int)(yoe + era * 400 + (*month <= 2));
+}
+
 void natter_format_time(char *dst, int64_t ms)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
+    int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+    int64_t sod = secs - days * 86400;
+    int year, month, day;
+    civil_from_days(days, &year, &month, &day);
     /* by hand, not snprintf: this runs for every message answered or pushed */
-    int year = tm.tm_year + 1900;
     if (year < 0 || year > 9999)
         year = year < 0 ? 0 : 9999;
-    const int parts[] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000)};
+    const int parts[] = {year, month, day, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60),
+                         (int)(ms - secs * 1000)};
     const int widths[] = {4, 2, 2, 2, 2, 2, 3};
     const char seps[] = "--T::.Z";
     char *d = dst;

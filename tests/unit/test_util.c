@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/util.h"
@@ -183,6 +184,23 @@ static void test_format_time(void **state)
     expect_time(1795815000123LL, "2026-11-27T21:30:00.123Z");
     expect_time(951868799999LL, "2000-02-29T23:59:59.999Z");
     expect_time(253402300799999LL, "9999-12-31T23:59:59.999Z");
+    expect_time(-1, "1969-12-31T23:59:59.999Z");
+    expect_time(-86400000LL, "1969-12-31T00:00:00.000Z");
+    expect_time(4107542400000LL, "2100-03-01T00:00:00.000Z"); /* 2100 is not a leap year */
+    /* the last and first millisecond of every day from 1600 to 2500
+     * (leap centuries and not), against glibc's gmtime_r */
+    for (int64_t day = -135140; day < 193000; day++) {
+        for (int64_t ms = day * 86400000LL - 1; ms <= day * 86400000LL; ms++) {
+            time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+            struct tm tm;
+            gmtime_r(&secs, &tm);
+            char want[64], head[32], got[NATTER_TIME_LEN];
+            strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
+            snprintf(want, sizeof(want), "%s.%03dZ", head, (int)(ms - (int64_t)secs * 1000));
+            natter_format_time(got, ms);
+            assert_string_equal(got, want);
+        }
+    }
 }
 
 static void test_clocks(void **state)
