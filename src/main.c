@@ -43,6 +43,11 @@ static int load_members(void *arg, uint64_t chat_id, natter_vec_t *out)
     return natter_store_chat_member_ids(app->store, chat_id, out);
 }
 
+static int64_t stored_offset(void *log, int32_t partition)
+{
+    return natter_log_stored_offset(log, partition);
+}
+
 /* The store, this node's lease on its id, then the log: a second node with
  * the same id must be turned away before it joins the log's consumer group
  * under that id (it would fence the first node's consumer). */
@@ -167,6 +172,7 @@ int main(int argc, char **argv)
     static natter_app_t app;
     static natter_lease_t lease;
     static natter_consumer_t consumer;
+    static natter_tail_t tail;
     sigset_t signals;
     char err[512], desc[2048];
     natter_metrics_init();
@@ -211,6 +217,10 @@ int main(int argc, char **argv)
     if (natter_log_claims_at_ingest(app.log))
         natter_claims_start(&app.claims, &app, CLAIM_THREADS, app.cfg.worker_queue);
     app.ephemeral = natter_ephemeral_new(&app);
+    if (natter_log_has_fanout(app.log)) {
+        natter_tail_init(&tail, NATTER_LOG_REPLAY_MAX, stored_offset, app.log);
+        app.tail = &tail;
+    }
     natter_consumer_init(&consumer, &app);
     app.consumer = &consumer;
     if (start_loops(&app, err, sizeof(err)) != NATTER_OK) {
@@ -219,6 +229,8 @@ int main(int argc, char **argv)
         natter_workers_stop(&app.auth.pool);
         natter_claims_stop(&app.claims);
         natter_ephemeral_free(app.ephemeral);
+        if (app.tail != NULL)
+            natter_tail_free(app.tail);
         natter_lease_release(&lease);
         natter_log_close(app.log);
         natter_store_close(app.store);
@@ -239,6 +251,8 @@ int main(int argc, char **argv)
         natter_loop_dispose(app.loops[i]);
     natter_workers_free(&app.workers);
     natter_ephemeral_free(app.ephemeral);
+    if (app.tail != NULL)
+        natter_tail_free(app.tail);
     natter_auth_free(&app.auth);
     natter_lease_release(&lease);
     natter_store_close(app.store);

@@ -25,6 +25,7 @@
 #include <h2o.h>
 #include <stdatomic.h>
 
+#include "consumer/tail.h"
 #include "core/config.h"
 #include "core/id.h"
 #include "core/ratelimit.h"
@@ -63,6 +64,7 @@ typedef struct natter_app {
     natter_claims_t claims; /* posts' client_ids claimed in the store, when the log claims at ingest */
     natter_idgen_t ids; /* user and chat ids */
     struct natter_ephemeral *ephemeral; /* typing, presence, read receipts (gateway/ephemeral.h) */
+    natter_tail_t *tail; /* the log's unstored tail, when pushes do not wait for the store (consumer/tail.h); else NULL */
     atomic_int stopping; /* draining: no new work is taken */
 } natter_app_t;
 

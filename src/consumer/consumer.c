@@ -145,6 +145,28 @@ static void *consumer_main(void *arg)
     return NULL;
 }
 
+/* The batch's live records, in order; the replayed ones (pushed before
+ * this node started, kept only for history reads) go on *replayed. */
+static natter_msg_t *split_replayed(natter_msg_t *head, natter_msg_t **replayed)
+{
+    natter_msg_t *live = NULL, **lt = &live, **rt = replayed;
+    for (natter_msg_t *m = head, *next; m != NULL; m = next) {
+        next = m->next;
+        m->next = NULL;
+        if (m->replayed) {
+            *rt = m;
+            rt = &m->next;
+        } else {
+            *lt = m;
+            lt = &m->next;
+        }
+    }
+    return live;
+}
+
+/* On a log with its own fan-out stream (Kafka): every node pushes what it
+ * reads there, then keeps it in its unstored tail for history reads
+ * (consumer/tail.h). */
 static void *fanout_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-fanout");
@@ -156,10 +178,14 @@ static void *fanout_main(void *arg)
         if (n == 0) {
             if (natter_log_drained(app->log))
                 break;
+            natter_tail_prune(app->tail);
             continue;
         }
-        natter_fanout_dispatch(app, natter_fanout_build(app, head));
-        free_batch(head);
+        natter_msg_t *replayed = NULL, *live = split_replayed(head, &replayed);
+        if (live != NULL)
+            natter_fanout_dispatch(app, natter_fanout_build(app, live));
+        natter_tail_add(app->tail, live);
+        natter_tail_add(app->tail, replayed);
     }
     return NULL;
 }

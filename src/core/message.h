@@ -72,6 +72,7 @@ struct natter_msg {
     void *durable_arg;
     uint8_t duplicate;    /* the store found its client_id claimed by another message: it is that one */
     uint8_t log_held;     /* the log's: appended held, not released yet (log.h) */
+    uint8_t replayed;     /* a fan-out poll's: read again at start from the unstored tail, not to be pushed */
     size_t client_id_len; /* 0: none */
     char client_id[NATTER_CLIENT_ID_MAX + 1];
     size_t content_len;

@@ -333,6 +333,9 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             SUM(dead_letters));
     consumer_lag(&o, m);
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)SUM(batches_in_flight));
+    gauge(&o, "natter_unstored_tail_messages",
+          "Messages pushed from the log but not stored yet, kept for history reads (Kafka log).",
+          (double)SUM(unstored_tail));
     gauge(&o, "natter_websockets_open", "Open WebSocket connections.", (double)SUM(ws_open));
     per_loop_websockets(&o, m);
     counter(&o, "natter_websockets_slow_closed_total", "WebSockets closed because their send queue was full.",

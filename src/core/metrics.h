@@ -42,6 +42,7 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t messages_stored;
     _Atomic uint64_t messages_delivered; /* frames queued to WebSockets */
     _Atomic uint64_t batches_in_flight;
+    _Atomic uint64_t unstored_tail;      /* messages in the unstored tail (consumer/tail.h) */
     _Atomic uint64_t ws_open;
     _Atomic uint64_t ws_slow_closed;     /* closed (1008) because their send queue was full */
     _Atomic uint64_t ws_flood_closed;    /* closed (1008) for sending faster than answers came back */

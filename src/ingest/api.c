@@ -526,11 +526,19 @@ static void messages_list(natter_api_job_t *job)
     if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
         natter_api_page_query(job, "message", &after, &before, &limit) != 0)
         return;
-    natter_vec_t page;
+    natter_vec_t page, unstored;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
+    natter_vec_init(&unstored, sizeof(natter_msg_t *));
+    if (job->app->tail != NULL) /* before the store: see consumer/tail.h */
+        natter_tail_collect(job->app->tail, job->route.chat_id, after, before, &unstored);
     int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
+    if (rc == NATTER_OK)
+        natter_tail_merge(&unstored, after, (uint32_t)limit, &page, &has_more);
+    for (size_t i = 0; i < unstored.len; i++)
+        free(*NATTER_VEC_AT(&unstored, natter_msg_t *, i));
+    natter_vec_free(&unstored);
     json_t *arr = json_array();
     if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);

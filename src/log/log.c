@@ -150,3 +150,10 @@ int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const cha
     }
     return rc;
 }
+
+int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition)
+{
+    if (log->ops->version < 6 || log->ops->stored_offset == NULL)
+        return -1;
+    return log->ops->stored_offset(log, partition);
+}

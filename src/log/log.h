@@ -6,7 +6,8 @@
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
  * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
- * 5 dead letters. New methods are only appended, with a version bump.
+ * 5 dead letters, version 6 stored_offset. New methods are only appended,
+ * with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -26,6 +27,10 @@
 #include "core/message.h"
 
 typedef struct natter_log natter_log_t;
+
+/* At most this many records of the unstored tail are replayed by a fan-out
+ * poll at start (log.h, fanout_poll), over all partitions. */
+#define NATTER_LOG_REPLAY_MAX 100000
 
 typedef struct natter_log_ops {
     int version; /* the newest version whose methods this backend fills in (or NULLs) */
@@ -54,7 +59,11 @@ typedef struct natter_log_ops {
      * message (a consumer group splits the partitions between nodes): every
      * message posted on any node, in log order per chat, for this node's
      * sockets. The messages belong to the caller. NULL when the store
-     * consumer's batches are the fan-out (the local log). */
+     * consumer's batches are the fan-out (the local log). From version 6,
+     * the first polls after start also give the log's unstored tail (the
+     * records from the store's committed offsets up to the end at start),
+     * each marked msg->replayed: pushed before, kept for history reads
+     * (consumer/tail.h), not to be pushed again. */
     size_t (*fanout_poll)(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms);
 
     /* Version 2 (may be NULL). */
@@ -106,6 +115,13 @@ typedef struct natter_log_ops {
      * when it could not be kept (the caller must not move past it then).
      * The store consumer thread only. */
     int (*dead_letter)(natter_log_t *log, const natter_msg_t *msg, const char *reason);
+
+    /* Version 6 (NULL where the fan-out follows the store: the local log). */
+    /* The offset below which the partition's records are in the store, as
+     * the log last learned it (Kafka: the store group's committed offset,
+     * read every second); -1 when it does not know. Any thread, never
+     * blocks. */
+    int64_t (*stored_offset)(natter_log_t *log, int32_t partition);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -148,5 +164,7 @@ size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t 
 int natter_log_has_dead_letters(natter_log_t *log);
 /* Counts natter_dead_letters_total and logs a line when the record is kept. */
 int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const char *reason);
+/* The backend's stored_offset, or -1 for a backend without one. */
+int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition);
 
 #endif

@@ -92,6 +92,8 @@ typedef struct {
     rd_kafka_t *fanout;   /* assigned every partition, no group */
     rd_kafka_t *observer; /* reads the store group's committed offsets */
     span_t batch[MAX_PARTITIONS]; /* store consumer thread only */
+    _Atomic int64_t stored[MAX_PARTITIONS]; /* the store group's committed offsets, as last read; -1: unknown */
+    int64_t live_from[MAX_PARTITIONS]; /* each partition's end at start: fan-out below it is a replay */
 
     atomic_int closed;
     atomic_int stop_threads;
@@ -301,6 +303,8 @@ static void measure_lag(log_kafka_t *k)
             int64_t lo = 0, hi = 0, committed = list->elems[i].offset;
             if (rd_kafka_get_watermark_offsets(k->fanout, k->topic, list->elems[i].partition, &lo, &hi) != 0)
                 continue;
+            if (committed >= 0 && list->elems[i].partition < MAX_PARTITIONS)
+                atomic_store(&k->stored[list->elems[i].partition], committed);
             if (committed < 0)
                 committed = lo;
             natter_metrics_set_partition_lag(list->elems[i].partition, hi > committed ? hi - committed : 0);
@@ -321,30 +325,91 @@ static void *lag_main(void *arg)
     return NULL;
 }
 
-/* Starts a consumer (fan-out, ephemeral) at each partition's current end
- * of the topic name, read from the broker now (not resolved lazily by the
- * fetcher, which could skip what is posted in between): every message
- * posted after start-up is read. */
-static int assign_all_from_end(rd_kafka_t *rk, const char *name, int partitions, char *err, size_t errlen)
+/* Each partition's low and high watermarks of the topic name, read from the
+ * broker now (not resolved lazily by the fetcher, which could skip what is
+ * posted in between). */
+static int query_ends(rd_kafka_t *rk, const char *name, int partitions, int64_t *lo, int64_t *hi, char *err,
+                      size_t errlen)
+{
+    uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
+    for (int p = 0; p < partitions; p++) {
+        rd_kafka_resp_err_t rerr;
+        /* a partition just created may not have settled its leader yet */
+        while ((rerr = rd_kafka_query_watermark_offsets(rk, name, p, &lo[p], &hi[p], 5000)) &&
+               natter_mono_ns() < deadline)
+            usleep(100000);
+        if (rerr) {
+            snprintf(err, errlen, "kafka: offsets of %s/%d: %s", name, p, rd_kafka_err2str(rerr));
+            return NATTER_EUNAVAIL;
+        }
+    }
+    return NATTER_OK;
+}
+
+static int assign_at(rd_kafka_t *rk, const char *name, int partitions, const int64_t *from, char *err, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(partitions);
-    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
-    uint64_t deadline = natter_mono_ns() + (uint64_t)TOPIC_CREATE_DEADLINE_MS * 1000000u;
-    for (int p = 0; p < partitions && !rerr; p++) {
-        int64_t lo, hi;
-        /* a partition just created may not have settled its leader yet */
-        while ((rerr = rd_kafka_query_watermark_offsets(rk, name, p, &lo, &hi, 5000)) && natter_mono_ns() < deadline)
-            usleep(100000);
-        rd_kafka_topic_partition_list_add(list, name, p)->offset = hi;
-    }
-    if (!rerr)
-        rerr = rd_kafka_assign(rk, list);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(list, name, p)->offset = from[p];
+    rd_kafka_resp_err_t rerr = rd_kafka_assign(rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (rerr) {
         snprintf(err, errlen, "kafka: assign %s: %s", name, rd_kafka_err2str(rerr));
         return NATTER_EUNAVAIL;
     }
     return NATTER_OK;
+}
+
+/* Starts a consumer (ephemeral) at each partition's current end: every
+ * record published after start-up is read. */
+static int assign_all_from_end(rd_kafka_t *rk, const char *name, int partitions, char *err, size_t errlen)
+{
+    int64_t *lo = xcalloc((size_t)partitions, sizeof(*lo)), *hi = xcalloc((size_t)partitions, sizeof(*hi));
+    int rc = query_ends(rk, name, partitions, lo, hi, err, errlen);
+    if (rc == NATTER_OK)
+        rc = assign_at(rk, name, partitions, hi, err, errlen);
+    free(lo);
+    free(hi);
+    return rc;
+}
+
+/* Starts the fan-out consumer at the store group's committed offsets, so
+ * its first polls replay the log's unstored tail (at most
+ * NATTER_LOG_REPLAY_MAX records over all partitions, the newest) for
+ * history reads, then go on with what is posted after start; live_from
+ * (each partition's end now) tells the two apart. A partition the group
+ * never committed replays from its start (none of it is stored); when the
+ * committed offsets cannot be read, every partition starts at its end. */
+static int assign_fanout(log_kafka_t *k, char *err, size_t errlen)
+{
+    int n = k->partitions;
+    int64_t *lo = xcalloc((size_t)n, sizeof(*lo)), *from = xcalloc((size_t)n, sizeof(*from));
+    int rc = query_ends(k->fanout, k->topic, n, lo, k->live_from, err, errlen);
+    if (rc == NATTER_OK) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
+        for (int p = 0; p < n; p++)
+            rd_kafka_topic_partition_list_add(list, k->topic, p);
+        rd_kafka_resp_err_t rerr = rd_kafka_committed(k->observer, list, 5000);
+        if (rerr)
+            fprintf(stderr, "natter: kafka: the store group's offsets (%s): fan-out starts at the end, with no "
+                            "unstored tail for history reads\n", rd_kafka_err2str(rerr));
+        int64_t keep = NATTER_LOG_REPLAY_MAX / n > 0 ? NATTER_LOG_REPLAY_MAX / n : 1;
+        for (int p = 0; p < n; p++) {
+            int64_t committed = rerr ? k->live_from[p] : list->elems[p].offset;
+            from[p] = committed >= 0 ? committed : lo[p];
+            if (from[p] < k->live_from[p] - keep)
+                from[p] = k->live_from[p] - keep;
+            if (from[p] > k->live_from[p])
+                from[p] = k->live_from[p];
+            if (!rerr && list->elems[p].offset >= 0)
+                atomic_store(&k->stored[p], list->elems[p].offset);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        rc = assign_at(k->fanout, k->topic, n, from, err, errlen);
+    }
+    free(lo);
+    free(from);
+    return rc;
 }
 
 static int subscribe_store(log_kafka_t *k, char *err, size_t errlen)
@@ -426,8 +491,10 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);
-    for (int p = 0; p < MAX_PARTITIONS; p++)
+    for (int p = 0; p < MAX_PARTITIONS; p++) {
         k->batch[p].min = -1;
+        atomic_init(&k->stored[p], -1);
+    }
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
     store_instance(k, instance, sizeof(instance));
     if ((k->producer = new_producer(k, err, errlen)) == NULL ||
@@ -437,7 +504,7 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
         (k->fanout = new_consumer(k, "fanout", group, NULL, err, errlen)) == NULL ||
         (k->observer = new_consumer(k, "observer", cfg->kafka_group, NULL, err, errlen)) == NULL ||
         subscribe_store(k, err, errlen) != NATTER_OK ||
-        assign_all_from_end(k->fanout, k->topic, k->partitions, err, errlen) != NATTER_OK ||
+        assign_fanout(k, err, errlen) != NATTER_OK ||
         ephemeral_open(k, err, errlen) != NATTER_OK) {
         kafka_close(log);
         return NATTER_EUNAVAIL;
@@ -783,7 +850,16 @@ static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t m
     log_kafka_t *k = (log_kafka_t *)log;
     if (atomic_load(&k->closed))
         return 0;
-    return poll_batch(k, k->fanout, head, max, timeout_ms, 0);
+    size_t n = poll_batch(k, k->fanout, head, max, timeout_ms, 0);
+    for (natter_msg_t *m = *head; n > 0 && m != NULL; m = m->next)
+        m->replayed = m->partition >= 0 && m->partition < MAX_PARTITIONS && m->offset < k->live_from[m->partition];
+    return n;
+}
+
+static int64_t kafka_stored_offset(natter_log_t *log, int32_t partition)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    return partition >= 0 && partition < MAX_PARTITIONS ? atomic_load(&k->stored[partition]) : -1;
 }
 
 /* Stored: commit max+1 per partition. Not stored: seek back to the batch's
@@ -934,7 +1010,7 @@ static size_t kafka_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_kafka = {
-    .version = 5,
+    .version = 6,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -953,4 +1029,5 @@ const natter_log_ops_t natter_log_kafka = {
     .ephemeral_poll = kafka_ephemeral_poll,
     .consumer_status = kafka_consumer_status,
     .dead_letter = kafka_dead_letter,
+    .stored_offset = kafka_stored_offset,
 };

@@ -139,11 +139,6 @@ def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp
     assert s["latency_ms"]["p50"] > 0 and s["connect_rate"] > 0, report
 
 
-@pytest.mark.xfail(bool(KAFKA), strict=False,
-                   reason="on the Kafka log a push does not wait for the store (docs/architecture.md) and a restarted "
-                          "node's fan-out starts at the log's end: a message accepted while its store consumer "
-                          "rejoins the group is neither pushed to the new socket nor in history yet when the "
-                          "listener catches up, and natter-load rightly counts it lost")
 def test_listeners_reconnect_and_catch_up_after_a_restart(server_factory, tmp_path):
     """natter restarts mid-run (every socket closed with 1001, posts refused meanwhile): each listener,
     in two child processes, reconnects, reads what it missed from history, and every accepted message

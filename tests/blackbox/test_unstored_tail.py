@@ -1,0 +1,118 @@
+"""History reads see what was pushed before the store wrote it.
+
+On the Kafka log a node pushes a message as soon as it reads it from the
+broker, before (or while) a store consumer writes it (docs/architecture.md).
+A client that opens a socket after that push and catches up from history must
+still find the message: the node keeps the log's unstored tail (consumer/
+tail.h) and merges it into every history page, and a node that starts replays
+that tail from the store group's committed offsets. The tests hold the store
+back for good with a fault (every batch write fails as if the store were
+away), so nothing they read can have come from it.
+
+On the local log a message is pushed only once it is stored, and a failing
+store fails its post: these tests are the Kafka pass's."""
+
+import time
+
+import pytest
+import requests
+
+from conftest import KAFKA, _metric, register, wait_drained, ws_wait_message
+
+pytestmark = pytest.mark.skipif(not KAFKA, reason="on the local log a push follows the store: history has it already")
+
+STORE_AWAY = {"NATTER_FAULTS": "store.messages_insert:rc=unavail"}
+
+
+def ids(page):
+    return [m["id"] for m in page["messages"]]
+
+
+def history(user, cid, **params):
+    """GET /chats/{cid}/messages as it is now (the suite's client first waits for the store on
+    Kafka, which here never comes)."""
+    r = requests.get(f"{user.server.base}/chats/{cid}/messages", params=params, timeout=10,
+                     headers={"Authorization": f"Bearer {user.token}"})
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def metric(srv, name):
+    return _metric(requests.get(srv.base + "/metrics", timeout=5).text, name)
+
+
+def stored_total(srv):
+    return metric(srv, "natter_messages_stored_total")
+
+
+def wait_tail(srv, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    while metric(srv, "natter_unstored_tail_messages") != n:
+        assert time.monotonic() < deadline, f"natter_unstored_tail_messages never reached {n}"
+        time.sleep(0.05)
+
+
+def test_history_merges_what_was_pushed_but_not_stored(server_factory):
+    srv = server_factory(env=STORE_AWAY)
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    ws = bob.ws()
+    try:
+        first = alice.api.post_message(cid, "one")
+        second = alice.api.post_message(cid, "two")
+        ws_wait_message(ws, first["id"], timeout=30)
+        ws_wait_message(ws, second["id"], timeout=30)
+    finally:
+        ws.close()
+
+    # bob's second tab catches up: every form of history read has both
+    latest = history(bob, cid)
+    assert ids(latest) == [first["id"], second["id"]] and latest["has_more"] is False, latest
+    m = latest["messages"][1]
+    assert m["content"] == "two" and m["sender_id"] == alice.id and m["chat_id"] == cid, m
+    assert ids(history(bob, cid, after="0")) == [first["id"], second["id"]]
+    assert ids(history(bob, cid, after=first["id"])) == [second["id"]]
+    assert ids(history(bob, cid, before=second["id"])) == [first["id"]]
+    newest = history(bob, cid, limit=1)
+    assert ids(newest) == [second["id"]] and newest["has_more"] is True, newest
+    oldest = history(bob, cid, after="0", limit=1)
+    assert ids(oldest) == [first["id"]] and oldest["has_more"] is True, oldest
+    assert stored_total(srv) == 0  # none of it came from the store
+    wait_tail(srv, 2)
+
+    # another chat's tail stays its own; a stranger still gets 403
+    r = requests.post(f"{srv.base}/chats", json={"name": "other", "members": []}, timeout=10,
+                      headers={"Authorization": f"Bearer {alice.token}"})
+    assert r.status_code == 201, r.text
+    other = r.json()["id"]
+    r = requests.get(f"{srv.base}/chats/{other}/messages", timeout=10, headers={"Authorization": f"Bearer {bob.token}"})
+    assert r.status_code == 403, r.text
+    assert ids(history(alice, other)) == []
+
+
+def test_a_restarted_node_replays_the_unstored_tail(server_factory):
+    srv = server_factory(env=STORE_AWAY)
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    posted = [alice.api.post_message(cid, f"before the restart {i}")["id"] for i in range(3)]
+    srv.check_stop()
+    srv.start(port=srv.port)
+    wait_tail(srv, 3)
+    # the new process pushed none of it and the store has none of it: what history shows is replayed
+    assert ids(history(bob, cid)) == posted
+    after = alice.api.post_message(cid, "after the restart")["id"]
+    ws = bob.ws()
+    try:
+        assert ids(history(bob, cid, after=posted[0])) == posted[1:] + [after]
+    finally:
+        ws.close()
+    assert stored_total(srv) == 0
+
+    # the store comes back: each message is there once, from the store now
+    srv.check_stop()
+    del srv.env["NATTER_FAULTS"]
+    srv.start(port=srv.port)
+    wait_drained(srv.base)
+    assert stored_total(srv) == 4
+    wait_tail(srv, 0)  # stored: gone from the tail
+    assert [m["id"] for m in bob.api.all_history(cid)] == posted + [after]
