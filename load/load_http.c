@@ -98,25 +98,9 @@ int load_http_request(load_http_t *c, const char *method, const char *path, cons
     return 0;
 }
 
-/* An answer's Content-Length: digits only, at most LOAD_HTTP_MAX_BODY (a
- * larger value would never fit the buffer, and would wrap the offset). */
-#define LOAD_HTTP_MAX_BODY ((size_t)1 << 30)
-
-static int parse_length(const char *v, size_t len, size_t *out)
-{
-    size_t n = 0;
-    if (len == 0)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        n = n * 10 + (size_t)(v[i] - '0');
-        if (n > LOAD_HTTP_MAX_BODY)
-            return -1;
-    }
-    *out = n;
-    return 0;
-}
+/* The largest Content-Length taken from an answer: a larger one would never
+ * fit the buffer, and would wrap the offset. */
+#define LOAD_HTTP_MAX_BODY ((uint64_t)1 << 30)
 
 /* Parses one complete response at the front of c->in, if there is one.
  * Returns 1 (delivered), 0 (need more), or -errno. */
@@ -139,8 +123,10 @@ static int parse_response(load_http_t *c)
     for (size_t i = 0; i < nh; i++) {
         const struct phr_header *h = &headers[i];
         if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0) {
-            if (parse_length(h->value, h->value_len, &clen) != 0)
+            uint64_t v;
+            if (load_parse_u64(h->value, h->value_len, &v) != 0 || v > LOAD_HTTP_MAX_BODY)
                 return -EPROTO;
+            clen = (size_t)v;
             framed = 1;
         } else if (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0) {
             if (h->value_len >= 5 && strncasecmp(h->value, "close", 5) == 0)
