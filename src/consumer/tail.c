@@ -89,7 +89,7 @@ void natter_tail_add(natter_tail_t *t, natter_msg_t *head)
 
 static natter_msg_t *copy_msg(const natter_msg_t *m)
 {
-    size_t size = sizeof(*m) + m->content_len + 1;
+    size_t size = natter_msg_size(m);
     natter_msg_t *c = xmalloc(size);
     memcpy(c, m, size);
     c->next = NULL;

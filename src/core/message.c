@@ -2,12 +2,34 @@
 #include "core/id.h"
 #include "core/util.h"
 
+#include <stddef.h>
 #include <string.h>
+
+/* the recipients after the content are 8-byte aligned */
+_Static_assert(offsetof(natter_msg_t, content) % 8 == 0, "natter_msg_t's content must start 8-byte aligned");
+
+static size_t content_room(size_t len)
+{
+    return (len + 1 + 7) & ~(size_t)7;
+}
+
+size_t natter_msg_size(const natter_msg_t *m)
+{
+    return sizeof(*m) + content_room(m->content_len) + m->nrecipients * sizeof(uint64_t);
+}
 
 natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
                              const char *client_id, size_t client_id_len)
 {
-    natter_msg_t *m = xcalloc(1, sizeof(*m) + len + 1);
+    return natter_msg_new_to(chat_id, sender_id, content, len, client_id, client_id_len, NULL, 0);
+}
+
+natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
+                                const char *client_id, size_t client_id_len, const uint64_t *recipients, size_t n)
+{
+    if (n > NATTER_MSG_RECIPIENTS_MAX)
+        n = 0;
+    natter_msg_t *m = xcalloc(1, sizeof(*m) + content_room(len) + n * sizeof(uint64_t));
     m->chat_id = chat_id;
     m->partition = -1;
     m->offset = -1;
@@ -19,6 +41,9 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
     m->client_id_len = client_id_len;
     if (client_id_len > 0)
         memcpy(m->client_id, client_id, client_id_len);
+    m->nrecipients = (uint32_t)n;
+    if (n > 0)
+        memcpy(m->content + content_room(len), recipients, n * sizeof(uint64_t));
     return m;
 }
 

@@ -29,6 +29,9 @@
 /* A post repeating a (sender, chat, client_id) seen this recently is the
  * same message (docs/architecture.md, "Idempotent sends"). */
 #define NATTER_CLIENT_ID_TTL_MS (24ll * 3600 * 1000)
+/* A message of a chat with at most this many members carries their ids
+ * (its recipients, below); a bigger chat's are read from the members cache. */
+#define NATTER_MSG_RECIPIENTS_MAX 64
 
 /* What a record is. The values are part of the log's record format: only append. */
 typedef enum {
@@ -73,6 +76,12 @@ struct natter_msg {
     uint8_t duplicate;    /* the store found its client_id claimed by another message: it is that one */
     uint8_t log_held;     /* the log's: appended held, not released yet (log.h) */
     uint8_t replayed;     /* a fan-out poll's: read again at start from the unstored tail, not to be pushed */
+    /* The chat's members as the posting node knew them (a fresh entry of its
+     * members cache), at natter_msg_recipients(m): the fan-out of every node
+     * pushes the message to them without asking its own cache, so a node
+     * that fans out a chat for the first time does not wait on the store.
+     * 0: not carried (a bigger chat, an event, a record from an older node). */
+    uint32_t nrecipients;
     size_t client_id_len; /* 0: none */
     char client_id[NATTER_CLIENT_ID_MAX + 1];
     size_t content_len;
@@ -82,6 +91,18 @@ struct natter_msg {
 /* One allocation holding the content; free with free(). */
 natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
                              const char *client_id, size_t client_id_len);
+/* The same with n recipients (at most NATTER_MSG_RECIPIENTS_MAX; more are
+ * not carried) in the same allocation. */
+natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
+                                const char *client_id, size_t client_id_len, const uint64_t *recipients, size_t n);
+/* Bytes of the message's allocation (for a copy of it). */
+size_t natter_msg_size(const natter_msg_t *m);
+
+/* The recipients' ids (m->nrecipients of them), after the content. */
+static inline const uint64_t *natter_msg_recipients(const natter_msg_t *m)
+{
+    return (const uint64_t *)(const void *)(m->content + ((m->content_len + 1 + 7) & ~(size_t)7));
+}
 
 /* The message object of the API:
  * {"id","chat_id","sender_id","content","created_at","edited_at"?,"client_id"?},

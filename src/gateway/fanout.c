@@ -88,8 +88,15 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
     for (const natter_msg_t *m = head; m != NULL; m = m->next) {
         if (m->duplicate)
             continue; /* a repeat of a message pushed when it was stored */
-        if (!natter_event_stored(m->kind) || natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK)
+        if (!natter_event_stored(m->kind))
+            continue;
+        if (m->nrecipients > 0) { /* the posting node's view of the chat: no lookup here */
+            ids.len = 0;
+            for (uint32_t i = 0; i < m->nrecipients; i++)
+                *(uint64_t *)natter_vec_push(&ids) = natter_msg_recipients(m)[i];
+        } else if (natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK) {
             continue; /* nobody is pushed this one; it is stored, clients catch up from history */
+        }
         natter_fanout_item_t *it = &f->items[f->n++];
         it->frame = push_frame(m);
         it->ingest_ns = m->kind == NATTER_EV_MESSAGE ? m->ingest_ns : 0; /* the latency histogram is messages' */

@@ -109,19 +109,31 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
     return NATTER_OK;
 }
 
-int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
+int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
+                                  size_t max, size_t *n)
 {
     natter_members_shard_t *sh = shard_of(c, chat_id);
     int found = -1;
+    if (n != NULL)
+        *n = 0;
     pthread_mutex_lock(&sh->lock);
     struct members_entry *e = find(c, sh, chat_id, 1);
     if (e != NULL) {
         found = 0;
         for (size_t i = 0; i < e->n && !found; i++)
             found = e->ids[i] == user_id;
+        if (found && n != NULL && e->n <= max) {
+            memcpy(ids, e->ids, e->n * sizeof(uint64_t));
+            *n = e->n;
+        }
     }
     pthread_mutex_unlock(&sh->lock);
     return found;
+}
+
+int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)
+{
+    return natter_members_cache_peek_ids(c, chat_id, user_id, NULL, 0, NULL);
 }
 
 int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)

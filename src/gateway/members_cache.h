@@ -54,6 +54,10 @@ int natter_members_cache_has(natter_members_cache_t *c, uint64_t chat_id, uint64
 /* The same from a fresh cache entry only, never loading (the event loop's
  * question: it must not wait on the store): 1 member, 0 not, -1 unknown. */
 int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id);
+/* The same, and when user is a member, copies the chat's member ids into
+ * ids (*n of them) if there are at most max, else sets *n to 0. */
+int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
+                                  size_t max, size_t *n);
 void natter_members_cache_invalidate(natter_members_cache_t *c, uint64_t chat_id);
 /* Chats held now, over every shard. */
 size_t natter_members_cache_size(natter_members_cache_t *c);

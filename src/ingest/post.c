@@ -199,8 +199,10 @@ void natter_post_claimed(natter_api_job_t *job, int rc, natter_msg_t *holder)
     natter_loop_job_done(job->loop, job);
 }
 
-/* Rate-limits, answers a known repeat, and appends: PARKED or ANSWERED. */
-static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, uint64_t sender)
+/* Rate-limits, answers a known repeat, and appends, the message carrying
+ * the chat's nto members as its recipients (message.h): PARKED or ANSWERED. */
+static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, uint64_t sender, const uint64_t *to,
+                                   size_t nto)
 {
     natter_app_t *app = job->app;
     uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
@@ -226,8 +228,8 @@ static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, 
             return NATTER_POST_ANSWERED;
         }
     }
-    natter_msg_t *msg =
-        natter_msg_new(p->chat_id, sender, content->value, content->len, job->client_id, job->client_id_len);
+    natter_msg_t *msg = natter_msg_new_to(p->chat_id, sender, content->value, content->len, job->client_id,
+                                          job->client_id_len, to, nto);
     on_durable_of(job, msg);
     if (claims)
         return hold_for_claim(job, msg);
@@ -257,7 +259,8 @@ static int cached_poster(natter_api_job_t *job, uint64_t *user)
 
 natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len)
 {
-    uint64_t sender;
+    uint64_t sender, to[NATTER_MSG_RECIPIENTS_MAX];
+    size_t nto;
     post_body_t p;
     char stack[SCRATCH_ON_STACK];
     natter_post_result_t result = NATTER_POST_ANSWERED;
@@ -266,10 +269,11 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
     body_init(&p, stack, len);
     if (parse(job, body, len, &p) == 0) {
         /* a member in a fresh entry posts here; not a member, or not known, is the worker's to say */
-        if (natter_members_cache_peek(&job->app->members, p.chat_id, sender) != 1)
+        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, sender, to, NATTER_MSG_RECIPIENTS_MAX,
+                                          &nto) != 1)
             result = NATTER_POST_MISS;
         else
-            result = append(job, &p, sender);
+            result = append(job, &p, sender, to, nto);
     }
     body_free(&p);
     return result;
@@ -287,8 +291,15 @@ int natter_post_run(natter_api_job_t *job)
         return 0;
     body_init(&p, stack, job->body_len);
     if (parse(job, job->body, job->body_len, &p) == 0 &&
-        natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0)
-        parked = append(job, &p, me.id) == NATTER_POST_PARKED;
+        natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0) {
+        /* the access check just filled the cache; an invalidation since leaves the recipients out */
+        uint64_t to[NATTER_MSG_RECIPIENTS_MAX];
+        size_t nto;
+        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, me.id, to, NATTER_MSG_RECIPIENTS_MAX,
+                                          &nto) != 1)
+            nto = 0;
+        parked = append(job, &p, me.id, to, nto) == NATTER_POST_PARKED;
+    }
     body_free(&p);
     return parked;
 }

@@ -531,14 +531,22 @@ static int32_t partition_of(log_kafka_t *k, uint64_t chat_id, char key[NATTER_ID
 static int produce(log_kafka_t *k, int32_t p, natter_msg_t *msg)
 {
     char key[NATTER_ID_STR_MAX];
-    size_t len;
+    uint8_t to[NATTER_RECORD_RECIPIENTS_MAX_BYTES];
+    size_t len, tolen = natter_record_recipients(msg, to);
     int klen = natter_id_format(key, msg->chat_id);
     uint8_t *value = natter_record_encode(msg, &len);
-    rd_kafka_resp_err_t rerr =
-        rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(k->topic), RD_KAFKA_V_PARTITION(p),
-                          RD_KAFKA_V_KEY(key, (size_t)klen), RD_KAFKA_V_VALUE(value, len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
-    if (rerr) {
+    rd_kafka_vu_t vu[7] = {
+        {.vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = k->topic},
+        {.vtype = RD_KAFKA_VTYPE_PARTITION, .u.i32 = p},
+        {.vtype = RD_KAFKA_VTYPE_KEY, .u.mem = {key, (size_t)klen}},
+        {.vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = {value, len}},
+        {.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_FREE},
+        {.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = msg},
+        {.vtype = RD_KAFKA_VTYPE_HEADER, .u.header = {NATTER_RECORD_RECIPIENTS_HEADER, to, (ssize_t)tolen}},
+    };
+    rd_kafka_error_t *error = rd_kafka_produceva(k->producer, vu, tolen > 0 ? 7 : 6); /* the header when any */
+    if (error != NULL) {
+        rd_kafka_error_destroy(error);
         free(value);
         return NATTER_EUNAVAIL;
     }
@@ -753,7 +761,16 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
                 if (rkm->offset > s->max || s->max < s->min)
                     s->max = rkm->offset;
             }
-            natter_msg_t *m = natter_record_decode(rkm->payload, rkm->len);
+            rd_kafka_headers_t *hdrs;
+            const void *to = NULL;
+            size_t tolen = 0;
+            if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                rd_kafka_header_get_last(hdrs, NATTER_RECORD_RECIPIENTS_HEADER, &to, &tolen) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR) {
+                to = NULL;
+                tolen = 0;
+            }
+            natter_msg_t *m = natter_record_decode_to(rkm->payload, rkm->len, to, tolen);
             if (m == NULL && track) {
                 dead_letter_malformed(k, rkm);
             } else if (m == NULL) {

@@ -64,7 +64,31 @@ static int kind_valid(unsigned kind, uint64_t chat, uint64_t sender, uint64_t ta
     }
 }
 
+size_t natter_record_recipients(const natter_msg_t *m, uint8_t *out)
+{
+    const uint64_t *ids = natter_msg_recipients(m);
+    for (uint32_t i = 0; i < m->nrecipients; i++)
+        put64(out + 8 * i, ids[i]);
+    return (size_t)m->nrecipients * 8;
+}
+
+/* The header's ids into ids; their number, 0 when the header is absent or malformed. */
+static size_t recipients_decode(const uint8_t *to, size_t tolen, uint64_t *ids)
+{
+    if (to == NULL || tolen == 0 || tolen % 8 != 0 || tolen > NATTER_RECORD_RECIPIENTS_MAX_BYTES)
+        return 0;
+    for (size_t i = 0; i < tolen / 8; i++)
+        if ((ids[i] = get64(to + 8 * i)) == 0)
+            return 0;
+    return tolen / 8;
+}
+
 natter_msg_t *natter_record_decode(const uint8_t *buf, size_t len)
+{
+    return natter_record_decode_to(buf, len, NULL, 0);
+}
+
+natter_msg_t *natter_record_decode_to(const uint8_t *buf, size_t len, const uint8_t *to, size_t tolen)
 {
     if (len < 1 || (buf[0] != NATTER_RECORD_VERSION && buf[0] != NATTER_RECORD_VERSION_EVENT))
         return NULL;
@@ -95,7 +119,9 @@ natter_msg_t *natter_record_decode(const uint8_t *buf, size_t len)
         (event && kind == NATTER_EV_MESSAGE) || !natter_utf8_valid((const char *)p, clen) ||
         !natter_utf8_valid(cid, cidlen) || !kind_valid(kind, chat, sender, target, p, clen))
         return NULL;
-    natter_msg_t *m = natter_msg_new(chat, sender, (const char *)p, clen, cid, cidlen);
+    uint64_t ids[NATTER_MSG_RECIPIENTS_MAX];
+    size_t nto = recipients_decode(to, tolen, ids);
+    natter_msg_t *m = natter_msg_new_to(chat, sender, (const char *)p, clen, cid, cidlen, ids, nto);
     m->id = id;
     m->kind = (uint8_t)kind;
     m->target_id = target;

@@ -19,6 +19,12 @@
  * storing and pushing messages during a rolling upgrade (it skips the
  * events as records it cannot read).
  *
+ * A message's recipients (message.h) travel beside the value, in the record
+ * header "natter-to": n u64 ids, little-endian, 1 <= n <= 64. A node that
+ * does not know the header ignores it; a header that is malformed is
+ * ignored too (the message is whole without it: the fan-out reads the
+ * chat's members itself).
+ *
  * Records come off the network: decode checks every length, the kind, and
  * what the kind needs (a chat, a target, content of the right shape), and
  * rejects anything malformed rather than trusting the producer.
@@ -39,8 +45,16 @@
 
 /* Encodes into a malloc'd buffer; *len gets its size. */
 uint8_t *natter_record_encode(const natter_msg_t *m, size_t *len);
+#define NATTER_RECORD_RECIPIENTS_HEADER "natter-to"
+#define NATTER_RECORD_RECIPIENTS_MAX_BYTES (NATTER_MSG_RECIPIENTS_MAX * 8)
+
 /* Decodes a record; NULL when malformed. The message is malloc'd (free()),
  * its on_durable unset. */
 natter_msg_t *natter_record_decode(const uint8_t *buf, size_t len);
+/* The same with the value of its recipients header (to, tolen; NULL: none). */
+natter_msg_t *natter_record_decode_to(const uint8_t *buf, size_t len, const uint8_t *to, size_t tolen);
+/* The message's recipients as that header's value, into out (room for
+ * NATTER_RECORD_RECIPIENTS_MAX_BYTES); its length, 0 when it carries none. */
+size_t natter_record_recipients(const natter_msg_t *m, uint8_t *out);
 
 #endif

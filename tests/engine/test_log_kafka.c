@@ -3,7 +3,8 @@
  * set by scripts/test-engines), with its threads all busy at once: four
  * threads append (each message acknowledged exactly once, from the poll
  * thread), the store consumer polls and commits, a fan-out reader polls,
- * and the lag thread measures, until every message has been through; then
+ * and the lag thread measures, until every message has been through (half
+ * of them carrying recipients, which both consumers read back as sent); then
  * the log closes under them. Then the dead letters: a record that does not
  * decode, met by the store consumer, and a record the store refused, both
  * read back from <topic>-dead-letters with their reasons and sources.
@@ -39,7 +40,7 @@
 
 static natter_config_t cfg;
 static natter_log_t *klog;
-static atomic_int durable_ok, durable_failed, append_failed, fanned_out;
+static atomic_int durable_ok, durable_failed, append_failed, fanned_out, recipients_wrong;
 
 static int setup(void **state)
 {
@@ -87,7 +88,9 @@ static void *appender(void *arg)
     for (int i = 0; i < PER_APPENDER; i++) {
         char text[32];
         int n = snprintf(text, sizeof(text), "t%d-%d", t, i);
-        natter_msg_t *m = natter_msg_new((uint64_t)(1 + (i % 16)), (uint64_t)(100 + t), text, (size_t)n, "", 0);
+        const uint64_t to[2] = {(uint64_t)(100 + t), (uint64_t)(i + 1)};
+        natter_msg_t *m = natter_msg_new_to((uint64_t)(1 + (i % 16)), (uint64_t)(100 + t), text, (size_t)n, "", 0, to,
+                                            i % 2 ? 2 : 0);
         m->on_durable = on_durable;
         if (natter_log_kafka.append(klog, m) != NATTER_OK) {
             free(m);
@@ -95,6 +98,19 @@ static void *appender(void *arg)
         }
     }
     return NULL;
+}
+
+/* Odd messages carry two recipients (their appender and i + 1), even
+ * ones none (appender): 1 when m came back so. */
+static int recipients_as_sent(const natter_msg_t *m)
+{
+    int t, i;
+    if (sscanf(m->content, "t%d-%d", &t, &i) != 2)
+        return 0;
+    if (i % 2 == 0)
+        return m->nrecipients == 0;
+    const uint64_t *to = natter_msg_recipients(m);
+    return m->nrecipients == 2 && to[0] == (uint64_t)(100 + t) && to[1] == (uint64_t)(i + 1);
 }
 
 static void *fanout_reader(void *arg)
@@ -107,6 +123,8 @@ static void *fanout_reader(void *arg)
         while (head != NULL) {
             natter_msg_t *next = head->next;
             atomic_fetch_add(&fanned_out, 1);
+            if (!recipients_as_sent(head))
+                atomic_fetch_add(&recipients_wrong, 1);
             free(head);
             head = next;
         }
@@ -135,9 +153,12 @@ static void test_everything_at_once(void **state)
     while (nids < TOTAL && natter_mono_ns() < deadline) {
         natter_msg_t *head = NULL;
         size_t n = natter_log_kafka.poll(klog, &head, 500, 200);
-        for (natter_msg_t *m = head; m != NULL && n > 0; m = m->next)
+        for (natter_msg_t *m = head; m != NULL && n > 0; m = m->next) {
             if (nids < 2 * TOTAL)
                 ids[nids++] = m->id;
+            if (!recipients_as_sent(m))
+                atomic_fetch_add(&recipients_wrong, 1);
+        }
         natter_log_kafka.commit(klog, head, NATTER_OK);
         while (head != NULL) {
             natter_msg_t *next = head->next;
@@ -159,6 +180,7 @@ static void test_everything_at_once(void **state)
     for (size_t i = 1; i < nids; i++)
         assert_true(ids[i] > ids[i - 1]); /* no message twice */
     assert_int_equal(atomic_load(&fanned_out), TOTAL);
+    assert_int_equal(atomic_load(&recipients_wrong), 0);
     free(ids);
 }
 

@@ -25,6 +25,8 @@ typedef struct {
 static outcome_t outcomes[N];
 static uint64_t chat = 7000;
 static size_t pushed; /* fan-out items of the test's chat the loop received */
+static uint64_t pushed_to[8]; /* the members of the first such item since the test began */
+static size_t npushed_to;
 
 static void on_durable(natter_msg_t *m, int status, void *arg)
 {
@@ -43,8 +45,14 @@ static void capture_fanout(h2o_multithread_receiver_t *r, h2o_linklist_t *messag
         char mine[48];
         int len = snprintf(mine, sizeof(mine), "\"chat_id\":\"%llu\"", (unsigned long long)chat);
         for (size_t i = 0; i < link->batch->n; i++) {
-            const natter_frame_t *f = link->batch->items[i].frame;
-            pushed += memmem(natter_frame_bytes(f), f->len, mine, (size_t)len) != NULL;
+            const natter_fanout_item_t *it = &link->batch->items[i];
+            const natter_frame_t *f = it->frame;
+            if (memmem(natter_frame_bytes(f), f->len, mine, (size_t)len) == NULL)
+                continue;
+            if (pushed++ == 0) {
+                npushed_to = it->nmembers < 8 ? it->nmembers : 8;
+                memcpy(pushed_to, link->batch->members + it->first_member, npushed_to * sizeof(uint64_t));
+            }
         }
         atomic_fetch_sub(&H.loop.fanout_queued, link->batch->n);
         natter_fanout_unref(link->batch);
@@ -69,6 +77,7 @@ static int setup(void **state)
     natter_fault_clear();
     memset(outcomes, 0, sizeof(outcomes));
     pushed = 0;
+    npushed_to = 0;
     harness_chat(++chat, (uint64_t[]){1}, 1);
     return 0;
 }
@@ -94,6 +103,17 @@ static void append(size_t n, int with_ids)
 }
 
 static size_t nwaited;
+
+/* n messages to the test's chat, each carrying these recipients (message.h). */
+static void append_to(size_t n, const uint64_t *to, size_t nto)
+{
+    for (size_t i = 0; i < n; i++) {
+        natter_msg_t *m = natter_msg_new_to(chat, 1, "carried", 7, "", 0, to, nto);
+        m->on_durable = on_durable;
+        m->durable_arg = &outcomes[i];
+        assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+    }
+}
 
 static int all_known(void *arg)
 {
@@ -138,6 +158,28 @@ static void await_pushed(size_t n)
         fail_msg("the sentinel was not pushed within %d ms", WITHIN_MS);
     assert_int_equal(pushed, n + 1);
     pushed = n;
+}
+
+/* A message that carries its recipients is pushed to them, without the
+ * members cache: 4242 is no member in the store, only the carried list
+ * names it. One without is pushed to the store's members. */
+static void test_a_message_is_pushed_to_the_recipients_it_carries(void **state)
+{
+    (void)state;
+    append_to(1, (const uint64_t[]){1, 4242}, 2);
+    await_outcomes(1);
+    await_pushed(1);
+    assert_int_equal(npushed_to, 2);
+    assert_int_equal(pushed_to[0], 1);
+    assert_int_equal(pushed_to[1], 4242);
+
+    pushed = 0;
+    memset(outcomes, 0, sizeof(outcomes));
+    append_to(1, NULL, 0);
+    await_outcomes(1);
+    await_pushed(1);
+    assert_int_equal(npushed_to, 1);
+    assert_int_equal(pushed_to[0], 1);
 }
 
 static size_t stored(uint64_t *ids, size_t max)
@@ -264,6 +306,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nothing_acknowledged_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_failures_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_message_is_pushed_to_the_recipients_it_carries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }

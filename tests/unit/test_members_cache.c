@@ -100,6 +100,38 @@ static void test_hit_within_ttl(void **state)
     expect_members(6, 3, want);
 }
 
+static void test_peek_ids_copies_a_small_chats_members(void **state)
+{
+    (void)state;
+    start(100, 16);
+    uint64_t ids[4] = {0};
+    size_t n = 99;
+    /* nothing cached: unknown, nothing copied, nothing loaded */
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 5001, ids, 4, &n), -1);
+    assert_int_equal(n, 0);
+    assert_int_equal(fx.l.calls, 0);
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    /* a member: the chat's ids */
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 5002, ids, 4, &n), 1);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 5001);
+    assert_int_equal(ids[1], 5002);
+    assert_int_equal(ids[2], 5003);
+    /* not a member: no ids */
+    n = 99;
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 7, ids, 4, &n), 0);
+    assert_int_equal(n, 0);
+    /* more members than the room given: a member, without ids */
+    n = 99;
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 5003, ids, 2, &n), 1);
+    assert_int_equal(n, 0);
+    /* expired: unknown again */
+    fake_ns += 100 * MS;
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 5002, ids, 4, &n), -1);
+    assert_int_equal(n, 0);
+    assert_int_equal(fx.l.calls, 1);
+}
+
 static void test_expiry(void **state)
 {
     (void)state;
@@ -223,6 +255,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_hit_within_ttl, teardown),
+        cmocka_unit_test_teardown(test_peek_ids_copies_a_small_chats_members, teardown),
         cmocka_unit_test_teardown(test_expiry, teardown),
         cmocka_unit_test_teardown(test_invalidate_forces_reload, teardown),
         cmocka_unit_test_teardown(test_invalidation_racing_a_load_is_not_cached, teardown),

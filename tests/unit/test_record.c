@@ -62,6 +62,67 @@ static void test_roundtrip(void **state)
     free(m);
 }
 
+static void test_recipients_travel_in_a_header(void **state)
+{
+    (void)state;
+    const uint64_t ids[3] = {7, 0x0102030405060708ULL, 42};
+    natter_msg_t *m = natter_msg_new_to(9, 42, "hi", 2, "c1", 2, ids, 3);
+    m->id = 77;
+    assert_int_equal(m->nrecipients, 3);
+    size_t len;
+    uint8_t *buf = natter_record_encode(m, &len);
+    uint8_t to[NATTER_RECORD_RECIPIENTS_MAX_BYTES];
+    size_t tolen = natter_record_recipients(m, to);
+    assert_int_equal(tolen, 24);
+    assert_int_equal(to[8], 0x08); /* little-endian, like the value */
+    assert_int_equal(to[15], 0x01);
+    /* the value is what it was without recipients: older nodes read it */
+    natter_msg_t *plain = natter_record_decode(buf, len);
+    assert_non_null(plain);
+    assert_int_equal(plain->nrecipients, 0);
+    natter_msg_t *d = natter_record_decode_to(buf, len, to, tolen);
+    assert_non_null(d);
+    assert_int_equal(d->nrecipients, 3);
+    assert_memory_equal(natter_msg_recipients(d), ids, sizeof(ids));
+    assert_string_equal(d->content, "hi");
+    assert_int_equal(natter_msg_size(d), natter_msg_size(m));
+    free(d);
+    /* a malformed header is left out; the message still decodes */
+    const size_t bad_len[] = {7, 25, NATTER_RECORD_RECIPIENTS_MAX_BYTES + 8};
+    uint8_t big[NATTER_RECORD_RECIPIENTS_MAX_BYTES + 8];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i + 1);
+    for (size_t i = 0; i < sizeof(bad_len) / sizeof(bad_len[0]); i++) {
+        d = natter_record_decode_to(buf, len, big, bad_len[i]);
+        assert_non_null(d);
+        assert_int_equal(d->nrecipients, 0);
+        free(d);
+    }
+    memset(to + 8, 0, 8); /* a zero id */
+    d = natter_record_decode_to(buf, len, to, tolen);
+    assert_non_null(d);
+    assert_int_equal(d->nrecipients, 0);
+    free(d);
+    /* the most a record carries, and one more is not carried at all */
+    uint64_t many[NATTER_MSG_RECIPIENTS_MAX + 1];
+    for (size_t i = 0; i <= NATTER_MSG_RECIPIENTS_MAX; i++)
+        many[i] = i + 1;
+    natter_msg_t *full = natter_msg_new_to(9, 1, "", 0, "", 0, many, NATTER_MSG_RECIPIENTS_MAX);
+    assert_int_equal(natter_record_recipients(full, to), NATTER_RECORD_RECIPIENTS_MAX_BYTES);
+    d = natter_record_decode_to(buf, len, to, NATTER_RECORD_RECIPIENTS_MAX_BYTES);
+    assert_non_null(d);
+    assert_int_equal(d->nrecipients, NATTER_MSG_RECIPIENTS_MAX);
+    assert_int_equal(natter_msg_recipients(d)[NATTER_MSG_RECIPIENTS_MAX - 1], NATTER_MSG_RECIPIENTS_MAX);
+    free(d);
+    free(full);
+    natter_msg_t *over = natter_msg_new_to(9, 1, "", 0, "", 0, many, NATTER_MSG_RECIPIENTS_MAX + 1);
+    assert_int_equal(over->nrecipients, 0);
+    free(over);
+    free(plain);
+    free(buf);
+    free(m);
+}
+
 static void test_rejects_malformed(void **state)
 {
     (void)state;
@@ -232,6 +293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_recipients_travel_in_a_header),
         cmocka_unit_test(test_rejects_malformed),
         cmocka_unit_test(test_event_layout),
         cmocka_unit_test(test_event_roundtrip),

@@ -24,7 +24,8 @@ static int64_t stored(void *arg, int32_t partition)
 
 static natter_msg_t *msg(uint64_t chat, uint64_t id, int32_t partition, int64_t offset, const char *content)
 {
-    natter_msg_t *m = natter_msg_new(chat, 7, content, strlen(content), "", 0);
+    const uint64_t to[2] = {7, 8}; /* the recipients ride along in the copies the tail keeps */
+    natter_msg_t *m = natter_msg_new_to(chat, 7, content, strlen(content), "", 0, to, 2);
     m->id = id;
     m->partition = partition;
     m->offset = offset;
@@ -92,6 +93,9 @@ static void test_collect_keeps_a_chats_messages_in_bounds(void **state)
     assert_int_equal(id_at(&out, 1), 22);
     assert_int_equal(id_at(&out, 2), 30);
     assert_string_equal((*NATTER_VEC_AT(&out, natter_msg_t *, 0))->content, "a");
+    const natter_msg_t *copy = *NATTER_VEC_AT(&out, natter_msg_t *, 2);
+    assert_int_equal(copy->nrecipients, 2);
+    assert_int_equal(natter_msg_recipients(copy)[1], 8);
     free_items(&out);
 
     natter_vec_init(&out, sizeof(natter_msg_t *));
