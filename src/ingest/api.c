@@ -183,28 +183,63 @@ int natter_api_blank(const char *s, size_t len)
     return 1;
 }
 
-int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
+/* 0 when the request carries a well-formed bearer token, else answered 401. */
+static int bearer(natter_api_job_t *job)
 {
-    uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (job->token_len == 0)
         return natter_api_fail(job, 401, "unauthorized", "an Authorization: Bearer token is required");
     if (!natter_token_well_formed(job->token, job->token_len))
         return natter_api_fail(job, 401, "unauthorized", "the token is not valid");
+    return 0;
+}
+
+/* A cached session's user: whole, or (id_only) its id and end alone. */
+static int cached(natter_app_t *app, const char *token, int64_t now, int stale_ok, natter_user_t *u, int id_only)
+{
+    return id_only ? natter_session_cache_get_id(&app->sessions, token, now, stale_ok, &u->id)
+                   : natter_session_cache_get(&app->sessions, token, now, stale_ok, u);
+}
+
+/* The caller's user from the session cache or the store; with id_only,
+ * only u->id is filled (one store read fewer on Cassandra). */
+static int authenticate(natter_api_job_t *job, natter_user_t *u, int id_only)
+{
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (bearer(job) != 0)
+        return -1;
     natter_app_t *app = job->app;
     int64_t now = natter_now_ms();
-    if (natter_session_cache_get(&app->sessions, job->token, now, 0, user))
+    if (cached(app, job->token, now, 0, u, id_only))
         return 0;
     natter_token_hash(job->token, job->token_len, hash);
-    int rc = natter_store_session_user(app->store, hash, now, user);
+    int rc = id_only ? natter_store_session_user_id(app->store, hash, now, &u->id, &u->expires_at_ms)
+                     : natter_store_session_user(app->store, hash, now, u);
     if (rc == NATTER_OK) {
-        natter_session_cache_put(&app->sessions, job->token, user);
+        if (id_only)
+            natter_session_cache_put_id(&app->sessions, job->token, u->id, u->expires_at_ms);
+        else
+            natter_session_cache_put(&app->sessions, job->token, u);
         return 0;
     }
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 401, "unauthorized", "the token is unknown or expired");
-    if (natter_session_cache_get(&app->sessions, job->token, now, 1, user))
+    if (cached(app, job->token, now, 1, u, id_only))
         return 0; /* the store is away: a session it confirmed before still holds */
     return natter_api_fail_store(job, rc);
+}
+
+int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
+{
+    return authenticate(job, user, 0);
+}
+
+int natter_api_authenticate_id(natter_api_job_t *job, uint64_t *user_id)
+{
+    natter_user_t u;
+    int rc = authenticate(job, &u, 1);
+    if (rc == 0)
+        *user_id = u.id;
+    return rc;
 }
 
 int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat)
@@ -306,6 +341,8 @@ static void session_create(natter_api_job_t *job)
         natter_api_fail_store(job, rc);
         goto Done;
     }
+    u.expires_at_ms = expires; /* the client's next request here needs no store read */
+    natter_session_cache_put(&app->sessions, token, &u);
     reply(job, 201,
           json_pack("{s:s, s:o, s:o}", "token", token, "user_id", json_id(u.id), "expires_at", json_time(expires)));
 Done:

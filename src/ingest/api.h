@@ -101,6 +101,9 @@ int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *
 int natter_api_blank(const char *s, size_t len);
 /* The caller's user, from the session cache or the store (401 otherwise). */
 int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user);
+/* The same for the caller's id alone (a post's question: one store read
+ * where the user's row would be a second). */
+int natter_api_authenticate_id(natter_api_job_t *job, uint64_t *user_id);
 /* A history-like page's ?after=&before=&limit= (limit 1-200, default 50;
  * absent cursors NATTER_CURSOR_NONE); what names the ids in a 400. */
 int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *after, uint64_t *before,

@@ -248,13 +248,9 @@ static int cached_poster(natter_api_job_t *job, uint64_t *user)
         *user = job->ws_user_id;
         return 1;
     }
-    natter_user_t u;
     if (job->token_len == 0 || !natter_token_well_formed(job->token, job->token_len))
         return 0;
-    if (!natter_session_cache_get(&job->app->sessions, job->token, natter_now_ms(), 0, &u))
-        return 0;
-    *user = u.id;
-    return 1;
+    return natter_session_cache_get_id(&job->app->sessions, job->token, natter_now_ms(), 0, user);
 }
 
 natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len)
@@ -281,24 +277,24 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
 
 int natter_post_run(natter_api_job_t *job)
 {
-    natter_user_t me;
+    uint64_t me;
     post_body_t p;
     char stack[SCRATCH_ON_STACK];
     int parked = 0;
     if (is_ws(job))
-        me.id = job->ws_user_id;
-    else if (natter_api_authenticate(job, &me) != 0)
+        me = job->ws_user_id;
+    else if (natter_api_authenticate_id(job, &me) != 0)
         return 0;
     body_init(&p, stack, job->body_len);
     if (parse(job, job->body, job->body_len, &p) == 0 &&
-        natter_api_chat_access(job, me.id, p.chat_id, NULL) == 0) {
+        natter_api_chat_access(job, me, p.chat_id, NULL) == 0) {
         /* the access check just filled the cache; an invalidation since leaves the recipients out */
         uint64_t to[NATTER_MSG_RECIPIENTS_MAX];
         size_t nto;
-        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, me.id, to, NATTER_MSG_RECIPIENTS_MAX,
-                                          &nto) != 1)
+        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, me, to, NATTER_MSG_RECIPIENTS_MAX, &nto) !=
+            1)
             nto = 0;
-        parked = append(job, &p, me.id, to, nto) == NATTER_POST_PARKED;
+        parked = append(job, &p, me, to, nto) == NATTER_POST_PARKED;
     }
     body_free(&p);
     return parked;

@@ -7,8 +7,9 @@
 
 struct session_entry {
     char token[NATTER_TOKEN_LEN];
-    natter_user_t user;
+    natter_user_t user; /* only id and expires_at_ms when id_only */
     uint64_t loaded_ns;
+    int id_only;
 };
 
 /* FNV-1a over the token, seeded, then mixed: a map key and a shard. */
@@ -63,24 +64,49 @@ void natter_session_cache_free(natter_session_cache_t *c)
     }
 }
 
-int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
-                             natter_user_t *out)
+/* Under the shard's lock: the token's entry, live at now_ms and (unless
+ * stale_ok) looked up within the TTL; NULL when there is none. */
+static struct session_entry *find(natter_session_cache_t *c, natter_session_shard_t *sh, uint64_t key,
+                                  const char *token, int64_t now_ms, int stale_ok)
+{
+    struct session_entry *e = natter_u64map_get(&sh->entries, key);
+    if (e != NULL && same_token(e->token, token) && e->user.expires_at_ms > now_ms &&
+        (stale_ok || natter_mono_ns() - e->loaded_ns < c->ttl_ns))
+        return e;
+    return NULL;
+}
+
+/* A hit copies the whole user into whole, or with whole NULL the user's id
+ * into id (an id-only entry serves only that). */
+static int lookup(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok, natter_user_t *whole,
+                  uint64_t *id)
 {
     uint64_t key = key_of(c, token);
     natter_session_shard_t *sh = shard_of(c, key);
-    int hit = 0;
     pthread_mutex_lock(&sh->lock);
-    struct session_entry *e = natter_u64map_get(&sh->entries, key);
-    if (e != NULL && same_token(e->token, token) && e->user.expires_at_ms > now_ms &&
-        (stale_ok || natter_mono_ns() - e->loaded_ns < c->ttl_ns)) {
-        *out = e->user;
-        hit = 1;
-    }
+    struct session_entry *e = find(c, sh, key, token, now_ms, stale_ok);
+    int hit = e != NULL && (whole == NULL || !e->id_only);
+    if (hit && whole != NULL)
+        *whole = e->user;
+    else if (hit)
+        *id = e->user.id;
     pthread_mutex_unlock(&sh->lock);
     return hit;
 }
 
-void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u)
+int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
+                             natter_user_t *out)
+{
+    return lookup(c, token, now_ms, stale_ok, out, NULL);
+}
+
+int natter_session_cache_get_id(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
+                                uint64_t *user_id)
+{
+    return lookup(c, token, now_ms, stale_ok, NULL, user_id);
+}
+
+static void put(natter_session_cache_t *c, const char *token, const natter_user_t *u, int id_only)
 {
     if (c->ttl_ns == 0)
         return;
@@ -91,11 +117,24 @@ void natter_session_cache_put(natter_session_cache_t *c, const char *token, cons
     e->user = *u;
     e->user.pwhash[0] = '\0';
     e->loaded_ns = natter_mono_ns();
+    e->id_only = id_only;
     pthread_mutex_lock(&sh->lock);
     if (sh->entries.len >= c->max_per_shard)
         drop_all(sh); /* bounded; the store refills what is in use */
     free(natter_u64map_put(&sh->entries, key, e));
     pthread_mutex_unlock(&sh->lock);
+}
+
+void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u)
+{
+    put(c, token, u, 0);
+}
+
+void natter_session_cache_put_id(natter_session_cache_t *c, const char *token, uint64_t user_id,
+                                 int64_t expires_at_ms)
+{
+    natter_user_t u = {.id = user_id, .expires_at_ms = expires_at_ms};
+    put(c, token, &u, 1);
 }
 
 void natter_session_cache_drop(natter_session_cache_t *c, const char *token)

@@ -42,8 +42,15 @@ void natter_session_cache_free(natter_session_cache_t *c);
  * (unless stale_ok) was looked up within the TTL; else 0. */
 int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
                              natter_user_t *out);
+/* The same for the user's id alone: a post needs no more, and a session
+ * remembered by natter_session_cache_put_id serves only this. */
+int natter_session_cache_get_id(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
+                                uint64_t *user_id);
 /* Remembers a session the store confirmed (u->expires_at_ms set). */
 void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u);
+/* Remembers only its user's id and end (the store's session_user_id). */
+void natter_session_cache_put_id(natter_session_cache_t *c, const char *token, uint64_t user_id,
+                                 int64_t expires_at_ms);
 void natter_session_cache_drop(natter_session_cache_t *c, const char *token);
 
 #endif

@@ -3,6 +3,7 @@
  * every caller goes through.
  */
 #include "store/store.h"
+#include "core/error.h"
 #include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -101,6 +102,21 @@ int natter_store_session_user(natter_store_t *s, const uint8_t hash[NATTER_TOKEN
 {
     FAULT(STORE_SESSION_USER);
     return s->ops->session_user(s, hash, now_ms, out);
+}
+
+int natter_store_session_user_id(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                                 uint64_t *user_id, int64_t *expires_at_ms)
+{
+    FAULT(STORE_SESSION_USER);
+    if (s->ops->version >= 6 && s->ops->session_user_id != NULL)
+        return s->ops->session_user_id(s, hash, now_ms, user_id, expires_at_ms);
+    natter_user_t u;
+    int rc = s->ops->session_user(s, hash, now_ms, &u);
+    if (rc == NATTER_OK) {
+        *user_id = u.id;
+        *expires_at_ms = u.expires_at_ms;
+    }
+    return rc;
 }
 
 int natter_store_session_delete(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN])

@@ -6,7 +6,8 @@
  * bytes. Version 1 holds every method up to read_marker_advance; version 2
  * appends metrics_render, version 3 node_lease, version 4 the client_id
  * claims and the WebSocket tickets, version 5 the chat's events
- * (records_write to user_chat_ids). New methods are only appended.
+ * (records_write to user_chat_ids), version 6 session_user_id. New methods
+ * are only appended.
  *
  * Callers reach a backend only through the natter_store_* wrappers below
  * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
@@ -213,6 +214,13 @@ typedef struct natter_store_ops {
     int (*read_markers)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
     /* The ids of the chats the user is a member of (uint64_t items). */
     int (*user_chat_ids)(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+
+    /* Version 6. */
+    /* session_user without the user's row: its id and the session's end
+     * (a post needs no more; on Cassandra that is one read, not two). NULL:
+     * the wrapper asks session_user. */
+    int (*session_user_id)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                           uint64_t *user_id, int64_t *expires_at_ms);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -236,6 +244,8 @@ int natter_store_session_create(natter_store_t *s, const uint8_t hash[NATTER_TOK
                                 int64_t expires_at_ms);
 int natter_store_session_user(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
                               natter_user_t *out);
+int natter_store_session_user_id(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                                 uint64_t *user_id, int64_t *expires_at_ms);
 int natter_store_session_delete(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN]);
 int natter_store_chat_create(natter_store_t *s, const natter_chat_t *chat, const uint64_t *members, size_t n);
 int natter_store_chat_get(natter_store_t *s, uint64_t chat_id, natter_chat_t *out);

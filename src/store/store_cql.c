@@ -711,8 +711,8 @@ static int cq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOK
     return token_row_insert((store_cql_t *)base, S_SESSION_INSERT, hash, user_id, expires_at_ms);
 }
 
-static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                           natter_user_t *out)
+static int cq_session_user_id(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                              uint64_t *user_id, int64_t *expires_at_ms)
 {
     store_cql_t *s = (store_cql_t *)base;
     cql_result_t res;
@@ -720,11 +720,20 @@ static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN
     int rc = run(s, S_SESSION_GET, &key, 1, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, &res);
     if (rc != NATTER_OK)
         return rc;
-    uint64_t user = 0;
-    int64_t expires = res.resp.rows.rows_count > 0 ? cell_time(&res, 0, 1) : 0;
-    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || expires <= now_ms)
+    *user_id = 0;
+    *expires_at_ms = res.resp.rows.rows_count > 0 ? cell_time(&res, 0, 1) : 0;
+    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, user_id) != NATTER_OK || *expires_at_ms <= now_ms)
         rc = NATTER_ENOTFOUND;
     cql_result_free(&res);
+    return rc;
+}
+
+static int cq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
+                           natter_user_t *out)
+{
+    uint64_t user;
+    int64_t expires;
+    int rc = cq_session_user_id(base, hash, now_ms, &user, &expires);
     if (rc == NATTER_OK && (rc = cq_user_by_id(base, user, out)) == NATTER_OK)
         out->expires_at_ms = expires;
     return rc;
@@ -1576,7 +1585,7 @@ static int cq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t
 }
 
 const natter_store_ops_t natter_store_cql = {
-    .version = 5,
+    .version = 6,
     .size = sizeof(store_cql_t),
     .name = "cql",
     .open = cq_open,
@@ -1610,4 +1619,5 @@ const natter_store_ops_t natter_store_cql = {
     .events_page = cq_events_page,
     .read_markers = cq_read_markers,
     .user_chat_ids = cq_user_chat_ids,
+    .session_user_id = cq_session_user_id,
 };

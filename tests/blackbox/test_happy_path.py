@@ -55,6 +55,25 @@ def test_register_login_me(server):
     assert c.get("/me", token=sess["token"]).status_code == 200
 
 
+def test_a_new_session_needs_no_store_read_on_its_node(server_factory):
+    """The node that issued a token knows its session: with the store's session lookups failing
+    (core/fault.h), the new session still works there, for whole-user requests and for posts."""
+    srv = server_factory(env={"NATTER_FAULTS": "store.session_user:rc=unavail"})
+    c = Client(srv.base)
+    name = uniq("alice")
+    assert c.post("/users", {"username": name, "password": PASSWORD}).status_code == 201
+    token = c.post("/sessions", {"username": name, "password": PASSWORD}).json()["token"]
+    r = c.get("/me", token=token)
+    assert r.status_code == 200 and r.json()["username"] == name, r.text
+    r = c.post("/chats", {"name": "mine", "members": []}, token=token)
+    assert r.status_code == 201, r.text
+    r = c.post(f"/chats/{r.json()['id']}/messages", {"content": "hi"}, token=token)
+    assert r.status_code == 202, r.text
+    # a token it does not know needs the store, which is away
+    r = c.get("/me", token="A" * len(token))
+    assert r.status_code == 503, r.text
+
+
 def test_bearer_scheme_case_insensitive(server):
     # RFC 7235: the auth-scheme token is case-insensitive
     alice = register(server, "alice")

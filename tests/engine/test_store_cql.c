@@ -12,6 +12,9 @@
  *     the name is free;
  *   - row and claim both there with the creator's id (the claim's answer was
  *     lost): the creation succeeded.
+ *
+ * And a session read for its user id alone (a post's question) answers as
+ * the whole read does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,6 +119,30 @@ static void test_taken_name_conflicts(void **state)
     assert_int_equal(owner_of("taken"), 1001);
 }
 
+static void test_session_user_id(void **state)
+{
+    (void)state;
+    natter_user_t u = user_named("sessions", 1101), whole;
+    uint8_t live[NATTER_TOKEN_HASH_LEN], ended[NATTER_TOKEN_HASH_LEN], unknown[NATTER_TOKEN_HASH_LEN];
+    memset(live, 1, sizeof(live));
+    memset(ended, 2, sizeof(ended));
+    memset(unknown, 3, sizeof(unknown));
+    int64_t now = natter_now_ms(), expires = now + 600000;
+    assert_int_equal(create(&u), NATTER_OK);
+    assert_int_equal(natter_store_session_create(store, live, u.id, expires), NATTER_OK);
+    assert_int_equal(natter_store_session_create(store, ended, u.id, now + 2000), NATTER_OK);
+    uint64_t id = 0;
+    int64_t until = 0;
+    assert_int_equal(natter_store_session_user_id(store, live, now, &id, &until), NATTER_OK);
+    assert_int_equal(id, 1101);
+    assert_int_equal(until, expires);
+    assert_int_equal(natter_store_session_user(store, live, now, &whole), NATTER_OK);
+    assert_int_equal(whole.id, 1101);
+    assert_string_equal(whole.username, "sessions");
+    assert_int_equal(natter_store_session_user_id(store, unknown, now, &id, &until), NATTER_ENOTFOUND);
+    assert_int_equal(natter_store_session_user_id(store, ended, now + 3000, &id, &until), NATTER_ENOTFOUND);
+}
+
 /* The old code answered NATTER_ECONFLICT here, for good. */
 static void test_stale_claim_without_user_is_released(void **state)
 {
@@ -177,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_fresh_claim_without_user_stands),
         cmocka_unit_test(test_user_row_without_claim_leaves_name_free),
         cmocka_unit_test(test_claim_already_ours_is_success),
+        cmocka_unit_test(test_session_user_id),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

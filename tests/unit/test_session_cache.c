@@ -57,6 +57,41 @@ static void test_hit_copies_without_password(void **state)
     natter_session_cache_free(&c);
 }
 
+/* A session remembered by its id alone serves only id lookups; a whole
+ * one serves both; either ends with the session. */
+static void test_id_only_entries(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 1000);
+    char h[NATTER_TOKEN_LEN + 1], w[NATTER_TOKEN_LEN + 1];
+    token_of(7, h);
+    token_of(8, w);
+    int64_t now = natter_now_ms();
+    uint64_t id = 0;
+    natter_user_t out;
+    assert_int_equal(natter_session_cache_get_id(&c, h, now, 0, &id), 0);
+    natter_session_cache_put_id(&c, h, 77, now + 60000);
+    assert_int_equal(natter_session_cache_get_id(&c, h, now, 0, &id), 1);
+    assert_int_equal(id, 77);
+    assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 0); /* no username here */
+    assert_int_equal(natter_session_cache_get(&c, h, now, 1, &out), 0);
+    assert_int_equal(natter_session_cache_get_id(&c, h, now + 60000, 1, &id), 0); /* the session ended */
+
+    natter_user_t u = user(88, now + 60000);
+    natter_session_cache_put(&c, w, &u);
+    assert_int_equal(natter_session_cache_get_id(&c, w, now, 0, &id), 1);
+    assert_int_equal(id, 88);
+    /* the whole user replaces an id-only entry */
+    natter_user_t v = user(77, now + 60000);
+    natter_session_cache_put(&c, h, &v);
+    assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 1);
+    assert_string_equal(out.username, "u77");
+    natter_session_cache_drop(&c, h);
+    assert_int_equal(natter_session_cache_get_id(&c, h, now, 1, &id), 0);
+    natter_session_cache_free(&c);
+}
+
 static void test_expiry_ttl_and_stale(void **state)
 {
     (void)state;
@@ -161,6 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_copies_without_password),
+        cmocka_unit_test(test_id_only_entries),
         cmocka_unit_test(test_expiry_ttl_and_stale),
         cmocka_unit_test(test_drop_and_zero_ttl),
         cmocka_unit_test(test_bounded),
