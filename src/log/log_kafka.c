@@ -176,6 +176,14 @@ static void on_store_error(rd_kafka_t *rk, int err, const char *reason, void *op
         fprintf(stderr, "natter: kafka: store consumer: %s\n", reason);
 }
 
+/* How long the broker holds a fetch that finds nothing new. Any new record
+ * answers a fetch at once (fetch.min.bytes is 1), so this costs a record
+ * no latency; it sets how often an idle consumer asks again, and every
+ * node runs three that fetch (store, fan-out, ephemeral). Six idle nodes
+ * here: at 10 ms the broker used 0.28 of a core and the nodes 0.16; at
+ * 100 ms, 0.07 and 0.07 (bench/results/2026-12-03-conns-trials.txt). */
+#define FETCH_WAIT_MAX_MS "100"
+
 static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, const char *instance,
                                 char *err, size_t errlen)
 {
@@ -187,7 +195,7 @@ static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *gr
         set(conf, "auto.offset.reset", "earliest", err, errlen) ||
         set(conf, "session.timeout.ms", "10000", err, errlen) ||
         set(conf, "heartbeat.interval.ms", "1000", err, errlen) ||
-        set(conf, "fetch.wait.max.ms", "10", err, errlen)) {
+        set(conf, "fetch.wait.max.ms", FETCH_WAIT_MAX_MS, err, errlen)) {
         if (conf)
             rd_kafka_conf_destroy(conf);
         return NULL;
