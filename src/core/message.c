@@ -8,14 +8,9 @@
 /* the recipients after the content are 8-byte aligned */
 _Static_assert(offsetof(natter_msg_t, content) % 8 == 0, "natter_msg_t's content must start 8-byte aligned");
 
-static size_t content_room(size_t len)
-{
-    return (len + 1 + 7) & ~(size_t)7;
-}
-
 size_t natter_msg_size(const natter_msg_t *m)
 {
-    return sizeof(*m) + content_room(m->content_len) + m->nrecipients * sizeof(uint64_t);
+    return sizeof(*m) + natter_msg_content_room(m->content_len) + m->nrecipients * sizeof(uint64_t);
 }
 
 natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
@@ -29,7 +24,7 @@ natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char
 {
     if (n > NATTER_MSG_RECIPIENTS_MAX)
         n = 0;
-    natter_msg_t *m = xcalloc(1, sizeof(*m) + content_room(len) + n * sizeof(uint64_t));
+    natter_msg_t *m = xcalloc(1, sizeof(*m) + natter_msg_content_room(len) + n * sizeof(uint64_t));
     m->chat_id = chat_id;
     m->partition = -1;
     m->offset = -1;
@@ -43,7 +38,7 @@ natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char
         memcpy(m->client_id, client_id, client_id_len);
     m->nrecipients = (uint32_t)n;
     if (n > 0)
-        memcpy(m->content + content_room(len), recipients, n * sizeof(uint64_t));
+        memcpy(m->content + natter_msg_content_room(len), recipients, n * sizeof(uint64_t));
     return m;
 }
 

@@ -98,10 +98,17 @@ natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char
 /* Bytes of the message's allocation (for a copy of it). */
 size_t natter_msg_size(const natter_msg_t *m);
 
+/* Bytes the content of len bytes takes in a message's allocation: its NUL
+ * included, rounded up so that the recipients after it are 8-byte aligned. */
+static inline size_t natter_msg_content_room(size_t len)
+{
+    return (len + 1 + 7) & ~(size_t)7;
+}
+
 /* The recipients' ids (m->nrecipients of them), after the content. */
 static inline const uint64_t *natter_msg_recipients(const natter_msg_t *m)
 {
-    return (const uint64_t *)(const void *)(m->content + ((m->content_len + 1 + 7) & ~(size_t)7));
+    return (const uint64_t *)(const void *)(m->content + natter_msg_content_room(m->content_len));
 }
 
 /* The message object of the API:

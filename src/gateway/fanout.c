@@ -90,20 +90,24 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
             continue; /* a repeat of a message pushed when it was stored */
         if (!natter_event_stored(m->kind))
             continue;
+        const uint64_t *to;
+        size_t nto;
         if (m->nrecipients > 0) { /* the posting node's view of the chat: no lookup here */
-            ids.len = 0;
-            for (uint32_t i = 0; i < m->nrecipients; i++)
-                *(uint64_t *)natter_vec_push(&ids) = natter_msg_recipients(m)[i];
-        } else if (natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK) {
+            to = natter_msg_recipients(m);
+            nto = m->nrecipients;
+        } else if (natter_members_cache_get(&app->members, m->chat_id, &ids) == NATTER_OK) {
+            to = ids.items;
+            nto = ids.len;
+        } else {
             continue; /* nobody is pushed this one; it is stored, clients catch up from history */
         }
         natter_fanout_item_t *it = &f->items[f->n++];
         it->frame = push_frame(m);
         it->ingest_ns = m->kind == NATTER_EV_MESSAGE ? m->ingest_ns : 0; /* the latency histogram is messages' */
         it->first_member = (uint32_t)members.len;
-        it->nmembers = (uint32_t)ids.len;
-        for (size_t i = 0; i < ids.len; i++)
-            *(uint64_t *)natter_vec_push(&members) = *NATTER_VEC_AT(&ids, uint64_t, i);
+        it->nmembers = (uint32_t)nto;
+        for (size_t i = 0; i < nto; i++)
+            *(uint64_t *)natter_vec_push(&members) = to[i];
     }
     natter_vec_free(&ids);
     f->members = members.items; /* the vector's array is the batch's now */

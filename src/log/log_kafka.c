@@ -769,10 +769,12 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
                 if (rkm->offset > s->max || s->max < s->min)
                     s->max = rkm->offset;
             }
+            /* the recipients serve the fan-out only; the store consumer's
+             * messages go without them */
             rd_kafka_headers_t *hdrs;
             const void *to = NULL;
             size_t tolen = 0;
-            if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            if (track || rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
                 rd_kafka_header_get_last(hdrs, NATTER_RECORD_RECIPIENTS_HEADER, &to, &tolen) !=
                     RD_KAFKA_RESP_ERR_NO_ERROR) {
                 to = NULL;
