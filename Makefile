@@ -42,7 +42,7 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@scripts/embed-web web $@
 
 .PHONY: all run test deps unit blackbox browser engines fuzz clean bench-wrk bench bench-distributed bench-conns \
-	bench-login-flood soak profile-locks
+	bench-login-flood soak profile-locks bench-cluster
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
 # --- release build ---------------------------------------------------------
@@ -247,6 +247,12 @@ bench-distributed: all
 	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql ENGINE_PIDS=$$pids scripts/bench-load; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
+
+# the same on three Kafka brokers and three Cassandra nodes, replication 3
+# (scripts/bench-cluster starts and stops them); writes
+# bench/results/<date>-cluster-* and the bench-cluster block of README.md
+bench-cluster: all
+	scripts/bench-cluster
 
 # many WebSockets (scripts/bench-conns): one embedded node filled to its file
 # limit, idle and under the rooms stages; 100,000 sockets over six nodes on
