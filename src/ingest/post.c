@@ -286,15 +286,19 @@ int natter_post_run(natter_api_job_t *job)
     else if (natter_api_authenticate_id(job, &me) != 0)
         return 0;
     body_init(&p, stack, job->body_len);
-    if (parse(job, job->body, job->body_len, &p) == 0 &&
-        natter_api_chat_access(job, me, p.chat_id, NULL) == 0) {
-        /* the access check just filled the cache; an invalidation since leaves the recipients out */
+    if (parse(job, job->body, job->body_len, &p) == 0) {
+        /* a member in a fresh entry: one look answers and gives the recipients; otherwise the access
+         * check loads the entry (or answers 403/404), and an invalidation since leaves them out */
         uint64_t to[NATTER_MSG_RECIPIENTS_MAX];
         size_t nto;
-        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, me, to, NATTER_MSG_RECIPIENTS_MAX, &nto) !=
-            1)
-            nto = 0;
-        parked = append(job, &p, me, to, nto) == NATTER_POST_PARKED;
+        int member = natter_members_cache_peek_ids(&job->app->members, p.chat_id, me, to,
+                                                   NATTER_MSG_RECIPIENTS_MAX, &nto) == 1;
+        if (member || natter_api_chat_access(job, me, p.chat_id, NULL) == 0) {
+            if (!member && natter_members_cache_peek_ids(&job->app->members, p.chat_id, me, to,
+                                                         NATTER_MSG_RECIPIENTS_MAX, &nto) != 1)
+                nto = 0;
+            parked = append(job, &p, me, to, nto) == NATTER_POST_PARKED;
+        }
     }
     body_free(&p);
     return parked;
