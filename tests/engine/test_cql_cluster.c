@@ -163,11 +163,24 @@ static int setup(void **state)
     snprintf(port, sizeof(port), "%s", strrchr(hosts, ':') ? strrchr(hosts, ':') + 1 : "9042");
     cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = 10000, .schema_wait_ms = 30000,
                                .user = getenv("NATTER_TEST_CQL_USER"), .password = getenv("NATTER_TEST_CQL_PASSWORD")};
-    if (cql_client_open(&client, &cfg, err, sizeof(err)) != NATTER_OK) {
-        fprintf(stderr, "cannot open: %s\n", err);
-        return -1;
+    /* The client reads the ring from node 1's system.peers when it opens, and
+     * a node the engine script has just reported up (its own CQL port
+     * answers) may not be there yet on a loaded machine (it was not, once:
+     * two hosts of three). So the client is opened again until node 1 knows
+     * the whole ring, for at most two minutes; a client that never finds the
+     * third node still fails test_ring_from_one_contact_point. */
+    uint64_t deadline = natter_mono_ns() + 120ull * 1000000000u;
+    for (;;) {
+        if (cql_client_open(&client, &cfg, err, sizeof(err)) != NATTER_OK) {
+            fprintf(stderr, "cannot open: %s\n", err);
+            return -1;
+        }
+        cql_host_stats_t seen[16];
+        if (cql_client_hosts(client, seen, 16) >= NODES || natter_mono_ns() >= deadline)
+            return 0;
+        cql_client_close(client);
+        sleep(1);
     }
-    return 0;
 }
 
 static int teardown(void **state)
