@@ -64,6 +64,7 @@ static int setup(void **state)
     if (natter_log_kafka.open(klog, &cfg, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "open: %s\n", err);
         free(klog);
+        klog = NULL;
         return -1;
     }
     return 0;
@@ -72,6 +73,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (klog == NULL) /* setup failed: nothing was opened */
+        return 0;
     natter_log_kafka.close(klog);
     free(klog);
     return 0;
