@@ -943,7 +943,14 @@ static int cq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
     return bucketed_page(s, &t, chat_id, after, before, limit, out, has_more);
 }
 
-/* One message partition's rows as an UNLOGGED batch, plus its bucket row. */
+/* One message partition's rows as an UNLOGGED batch, plus its bucket row.
+ * A partition's rows of one store batch (up to --batch-size) are split so
+ * that no batch carries more than this much content: Cassandra refuses a
+ * mutation over half a commit log segment (4 MiB with the engine's 8 MiB
+ * segments, 16 MiB by default), and a thousand messages of 4,000
+ * characters would pass that. */
+#define PART_MAX_CONTENT_BYTES (256u * 1024u)
+
 typedef struct {
     uint64_t chat_id;
     int64_t bucket;
@@ -968,11 +975,19 @@ static int insert_rows(store_cql_t *s, natter_msg_t *const *order, size_t k)
         p->chat_id = order[i]->chat_id;
         p->bucket = bucket_of(s, order[i]->id);
         p->first = row;
+        size_t bytes = 0;
         for (size_t j = i; j < k; j++) {
             natter_msg_t *m = order[j];
             if (taken[j] || m->chat_id != p->chat_id || bucket_of(s, m->id) != p->bucket)
                 continue;
             taken[j] = 1;
+            if (p->n > 0 && bytes + m->content_len > PART_MAX_CONTENT_BYTES) {
+                part_t *next = &parts[nparts++];
+                *next = (part_t){.chat_id = p->chat_id, .bucket = p->bucket, .first = row};
+                p = next;
+                bytes = 0;
+            }
+            bytes += m->content_len;
             cql_value_t *v = &values[row++ * 7];
             v[0] = vid(m->chat_id);
             v[1] = cql_value_bigint(p->bucket);

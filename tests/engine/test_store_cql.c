@@ -14,7 +14,8 @@
  *     lost): the creation succeeded.
  *
  * And a session read for its user id alone (a post's question) answers as
- * the whole read does.
+ * the whole read does; a full store batch of long messages in one chat,
+ * more than Cassandra takes in one mutation, is stored whole.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,7 +30,10 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/id.h"
+#include "core/message.h"
 #include "core/util.h"
+#include "core/vec.h"
 #include "store/cql/cql_client.h"
 #include "store/store.h"
 
@@ -196,6 +200,59 @@ static void test_claim_already_ours_is_success(void **state)
     assert_int_equal(owner_of("lostanswer"), 5001);
 }
 
+/* A store batch of a thousand messages of 4,000 two-byte characters in one
+ * chat (8 MB) is more than Cassandra takes in one mutation (half a commit
+ * log segment): the store splits the chat's rows into batches it takes, so
+ * the whole batch is stored and reads back whole. */
+static void test_a_full_batch_of_long_messages_is_stored(void **state)
+{
+    (void)state;
+    enum { N = 1000, CHARS = 4000 };
+    const uint64_t chat = 777000;
+    char *content = xmalloc(CHARS * 2 + 1);
+    for (size_t i = 0; i < CHARS; i++)
+        memcpy(content + 2 * i, "\xc3\xa9", 2); /* é */
+    content[CHARS * 2] = '\0';
+    natter_idgen_t ids;
+    natter_idgen_init(&ids, 7);
+    natter_msg_t *head = NULL, **tail = &head;
+    for (size_t i = 0; i < N; i++) {
+        natter_msg_t *m = natter_msg_new(chat, 4242, content, CHARS * 2, NULL, 0);
+        m->id = natter_idgen_next(&ids, natter_now_ms());
+        m->created_at_ms = natter_id_time_ms(m->id);
+        *tail = m;
+        tail = &m->next;
+    }
+    assert_int_equal(store->ops->messages_insert(store, head, N), NATTER_OK);
+    size_t found = 0, intact = 0;
+    uint64_t after = 0;
+    int more = 1;
+    while (more) {
+        natter_vec_t page;
+        natter_vec_init(&page, sizeof(natter_msg_t *));
+        assert_int_equal(natter_store_messages_page(store, chat, after, NATTER_CURSOR_NONE, 100, &page, &more),
+                         NATTER_OK);
+        for (size_t i = 0; i < page.len; i++) {
+            natter_msg_t *m = *NATTER_VEC_AT(&page, natter_msg_t *, i);
+            found++;
+            intact += m->content_len == CHARS * 2 && memcmp(m->content, content, CHARS * 2) == 0;
+            after = m->id;
+            free(m);
+        }
+        if (page.len == 0)
+            more = 0;
+        natter_vec_free(&page);
+    }
+    assert_int_equal(found, N);
+    assert_int_equal(intact, N);
+    while (head != NULL) {
+        natter_msg_t *next = head->next;
+        free(head);
+        head = next;
+    }
+    free(content);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_user_row_without_claim_leaves_name_free),
         cmocka_unit_test(test_claim_already_ours_is_success),
         cmocka_unit_test(test_session_user_id),
+        cmocka_unit_test(test_a_full_batch_of_long_messages_is_stored),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
