@@ -496,6 +496,59 @@ static void member_change(natter_api_job_t *job, int add)
         reply(job, 204, NULL);
 }
 
+/* Newest activity first: a chat's newest message, or its creation. */
+static int activity_cmp(const void *a, const void *b)
+{
+    const natter_chat_summary_t *x = a, *y = b;
+    uint64_t ka = x->last && x->last->id > x->chat.id ? x->last->id : x->chat.id;
+    uint64_t kb = y->last && y->last->id > y->chat.id ? y->last->id : y->chat.id;
+    return ka < kb ? 1 : ka > kb ? -1 : 0;
+}
+
+/* On Kafka a chat list also shows what this node pushed and no store has
+ * yet (consumer/tail.h), as history does: each chat's messages newer than
+ * the store's newest are unread unless the user sent them or marked them
+ * read, and the newest is the chat's last message. Read after the store's
+ * list: a message stored and gone from the tail in between shows on the
+ * next read. */
+static void chats_merge_unstored(natter_tail_t *tail, uint64_t me, natter_vec_t *chats)
+{
+    for (size_t i = 0; i < chats->len; i++) {
+        natter_chat_summary_t *cs = NATTER_VEC_AT(chats, natter_chat_summary_t, i);
+        natter_vec_t unstored;
+        natter_vec_init(&unstored, sizeof(natter_msg_t *));
+        natter_tail_collect(tail, cs->chat.id, cs->last ? cs->last->id : 0, NATTER_CURSOR_NONE, &unstored);
+        for (size_t j = 0; j < unstored.len; j++) {
+            natter_msg_t *m = *NATTER_VEC_AT(&unstored, natter_msg_t *, j); /* ascending: the last is newest */
+            cs->unread += m->sender_id != me && m->id > cs->read;
+            if (j + 1 < unstored.len) {
+                free(m);
+            } else {
+                free(cs->last);
+                cs->last = m;
+            }
+        }
+        natter_vec_free(&unstored);
+    }
+    if (chats->len > 1)
+        qsort(chats->items, chats->len, sizeof(natter_chat_summary_t), activity_cmp);
+}
+
+/* The message is in the unstored tail of its chat (consumer/tail.h). */
+static int unstored_in_chat(natter_tail_t *tail, uint64_t chat_id, uint64_t message_id)
+{
+    if (tail == NULL || message_id == 0 || message_id == NATTER_CURSOR_NONE - 1)
+        return 0;
+    natter_vec_t found;
+    natter_vec_init(&found, sizeof(natter_msg_t *));
+    natter_tail_collect(tail, chat_id, message_id - 1, message_id + 1, &found);
+    for (size_t i = 0; i < found.len; i++)
+        free(*NATTER_VEC_AT(&found, natter_msg_t *, i));
+    size_t n = found.len;
+    natter_vec_free(&found);
+    return n > 0;
+}
+
 static void chats_list(natter_api_job_t *job)
 {
     natter_user_t me;
@@ -504,6 +557,8 @@ static void chats_list(natter_api_job_t *job)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
     int rc = natter_store_user_chats(job->app->store, me.id, &chats);
+    if (rc == NATTER_OK && job->app->tail != NULL)
+        chats_merge_unstored(job->app->tail, me.id, &chats);
     json_t *arr = json_array();
     for (size_t i = 0; i < chats.len; i++) {
         natter_chat_summary_t *cs = NATTER_VEC_AT(&chats, natter_chat_summary_t, i);
@@ -608,6 +663,8 @@ static void read_marker(natter_api_job_t *job)
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
     int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
+    if (rc == NATTER_ENOTFOUND && unstored_in_chat(app->tail, job->route.chat_id, message_id))
+        rc = NATTER_OK; /* pushed, not stored yet: the marker is an id, and the store will have it */
     if (rc == NATTER_OK)
         rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
     if (rc == NATTER_OK)

@@ -49,10 +49,12 @@ typedef struct natter_chat {
 } natter_chat_t;
 
 /* One row of a user's chat list. last is NULL when the chat has no message;
- * otherwise the caller frees it. */
+ * otherwise the caller frees it. read: the user's read marker in the chat
+ * (the last message read; 0: none). */
 typedef struct natter_chat_summary {
     natter_chat_t chat;
     uint64_t unread;
+    uint64_t read;
     natter_msg_t *last;
 } natter_chat_summary_t;
 

@@ -1276,6 +1276,7 @@ static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs
     if (res.resp.rows.rows_count > 0)
         cell_u64(&res, 0, 0, &marker);
     cql_result_free(&res);
+    cs->read = marker;
 
     natter_vec_t page;
     int more;

@@ -144,9 +144,10 @@ static const char *const queries[NQUERIES] = {
     [Q_USER_CHATS] =
         "SELECT c.id, c.name, c.created_by, c.created_at,"
         " (SELECT count(*) FROM messages x WHERE x.chat_id = c.id AND x.sender_id <> ?1"
-        "   AND x.id > coalesce((SELECT message_id FROM read_markers r WHERE r.user_id = ?1 AND r.chat_id = c.id), 0)),"
+        "   AND x.id > coalesce(r.message_id, 0)), coalesce(r.message_id, 0),"
         " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id, l.edited_at, l.deleted"
         " FROM members m JOIN chats c ON c.id = m.chat_id"
+        " LEFT JOIN read_markers r ON r.user_id = ?1 AND r.chat_id = c.id"
         " LEFT JOIN messages l ON l.id = (SELECT max(id) FROM messages y WHERE y.chat_id = c.id)"
         " WHERE m.user_id = ?1 ORDER BY max(c.id, coalesce(l.id, 0)) DESC",
     [Q_MESSAGE_INSERT] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
@@ -653,8 +654,9 @@ static int sq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *o
         cs->chat.created_by = COL_ID(st, 2);
         cs->chat.created_at_ms = sqlite3_column_int64(st, 3);
         cs->unread = (uint64_t)sqlite3_column_int64(st, 4);
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-            cs->last = read_msg(st, 5);
+        cs->read = COL_ID(st, 5);
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+            cs->last = read_msg(st, 6);
     }
     sqlite3_reset(st);
     release(s, c);

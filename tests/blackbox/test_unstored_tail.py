@@ -4,8 +4,9 @@ On the Kafka log a node pushes a message as soon as it reads it from the
 broker, before (or while) a store consumer writes it (docs/architecture.md).
 A client that opens a socket after that push and catches up from history must
 still find the message: the node keeps the log's unstored tail (consumer/
-tail.h) and merges it into every history page, and a node that starts replays
-that tail from the store group's committed offsets. The tests hold the store
+tail.h) and merges it into every history page (and into the chat list, and a
+read marker may name such a message), and a node that starts replays that
+tail from the store group's committed offsets. The tests hold the store
 back for good with a fault (every batch write fails as if the store were
 away), so nothing they read can have come from it.
 
@@ -88,6 +89,50 @@ def test_history_merges_what_was_pushed_but_not_stored(server_factory):
     r = requests.get(f"{srv.base}/chats/{other}/messages", timeout=10, headers={"Authorization": f"Bearer {bob.token}"})
     assert r.status_code == 403, r.text
     assert ids(history(alice, other)) == []
+
+
+def chats(user):
+    """GET /chats as it is now (not waiting for the store, as history() does not)."""
+    r = requests.get(f"{user.server.base}/chats", timeout=10, headers={"Authorization": f"Bearer {user.token}"})
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()["chats"]
+
+
+def mark_read(user, cid, message_id):
+    return requests.put(f"{user.server.base}/chats/{cid}/read", json={"message_id": message_id}, timeout=10,
+                        headers={"Authorization": f"Bearer {user.token}"})
+
+
+def test_chat_list_and_read_marker_see_what_was_pushed_but_not_stored(server_factory):
+    srv = server_factory(env=STORE_AWAY)
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    busy = alice.create_chat(members=[bob])["id"]
+    quiet = alice.create_chat(members=[bob])["id"]  # newer, and without messages
+    first = alice.api.post_message(busy, "one")
+    second = alice.api.post_message(busy, "two")
+    wait_tail(srv, 2)
+    assert stored_total(srv) == 0
+
+    # bob's list: two unread, the newest last, and busy first (its last message is newer than quiet)
+    listed = chats(bob)
+    assert [c["id"] for c in listed] == [busy, quiet], listed
+    assert listed[0]["unread"] == 2 and listed[0]["last_message"]["id"] == second["id"], listed[0]
+    assert listed[0]["last_message"]["content"] == "two", listed[0]
+    assert listed[1]["unread"] == 0 and listed[1]["last_message"] is None, listed[1]
+    mine = chats(alice)[0]
+    assert mine["id"] == busy and mine["unread"] == 0, mine  # her own messages
+
+    # bob reads the first from his push: the marker takes it, and only the second stays unread
+    r = mark_read(bob, busy, first["id"])
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert chats(bob)[0]["unread"] == 1
+    r = mark_read(bob, busy, second["id"])
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert chats(bob)[0]["unread"] == 0
+    # a message of another chat, or none at all, is still not found
+    assert mark_read(bob, quiet, second["id"]).status_code == 404
+    assert mark_read(bob, busy, str(int(second["id"]) + 1)).status_code == 404
+    assert stored_total(srv) == 0
 
 
 def test_a_restarted_node_replays_the_unstored_tail(server_factory):

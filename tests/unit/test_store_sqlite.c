@@ -403,6 +403,16 @@ static uint64_t unread(fixture_t *f, uint64_t user, uint64_t chat)
     return n;
 }
 
+static uint64_t marker(fixture_t *f, uint64_t user, uint64_t chat)
+{
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_chat_summary_t));
+    assert_int_equal(OPS(f)->user_chats(f->s, user, &v), NATTER_OK);
+    uint64_t id = find_summary(&v, chat)->read;
+    free_summaries(&v);
+    return id;
+}
+
 static void test_read_markers_and_unread(void **state)
 {
     fixture_t *f = *state;
@@ -416,11 +426,14 @@ static void test_read_markers_and_unread(void **state)
 
     assert_int_equal(unread(f, 1, 50), 4); /* bob's four; alice's own never count */
     assert_int_equal(unread(f, 2, 50), 2); /* alice's two */
+    assert_int_equal(marker(f, 1, 50), 0);
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 2); /* 103 and 106 */
+    assert_int_equal(marker(f, 1, 50), 102);
     /* the marker only moves forward */
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 101), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 2);
+    assert_int_equal(marker(f, 1, 50), 102);
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 2);
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 105), NATTER_OK);
@@ -431,6 +444,8 @@ static void test_read_markers_and_unread(void **state)
     assert_int_equal(unread(f, 1, 50), 0);
     /* markers are per user */
     assert_int_equal(unread(f, 2, 50), 2);
+    assert_int_equal(marker(f, 1, 50), 106);
+    assert_int_equal(marker(f, 2, 50), 0);
     insert_range(f, 50, 2, 107, 1);
     assert_int_equal(unread(f, 1, 50), 1);
 }
