@@ -496,15 +496,6 @@ static void member_change(natter_api_job_t *job, int add)
         reply(job, 204, NULL);
 }
 
-/* Newest activity first: a chat's newest message, or its creation. */
-static int activity_cmp(const void *a, const void *b)
-{
-    const natter_chat_summary_t *x = a, *y = b;
-    uint64_t ka = x->last && x->last->id > x->chat.id ? x->last->id : x->chat.id;
-    uint64_t kb = y->last && y->last->id > y->chat.id ? y->last->id : y->chat.id;
-    return ka < kb ? 1 : ka > kb ? -1 : 0;
-}
-
 /* On Kafka a chat list also shows what this node pushed and no store has
  * yet (consumer/tail.h), as history does: each chat's messages newer than
  * the store's newest are unread unless the user sent them or marked them
@@ -531,7 +522,7 @@ static void chats_merge_unstored(natter_tail_t *tail, uint64_t me, natter_vec_t 
         natter_vec_free(&unstored);
     }
     if (chats->len > 1)
-        qsort(chats->items, chats->len, sizeof(natter_chat_summary_t), activity_cmp);
+        qsort(chats->items, chats->len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
 }
 
 /* The message is in the unstored tail of its chat (consumer/tail.h). */

@@ -167,6 +167,17 @@ int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *o
     return s->ops->user_chats(s, user_id, out);
 }
 
+static uint64_t activity_of(const natter_chat_summary_t *cs)
+{
+    return cs->last != NULL && cs->last->id > cs->chat.id ? cs->last->id : cs->chat.id;
+}
+
+int natter_chat_summary_by_activity(const void *a, const void *b)
+{
+    uint64_t ka = activity_of(a), kb = activity_of(b);
+    return ka < kb ? 1 : ka > kb ? -1 : 0;
+}
+
 int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
                                natter_vec_t *out, int *has_more)
 {

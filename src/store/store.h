@@ -256,6 +256,9 @@ int natter_store_chat_members(natter_store_t *s, uint64_t chat_id, natter_vec_t 
 int natter_store_member_add(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
 int natter_store_member_remove(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
 int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+/* qsort order of a chat list (natter_chat_summary_t items): newest activity
+ * first, a chat's activity being its newest message or else its creation. */
+int natter_chat_summary_by_activity(const void *a, const void *b);
 int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
                                natter_vec_t *out, int *has_more);
 int natter_store_message_in_chat(natter_store_t *s, uint64_t chat_id, uint64_t message_id);

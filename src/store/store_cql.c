@@ -1305,13 +1305,6 @@ static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs
     return rc;
 }
 
-static int activity_cmp(const void *a, const void *b)
-{
-    const natter_chat_summary_t *x = a, *y = b;
-    uint64_t ka = x->last ? x->last->id : x->chat.id, kb = y->last ? y->last->id : y->chat.id;
-    return ka < kb ? 1 : ka > kb ? -1 : 0;
-}
-
 static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
 {
     store_cql_t *s = (store_cql_t *)base;
@@ -1332,7 +1325,7 @@ static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *o
     }
     natter_vec_free(&ids);
     if (out->len > 1)
-        qsort(out->items, out->len, sizeof(natter_chat_summary_t), activity_cmp);
+        qsort(out->items, out->len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
     return rc;
 }
 
