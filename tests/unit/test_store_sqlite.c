@@ -393,24 +393,26 @@ static natter_chat_summary_t *find_summary(natter_vec_t *v, uint64_t chat)
     return NULL;
 }
 
-static uint64_t unread(fixture_t *f, uint64_t user, uint64_t chat)
+/* The user's summary of the chat, without its last message. */
+static natter_chat_summary_t summary_of(fixture_t *f, uint64_t user, uint64_t chat)
 {
     natter_vec_t v;
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
     assert_int_equal(OPS(f)->user_chats(f->s, user, &v), NATTER_OK);
-    uint64_t n = find_summary(&v, chat)->unread;
+    natter_chat_summary_t cs = *find_summary(&v, chat);
+    cs.last = NULL;
     free_summaries(&v);
-    return n;
+    return cs;
+}
+
+static uint64_t unread(fixture_t *f, uint64_t user, uint64_t chat)
+{
+    return summary_of(f, user, chat).unread;
 }
 
 static uint64_t marker(fixture_t *f, uint64_t user, uint64_t chat)
 {
-    natter_vec_t v;
-    natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, user, &v), NATTER_OK);
-    uint64_t id = find_summary(&v, chat)->read;
-    free_summaries(&v);
-    return id;
+    return summary_of(f, user, chat).read;
 }
 
 static void test_read_markers_and_unread(void **state)
