@@ -30,6 +30,7 @@ _Static_assert(NELEMS(size_le) <= NATTER_HIST_MAX_BUCKETS, "too many size bucket
     {                                                                                                                \
         .store_batch = DURATION_HIST, .store_batch_size = {.le = size_le, .n = NELEMS(size_le)},                     \
         .broadcast = DURATION_HIST, .loop = DURATION_HIST, .end_to_end = DURATION_HIST,                              \
+        .log_append = DURATION_HIST,                                                                                 \
     }
 
 natter_metrics_t natter_metrics = {.shared = SHARD_INIT};
@@ -377,6 +378,10 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
                      "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", HIST(loop), 9);
     summed_histogram(&o, "natter_end_to_end_latency_seconds",
                      "Time from ingest to push onto the WebSockets, per message, in seconds.", HIST(end_to_end), 9);
+    summed_histogram(&o, "natter_log_append_duration_seconds",
+                     "Time from a post's append to the log to the log holding it durably (its 202 waits for this), "
+                     "in seconds.",
+                     HIST(log_append), 9);
     process(&o, m);
     pthread_mutex_lock(&extra_lock);
     if (extra_fn != NULL)

@@ -109,6 +109,8 @@ static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_
 static void post_durable(natter_msg_t *msg, int status, void *arg)
 {
     natter_api_job_t *job = arg;
+    int64_t now = natter_now_ns();
+    natter_hist_observe(&natter_m()->log_append, now > msg->ingest_ns ? (uint64_t)(now - msg->ingest_ns) : 0);
     job->msg_id = msg->id;
     job->created_at_ms = msg->created_at_ms;
     job->durable_status = status;

@@ -34,6 +34,7 @@ REQUIRED = {
     "natter_broadcast_duration_seconds": "histogram",
     "natter_loop_duration_seconds": "histogram",
     "natter_end_to_end_latency_seconds": "histogram",
+    "natter_log_append_duration_seconds": "histogram",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
@@ -183,6 +184,7 @@ def test_counters_move_with_traffic(server):
     assert moved("natter_messages_stored_total") >= 20
     assert moved("natter_messages_delivered_total") >= 20
     assert moved("natter_http_requests_total", **route) == 20
+    assert moved("natter_log_append_duration_seconds_count") == 20
     assert moved("natter_http_requests_total", method="other", route="unmatched", status="404") == 1
     assert moved("natter_store_batch_size_count") >= 1
     assert moved("natter_store_batch_size_sum") >= 20
