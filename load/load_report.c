@@ -128,6 +128,9 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
     double p50 = ms(load_hist_quantile(h, 0.5)), p99 = ms(load_hist_quantile(h, 0.99));
     double p999 = ms(load_hist_quantile(h, 0.999)), mx = ms(h->max);
     double ap50 = ms(load_hist_quantile(&L->ack_total, 0.5)), ap99 = ms(load_hist_quantile(&L->ack_total, 0.99));
+    double wp99 = L->wait_total.count ? ms(load_hist_quantile(&L->wait_total, 0.99)) : -1;
+    double np50 = L->answer_total.count ? ms(load_hist_quantile(&L->answer_total, 0.5)) : -1;
+    double np99 = L->answer_total.count ? ms(load_hist_quantile(&L->answer_total, 0.99)) : -1;
     double connect_rate = L->connect_s > 0 ? (double)L->nlisteners / L->connect_s : 0;
     /* server memory per socket: the growth from before the sockets to once
      * they were open; CPU while they were held idle (--idle) */
@@ -159,6 +162,9 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                      (json_int_t)st->catchup_failed, "listener_processes", (json_int_t)L->listener_procs,
                      "setup_s", L->setup_s, "connect_s", L->connect_s, "users", (json_int_t)L->nusers, "targets",
                      targets_json(L)));
+    json_object_set_new(s, "ack_parts_ms",
+                        json_pack("{s:o, s:o, s:o}", "wait_p99", known(wp99), "answer_p50", known(np50), "answer_p99",
+                                  known(np99)));
     json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
                                         "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
     /* listener opens over TLS, counted where they happened (in whichever process) */
@@ -182,6 +188,10 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
     printf("  end-to-end latency from the scheduled send: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
            p50, p99, p999, mx);
     printf("  2xx answer latency from the scheduled send: p50 %.2f ms, p99 %.2f ms\n", ap50, ap99);
+    if (np99 >= 0)
+        printf("  of it: waiting for a free connection p99 %.2f ms; from the request handed over p50 %.2f ms, "
+               "p99 %.2f ms\n",
+               wp99, np50, np99);
     printf("  sockets: %llu open at the peak (%zu listener process%s), opened at %.0f/s, setup %.1f s; "
            "reconnects %llu (caught up %llu from history, %llu overlaps dropped)\n",
            (unsigned long long)st->open_peak, L->listener_procs ? L->listener_procs : 1,

@@ -213,6 +213,10 @@ typedef struct load {
 
     load_counts_t total, interval;
     load_hist_t ack_total, ack_interval, ack_step; /* ack_step: one max step */
+    /* --send http, 2xx only: an ack's two parts, scheduled -> handed to a
+     * connection (waiting for a free one: the generator's share) and handed
+     * over -> answered (the server's and the network's) */
+    load_hist_t wait_total, answer_total;
     uint64_t run_start_ns, next_report_ns;
     load_series_point_t *series;
     size_t nseries, series_cap;

@@ -57,6 +57,8 @@ int load_send_init(load_t *L)
     load_hist_init(&L->ack_total);
     load_hist_init(&L->ack_interval);
     load_hist_init(&L->ack_step);
+    load_hist_init(&L->wait_total);
+    load_hist_init(&L->answer_total);
     load_dest_t d0 = load_target_dest(L, 0, L->tls);
     load_scrape_init(&L->scrape, L->epfd, &d0, L->api->lag_metric, L->api->batches_metric);
     return 0;
@@ -158,6 +160,11 @@ static void on_posted(load_http_t *c, int status, const char *body, size_t len, 
     uint64_t seq = (uint64_t)(uintptr_t)arg, id = 0;
     if (L->api->post_ids && status >= 200 && status < 300 && load_scan_u64(body, len, "\"id\":\"", &id) != 0)
         id = 0;
+    if (status >= 200 && status < 300 && L->msgs[seq].status == 0) {
+        uint64_t now = load_now_ns(), sched = L->msgs[seq].sched_ns;
+        load_hist_record(&L->wait_total, c->sent_ns > sched ? c->sent_ns - sched : 0);
+        load_hist_record(&L->answer_total, now > c->sent_ns ? now - c->sent_ns : 0);
+    }
     record_result(L, seq, status, id);
     /* keep the connection busy while the next due send goes to its target */
     uint64_t next = L->seq_base + L->issued;

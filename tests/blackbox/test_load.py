@@ -83,6 +83,13 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     assert s["errors"] == 0 and s["rejected_total"] == 0, report
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"], report
+    # an HTTP ack splits into waiting for a free connection and the answer; a WebSocket send has no such split
+    parts = s["ack_parts_ms"]
+    if send == "http":
+        assert 0 <= parts["wait_p99"] <= s["ack_latency_ms"]["p99"] * 1.01, report
+        assert 0 < parts["answer_p50"] <= parts["answer_p99"] <= s["ack_latency_ms"]["p99"] * 1.01, report
+    else:
+        assert parts == {"wait_p99": None, "answer_p50": None, "answer_p99": None}, report
     assert len(doc["series"]) >= 3, report
     assert sum(pt["offered"] for pt in doc["series"]) == s["offered"], report
     # natter's /metrics is scraped each second for the lag panel
