@@ -108,15 +108,6 @@ int natter_consumer_status(natter_consumer_t *c, char *why, size_t len)
     return natter_log_consumer_status(c->app->log, why, len);
 }
 
-static void free_batch(natter_msg_t *m)
-{
-    while (m != NULL) {
-        natter_msg_t *next = m->next;
-        free(m);
-        m = next;
-    }
-}
-
 static void *consumer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-store");
@@ -140,7 +131,7 @@ static void *consumer_main(void *arg)
         if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
             natter_fanout_dispatch(app, natter_fanout_build(app, head));
         natter_hist_observe(&natter_m()->loop, natter_mono_ns() - started);
-        free_batch(head);
+        natter_msg_free_list(head);
     }
     return NULL;
 }

@@ -33,10 +33,7 @@ void natter_tail_free(natter_tail_t *t)
 {
     for (size_t i = 0; i < NATTER_TAIL_SHARDS; i++) {
         natter_tail_shard_t *s = &t->shards[i];
-        for (natter_msg_t *m = s->first, *next; m != NULL; m = next) {
-            next = m->next;
-            free(m);
-        }
+        natter_msg_free_list(s->first);
         natter_count(&natter_m()->unstored_tail, (uint64_t)0 - s->n);
         s->first = s->last = NULL;
         s->n = 0;
@@ -128,6 +125,17 @@ void natter_tail_collect(natter_tail_t *t, uint64_t chat_id, uint64_t after, uin
             *NATTER_VEC_AT(out, natter_msg_t *, kept++) = m;
     }
     out->len = kept;
+}
+
+int natter_tail_has(natter_tail_t *t, uint64_t chat_id, uint64_t message_id)
+{
+    natter_tail_shard_t *s = shard_of(t, chat_id);
+    int found = 0;
+    pthread_mutex_lock(&s->lock);
+    for (const natter_msg_t *m = s->first; m != NULL && !found; m = m->next)
+        found = m->chat_id == chat_id && m->id == message_id && !is_stored(t, m);
+    pthread_mutex_unlock(&s->lock);
+    return found;
 }
 
 void natter_tail_merge(natter_vec_t *extra, uint64_t after, uint32_t limit, natter_vec_t *page, int *has_more)

@@ -55,6 +55,9 @@ void natter_tail_add(natter_tail_t *t, natter_msg_t *head);
  * NATTER_CURSOR_NONE for none). Read it before the store's page: a message
  * stored in between is then on the page, not lost between the two. */
 void natter_tail_collect(natter_tail_t *t, uint64_t chat_id, uint64_t after, uint64_t before, natter_vec_t *out);
+/* 1 when the chat's message message_id is here and not stored yet, else 0
+ * (a read marker's check: nothing copied). */
+int natter_tail_has(natter_tail_t *t, uint64_t chat_id, uint64_t message_id);
 /* Merges extra (from natter_tail_collect; emptied: its items are moved or
  * freed) into page (a store page of the same bounds, ascending, as
  * messages_page gives it): the store's copy wins an id both hold; past

@@ -19,6 +19,15 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
     return natter_msg_new_to(chat_id, sender_id, content, len, client_id, client_id_len, NULL, 0);
 }
 
+void natter_msg_free_list(natter_msg_t *head)
+{
+    while (head != NULL) {
+        natter_msg_t *next = head->next;
+        free(head);
+        head = next;
+    }
+}
+
 natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
                                 const char *client_id, size_t client_id_len, const uint64_t *recipients, size_t n)
 {

@@ -95,6 +95,8 @@ natter_msg_t *natter_msg_new(uint64_t chat_id, uint64_t sender_id, const char *c
  * not carried) in the same allocation. */
 natter_msg_t *natter_msg_new_to(uint64_t chat_id, uint64_t sender_id, const char *content, size_t len,
                                 const char *client_id, size_t client_id_len, const uint64_t *recipients, size_t n);
+/* Frees a list of messages linked by next (NULL: none). */
+void natter_msg_free_list(natter_msg_t *head);
 /* Bytes of the message's allocation (for a copy of it). */
 size_t natter_msg_size(const natter_msg_t *m);
 

@@ -525,21 +525,6 @@ static void chats_merge_unstored(natter_tail_t *tail, uint64_t me, natter_vec_t 
         qsort(chats->items, chats->len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
 }
 
-/* The message is in the unstored tail of its chat (consumer/tail.h). */
-static int unstored_in_chat(natter_tail_t *tail, uint64_t chat_id, uint64_t message_id)
-{
-    if (tail == NULL || message_id == 0 || message_id == NATTER_CURSOR_NONE - 1)
-        return 0;
-    natter_vec_t found;
-    natter_vec_init(&found, sizeof(natter_msg_t *));
-    natter_tail_collect(tail, chat_id, message_id - 1, message_id + 1, &found);
-    for (size_t i = 0; i < found.len; i++)
-        free(*NATTER_VEC_AT(&found, natter_msg_t *, i));
-    size_t n = found.len;
-    natter_vec_free(&found);
-    return n > 0;
-}
-
 static void chats_list(natter_api_job_t *job)
 {
     natter_user_t me;
@@ -654,7 +639,7 @@ static void read_marker(natter_api_job_t *job)
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
     int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
-    if (rc == NATTER_ENOTFOUND && unstored_in_chat(app->tail, job->route.chat_id, message_id))
+    if (rc == NATTER_ENOTFOUND && app->tail != NULL && natter_tail_has(app->tail, job->route.chat_id, message_id))
         rc = NATTER_OK; /* pushed, not stored yet: the marker is an id, and the store will have it */
     if (rc == NATTER_OK)
         rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);

@@ -101,10 +101,7 @@ static void local_close(natter_log_t *log)
     }
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->wait_lock);
-    for (natter_msg_t *m = l->eph_head, *next; m != NULL; m = next) {
-        next = m->next;
-        free(m);
-    }
+    natter_msg_free_list(l->eph_head);
     pthread_cond_destroy(&l->eph_wake);
     pthread_mutex_destroy(&l->eph_lock);
 }

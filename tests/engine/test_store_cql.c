@@ -245,11 +245,7 @@ static void test_a_full_batch_of_long_messages_is_stored(void **state)
     }
     assert_int_equal(found, N);
     assert_int_equal(intact, N);
-    while (head != NULL) {
-        natter_msg_t *next = head->next;
-        free(head);
-        head = next;
-    }
+    natter_msg_free_list(head);
     free(content);
 }
 

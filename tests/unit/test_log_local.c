@@ -70,15 +70,6 @@ static size_t list_len(natter_msg_t *m)
     return n;
 }
 
-static void free_list(natter_msg_t *m)
-{
-    while (m != NULL) {
-        natter_msg_t *next = m->next;
-        free(m);
-        m = next;
-    }
-}
-
 static int64_t elapsed_ms(const struct timespec *since)
 {
     struct timespec now;
@@ -130,7 +121,7 @@ static void test_poll_order_and_max(void **state)
             assert_int_equal(atomic_load(&d[next].calls), 0); /* not durable before commit */
         }
         natter_log_commit(log, head, NATTER_OK);
-        free_list(head);
+        natter_msg_free_list(head);
     }
     assert_int_equal(next, N);
     for (int i = 0; i < N; i++) {
@@ -158,7 +149,7 @@ static void test_commit_reports_failure_status(void **state)
     natter_msg_t *head = NULL;
     assert_int_equal(natter_log_poll(log, &head, 100, 100), 3);
     natter_log_commit(log, head, NATTER_EIO);
-    free_list(head);
+    natter_msg_free_list(head);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(atomic_load(&d[i].calls), 1);
         assert_int_equal(atomic_load(&d[i].status), NATTER_EIO);
@@ -228,7 +219,7 @@ static void test_batch_time_lets_batch_fill(void **state)
         last = m->id;
     }
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     for (i = 0; i < 10; i++)
         assert_int_equal(atomic_load(&d[i].calls), 1);
     natter_log_close(log);
@@ -255,7 +246,7 @@ static void test_batch_time_expires(void **state)
     assert_true(took >= 180);
     assert_true(took < 900);
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     natter_log_close(log);
 }
 
@@ -276,7 +267,7 @@ static void test_poll_wakes_on_append(void **state)
     assert_true(elapsed_ms(&t0) < 1000);
     pthread_join(th, NULL);
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     natter_log_close(log);
 }
 
@@ -302,13 +293,13 @@ static void test_shutdown_then_drain(void **state)
     assert_int_equal(natter_log_poll(log, &head, 2, 1000), 2); /* no batch-time wait once shut down */
     assert_string_equal(head->content, "m0");
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     assert_int_equal(natter_log_drained(log), 0);
     head = NULL;
     assert_int_equal(natter_log_poll(log, &head, 2, 1000), 1);
     assert_string_equal(head->content, "m2");
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     assert_int_equal(natter_log_drained(log), 1);
     head = NULL;
     assert_int_equal(natter_log_poll(log, &head, 2, 1000), 0);
@@ -365,13 +356,13 @@ static void test_queue_bound(void **state)
     assert_int_equal(natter_log_append(log, m[4]), NATTER_EUNAVAIL);
     free(m[4]);
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     head = NULL;
     assert_int_equal(natter_log_poll(log, &head, 10, 100), 3);
     assert_string_equal(head->content, "m1");
     assert_string_equal(head->next->next->content, "m3");
     natter_log_commit(log, head, NATTER_OK);
-    free_list(head);
+    natter_msg_free_list(head);
     for (int i = 0; i < 4; i++)
         assert_int_equal(atomic_load(&d[i].calls), 1);
     assert_int_equal(atomic_load(&d[4].calls), 0);
@@ -431,7 +422,7 @@ static void test_concurrent_appenders(void **state)
         }
         got += (int)n;
         natter_log_commit(log, head, NATTER_OK);
-        free_list(head);
+        natter_msg_free_list(head);
     }
     for (int t = 0; t < THREADS; t++) {
         pthread_join(th[t], NULL);
@@ -473,10 +464,10 @@ static void test_ephemeral_roundtrip(void **state)
     assert_null(head->next->next);
     assert_int_equal(natter_id_node(head->id), 9);
     assert_true(head->next->id > head->id);
-    free_list(head);
+    natter_msg_free_list(head);
     assert_int_equal(natter_log_ephemeral_poll(log, &head, 10, 0), 1);
     assert_int_equal(head->chat_id, 103);
-    free_list(head);
+    natter_msg_free_list(head);
     natter_log_close(log);
 }
 
@@ -492,7 +483,7 @@ static void test_ephemeral_bound_and_close(void **state)
     assert_int_equal(natter_log_publish(log, extra), NATTER_EUNAVAIL); /* stays the caller's */
     natter_msg_t *head = NULL;
     assert_int_equal(natter_log_ephemeral_poll(log, &head, 1, 1000), 1);
-    free_list(head);
+    natter_msg_free_list(head);
     assert_int_equal(natter_log_publish(log, extra), NATTER_OK); /* room again */
     natter_log_shutdown(log);
     natter_msg_t *late = typing(1, 3);

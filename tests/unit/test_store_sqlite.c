@@ -331,10 +331,7 @@ static void test_messages_insert_idempotent(void **state)
     assert_int_equal(OPS(f)->message_in_chat(f->s, 6, 12), NATTER_ENOTFOUND);
     assert_int_equal(OPS(f)->message_in_chat(f->s, 5, 99), NATTER_ENOTFOUND);
 
-    for (natter_msg_t *m = a, *next; m != NULL; m = next) {
-        next = m->next;
-        free(m);
-    }
+    natter_msg_free_list(a);
     free(changed->next);
     free(changed);
 }

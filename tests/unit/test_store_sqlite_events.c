@@ -127,10 +127,7 @@ static void batch_write(fixture_t *f, batch_t *b)
 
 static void batch_free(batch_t *b)
 {
-    for (natter_msg_t *m = b->head, *next; m != NULL; m = next) {
-        next = m->next;
-        free(m);
-    }
+    natter_msg_free_list(b->head);
     batch_init(b);
 }
 

@@ -132,7 +132,13 @@ static void test_stored_messages_leave(void **state)
     natter_tail_add(t, chain(ms));
     assert_int_equal(natter_tail_size(t), 3);
 
+    assert_true(natter_tail_has(t, 10, 1));
+    assert_false(natter_tail_has(t, 11, 1)); /* another chat's */
+    assert_false(natter_tail_has(t, 10, 4));
+
     stored_upto[0] = 101; /* offset 100 is stored, 101 not yet */
+    assert_false(natter_tail_has(t, 10, 1)); /* stored: the store answers for it now */
+    assert_true(natter_tail_has(t, 10, 2));
     natter_vec_t out;
     natter_vec_init(&out, sizeof(natter_msg_t *));
     natter_tail_collect(t, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
