@@ -379,8 +379,8 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     summed_histogram(&o, "natter_end_to_end_latency_seconds",
                      "Time from ingest to push onto the WebSockets, per message, in seconds.", HIST(end_to_end), 9);
     summed_histogram(&o, "natter_log_append_duration_seconds",
-                     "Time from a post's append to the log to the log holding it durably (its 202 waits for this), "
-                     "in seconds.",
+                     "Time from a post's append to the log to the log holding it durably or giving it up (its 202 "
+                     "or 503 waits for this), in seconds.",
                      HIST(log_append), 9);
     process(&o, m);
     pthread_mutex_lock(&extra_lock);

@@ -66,7 +66,7 @@ typedef struct natter_metrics_shard {
     natter_hist_t broadcast;             /* fan-out of one batch on a loop, ns */
     natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch, ns */
     natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message, ns */
-    natter_hist_t log_append;            /* a post appended to the log -> durable there (its 202 may go), ns */
+    natter_hist_t log_append;            /* a post appended to the log -> durable there or given up (its 202 or 503), ns */
 } natter_metrics_shard_t;
 
 #define NATTER_METRICS_SHARDS_MAX 256
