@@ -20,7 +20,7 @@ typedef struct natter_config {
     uint32_t node_id;
     uint32_t node_lease_ttl_ms; /* how long a node's lease on its id lives unrenewed */
     uint32_t batch_size;    /* messages per store batch, at most */
-    uint32_t batch_time_ms; /* how long a batch may wait to fill after its first message */
+    uint32_t batch_time_ms; /* local: least time between two batches' starts; kafka: how long a batch may wait to fill */
     uint32_t threads;       /* event loops; 0 on the command line means one per online CPU */
     uint32_t workers;       /* API worker threads */
     uint32_t worker_queue;  /* jobs waiting for a worker before requests get 503 */

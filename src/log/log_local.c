@@ -9,7 +9,8 @@
  * mutex: appenders on different loops contend only when they post to chats
  * of the same shard. An id is issued (lock-free) under the shard's lock, so
  * within a chat id order is append order is the order the consumer stores
- * and pushes in. The consumer takes whole runs of each shard. The length
+ * and pushes in. The consumer takes whole runs of each shard, its batches
+ * at least the batch time apart (group commit; see local_poll). The length
  * bound (--log-queue) is one atomic count; the consumer sleeps on a
  * condition variable only when the queue is empty, and an appender wakes it
  * only then.
@@ -46,6 +47,7 @@ typedef struct {
     natter_idgen_t ids;
     uint32_t batch_time_ms;
     unsigned next_shard;  /* consumer: where the next take starts, for fairness */
+    struct timespec last_take; /* consumer: when it took its last batch */
     atomic_int waiting;   /* AWAKE, or what the consumer sleeps for */
     atomic_size_t want;   /* WAIT_FULL: how many make a full batch */
     pthread_mutex_t wait_lock;
@@ -142,15 +144,25 @@ static int local_append(natter_log_t *log, natter_msg_t *msg)
     return NATTER_OK;
 }
 
-static void deadline_after(struct timespec *ts, int ms)
+static void add_ms(struct timespec *ts, int ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000;
     if (ts->tv_nsec >= 1000000000) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    add_ms(ts, ms);
+}
+
+static int before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Sleeps until ready() or the deadline; ready is re-checked after the
@@ -207,11 +219,20 @@ static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
         sleep_until(l, WAIT_ANY, 1, &until);
     if (atomic_load(&l->len) == 0)
         return 0;
-    if (atomic_load(&l->len) < max && l->batch_time_ms > 0 && !atomic_load(&l->closed)) {
-        /* let the batch fill until it is full or its time is up */
-        deadline_after(&until, (int)l->batch_time_ms);
-        sleep_until(l, WAIT_FULL, max, &until);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (l->batch_time_ms > 0 && atomic_load(&l->len) < max && !atomic_load(&l->closed)) {
+        /* group commit: batches start at least the batch time apart, so the
+         * next one fills while the last is stored; a message that finds the
+         * consumer idle longer than that goes at once */
+        until = l->last_take;
+        add_ms(&until, (int)l->batch_time_ms);
+        if (before(&now, &until)) {
+            sleep_until(l, WAIT_FULL, max, &until);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+        }
     }
+    l->last_take = now;
     return take(l, head, max);
 }
 
