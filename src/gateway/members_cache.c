@@ -7,6 +7,8 @@
 
 struct members_entry {
     uint64_t loaded_ns;
+    uint64_t reload_ns; /* when expired and reload_taken: when a caller took its reload */
+    int reload_taken;
     size_t n;
     uint64_t ids[];
 };
@@ -61,6 +63,22 @@ static struct members_entry *find(natter_members_cache_t *c, natter_members_shar
     return e;
 }
 
+/* Under the lock, for peek_hot: the entry while fresh, or while expired
+ * and another caller's reload of it is under way (for at most a TTL); else
+ * NULL, and when there is an expired entry this caller takes its reload. */
+static struct members_entry *find_hot(natter_members_cache_t *c, natter_members_shard_t *sh, uint64_t chat_id)
+{
+    struct members_entry *e = natter_u64map_get(&sh->entries, chat_id);
+    if (e == NULL)
+        return NULL;
+    uint64_t now = c->clock_ns();
+    if (now - e->loaded_ns < c->ttl_ns || (e->reload_taken && now - e->reload_ns < c->ttl_ns))
+        return e;
+    e->reload_taken = 1;
+    e->reload_ns = now;
+    return NULL;
+}
+
 /* Under the lock: copies the entry's ids into out; 1, or 0 when there is none. */
 static int copy_ids(const struct members_entry *e, natter_vec_t *out)
 {
@@ -93,6 +111,8 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         return rc;
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
     e->loaded_ns = c->clock_ns();
+    e->reload_taken = 0;
+    e->reload_ns = 0;
     e->n = out->len;
     if (out->len > 0)
         memcpy(e->ids, out->items, out->len * sizeof(uint64_t));
@@ -109,15 +129,15 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
     return NATTER_OK;
 }
 
-int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
-                                  size_t max, size_t *n)
+static int peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids, size_t max, size_t *n,
+                int hot)
 {
     natter_members_shard_t *sh = shard_of(c, chat_id);
     int found = -1;
     if (n != NULL)
         *n = 0;
     pthread_mutex_lock(&sh->lock);
-    struct members_entry *e = find(c, sh, chat_id, 1);
+    struct members_entry *e = hot ? find_hot(c, sh, chat_id) : find(c, sh, chat_id, 1);
     if (e != NULL) {
         found = 0;
         for (size_t i = 0; i < e->n && !found; i++)
@@ -129,6 +149,18 @@ int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, u
     }
     pthread_mutex_unlock(&sh->lock);
     return found;
+}
+
+int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
+                                  size_t max, size_t *n)
+{
+    return peek(c, chat_id, user_id, ids, max, n, 0);
+}
+
+int natter_members_cache_peek_hot(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
+                                  size_t max, size_t *n)
+{
+    return peek(c, chat_id, user_id, ids, max, n, 1);
 }
 
 int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id)

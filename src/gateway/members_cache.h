@@ -8,7 +8,10 @@
  * outside any lock. Membership changes made through this node invalidate
  * the entry at once; changes made on other nodes are seen within the TTL.
  * While the store is unreachable, an expired entry is served rather than an
- * error.
+ * error. The event loop's look (natter_members_cache_peek_hot) keeps an
+ * expired entry in use while one caller reloads it, so a busy chat's posts
+ * stay on the loop when its entry expires instead of all going to the
+ * workers, each to load the same list.
  */
 #ifndef NATTER_MEMBERS_CACHE_H
 #define NATTER_MEMBERS_CACHE_H
@@ -57,6 +60,13 @@ int natter_members_cache_peek(natter_members_cache_t *c, uint64_t chat_id, uint6
 /* The same, and when user is a member, copies the chat's member ids into
  * ids (*n of them) if there are at most max, else sets *n to 0. */
 int natter_members_cache_peek_ids(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
+                                  size_t max, size_t *n);
+/* The event loop's look, like peek_ids, except at expiry: the first caller
+ * to find the entry expired gets -1 (unknown) and must take a path that
+ * loads (a worker's natter_members_cache_has); until that load lands, or a
+ * TTL after the first caller took it, the others are answered from the
+ * expired entry. So a member list may be used up to twice the TTL. */
+int natter_members_cache_peek_hot(natter_members_cache_t *c, uint64_t chat_id, uint64_t user_id, uint64_t *ids,
                                   size_t max, size_t *n);
 void natter_members_cache_invalidate(natter_members_cache_t *c, uint64_t chat_id);
 /* Chats held now, over every shard. */

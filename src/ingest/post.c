@@ -266,8 +266,9 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
         return NATTER_POST_MISS;
     body_init(&p, stack, len);
     if (parse(job, body, len, &p) == 0) {
-        /* a member in a fresh entry posts here; not a member, or not known, is the worker's to say */
-        if (natter_members_cache_peek_ids(&job->app->members, p.chat_id, sender, to, NATTER_MSG_RECIPIENTS_MAX,
+        /* a member posts here (from a fresh entry, or an expired one another post is reloading);
+         * not a member, or not known, is the worker's to say, and the worker reloads */
+        if (natter_members_cache_peek_hot(&job->app->members, p.chat_id, sender, to, NATTER_MSG_RECIPIENTS_MAX,
                                           &nto) != 1)
             result = NATTER_POST_MISS;
         else

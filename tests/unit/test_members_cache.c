@@ -154,6 +154,61 @@ static void test_expiry(void **state)
     assert_int_equal(fx.l.calls, 2);
 }
 
+/* At expiry the loop's look hands the reload to one caller and answers the
+ * others from the expired entry until the reload lands. */
+static void test_hot_peek_serves_expired_entry_while_one_reloads(void **state)
+{
+    (void)state;
+    start(100, 16);
+    uint64_t ids[8];
+    size_t n;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1); /* nothing cached */
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);
+    fake_ns += 100 * MS;
+    fx.l.members[3] = 4; /* changed on another node meanwhile */
+    fx.l.n = 4;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1); /* this caller reloads */
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);  /* the others: the old list */
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[2], 5003);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5004, ids, 8, &n), 0);
+    assert_int_equal(natter_members_cache_peek_ids(&fx.c, 5, 5001, ids, 8, &n), -1); /* the strict look: expired */
+    assert_int_equal(fx.l.calls, 1);
+    /* the reloading caller's worker path loads; everyone sees the new list */
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5004), 1);
+    assert_int_equal(fx.l.calls, 2);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5004, ids, 8, &n), 1);
+    assert_int_equal(n, 4);
+    /* and the next expiry hands out the reload again, once */
+    fake_ns += 100 * MS;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);
+}
+
+/* A reload taken and never finished (its worker was busy, the store away)
+ * is handed out again a TTL later: the expired list is not used for good. */
+static void test_hot_peek_retakes_an_abandoned_reload(void **state)
+{
+    (void)state;
+    start(100, 16);
+    uint64_t ids[8];
+    size_t n;
+    assert_int_equal(natter_members_cache_get(&fx.c, 5, &fx.out), NATTER_OK);
+    fake_ns += 150 * MS;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1);
+    fake_ns += 100 * MS - 1;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);
+    fake_ns += 1;
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);
+    /* an invalidation drops the entry: nothing is served from it */
+    natter_members_cache_invalidate(&fx.c, 5);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1);
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1);
+    assert_int_equal(fx.l.calls, 1);
+}
+
 static void test_invalidate_forces_reload(void **state)
 {
     (void)state;
@@ -257,6 +312,8 @@ int main(void)
         cmocka_unit_test_teardown(test_hit_within_ttl, teardown),
         cmocka_unit_test_teardown(test_peek_ids_copies_a_small_chats_members, teardown),
         cmocka_unit_test_teardown(test_expiry, teardown),
+        cmocka_unit_test_teardown(test_hot_peek_serves_expired_entry_while_one_reloads, teardown),
+        cmocka_unit_test_teardown(test_hot_peek_retakes_an_abandoned_reload, teardown),
         cmocka_unit_test_teardown(test_invalidate_forces_reload, teardown),
         cmocka_unit_test_teardown(test_invalidation_racing_a_load_is_not_cached, teardown),
         cmocka_unit_test_teardown(test_has, teardown),
