@@ -47,7 +47,7 @@ typedef struct {
     natter_idgen_t ids;
     uint32_t batch_time_ms;
     unsigned next_shard;  /* consumer: where the next take starts, for fairness */
-    struct timespec last_take; /* consumer: when it took its last batch */
+    uint64_t last_take_ns; /* consumer: when it took its last batch (natter_mono_ns) */
     atomic_int waiting;   /* AWAKE, or what the consumer sleeps for */
     atomic_size_t want;   /* WAIT_FULL: how many make a full batch */
     pthread_mutex_t wait_lock;
@@ -144,25 +144,15 @@ static int local_append(natter_log_t *log, natter_msg_t *msg)
     return NATTER_OK;
 }
 
-static void add_ms(struct timespec *ts, int ms)
+static void deadline_after(struct timespec *ts, int ms)
 {
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000;
     if (ts->tv_nsec >= 1000000000) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
-}
-
-static void deadline_after(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    add_ms(ts, ms);
-}
-
-static int before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Sleeps until ready() or the deadline; ready is re-checked after the
@@ -219,20 +209,17 @@ static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
         sleep_until(l, WAIT_ANY, 1, &until);
     if (atomic_load(&l->len) == 0)
         return 0;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (l->batch_time_ms > 0 && atomic_load(&l->len) < max && !atomic_load(&l->closed)) {
+    uint64_t now = natter_mono_ns();
+    uint64_t start = l->last_take_ns + (uint64_t)l->batch_time_ms * 1000000u;
+    if (now < start && atomic_load(&l->len) < max && !atomic_load(&l->closed)) {
         /* group commit: batches start at least the batch time apart, so the
          * next one fills while the last is stored; a message that finds the
          * consumer idle longer than that goes at once */
-        until = l->last_take;
-        add_ms(&until, (int)l->batch_time_ms);
-        if (before(&now, &until)) {
-            sleep_until(l, WAIT_FULL, max, &until);
-            clock_gettime(CLOCK_MONOTONIC, &now);
-        }
+        until = (struct timespec){(time_t)(start / 1000000000u), (long)(start % 1000000000u)};
+        sleep_until(l, WAIT_FULL, max, &until);
+        now = natter_mono_ns();
     }
-    l->last_take = now;
+    l->last_take_ns = now;
     return take(l, head, max);
 }
 
