@@ -7,8 +7,7 @@
 
 struct members_entry {
     uint64_t loaded_ns;
-    uint64_t reload_ns; /* when expired and reload_taken: when a caller took its reload */
-    int reload_taken;
+    uint64_t reload_ns; /* once expired: when a caller took its reload; 0 before */
     size_t n;
     uint64_t ids[];
 };
@@ -72,9 +71,8 @@ static struct members_entry *find_hot(natter_members_cache_t *c, natter_members_
     if (e == NULL)
         return NULL;
     uint64_t now = c->clock_ns();
-    if (now - e->loaded_ns < c->ttl_ns || (e->reload_taken && now - e->reload_ns < c->ttl_ns))
+    if (now - e->loaded_ns < c->ttl_ns || (e->reload_ns != 0 && now - e->reload_ns < c->ttl_ns))
         return e;
-    e->reload_taken = 1;
     e->reload_ns = now;
     return NULL;
 }
@@ -111,7 +109,6 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         return rc;
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
     e->loaded_ns = c->clock_ns();
-    e->reload_taken = 0;
     e->reload_ns = 0;
     e->n = out->len;
     if (out->len > 0)
