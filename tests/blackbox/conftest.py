@@ -312,6 +312,16 @@ def consumer_lag(text):
     return sum(values) if values else None
 
 
+def wait_for(cond, timeout=20, step=0.05):
+    """Polls cond until it is true or timeout seconds passed; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
 def wait_drained(base, timeout=60):
     """Kafka log: wait until the store group has committed everything in the
     topic (consumer lag 0 on two readings a lag period apart): after a

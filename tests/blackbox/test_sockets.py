@@ -11,7 +11,7 @@ import time
 import requests
 import websocket
 
-from conftest import WsReader, register
+from conftest import WsReader, register, wait_for
 from rawws import RawWs, read_close
 from tcpproxy import Proxy
 
@@ -23,15 +23,6 @@ def metric(srv, name, session=requests):
     text = session.get(srv.base + "/metrics", timeout=5).text
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else None
-
-
-def wait_for(cond, timeout=20, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def test_silent_peer_is_pinged_then_closed(server_factory):
