@@ -220,8 +220,8 @@ BENCH_ENGINE_DATA := build/engines/kafka/data-natter-bench build/engines/cassand
 
 bench-wrk: all
 	@rm -rf $(BENCH_ENGINE_DATA) && \
-	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
-	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
+	kafka=$$(scripts/engine start kafka --name natter-bench --port 25092) && \
+	cql=$$(scripts/engine start cassandra --name natter-bench --port 25042) && \
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-wrk; rc=$$?; \
 	scripts/engine stop kafka --name natter-bench >/dev/null; \
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
@@ -240,8 +240,8 @@ profile-locks: all
 # bench/results/<date>-distributed-* and the bench-distributed block of README.md
 bench-distributed: all
 	@rm -rf $(BENCH_ENGINE_DATA) && \
-	kafka=$$(scripts/engine start kafka --name natter-bench --port 39092) && \
-	cql=$$(scripts/engine start cassandra --name natter-bench --port 39042) && \
+	kafka=$$(scripts/engine start kafka --name natter-bench --port 25092) && \
+	cql=$$(scripts/engine start cassandra --name natter-bench --port 25042) && \
 	pids=$$(scripts/engine status | awk '$$1 == "kafka/natter-bench" || $$1 == "cassandra/natter-bench" \
 		{ sub("/.*", "", $$1); printf "%s%s=%s", s, $$1, $$3; s = " " }') && \
 	MODE=distributed KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql ENGINE_PIDS=$$pids scripts/bench-load; rc=$$?; \
@@ -262,8 +262,8 @@ BENCH_CONNS_ENGINE_DATA := build/engines/kafka/data-natter-conns build/engines/c
 
 bench-conns: all
 	@rm -rf $(BENCH_CONNS_ENGINE_DATA) && \
-	kafka=$$(scripts/engine start kafka --name natter-conns --port 39192 | tail -n 1) && \
-	cql=$$(scripts/engine start cassandra --name natter-conns --port 39142 | tail -n 1) && \
+	kafka=$$(scripts/engine start kafka --name natter-conns --port 25192 | tail -n 1) && \
+	cql=$$(scripts/engine start cassandra --name natter-conns --port 25142 | tail -n 1) && \
 	KAFKA_BROKERS=$$kafka CQL_HOSTS=$$cql scripts/bench-conns; rc=$$?; \
 	scripts/engine stop kafka --name natter-conns >/dev/null; \
 	scripts/engine stop cassandra --name natter-conns >/dev/null; exit $$rc
