@@ -52,7 +52,8 @@
     X(STORE_EVENTS_PAGE, "store.events_page")                                                                        \
     X(STORE_READ_MARKERS, "store.read_markers")                                                                      \
     X(STORE_USER_CHAT_IDS, "store.user_chat_ids")                                                                    \
-    X(LOG_DEAD_LETTER, "log.dead_letter")
+    X(LOG_DEAD_LETTER, "log.dead_letter")                                                                            \
+    X(LOG_FANOUT_POLL, "log.fanout_poll")
 
 #define NATTER_FAULT_ENUM_(name, str) NATTER_FAULT_##name,
 typedef enum { NATTER_FAULT_POINTS(NATTER_FAULT_ENUM_) NATTER_FAULT_COUNT } natter_fault_point_t;

@@ -332,6 +332,9 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     counter(&o, "natter_store_errors_total", "Store batch writes that failed.", SUM(store_errors));
     counter(&o, "natter_dead_letters_total", "Records the store refused for good, kept in the dead-letter topic.",
             SUM(dead_letters));
+    counter(&o, "natter_own_writes_wait_timeouts_total",
+            "Reads that went on before this node's fan-out read its own acknowledged posts (Kafka log).",
+            SUM(own_writes_wait_timeouts));
     consumer_lag(&o, m);
     gauge(&o, "natter_batches_in_flight", "Store batches being written now.", (double)SUM(batches_in_flight));
     gauge(&o, "natter_unstored_tail_messages",

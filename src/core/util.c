@@ -84,6 +84,17 @@ uint64_t natter_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void natter_mono_deadline(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
 /* Days since 1970-01-01 to a proleptic Gregorian date, by arithmetic on
  * 400-year eras (146,097 days each, years counted from March so the leap
  * day ends a year). Not gmtime_r: glibc's takes the process-wide tzset lock,

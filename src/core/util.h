@@ -18,6 +18,10 @@ int64_t natter_now_ms(void);
 int64_t natter_now_ns(void);
 /* Monotonic clock in nanoseconds, for durations. */
 uint64_t natter_mono_ns(void);
+/* The monotonic time ms from now, as pthread_cond_timedwait takes it on a
+ * condition variable whose clock is CLOCK_MONOTONIC. */
+struct timespec;
+void natter_mono_deadline(struct timespec *ts, int ms);
 
 /* Formats ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T21:30:00.123Z"); dst must hold NATTER_TIME_LEN bytes. */

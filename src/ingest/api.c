@@ -30,6 +30,10 @@
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 256
 #define WS_TICKET_TTL_MS 30000
+/* How long a read waits for this node's fan-out to pass the posts it has
+ * acknowledged (log.h, fanout_wait_own): within milliseconds normally; the
+ * bound is for a fan-out far behind or a partition between leaders. */
+#define OWN_WRITES_WAIT_MS 500
 
 natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
 {
@@ -532,6 +536,7 @@ static void chats_list(natter_api_job_t *job)
     if (natter_api_authenticate(job, &me) != 0)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
+    natter_log_fanout_wait_own(job->app->log, 0, OWN_WRITES_WAIT_MS); /* every chat: every partition */
     int rc = natter_store_user_chats(job->app->store, me.id, &chats);
     if (rc == NATTER_OK && job->app->tail != NULL)
         chats_merge_unstored(job->app->tail, me.id, &chats);
@@ -598,8 +603,10 @@ static void messages_list(natter_api_job_t *job)
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
     natter_vec_init(&unstored, sizeof(natter_msg_t *));
-    if (job->app->tail != NULL) /* before the store: see consumer/tail.h */
+    if (job->app->tail != NULL) { /* before the store: see consumer/tail.h */
+        natter_log_fanout_wait_own(job->app->log, job->route.chat_id, OWN_WRITES_WAIT_MS);
         natter_tail_collect(job->app->tail, job->route.chat_id, after, before, &unstored);
+    }
     int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
     if (rc == NATTER_OK)
@@ -639,8 +646,11 @@ static void read_marker(natter_api_job_t *job)
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
         goto Done;
     int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
-    if (rc == NATTER_ENOTFOUND && app->tail != NULL && natter_tail_has(app->tail, job->route.chat_id, message_id))
-        rc = NATTER_OK; /* pushed, not stored yet: the marker is an id, and the store will have it */
+    if (rc == NATTER_ENOTFOUND && app->tail != NULL) {
+        natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS);
+        if (natter_tail_has(app->tail, job->route.chat_id, message_id))
+            rc = NATTER_OK; /* pushed, not stored yet: the marker is an id, and the store will have it */
+    }
     if (rc == NATTER_OK)
         rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
     if (rc == NATTER_OK)

@@ -1,4 +1,5 @@
 #include "log/log.h"
+#include "core/error.h"
 #include "core/fault.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -91,6 +92,8 @@ int natter_log_has_fanout(natter_log_t *log)
 
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
+    if (natter_fault_check(NATTER_FAULT_LOG_FANOUT_POLL) != 0)
+        return 0;
     return log->ops->fanout_poll(log, head, max, timeout_ms);
 }
 
@@ -156,4 +159,14 @@ int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition)
     if (log->ops->version < 6 || log->ops->stored_offset == NULL)
         return -1;
     return log->ops->stored_offset(log, partition);
+}
+
+int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms)
+{
+    if (log->ops->version < 7 || log->ops->fanout_wait_own == NULL)
+        return 0;
+    int rc = log->ops->fanout_wait_own(log, chat_id, timeout_ms);
+    if (rc == NATTER_ETIMEDOUT)
+        natter_count(&natter_m()->own_writes_wait_timeouts, 1);
+    return rc;
 }

@@ -6,8 +6,8 @@
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
  * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
- * 5 dead letters, version 6 stored_offset. New methods are only appended,
- * with a version bump.
+ * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own. New
+ * methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -122,6 +122,17 @@ typedef struct natter_log_ops {
      * read every second); -1 when it does not know. Any thread, never
      * blocks. */
     int64_t (*stored_offset)(natter_log_t *log, int32_t partition);
+    /* Version 7 (NULL where the fan-out follows the store: the local log). */
+    /* Read-your-writes on this node: waits up to timeout_ms until this
+     * node's fan-out stream was read past every record of the chat's
+     * partition (every partition: chat_id 0) that was durable when the call
+     * began, as far as this process appended them — its posts' 202s came
+     * before their fan-out read them, and the unstored tail has a message
+     * only then. A record counts as read once the fan-out thread polls
+     * again after the poll that gave it (it has handed that batch on). 0,
+     * or NATTER_ETIMEDOUT (NATTER_EUNAVAIL once closed). Any thread but the
+     * fan-out's. */
+    int (*fanout_wait_own)(natter_log_t *log, uint64_t chat_id, int timeout_ms);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -166,5 +177,9 @@ int natter_log_has_dead_letters(natter_log_t *log);
 int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const char *reason);
 /* The backend's stored_offset, or -1 for a backend without one. */
 int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition);
+/* The backend's fanout_wait_own; 0 at once for a backend without one (its
+ * 202 follows the store). A wait that times out is counted
+ * (natter_own_writes_wait_timeouts_total): the read goes on without. */
+int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms);
 
 #endif

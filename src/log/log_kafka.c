@@ -24,6 +24,11 @@
  *             end at start and never committing: each node sees every new
  *             message for its own sockets (see docs/architecture.md on why
  *             pushes do not wait for the store here).
+ *   own writes  read-your-writes on this node: the delivery reports note,
+ *             per partition, the offset past this process's newest durable
+ *             record, and the fan-out poll notes what its thread has handed
+ *             on; fanout_wait_own waits for the second to pass the first
+ *             (docs/architecture.md, the unstored tail).
  *   lag       a thread that, every second, reads the store group's committed
  *             offsets and the high watermarks, for natter_consumer_lag.
  *   ephemeral typing, read receipts and presence: a topic of their own
@@ -49,6 +54,7 @@
 #include "log/log.h"
 #include "log/record.h"
 
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -95,6 +101,14 @@ typedef struct {
     _Atomic int64_t stored[MAX_PARTITIONS]; /* the store group's committed offsets, as last read; -1: unknown */
     int64_t live_from[MAX_PARTITIONS]; /* each partition's end at start: fan-out below it is a replay */
 
+    _Atomic int64_t own_durable[MAX_PARTITIONS]; /* past this process's newest durable record; 0: none */
+    int64_t fanout_given[MAX_PARTITIONS];        /* fan-out thread only: past what its last poll gave */
+    int fanout_given_new;                        /* fan-out thread only: its last poll gave records */
+    pthread_mutex_t fanout_lock;                 /* fanout_read, fanout_waiters */
+    pthread_cond_t fanout_moved;                 /* fanout_read moved, or the log closed */
+    int64_t fanout_read[MAX_PARTITIONS];         /* past what the fan-out thread has handed on */
+    int fanout_waiters;
+
     atomic_int closed;
     atomic_int stop_threads;
     pthread_t poll_thread, lag_thread;
@@ -133,13 +147,26 @@ static rd_kafka_conf_t *base_conf(log_kafka_t *k, const char *role, char *err, s
     return conf;
 }
 
+/* Raises *at to v when v is greater (delivery reports come from the poll
+ * thread and from a flush on another). */
+static void raise_to(_Atomic int64_t *at, int64_t v)
+{
+    int64_t cur = atomic_load(at);
+    while (cur < v && !atomic_compare_exchange_weak(at, &cur, v))
+        ;
+}
+
+/* Notes the record durable for fanout_wait_own before its poster hears so. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
-    (void)rk, (void)opaque;
+    (void)rk;
+    log_kafka_t *k = opaque;
     natter_msg_t *msg = rkm->_private;
     if (rkm->err)
         fprintf(stderr, "natter: kafka: delivery of %llu failed: %s\n", (unsigned long long)msg->id,
                 rd_kafka_err2str(rkm->err));
+    else if (rkm->offset >= 0 && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS)
+        raise_to(&k->own_durable[rkm->partition], rkm->offset + 1);
     msg->on_durable(msg, rkm->err ? NATTER_EUNAVAIL : NATTER_OK, msg->durable_arg);
     free(msg);
 }
@@ -170,6 +197,7 @@ static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
             rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
     if (rk == NULL)
@@ -482,10 +510,19 @@ static void destroy_consumer(rd_kafka_t *rk)
 
 static void fail_owed(natter_msg_t *m);
 
+/* Sets closed and wakes whoever waits in fanout_wait_own. */
+static void close_to_readers(log_kafka_t *k)
+{
+    pthread_mutex_lock(&k->fanout_lock);
+    atomic_store(&k->closed, 1);
+    pthread_cond_broadcast(&k->fanout_moved);
+    pthread_mutex_unlock(&k->fanout_lock);
+}
+
 static void kafka_close(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
-    atomic_store(&k->closed, 1);
+    close_to_readers(k);
     atomic_store(&k->stop_threads, 1);
     if (k->lag_thread)
         pthread_join(k->lag_thread, NULL);
@@ -516,6 +553,8 @@ static void kafka_close(natter_log_t *log)
     }
     free(k->produce_locks);
     pthread_mutex_destroy(&k->status_lock);
+    pthread_mutex_destroy(&k->fanout_lock);
+    pthread_cond_destroy(&k->fanout_moved);
 }
 
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -524,6 +563,12 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     char group[160], instance[160];
     k->cfg = cfg;
     pthread_mutex_init(&k->status_lock, NULL);
+    pthread_mutex_init(&k->fanout_lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&k->fanout_moved, &attr);
+    pthread_condattr_destroy(&attr);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);
@@ -900,15 +945,74 @@ static size_t kafka_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
     return n;
 }
 
+/* The fan-out thread polls again: what its last poll gave is handed on
+ * (pushed, in the unstored tail), and fanout_wait_own may count it read. */
+static void fanout_handed_on(log_kafka_t *k)
+{
+    if (!k->fanout_given_new)
+        return;
+    k->fanout_given_new = 0;
+    pthread_mutex_lock(&k->fanout_lock);
+    memcpy(k->fanout_read, k->fanout_given, (size_t)k->partitions * sizeof(k->fanout_read[0]));
+    if (k->fanout_waiters > 0)
+        pthread_cond_broadcast(&k->fanout_moved);
+    pthread_mutex_unlock(&k->fanout_lock);
+}
+
 static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     if (atomic_load(&k->closed))
         return 0;
+    fanout_handed_on(k);
     size_t n = poll_batch(k, k->fanout, head, max, timeout_ms, 0);
-    for (natter_msg_t *m = *head; n > 0 && m != NULL; m = m->next)
-        m->replayed = m->partition >= 0 && m->partition < MAX_PARTITIONS && m->offset < k->live_from[m->partition];
+    for (natter_msg_t *m = *head; n > 0 && m != NULL; m = m->next) {
+        m->replayed = 0;
+        if (m->partition < 0 || m->partition >= k->partitions)
+            continue;
+        m->replayed = m->offset < k->live_from[m->partition];
+        if (m->offset + 1 > k->fanout_given[m->partition])
+            k->fanout_given[m->partition] = m->offset + 1;
+        k->fanout_given_new = 1;
+    }
     return n;
+}
+
+static int fanout_passed(const log_kafka_t *k, const int64_t *want, int from, int to)
+{
+    for (int p = from; p < to; p++)
+        if (k->fanout_read[p] < want[p])
+            return 0;
+    return 1;
+}
+
+static int kafka_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms)
+{
+    log_kafka_t *k = (log_kafka_t *)log;
+    int from = 0, to = k->partitions;
+    if (chat_id != 0) {
+        char key[NATTER_ID_STR_MAX];
+        int klen;
+        from = partition_of(k, chat_id, key, &klen);
+        to = from + 1;
+    }
+    int64_t want[MAX_PARTITIONS];
+    for (int p = from; p < to; p++)
+        want[p] = atomic_load(&k->own_durable[p]);
+    struct timespec until;
+    natter_mono_deadline(&until, timeout_ms);
+    int rc = NATTER_OK;
+    pthread_mutex_lock(&k->fanout_lock);
+    k->fanout_waiters++;
+    while (rc == NATTER_OK && !fanout_passed(k, want, from, to)) {
+        if (atomic_load(&k->closed))
+            rc = NATTER_EUNAVAIL;
+        else if (pthread_cond_timedwait(&k->fanout_moved, &k->fanout_lock, &until) == ETIMEDOUT)
+            rc = fanout_passed(k, want, from, to) ? NATTER_OK : NATTER_ETIMEDOUT;
+    }
+    k->fanout_waiters--;
+    pthread_mutex_unlock(&k->fanout_lock);
+    return rc;
 }
 
 static int64_t kafka_stored_offset(natter_log_t *log, int32_t partition)
@@ -984,7 +1088,7 @@ static int kafka_ping(natter_log_t *log)
 static void kafka_shutdown(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
-    atomic_store(&k->closed, 1);
+    close_to_readers(k);
     /* what was produced gets its report (202 or 503) before the loop stops */
     rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
 }
@@ -1065,7 +1169,7 @@ static size_t kafka_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_kafka = {
-    .version = 6,
+    .version = 7,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -1085,4 +1189,5 @@ const natter_log_ops_t natter_log_kafka = {
     .consumer_status = kafka_consumer_status,
     .dead_letter = kafka_dead_letter,
     .stored_offset = kafka_stored_offset,
+    .fanout_wait_own = kafka_fanout_wait_own,
 };

@@ -144,17 +144,6 @@ static int local_append(natter_log_t *log, natter_msg_t *msg)
     return NATTER_OK;
 }
 
-static void deadline_after(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /* Sleeps until ready() or the deadline; ready is re-checked after the
  * consumer announced what it waits for, so no append is missed. */
 static void sleep_until(log_local_t *l, int what, size_t want, const struct timespec *until)
@@ -204,7 +193,7 @@ static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
 {
     log_local_t *l = (log_local_t *)log;
     struct timespec until;
-    deadline_after(&until, timeout_ms);
+    natter_mono_deadline(&until, timeout_ms);
     if (atomic_load(&l->len) == 0)
         sleep_until(l, WAIT_ANY, 1, &until);
     if (atomic_load(&l->len) == 0)
@@ -272,7 +261,7 @@ static size_t local_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 {
     log_local_t *l = (log_local_t *)log;
     struct timespec until;
-    deadline_after(&until, timeout_ms);
+    natter_mono_deadline(&until, timeout_ms);
     pthread_mutex_lock(&l->eph_lock);
     while (l->eph_len == 0)
         if (pthread_cond_timedwait(&l->eph_wake, &l->eph_lock, &until) == ETIMEDOUT)

@@ -162,3 +162,24 @@ def test_a_restarted_node_replays_the_unstored_tail(server_factory):
     assert stored_total(srv) == 4
     wait_tail(srv, 0)  # stored: gone from the tail
     assert [m["id"] for m in bob.api.all_history(cid)] == posted + [after]
+
+
+def test_a_post_is_in_its_nodes_reads_once_answered(server_factory):
+    """Read-your-writes on the posting node: its 202 is the broker's, and its fan-out reads the record a
+    moment later (here each fan-out poll is held back 100 ms); a history read, a chat list or a read
+    marker on that node waits until the fan-out has it (log.h, fanout_wait_own)."""
+    srv = server_factory(env={"NATTER_FAULTS": STORE_AWAY["NATTER_FAULTS"] + ";log.fanout_poll:delay=100"})
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    posted = []
+    for i in range(3):
+        posted.append(alice.api.post_message(cid, f"mine {i}")["id"])
+        assert ids(history(alice, cid)) == posted
+        listed = chats(bob)[0]
+        assert listed["last_message"]["id"] == posted[-1] and listed["unread"] == len(posted), listed
+    posted.append(alice.api.post_message(cid, "marked at once")["id"])
+    r = mark_read(bob, cid, posted[-1])
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert chats(bob)[0]["unread"] == 0
+    assert stored_total(srv) == 0  # all of it from the tail
+    assert metric(srv, "natter_own_writes_wait_timeouts_total") == 0

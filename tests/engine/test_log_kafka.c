@@ -8,7 +8,9 @@
  * and the store consumer, whose messages never need them, leaves out); then
  * the log closes under them. Then the dead letters: a record that does not
  * decode, met by the store consumer, and a record the store refused, both
- * read back from <topic>-dead-letters with their reasons and sources.
+ * read back from <topic>-dead-letters with their reasons and sources. Then
+ * read-your-writes: a message once durable is waited for until the fan-out
+ * handed it on.
  * Built with ASan and with TSan.
  */
 #include <setjmp.h>
@@ -295,11 +297,81 @@ static void test_dead_letters(void **state)
     assert_int_equal(refused, 1);
 }
 
+#define MINE_CHAT 4242
+
+static atomic_int mine_durable;
+
+static void on_mine_durable(natter_msg_t *msg, int status, void *arg)
+{
+    (void)msg, (void)arg;
+    if (status == NATTER_OK)
+        atomic_fetch_add(&mine_durable, 1);
+}
+
+static void *mine_waiter(void *arg)
+{
+    *(int *)arg = natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 60000);
+    return NULL;
+}
+
+/* Polls the fan-out until it gives MINE_CHAT's message; 1 when it did. */
+static int fanout_gives_mine(void)
+{
+    int found = 0;
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (!found && natter_mono_ns() < deadline) {
+        natter_msg_t *head = NULL;
+        natter_log_kafka.fanout_poll(klog, &head, 256, 100);
+        while (head != NULL) {
+            natter_msg_t *next = head->next;
+            found |= head->chat_id == MINE_CHAT;
+            free(head);
+            head = next;
+        }
+    }
+    return found;
+}
+
+/* Read-your-writes: once a message is durable (its poster answered), a
+ * read that waits (fanout_wait_own) goes on only after the fan-out thread
+ * was given the record and polled again (it handed the batch on: pushed,
+ * in the unstored tail); until then it waits, and a waiter wakes when that
+ * poll comes. */
+static void test_read_your_writes(void **state)
+{
+    (void)state;
+    natter_msg_t *m = natter_msg_new(MINE_CHAT, 9, "mine", 4, "", 0);
+    m->on_durable = on_mine_durable;
+    assert_int_equal(natter_log_kafka.append(klog, m), NATTER_OK);
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (atomic_load(&mine_durable) == 0 && natter_mono_ns() < deadline)
+        usleep(10000);
+    assert_int_equal(atomic_load(&mine_durable), 1);
+
+    /* durable, and no fan-out poll since: not read, for its chat and for all */
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_ETIMEDOUT);
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, 0, 20), NATTER_ETIMEDOUT);
+
+    int waited = 1;
+    pthread_t waiter;
+    pthread_create(&waiter, NULL, mine_waiter, &waited);
+    assert_true(fanout_gives_mine());
+    /* given, not yet handed on: a read still waits */
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_ETIMEDOUT);
+    natter_msg_t *head = NULL;
+    natter_log_kafka.fanout_poll(klog, &head, 256, 0); /* the thread is back: the batch is handed on */
+    natter_msg_free_list(head);
+    pthread_join(waiter, NULL);
+    assert_int_equal(waited, NATTER_OK);
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_at_once),
         cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_read_your_writes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
