@@ -53,6 +53,7 @@ SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Thr
 
 # node ids the harness hands out; tests that pick their own use ids below 700
 _node_ids = itertools.count(0)
+_servers = []  # every Server started in this run: settle() finds a node's peers here
 
 
 def free_port():
@@ -132,6 +133,8 @@ class Server:
                "--auth-rate-ip", "0", "--auth-rate-user", "0"]
         cmd += self.log_args() + EXTRA_ARGS + self.args
         self.cmd = cmd
+        if self not in _servers:
+            _servers.append(self)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stderr_file,
                                      stderr=self.stderr_file, env=self.env, cwd=self.tmpdir)
         self.killed = False
@@ -290,16 +293,33 @@ def _metric(text, name):
     return 0.0
 
 
+def _nodes_sharing_the_log(base):
+    """The bases of the running servers that share the log of the one at base
+    (the nodes of one cluster, itself included); [base] when it is none of
+    this run's servers."""
+    for srv in _servers:
+        if srv.alive() and srv.base == base:
+            return [p.base for p in _servers if p.log_id == srv.log_id and p.alive()]
+    return [base]
+
+
 def settle(base, timeout=10):
     """On the Kafka log a 202 means the broker has the message; the store has
-    it one batch later. Before reading history, wait until this node stored
-    everything it posted (single-node tests: all there is)."""
+    it one batch later. Before reading history, wait until everything posted
+    on this node and on the nodes sharing its log is stored or dead-lettered
+    (each node's store consumer stores only its share of the partitions, so
+    one node's counts alone may never meet)."""
     if not KAFKA:
         return
+    bases = _nodes_sharing_the_log(base)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = requests.get(base + "/metrics", timeout=2).text
-        if _metric(text, "natter_messages_stored_total") >= _metric(text, "natter_messages_posted_total"):
+        posted = done = 0
+        for b in bases:
+            text = requests.get(b + "/metrics", timeout=2).text
+            posted += _metric(text, "natter_messages_posted_total")
+            done += _metric(text, "natter_messages_stored_total") + _metric(text, "natter_dead_letters_total")
+        if done >= posted:
             return
         time.sleep(0.01)
 
