@@ -32,7 +32,8 @@
 #define WS_TICKET_TTL_MS 30000
 /* How long a read waits for this node's fan-out to pass the posts it has
  * acknowledged (log.h, fanout_wait_own): within milliseconds normally; the
- * bound is for a fan-out far behind or a partition between leaders. */
+ * bound is for a fan-out far behind or a partition between leaders (then
+ * the partition counts as stalled and later reads there do not wait). */
 #define OWN_WRITES_WAIT_MS 500
 
 natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
@@ -505,14 +506,19 @@ static void member_change(natter_api_job_t *job, int add)
  * the store's newest are unread unless the user sent them or marked them
  * read, and the newest is the chat's last message. Read after the store's
  * list: a message stored and gone from the tail in between shows on the
- * next read. */
-static void chats_merge_unstored(natter_tail_t *tail, uint64_t me, natter_vec_t *chats)
+ * next read. Each chat's tail is read once this node's fan-out has what
+ * the node posted there (read-your-writes), the waits sharing one bound. */
+static void chats_merge_unstored(natter_app_t *app, uint64_t me, natter_vec_t *chats)
 {
+    uint64_t deadline = natter_mono_ns() + (uint64_t)OWN_WRITES_WAIT_MS * 1000000u;
     for (size_t i = 0; i < chats->len; i++) {
         natter_chat_summary_t *cs = NATTER_VEC_AT(chats, natter_chat_summary_t, i);
         natter_vec_t unstored;
         natter_vec_init(&unstored, sizeof(natter_msg_t *));
-        natter_tail_collect(tail, cs->chat.id, cs->last ? cs->last->id : 0, NATTER_CURSOR_NONE, &unstored);
+        uint64_t now = natter_mono_ns();
+        int left_ms = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
+        (void)natter_log_fanout_wait_own(app->log, cs->chat.id, left_ms);
+        natter_tail_collect(app->tail, cs->chat.id, cs->last ? cs->last->id : 0, NATTER_CURSOR_NONE, &unstored);
         for (size_t j = 0; j < unstored.len; j++) {
             natter_msg_t *m = *NATTER_VEC_AT(&unstored, natter_msg_t *, j); /* ascending: the last is newest */
             cs->unread += m->sender_id != me && m->id > cs->read;
@@ -536,10 +542,9 @@ static void chats_list(natter_api_job_t *job)
     if (natter_api_authenticate(job, &me) != 0)
         return;
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
-    natter_log_fanout_wait_own(job->app->log, 0, OWN_WRITES_WAIT_MS); /* every chat: every partition */
     int rc = natter_store_user_chats(job->app->store, me.id, &chats);
     if (rc == NATTER_OK && job->app->tail != NULL)
-        chats_merge_unstored(job->app->tail, me.id, &chats);
+        chats_merge_unstored(job->app, me.id, &chats);
     json_t *arr = json_array();
     for (size_t i = 0; i < chats.len; i++) {
         natter_chat_summary_t *cs = NATTER_VEC_AT(&chats, natter_chat_summary_t, i);
@@ -604,7 +609,7 @@ static void messages_list(natter_api_job_t *job)
     natter_vec_init(&page, sizeof(natter_msg_t *));
     natter_vec_init(&unstored, sizeof(natter_msg_t *));
     if (job->app->tail != NULL) { /* before the store: see consumer/tail.h */
-        natter_log_fanout_wait_own(job->app->log, job->route.chat_id, OWN_WRITES_WAIT_MS);
+        (void)natter_log_fanout_wait_own(job->app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
         natter_tail_collect(job->app->tail, job->route.chat_id, after, before, &unstored);
     }
     int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
@@ -647,7 +652,7 @@ static void read_marker(natter_api_job_t *job)
         goto Done;
     int rc = natter_store_message_in_chat(app->store, job->route.chat_id, message_id);
     if (rc == NATTER_ENOTFOUND && app->tail != NULL) {
-        natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS);
+        (void)natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
         if (natter_tail_has(app->tail, job->route.chat_id, message_id))
             rc = NATTER_OK; /* pushed, not stored yet: the marker is an id, and the store will have it */
     }

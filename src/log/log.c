@@ -92,9 +92,15 @@ int natter_log_has_fanout(natter_log_t *log)
 
 size_t natter_log_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
-    if (natter_fault_check(NATTER_FAULT_LOG_FANOUT_POLL) != 0)
+    size_t n = log->ops->fanout_poll(log, head, max, timeout_ms);
+    /* checked after the poll: a delay holds the batch just read, as a slow
+     * fan-out thread would; a failure drops it */
+    if (natter_fault_check(NATTER_FAULT_LOG_FANOUT_POLL) != 0) {
+        natter_msg_free_list(*head);
+        *head = NULL;
         return 0;
-    return log->ops->fanout_poll(log, head, max, timeout_ms);
+    }
+    return n;
 }
 
 int natter_log_claims_at_ingest(natter_log_t *log)

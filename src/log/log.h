@@ -125,13 +125,15 @@ typedef struct natter_log_ops {
     /* Version 7 (NULL where the fan-out follows the store: the local log). */
     /* Read-your-writes on this node: waits up to timeout_ms until this
      * node's fan-out stream was read past every record of the chat's
-     * partition (every partition: chat_id 0) that was durable when the call
-     * began, as far as this process appended them — its posts' 202s came
-     * before their fan-out read them, and the unstored tail has a message
-     * only then. A record counts as read once the fan-out thread polls
-     * again after the poll that gave it (it has handed that batch on). 0,
-     * or NATTER_ETIMEDOUT (NATTER_EUNAVAIL once closed). Any thread but the
-     * fan-out's. */
+     * partition that this process had made durable when the call began —
+     * its posts' 202s came before their fan-out read them, and the unstored
+     * tail has a message only then. A record counts as read once the
+     * fan-out thread polls again after the poll that gave it (it has handed
+     * that batch on: pushed, in the tail). 0; NATTER_ETIMEDOUT when the
+     * time ran out, or at once while the partition is stalled (a wait
+     * there with timeout_ms > 0 timed out, and the fan-out has not moved
+     * on in it since); NATTER_EUNAVAIL once the log is shut down. Any
+     * thread but the fan-out's, before close. */
     int (*fanout_wait_own)(natter_log_t *log, uint64_t chat_id, int timeout_ms);
 } natter_log_ops_t;
 
@@ -179,7 +181,7 @@ int natter_log_dead_letter(natter_log_t *log, const natter_msg_t *msg, const cha
 int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition);
 /* The backend's fanout_wait_own; 0 at once for a backend without one (its
  * 202 follows the store). A wait that times out is counted
- * (natter_own_writes_wait_timeouts_total): the read goes on without. */
+ * (natter_own_writes_wait_timeouts_total); the caller reads on without. */
 int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms);
 
 #endif

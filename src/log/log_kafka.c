@@ -104,9 +104,10 @@ typedef struct {
     _Atomic int64_t own_durable[MAX_PARTITIONS]; /* past this process's newest durable record; 0: none */
     int64_t fanout_given[MAX_PARTITIONS];        /* fan-out thread only: past what its last poll gave */
     int fanout_given_new;                        /* fan-out thread only: its last poll gave records */
-    pthread_mutex_t fanout_lock;                 /* fanout_read, fanout_waiters */
+    pthread_mutex_t fanout_lock;                 /* fanout_read, fanout_stalled, fanout_waiters */
     pthread_cond_t fanout_moved;                 /* fanout_read moved, or the log closed */
     int64_t fanout_read[MAX_PARTITIONS];         /* past what the fan-out thread has handed on */
+    uint8_t fanout_stalled[MAX_PARTITIONS];      /* a wait there timed out; cleared when fanout_read moves */
     int fanout_waiters;
 
     atomic_int closed;
@@ -953,7 +954,12 @@ static void fanout_handed_on(log_kafka_t *k)
         return;
     k->fanout_given_new = 0;
     pthread_mutex_lock(&k->fanout_lock);
-    memcpy(k->fanout_read, k->fanout_given, (size_t)k->partitions * sizeof(k->fanout_read[0]));
+    for (int p = 0; p < k->partitions; p++) {
+        if (k->fanout_read[p] != k->fanout_given[p]) {
+            k->fanout_read[p] = k->fanout_given[p];
+            k->fanout_stalled[p] = 0;
+        }
+    }
     if (k->fanout_waiters > 0)
         pthread_cond_broadcast(&k->fanout_moved);
     pthread_mutex_unlock(&k->fanout_lock);
@@ -978,37 +984,34 @@ static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t m
     return n;
 }
 
-static int fanout_passed(const log_kafka_t *k, const int64_t *want, int from, int to)
-{
-    for (int p = from; p < to; p++)
-        if (k->fanout_read[p] < want[p])
-            return 0;
-    return 1;
-}
-
+/* Waits for the fan-out to pass what this process made durable in the
+ * chat's partition. An own record always decodes, so the fan-out gives it
+ * (a record it skips is never one of ours). A wait that timed out marks
+ * the partition stalled: later waits there end at once until the fan-out
+ * moves on in it, so a partition between leaders or a fan-out far behind
+ * costs the worker pool one bounded wait, not one per read. */
 static int kafka_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms)
 {
     log_kafka_t *k = (log_kafka_t *)log;
-    int from = 0, to = k->partitions;
-    if (chat_id != 0) {
-        char key[NATTER_ID_STR_MAX];
-        int klen;
-        from = partition_of(k, chat_id, key, &klen);
-        to = from + 1;
-    }
-    int64_t want[MAX_PARTITIONS];
-    for (int p = from; p < to; p++)
-        want[p] = atomic_load(&k->own_durable[p]);
+    char key[NATTER_ID_STR_MAX];
+    int klen;
+    int32_t p = partition_of(k, chat_id, key, &klen);
+    int64_t want = atomic_load(&k->own_durable[p]);
     struct timespec until;
-    natter_mono_deadline(&until, timeout_ms);
+    natter_mono_deadline(&until, timeout_ms > 0 ? timeout_ms : 0);
     int rc = NATTER_OK;
     pthread_mutex_lock(&k->fanout_lock);
     k->fanout_waiters++;
-    while (rc == NATTER_OK && !fanout_passed(k, want, from, to)) {
-        if (atomic_load(&k->closed))
+    while (rc == NATTER_OK && k->fanout_read[p] < want) {
+        if (atomic_load(&k->closed)) {
             rc = NATTER_EUNAVAIL;
-        else if (pthread_cond_timedwait(&k->fanout_moved, &k->fanout_lock, &until) == ETIMEDOUT)
-            rc = fanout_passed(k, want, from, to) ? NATTER_OK : NATTER_ETIMEDOUT;
+        } else if (k->fanout_stalled[p]) {
+            rc = NATTER_ETIMEDOUT;
+        } else if (pthread_cond_timedwait(&k->fanout_moved, &k->fanout_lock, &until) != 0 &&
+                   k->fanout_read[p] < want) {
+            k->fanout_stalled[p] = timeout_ms > 0; /* a look that does not wait marks nothing */
+            rc = NATTER_ETIMEDOUT;
+        }
     }
     k->fanout_waiters--;
     pthread_mutex_unlock(&k->fanout_lock);

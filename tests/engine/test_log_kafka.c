@@ -10,7 +10,8 @@
  * decode, met by the store consumer, and a record the store refused, both
  * read back from <topic>-dead-letters with their reasons and sources. Then
  * read-your-writes: a message once durable is waited for until the fan-out
- * handed it on.
+ * handed it on, and a partition whose wait timed out is not waited on again
+ * until the fan-out moves on there.
  * Built with ASan and with TSan.
  */
 #include <setjmp.h>
@@ -299,7 +300,7 @@ static void test_dead_letters(void **state)
 
 #define MINE_CHAT 4242
 
-static atomic_int mine_durable;
+static atomic_int mine_durable, mine_waiter_done;
 
 static void on_mine_durable(natter_msg_t *msg, int status, void *arg)
 {
@@ -308,14 +309,28 @@ static void on_mine_durable(natter_msg_t *msg, int status, void *arg)
         atomic_fetch_add(&mine_durable, 1);
 }
 
+/* Appends a message to MINE_CHAT and waits until it is durable. */
+static void append_mine(const char *text)
+{
+    int before = atomic_load(&mine_durable);
+    natter_msg_t *m = natter_msg_new(MINE_CHAT, 9, text, strlen(text), "", 0);
+    m->on_durable = on_mine_durable;
+    assert_int_equal(natter_log_kafka.append(klog, m), NATTER_OK);
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (atomic_load(&mine_durable) == before && natter_mono_ns() < deadline)
+        usleep(10000);
+    assert_int_equal(atomic_load(&mine_durable), before + 1);
+}
+
 static void *mine_waiter(void *arg)
 {
     *(int *)arg = natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 60000);
+    atomic_store(&mine_waiter_done, 1);
     return NULL;
 }
 
-/* Polls the fan-out until it gives MINE_CHAT's message; 1 when it did. */
-static int fanout_gives_mine(void)
+/* Polls the fan-out until it gives MINE_CHAT's message text; 1 when it did. */
+static int fanout_gives(const char *text)
 {
     int found = 0;
     uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
@@ -324,7 +339,8 @@ static int fanout_gives_mine(void)
         natter_log_kafka.fanout_poll(klog, &head, 256, 100);
         while (head != NULL) {
             natter_msg_t *next = head->next;
-            found |= head->chat_id == MINE_CHAT;
+            found |= head->chat_id == MINE_CHAT && head->content_len == strlen(text) &&
+                     memcmp(head->content, text, head->content_len) == 0;
             free(head);
             head = next;
         }
@@ -332,38 +348,50 @@ static int fanout_gives_mine(void)
     return found;
 }
 
+/* The fan-out thread is back for more: the batch it was given is handed on. */
+static void fanout_comes_back(void)
+{
+    natter_msg_t *head = NULL;
+    natter_log_kafka.fanout_poll(klog, &head, 256, 0);
+    natter_msg_free_list(head);
+}
+
 /* Read-your-writes: once a message is durable (its poster answered), a
  * read that waits (fanout_wait_own) goes on only after the fan-out thread
  * was given the record and polled again (it handed the batch on: pushed,
  * in the unstored tail); until then it waits, and a waiter wakes when that
- * poll comes. */
+ * poll comes. A wait that timed out marks the partition stalled: the next
+ * ends at once, until the fan-out moves on there. */
 static void test_read_your_writes(void **state)
 {
     (void)state;
-    natter_msg_t *m = natter_msg_new(MINE_CHAT, 9, "mine", 4, "", 0);
-    m->on_durable = on_mine_durable;
-    assert_int_equal(natter_log_kafka.append(klog, m), NATTER_OK);
-    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
-    while (atomic_load(&mine_durable) == 0 && natter_mono_ns() < deadline)
-        usleep(10000);
-    assert_int_equal(atomic_load(&mine_durable), 1);
-
-    /* durable, and no fan-out poll since: not read, for its chat and for all */
+    append_mine("mine");
+    /* durable, and no fan-out poll since: not read (a look without waiting marks nothing) */
     assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_ETIMEDOUT);
-    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, 0, 20), NATTER_ETIMEDOUT);
 
     int waited = 1;
     pthread_t waiter;
     pthread_create(&waiter, NULL, mine_waiter, &waited);
-    assert_true(fanout_gives_mine());
-    /* given, not yet handed on: a read still waits */
+    assert_true(fanout_gives("mine"));
+    /* given, not yet handed on: a read still waits, and the waiter has not gone on */
     assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_ETIMEDOUT);
-    natter_msg_t *head = NULL;
-    natter_log_kafka.fanout_poll(klog, &head, 256, 0); /* the thread is back: the batch is handed on */
-    natter_msg_free_list(head);
+    assert_int_equal(atomic_load(&mine_waiter_done), 0);
+    fanout_comes_back();
     pthread_join(waiter, NULL);
     assert_int_equal(waited, NATTER_OK);
     assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 0), NATTER_OK);
+
+    /* a fan-out that does not come: one wait times out, the next ends without
+     * waiting out its minute (half of it is the line: nothing here takes that
+     * long but the wait itself), until the fan-out moves on */
+    append_mine("stalled");
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 20), NATTER_ETIMEDOUT);
+    uint64_t asked = natter_mono_ns();
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 60000), NATTER_ETIMEDOUT);
+    assert_true(natter_mono_ns() - asked < 30000000000ull);
+    assert_true(fanout_gives("stalled"));
+    fanout_comes_back();
+    assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 60000), NATTER_OK);
 }
 
 int main(void)
