@@ -14,6 +14,16 @@ PKGS    := libh2o-evloop jansson libargon2 sqlite3 openssl rdkafka
 CSTD    := -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
+# On a machine without the build's packages (a fresh Debian) they are
+# installed before the lines below ask pkg-config for them: scripts/deps
+# --build, as root (otherwise it names what is missing and make stops).
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),ok)
+ifneq ($(shell scripts/deps --build >&2 && echo ok),ok)
+$(error natter: the packages the build needs are missing)
+endif
+endif
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LIBS    := $(PKG_LIBS) -lwslay -lz -lpthread -lm
