@@ -19,7 +19,7 @@ CFLAGS  ?= -O2 -g
 # --build, as root (otherwise it names what is missing and make stops).
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),ok)
-ifneq ($(shell scripts/deps --build >&2 && echo ok),ok)
+ifneq ($(shell scripts/deps --build >&2 && pkg-config --exists $(PKGS) && echo ok),ok)
 $(error natter: the packages the build needs are missing)
 endif
 endif

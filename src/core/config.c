@@ -79,7 +79,7 @@ static const opt_t options[] = {
     {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
     {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
     {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
-    {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, 1000, NULL, "20",
+    {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, 250, NULL, "20",
      "ms the broker may gather records (up to 8 KiB) for a node's pushes: fewer, larger fetches for up to this "
      "much push latency (0: each record at once)"},
     {"cql-hosts", OPT_STR, F(cql_hosts), 0, 0, NULL, "127.0.0.1:9042", "Cassandra/Scylla contact points HOST:PORT[,...]"},

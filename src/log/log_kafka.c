@@ -242,10 +242,11 @@ static void on_store_error(rd_kafka_t *rk, int err, const char *reason, void *op
  * record at once, like the others). Without it every produce request (seven
  * or eight records at 10,000 msg/s) was a fetch of its own and a push batch
  * of its own. Gathering took natter's CPU per message down by about a
- * fifth and Kafka's by about a quarter at seed's stages, for ~3.5 ms more
- * end to end at the median; an idle node fetches 50 times a second instead
- * of 10, about 2% of a core more for the broker here
- * (bench/results/2026-12-04-fanout-fetch.txt). */
+ * sixth and Kafka's by about a quarter at seed's stages, for ~3.5 ms more
+ * end to end at the median at 10,000 msg/s and ~10 ms more at 1,000 msg/s
+ * (where a fetch waits out the whole wait); an idle node's fan-out
+ * consumer fetches 50 times a second instead of 10, about 2% of a core
+ * more for the broker here (bench/results/2026-12-04-fanout-fetch.txt). */
 #define FANOUT_FETCH_MIN_BYTES "8192"
 
 static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, const char *instance,
