@@ -557,13 +557,24 @@ static void cq_metrics_render(natter_store_t *base, natter_store_append_fn appen
          "Statements prepared again on the host because it answered UNPREPARED."},
     };
     cql_host_stats_t hosts[MAX];
+    cql_client_stats_t cs;
     size_t n = cql_client_hosts(((store_cql_t *)base)->client, hosts, MAX);
+    cql_client_stats(((store_cql_t *)base)->client, &cs);
     char line[512];
+    int len = snprintf(line, sizeof(line),
+                       "# HELP natter_cql_events_total Cluster events (topology and status changes) the CQL client "
+                       "received.\n# TYPE natter_cql_events_total counter\nnatter_cql_events_total %llu\n"
+                       "# HELP natter_cql_ring_changes_total Times the CQL client read the ring again and found it "
+                       "changed.\n# TYPE natter_cql_ring_changes_total counter\nnatter_cql_ring_changes_total %llu\n",
+                       (unsigned long long)cs.events, (unsigned long long)cs.ring_changes);
+    append(arg, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
     for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
-        int len = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
-                           families[f].name, families[f].type);
+        len = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+                       families[f].name, families[f].type);
         append(arg, line, (size_t)len);
         for (size_t i = 0; i < n && i < MAX; i++) {
+            if (!hosts[i].in_ring) /* a node that left the cluster */
+                continue;
             uint64_t v = f == 0 ? (uint64_t)hosts[i].up : f == 1 ? hosts[i].requests
                          : f == 2                      ? hosts[i].errors
                                                        : hosts[i].reprepares;

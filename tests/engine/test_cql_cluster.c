@@ -10,7 +10,8 @@
  * every node has the schema; with the owner killed, a statement goes to the
  * next replica clockwise, and an RF 1 keyspace proves the client's owner is
  * Cassandra's (its keys fail, the others' succeed); the dead node is marked
- * down and back up once restarted; a statement the nodes no longer know is
+ * down and back up once restarted, and the ring's other nodes tell the
+ * client's events connection of it; a statement the nodes no longer know is
  * prepared again. Run under TSan by scripts/test-engines.
  */
 #include <setjmp.h>
@@ -255,8 +256,9 @@ static void test_statements_go_to_the_owner(void **state)
 
 /* Node 2 killed: marked down; its keys go to the next replica clockwise
  * (RF 3 at QUORUM: no error); with RF 1, exactly the keys the client says
- * node 2 owns fail; restarted, it is marked up and served again, and a
- * statement it no longer knows is prepared again there. */
+ * node 2 owns fail; restarted, it is marked up and served again, a
+ * statement it no longer knows is prepared again there, and a STATUS_CHANGE
+ * came on the client's events connection (REGISTERed on another node). */
 static void test_owner_down_then_back(void **state)
 {
     (void)state;
@@ -270,6 +272,9 @@ static void test_owner_down_then_back(void **state)
     must(cql_client_prepare(client, "INSERT INTO clustertest.kv (k, v) VALUES (?, ?)", &rf3, err, sizeof(err)));
     must(cql_client_prepare(client, "INSERT INTO clustertest1.kv (k, v) VALUES (?, ?)", &rf1, err, sizeof(err)));
 
+    cql_client_stats_t cs;
+    cql_client_stats(client, &cs);
+    uint64_t events = cs.events;
     engine("kill", 2);
     wait_host_up(ring[victim].address, 0, 30);
     uint64_t victim_requests = stats_of(ring[victim].address).requests;
@@ -289,6 +294,11 @@ static void test_owner_down_then_back(void **state)
 
     engine("start", 2);
     wait_host_up(ring[victim].address, 1, 60);
+    uint64_t deadline = natter_mono_ns() + 60ull * 1000000000u; /* gossip's pace, not the machine's */
+    for (cql_client_stats(client, &cs); cs.events == events && natter_mono_ns() < deadline;
+         cql_client_stats(client, &cs))
+        usleep(100000);
+    assert_true(cs.events > events);
     uint64_t before = stats_of(ring[victim].address).requests, reprepares = stats_of(ring[victim].address).reprepares;
     int owned = 0;
     for (int64_t k = 0; k < KEYS; k++)

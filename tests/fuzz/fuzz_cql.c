@@ -132,6 +132,15 @@ static void walk(const cql_response_t *resp)
         in_input(resp->schema.keyspace);
         in_input(resp->schema.name);
         walk_reader_strings(resp->schema.arg_types, resp->schema.nargs);
+        if (resp->header.opcode == CQL_OP_EVENT) { /* as the CQL client reads a topology or status change */
+            cql_reader_t r = resp->event;
+            char addr[64];
+            int32_t port;
+            in_input(cql_read_string(&r));
+            cql_read_inet(&r, addr, sizeof(addr), &port);
+            if (strlen(addr) >= sizeof(addr) || (r.err && addr[0] != '\0'))
+                abort();
+        }
         break;
     default:
         in_input(resp->authenticator);

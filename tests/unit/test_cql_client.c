@@ -12,7 +12,8 @@
  * FAKE_CLOSE close the connection. A fake forgets its prepared statements
  * when told, or every so many executes (answering UNPREPARED until the next
  * PREPARE). Several fakes on
- * 127.0.0.1, .2 and .3 with the same port make a ring, each owning a token.
+ * 127.0.0.1, .2 and .3 with the same port make a ring, each owning a token;
+ * a fake sends a cluster event on the connections that REGISTERed when told.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,14 +59,15 @@ typedef struct fconn {
     pthread_cond_t cond;
     answer_t *queue; /* by due time */
     int closing;
+    atomic_int registered; /* sent REGISTER: events go here */
 } fconn_t;
 
 struct fake {
     char ip[16];
     uint16_t port;
     char token[24];
-    int npeers;
-    char peer_ip[2][16], peer_token[2][24];
+    int npeers; /* under lock, with the peers */
+    char peer_ip[4][16], peer_token[4][24];
     int lfd;
     pthread_t acceptor;
     atomic_int stopping;
@@ -92,6 +94,7 @@ static void put_frame(cql_buf_t *out, int16_t stream, uint8_t opcode, const cql_
 /* Rows of set<varchar> tokens (and rpc_address for peers). */
 static void rows_body(fake_t *f, cql_buf_t *b, int peers)
 {
+    pthread_mutex_lock(&f->lock);
     cql_buf_put_int(b, CQL_RESULT_ROWS);
     cql_buf_put_int(b, CQL_META_GLOBAL_TABLES_SPEC);
     cql_buf_put_int(b, peers ? 2 : 1);
@@ -120,6 +123,7 @@ static void rows_body(fake_t *f, cql_buf_t *b, int peers)
         cql_buf_put_bytes(b, set.data, set.len);
         cql_buf_free(&set);
     }
+    pthread_mutex_unlock(&f->lock);
 }
 
 static void enqueue(fconn_t *c, uint64_t delay_us, int16_t stream, uint8_t opcode, const cql_buf_t *body)
@@ -260,6 +264,10 @@ static void answer(fconn_t *c, const cql_header_t *h, const uint8_t *p, size_t l
     case CQL_OP_EXECUTE:
         answer_execute(c, h->stream, &r);
         break;
+    case CQL_OP_REGISTER:
+        atomic_store(&c->registered, 1);
+        enqueue(c, 0, h->stream, CQL_OP_READY, &body);
+        break;
     default:
         cql_buf_put_int(&body, CQL_RESULT_VOID);
         enqueue(c, 0, h->stream, CQL_OP_RESULT, &body);
@@ -342,9 +350,59 @@ static fake_t *fake_start(const char *ip, uint16_t port, const char *token)
 
 static void fake_add_peer(fake_t *f, const char *ip, const char *token)
 {
+    pthread_mutex_lock(&f->lock);
     snprintf(f->peer_ip[f->npeers], sizeof(f->peer_ip[0]), "%s", ip);
     snprintf(f->peer_token[f->npeers], sizeof(f->peer_token[0]), "%s", token);
     f->npeers++;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void fake_remove_peer(fake_t *f, const char *ip)
+{
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < f->npeers; i++)
+        if (strcmp(f->peer_ip[i], ip) == 0) {
+            memmove(f->peer_ip[i], f->peer_ip[i + 1], sizeof(f->peer_ip[0]) * (size_t)(f->npeers - i - 1));
+            memmove(f->peer_token[i], f->peer_token[i + 1], sizeof(f->peer_token[0]) * (size_t)(f->npeers - i - 1));
+            f->npeers--;
+            break;
+        }
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Open connections, and of those the ones REGISTERed for events. */
+static int fake_conns(fake_t *f, int registered_only)
+{
+    int n = 0;
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < f->nconns; i++) {
+        pthread_mutex_lock(&f->conns[i]->lock);
+        int open = !f->conns[i]->closing;
+        pthread_mutex_unlock(&f->conns[i]->lock);
+        n += open && (!registered_only || atomic_load(&f->conns[i]->registered));
+    }
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+/* An EVENT (type, change, the node at ip:port) on every REGISTERed connection. */
+static void fake_event(fake_t *f, const char *type, const char *change, const char *ip, uint16_t port)
+{
+    cql_buf_t body;
+    struct in_addr a;
+    cql_buf_init(&body);
+    cql_buf_put_string(&body, type, strlen(type));
+    cql_buf_put_string(&body, change, strlen(change));
+    inet_pton(AF_INET, ip, &a);
+    cql_buf_put_byte(&body, 4);
+    cql_buf_put_raw(&body, &a, 4);
+    cql_buf_put_int(&body, port);
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < f->nconns; i++)
+        if (atomic_load(&f->conns[i]->registered))
+            enqueue(f->conns[i], 0, -1, CQL_OP_EVENT, &body);
+    pthread_mutex_unlock(&f->lock);
+    cql_buf_free(&body);
 }
 
 /* Stops listening and closes every connection: the node is gone. */
@@ -709,6 +767,101 @@ static void test_ring_routing_and_host_state(void **state)
         fake_stop(f[i]);
 }
 
+/* Polls (at most 10 s: what it takes is bounded by the client's monitor,
+ * not by this machine's speed) until the client knows address in or out of
+ * its ring. */
+static void wait_in_ring(cql_client_t *c, const char *address, int in_ring)
+{
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    for (;;) {
+        cql_host_stats_t hosts[8];
+        size_t n = cql_client_hosts(c, hosts, 8);
+        int found = 0;
+        for (size_t i = 0; i < n && i < 8; i++)
+            found |= strcmp(hosts[i].address, address) == 0 && hosts[i].in_ring;
+        if (found == in_ring)
+            return;
+        if (natter_mono_ns() >= deadline)
+            fail_msg("%s is %s the client's ring after 10 s", address, in_ring ? "not in" : "still in");
+        usleep(20000);
+    }
+}
+
+/* Nodes joining and leaving a running cluster. The client, opened on a ring
+ * of two, REGISTERs a connection for events; on TOPOLOGY_CHANGE it reads the
+ * ring again: a third node that joined gets the tokens it owns, and once it
+ * left the ring it gets none (though it still answers) and the client's
+ * connections to it are closed. */
+static void test_ring_follows_topology_events(void **state)
+{
+    (void)state;
+    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+    static const char *const toks[3] = {"-100", "0", "100"};
+    fake_t *f[3];
+    f[0] = fake_start(ips[0], 0, toks[0]);
+    uint16_t port = f[0]->port;
+    f[1] = fake_start(ips[1], port, toks[1]);
+    fake_add_peer(f[0], ips[1], toks[1]);
+    fake_add_peer(f[1], ips[0], toks[0]);
+    char contact[64], addr3[64];
+    snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
+    snprintf(addr3, sizeof(addr3), "127.0.0.3:%u", port);
+    cql_client_t *c = open_client(contact, 1000);
+    cql_stmt_t *st = prepare(c);
+    cql_host_stats_t hs[8];
+    assert_int_equal(cql_client_hosts(c, hs, 8), 2);
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while (fake_conns(f[0], 1) + fake_conns(f[1], 1) == 0 && natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(fake_conns(f[0], 1) + fake_conns(f[1], 1), 1); /* one events connection */
+
+    /* token 50 is past the last token (0): node 1's, wrapping */
+    int before = atomic_load(&f[0]->executes);
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
+    assert_int_equal(atomic_load(&f[0]->executes) - before, 20);
+
+    /* node 3 joins, owning (0, 100] */
+    f[2] = fake_start(ips[2], port, toks[2]);
+    fake_add_peer(f[2], ips[0], toks[0]);
+    fake_add_peer(f[2], ips[1], toks[1]);
+    fake_add_peer(f[0], ips[2], toks[2]);
+    fake_add_peer(f[1], ips[2], toks[2]);
+    for (int i = 0; i < 2; i++)
+        fake_event(f[i], "TOPOLOGY_CHANGE", "NEW_NODE", ips[2], port);
+    wait_in_ring(c, addr3, 1);
+    before = atomic_load(&f[2]->executes);
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
+    assert_int_equal(atomic_load(&f[2]->executes) - before, 20);
+    cql_client_stats_t cs;
+    cql_client_stats(c, &cs);
+    assert_int_equal(cs.events, 1);
+    assert_int_equal(cs.ring_changes, 1);
+
+    /* and leaves: it still answers, but no longer gets requests or connections */
+    fake_remove_peer(f[0], ips[2]);
+    fake_remove_peer(f[1], ips[2]);
+    for (int i = 0; i < 2; i++)
+        fake_event(f[i], "TOPOLOGY_CHANGE", "REMOVED_NODE", ips[2], port);
+    wait_in_ring(c, addr3, 0);
+    int before1 = atomic_load(&f[0]->executes), before3 = atomic_load(&f[2]->executes);
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
+    assert_int_equal(atomic_load(&f[0]->executes) - before1, 20);
+    assert_int_equal(atomic_load(&f[2]->executes), before3);
+    deadline = natter_mono_ns() + 10000000000ull;
+    while (fake_conns(f[2], 0) > 0 && natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(fake_conns(f[2], 0), 0);
+    cql_client_stats(c, &cs);
+    assert_int_equal(cs.ring_changes, 2);
+
+    cql_client_close(c);
+    for (int i = 0; i < 3; i++)
+        fake_stop(f[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_connection_lost_then_back),
         cmocka_unit_test(test_silent_handshake_is_bounded),
         cmocka_unit_test(test_ring_routing_and_host_state),
+        cmocka_unit_test(test_ring_follows_topology_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

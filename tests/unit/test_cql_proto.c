@@ -910,7 +910,29 @@ static void test_parse_schema_change_and_event(void **state)
     assert_int_equal(parse_as(&r, CQL_OP_EVENT, 0, ev, sizeof(ev)), NATTER_OK);
     assert_true(slice_is(r.event_type, "STATUS_CHANGE"));
     assert_true(slice_is(cql_read_string(&r.event), "UP"));
-    assert_int_equal(cql_read_byte(&r.event), 4);
+    char addr[64];
+    int32_t port;
+    cql_read_inet(&r.event, addr, sizeof(addr), &port);
+    assert_int_equal(r.event.err, 0);
+    assert_string_equal(addr, "127.0.0.1");
+    assert_int_equal(port, 9042);
+    assert_int_equal(r.event.len, 0);
+    /* [inet]: 16 bytes are IPv6; any other length, or a short one, is an error */
+    static const uint8_t v6[] = { 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x23, 0x52 };
+    cql_reader_t ir;
+    cql_reader_init(&ir, v6, sizeof(v6));
+    cql_read_inet(&ir, addr, sizeof(addr), &port);
+    assert_int_equal(ir.err, 0);
+    assert_string_equal(addr, "::1");
+    static const uint8_t bad_len[] = { 5, 127, 0, 0, 1, 9, 0, 0, 0x23, 0x52 };
+    cql_reader_init(&ir, bad_len, sizeof(bad_len));
+    cql_read_inet(&ir, addr, sizeof(addr), &port);
+    assert_int_equal(ir.err, NATTER_EINVAL);
+    assert_string_equal(addr, "");
+    cql_reader_init(&ir, ev + 19, 6); /* the address without its port's last bytes */
+    cql_read_inet(&ir, addr, sizeof(addr), &port);
+    assert_int_equal(ir.err, NATTER_EINVAL);
+    assert_string_equal(addr, "");
     static const uint8_t sev[] = { 0, 13, 'S', 'C', 'H', 'E', 'M', 'A', '_', 'C', 'H', 'A', 'N',
                                    'G', 'E', 0, 7, 'C', 'R', 'E', 'A', 'T', 'E', 'D', 0, 4, 'T',
                                    'Y', 'P', 'E', 0, 2, 'k', 's', 0, 2, 't', 'y' };

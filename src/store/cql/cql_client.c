@@ -6,7 +6,8 @@
  *                 reads, the reader thread, stream ids, abandoned streams
  *   hosts         up/down, the pool of connections, the monitor thread
  *   the ring      system.local and system.peers of one node; a token's
- *                 hosts in ring order
+ *                 hosts in ring order; read again on the cluster's events
+ *   events        one connection REGISTERed for topology and status changes
  *   calls         send a frame on a stream, wait for its answer until its
  *                 deadline, give the stream up after it; retries, re-prepare
  *   statements    PREPARE on every host, the id under the statement's lock
@@ -29,8 +30,14 @@
  *
  * Lifetimes: a connection is reference-counted (its host slot, its reader
  * thread, and every call in flight on it each hold one), so a call that
- * timed out still finds the connection it was sent on. The host table and
- * the ring are written during open only and read without a lock after.
+ * timed out still finds the connection it was sent on. The host table only
+ * grows: a slot is filled under client->lock and then counted in nhosts
+ * (release), so a reader that loads nhosts (acquire) reads whole slots
+ * without a lock. The ring is immutable once published: the monitor thread
+ * alone builds a new one (when an event says the cluster changed, when its
+ * events connection opens, and every REFRESH_PERIOD_NS), publishes it by
+ * an atomic pointer and keeps the ones it replaced until close (one per
+ * change of the cluster, so few), since a router may still be reading one.
  */
 #include "store/cql/cql_client.h"
 #include "core/error.h"
@@ -62,6 +69,10 @@
 #define BACKOFF_MAX_NS 2000000000ull
 #define MONITOR_PERIOD_NS 100000000ull
 #define SCHEMA_POLL_US 200000u
+#define REFRESH_PERIOD_NS 60000000000ull /* the ring is read again this often even without events */
+#define EVENTS_RETRY_NS 1000000000ull    /* after no host took the events connection */
+#define EVENT_DELAY_NS 1000000000ull     /* an event's ring read waits this long, for the news to reach
+                                          * system.peers and the events that come with it */
 #define ERR_UNPREPARED 0x2500
 
 typedef struct conn conn_t;
@@ -104,6 +115,7 @@ struct conn {
 
 typedef struct host {
     char name[256];
+    char ip[64]; /* name's address, to know it in system.peers; "" when it did not resolve */
     char port[8];
     conn_t *conns[MAX_CONNS];
     unsigned next;         /* round robin over the slots */
@@ -118,6 +130,16 @@ typedef struct ring_entry {
     int host;
 } ring_entry_t;
 
+typedef struct ring {
+    ring_entry_t *entries; /* by token */
+    size_t n;
+    int *replicas; /* n rows of nreplicas hosts: ring order from each position */
+    int nreplicas;
+    int nmembers;              /* hosts owning tokens */
+    uint8_t member[MAX_HOSTS]; /* 1: the host owns tokens of this ring */
+    struct ring *older;        /* the ring this one replaced (freed at close) */
+} ring_t;
+
 struct cql_stmt {
     cql_stmt_t *next;
     char *query;
@@ -131,18 +153,29 @@ struct cql_client {
     char *hosts_text, *user, *password;
     pthread_mutex_t lock;
     host_t hosts[MAX_HOSTS];
-    int nhosts, ncontacts;
-    ring_entry_t *ring;
-    size_t nring;
-    int *replicas; /* nring rows of nreplicas hosts: ring order from each position */
-    int nreplicas;
+    atomic_int nhosts;
+    int ncontacts;
+    _Atomic(ring_t *) ring;
     cql_stmt_t *stmts;
     atomic_uint rr;
     char last_error[256]; /* why the last connect failed; under lock */
     pthread_t monitor;
     pthread_cond_t monitor_cond; /* on CLOCK_MONOTONIC */
     int monitor_started, stopping;
+    int refresh_wanted; /* an event came: read the ring again; under lock */
+    /* the monitor thread's alone (and close's, after it joined the monitor) */
+    conn_t *events_conn; /* REGISTERed for TOPOLOGY_CHANGE and STATUS_CHANGE */
+    int events_host;
+    uint64_t events_retry_ns, refresh_due_ns;
+    atomic_uint_least64_t events, ring_changes;
 };
+
+/* Whether the ring routes to host: a ring read with no tokens (a node not
+ * yet in the ring knows none) routes to every host. */
+static int in_ring(const ring_t *r, int host)
+{
+    return r == NULL || r->n == 0 || r->member[host];
+}
 
 static void cond_init_mono(pthread_cond_t *cond)
 {
@@ -159,6 +192,7 @@ static struct timespec mono_timespec(uint64_t ns)
 }
 
 static void host_down(cql_client_t *cl, int host, const char *why);
+static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len);
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -279,6 +313,8 @@ static void *reader_main(void *arg)
                 call_complete(call, NATTER_OK, frame, total);
         }
         pthread_mutex_unlock(&c->lock);
+        if (call == NULL && h.stream == -1 && h.opcode == CQL_OP_EVENT)
+            on_event(c->client, frame, total);
         if (call == NULL || call == ABANDONED) /* an event, or an answer nobody waits for */
             free(frame);
     }
@@ -402,13 +438,34 @@ static int handshake(cql_client_t *cl, int fd, char *err, size_t errlen)
     return rc;
 }
 
-static conn_t *conn_open(cql_client_t *cl, int host, char *err, size_t errlen)
+/* REGISTER for the cluster's topology and status changes, on a connection
+ * that has no reader thread yet. */
+static int register_events(int fd, char *err, size_t errlen)
+{
+    static const char *const events[] = {"TOPOLOGY_CHANGE", "STATUS_CHANGE"};
+    cql_buf_t req;
+    cql_result_t res = {0};
+    cql_buf_init(&req);
+    cql_build_register(&req, 0, events, 2);
+    int rc = handshake_call(fd, &req, &res, err, errlen);
+    if (rc == NATTER_OK && res.resp.header.opcode != CQL_OP_READY) {
+        snprintf(err, errlen, "unexpected answer to REGISTER: %s", cql_opcode_name(res.resp.header.opcode));
+        rc = NATTER_EUNAVAIL;
+    }
+    cql_result_free(&res);
+    cql_buf_free(&req);
+    return rc;
+}
+
+/* A connection to host, with its reader thread; REGISTERed for events when
+ * events is set (then it carries no requests). */
+static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size_t errlen)
 {
     host_t *h = &cl->hosts[host];
     int fd = connect_to(h->name, h->port, cl->cfg.timeout_ms, err, errlen);
     if (fd < 0)
         return NULL;
-    if (handshake(cl, fd, err, errlen) != NATTER_OK) {
+    if (handshake(cl, fd, err, errlen) != NATTER_OK || (events && register_events(fd, err, errlen) != NATTER_OK)) {
         close(fd);
         return NULL;
     }
@@ -502,7 +559,7 @@ static conn_t *host_conn(cql_client_t *cl, int host)
     if (!connect_here)
         return c;
     /* connecting takes time: not under the client's lock */
-    conn_t *fresh = conn_open(cl, host, err, sizeof(err));
+    conn_t *fresh = conn_open(cl, host, 0, err, sizeof(err));
     pthread_mutex_lock(&cl->lock);
     h->connecting = 0;
     c = fresh != NULL ? host_install(h, cl->cfg.conns_per_host, slot, fresh) : NULL;
@@ -516,22 +573,26 @@ static conn_t *host_conn(cql_client_t *cl, int host)
     return c;
 }
 
-/* One round of the monitor: reaps dead connections, closes silent ones,
- * and reconnects hosts that are down once their back-off has passed. */
+/* One round of the monitor: reaps dead connections, closes silent ones
+ * and those of hosts that left the ring, and reconnects hosts that are down
+ * once their back-off has passed. */
 static void monitor_round(cql_client_t *cl)
 {
     enum { MAXC = MAX_HOSTS * MAX_CONNS };
     conn_t *live[MAXC], *dead[MAXC];
     int nlive = 0, ndead = 0, retry[MAX_HOSTS], nretry = 0;
     uint64_t now = natter_mono_ns();
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
     pthread_mutex_lock(&cl->lock);
-    for (int i = 0; i < cl->nhosts; i++) {
+    int nhosts = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
+    for (int i = 0; i < nhosts; i++) {
         host_t *h = &cl->hosts[i];
+        int member = in_ring(r, i);
         for (unsigned s = 0; s < MAX_CONNS; s++) {
             conn_t *c = h->conns[s];
             if (c == NULL)
                 continue;
-            if (atomic_load(&c->dead)) {
+            if (atomic_load(&c->dead) || !member) {
                 dead[ndead++] = c;
                 h->conns[s] = NULL;
             } else {
@@ -539,7 +600,7 @@ static void monitor_round(cql_client_t *cl)
                 live[nlive++] = c;
             }
         }
-        if (!atomic_load(&h->up) && !h->connecting && now >= h->retry_after_ns) {
+        if (member && !atomic_load(&h->up) && !h->connecting && now >= h->retry_after_ns) {
             h->connecting = 1;
             retry[nretry++] = i;
         }
@@ -558,7 +619,7 @@ static void monitor_round(cql_client_t *cl)
     for (int i = 0; i < nretry; i++) {
         char err[256];
         host_t *h = &cl->hosts[retry[i]];
-        conn_t *fresh = conn_open(cl, retry[i], err, sizeof(err)), *spare = NULL;
+        conn_t *fresh = conn_open(cl, retry[i], 0, err, sizeof(err)), *spare = NULL;
         pthread_mutex_lock(&cl->lock);
         h->connecting = 0;
         if (fresh != NULL) {
@@ -577,37 +638,62 @@ static void monitor_round(cql_client_t *cl)
     }
 }
 
+static void events_round(cql_client_t *cl, int wanted);
+
 static void *monitor_main(void *arg)
 {
     cql_client_t *cl = arg;
     pthread_mutex_lock(&cl->lock);
     while (!cl->stopping) {
         struct timespec until = mono_timespec(natter_mono_ns() + MONITOR_PERIOD_NS);
-        pthread_cond_timedwait(&cl->monitor_cond, &cl->lock, &until);
+        if (!cl->refresh_wanted)
+            pthread_cond_timedwait(&cl->monitor_cond, &cl->lock, &until);
         if (cl->stopping)
             break;
+        int wanted = cl->refresh_wanted;
+        cl->refresh_wanted = 0;
         pthread_mutex_unlock(&cl->lock);
         monitor_round(cl);
+        events_round(cl, wanted);
         pthread_mutex_lock(&cl->lock);
     }
     pthread_mutex_unlock(&cl->lock);
     return NULL;
 }
 
+/* The address a host name resolves to, as text ("" when it does not). */
+static void resolve_ip(const char *name, char *out, size_t len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    out[0] = '\0';
+    if (getaddrinfo(name, NULL, &hints, &res) != 0)
+        return;
+    const void *a = res->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
+                                              : (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+    if (inet_ntop(res->ai_family, a, out, (socklen_t)len) == NULL)
+        out[0] = '\0';
+    freeaddrinfo(res);
+}
+
+/* The host of that name and port, added when new; -1 when the table is
+ * full. Under client->lock once the client is open. */
 static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char *port)
 {
-    for (int i = 0; i < cl->nhosts; i++)
+    int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
+    for (int i = 0; i < n; i++)
         if (strlen(cl->hosts[i].name) == nlen && strncmp(cl->hosts[i].name, name, nlen) == 0 &&
             strcmp(cl->hosts[i].port, port) == 0)
             return i;
-    if (cl->nhosts == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name))
+    if (n == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name))
         return -1;
-    host_t *h = &cl->hosts[cl->nhosts];
+    host_t *h = &cl->hosts[n];
     memset(h, 0, sizeof(*h));
     memcpy(h->name, name, nlen);
+    resolve_ip(h->name, h->ip, sizeof(h->ip));
     snprintf(h->port, sizeof(h->port), "%s", port);
     atomic_store(&h->up, 1); /* until a connect says otherwise */
-    return cl->nhosts++;
+    atomic_store_explicit(&cl->nhosts, n + 1, memory_order_release);
+    return n;
 }
 
 static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
@@ -626,21 +712,30 @@ static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
         }
         p = comma ? comma + 1 : end;
     }
-    cl->ncontacts = cl->nhosts;
-    return cl->nhosts > 0 ? NATTER_OK : NATTER_EINVAL;
+    cl->ncontacts = atomic_load(&cl->nhosts);
+    return cl->ncontacts > 0 ? NATTER_OK : NATTER_EINVAL;
 }
 
 size_t cql_client_hosts(cql_client_t *cl, cql_host_stats_t *out, size_t max)
 {
-    for (int i = 0; i < cl->nhosts && (size_t)i < max; i++) {
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+    int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
+    for (int i = 0; i < n && (size_t)i < max; i++) {
         host_t *h = &cl->hosts[i];
         snprintf(out[i].address, sizeof(out[i].address), "%s:%s", h->name, h->port);
+        out[i].in_ring = in_ring(r, i);
         out[i].up = atomic_load(&h->up);
         out[i].requests = atomic_load_explicit(&h->requests, memory_order_relaxed);
         out[i].errors = atomic_load_explicit(&h->errors, memory_order_relaxed);
         out[i].reprepares = atomic_load_explicit(&h->reprepares, memory_order_relaxed);
     }
-    return (size_t)cl->nhosts;
+    return (size_t)n;
+}
+
+void cql_client_stats(cql_client_t *cl, cql_client_stats_t *out)
+{
+    out->events = atomic_load_explicit(&cl->events, memory_order_relaxed);
+    out->ring_changes = atomic_load_explicit(&cl->ring_changes, memory_order_relaxed);
 }
 
 /* ---- calls ---------------------------------------------------------------- */
@@ -714,22 +809,24 @@ static int send_to(cql_call_t *call, int host)
 static int route(cql_client_t *cl, int64_t token, int *order)
 {
     int n = 0;
-    if (token != CQL_NO_TOKEN && cl->nring > 0) {
-        size_t lo = 0, hi = cl->nring; /* the first ring token at or after token owns it */
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+    int nhosts = atomic_load_explicit(&cl->nhosts, memory_order_acquire); /* at least the ring's hosts */
+    if (token != CQL_NO_TOKEN && r != NULL && r->n > 0) {
+        size_t lo = 0, hi = r->n; /* the first ring token at or after token owns it */
         while (lo < hi) {
             size_t mid = (lo + hi) / 2;
-            if (cl->ring[mid].token < token)
+            if (r->entries[mid].token < token)
                 lo = mid + 1;
             else
                 hi = mid;
         }
-        const int *reps = cl->replicas + (lo == cl->nring ? 0 : lo) * (size_t)cl->nreplicas;
-        for (int i = 0; i < cl->nreplicas; i++)
+        const int *reps = r->replicas + (lo == r->n ? 0 : lo) * (size_t)r->nreplicas;
+        for (int i = 0; i < r->nreplicas; i++)
             order[n++] = reps[i];
     }
     unsigned start = atomic_fetch_add(&cl->rr, 1);
-    for (int i = 0; i < cl->nhosts; i++) {
-        int host = (int)((start + (unsigned)i) % (unsigned)cl->nhosts), seen = 0;
+    for (int i = 0; i < nhosts; i++) {
+        int host = (int)((start + (unsigned)i) % (unsigned)nhosts), seen = !in_ring(r, host);
         for (int j = 0; j < n && !seen; j++)
             seen = order[j] == host;
         if (!seen)
@@ -912,22 +1009,40 @@ static int ring_cmp(const void *a, const void *b)
 }
 
 /* Adds the tokens (a set<text> cell) of one host to the ring. */
-static void ring_add(cql_client_t *cl, int host, cql_slice_t cell)
+static void ring_add(ring_t *r, int host, cql_slice_t cell)
 {
-    cql_reader_t r;
+    cql_reader_t rd;
     int32_t n;
-    if (host < 0 || cql_decode_collection(cell, &r, &n) != NATTER_OK)
+    if (host < 0 || cql_decode_collection(cell, &rd, &n) != NATTER_OK)
         return;
     for (int32_t i = 0; i < n; i++) {
-        cql_slice_t t = cql_read_bytes(&r);
+        cql_slice_t t = cql_read_bytes(&rd);
         char buf[32];
-        if (r.err || t.len < 0 || (size_t)t.len >= sizeof(buf))
+        if (rd.err || t.len < 0 || (size_t)t.len >= sizeof(buf))
             return;
         memcpy(buf, t.p, t.len);
         buf[t.len] = '\0';
-        cl->ring = xrealloc(cl->ring, (cl->nring + 1) * sizeof(*cl->ring));
-        cl->ring[cl->nring++] = (ring_entry_t){strtoll(buf, NULL, 10), host};
+        r->entries = xrealloc(r->entries, (r->n + 1) * sizeof(*r->entries));
+        r->entries[r->n++] = (ring_entry_t){strtoll(buf, NULL, 10), host};
     }
+}
+
+static void ring_free(ring_t *r)
+{
+    free(r->entries);
+    free(r->replicas);
+    free(r);
+}
+
+/* 1 when a and b give every token the same hosts. */
+static int ring_same(const ring_t *a, const ring_t *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->entries[i].token != b->entries[i].token || a->entries[i].host != b->entries[i].host)
+            return 0;
+    return 1;
 }
 
 static void format_inet(cql_slice_t cell, char *dst, size_t len)
@@ -939,38 +1054,47 @@ static void format_inet(cql_slice_t cell, char *dst, size_t len)
         inet_ntop(AF_INET6, cell.p, dst, (socklen_t)len);
 }
 
+/* The host at address (text) on port, or -1; added when add is set. Under
+ * client->lock once the client is open. A contact point given by name is
+ * the same host as its address in system.peers. */
+static int host_at(cql_client_t *cl, const char *address, const char *port, int add)
+{
+    if (address[0] == '\0')
+        return -1;
+    int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        if ((strcmp(cl->hosts[i].name, address) == 0 || strcmp(cl->hosts[i].ip, address) == 0) &&
+            strcmp(cl->hosts[i].port, port) == 0)
+            return i;
+    return add ? add_host(cl, address, strlen(address), port) : -1;
+}
+
 /* The host a system.peers row names (its rpc_address on the port of the
  * node that listed it), or -1; adds it when add is set. */
 static int peer_host(cql_client_t *cl, cql_slice_t addr, int via, int add)
 {
     char name[64];
     format_inet(addr, name, sizeof(name));
-    if (name[0] == '\0')
-        return -1;
-    for (int i = 0; i < cl->nhosts; i++)
-        if (strcmp(cl->hosts[i].name, name) == 0 && strcmp(cl->hosts[i].port, cl->hosts[via].port) == 0)
-            return i;
-    return add ? add_host(cl, name, strlen(name), cl->hosts[via].port) : -1;
+    return host_at(cl, name, cl->hosts[via].port, add);
 }
 
-/* For every ring position, the distinct hosts met walking clockwise from it:
- * the first owns the position's range, the next ones hold its replicas. */
-static void ring_replicas(cql_client_t *cl)
+/* Sorts the ring, marks its hosts and, for every position, the distinct
+ * hosts met walking clockwise from it: the first owns the position's range,
+ * the next ones hold its replicas. */
+static void ring_finish(ring_t *r)
 {
-    qsort(cl->ring, cl->nring, sizeof(*cl->ring), ring_cmp);
-    int distinct = 0;
-    for (int hst = 0; hst < cl->nhosts; hst++)
-        for (size_t i = 0; i < cl->nring; i++)
-            if (cl->ring[i].host == hst) {
-                distinct++;
-                break;
-            }
-    cl->nreplicas = distinct < MAX_REPLICAS ? distinct : MAX_REPLICAS;
-    cl->replicas = xcalloc(cl->nring * (size_t)cl->nreplicas + 1, sizeof(int));
-    for (size_t pos = 0; pos < cl->nring; pos++) {
-        int *row = cl->replicas + pos * (size_t)cl->nreplicas, n = 0;
-        for (size_t k = 0; k < cl->nring && n < cl->nreplicas; k++) {
-            int host = cl->ring[(pos + k) % cl->nring].host, seen = 0;
+    qsort(r->entries, r->n, sizeof(*r->entries), ring_cmp);
+    for (size_t i = 0; i < r->n; i++)
+        if (!r->member[r->entries[i].host]) {
+            r->member[r->entries[i].host] = 1;
+            r->nmembers++;
+        }
+    r->nreplicas = r->nmembers < MAX_REPLICAS ? r->nmembers : MAX_REPLICAS;
+    r->replicas = xcalloc(r->n * (size_t)r->nreplicas + 1, sizeof(int));
+    for (size_t pos = 0; pos < r->n; pos++) {
+        int *row = r->replicas + pos * (size_t)r->nreplicas, n = 0;
+        for (size_t k = 0; k < r->n && n < r->nreplicas; k++) {
+            int host = r->entries[(pos + k) % r->n].host, seen = 0;
             for (int j = 0; j < n && !seen; j++)
                 seen = row[j] == host;
             if (!seen)
@@ -981,20 +1105,23 @@ static void ring_replicas(cql_client_t *cl)
 
 /* Reads the ring from one host: its own tokens, then every peer's, adding
  * the peers as hosts. */
-static int read_ring(cql_client_t *cl, int host, char *err, size_t errlen)
+static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t errlen)
 {
     cql_result_t res;
     int rc = query_on(cl, host, "SELECT tokens FROM system.local", &res, err, errlen);
     if (rc != NATTER_OK)
         return rc;
+    ring_t *r = xcalloc(1, sizeof(*r));
     if (res.resp.rows.rows_count == 1) {
         cql_slice_t cell;
         if (cql_rows_cell(&res.resp.rows, 0, 0, &cell) == NATTER_OK)
-            ring_add(cl, host, cell);
+            ring_add(r, host, cell);
     }
     cql_result_free(&res);
-    if ((rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.peers", &res, err, errlen)) != NATTER_OK)
+    if ((rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.peers", &res, err, errlen)) != NATTER_OK) {
+        ring_free(r);
         return rc;
+    }
     for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
         cql_slice_t addr, tokens;
         if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK ||
@@ -1003,11 +1130,102 @@ static int read_ring(cql_client_t *cl, int host, char *err, size_t errlen)
         pthread_mutex_lock(&cl->lock);
         int peer = peer_host(cl, addr, host, 1);
         pthread_mutex_unlock(&cl->lock);
-        ring_add(cl, peer, tokens);
+        ring_add(r, peer, tokens);
     }
     cql_result_free(&res);
-    ring_replicas(cl);
+    ring_finish(r);
+    *out = r;
     return NATTER_OK;
+}
+
+/* Routes by r from now on, unless it is the ring already routed by. */
+static void ring_publish(cql_client_t *cl, ring_t *r)
+{
+    ring_t *cur = atomic_load_explicit(&cl->ring, memory_order_relaxed);
+    if (cur != NULL && ring_same(cur, r)) {
+        ring_free(r);
+        return;
+    }
+    r->older = cur;
+    atomic_store_explicit(&cl->ring, r, memory_order_release);
+    if (cur != NULL) {
+        atomic_fetch_add_explicit(&cl->ring_changes, 1, memory_order_relaxed);
+        fprintf(stderr, "natter: cql: the ring changed: %zu tokens on %d hosts\n", r->n, r->nmembers);
+    }
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/* On the events connection's reader: a topology or status change has the
+ * monitor read the ring again (a node that joined, left, or came back, maybe
+ * at a new address). A DOWN is only told: whether this client can reach a
+ * node is for its own connections to say. */
+static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len)
+{
+    char err[128], address[64];
+    cql_response_t resp;
+    if (cql_response_parse(&resp, frame, len, err, sizeof(err)) != NATTER_OK)
+        return;
+    atomic_fetch_add_explicit(&cl->events, 1, memory_order_relaxed);
+    if (cql_slice_eq(resp.event_type, "TOPOLOGY_CHANGE") || cql_slice_eq(resp.event_type, "STATUS_CHANGE")) {
+        int32_t port;
+        cql_slice_t change = cql_read_string(&resp.event);
+        cql_read_inet(&resp.event, address, sizeof(address), &port);
+        if (!resp.event.err)
+            fprintf(stderr, "natter: cql: %.*s %.*s %s:%d\n", (int)resp.event_type.len,
+                    (const char *)resp.event_type.p, (int)change.len, (const char *)change.p, address, (int)port);
+        pthread_mutex_lock(&cl->lock);
+        cl->refresh_wanted = 1;
+        pthread_cond_signal(&cl->monitor_cond);
+        pthread_mutex_unlock(&cl->lock);
+    }
+    cql_response_free(&resp);
+}
+
+/* The monitor's other half: keeps one connection REGISTERed for events on
+ * an up host of the ring, and reads the ring again EVENT_DELAY_NS after an
+ * event (wanted), at once when that connection opens (events may have been
+ * missed while there was none), and every REFRESH_PERIOD_NS. */
+static void events_round(cql_client_t *cl, int wanted)
+{
+    char err[256];
+    uint64_t now = natter_mono_ns();
+    if (cl->events_conn != NULL && atomic_load(&cl->events_conn->dead)) {
+        conn_retire(cl->events_conn);
+        cl->events_conn = NULL;
+    }
+    if (cl->events_conn == NULL && now >= cl->events_retry_ns) {
+        const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+        int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
+        for (int i = 1; i <= n && cl->events_conn == NULL; i++) {
+            int host = (cl->events_host + i) % n;
+            if (atomic_load(&cl->hosts[host].up) && in_ring(r, host) &&
+                (cl->events_conn = conn_open(cl, host, 1, err, sizeof(err))) != NULL)
+                cl->events_host = host;
+        }
+        if (cl->events_conn == NULL)
+            cl->events_retry_ns = now + EVENTS_RETRY_NS;
+        else
+            cl->refresh_due_ns = now;
+    }
+    if (wanted && now + EVENT_DELAY_NS < cl->refresh_due_ns)
+        cl->refresh_due_ns = now + EVENT_DELAY_NS;
+    if (now < cl->refresh_due_ns)
+        return;
+    cl->refresh_due_ns = now + REFRESH_PERIOD_NS;
+    ring_t *fresh;
+    int from = cl->events_conn != NULL ? cl->events_host : cl->events_host + 1;
+    int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
+    for (int i = 0; i < n; i++) { /* the events connection's host first: it told us */
+        int host = (from + i) % n;
+        if (atomic_load(&cl->hosts[host].up) &&
+            in_ring(atomic_load_explicit(&cl->ring, memory_order_acquire), host) &&
+            read_ring(cl, host, &fresh, err, sizeof(err)) == NATTER_OK) {
+            ring_publish(cl, fresh);
+            return;
+        }
+    }
+    cl->refresh_due_ns = now + EVENTS_RETRY_NS; /* no host answered: soon again */
 }
 
 /* ---- statements --------------------------------------------------------- */
@@ -1069,8 +1287,10 @@ int cql_client_prepare(cql_client_t *cl, const char *query, cql_stmt_t **out, ch
     st->query = xstrdup(query);
     pthread_mutex_init(&st->lock, NULL);
     int rc = NATTER_EUNAVAIL, first = -1;
-    for (int i = 0; i < cl->nhosts && rc != NATTER_OK; i++)
-        if (atomic_load(&cl->hosts[i].up) && (rc = prepare_on(cl, st, i, err, errlen)) == NATTER_OK)
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+    int nhosts = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
+    for (int i = 0; i < nhosts && rc != NATTER_OK; i++)
+        if (atomic_load(&cl->hosts[i].up) && in_ring(r, i) && (rc = prepare_on(cl, st, i, err, errlen)) == NATTER_OK)
             first = i;
     if (rc != NATTER_OK) {
         if (first < 0 && rc == NATTER_EUNAVAIL)
@@ -1080,9 +1300,9 @@ int cql_client_prepare(cql_client_t *cl, const char *query, cql_stmt_t **out, ch
     }
     /* on every other host too, so that routing does not meet UNPREPARED on
      * first use; a host that fails here prepares on demand later */
-    for (int i = first + 1; i < cl->nhosts; i++) {
+    for (int i = first + 1; i < nhosts; i++) {
         char ignored[256];
-        if (atomic_load(&cl->hosts[i].up))
+        if (atomic_load(&cl->hosts[i].up) && in_ring(r, i))
             prepare_on(cl, st, i, ignored, sizeof(ignored));
     }
     pthread_mutex_lock(&cl->lock);
@@ -1219,15 +1439,17 @@ int cql_client_open(cql_client_t **out, const cql_client_config_t *cfg, char *er
     int rc = parse_hosts(cl, err, errlen);
     if (rc == NATTER_OK) /* the first contact point that answers tells the ring */
         rc = NATTER_EUNAVAIL;
-    for (int i = 0; i < cl->ncontacts && rc != NATTER_OK && rc != NATTER_EINVAL; i++) {
-        cl->nring = 0;
-        rc = read_ring(cl, i, err, errlen);
-    }
+    ring_t *r = NULL;
+    for (int i = 0; i < cl->ncontacts && rc != NATTER_OK && rc != NATTER_EINVAL; i++)
+        if ((rc = read_ring(cl, i, &r, err, errlen)) == NATTER_OK)
+            cl->events_host = i;
     if (rc != NATTER_OK) {
         cql_client_close(cl);
         return rc == NATTER_EINVAL ? rc : NATTER_EUNAVAIL;
     }
-    for (int i = 0; i < cl->nhosts; i++) { /* learn now which nodes are up */
+    ring_publish(cl, r);
+    cl->refresh_due_ns = natter_mono_ns() + REFRESH_PERIOD_NS;
+    for (int i = 0; i < atomic_load(&cl->nhosts); i++) { /* learn now which nodes are up */
         conn_t *c = host_conn(cl, i);
         if (c != NULL)
             conn_release(c);
@@ -1258,7 +1480,9 @@ void cql_client_close(cql_client_t *cl)
         pthread_mutex_unlock(&cl->lock);
         pthread_join(cl->monitor, NULL);
     }
-    for (int i = 0; i < cl->nhosts; i++)
+    if (cl->events_conn != NULL)
+        conn_retire(cl->events_conn);
+    for (int i = 0; i < atomic_load(&cl->nhosts); i++)
         for (int s = 0; s < MAX_CONNS; s++)
             if (cl->hosts[i].conns[s] != NULL)
                 conn_retire(cl->hosts[i].conns[s]);
@@ -1267,8 +1491,10 @@ void cql_client_close(cql_client_t *cl)
         cl->stmts = st->next;
         stmt_free(st);
     }
-    free(cl->ring);
-    free(cl->replicas);
+    for (ring_t *r = atomic_load(&cl->ring), *older; r != NULL; r = older) {
+        older = r->older;
+        ring_free(r);
+    }
     free(cl->hosts_text);
     free(cl->user);
     free(cl->password);

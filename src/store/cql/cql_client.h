@@ -7,9 +7,11 @@
  * Each host has a small pool of connections; each connection multiplexes
  * many requests by stream id, with a reader thread matching answers to
  * waiting calls, so any number of threads may call at once and a caller may
- * have several calls in flight (submit, then wait). The host table and the
- * ring are fixed once open returns (a node added later is not seen until the
- * client is opened again).
+ * have several calls in flight (submit, then wait). One more connection is
+ * REGISTERed for the cluster's TOPOLOGY_CHANGE and STATUS_CHANGE events;
+ * on each, and every minute, the ring is read again: a node that joined
+ * becomes a host and gets its share of the requests, one that left the ring
+ * gets none and its connections are closed.
  *
  * Routing. A request with a routing token goes to the node owning the token
  * (the first ring token at or after it), else to the next distinct nodes
@@ -109,6 +111,7 @@ int cql_client_ping(cql_client_t *c);
 /* What the client counts per host, for /metrics and tests. */
 typedef struct cql_host_stats {
     char address[272];   /* "host:port", as the client reaches it */
+    int in_ring;         /* 1 while it owns tokens of the ring the client routes by */
     int up;              /* 1 while requests may go there (see Host state) */
     uint64_t requests;   /* request frames sent to it */
     uint64_t errors;     /* of those: not answered in time, lost with their connection, or answered with an
@@ -119,5 +122,12 @@ typedef struct cql_host_stats {
 /* Fills out with up to max hosts, in the client's order (the contact
  * points first); returns how many hosts there are. Safe from any thread. */
 size_t cql_client_hosts(cql_client_t *c, cql_host_stats_t *out, size_t max);
+
+typedef struct cql_client_stats {
+    uint64_t events;       /* cluster events received (topology, status) */
+    uint64_t ring_changes; /* times the ring read again differed from the one routed by */
+} cql_client_stats_t;
+
+void cql_client_stats(cql_client_t *c, cql_client_stats_t *out);
 
 #endif

@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "core/util.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +204,21 @@ void cql_read_uuid(cql_reader_t *r, uint8_t out[16])
 void cql_read_skip(cql_reader_t *r, size_t n) { (void)cql__take(r, n); }
 
 uint16_t cql_read_consistency(cql_reader_t *r) { return cql_read_short(r); }
+
+void cql_read_inet(cql_reader_t *r, char *out, size_t outlen, int32_t *port)
+{
+    uint8_t n = cql_read_byte(r);
+    const uint8_t *a = r->err || (n != 4 && n != 16) ? NULL : cql__take(r, n);
+    *port = cql_read_int(r);
+    if (outlen > 0)
+        out[0] = '\0';
+    if (a == NULL || r->err) {
+        r->err = NATTER_EINVAL;
+        return;
+    }
+    if (inet_ntop(n == 4 ? AF_INET : AF_INET6, a, out, (socklen_t)outlen) == NULL && outlen > 0)
+        out[0] = '\0';
+}
 
 /* n bytes as a slice; an empty slice on error. */
 static cql_slice_t cql__slice(cql_reader_t *r, size_t n)

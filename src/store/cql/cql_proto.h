@@ -188,6 +188,10 @@ cql_slice_t cql_read_bytes(cql_reader_t *r);       /* [bytes]: any n < 0 is null
 cql_slice_t cql_read_short_bytes(cql_reader_t *r); /* [short bytes] */
 cql_slice_t cql_read_value(cql_reader_t *r);       /* [value]: -1 null, -2 unset, < -2 error */
 uint16_t cql_read_consistency(cql_reader_t *r);
+/* [inet] (an event's node): the address written into out as text (IPv4
+ * dotted, IPv6 as inet_ntop writes it) and its port; out is "" and the
+ * reader in error when the length is neither 4 nor 16. */
+void cql_read_inet(cql_reader_t *r, char *out, size_t outlen, int32_t *port);
 /* Skips n bytes (an error if fewer are left). */
 void cql_read_skip(cql_reader_t *r, size_t n);
 
