@@ -10,8 +10,8 @@
  * every node has the schema; with the owner killed, a statement goes to the
  * next replica clockwise, and an RF 1 keyspace proves the client's owner is
  * Cassandra's (its keys fail, the others' succeed); the dead node is marked
- * down and back up once restarted, and the ring's other nodes tell the
- * client's events connection of it; a statement the nodes no longer know is
+ * down and back up once restarted, and the ring tells the client's events
+ * connection of it; a statement the nodes no longer know is
  * prepared again. Run under TSan by scripts/test-engines.
  */
 #include <setjmp.h>
@@ -258,7 +258,7 @@ static void test_statements_go_to_the_owner(void **state)
  * (RF 3 at QUORUM: no error); with RF 1, exactly the keys the client says
  * node 2 owns fail; restarted, it is marked up and served again, a
  * statement it no longer knows is prepared again there, and a STATUS_CHANGE
- * came on the client's events connection (REGISTERed on another node). */
+ * (its DOWN or its UP) came on the client's events connection. */
 static void test_owner_down_then_back(void **state)
 {
     (void)state;

@@ -76,6 +76,7 @@ struct fake {
     atomic_int forget_every;  /* > 0: forget after that many executes since the last PREPARE */
     atomic_int since_prepare;
     atomic_int executes, prepares;
+    atomic_int peers_reads; /* SELECTs of system.peers: the client reading the ring */
     pthread_mutex_t lock;
     fconn_t *conns[MAX_FAKE_CONNS];
     int nconns;
@@ -91,19 +92,17 @@ static void put_frame(cql_buf_t *out, int16_t stream, uint8_t opcode, const cql_
     cql_buf_put_raw(out, body->data, body->len);
 }
 
-/* Rows of set<varchar> tokens (and rpc_address for peers). */
+/* Rows of rpc_address and set<varchar> tokens. */
 static void rows_body(fake_t *f, cql_buf_t *b, int peers)
 {
     pthread_mutex_lock(&f->lock);
     cql_buf_put_int(b, CQL_RESULT_ROWS);
     cql_buf_put_int(b, CQL_META_GLOBAL_TABLES_SPEC);
-    cql_buf_put_int(b, peers ? 2 : 1);
+    cql_buf_put_int(b, 2);
     cql_buf_put_string(b, "system", 6);
     cql_buf_put_string(b, peers ? "peers" : "local", 5);
-    if (peers) {
-        cql_buf_put_string(b, "rpc_address", 11);
-        cql_buf_put_short(b, CQL_TYPE_INET);
-    }
+    cql_buf_put_string(b, "rpc_address", 11);
+    cql_buf_put_short(b, CQL_TYPE_INET);
     cql_buf_put_string(b, "tokens", 6);
     cql_buf_put_short(b, CQL_TYPE_SET);
     cql_buf_put_short(b, CQL_TYPE_VARCHAR);
@@ -111,11 +110,9 @@ static void rows_body(fake_t *f, cql_buf_t *b, int peers)
     cql_buf_put_int(b, n);
     for (int i = 0; i < n; i++) {
         const char *tok = peers ? f->peer_token[i] : f->token;
-        if (peers) {
-            struct in_addr a;
-            inet_pton(AF_INET, f->peer_ip[i], &a);
-            cql_buf_put_bytes(b, &a, 4);
-        }
+        struct in_addr a;
+        inet_pton(AF_INET, peers ? f->peer_ip[i] : f->ip, &a);
+        cql_buf_put_bytes(b, &a, 4);
         cql_buf_t set;
         cql_buf_init(&set);
         cql_buf_put_int(&set, 1);
@@ -237,8 +234,11 @@ static void answer(fconn_t *c, const cql_header_t *h, const uint8_t *p, size_t l
         cql_slice_t q = cql_read_long_string(&r);
         char text[256];
         snprintf(text, sizeof(text), "%.*s", (int)q.len, (const char *)q.p);
-        if (strstr(text, "system.peers"))
+        if (strstr(text, "system.peers")) {
+            if (strstr(text, "tokens"))
+                atomic_fetch_add(&f->peers_reads, 1);
             rows_body(f, &body, 1);
+        }
         else if (strstr(text, "system.local"))
             rows_body(f, &body, 0);
         else
@@ -485,12 +485,32 @@ typedef struct {
     char hosts[64];
 } single_t;
 
+/* Polls (at most 10 s: bounded by the client's monitor, not by this
+ * machine's speed) until the fakes between them were asked for the ring n
+ * times: at open, then when the events connection opened, then after
+ * each event. */
+static void wait_ring_reads(fake_t *const *f, int nfakes, int n)
+{
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    for (;;) {
+        int reads = 0;
+        for (int i = 0; i < nfakes; i++)
+            reads += atomic_load(&f[i]->peers_reads);
+        if (reads >= n)
+            return;
+        if (natter_mono_ns() >= deadline)
+            fail_msg("the ring was read %d times, not %d, in 10 s", reads, n);
+        usleep(20000);
+    }
+}
+
 static single_t single(unsigned timeout_ms)
 {
     single_t one = {.fake = fake_start("127.0.0.1", 0, "0")};
     snprintf(one.hosts, sizeof(one.hosts), "127.0.0.1:%u", one.fake->port);
     one.c = open_client(one.hosts, timeout_ms);
     one.st = prepare(one.c);
+    wait_ring_reads(&one.fake, 1, 2); /* the client's ring reads are over before a test's calls begin */
     return one;
 }
 
@@ -810,9 +830,7 @@ static void test_ring_follows_topology_events(void **state)
     cql_stmt_t *st = prepare(c);
     cql_host_stats_t hs[8];
     assert_int_equal(cql_client_hosts(c, hs, 8), 2);
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (fake_conns(f[0], 1) + fake_conns(f[1], 1) == 0 && natter_mono_ns() < deadline)
-        usleep(20000);
+    wait_ring_reads(f, 2, 2); /* at open, and when the events connection opened: node 3 can only come by an event */
     assert_int_equal(fake_conns(f[0], 1) + fake_conns(f[1], 1), 1); /* one events connection */
 
     /* token 50 is past the last token (0): node 1's, wrapping */
@@ -830,6 +848,7 @@ static void test_ring_follows_topology_events(void **state)
     for (int i = 0; i < 2; i++)
         fake_event(f[i], "TOPOLOGY_CHANGE", "NEW_NODE", ips[2], port);
     wait_in_ring(c, addr3, 1);
+    assert_true(atomic_load(&f[0]->peers_reads) + atomic_load(&f[1]->peers_reads) >= 3);
     before = atomic_load(&f[2]->executes);
     for (int k = 0; k < 20; k++)
         assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
@@ -850,7 +869,7 @@ static void test_ring_follows_topology_events(void **state)
         assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
     assert_int_equal(atomic_load(&f[0]->executes) - before1, 20);
     assert_int_equal(atomic_load(&f[2]->executes), before3);
-    deadline = natter_mono_ns() + 10000000000ull;
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
     while (fake_conns(f[2], 0) > 0 && natter_mono_ns() < deadline)
         usleep(20000);
     assert_int_equal(fake_conns(f[2], 0), 0);
@@ -859,6 +878,35 @@ static void test_ring_follows_topology_events(void **state)
 
     cql_client_close(c);
     for (int i = 0; i < 3; i++)
+        fake_stop(f[i]);
+}
+
+/* A contact point given by name ("localhost") is the node the others list
+ * by address in system.peers: the client learns the address from the node
+ * itself (system.local), so reading the ring from the other node keeps one
+ * host for it, in the ring, rather than a second one that would take its
+ * place. */
+static void test_contact_point_by_name(void **state)
+{
+    (void)state;
+    fake_t *f[2];
+    f[0] = fake_start("127.0.0.1", 0, "-100");
+    uint16_t port = f[0]->port;
+    f[1] = fake_start("127.0.0.2", port, "100");
+    fake_add_peer(f[0], "127.0.0.2", "100");
+    fake_add_peer(f[1], "127.0.0.1", "-100");
+    char contact[64];
+    snprintf(contact, sizeof(contact), "localhost:%u", port);
+    cql_client_t *c = open_client(contact, 1000);
+    wait_ring_reads(f, 2, 2);
+    assert_int_equal(atomic_load(&f[1]->peers_reads), 1); /* the second read was the other node's */
+    cql_host_stats_t hs[8];
+    assert_int_equal(cql_client_hosts(c, hs, 8), 2);
+    assert_string_equal(hs[0].address, contact);
+    assert_int_equal(hs[0].in_ring, 1);
+    assert_int_equal(hs[1].in_ring, 1);
+    cql_client_close(c);
+    for (int i = 0; i < 2; i++)
         fake_stop(f[i]);
 }
 
@@ -872,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_silent_handshake_is_bounded),
         cmocka_unit_test(test_ring_routing_and_host_state),
         cmocka_unit_test(test_ring_follows_topology_events),
+        cmocka_unit_test(test_contact_point_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

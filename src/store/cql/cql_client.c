@@ -104,6 +104,7 @@ struct conn {
     int host;
     pthread_mutex_t lock;
     int retired;          /* ended by this client, not by the server: its host stays up */
+    int events;           /* the events connection: its end says nothing of its host */
     cql_call_t *slots[MAX_STREAMS];
     int16_t free_streams[MAX_STREAMS];
     int nfree;
@@ -115,7 +116,8 @@ struct conn {
 
 typedef struct host {
     char name[256];
-    char ip[64]; /* name's address, to know it in system.peers; "" when it did not resolve */
+    char ip[64]; /* its address as the cluster gives it (system.local), to know it in system.peers;
+                  * "" while unknown; under client->lock once the client is open */
     char port[8];
     conn_t *conns[MAX_CONNS];
     unsigned next;         /* round robin over the slots */
@@ -320,7 +322,7 @@ static void *reader_main(void *arg)
     }
     conn_fail(c);
     pthread_mutex_lock(&c->lock);
-    int ours = c->retired;
+    int ours = c->retired || c->events;
     pthread_mutex_unlock(&c->lock);
     if (!ours)
         host_down(c->client, c->host, "connection lost");
@@ -438,6 +440,17 @@ static int handshake(cql_client_t *cl, int fd, char *err, size_t errlen)
     return rc;
 }
 
+/* TCP keep-alive probes after 30 s of silence, every 10 s, three unanswered
+ * ending the connection. */
+static void keepalive(int fd)
+{
+    int on = 1, idle = 30, intvl = 10, cnt = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* REGISTER for the cluster's topology and status changes, on a connection
  * that has no reader thread yet. */
 static int register_events(int fd, char *err, size_t errlen)
@@ -470,9 +483,12 @@ static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size
         return NULL;
     }
     set_timeouts(fd, cl->cfg.timeout_ms, 0);
+    if (events) /* nothing is sent on it, so only the kernel can tell it went half-open */
+        keepalive(fd);
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = fd;
     c->host = host;
+    c->events = events;
     c->client = cl;
     pthread_mutex_init(&c->lock, NULL);
     for (int s = MAX_STREAMS - 1; s >= 0; s--)
@@ -661,22 +677,10 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
-/* The address a host name resolves to, as text ("" when it does not). */
-static void resolve_ip(const char *name, char *out, size_t len)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    out[0] = '\0';
-    if (getaddrinfo(name, NULL, &hints, &res) != 0)
-        return;
-    const void *a = res->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
-                                              : (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
-    if (inet_ntop(res->ai_family, a, out, (socklen_t)len) == NULL)
-        out[0] = '\0';
-    freeaddrinfo(res);
-}
-
 /* The host of that name and port, added when new; -1 when the table is
- * full. Under client->lock once the client is open. */
+ * full. Under client->lock once the client is open. A peer is named by its
+ * address, which is then its ip; a contact point's ip is what the node says
+ * of itself when the ring is read from it. */
 static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char *port)
 {
     int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
@@ -684,12 +688,14 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
         if (strlen(cl->hosts[i].name) == nlen && strncmp(cl->hosts[i].name, name, nlen) == 0 &&
             strcmp(cl->hosts[i].port, port) == 0)
             return i;
-    if (n == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name))
+    if (n == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name)) {
+        fprintf(stderr, "natter: cql: %.*s:%s left out: the client knows %d hosts at most\n", (int)nlen, name, port,
+                MAX_HOSTS);
         return -1;
+    }
     host_t *h = &cl->hosts[n];
     memset(h, 0, sizeof(*h));
     memcpy(h->name, name, nlen);
-    resolve_ip(h->name, h->ip, sizeof(h->ip));
     snprintf(h->port, sizeof(h->port), "%s", port);
     atomic_store(&h->up, 1); /* until a connect says otherwise */
     atomic_store_explicit(&cl->nhosts, n + 1, memory_order_release);
@@ -805,7 +811,7 @@ static int send_to(cql_call_t *call, int host)
 }
 
 /* The hosts to try for a token, best first: its replicas in ring order,
- * then every other host from the round robin. Returns how many. */
+ * then every other host of the ring from the round robin. Returns how many. */
 static int route(cql_client_t *cl, int64_t token, int *order)
 {
     int n = 0;
@@ -1056,7 +1062,8 @@ static void format_inet(cql_slice_t cell, char *dst, size_t len)
 
 /* The host at address (text) on port, or -1; added when add is set. Under
  * client->lock once the client is open. A contact point given by name is
- * the same host as its address in system.peers. */
+ * the same host as its address in system.peers once the ring was read from
+ * it (read_ring). */
 static int host_at(cql_client_t *cl, const char *address, const char *port, int add)
 {
     if (address[0] == '\0')
@@ -1066,7 +1073,12 @@ static int host_at(cql_client_t *cl, const char *address, const char *port, int 
         if ((strcmp(cl->hosts[i].name, address) == 0 || strcmp(cl->hosts[i].ip, address) == 0) &&
             strcmp(cl->hosts[i].port, port) == 0)
             return i;
-    return add ? add_host(cl, address, strlen(address), port) : -1;
+    if (!add)
+        return -1;
+    int host = add_host(cl, address, strlen(address), port);
+    if (host >= 0)
+        snprintf(cl->hosts[host].ip, sizeof(cl->hosts[host].ip), "%s", address);
+    return host;
 }
 
 /* The host a system.peers row names (its rpc_address on the port of the
@@ -1103,19 +1115,26 @@ static void ring_finish(ring_t *r)
     }
 }
 
-/* Reads the ring from one host: its own tokens, then every peer's, adding
- * the peers as hosts. */
+/* Reads the ring from one host: its own address and tokens, then every
+ * peer's, adding the peers as hosts. */
 static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t errlen)
 {
     cql_result_t res;
-    int rc = query_on(cl, host, "SELECT tokens FROM system.local", &res, err, errlen);
+    int rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.local", &res, err, errlen);
     if (rc != NATTER_OK)
         return rc;
     ring_t *r = xcalloc(1, sizeof(*r));
-    if (res.resp.rows.rows_count == 1) {
-        cql_slice_t cell;
-        if (cql_rows_cell(&res.resp.rows, 0, 0, &cell) == NATTER_OK)
-            ring_add(r, host, cell);
+    cql_slice_t addr, tokens;
+    if (res.resp.rows.rows_count == 1 && cql_rows_cell(&res.resp.rows, 0, 0, &addr) == NATTER_OK &&
+        cql_rows_cell(&res.resp.rows, 0, 1, &tokens) == NATTER_OK) {
+        char ip[64];
+        format_inet(addr, ip, sizeof(ip));
+        if (ip[0] != '\0') { /* how the other nodes' system.peers name it */
+            pthread_mutex_lock(&cl->lock);
+            snprintf(cl->hosts[host].ip, sizeof(cl->hosts[host].ip), "%s", ip);
+            pthread_mutex_unlock(&cl->lock);
+        }
+        ring_add(r, host, tokens);
     }
     cql_result_free(&res);
     if ((rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.peers", &res, err, errlen)) != NATTER_OK) {
@@ -1123,7 +1142,6 @@ static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t
         return rc;
     }
     for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
-        cql_slice_t addr, tokens;
         if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK ||
             cql_rows_cell(&res.resp.rows, row, 1, &tokens) != NATTER_OK)
             continue;
@@ -1158,8 +1176,8 @@ static void ring_publish(cql_client_t *cl, ring_t *r)
 
 /* On the events connection's reader: a topology or status change has the
  * monitor read the ring again (a node that joined, left, or came back, maybe
- * at a new address). A DOWN is only told: whether this client can reach a
- * node is for its own connections to say. */
+ * at a new address). None marks a host down or up: whether this client can
+ * reach a node is for its own connections to say. */
 static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len)
 {
     char err[128], address[64];
@@ -1182,10 +1200,25 @@ static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len)
     cql_response_free(&resp);
 }
 
+/* The next up host of the ring after host, or -1. */
+static int next_ring_host(cql_client_t *cl, int host)
+{
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+    int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
+    for (int i = 1; i <= n; i++) {
+        int h = (host + i) % n;
+        if (atomic_load(&cl->hosts[h].up) && in_ring(r, h))
+            return h;
+    }
+    return -1;
+}
+
 /* The monitor's other half: keeps one connection REGISTERed for events on
  * an up host of the ring, and reads the ring again EVENT_DELAY_NS after an
  * event (wanted), at once when that connection opens (events may have been
- * missed while there was none), and every REFRESH_PERIOD_NS. */
+ * missed while there was none), and every REFRESH_PERIOD_NS. A round tries
+ * one host for each (each try bounded by the timeout), so that the monitor's
+ * reconnects and reaping are never held up for long. */
 static void events_round(cql_client_t *cl, int wanted)
 {
     char err[256];
@@ -1195,37 +1228,28 @@ static void events_round(cql_client_t *cl, int wanted)
         cl->events_conn = NULL;
     }
     if (cl->events_conn == NULL && now >= cl->events_retry_ns) {
-        const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
-        int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
-        for (int i = 1; i <= n && cl->events_conn == NULL; i++) {
-            int host = (cl->events_host + i) % n;
-            if (atomic_load(&cl->hosts[host].up) && in_ring(r, host) &&
-                (cl->events_conn = conn_open(cl, host, 1, err, sizeof(err))) != NULL)
-                cl->events_host = host;
-        }
+        int host = next_ring_host(cl, cl->events_host);
+        if (host >= 0 && (cl->events_conn = conn_open(cl, host, 1, err, sizeof(err))) != NULL)
+            cl->refresh_due_ns = now;
+        if (host >= 0)
+            cl->events_host = host;
+        now = natter_mono_ns();
         if (cl->events_conn == NULL)
             cl->events_retry_ns = now + EVENTS_RETRY_NS;
-        else
-            cl->refresh_due_ns = now;
     }
     if (wanted && now + EVENT_DELAY_NS < cl->refresh_due_ns)
         cl->refresh_due_ns = now + EVENT_DELAY_NS;
     if (now < cl->refresh_due_ns)
         return;
-    cl->refresh_due_ns = now + REFRESH_PERIOD_NS;
+    /* the events connection's host first: it told us */
+    int host = cl->events_conn != NULL ? cl->events_host : next_ring_host(cl, cl->events_host);
     ring_t *fresh;
-    int from = cl->events_conn != NULL ? cl->events_host : cl->events_host + 1;
-    int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
-    for (int i = 0; i < n; i++) { /* the events connection's host first: it told us */
-        int host = (from + i) % n;
-        if (atomic_load(&cl->hosts[host].up) &&
-            in_ring(atomic_load_explicit(&cl->ring, memory_order_acquire), host) &&
-            read_ring(cl, host, &fresh, err, sizeof(err)) == NATTER_OK) {
-            ring_publish(cl, fresh);
-            return;
-        }
-    }
-    cl->refresh_due_ns = now + EVENTS_RETRY_NS; /* no host answered: soon again */
+    int rc = host >= 0 ? read_ring(cl, host, &fresh, err, sizeof(err)) : NATTER_EUNAVAIL;
+    if (rc == NATTER_OK)
+        ring_publish(cl, fresh);
+    else if (host >= 0 && cl->events_conn == NULL)
+        cl->events_host = host; /* the next round asks the next one */
+    cl->refresh_due_ns = natter_mono_ns() + (rc == NATTER_OK ? REFRESH_PERIOD_NS : EVENTS_RETRY_NS);
 }
 
 /* ---- statements --------------------------------------------------------- */
@@ -1378,7 +1402,9 @@ static int schema_agreed(cql_client_t *cl, int host)
         cql_slice_t addr;
         if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK)
             continue;
+        pthread_mutex_lock(&cl->lock);
         int peer = peer_host(cl, addr, host, 0);
+        pthread_mutex_unlock(&cl->lock);
         if (peer >= 0 && !atomic_load(&cl->hosts[peer].up)) /* a node that is down catches up when it returns */
             continue;
         agreed = uuid_cell(&res, row, 1, theirs) == NATTER_OK && memcmp(mine, theirs, 16) == 0;

@@ -7,23 +7,29 @@
  * Each host has a small pool of connections; each connection multiplexes
  * many requests by stream id, with a reader thread matching answers to
  * waiting calls, so any number of threads may call at once and a caller may
- * have several calls in flight (submit, then wait). One more connection is
- * REGISTERed for the cluster's TOPOLOGY_CHANGE and STATUS_CHANGE events;
- * on each, and every minute, the ring is read again: a node that joined
- * becomes a host and gets its share of the requests, one that left the ring
- * gets none and its connections are closed.
+ * have several calls in flight (submit, then wait). One more connection, to
+ * a node of the ring, is REGISTERed for the cluster's TOPOLOGY_CHANGE and
+ * STATUS_CHANGE events; the ring is read again (from that node) a second
+ * after an event, whenever that connection is opened anew, and every
+ * minute: a node that joined becomes a host and gets its share of the
+ * requests, one that left the ring gets none and its connections are
+ * closed. The client knows 64 hosts at most (a node past them is left out,
+ * and said so on stderr); hosts are never forgotten, only left out of the
+ * ring.
  *
  * Routing. A request with a routing token goes to the node owning the token
  * (the first ring token at or after it), else to the next distinct nodes
  * clockwise — the replicas of SimpleStrategy, and of NetworkTopologyStrategy
- * in one datacenter and rack — else to any host: the first of them that is
- * up takes it. A request without a token goes to the hosts in turn.
+ * in one datacenter and rack — else to any other host of the ring: the first
+ * of them that is up takes it. A request without a token goes to the
+ * ring's hosts in turn.
  *
  * Host state. A host is down from the moment a connect to it fails or a
  * connection to it breaks (the node died, or stopped answering: see below)
  * until a reconnect succeeds; requests go around it. A monitor thread per
- * client retries a down host after a back-off doubling from 100 ms to 2 s,
- * and closes connections that went silent.
+ * client retries a down host of the ring after a back-off doubling from
+ * 100 ms to 2 s, and closes connections that went silent. An event never
+ * marks a host down or up by itself.
  *
  * Time. A request's timeout runs from the moment it is sent. Calls block
  * their caller (an API worker or the store consumer), never the event loop.
@@ -35,7 +41,8 @@
  * cannot take every stream.
  *
  * Statements are prepared on every host that is up; a host that answers
- * UNPREPARED (it restarted without them, or the table's schema changed) gets
+ * UNPREPARED (it restarted without them, joined later, or the table's schema
+ * changed) gets
  * the statement again and the request is sent again. Retries with back-off
  * (100, 200, 400 ms) are for idempotent statements only, on Overloaded,
  * Unavailable, read/write timeouts, bootstrapping and lost connections, and
