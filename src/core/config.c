@@ -79,7 +79,7 @@ static const opt_t options[] = {
     {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
     {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
     {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
-    {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, 250, NULL, "20",
+    {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, NATTER_KAFKA_FANOUT_WAIT_MAX_MS, NULL, "20",
      "ms the broker may gather records (up to 8 KiB) for a node's pushes: fewer, larger fetches for up to this "
      "much push latency (0: each record at once)"},
     {"cql-hosts", OPT_STR, F(cql_hosts), 0, 0, NULL, "127.0.0.1:9042", "Cassandra/Scylla contact points HOST:PORT[,...]"},
@@ -168,14 +168,18 @@ static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char 
 static void print_help(void)
 {
     char env[64];
+    int width = (int)strlen("help"); /* the longest flag's: the texts start in one column */
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if ((int)strlen(options[i].flag) > width)
+            width = (int)strlen(options[i].flag);
     printf("usage: natter [options]\n\nA chat backend: HTTP and WebSocket in, a durable log, a batched store.\n\n"
            "options (each also read from the environment variable shown):\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         env_name(&options[i], env, sizeof(env));
-        printf("  --%-14s %s\n  %-16s env %s, default %s\n", options[i].flag, options[i].help, "", env,
+        printf("  --%-*s %s\n  %-*s env %s, default %s\n", width, options[i].flag, options[i].help, width + 2, "", env,
                options[i].def);
     }
-    printf("  --%-14s %s\n", "help", "print this help and exit");
+    printf("  --%-*s %s\n", width, "help", "print this help and exit");
 }
 
 int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, size_t errlen)

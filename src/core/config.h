@@ -9,6 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The longest --kafka-fanout-wait: a read waits for this node's fan-out
+ * (read-your-writes) at most OWN_WRITES_WAIT_MS in api.c, which must leave
+ * room for a whole wait and the fetch after it. */
+#define NATTER_KAFKA_FANOUT_WAIT_MAX_MS 250
+
 typedef struct natter_config {
     char listen_host[64];
     uint16_t listen_port;

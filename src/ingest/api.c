@@ -32,10 +32,13 @@
 #define WS_TICKET_TTL_MS 30000
 /* How long a read waits for this node's fan-out to pass the posts it has
  * acknowledged (log.h, fanout_wait_own): up to --kafka-fanout-wait (at
- * most 250 ms, 20 by default) plus a few milliseconds normally; the bound
- * is for a fan-out far behind or a partition between leaders (then the
- * partition counts as stalled and later reads there do not wait). */
+ * most NATTER_KAFKA_FANOUT_WAIT_MAX_MS, 20 by default) plus a few
+ * milliseconds normally; the bound is for a fan-out far behind or a
+ * partition between leaders (then the partition counts as stalled and
+ * later reads there do not wait). */
 #define OWN_WRITES_WAIT_MS 500
+_Static_assert(OWN_WRITES_WAIT_MS >= 2 * NATTER_KAFKA_FANOUT_WAIT_MAX_MS,
+               "a read must outwait the longest fan-out gathering and the fetch after it");
 
 natter_api_job_t *natter_api_job_new(natter_loop_t *loop, const natter_route_t *route)
 {

@@ -252,6 +252,14 @@ static void on_store_error(rd_kafka_t *rk, int err, const char *reason, void *op
 static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *group, const char *instance,
                                 char *err, size_t errlen)
 {
+    int store = strcmp(role, "store") == 0;
+    const char *min_bytes = store ? STORE_FETCH_MIN_BYTES : "1", *wait = FETCH_WAIT_MAX_MS;
+    char fanout_wait[16];
+    if (strcmp(role, "fanout") == 0 && k->cfg->kafka_fanout_wait_ms > 0) {
+        snprintf(fanout_wait, sizeof(fanout_wait), "%u", k->cfg->kafka_fanout_wait_ms);
+        min_bytes = FANOUT_FETCH_MIN_BYTES;
+        wait = fanout_wait;
+    }
     rd_kafka_conf_t *conf = base_conf(k, role, err, errlen);
     if (conf == NULL || set(conf, "group.id", group, err, errlen) ||
         (instance != NULL && set(conf, "group.instance.id", instance, err, errlen)) ||
@@ -260,25 +268,12 @@ static rd_kafka_t *new_consumer(log_kafka_t *k, const char *role, const char *gr
         set(conf, "auto.offset.reset", "earliest", err, errlen) ||
         set(conf, "session.timeout.ms", "10000", err, errlen) ||
         set(conf, "heartbeat.interval.ms", "1000", err, errlen) ||
-        set(conf, "fetch.wait.max.ms", FETCH_WAIT_MAX_MS, err, errlen)) {
+        set(conf, "fetch.min.bytes", min_bytes, err, errlen) || set(conf, "fetch.wait.max.ms", wait, err, errlen)) {
         if (conf)
             rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    if (strcmp(role, "fanout") == 0 && k->cfg->kafka_fanout_wait_ms > 0) {
-        char wait[16];
-        snprintf(wait, sizeof(wait), "%u", k->cfg->kafka_fanout_wait_ms);
-        if (set(conf, "fetch.min.bytes", FANOUT_FETCH_MIN_BYTES, err, errlen) ||
-            set(conf, "fetch.wait.max.ms", wait, err, errlen)) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    if (strcmp(role, "store") == 0) {
-        if (set(conf, "fetch.min.bytes", STORE_FETCH_MIN_BYTES, err, errlen)) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
+    if (store) {
         rd_kafka_conf_set_opaque(conf, k);
         rd_kafka_conf_set_error_cb(conf, on_store_error);
     }
