@@ -881,6 +881,49 @@ static void test_ring_follows_topology_events(void **state)
         fake_stop(f[i]);
 }
 
+/* The node holding the events connection dies: the client opens it again
+ * on a node still up (events sent while there was none are lost, so it reads
+ * the ring again at once), and events from there are heard. */
+static void test_events_connection_moves(void **state)
+{
+    (void)state;
+    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+    static const char *const toks[3] = {"-100", "0", "100"};
+    fake_t *f[3];
+    f[0] = fake_start(ips[0], 0, toks[0]);
+    uint16_t port = f[0]->port;
+    f[1] = fake_start(ips[1], port, toks[1]);
+    fake_add_peer(f[0], ips[1], toks[1]);
+    fake_add_peer(f[1], ips[0], toks[0]);
+    char contact[64], addr3[64];
+    snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
+    snprintf(addr3, sizeof(addr3), "127.0.0.3:%u", port);
+    cql_client_t *c = open_client(contact, 1000);
+    wait_ring_reads(f, 2, 2);
+    int holder = fake_conns(f[0], 1) == 1 ? 0 : 1, other = 1 - holder;
+    assert_int_equal(fake_conns(f[holder], 1), 1);
+    int reads = atomic_load(&f[other]->peers_reads);
+
+    fake_stop(f[holder]);
+    f[holder] = NULL;
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while ((fake_conns(f[other], 1) == 0 || atomic_load(&f[other]->peers_reads) == reads) &&
+           natter_mono_ns() < deadline)
+        usleep(20000);
+    assert_int_equal(fake_conns(f[other], 1), 1);
+    assert_true(atomic_load(&f[other]->peers_reads) > reads);
+
+    f[2] = fake_start(ips[2], port, toks[2]);
+    fake_add_peer(f[2], ips[other], toks[other]);
+    fake_add_peer(f[other], ips[2], toks[2]);
+    fake_event(f[other], "TOPOLOGY_CHANGE", "NEW_NODE", ips[2], port);
+    wait_in_ring(c, addr3, 1);
+
+    cql_client_close(c);
+    fake_stop(f[other]);
+    fake_stop(f[2]);
+}
+
 /* A contact point given by name ("localhost") is the node the others list
  * by address in system.peers: the client learns the address from the node
  * itself (system.local), so reading the ring from the other node keeps one
@@ -921,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_ring_routing_and_host_state),
         cmocka_unit_test(test_ring_follows_topology_events),
         cmocka_unit_test(test_contact_point_by_name),
+        cmocka_unit_test(test_events_connection_moves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
