@@ -165,11 +165,12 @@ struct cql_client {
     pthread_cond_t monitor_cond; /* on CLOCK_MONOTONIC */
     int monitor_started, stopping;
     int refresh_wanted; /* an event came: read the ring again; under lock */
+    int table_full_told; /* under lock */
     /* the monitor thread's alone (and close's, after it joined the monitor) */
     conn_t *events_conn; /* REGISTERed for TOPOLOGY_CHANGE and STATUS_CHANGE */
     int events_host;
     uint64_t events_retry_ns, refresh_due_ns;
-    atomic_uint_least64_t events, ring_changes;
+    atomic_uint_least64_t events, ring_changes, ring_reads;
 };
 
 /* Whether the ring routes to host: a ring read with no tokens (a node not
@@ -371,16 +372,11 @@ static void set_timeouts(int fd, unsigned send_ms, unsigned recv_ms)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
 }
 
-static int connect_to(const char *name, const char *port, unsigned timeout_ms, char *err, size_t errlen)
+/* A connected socket to one address, or -1 with errno set. */
+static int connect_addr(const struct addrinfo *ai, unsigned timeout_ms)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int gai = getaddrinfo(name, port, &hints, &res);
-    if (gai != 0) {
-        snprintf(err, errlen, "%s:%s: %s", name, port, gai_strerror(gai));
-        return -1;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int rc = fd < 0 ? -1 : connect(fd, res->ai_addr, res->ai_addrlen);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = fd < 0 ? -1 : connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && fd >= 0 && errno == EINPROGRESS) {
         struct pollfd pfd = {fd, POLLOUT, 0};
         int soerr = 0;
@@ -391,11 +387,32 @@ static int connect_to(const char *name, const char *port, unsigned timeout_ms, c
         else
             errno = soerr ? soerr : ETIMEDOUT;
     }
+    if (rc != 0 && fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Connects to name:port, trying each of its addresses in turn (a name like
+ * localhost may give ::1 first to a node that listens on 127.0.0.1 only). */
+static int connect_to(const char *name, const char *port, unsigned timeout_ms, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int gai = getaddrinfo(name, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "%s:%s: %s", name, port, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (const struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+        fd = connect_addr(ai, timeout_ms);
+    int saved = errno;
     freeaddrinfo(res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s:%s: %s", name, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s:%s: %s", name, port, strerror(saved));
         return -1;
     }
     int on = 1;
@@ -677,10 +694,26 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+/* The first address a contact point's name resolves to, as text ("" when
+ * it does not): its ip until the node says otherwise (read_ring). */
+static void resolve_ip(const char *name, char *out, size_t len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    out[0] = '\0';
+    if (getaddrinfo(name, NULL, &hints, &res) != 0)
+        return;
+    const void *a = res->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
+                                              : (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+    if (inet_ntop(res->ai_family, a, out, (socklen_t)len) == NULL)
+        out[0] = '\0';
+    freeaddrinfo(res);
+}
+
 /* The host of that name and port, added when new; -1 when the table is
  * full. Under client->lock once the client is open. A peer is named by its
- * address, which is then its ip; a contact point's ip is what the node says
- * of itself when the ring is read from it. */
+ * address, which is then its ip; a contact point's ip is what its name
+ * resolves to at open, then what the node says of itself when the ring is
+ * read from it. */
 static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char *port)
 {
     int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
@@ -689,8 +722,11 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
             strcmp(cl->hosts[i].port, port) == 0)
             return i;
     if (n == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name)) {
-        fprintf(stderr, "natter: cql: %.*s:%s left out: the client knows %d hosts at most\n", (int)nlen, name, port,
-                MAX_HOSTS);
+        if (n == MAX_HOSTS && !cl->table_full_told) {
+            cl->table_full_told = 1;
+            fprintf(stderr, "natter: cql: %.*s:%s and any further node left out: the client knows %d hosts at most\n",
+                    (int)nlen, name, port, MAX_HOSTS);
+        }
         return -1;
     }
     host_t *h = &cl->hosts[n];
@@ -712,10 +748,12 @@ static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
         size_t nlen = colon ? (size_t)(colon - p) : (size_t)(end - p);
         if (colon && (size_t)(end - colon - 1) < sizeof(port) && end > colon + 1)
             snprintf(port, sizeof(port), "%.*s", (int)(end - colon - 1), colon + 1);
-        if (nlen == 0 || add_host(cl, p, nlen, port) < 0) {
+        int host = nlen == 0 ? -1 : add_host(cl, p, nlen, port);
+        if (host < 0) {
             snprintf(err, errlen, "bad CQL host list '%s'", cl->hosts_text);
             return NATTER_EINVAL;
         }
+        resolve_ip(cl->hosts[host].name, cl->hosts[host].ip, sizeof(cl->hosts[host].ip));
         p = comma ? comma + 1 : end;
     }
     cl->ncontacts = atomic_load(&cl->nhosts);
@@ -742,6 +780,7 @@ void cql_client_stats(cql_client_t *cl, cql_client_stats_t *out)
 {
     out->events = atomic_load_explicit(&cl->events, memory_order_relaxed);
     out->ring_changes = atomic_load_explicit(&cl->ring_changes, memory_order_relaxed);
+    out->ring_reads = atomic_load_explicit(&cl->ring_reads, memory_order_acquire);
 }
 
 /* ---- calls ---------------------------------------------------------------- */
@@ -1162,10 +1201,12 @@ static void ring_publish(cql_client_t *cl, ring_t *r)
     ring_t *cur = atomic_load_explicit(&cl->ring, memory_order_relaxed);
     if (cur != NULL && ring_same(cur, r)) {
         ring_free(r);
+        atomic_fetch_add_explicit(&cl->ring_reads, 1, memory_order_release);
         return;
     }
     r->older = cur;
     atomic_store_explicit(&cl->ring, r, memory_order_release);
+    atomic_fetch_add_explicit(&cl->ring_reads, 1, memory_order_release);
     if (cur != NULL) {
         atomic_fetch_add_explicit(&cl->ring_changes, 1, memory_order_relaxed);
         fprintf(stderr, "natter: cql: the ring changed: %zu tokens on %d hosts\n", r->n, r->nmembers);
@@ -1216,15 +1257,19 @@ static int next_ring_host(cql_client_t *cl, int host)
 /* The monitor's other half: keeps one connection REGISTERed for events on
  * an up host of the ring, and reads the ring again EVENT_DELAY_NS after an
  * event (wanted), at once when that connection opens (events may have been
- * missed while there was none), and every REFRESH_PERIOD_NS. A round tries
- * one host for each (each try bounded by the timeout), so that the monitor's
- * reconnects and reaping are never held up for long. */
+ * missed while there was none), and every REFRESH_PERIOD_NS, from the node
+ * that connection is on. A node that stopped answering queries, was marked
+ * down or left the ring loses the events connection to the next one. A
+ * round tries one node for each, so that the monitor's reconnects and
+ * reaping wait for a few timeouts (connect and handshake) at most. */
 static void events_round(cql_client_t *cl, int wanted)
 {
     char err[256];
     uint64_t now = natter_mono_ns();
-    if (cl->events_conn != NULL && atomic_load(&cl->events_conn->dead)) {
-        conn_retire(cl->events_conn);
+    conn_t *ev = cl->events_conn;
+    if (ev != NULL && (atomic_load(&ev->dead) || !atomic_load(&cl->hosts[cl->events_host].up) ||
+                       !in_ring(atomic_load_explicit(&cl->ring, memory_order_acquire), cl->events_host))) {
+        conn_retire(ev);
         cl->events_conn = NULL;
     }
     if (cl->events_conn == NULL && now >= cl->events_retry_ns) {
@@ -1241,14 +1286,17 @@ static void events_round(cql_client_t *cl, int wanted)
         cl->refresh_due_ns = now + EVENT_DELAY_NS;
     if (now < cl->refresh_due_ns)
         return;
-    /* the events connection's host first: it told us */
     int host = cl->events_conn != NULL ? cl->events_host : next_ring_host(cl, cl->events_host);
     ring_t *fresh;
     int rc = host >= 0 ? read_ring(cl, host, &fresh, err, sizeof(err)) : NATTER_EUNAVAIL;
-    if (rc == NATTER_OK)
+    if (rc == NATTER_OK) {
         ring_publish(cl, fresh);
-    else if (host >= 0 && cl->events_conn == NULL)
-        cl->events_host = host; /* the next round asks the next one */
+    } else if (cl->events_conn != NULL) { /* its node does not answer: the next one takes both */
+        conn_retire(cl->events_conn);
+        cl->events_conn = NULL;
+    } else if (host >= 0) {
+        cl->events_host = host;
+    }
     cl->refresh_due_ns = natter_mono_ns() + (rc == NATTER_OK ? REFRESH_PERIOD_NS : EVENTS_RETRY_NS);
 }
 

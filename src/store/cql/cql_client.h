@@ -133,6 +133,7 @@ size_t cql_client_hosts(cql_client_t *c, cql_host_stats_t *out, size_t max);
 typedef struct cql_client_stats {
     uint64_t events;       /* cluster events received (topology, status) */
     uint64_t ring_changes; /* times the ring read again differed from the one routed by */
+    uint64_t ring_reads;   /* rings read whole (at open, then again), changed or not */
 } cql_client_stats_t;
 
 void cql_client_stats(cql_client_t *c, cql_client_stats_t *out);
