@@ -89,6 +89,7 @@ struct cql_call {
     cql_stmt_t *stmt;     /* EXECUTE and BATCH: for re-prepare */
     int64_t token;
     int idempotent;
+    int internal; /* the client's own read of the ring or the schema: not in the host's counters */
     int attempts;
     uint64_t deadline_ns; /* of the attempt in flight */
     conn_t *conn;         /* sent on (holds a reference) */
@@ -834,7 +835,8 @@ static int send_to(cql_call_t *call, int host)
             if (previous != NULL)
                 conn_release(previous);
             call->attempts++;
-            atomic_fetch_add_explicit(&cl->hosts[host].requests, 1, memory_order_relaxed);
+            if (!call->internal)
+                atomic_fetch_add_explicit(&cl->hosts[host].requests, 1, memory_order_relaxed);
             return NATTER_OK;
         }
         c->slots[s] = NULL;
@@ -943,6 +945,12 @@ static int retryable(int32_t code)
 
 static int prepare_on(cql_client_t *cl, cql_stmt_t *st, int host, char *err, size_t errlen);
 
+static void count_error(const cql_call_t *call, host_t *h)
+{
+    if (!call->internal)
+        atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+}
+
 /* Waits for the call, retrying and re-preparing as the header says, and
  * frees it. *served (when not NULL) is the host of the last attempt, or -1. */
 static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t errlen, int *served)
@@ -969,7 +977,7 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
             call->answer = NULL;
             if (cql_response_parse(&res.resp, res.frame, res.len, err, errlen) != NATTER_OK) {
                 free(res.frame);
-                atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+                count_error(call, h);
                 rc = NATTER_EIO;
                 break;
             }
@@ -991,11 +999,11 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
                     continue;
                 break;
             }
-            atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+            count_error(call, h);
             if (!(call->idempotent && retryable(code)))
                 break;
         } else {
-            atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+            count_error(call, h);
             snprintf(err, errlen, "%s:%s: %s", h->name, h->port,
                      rc == NATTER_ETIMEDOUT ? "CQL request timed out" : "CQL connection lost");
             if (!call->idempotent)
@@ -1040,6 +1048,7 @@ static int query_on(cql_client_t *cl, int host, const char *query, cql_result_t 
 {
     cql_query_params_t one = {.consistency = CQL_ONE};
     cql_call_t *call = call_new(cl, CQL_NO_TOKEN, 0, NULL);
+    call->internal = 1;
     cql_build_query(&call->request, 0, query, &one);
     call_send(call, host); /* when it fails, finish says why */
     return call_finish(call, out, err, errlen, NULL);

@@ -120,7 +120,8 @@ typedef struct cql_host_stats {
     char address[272];   /* "host:port", as the client reaches it */
     int in_ring;         /* 1 while it owns tokens of the ring the client routes by */
     int up;              /* 1 while requests may go there (see Host state) */
-    uint64_t requests;   /* request frames sent to it */
+    uint64_t requests;   /* request frames sent to it: statements and PREPAREs, not the client's own reads of
+                          * the ring and the schema (which would blur which node served what) */
     uint64_t errors;     /* of those: not answered in time, lost with their connection, or answered with an
                           * error other than UNPREPARED */
     uint64_t reprepares; /* statements prepared again because it answered UNPREPARED */
