@@ -713,6 +713,10 @@ static void test_silent_handshake_is_bounded(void **state)
 
 /* ---- routing on a fake ring ------------------------------------------------ */
 
+/* The fake ring's nodes and the token each owns. */
+static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+static const char *const toks[3] = {"-100", "0", "100"};
+
 /* Three fake nodes owning tokens -100, 0 and 100 (so node 2 owns (-100, 0],
  * node 3 (0, 100], node 1 the rest). The client is given node 1 only and
  * finds the others; a token goes to its owner; with the owner gone it goes
@@ -720,8 +724,6 @@ static void test_silent_handshake_is_bounded(void **state)
 static void test_ring_routing_and_host_state(void **state)
 {
     (void)state;
-    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
-    static const char *const toks[3] = {"-100", "0", "100"};
     fake_t *f[3];
     f[0] = fake_start(ips[0], 0, toks[0]);
     for (int i = 1; i < 3; i++)
@@ -807,6 +809,18 @@ static void wait_in_ring(cql_client_t *c, const char *address, int in_ring)
     }
 }
 
+/* The ring of the event tests: nodes 1 and 2 of ips/toks running, each the
+ * other's peer; node 3 joins later. Returns their port. */
+static uint16_t two_of_three(fake_t *f[3])
+{
+    f[0] = fake_start(ips[0], 0, toks[0]);
+    f[1] = fake_start(ips[1], f[0]->port, toks[1]);
+    f[2] = NULL;
+    fake_add_peer(f[0], ips[1], toks[1]);
+    fake_add_peer(f[1], ips[0], toks[0]);
+    return f[0]->port;
+}
+
 /* Nodes joining and leaving a running cluster. The client, opened on a ring
  * of two, REGISTERs a connection for events; on TOPOLOGY_CHANGE it reads the
  * ring again: a third node that joined gets the tokens it owns, and once it
@@ -815,14 +829,8 @@ static void wait_in_ring(cql_client_t *c, const char *address, int in_ring)
 static void test_ring_follows_topology_events(void **state)
 {
     (void)state;
-    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
-    static const char *const toks[3] = {"-100", "0", "100"};
     fake_t *f[3];
-    f[0] = fake_start(ips[0], 0, toks[0]);
-    uint16_t port = f[0]->port;
-    f[1] = fake_start(ips[1], port, toks[1]);
-    fake_add_peer(f[0], ips[1], toks[1]);
-    fake_add_peer(f[1], ips[0], toks[0]);
+    uint16_t port = two_of_three(f);
     char contact[64], addr3[64];
     snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
     snprintf(addr3, sizeof(addr3), "127.0.0.3:%u", port);
@@ -886,14 +894,8 @@ static void test_ring_follows_topology_events(void **state)
 static void test_events_connection_moves(void **state)
 {
     (void)state;
-    static const char *const ips[3] = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
-    static const char *const toks[3] = {"-100", "0", "100"};
     fake_t *f[3];
-    f[0] = fake_start(ips[0], 0, toks[0]);
-    uint16_t port = f[0]->port;
-    f[1] = fake_start(ips[1], port, toks[1]);
-    fake_add_peer(f[0], ips[1], toks[1]);
-    fake_add_peer(f[1], ips[0], toks[0]);
+    uint16_t port = two_of_three(f);
     char contact[64], addr3[64];
     snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
     snprintf(addr3, sizeof(addr3), "127.0.0.3:%u", port);
