@@ -95,10 +95,7 @@ static void *renew_main(void *arg)
     pthread_mutex_lock(&l->lock);
     while (!l->stop) {
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)(ttl / 3 % 1000) * 1000000;
-        until.tv_sec += ttl / 3 / 1000 + until.tv_nsec / 1000000000;
-        until.tv_nsec %= 1000000000;
+        natter_mono_deadline(&until, (int)(ttl / 3));
         if (pthread_cond_timedwait(&l->wake, &l->lock, &until) != ETIMEDOUT)
             continue;
         pthread_mutex_unlock(&l->lock);
@@ -164,11 +161,7 @@ int natter_lease_take(natter_lease_t *l, natter_app_t *app, char *err, size_t er
     atomic_store(&l->held, 1);
     if (l->in_store) {
         pthread_mutex_init(&l->lock, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&l->wake, &attr);
-        pthread_condattr_destroy(&attr);
+        natter_mono_cond_init(&l->wake);
         pthread_create(&l->thread, NULL, renew_main, l);
     }
     return NATTER_OK;

@@ -95,6 +95,15 @@ void natter_mono_deadline(struct timespec *ts, int ms)
     }
 }
 
+void natter_mono_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 /* Days since 1970-01-01 to a proleptic Gregorian date, by arithmetic on
  * 400-year eras (146,097 days each, years counted from March so the leap
  * day ends a year). Not gmtime_r: glibc's takes the process-wide tzset lock,

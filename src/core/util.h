@@ -2,6 +2,7 @@
 #ifndef NATTER_UTIL_H
 #define NATTER_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,8 +21,10 @@ int64_t natter_now_ns(void);
 uint64_t natter_mono_ns(void);
 /* The monotonic time ms from now, as pthread_cond_timedwait takes it on a
  * condition variable whose clock is CLOCK_MONOTONIC. */
-struct timespec;
 void natter_mono_deadline(struct timespec *ts, int ms);
+/* Initialises a condition variable whose timed waits are on CLOCK_MONOTONIC
+ * (deadlines from natter_mono_deadline; a wall clock step moves none). */
+void natter_mono_cond_init(pthread_cond_t *cond);
 
 /* Formats ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T21:30:00.123Z"); dst must hold NATTER_TIME_LEN bytes. */

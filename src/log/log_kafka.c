@@ -581,11 +581,7 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     k->cfg = cfg;
     pthread_mutex_init(&k->status_lock, NULL);
     pthread_mutex_init(&k->fanout_lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&k->fanout_moved, &attr);
-    pthread_condattr_destroy(&attr);
+    natter_mono_cond_init(&k->fanout_moved);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);

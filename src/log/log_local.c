@@ -66,12 +66,8 @@ static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     for (size_t i = 0; i < SHARDS; i++)
         pthread_mutex_init(&l->shards[i].lock, NULL);
     pthread_mutex_init(&l->wait_lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->wake, &attr);
-    pthread_cond_init(&l->eph_wake, &attr);
-    pthread_condattr_destroy(&attr);
+    natter_mono_cond_init(&l->wake);
+    natter_mono_cond_init(&l->eph_wake);
     pthread_mutex_init(&l->eph_lock, NULL);
     l->eph_tail = &l->eph_head;
     atomic_init(&l->len, 0);

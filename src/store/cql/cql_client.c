@@ -181,15 +181,6 @@ static int in_ring(const ring_t *r, int host)
     return r == NULL || r->n == 0 || r->member[host];
 }
 
-static void cond_init_mono(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
 static struct timespec mono_timespec(uint64_t ns)
 {
     return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
@@ -790,7 +781,7 @@ static cql_call_t *call_new(cql_client_t *cl, int64_t token, int idempotent, cql
 {
     cql_call_t *call = xcalloc(1, sizeof(*call));
     pthread_mutex_init(&call->lock, NULL);
-    cond_init_mono(&call->cond);
+    natter_mono_cond_init(&call->cond);
     cql_buf_init(&call->request);
     call->client = cl;
     call->token = token;
@@ -1518,7 +1509,7 @@ int cql_client_open(cql_client_t **out, const cql_client_config_t *cfg, char *er
     cl->user = cfg->user && cfg->user[0] ? xstrdup(cfg->user) : NULL;
     cl->password = cfg->password ? xstrdup(cfg->password) : xstrdup("");
     pthread_mutex_init(&cl->lock, NULL);
-    cond_init_mono(&cl->monitor_cond);
+    natter_mono_cond_init(&cl->monitor_cond);
     int rc = parse_hosts(cl, err, errlen);
     if (rc == NATTER_OK) /* the first contact point that answers tells the ring */
         rc = NATTER_EUNAVAIL;
