@@ -16,10 +16,14 @@ WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 # On a machine without the build's packages (a fresh Debian) they are
 # installed before the lines below ask pkg-config for them: scripts/deps
-# --build, as root (otherwise it names what is missing and make stops).
+# --build, as root (otherwise it names what is missing and make stops). A
+# dry run (make -n) installs nothing: it only says what is missing.
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),ok)
-ifneq ($(shell scripts/deps --build >&2 && pkg-config --exists $(PKGS) && echo ok),ok)
+ifneq ($(DRY_RUN),)
+$(warning natter: the packages the build needs are missing; make without -n installs them)
+else ifneq ($(shell scripts/deps --build >&2 && pkg-config --exists $(PKGS) && echo ok),ok)
 $(error natter: the packages the build needs are missing)
 endif
 endif
