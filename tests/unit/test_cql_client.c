@@ -40,6 +40,7 @@
 #define FAKE_NEVER (-1)
 #define FAKE_CLOSE (-2)
 #define MAX_FAKE_CONNS 16
+#define MAX_PEERS 48
 
 /* ---- the fake server ------------------------------------------------------ */
 
@@ -67,7 +68,7 @@ struct fake {
     uint16_t port;
     char token[24];
     int npeers; /* under lock, with the peers */
-    char peer_ip[4][16], peer_token[4][24];
+    char peer_ip[MAX_PEERS][16], peer_token[MAX_PEERS][24];
     int lfd;
     pthread_t acceptor;
     atomic_int stopping;
@@ -351,6 +352,7 @@ static fake_t *fake_start(const char *ip, uint16_t port, const char *token)
 static void fake_add_peer(fake_t *f, const char *ip, const char *token)
 {
     pthread_mutex_lock(&f->lock);
+    assert_true(f->npeers < MAX_PEERS);
     snprintf(f->peer_ip[f->npeers], sizeof(f->peer_ip[0]), "%s", ip);
     snprintf(f->peer_token[f->npeers], sizeof(f->peer_token[0]), "%s", token);
     f->npeers++;
@@ -436,20 +438,31 @@ static void fake_stop(fake_t *f)
 
 static char err[512];
 
+/* Opening and preparing are tried again for up to 10 s: a test's timeout
+ * may be a few ms, which a loaded machine can take to schedule the fake's
+ * answer (the tests are about what the client does after). */
 static cql_client_t *open_client(const char *hosts, unsigned timeout_ms)
 {
     cql_client_t *c = NULL;
     cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = timeout_ms};
-    if (cql_client_open(&c, &cfg, err, sizeof(err)) != NATTER_OK)
-        fail_msg("open %s: %s", hosts, err);
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while (cql_client_open(&c, &cfg, err, sizeof(err)) != NATTER_OK) {
+        if (natter_mono_ns() >= deadline)
+            fail_msg("open %s: %s", hosts, err);
+        usleep(20000);
+    }
     return c;
 }
 
 static cql_stmt_t *prepare(cql_client_t *c)
 {
     cql_stmt_t *st;
-    if (cql_client_prepare(c, "INSERT INTO t.kv (k) VALUES (?)", &st, err, sizeof(err)) != NATTER_OK)
-        fail_msg("prepare: %s", err);
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while (cql_client_prepare(c, "INSERT INTO t.kv (k) VALUES (?)", &st, err, sizeof(err)) != NATTER_OK) {
+        if (natter_mono_ns() >= deadline)
+            fail_msg("prepare: %s", err);
+        usleep(20000);
+    }
     return st;
 }
 
@@ -957,6 +970,83 @@ static void test_contact_point_by_name(void **state)
         fake_stop(f[i]);
 }
 
+/* How many hosts the client has, and how many of them are in its ring. */
+static size_t ring_size(cql_client_t *c, size_t *known)
+{
+    cql_host_stats_t hosts[64];
+    size_t n = cql_client_hosts(c, hosts, 64), in = 0;
+    for (size_t i = 0; i < n && i < 64; i++)
+        in += hosts[i].in_ring;
+    *known = n;
+    return in;
+}
+
+/* Polls (at most 10 s, bounded by the client's monitor) until the client's
+ * ring has n hosts. */
+static void wait_ring_size(cql_client_t *c, size_t n)
+{
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    size_t known, in;
+    while ((in = ring_size(c, &known)) != n) {
+        if (natter_mono_ns() >= deadline)
+            fail_msg("the ring has %zu hosts of %zu known, not %zu, after 10 s", in, known, n);
+        usleep(20000);
+    }
+}
+
+/* A cluster whose nodes come and go at new addresses: three times, 40
+ * nodes join a one-node ring and leave it, 121 addresses in all. Once the
+ * client's 64 slots are taken, each newcomer takes the slot of a node that
+ * left (the old code left every node past 64 out of the ring: 24 of the
+ * second round's 41); the contact point keeps its slot, and a request for
+ * a newcomer's token reaches it. */
+static void test_host_slots_reused(void **state)
+{
+    (void)state;
+    enum { ROUND = 40 };
+    fake_t *f0 = fake_start("127.0.0.1", 0, "0");
+    uint16_t port = f0->port;
+    char contact[64];
+    snprintf(contact, sizeof(contact), "127.0.0.1:%u", port);
+    cql_client_t *c = open_client(contact, 1000);
+    cql_stmt_t *st = prepare(c);
+    wait_ring_reads(c, 2);
+    for (int k = 0; k < 3; k++) {
+        char ip[ROUND][16], tok[ROUND][24];
+        for (int i = 0; i < ROUND; i++) {
+            snprintf(ip[i], sizeof(ip[i]), "127.0.%u.%u", (unsigned char)(k + 1), (unsigned char)(i + 1));
+            snprintf(tok[i], sizeof(tok[i]), "%d", k * 1000 + i + 1);
+            fake_add_peer(f0, ip[i], tok[i]);
+        }
+        fake_t *live = fake_start(ip[0], port, tok[0]); /* the others are addresses nobody answers on */
+        fake_event(f0, "TOPOLOGY_CHANGE", "NEW_NODE", ip[0], port);
+        wait_ring_size(c, ROUND + 1);
+        size_t known;
+        ring_size(c, &known);
+        assert_true(known <= 64);
+        int before = atomic_load(&live->executes);
+        for (int j = 0; j < 10; j++) /* its range is (0, tok[0]] */
+            assert_int_equal(exec_wait(c, st, 0, k * 1000 + 1), NATTER_OK);
+        assert_int_equal(atomic_load(&live->executes) - before, 10);
+
+        for (int i = 0; i < ROUND; i++)
+            fake_remove_peer(f0, ip[i]);
+        fake_event(f0, "TOPOLOGY_CHANGE", "REMOVED_NODE", ip[0], port);
+        wait_ring_size(c, 1);
+        uint64_t deadline = natter_mono_ns() + 10000000000ull; /* the monitor closes what went to it */
+        while (fake_conns(live, 0) > 0 && natter_mono_ns() < deadline)
+            usleep(20000);
+        assert_int_equal(fake_conns(live, 0), 0);
+        fake_stop(live);
+    }
+    cql_host_stats_t hs[64];
+    assert_true(cql_client_hosts(c, hs, 64) <= 64);
+    assert_string_equal(hs[0].address, contact);
+    assert_int_equal(hs[0].in_ring, 1);
+    cql_client_close(c);
+    fake_stop(f0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_ring_follows_topology_events),
         cmocka_unit_test(test_contact_point_by_name),
         cmocka_unit_test(test_events_connection_moves),
+        cmocka_unit_test(test_host_slots_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

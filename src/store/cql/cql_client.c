@@ -30,10 +30,12 @@
  *
  * Lifetimes: a connection is reference-counted (its host slot, its reader
  * thread, and every call in flight on it each hold one), so a call that
- * timed out still finds the connection it was sent on. The host table only
- * grows: a slot is filled under client->lock and then counted in nhosts
- * (release), so a reader that loads nhosts (acquire) reads whole slots
- * without a lock. The ring is immutable once published: the monitor thread
+ * timed out still finds the connection it was sent on. The host table
+ * grows up to MAX_HOSTS: a slot is filled under client->lock and then
+ * counted in nhosts (release), so a reader that loads nhosts (acquire) finds
+ * whole slots; a slot's name, ip and port are read under client->lock
+ * only, since once the table is full the slot of a host gone from the ring
+ * takes the next new one (reusable_slot). The ring is immutable once published: the monitor thread
  * alone builds a new one (when an event says the cluster changed, when its
  * events connection opens, and every REFRESH_PERIOD_NS), publishes it by
  * an atomic pointer and keeps the ones it replaced until close (one per
@@ -116,13 +118,14 @@ struct conn {
 };
 
 typedef struct host {
-    char name[256];
+    char name[256]; /* name, ip and port: under client->lock once the client is open */
     char ip[64]; /* its address as the cluster gives it (system.local), to know it in system.peers;
                   * "" while unknown; under client->lock once the client is open */
     char port[8];
     conn_t *conns[MAX_CONNS];
     unsigned next;         /* round robin over the slots */
     int connecting;        /* a thread is opening a connection to it */
+    unsigned listed;       /* the last ring read (read_gen) that listed it */
     uint64_t retry_after_ns, backoff_ns; /* while down */
     atomic_int up;
     atomic_uint_least64_t requests, errors, reprepares;
@@ -167,6 +170,7 @@ struct cql_client {
     int monitor_started, stopping;
     int refresh_wanted; /* an event came: read the ring again; under lock */
     int table_full_told; /* under lock */
+    unsigned read_gen;   /* ring reads begun; under lock */
     /* the monitor thread's alone (and close's, after it joined the monitor) */
     conn_t *events_conn; /* REGISTERed for TOPOLOGY_CHANGE and STATUS_CHANGE */
     int events_host;
@@ -483,8 +487,12 @@ static int register_events(int fd, char *err, size_t errlen)
  * events is set (then it carries no requests). */
 static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size_t errlen)
 {
-    host_t *h = &cl->hosts[host];
-    int fd = connect_to(h->name, h->port, cl->cfg.timeout_ms, err, errlen);
+    char name[sizeof(cl->hosts[0].name)], port[sizeof(cl->hosts[0].port)];
+    pthread_mutex_lock(&cl->lock);
+    memcpy(name, cl->hosts[host].name, sizeof(name));
+    memcpy(port, cl->hosts[host].port, sizeof(port));
+    pthread_mutex_unlock(&cl->lock);
+    int fd = connect_to(name, port, cl->cfg.timeout_ms, err, errlen);
     if (fd < 0)
         return NULL;
     if (handshake(cl, fd, err, errlen) != NATTER_OK || (events && register_events(fd, err, errlen) != NATTER_OK)) {
@@ -701,33 +709,73 @@ static void resolve_ip(const char *name, char *out, size_t len)
     freeaddrinfo(res);
 }
 
+/* When the table is full, the slot a new host may take: that of a host
+ * out of the ring routed by, with no connection and none being made, not a
+ * contact point (they are how the cluster is found again) nor the events
+ * connection's, and not listed by the ring read under way; -1 when there is
+ * none. Under client->lock. A router still on an older ring may send what
+ * that ring gave the old host to the new one: any node coordinates any
+ * request, so that costs a hop, not an answer. */
+static int reusable_slot(cql_client_t *cl, int n)
+{
+    const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
+    for (int i = cl->ncontacts; i < n; i++) {
+        const host_t *h = &cl->hosts[i];
+        int idle = !in_ring(r, i) && !h->connecting && i != cl->events_host && h->listed != cl->read_gen;
+        for (unsigned s = 0; s < MAX_CONNS && idle; s++)
+            idle = h->conns[s] == NULL;
+        if (idle)
+            return i;
+    }
+    return -1;
+}
+
 /* The host of that name and port, added when new; -1 when the table is
- * full. Under client->lock once the client is open. A peer is named by its
- * address, which is then its ip; a contact point's ip is what its name
- * resolves to at open, then what the node says of itself when the ring is
- * read from it. */
+ * full of hosts still in use. Under client->lock once the client is open. A
+ * peer is named by its address, which is then its ip; a contact point's ip
+ * is what its name resolves to at open, then what the node says of itself
+ * when the ring is read from it. */
 static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char *port)
 {
     int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
     for (int i = 0; i < n; i++)
         if (strlen(cl->hosts[i].name) == nlen && strncmp(cl->hosts[i].name, name, nlen) == 0 &&
-            strcmp(cl->hosts[i].port, port) == 0)
+            strcmp(cl->hosts[i].port, port) == 0) {
+            cl->hosts[i].listed = cl->read_gen;
             return i;
-    if (n == MAX_HOSTS || nlen >= sizeof(cl->hosts[0].name)) {
-        if (n == MAX_HOSTS && !cl->table_full_told) {
+        }
+    if (nlen >= sizeof(cl->hosts[0].name))
+        return -1;
+    int slot = n < MAX_HOSTS ? n : reusable_slot(cl, n);
+    if (slot < 0) {
+        if (!cl->table_full_told) {
             cl->table_full_told = 1;
-            fprintf(stderr, "natter: cql: %.*s:%s and any further node left out: the client knows %d hosts at most\n",
+            fprintf(stderr, "natter: cql: %.*s:%s left out: the client knows %d hosts at most, all still in use\n",
                     (int)nlen, name, port, MAX_HOSTS);
         }
         return -1;
     }
-    host_t *h = &cl->hosts[n];
-    memset(h, 0, sizeof(*h));
+    host_t *h = &cl->hosts[slot];
+    if (slot == n) {
+        memset(h, 0, sizeof(*h));
+    } else {
+        fprintf(stderr, "natter: cql: %.*s:%s takes the place of %s:%s, no longer in the ring\n", (int)nlen, name,
+                port, h->name, h->port);
+        h->next = 0;
+        h->backoff_ns = h->retry_after_ns = 0;
+        atomic_store_explicit(&h->requests, 0, memory_order_relaxed);
+        atomic_store_explicit(&h->errors, 0, memory_order_relaxed);
+        atomic_store_explicit(&h->reprepares, 0, memory_order_relaxed);
+    }
     memcpy(h->name, name, nlen);
+    h->name[nlen] = '\0';
+    h->ip[0] = '\0';
     snprintf(h->port, sizeof(h->port), "%s", port);
+    h->listed = cl->read_gen;
     atomic_store(&h->up, 1); /* until a connect says otherwise */
-    atomic_store_explicit(&cl->nhosts, n + 1, memory_order_release);
-    return n;
+    if (slot == n)
+        atomic_store_explicit(&cl->nhosts, n + 1, memory_order_release);
+    return slot;
 }
 
 static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
@@ -754,6 +802,7 @@ static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
 
 size_t cql_client_hosts(cql_client_t *cl, cql_host_stats_t *out, size_t max)
 {
+    pthread_mutex_lock(&cl->lock);
     const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
     int n = atomic_load_explicit(&cl->nhosts, memory_order_acquire);
     for (int i = 0; i < n && (size_t)i < max; i++) {
@@ -765,6 +814,7 @@ size_t cql_client_hosts(cql_client_t *cl, cql_host_stats_t *out, size_t max)
         out[i].errors = atomic_load_explicit(&h->errors, memory_order_relaxed);
         out[i].reprepares = atomic_load_explicit(&h->reprepares, memory_order_relaxed);
     }
+    pthread_mutex_unlock(&cl->lock);
     return (size_t)n;
 }
 
@@ -995,8 +1045,10 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
                 break;
         } else {
             count_error(call, h);
+            pthread_mutex_lock(&cl->lock);
             snprintf(err, errlen, "%s:%s: %s", h->name, h->port,
                      rc == NATTER_ETIMEDOUT ? "CQL request timed out" : "CQL connection lost");
+            pthread_mutex_unlock(&cl->lock);
             if (!call->idempotent)
                 break;
         }
@@ -1110,8 +1162,10 @@ static int host_at(cql_client_t *cl, const char *address, const char *port, int 
     int n = atomic_load_explicit(&cl->nhosts, memory_order_relaxed);
     for (int i = 0; i < n; i++)
         if ((strcmp(cl->hosts[i].name, address) == 0 || strcmp(cl->hosts[i].ip, address) == 0) &&
-            strcmp(cl->hosts[i].port, port) == 0)
+            strcmp(cl->hosts[i].port, port) == 0) {
+            cl->hosts[i].listed = cl->read_gen;
             return i;
+        }
     if (!add)
         return -1;
     int host = add_host(cl, address, strlen(address), port);
@@ -1159,6 +1213,9 @@ static void ring_finish(ring_t *r)
 static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t errlen)
 {
     cql_result_t res;
+    pthread_mutex_lock(&cl->lock);
+    cl->hosts[host].listed = ++cl->read_gen; /* hosts this read lists keep their slots (reusable_slot) */
+    pthread_mutex_unlock(&cl->lock);
     int rc = query_on(cl, host, "SELECT rpc_address, tokens FROM system.local", &res, err, errlen);
     if (rc != NATTER_OK)
         return rc;

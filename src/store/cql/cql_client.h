@@ -13,9 +13,9 @@
  * after an event, whenever that connection is opened anew, and every
  * minute: a node that joined becomes a host and gets its share of the
  * requests, one that left the ring gets none and its connections are
- * closed. The client knows 64 hosts at most (a node past them is left out,
- * and said so on stderr); hosts are never forgotten, only left out of the
- * ring.
+ * closed. The client holds 64 hosts at once: past that, a new node takes
+ * the place of one that left the ring (said on stderr), and is left out
+ * (said once) only when all 64 are still in use.
  *
  * Routing. A request with a routing token goes to the node owning the token
  * (the first ring token at or after it), else to the next distinct nodes
