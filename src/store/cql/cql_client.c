@@ -105,6 +105,7 @@ struct conn {
     atomic_int dead;
     int fd;
     int host;
+    unsigned host_gen;    /* the host slot's gen when opened: a slot given to another node since is not its */
     pthread_mutex_t lock;
     int retired;          /* ended by this client, not by the server: its host stays up */
     int events;           /* the events connection: its end says nothing of its host */
@@ -126,6 +127,7 @@ typedef struct host {
     unsigned next;         /* round robin over the slots */
     int connecting;        /* a thread is opening a connection to it */
     unsigned listed;       /* the last ring read (read_gen) that listed it */
+    unsigned gen;          /* bumped when the slot is given to another node */
     uint64_t retry_after_ns, backoff_ns; /* while down */
     atomic_int up;
     atomic_uint_least64_t requests, errors, reprepares;
@@ -171,6 +173,9 @@ struct cql_client {
     int refresh_wanted; /* an event came: read the ring again; under lock */
     int table_full_told; /* under lock */
     unsigned read_gen;   /* ring reads begun; under lock */
+    /* what add_host has to say, said by read_ring once the lock is let go; under lock */
+    int nreused;
+    char reused_note[300], left_out_note[300];
     /* the monitor thread's alone (and close's, after it joined the monitor) */
     conn_t *events_conn; /* REGISTERed for TOPOLOGY_CHANGE and STATUS_CHANGE */
     int events_host;
@@ -190,7 +195,7 @@ static struct timespec mono_timespec(uint64_t ns)
     return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
 }
 
-static void host_down(cql_client_t *cl, int host, const char *why);
+static void host_down(cql_client_t *cl, int host, unsigned gen, const char *why);
 static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len);
 
 /* ---- connections -------------------------------------------------------- */
@@ -322,7 +327,7 @@ static void *reader_main(void *arg)
     int ours = c->retired || c->events;
     pthread_mutex_unlock(&c->lock);
     if (!ours)
-        host_down(c->client, c->host, "connection lost");
+        host_down(c->client, c->host, c->host_gen, "connection lost");
     conn_release(c);
     return NULL;
 }
@@ -491,6 +496,7 @@ static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size
     pthread_mutex_lock(&cl->lock);
     memcpy(name, cl->hosts[host].name, sizeof(name));
     memcpy(port, cl->hosts[host].port, sizeof(port));
+    unsigned gen = cl->hosts[host].gen;
     pthread_mutex_unlock(&cl->lock);
     int fd = connect_to(name, port, cl->cfg.timeout_ms, err, errlen);
     if (fd < 0)
@@ -505,6 +511,7 @@ static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = fd;
     c->host = host;
+    c->host_gen = gen;
     c->events = events;
     c->client = cl;
     pthread_mutex_init(&c->lock, NULL);
@@ -530,15 +537,24 @@ static void conn_retire(conn_t *c)
 
 /* ---- hosts ---------------------------------------------------------------- */
 
-static void host_down(cql_client_t *cl, int host, const char *why)
+/* The caller holds client->lock. */
+static void host_down_locked(cql_client_t *cl, int host, const char *why)
 {
     host_t *h = &cl->hosts[host];
-    pthread_mutex_lock(&cl->lock);
     if (atomic_exchange(&h->up, 0)) {
         h->backoff_ns = BACKOFF_MIN_NS;
         h->retry_after_ns = natter_mono_ns() + h->backoff_ns;
     }
     snprintf(cl->last_error, sizeof(cl->last_error), "%s:%s: %s", h->name, h->port, why);
+}
+
+/* Marks the host down, unless its slot went to another node (gen) since
+ * the connection that says so was opened. */
+static void host_down(cql_client_t *cl, int host, unsigned gen, const char *why)
+{
+    pthread_mutex_lock(&cl->lock);
+    if (cl->hosts[host].gen == gen)
+        host_down_locked(cl, host, why);
     pthread_mutex_unlock(&cl->lock);
 }
 
@@ -594,14 +610,14 @@ static conn_t *host_conn(cql_client_t *cl, int host)
     /* connecting takes time: not under the client's lock */
     conn_t *fresh = conn_open(cl, host, 0, err, sizeof(err));
     pthread_mutex_lock(&cl->lock);
-    h->connecting = 0;
+    h->connecting = 0; /* the slot was not given to another node while this was set */
     c = fresh != NULL ? host_install(h, cl->cfg.conns_per_host, slot, fresh) : NULL;
     if (c != NULL)
         atomic_fetch_add(&c->refs, 1);
-    pthread_mutex_unlock(&cl->lock);
     if (fresh == NULL)
-        host_down(cl, host, err);
-    else if (c == NULL)
+        host_down_locked(cl, host, err);
+    pthread_mutex_unlock(&cl->lock);
+    if (fresh != NULL && c == NULL)
         conn_retire(fresh);
     return c;
 }
@@ -714,8 +730,11 @@ static void resolve_ip(const char *name, char *out, size_t len)
  * contact point (they are how the cluster is found again) nor the events
  * connection's, and not listed by the ring read under way; -1 when there is
  * none. Under client->lock. A router still on an older ring may send what
- * that ring gave the old host to the new one: any node coordinates any
- * request, so that costs a hop, not an answer. */
+ * that ring gave the old host to the new one, and a late answer on one of
+ * the old host's connections counts its error on the new one: any node
+ * coordinates any request, so that costs a hop or a stray count, not an
+ * answer. Whether an old connection's end marks the host down is told by
+ * the slot's gen. */
 static int reusable_slot(cql_client_t *cl, int n)
 {
     const ring_t *r = atomic_load_explicit(&cl->ring, memory_order_acquire);
@@ -750,8 +769,9 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
     if (slot < 0) {
         if (!cl->table_full_told) {
             cl->table_full_told = 1;
-            fprintf(stderr, "natter: cql: %.*s:%s left out: the client knows %d hosts at most, all still in use\n",
-                    (int)nlen, name, port, MAX_HOSTS);
+            snprintf(cl->left_out_note, sizeof(cl->left_out_note),
+                     "%.*s:%s left out: the client knows %d hosts at most, all still in use", (int)nlen, name, port,
+                     MAX_HOSTS);
         }
         return -1;
     }
@@ -759,8 +779,10 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
     if (slot == n) {
         memset(h, 0, sizeof(*h));
     } else {
-        fprintf(stderr, "natter: cql: %.*s:%s takes the place of %s:%s, no longer in the ring\n", (int)nlen, name,
-                port, h->name, h->port);
+        if (cl->nreused++ == 0)
+            snprintf(cl->reused_note, sizeof(cl->reused_note), "%.*s:%s takes the place of %s:%s", (int)nlen, name,
+                     port, h->name, h->port);
+        h->gen++;
         h->next = 0;
         h->backoff_ns = h->retry_after_ns = 0;
         atomic_store_explicit(&h->requests, 0, memory_order_relaxed);
@@ -1210,6 +1232,26 @@ static void ring_finish(ring_t *r)
 
 /* Reads the ring from one host: its own address and tokens, then every
  * peer's, adding the peers as hosts. */
+/* Says on stderr what add_host noted (not under the lock: stderr may block). */
+static void table_notes(cql_client_t *cl)
+{
+    char reused[sizeof(cl->reused_note)], left_out[sizeof(cl->left_out_note)];
+    pthread_mutex_lock(&cl->lock);
+    int nreused = cl->nreused;
+    memcpy(reused, cl->reused_note, sizeof(reused));
+    memcpy(left_out, cl->left_out_note, sizeof(left_out));
+    cl->nreused = 0;
+    cl->left_out_note[0] = '\0';
+    pthread_mutex_unlock(&cl->lock);
+    if (nreused == 1)
+        fprintf(stderr, "natter: cql: %s, no longer in the ring\n", reused);
+    else if (nreused > 1)
+        fprintf(stderr, "natter: cql: %s, no longer in the ring (and %d more nodes in the places of others)\n",
+                reused, nreused - 1);
+    if (left_out[0] != '\0')
+        fprintf(stderr, "natter: cql: %s\n", left_out);
+}
+
 static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t errlen)
 {
     cql_result_t res;
@@ -1237,18 +1279,23 @@ static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t
         ring_free(r);
         return rc;
     }
-    for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
-        if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK ||
-            cql_rows_cell(&res.resp.rows, row, 1, &tokens) != NATTER_OK)
-            continue;
-        pthread_mutex_lock(&cl->lock);
-        int peer = peer_host(cl, addr, host, 1);
-        pthread_mutex_unlock(&cl->lock);
-        ring_add(r, peer, tokens);
-    }
+    /* the known peers first (marked listed), so that a new one listed
+     * before them cannot take their slots; then the new ones */
+    for (int add = 0; add <= 1; add++)
+        for (int32_t row = 0; row < res.resp.rows.rows_count; row++) {
+            if (cql_rows_cell(&res.resp.rows, row, 0, &addr) != NATTER_OK ||
+                cql_rows_cell(&res.resp.rows, row, 1, &tokens) != NATTER_OK)
+                continue;
+            pthread_mutex_lock(&cl->lock);
+            int peer = peer_host(cl, addr, host, add);
+            pthread_mutex_unlock(&cl->lock);
+            if (add)
+                ring_add(r, peer, tokens);
+        }
     cql_result_free(&res);
     ring_finish(r);
     *out = r;
+    table_notes(cl);
     return NATTER_OK;
 }
 
