@@ -324,6 +324,9 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
 
     counter(&o, "natter_messages_posted_total", "Messages accepted by ingest and appended to the log.",
             SUM(messages_posted));
+    counter(&o, "natter_messages_failed_total",
+            "Messages appended to the log that it then failed to make durable (answered 503).",
+            SUM(messages_failed));
     counter(&o, "natter_messages_consumed_total", "Messages read from the log by the store consumer.",
             SUM(messages_consumed));
     counter(&o, "natter_messages_stored_total", "Messages written to the store.", SUM(messages_stored));

@@ -38,6 +38,7 @@ typedef struct natter_hist {
  * log's threads) adds to the process's shared shard. A scrape sums them. */
 typedef struct natter_metrics_shard {
     _Atomic uint64_t messages_posted;    /* accepted by ingest and appended to the log */
+    _Atomic uint64_t messages_failed;    /* appended, then not made durable: answered 503 */
     _Atomic uint64_t messages_consumed;  /* polled from the log by the store consumer */
     _Atomic uint64_t messages_stored;
     _Atomic uint64_t messages_delivered; /* frames queued to WebSockets */

@@ -159,6 +159,9 @@ void natter_log_commit(natter_log_t *log, natter_msg_t *head, int status);
 int natter_log_ping(natter_log_t *log);
 void natter_log_shutdown(natter_log_t *log);
 int natter_log_drained(natter_log_t *log);
+/* For the backends: tells a record's poster its outcome (0: durable) and
+ * counts the records that failed. */
+void natter_log_durable(natter_msg_t *msg, int status);
 /* 1 when the backend has its own fan-out stream (natter_log_fanout_poll). */
 int natter_log_has_fanout(natter_log_t *log);
 /* The backend's consumer_status, or 0 for a backend without one. */

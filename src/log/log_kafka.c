@@ -168,7 +168,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
                 rd_kafka_err2str(rkm->err));
     else if (rkm->offset >= 0 && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS)
         raise_to(&k->own_durable[rkm->partition], rkm->offset + 1);
-    msg->on_durable(msg, rkm->err ? NATTER_EUNAVAIL : NATTER_OK, msg->durable_arg);
+    natter_log_durable(msg, rkm->err ? NATTER_EUNAVAIL : NATTER_OK);
     free(msg);
 }
 
@@ -670,7 +670,7 @@ static void fail_owed(natter_msg_t *m)
 {
     while (m != NULL) {
         natter_msg_t *next = m->next;
-        m->on_durable(m, NATTER_EUNAVAIL, m->durable_arg);
+        natter_log_durable(m, NATTER_EUNAVAIL);
         free(m);
         m = next;
     }

@@ -84,7 +84,7 @@ static void fail_all(natter_msg_t *m, int status)
 {
     while (m != NULL) {
         natter_msg_t *next = m->next;
-        m->on_durable(m, status, m->durable_arg);
+        natter_log_durable(m, status);
         free(m);
         m = next;
     }
@@ -212,7 +212,7 @@ static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
 {
     (void)log;
     for (natter_msg_t *m = head; m != NULL; m = m->next)
-        m->on_durable(m, status, m->durable_arg);
+        natter_log_durable(m, status);
 }
 
 static int local_ping(natter_log_t *log)

@@ -293,6 +293,11 @@ def _metric(text, name):
     return 0.0
 
 
+def metric(base, name):
+    """The value of an unlabelled series of the node at base (0 when it has none)."""
+    return _metric(requests.get(base + "/metrics", timeout=5).text, name)
+
+
 def _nodes_sharing_the_log(base):
     """The bases of the running servers that share the log of the one at base
     (the nodes of one cluster, itself included); [base] when it is none of
@@ -308,19 +313,27 @@ def settle(base, timeout=10):
     it one batch later. Before reading history, wait until everything posted
     on this node and on the nodes sharing its log is stored or dead-lettered
     (each node's store consumer stores only its share of the partitions, so
-    one node's counts alone may never meet)."""
+    one node's counts alone may never meet). A record whose produce failed
+    (answered 503) counts as done: it may never be stored, or (a produce
+    that timed out after all reached the broker) be stored too, so after an
+    outage a test waits for the lag to drain (wait_drained) as well. Fails
+    the test when the counts have not met within timeout seconds."""
     if not KAFKA:
         return
     bases = _nodes_sharing_the_log(base)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         posted = done = 0
         for b in bases:
             text = requests.get(b + "/metrics", timeout=2).text
             posted += _metric(text, "natter_messages_posted_total")
-            done += _metric(text, "natter_messages_stored_total") + _metric(text, "natter_dead_letters_total")
+            done += sum(_metric(text, m) for m in ("natter_messages_stored_total", "natter_dead_letters_total",
+                                                   "natter_messages_failed_total"))
         if done >= posted:
             return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"settle: after {timeout} s the nodes {bases} have stored or dead-lettered "
+                                 f"{done:.0f} of the {posted:.0f} messages they accepted")
         time.sleep(0.01)
 
 

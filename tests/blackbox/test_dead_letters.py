@@ -13,23 +13,16 @@ import re
 import time
 
 import pytest
-import requests
 
-from conftest import KAFKA, register, wait_drained
+from conftest import KAFKA, metric, register, wait_drained
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="dead letters are the Kafka log's: NATTER_TEST_KAFKA")
-
-
-def metric(srv, name):
-    text = requests.get(srv.base + "/metrics", timeout=5).text
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def wait_metric(srv, name, value, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if metric(srv, name) == value:
+        if metric(srv.base, name) == value:
             return True
         time.sleep(0.2)
     return False
@@ -48,6 +41,6 @@ def test_a_record_the_store_refuses_goes_to_the_dead_letters(server_factory):
     after = [alice.api.post_message(cid, f"after {i}")["id"] for i in range(3)]
     wait_drained(srv.base)
     assert [m["id"] for m in bob.api.all_history(cid)] == after
-    assert metric(srv, "natter_dead_letters_total") == 1
+    assert metric(srv.base, "natter_dead_letters_total") == 1
     r = bob.api.get("/readyz")
     assert r.status_code == 200, r.text

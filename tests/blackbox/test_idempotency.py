@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from conftest import (KAFKA, PASSWORD, REPO, Client, Server, User, login, register, settle, wait_drained, ws_send,
+from conftest import (KAFKA, PASSWORD, REPO, Client, Server, User, login, metric, register, settle, wait_drained, ws_send,
                       ws_wait)
 
 KAFKA_ENGINE = os.environ.get("NATTER_TEST_KAFKA_ENGINE", "")
@@ -143,6 +143,7 @@ def test_repeat_after_a_503_whose_message_was_stored(server_factory):
     cid = alice.create_chat()["id"]
     first = post(alice, cid, "stored though refused", "f-1")
     assert first.status_code == 503, first.text
+    assert metric(srv.base, "natter_messages_failed_total") == 1
     stored = with_client_id(alice.api, cid, "f-1")
     assert len(stored) == 1, "the refused post was not stored: the fault did not do what the test needs"
     again = post(alice, cid, "stored though refused", "f-1")
@@ -187,6 +188,7 @@ def test_kafka_503_whose_record_landed(server_factory):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert first.status_code == 503, first.text
+    assert metric(srv.base, "natter_messages_failed_total") == 1
     landed = with_client_id(alice.api, cid, "k-503", timeout=30)
     assert len(landed) == 1, "the record did not reach the broker: the test proved nothing"
     again = post(alice, cid, "refused yet landed", "k-503")
