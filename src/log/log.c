@@ -85,13 +85,6 @@ int natter_log_consumer_status(natter_log_t *log, char *why, size_t len)
     return log->ops->consumer_status(log, why, len);
 }
 
-void natter_log_durable(natter_msg_t *msg, int status)
-{
-    if (status != NATTER_OK)
-        natter_count(&natter_m()->messages_failed, 1);
-    msg->on_durable(msg, status, msg->durable_arg);
-}
-
 int natter_log_has_fanout(natter_log_t *log)
 {
     return log->ops->fanout_poll != NULL;
