@@ -35,11 +35,12 @@
  * counted in nhosts (release), so a reader that loads nhosts (acquire) finds
  * whole slots; a slot's name, ip and port are read under client->lock
  * only, since once the table is full the slot of a host gone from the ring
- * takes the next new one (reusable_slot). The ring is immutable once published: the monitor thread
- * alone builds a new one (when an event says the cluster changed, when its
- * events connection opens, and every REFRESH_PERIOD_NS), publishes it by
- * an atomic pointer and keeps the ones it replaced until close (one per
- * change of the cluster, so few), since a router may still be reading one.
+ * takes the next new one (reusable_slot). The ring is immutable once
+ * published: the monitor thread alone builds a new one (when an event says
+ * the cluster changed, when its events connection opens, and every
+ * REFRESH_PERIOD_NS), publishes it by an atomic pointer and keeps the ones
+ * it replaced until close (one per change of the cluster, so few), since a
+ * router may still be reading one.
  */
 #include "store/cql/cql_client.h"
 #include "core/error.h"
