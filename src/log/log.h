@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -169,6 +170,17 @@ static inline void natter_log_durable(natter_msg_t *msg, int status)
     if (status != NATTER_OK)
         natter_count(&natter_m()->messages_failed, 1);
     msg->on_durable(msg, status, msg->durable_arg);
+}
+/* For the backends: answers every record of a list it will never make
+ * durable (NATTER_EUNAVAIL), and frees them. */
+static inline void natter_log_fail_all(natter_msg_t *m)
+{
+    while (m != NULL) {
+        natter_msg_t *next = m->next;
+        natter_log_durable(m, NATTER_EUNAVAIL);
+        free(m);
+        m = next;
+    }
 }
 /* 1 when the backend has its own fan-out stream (natter_log_fanout_poll). */
 int natter_log_has_fanout(natter_log_t *log);

@@ -525,8 +525,6 @@ static void destroy_consumer(rd_kafka_t *rk)
     }
 }
 
-static void fail_owed(natter_msg_t *m);
-
 /* Sets closed and wakes whoever waits in fanout_wait_own. */
 static void close_to_readers(log_kafka_t *k)
 {
@@ -565,7 +563,7 @@ static void kafka_close(natter_log_t *log)
         rd_kafka_destroy(k->producer);
     }
     for (int p = 0; k->produce_locks != NULL && p < k->partitions; p++) {
-        fail_owed(k->produce_locks[p].waiting); /* held and never released: nothing releases them now */
+        natter_log_fail_all(k->produce_locks[p].waiting); /* held and never released: nothing releases them now */
         pthread_mutex_destroy(&k->produce_locks[p].lock);
     }
     free(k->produce_locks);
@@ -666,16 +664,6 @@ static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed)
     }
 }
 
-static void fail_owed(natter_msg_t *m)
-{
-    while (m != NULL) {
-        natter_msg_t *next = m->next;
-        natter_log_durable(m, NATTER_EUNAVAIL);
-        free(m);
-        m = next;
-    }
-}
-
 typedef enum { ISSUE_ID, KEEP_ID } id_policy_t;
 
 /* Produces now, or queues behind a held message of the partition (or as one). */
@@ -743,7 +731,7 @@ static void kafka_release(natter_log_t *log, natter_msg_t *msg, int status)
     }
     produce_waiting(k, p, &failed);
     pthread_mutex_unlock(&pl->lock);
-    fail_owed(failed); /* outside the lock: callbacks take other locks */
+    natter_log_fail_all(failed); /* outside the lock: callbacks take other locks */
 }
 
 /* Turns consumed records into a list of messages; records that are errors

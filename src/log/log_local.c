@@ -80,21 +80,11 @@ static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     return NATTER_OK;
 }
 
-static void fail_all(natter_msg_t *m, int status)
-{
-    while (m != NULL) {
-        natter_msg_t *next = m->next;
-        natter_log_durable(m, status);
-        free(m);
-        m = next;
-    }
-}
-
 static void local_close(natter_log_t *log)
 {
     log_local_t *l = (log_local_t *)log;
     for (size_t i = 0; i < SHARDS; i++) {
-        fail_all(l->shards[i].head, NATTER_EUNAVAIL);
+        natter_log_fail_all(l->shards[i].head);
         pthread_mutex_destroy(&l->shards[i].lock);
     }
     pthread_cond_destroy(&l->wake);
