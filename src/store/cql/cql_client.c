@@ -1231,8 +1231,6 @@ static void ring_finish(ring_t *r)
     }
 }
 
-/* Reads the ring from one host: its own address and tokens, then every
- * peer's, adding the peers as hosts. */
 /* Says on stderr what add_host noted (not under the lock: stderr may block). */
 static void table_notes(cql_client_t *cl)
 {
@@ -1253,6 +1251,8 @@ static void table_notes(cql_client_t *cl)
         fprintf(stderr, "natter: cql: %s\n", left_out);
 }
 
+/* Reads the ring from one host: its own address and tokens, then every
+ * peer's, adding the peers as hosts. */
 static int read_ring(cql_client_t *cl, int host, ring_t **out, char *err, size_t errlen)
 {
     cql_result_t res;
