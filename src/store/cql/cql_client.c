@@ -172,7 +172,7 @@ struct cql_client {
     pthread_cond_t monitor_cond; /* on CLOCK_MONOTONIC */
     int monitor_started, stopping;
     int refresh_wanted; /* an event came: read the ring again; under lock */
-    int table_full_told; /* under lock */
+    int table_full_told; /* said that a host was left out, since a slot was last reused; under lock */
     unsigned read_gen;   /* ring reads begun; under lock */
     /* what add_host has to say, said by read_ring once the lock is let go; under lock */
     int nreused;
@@ -780,6 +780,7 @@ static int add_host(cql_client_t *cl, const char *name, size_t nlen, const char 
     if (slot == n) {
         memset(h, 0, sizeof(*h));
     } else {
+        cl->table_full_told = 0; /* the table may fill up again: say so then */
         if (cl->nreused++ == 0)
             snprintf(cl->reused_note, sizeof(cl->reused_note), "%.*s:%s takes the place of %s:%s", (int)nlen, name,
                      port, h->name, h->port);
