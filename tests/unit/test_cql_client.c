@@ -387,6 +387,19 @@ static int fake_conns(fake_t *f, int registered_only)
     return n;
 }
 
+/* Polls (at most 10 s: what it takes is bounded by the client's monitor,
+ * not by this machine's speed) until f has no connection open (none) or at
+ * least one (registered_only: one REGISTERed for events). */
+static void wait_fake_conns(fake_t *f, int registered_only, int none)
+{
+    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    while ((fake_conns(f, registered_only) == 0) != none) {
+        if (natter_mono_ns() >= deadline)
+            fail_msg("the fake node still has %s after 10 s", none ? "connections" : "no connection");
+        usleep(20000);
+    }
+}
+
 /* An EVENT (type, change, the node at ip:port) on every REGISTERed connection. */
 static void fake_event(fake_t *f, const char *type, const char *change, const char *ip, uint16_t port)
 {
@@ -889,10 +902,7 @@ static void test_ring_follows_topology_events(void **state)
         assert_int_equal(exec_wait(c, st, 0, 50), NATTER_OK);
     assert_int_equal(atomic_load(&f[0]->executes) - before1, 20);
     assert_int_equal(atomic_load(&f[2]->executes), before3);
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (fake_conns(f[2], 0) > 0 && natter_mono_ns() < deadline)
-        usleep(20000);
-    assert_int_equal(fake_conns(f[2], 0), 0);
+    wait_fake_conns(f[2], 0, 1);
     cql_client_stats(c, &cs);
     assert_int_equal(cs.ring_changes, 2);
 
@@ -920,9 +930,7 @@ static void test_events_connection_moves(void **state)
 
     fake_stop(f[holder]);
     f[holder] = NULL;
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (fake_conns(f[other], 1) == 0 && natter_mono_ns() < deadline)
-        usleep(20000);
+    wait_fake_conns(f[other], 1, 0);
     assert_int_equal(fake_conns(f[other], 1), 1);
     wait_ring_reads(c, 3); /* again, from the survivor */
     assert_true(atomic_load(&f[other]->peers_reads) > reads);
@@ -1030,10 +1038,7 @@ static void test_host_slots_reused(void **state)
             fake_remove_peer(f0, ip[i]);
         fake_event(f0, "TOPOLOGY_CHANGE", "REMOVED_NODE", ip[0], port);
         wait_ring_size(c, 1);
-        uint64_t deadline = natter_mono_ns() + 10000000000ull; /* the monitor closes what went to it */
-        while (fake_conns(live, 0) > 0 && natter_mono_ns() < deadline)
-            usleep(20000);
-        assert_int_equal(fake_conns(live, 0), 0);
+        wait_fake_conns(live, 0, 1); /* the monitor closes what went to it */
         fake_stop(live);
     }
     cql_client_close(c);
