@@ -172,27 +172,28 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
     free(msg);
 }
 
-/* How long a record waits for others to share its produce request: 1 ms,
- * since every post's 202 waits for it. 5 ms (librdkafka's and Kafka's own
- * default) cost less CPU but held natter-load's seed (one chat, so one
- * partition; 64 connections, each waiting for its 202) to 7,100-7,800
- * msg/s of 10,000. Its price is a spinning thread on a slow broker: an
+/* How long a record waits for others to share its produce request
+ * (--kafka-linger): 1 ms by default, since every post's 202 waits for it.
+ * 5 ms (librdkafka's and Kafka's own default) cost less CPU but held
+ * natter-load's seed (one chat, so one partition; 64 connections, each
+ * waiting for its 202) to 7,100-7,800 msg/s of 10,000. Its price is a spinning thread on a slow broker: an
  * idempotent producer keeps at most five requests in flight per partition,
  * and librdkafka (2.0.2 here, and its code today) sets the broker thread's
  * wakeup from the oldest queued record's linger before it checks that
  * limit, so while five requests wait and a record is past its linger the
  * thread polls with a zero timeout until an answer comes: from 5 ms of
  * broker latency on at 1 ms, 25 ms at 5. bench/results/2026-12-03-linger.txt
- * has both measured. */
-#define LINGER_MS "1"
-
+ * has both measured; bench/results/2026-12-04-producer-linger2.txt 2 ms
+ * against 1 (a fifth less of the broker's CPU a message, a worse tail near
+ * capacity over natter-load's 64 connections). */
 static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
 {
-    char timeout[16];
+    char timeout[16], linger[16];
     snprintf(timeout, sizeof(timeout), "%u", k->cfg->kafka_timeout_ms);
+    snprintf(linger, sizeof(linger), "%u", k->cfg->kafka_linger_ms);
     rd_kafka_conf_t *conf = base_conf(k, "producer", err, errlen);
     if (conf == NULL || set(conf, "enable.idempotence", "true", err, errlen) ||
-        set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", LINGER_MS, err, errlen) ||
+        set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", linger, err, errlen) ||
         set(conf, "message.timeout.ms", timeout, err, errlen)) {
         if (conf)
             rd_kafka_conf_destroy(conf);

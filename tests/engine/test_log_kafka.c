@@ -40,6 +40,7 @@
 #define APPENDERS 4
 #define PER_APPENDER 250
 #define TOTAL (APPENDERS * PER_APPENDER)
+#define LINGER_MS "100" /* --kafka-linger: long enough to tell from none */
 #define DEADLINE_NS 120000000000ull /* generous: a group join and a fresh topic on a loaded machine */
 
 static natter_config_t cfg;
@@ -57,7 +58,8 @@ static int setup(void **state)
     char topic[64], err[256];
     snprintf(topic, sizeof(topic), "natter-logtest-%d-%lld", (int)getpid(), (long long)natter_now_ms());
     char *argv[] = {"natter", "--log", "kafka", "--kafka-brokers", (char *)brokers, "--kafka-topic", topic,
-                    "--kafka-group", topic, "--kafka-partitions", "3", "--node-id", "7", "--batch-time", "5", NULL};
+                    "--kafka-group", topic, "--kafka-partitions", "3", "--node-id", "7", "--batch-time", "5",
+                    "--kafka-linger", LINGER_MS, NULL};
     if (natter_config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "config: %s\n", err);
         return -1;
@@ -394,12 +396,24 @@ static void test_read_your_writes(void **state)
     assert_int_equal(natter_log_kafka.fanout_wait_own(klog, MINE_CHAT, 60000), NATTER_OK);
 }
 
+/* --kafka-linger reaches the producer: a record alone in the producer's
+ * queue waits the linger for others before its request goes, so it is not
+ * durable sooner (a lower bound: a slow machine only makes it later). */
+static void test_linger(void **state)
+{
+    (void)state;
+    uint64_t sent = natter_mono_ns();
+    append_mine("alone");
+    assert_true(natter_mono_ns() - sent >= (uint64_t)atoi(LINGER_MS) * 1000000u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_at_once),
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_read_your_writes),
+        cmocka_unit_test(test_linger),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
