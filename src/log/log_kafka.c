@@ -176,7 +176,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
  * (--kafka-linger): 1 ms by default, since every post's 202 waits for it.
  * 5 ms (librdkafka's and Kafka's own default) cost less CPU but held
  * natter-load's seed (one chat, so one partition; 64 connections, each
- * waiting for its 202) to 7,100-7,800 msg/s of 10,000. Its price is a spinning thread on a slow broker: an
+ * waiting for its 202) to 7,100-7,800 msg/s of 10,000. Its price is a
+ * spinning thread on a slow broker: an
  * idempotent producer keeps at most five requests in flight per partition,
  * and librdkafka (2.0.2 here, and its code today) sets the broker thread's
  * wakeup from the oldest queued record's linger before it checks that
