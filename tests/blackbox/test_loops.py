@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import WsReader, register, ws_send
+from conftest import WsReader, register, ws_send, ws_wait
 from rawws import RawWs, client_frame, read_close
 
 FLOOD_FRAMES = 100_000
@@ -48,7 +48,7 @@ def test_tabs_spread_over_loops_get_every_message_once_in_order(server_factory):
             t.start()
         sender = bob.ws(timeout=10)
         sessions = [requests.Session() for _ in range(4)]  # keep-alive connections, likely on different loops
-        sent = 0
+        sent, client_ids = 0, set()
         for i in range(100):
             s = sessions[i % 4]
             r = s.post(f"{srv.base}/chats/{cid}/messages", data=json.dumps({"content": f"http-{i}"}),
@@ -58,7 +58,11 @@ def test_tabs_spread_over_loops_get_every_message_once_in_order(server_factory):
             sent += 1
             if i % 5 == 0:
                 ws_send(sender, {"type": "send", "chat_id": cid, "content": f"ws-{i}", "client_id": f"c{i}"})
+                client_ids.add(f"c{i}")
                 sent += 1
+        while client_ids:  # the sends are not answered in line with the posts: history waits for their acks
+            ack, _ = ws_wait(sender, lambda f: f.get("type") == "ack", timeout=10, what="ack")
+            client_ids.discard(ack["client_id"])
         history = [m["id"] for m in alice.api.all_history(cid)]
         assert len(history) == sent
         for k, t in enumerate(tabs):
