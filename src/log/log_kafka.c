@@ -177,16 +177,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
  * 5 ms (librdkafka's and Kafka's own default) cost less CPU but held
  * natter-load's seed (one chat, so one partition; 64 connections, each
  * waiting for its 202) to 7,100-7,800 msg/s of 10,000. Its price is a
- * spinning thread on a slow broker: an
- * idempotent producer keeps at most five requests in flight per partition,
- * and librdkafka (2.0.2 here, and its code today) sets the broker thread's
- * wakeup from the oldest queued record's linger before it checks that
- * limit, so while five requests wait and a record is past its linger the
- * thread polls with a zero timeout until an answer comes: from 5 ms of
- * broker latency on at 1 ms, 25 ms at 5. bench/results/2026-12-03-linger.txt
- * has both measured; bench/results/2026-12-04-producer-linger2.txt 2 ms
- * against 1 (a fifth less of the broker's CPU a message, a worse tail near
- * capacity over natter-load's 64 connections). */
+ * spinning thread on a slow broker: an idempotent producer keeps at most
+ * five requests in flight per partition, and librdkafka (2.0.2 here, and
+ * its code today) sets the broker thread's wakeup from the oldest queued
+ * record's linger before it checks that limit, so while five requests wait
+ * and a record is past its linger the thread polls with a zero timeout
+ * until an answer comes: from 5 ms of broker latency on at 1 ms, 25 ms at
+ * 5. bench/results/2026-12-03-linger.txt has both measured;
+ * bench/results/2026-12-04-producer-linger2.txt 2 ms against 1 (a fifth
+ * less of the broker's CPU a message, a worse tail near capacity over
+ * natter-load's 64 connections). */
 static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
 {
     char timeout[16], linger[16];
