@@ -387,17 +387,29 @@ static int fake_conns(fake_t *f, int registered_only)
     return n;
 }
 
-/* Polls (at most 10 s: what it takes is bounded by the client's monitor,
- * not by this machine's speed) until f has no connection open (none) or at
- * least one (registered_only: one REGISTERed for events). */
+/* One step of a bounded poll: every wait in these tests is for something
+ * the client's monitor or back-off does within a bounded time, not this
+ * machine's speed, and is given 10 s. *deadline starts at 0. Returns 1
+ * after sleeping 20 ms, or 0 once the 10 s are over. */
+static int poll_more(uint64_t *deadline)
+{
+    uint64_t now = natter_mono_ns();
+    if (*deadline == 0)
+        *deadline = now + 10000000000ull;
+    else if (now >= *deadline)
+        return 0;
+    usleep(20000);
+    return 1;
+}
+
+/* Polls until f has no connection open (none) or at least one
+ * (registered_only: one REGISTERed for events). */
 static void wait_fake_conns(fake_t *f, int registered_only, int none)
 {
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while ((fake_conns(f, registered_only) == 0) != none) {
-        if (natter_mono_ns() >= deadline)
+    uint64_t deadline = 0;
+    while ((fake_conns(f, registered_only) == 0) != none)
+        if (!poll_more(&deadline))
             fail_msg("the fake node still has %s after 10 s", none ? "connections" : "no connection");
-        usleep(20000);
-    }
 }
 
 /* An EVENT (type, change, the node at ip:port) on every REGISTERed connection. */
@@ -458,24 +470,20 @@ static cql_client_t *open_client(const char *hosts, unsigned timeout_ms)
 {
     cql_client_t *c = NULL;
     cql_client_config_t cfg = {.hosts = hosts, .conns_per_host = 2, .timeout_ms = timeout_ms};
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (cql_client_open(&c, &cfg, err, sizeof(err)) != NATTER_OK) {
-        if (natter_mono_ns() >= deadline)
+    uint64_t deadline = 0;
+    while (cql_client_open(&c, &cfg, err, sizeof(err)) != NATTER_OK)
+        if (!poll_more(&deadline))
             fail_msg("open %s: %s", hosts, err);
-        usleep(20000);
-    }
     return c;
 }
 
 static cql_stmt_t *prepare(cql_client_t *c)
 {
     cql_stmt_t *st;
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (cql_client_prepare(c, "INSERT INTO t.kv (k) VALUES (?)", &st, err, sizeof(err)) != NATTER_OK) {
-        if (natter_mono_ns() >= deadline)
+    uint64_t deadline = 0;
+    while (cql_client_prepare(c, "INSERT INTO t.kv (k) VALUES (?)", &st, err, sizeof(err)) != NATTER_OK)
+        if (!poll_more(&deadline))
             fail_msg("prepare: %s", err);
-        usleep(20000);
-    }
     return st;
 }
 
@@ -511,23 +519,16 @@ typedef struct {
     char hosts[64];
 } single_t;
 
-/* Polls (at most 10 s: bounded by the client's monitor, not by this
- * machine's speed) until the client has read the ring whole n times and
- * routes by the last: at open, when the events connection opened, after
- * each event. */
+/* Polls until the client has read the ring whole n times and routes by
+ * the last: at open, when the events connection opened, after each event. */
 static void wait_ring_reads(cql_client_t *c, uint64_t n)
 {
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    for (;;) {
-        cql_client_stats_t cs;
-        cql_client_stats(c, &cs);
-        if (cs.ring_reads >= n)
-            return;
-        if (natter_mono_ns() >= deadline)
+    uint64_t deadline = 0;
+    cql_client_stats_t cs;
+    for (cql_client_stats(c, &cs); cs.ring_reads < n; cql_client_stats(c, &cs))
+        if (!poll_more(&deadline))
             fail_msg("the ring was read %llu times, not %llu, in 10 s", (unsigned long long)cs.ring_reads,
                      (unsigned long long)n);
-        usleep(20000);
-    }
 }
 
 static single_t single(unsigned timeout_ms)
@@ -546,14 +547,15 @@ static void single_end(single_t *one)
     fake_stop(one->fake);
 }
 
-/* Polls until a call succeeds, for at most 10 s (what a reconnect takes is
- * bounded by the client's back-off, not by this machine's speed). */
+/* Polls until a call succeeds (what a reconnect takes is bounded by the
+ * client's back-off). */
 static void eventually_ok(cql_client_t *c, cql_stmt_t *st, int64_t token)
 {
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    uint64_t deadline = 0;
     int rc;
-    while ((rc = exec_wait(c, st, 0, token)) != NATTER_OK && natter_mono_ns() < deadline)
-        usleep(20000);
+    while ((rc = exec_wait(c, st, 0, token)) != NATTER_OK)
+        if (!poll_more(&deadline))
+            break;
     assert_int_equal(rc, NATTER_OK);
 }
 
@@ -785,9 +787,10 @@ static void test_ring_routing_and_host_state(void **state)
 
     /* node 2 dies: its tokens go to node 3, the next clockwise */
     fake_stop(f[1]);
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    while (host_stats(c, addr[1]).up && natter_mono_ns() < deadline)
-        usleep(20000);
+    uint64_t deadline = 0;
+    while (host_stats(c, addr[1]).up)
+        if (!poll_more(&deadline))
+            break;
     assert_int_equal(host_stats(c, addr[1]).up, 0);
     uint64_t requests3 = host_stats(c, addr[2]).requests;
     for (int k = 0; k < 20; k++)
@@ -800,9 +803,10 @@ static void test_ring_routing_and_host_state(void **state)
     for (int j = 0; j < 3; j++)
         if (j != 1)
             fake_add_peer(f[1], ips[j], toks[j]);
-    deadline = natter_mono_ns() + 10000000000ull;
-    while (!host_stats(c, addr[1]).up && natter_mono_ns() < deadline)
-        usleep(20000);
+    deadline = 0;
+    while (!host_stats(c, addr[1]).up)
+        if (!poll_more(&deadline))
+            break;
     assert_int_equal(host_stats(c, addr[1]).up, 1);
     int before = atomic_load(&f[1]->executes);
     for (int k = 0; k < 20; k++) /* it forgot the statement: the first meets UNPREPARED */
@@ -815,24 +819,24 @@ static void test_ring_routing_and_host_state(void **state)
         fake_stop(f[i]);
 }
 
-/* Polls (at most 10 s: what it takes is bounded by the client's monitor,
- * not by this machine's speed) until the client knows address in or out of
- * its ring. */
-static void wait_in_ring(cql_client_t *c, const char *address, int in_ring)
+/* Whether the client has address in its ring. */
+static int in_ring(cql_client_t *c, const char *address)
 {
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
-    for (;;) {
-        cql_host_stats_t hosts[8];
-        size_t n = cql_client_hosts(c, hosts, 8);
-        int found = 0;
-        for (size_t i = 0; i < n && i < 8; i++)
-            found |= strcmp(hosts[i].address, address) == 0 && hosts[i].in_ring;
-        if (found == in_ring)
-            return;
-        if (natter_mono_ns() >= deadline)
-            fail_msg("%s is %s the client's ring after 10 s", address, in_ring ? "not in" : "still in");
-        usleep(20000);
-    }
+    cql_host_stats_t hosts[8];
+    size_t n = cql_client_hosts(c, hosts, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (strcmp(hosts[i].address, address) == 0 && hosts[i].in_ring)
+            return 1;
+    return 0;
+}
+
+/* Polls until the client knows address in (want 1) or out of its ring. */
+static void wait_in_ring(cql_client_t *c, const char *address, int want)
+{
+    uint64_t deadline = 0;
+    while (in_ring(c, address) != want)
+        if (!poll_more(&deadline))
+            fail_msg("%s is %s the client's ring after 10 s", address, want ? "not in" : "still in");
 }
 
 /* The ring of the event tests: nodes 1 and 2 of ips/toks running, each the
@@ -989,17 +993,14 @@ static size_t ring_size(cql_client_t *c, size_t *known)
     return in;
 }
 
-/* Polls (at most 10 s, bounded by the client's monitor) until the client's
- * ring has n hosts. */
+/* Polls until the client's ring has n hosts. */
 static void wait_ring_size(cql_client_t *c, size_t n)
 {
-    uint64_t deadline = natter_mono_ns() + 10000000000ull;
+    uint64_t deadline = 0;
     size_t known, in;
-    while ((in = ring_size(c, &known)) != n) {
-        if (natter_mono_ns() >= deadline)
+    while ((in = ring_size(c, &known)) != n)
+        if (!poll_more(&deadline))
             fail_msg("the ring has %zu hosts of %zu known, not %zu, after 10 s", in, known, n);
-        usleep(20000);
-    }
 }
 
 /* A cluster whose nodes come and go at new addresses: three times, 40
