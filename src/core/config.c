@@ -79,9 +79,12 @@ static const opt_t options[] = {
     {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
     {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
     {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
-    {"kafka-linger", OPT_U32, F(kafka_linger_ms), 0, 1000, NULL, "1",
+    {"kafka-linger", OPT_U32, F(kafka_linger_ms), 0, 1000, NULL, "5",
      "ms a post waits for others to share its produce request (librdkafka's linger.ms): longer is fewer, "
      "larger requests for the broker, for up to this much more per 202"},
+    {"kafka-batch", OPT_U32, F(kafka_batch), 1, 1000000, NULL, "32",
+     "posts waiting for one partition that send its produce request before --kafka-linger is up, and the most "
+     "one request carries (librdkafka's batch.num.messages)"},
     {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, NATTER_KAFKA_FANOUT_WAIT_MAX_MS, NULL, "20",
      "ms the broker may gather records (up to 8 KiB) for a node's pushes: fewer, larger fetches for up to this "
      "much push latency (0: each record at once)"},
@@ -249,12 +252,12 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
              "worker-queue=%u auth-workers=%u auth-queue=%u auth-rate-ip=%u auth-rate-user=%u "
              "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u ws-queue=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-body=%u max-header=%u request-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
-             "kafka-replication=%u kafka-timeout=%ums kafka-linger=%ums kafka-fanout-wait=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
+             "kafka-replication=%u kafka-timeout=%ums kafka-linger=%ums kafka-batch=%u kafka-fanout-wait=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->node_lease_ttl_ms, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->auth_workers, c->auth_queue, c->auth_rate_ip,
              c->auth_rate_user, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->ws_queue, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_body, c->max_header, c->request_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
-             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->kafka_linger_ms, c->kafka_fanout_wait_ms, c->cql_hosts,
+             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->kafka_linger_ms, c->kafka_batch, c->kafka_fanout_wait_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);
 }

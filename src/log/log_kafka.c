@@ -173,29 +173,36 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 }
 
 /* How long a record waits for others to share its produce request
- * (--kafka-linger): 1 ms by default, since every post's 202 waits for it.
- * 5 ms (librdkafka's and Kafka's own default) cost less CPU but held
- * natter-load's seed (one chat, so one partition; 64 connections, each
- * waiting for its 202) to 7,100-7,800 msg/s of 10,000. Its price is a
- * spinning thread on a slow broker: an idempotent producer keeps at most
- * five requests in flight per partition, and librdkafka (2.0.2 here, and
- * its code today) sets the broker thread's wakeup from the oldest queued
- * record's linger before it checks that limit, so while five requests wait
- * and a record is past its linger the thread polls with a zero timeout
- * until an answer comes: from 5 ms of broker latency on at 1 ms, 25 ms at
- * 5. bench/results/2026-12-03-linger.txt has both measured;
- * bench/results/2026-12-04-producer-linger2.txt 2 ms against 1 (a fifth
- * less of the broker's CPU a message, a worse tail near capacity over
- * natter-load's 64 connections). */
+ * (--kafka-linger, 5 ms) and how many waiting records send it at once
+ * (--kafka-batch, 32; also the most one request carries). Kafka's CPU goes
+ * by produce requests, and at 1 ms the producer sent about a thousand a
+ * second at any rate; but every post's 202 waits for its request, so the
+ * linger alone at 5 ms held natter-load's seed (one chat, so one partition;
+ * 64 connections, each waiting for its 202) to 7,100-7,800 msg/s of 10,000.
+ * With the batch the linger is paid only where posts are few: at 10,000
+ * msg/s 32 wait within ~3 ms; the seed ran whole at p99 23.5-29.9 ms and
+ * `max` held what it held at 1 ms, for 10-23% less CPU a message for the
+ * whole system (bench/results/2026-12-05-kafka-batch.txt). The batch bounds
+ * a partition to five requests of 32 in flight (an idempotent producer's
+ * limit), ~32,000 records a second at 5 ms a request; at 16 that bound
+ * cost `max` a step. The linger's other price is a spinning thread on a
+ * slow broker: librdkafka (2.0.2 here, and its code today) sets the broker
+ * thread's wakeup from the oldest queued record's linger before it checks
+ * the five-request limit, so while five requests wait and a record is past
+ * its linger the thread polls with a zero timeout until an answer comes:
+ * from 25 ms of broker latency on at 5 ms (5 ms at 1).
+ * bench/results/2026-12-03-linger.txt has both measured;
+ * bench/results/2026-12-04-producer-linger2.txt 2 ms against 1. */
 static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
 {
-    char timeout[16], linger[16];
+    char timeout[16], linger[16], batch[16];
     snprintf(timeout, sizeof(timeout), "%u", k->cfg->kafka_timeout_ms);
     snprintf(linger, sizeof(linger), "%u", k->cfg->kafka_linger_ms);
+    snprintf(batch, sizeof(batch), "%u", k->cfg->kafka_batch);
     rd_kafka_conf_t *conf = base_conf(k, "producer", err, errlen);
     if (conf == NULL || set(conf, "enable.idempotence", "true", err, errlen) ||
         set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", linger, err, errlen) ||
-        set(conf, "message.timeout.ms", timeout, err, errlen)) {
+        set(conf, "batch.num.messages", batch, err, errlen) || set(conf, "message.timeout.ms", timeout, err, errlen)) {
         if (conf)
             rd_kafka_conf_destroy(conf);
         return NULL;

@@ -11,7 +11,10 @@
  * read back from <topic>-dead-letters with their reasons and sources. Then
  * read-your-writes: a message once durable is waited for until the fan-out
  * handed it on, and a partition whose wait timed out is not waited on again
- * until the fan-out moves on there.
+ * until the fan-out moves on there. --kafka-linger and --kafka-batch are
+ * read back from what the producer did: a record alone waits the linger, and
+ * the broker's own log files (NATTER_TEST_KAFKA_LOGS, its log.dirs) hold no
+ * record batch larger than --kafka-batch.
  * Built with ASan and with TSan.
  */
 #include <setjmp.h>
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -41,10 +45,14 @@
 #define PER_APPENDER 250
 #define TOTAL (APPENDERS * PER_APPENDER)
 #define LINGER_MS "100" /* --kafka-linger: long enough to tell from none */
+#define BATCH 8 /* --kafka-batch: far fewer than the appenders queue within one linger */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define DEADLINE_NS 120000000000ull /* generous: a group join and a fresh topic on a loaded machine */
 
 static natter_config_t cfg;
 static natter_log_t *klog;
+static const char *broker_logs; /* the broker's log.dirs */
 static atomic_int durable_ok, durable_failed, append_failed, fanned_out, recipients_wrong;
 
 static int setup(void **state)
@@ -55,11 +63,16 @@ static int setup(void **state)
         fprintf(stderr, "NATTER_TEST_KAFKA is not set: no broker to test against\n");
         return -1;
     }
+    broker_logs = getenv("NATTER_TEST_KAFKA_LOGS");
+    if (broker_logs == NULL) {
+        fprintf(stderr, "NATTER_TEST_KAFKA_LOGS is not set: the broker's log.dirs, to read its record batches\n");
+        return -1;
+    }
     char topic[64], err[256];
     snprintf(topic, sizeof(topic), "natter-logtest-%d-%lld", (int)getpid(), (long long)natter_now_ms());
     char *argv[] = {"natter", "--log", "kafka", "--kafka-brokers", (char *)brokers, "--kafka-topic", topic,
                     "--kafka-group", topic, "--kafka-partitions", "3", "--node-id", "7", "--batch-time", "5",
-                    "--kafka-linger", LINGER_MS, NULL};
+                    "--kafka-linger", LINGER_MS, "--kafka-batch", STR(BATCH), NULL};
     if (natter_config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "config: %s\n", err);
         return -1;
@@ -407,10 +420,86 @@ static void test_linger(void **state)
     assert_true(natter_mono_ns() - sent >= (uint64_t)atoi(LINGER_MS) * 1000000u);
 }
 
+/* The whole file at path (NULL if unreadable); its size in *len. */
+static unsigned char *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    unsigned char *buf = NULL;
+    size_t cap = 0, n = 0, got;
+    do {
+        if (n == cap)
+            buf = xrealloc(buf, cap = cap ? 2 * cap : 1 << 16);
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static uint32_t be32_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Walks the record batches (Kafka's on-disk format, magic 2: base offset 8
+ * bytes, length 4, then leader epoch 4, magic 1, crc 4, attributes 2, last
+ * offset delta 4, two timestamps 16, producer id 8, epoch 2, base sequence 4,
+ * record count 4) of every segment of one partition: adds each batch's
+ * record count to *records and raises *largest to the largest. */
+static void read_batches(int partition, uint64_t *records, uint32_t *largest)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%s-%d", broker_logs, cfg.kafka_topic, partition);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 4, ".log") != 0)
+            continue;
+        char path[800];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        size_t len = 0;
+        unsigned char *seg = read_whole(path, &len);
+        assert_non_null(seg);
+        for (size_t at = 0; at + 61 <= len;) {
+            uint32_t batch_len = be32_at(seg + at + 8);
+            assert_int_equal(seg[at + 16], 2); /* magic: a record batch */
+            uint32_t count = be32_at(seg + at + 57);
+            *records += count;
+            if (count > *largest)
+                *largest = count;
+            at += 12 + (size_t)batch_len;
+        }
+        free(seg);
+    }
+    closedir(d);
+}
+
+/* --kafka-batch reaches the producer: the appenders queued hundreds of
+ * records within one linger, yet the broker holds none of them in a batch
+ * (one produce request's records of one partition) larger than BATCH. Runs
+ * right after test_everything_at_once, before anything else writes the
+ * topic. */
+static void test_batch(void **state)
+{
+    (void)state;
+    uint64_t records = 0;
+    uint32_t largest = 0;
+    for (int p = 0; p < 3; p++)
+        read_batches(p, &records, &largest);
+    assert_int_equal(records, TOTAL);
+    assert_true(largest > 0 && largest <= BATCH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_everything_at_once),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_read_your_writes),
         cmocka_unit_test(test_linger),

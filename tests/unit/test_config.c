@@ -83,7 +83,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.ws_pending, 64);
     assert_int_equal(c.fanout_queue, 100000);
     assert_int_equal(c.kafka_fanout_wait_ms, 20);
-    assert_int_equal(c.kafka_linger_ms, 1);
+    assert_int_equal(c.kafka_linger_ms, 5);
+    assert_int_equal(c.kafka_batch, 32);
 
     char line[2048], want[2048];
     natter_config_describe(&c, line, sizeof(line));
@@ -95,7 +96,7 @@ static void test_defaults(void **state)
              "ws-ping-interval=30s ws-ping-timeout=10s max-connections=0 fanout-queue=100000 members-ttl=5000ms max-body=16384 max-header=16384 request-timeout=10000ms log-queue=100000 "
              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
-             "kafka-linger=1ms kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
+             "kafka-linger=5ms kafka-batch=32 kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
              "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s",
              c.threads);
     assert_string_equal(line, want);
@@ -112,10 +113,12 @@ static void test_env_overrides_default(void **state)
     setenv("NATTER_SQLITE_SYNC", "normal", 1);
     setenv("NATTER_RATE_LIMIT", "0", 1);
     setenv("NATTER_KAFKA_FANOUT_WAIT", "0", 1);
-    setenv("NATTER_KAFKA_LINGER", "5", 1);
+    setenv("NATTER_KAFKA_LINGER", "2", 1);
+    setenv("NATTER_KAFKA_BATCH", "64", 1);
     assert_int_equal(load(&c, err, sizeof(err), NULL), NATTER_OK);
+    assert_int_equal(c.kafka_batch, 64);
     assert_int_equal(c.kafka_fanout_wait_ms, 0);
-    assert_int_equal(c.kafka_linger_ms, 5);
+    assert_int_equal(c.kafka_linger_ms, 2);
     assert_int_equal(c.batch_size, 50);
     assert_string_equal(c.data_dir, "/tmp/x");
     assert_string_equal(c.listen_host, "0.0.0.0");
@@ -200,6 +203,7 @@ static void test_bad_values_rejected(void **state)
     expect_error("--max-body: '255' is not a number in 256..1048576", "--max-body=255", NULL);
     expect_error("--kafka-fanout-wait: '251' is not a number in 0..250", "--kafka-fanout-wait=251", NULL);
     expect_error("--kafka-linger: '1001' is not a number in 0..1000", "--kafka-linger=1001", NULL);
+    expect_error("--kafka-batch: '0' is not a number in 1..1000000", "--kafka-batch=0", NULL);
     expect_error("--kafka-linger (500 ms) must be shorter than --kafka-timeout (500 ms)", "--kafka-linger=500",
                  "--kafka-timeout=500", NULL);
     expect_error("--listen: 'localhost' is not HOST:PORT", "--listen=localhost", NULL);
