@@ -79,10 +79,10 @@ static const opt_t options[] = {
     {"kafka-partitions", OPT_U32, F(kafka_partitions), 1, 1024, NULL, "6", "partitions when natter creates the topic"},
     {"kafka-replication", OPT_U32, F(kafka_replication), 1, 16, NULL, "1", "replication factor when natter creates the topic"},
     {"kafka-timeout", OPT_U32, F(kafka_timeout_ms), 100, 300000, NULL, "5000", "ms a post waits for the broker before 503"},
-    {"kafka-linger", OPT_U32, F(kafka_linger_ms), 0, 1000, NULL, "5",
+    {"kafka-linger", OPT_U32, F(kafka_linger_ms), 0, 1000, NULL, "1",
      "ms a post waits for others to share its produce request (librdkafka's linger.ms): longer is fewer, "
      "larger requests for the broker, for up to this much more per 202"},
-    {"kafka-batch", OPT_U32, F(kafka_batch), 1, 1000000, NULL, "32",
+    {"kafka-batch", OPT_U32, F(kafka_batch), 1, 1000000, NULL, "10000",
      "posts waiting for one partition that send its produce request before --kafka-linger is up, and the most "
      "one request carries (librdkafka's batch.num.messages)"},
     {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, NATTER_KAFKA_FANOUT_WAIT_MAX_MS, NULL, "20",

@@ -173,25 +173,29 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 }
 
 /* How long a record waits for others to share its produce request
- * (--kafka-linger, 5 ms) and how many waiting records send it at once
- * (--kafka-batch, 32; also the most one request carries). Kafka's CPU goes
- * by produce requests, and at 1 ms the producer sent about a thousand a
- * second at any rate; but every post's 202 waits for its request, so the
- * linger alone at 5 ms held natter-load's seed (one chat, so one partition;
- * 64 connections, each waiting for its 202) to 7,100-7,800 msg/s of 10,000.
- * With the batch the linger is paid only where posts are few: at 10,000
- * msg/s 32 wait within ~3 ms; the seed ran whole at p99 23.5-29.9 ms and
- * `max` held what it held at 1 ms, for 10-23% less CPU a message for the
- * whole system (bench/results/2026-12-05-kafka-batch.txt). The batch bounds
- * a partition to five requests of 32 in flight (an idempotent producer's
- * limit), ~32,000 records a second at 5 ms a request; at 16 that bound
- * cost `max` a step. The linger's other price is a spinning thread on a
- * slow broker: librdkafka (2.0.2 here, and its code today) sets the broker
- * thread's wakeup from the oldest queued record's linger before it checks
- * the five-request limit, so while five requests wait and a record is past
- * its linger the thread polls with a zero timeout until an answer comes:
- * from 25 ms of broker latency on at 5 ms (5 ms at 1).
- * bench/results/2026-12-03-linger.txt has both measured;
+ * (--kafka-linger, 1 ms by default) and how many waiting records send it
+ * before that (--kafka-batch, librdkafka's 10000 by default; also the most
+ * one request carries). Kafka's CPU goes by produce requests, and at 1 ms
+ * the producer sends about a thousand a second at any rate; but every
+ * post's 202 waits for its request, and 5 ms (librdkafka's and Kafka's own
+ * default) held natter-load's seed (one chat, so one partition; 64
+ * connections, each waiting for its 202) to 7,100-7,800 msg/s of 10,000.
+ * A batch of 32 beside it paid the linger only where posts are few: on one
+ * warm broker the seed ran whole at p99 23.5-29.9 ms and `max` held what it
+ * held at 1 ms, for 10-23% less CPU a message for the whole system. But
+ * the batch caps a partition at five requests of that many records a
+ * broker round trip (an idempotent producer's limit in flight): on three
+ * brokers (acks=all on three replicas, six JVMs on two cores) the seed over
+ * 256 connections took 6,676 msg/s of 10,000, a post answered at p50 in
+ * 21 ms, where 1 ms without the cap took it whole
+ * (bench/results/2026-12-05-kafka-batch.txt). So the defaults stay the
+ * ones that cannot cap a partition. The linger's other price is a
+ * spinning thread on a slow broker: librdkafka (2.0.2 here, and its code
+ * today) sets the broker thread's wakeup from the oldest queued record's
+ * linger before it checks the five-request limit, so while five requests
+ * wait and a record is past its linger the thread polls with a zero
+ * timeout until an answer comes: from 5 ms of broker latency on at 1 ms,
+ * 25 ms at 5. bench/results/2026-12-03-linger.txt has both measured;
  * bench/results/2026-12-04-producer-linger2.txt 2 ms against 1. */
 static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
 {

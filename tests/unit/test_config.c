@@ -83,8 +83,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.ws_pending, 64);
     assert_int_equal(c.fanout_queue, 100000);
     assert_int_equal(c.kafka_fanout_wait_ms, 20);
-    assert_int_equal(c.kafka_linger_ms, 5);
-    assert_int_equal(c.kafka_batch, 32);
+    assert_int_equal(c.kafka_linger_ms, 1);
+    assert_int_equal(c.kafka_batch, 10000);
 
     char line[2048], want[2048];
     natter_config_describe(&c, line, sizeof(line));
@@ -96,7 +96,7 @@ static void test_defaults(void **state)
              "ws-ping-interval=30s ws-ping-timeout=10s max-connections=0 fanout-queue=100000 members-ttl=5000ms max-body=16384 max-header=16384 request-timeout=10000ms log-queue=100000 "
              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
-             "kafka-linger=5ms kafka-batch=32 kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
+             "kafka-linger=1ms kafka-batch=10000 kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
              "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s",
              c.threads);
     assert_string_equal(line, want);
