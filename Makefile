@@ -10,7 +10,9 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libh2o-evloop jansson libargon2 sqlite3 openssl rdkafka
+PKGS    := jansson libargon2 sqlite3 openssl rdkafka
+# what the build needs besides: libyaml's headers, cmake and curl (scripts/build-h2o)
+NEEDED  := pkg-config --exists $(PKGS) yaml-0.1 && command -v cmake >/dev/null && command -v curl >/dev/null
 CSTD    := -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
@@ -20,17 +22,22 @@ CFLAGS  ?= -O2 -g
 # dry run (make -n) installs nothing: it only says what is missing.
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
-ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),ok)
+ifneq ($(shell $(NEEDED) 2>/dev/null && echo ok),ok)
 ifneq ($(DRY_RUN),)
 $(warning natter: the packages the build needs are missing; make without -n installs them)
-else ifneq ($(shell scripts/deps --build >&2 && pkg-config --exists $(PKGS) && echo ok),ok)
+else ifneq ($(shell scripts/deps --build >&2 && $(NEEDED) && echo ok),ok)
 $(error natter: the packages the build needs are missing)
 endif
 endif
 endif
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# h2o: Debian's h2o 2.2.5 source with natter's patches (deps/h2o/), built
+# static by scripts/build-h2o (which says why); objects wait for its headers,
+# taken as system headers (warnings of natter's own code only)
+H2O_DIR := $(BUILD)/h2o
+H2O_LIB := $(H2O_DIR)/lib/libh2o-evloop.a
+PKG_CFLAGS := -isystem $(H2O_DIR)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LIBS    := $(PKG_LIBS) -lwslay -lz -lpthread -lm
+LIBS    := $(H2O_LIB) $(PKG_LIBS) -lwslay -lz -lpthread -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC      := $(shell find src -name '*.c' | sort)
@@ -59,8 +66,12 @@ $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	bench-login-flood soak profile-locks bench-cluster
 all: $(REL)/natter $(REL)/noop-server $(REL)/natter-load
 
+$(H2O_LIB): scripts/build-h2o $(sort $(wildcard deps/h2o/*.patch))
+	@echo "H2O $@"
+	@CC="$(CC)" scripts/build-h2o $(H2O_DIR)
+
 # --- release build ---------------------------------------------------------
-$(REL)/obj/%.o: %.c
+$(REL)/obj/%.o: %.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
@@ -72,12 +83,12 @@ $(call web_obj,$(REL)): $(WEB_GEN)
 $(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL))
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
-$(REL)/noop-server: bench/noop/noop_server.c
+$(REL)/noop-server: bench/noop/noop_server.c $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIBS)
 
 # --- sanitizer build, used by the tests -------------------------------------
-$(SAN_DIR)/obj/%.o: %.c
+$(SAN_DIR)/obj/%.o: %.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
@@ -138,7 +149,7 @@ TSAN_UNIT_BINS := $(TSAN_DIR)/tests/test_cql_client
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
 	$(TSAN_DIR)/engine/test_log_kafka
 
-$(TSAN_DIR)/obj/%.o: %.c
+$(TSAN_DIR)/obj/%.o: %.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "CC [tsan] $<"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
@@ -168,22 +179,22 @@ FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load \
 	$(BUILD)/fuzz/fuzz_jsonr $(BUILD)/fuzz/fuzz_ws
-$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c src/core/emoji.c
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c src/core/emoji.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
+$(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c src/core/emoji.c
+$(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c src/core/emoji.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c
+$(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/gateway/ws_codec.c src/core/buf.c src/core/util.c
+$(BUILD)/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/gateway/ws_codec.c src/core/buf.c src/core/util.c | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c)))
+$(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c))) | $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) -Iload -o $@ $^ $(LIBS)
 

@@ -1,6 +1,9 @@
 """HTTP as RFC 9110 and a hostile client see it: HEAD on every GET route, a bound on the request's
-line and headers (431), and clients that trickle their request in too slowly are dropped."""
+line and headers (431), clients that trickle their request in too slowly are dropped, and requests
+that arrive while one is still being answered (pipelined, or behind a post that waits for its
+commit; a client that hangs up then) are answered in order."""
 
+import json
 import socket
 import time
 
@@ -124,3 +127,88 @@ def test_trickled_body_is_dropped(server_factory):
     # the same timeout: ask on a new connection, not on one that may be closing right now
     alice.api.s.close()
     assert len(alice.api.history(cid)["messages"]) == 0, "a body that never arrived made a message"
+
+
+def _post_bytes(token, cid, content):
+    body = ('{"content":"%s"}' % content).encode()
+    return (f"POST /chats/{cid}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _read_responses(s, n):
+    """Reads n whole HTTP/1.1 responses (each with a Content-Length) off s: [(status, body), ...]."""
+    buf, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, f"the connection closed after {len(out)} of {n} answers"
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = int(next(ln for ln in lines if ln.lower().startswith(b"content-length:")).split(b":")[1])
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            assert chunk, "the connection closed inside an answer's body"
+            rest += chunk
+        out.append((int(lines[0].split()[1]), json.loads(rest[:length])))
+        buf = rest[length:]
+    return out
+
+
+def test_pipelined_posts_are_answered_in_order(server):
+    """Twenty posts written at once on one connection: twenty 202s, in the order sent, and history
+    holds the twenty messages in that order. Each 202 waits for its batch's commit, so natter's HTTP
+    layer stops reading while the requests behind it sit in the socket."""
+    alice = register(server, "alice")
+    cid = alice.create_chat()["id"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"".join(_post_bytes(alice.token, cid, f"pipelined {i}") for i in range(20)))
+        answers = _read_responses(s, 20)
+    assert [st for st, _ in answers] == [202] * 20, answers
+    ids = [body["id"] for _, body in answers]
+    settle(server.base)
+    got = [(m["id"], m["content"]) for m in alice.api.all_history(cid)]
+    assert got == [(ids[i], f"pipelined {i}") for i in range(20)]
+
+
+def _server_whose_next_batch_waits(server_factory):
+    """A server with --batch-time 300 (a store batch starts 300 ms after the one before) and a chat
+    whose post "zero" has just started a batch: a post sent now waits for its 202 up to 300 ms.
+    Returns (server, alice, chat id, zero's 202 body)."""
+    srv = server_factory(args=["--batch-time", "300"])
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    return srv, alice, cid, alice.api.post_message(cid, "zero")
+
+
+def test_a_request_sent_while_one_waits_for_its_commit(server_factory):
+    """The next request arrives while the one before it waits for its batch: it is read once the
+    first is answered, and both are answered in order."""
+    srv, alice, cid, zero = _server_whose_next_batch_waits(server_factory)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(_post_bytes(alice.token, cid, "first"))
+        time.sleep(0.05)
+        s.sendall(_post_bytes(alice.token, cid, "second"))
+        answers = _read_responses(s, 2)
+    assert [st for st, _ in answers] == [202, 202], answers
+    settle(srv.base)
+    got = [(m["id"], m["content"]) for m in alice.api.all_history(cid)]
+    assert got == [(zero["id"], "zero"), (answers[0][1]["id"], "first"), (answers[1][1]["id"], "second")]
+
+
+def test_a_client_that_hangs_up_after_its_post_still_gets_the_answer(server_factory):
+    """A client writes a post and shuts its side down while the 202 waits for the commit: the 202
+    still comes, then the connection closes, and the message is stored."""
+    srv, alice, cid, zero = _server_whose_next_batch_waits(server_factory)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(_post_bytes(alice.token, cid, "half-closed"))
+        s.shutdown(socket.SHUT_WR)
+        [(status, body)] = _read_responses(s, 1)
+        rest = b""
+        while chunk := s.recv(65536):
+            rest += chunk
+    assert status == 202, body
+    assert rest == b"", rest
+    settle(srv.base)
+    got = [(m["id"], m["content"]) for m in alice.api.all_history(cid)]
+    assert got == [(zero["id"], "zero"), (body["id"], "half-closed")]
