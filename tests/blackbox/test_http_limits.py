@@ -44,25 +44,6 @@ def test_head_of_an_error_has_its_status(server):
     assert r.status_code == 401 and r.content == b""
 
 
-def raw_request(server, data, read_timeout=10):
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=read_timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
-            if b"\r\n\r\n" in out:
-                head, _, body = out.partition(b"\r\n\r\n")
-                length = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
-                if length and len(body) >= int(length[0].split(b":")[1]):
-                    return out
-    finally:
-        s.close()
-
-
 def test_headers_over_the_limit_get_431(server):
     """A 70 KB header (the issue's example) is over --max-header (16 KiB by default)."""
     big = "x" * 70_000
