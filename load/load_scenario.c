@@ -207,51 +207,84 @@ static int finish(load_t *L, double duration_s, json_t *extra)
     return rc;
 }
 
+/* One step of max: rate held for hold; 1 if it held (99.9% delivered, or
+ * answered when there are no listeners, and p99 within 100 ms), 0 if not,
+ * -1 if the generator failed. Its figures go to steps. */
+static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *steps)
+{
+    size_t listeners = L->chats[0].nlisteners;
+    load_stages_t st = {.n = 1, .s = {{.rate = rate, .dur_ns = hold}}};
+    uint64_t from = L->seq_end;
+    pthread_mutex_lock(&L->lst.mu);
+    load_hist_init(&L->lst.hist_step);
+    pthread_mutex_unlock(&L->lst.mu);
+    load_hist_init(&L->ack_step);
+    L->drain_base = load_listen_delivered(L);
+    if (load_send_segment(L, &st, rate) != 0)
+        return -1;
+    load_send_drain(L, from, L->o.drain_ns);
+    load_verdict_t v;
+    load_listen_sync(L);
+    load_track_verify(L, from, L->seq_end, &v);
+    /* with listeners: deliveries and their latency; without (sendmax):
+     * answers and theirs */
+    pthread_mutex_lock(&L->lst.mu);
+    const load_hist_t *h = listeners ? &L->lst.hist_step : &L->ack_step;
+    double p99 = (double)load_hist_quantile(h, 0.99) / 1e6;
+    pthread_mutex_unlock(&L->lst.mu);
+    uint64_t offered = L->seq_end - from;
+    uint64_t got = listeners ? v.delivered : v.accepted;
+    double ratio = offered ? (double)got / (double)(offered * (listeners ? listeners : 1)) : 0;
+    int ok = ratio >= 0.999 && p99 <= 100.0;
+    printf("max: step %d at %.0f msg/s: %llu offered, %llu accepted, %s %.4f%%, p99 %.2f ms → %s\n", number, rate,
+           (unsigned long long)offered, (unsigned long long)v.accepted, listeners ? "delivered" : "accepted",
+           ratio * 100, p99, ok ? "held" : "did not hold");
+    fflush(stdout);
+    json_array_append_new(steps, json_pack("{s:f, s:I, s:I, s:f, s:f, s:b}", "rate", rate, "offered",
+                                           (json_int_t)offered, "accepted", (json_int_t)v.accepted,
+                                           "delivered_ratio", ratio, "p99_ms", p99, "held", ok));
+    return ok;
+}
+
+/* The ladder climbs by MAX_STEP until a step does not hold; then the gap
+ * between the last rate held and that one is split MAX_SPLITS times at its
+ * geometric middle, each split keeping the half the middle's step decides.
+ * The climb finds the range in few steps; the splits place the figure within
+ * MAX_STEP^(1/2^MAX_SPLITS) (~6%), finer than one step of the climb. */
+#define MAX_STEP 1.25
+enum { MAX_CLIMB_STEPS = 60, MAX_SPLITS = 2 };
+
 static int run_max(load_t *L, const load_stages_t *first)
 {
     double rate = first->s[0].rate > 0 ? first->s[0].rate : 1000;
     uint64_t hold = first->s[0].dur_ns;
-    double held = 0;
+    double held = 0, missed = 0;
     json_t *steps = json_array();
-    size_t listeners = L->chats[0].nlisteners;
     uint64_t start = load_now_ns();
-    for (int step = 0; step < 60; step++) {
-        load_stages_t st = {.n = 1, .s = {{.rate = rate, .dur_ns = hold}}};
-        uint64_t from = L->seq_end;
-        pthread_mutex_lock(&L->lst.mu);
-        load_hist_init(&L->lst.hist_step);
-        pthread_mutex_unlock(&L->lst.mu);
-        load_hist_init(&L->ack_step);
-        L->drain_base = load_listen_delivered(L);
-        if (load_send_segment(L, &st, rate) != 0) {
-            load_listen_stop(L);
-            return 1;
+    int number = 0, got = 1;
+    while (got == 1 && number < MAX_CLIMB_STEPS) {
+        got = max_step(L, ++number, rate, hold, steps);
+        if (got == 1) {
+            held = rate;
+            rate = round(rate * MAX_STEP);
+        } else if (got == 0) {
+            missed = rate;
         }
-        load_send_drain(L, from, L->o.drain_ns);
-        load_verdict_t v;
-        load_listen_sync(L);
-        load_track_verify(L, from, L->seq_end, &v);
-        /* with listeners: deliveries and their latency; without (sendmax):
-         * answers and theirs */
-        pthread_mutex_lock(&L->lst.mu);
-        const load_hist_t *h = listeners ? &L->lst.hist_step : &L->ack_step;
-        double p99 = (double)load_hist_quantile(h, 0.99) / 1e6;
-        pthread_mutex_unlock(&L->lst.mu);
-        uint64_t offered = L->seq_end - from;
-        uint64_t got = listeners ? v.delivered : v.accepted;
-        double ratio = offered ? (double)got / (double)(offered * (listeners ? listeners : 1)) : 0;
-        int ok = ratio >= 0.999 && p99 <= 100.0;
-        printf("max: step %d at %.0f msg/s: %llu offered, %llu accepted, %s %.4f%%, p99 %.2f ms → %s\n", step + 1,
-               rate, (unsigned long long)offered, (unsigned long long)v.accepted, listeners ? "delivered" : "accepted",
-               ratio * 100, p99, ok ? "held" : "did not hold");
-        fflush(stdout);
-        json_array_append_new(steps, json_pack("{s:f, s:I, s:I, s:f, s:f, s:b}", "rate", rate, "offered",
-                                               (json_int_t)offered, "accepted", (json_int_t)v.accepted,
-                                               "delivered_ratio", ratio, "p99_ms", p99, "held", ok));
-        if (!ok)
+    }
+    for (int split = 0; got >= 0 && held > 0 && missed > 0 && split < MAX_SPLITS; split++) {
+        double middle = round(sqrt(held * missed));
+        if (middle <= held || middle >= missed)
             break;
-        held = rate;
-        rate = round(rate * 1.25);
+        got = max_step(L, ++number, middle, hold, steps);
+        if (got == 1)
+            held = middle;
+        else if (got == 0)
+            missed = middle;
+    }
+    if (got < 0) {
+        json_decref(steps);
+        load_listen_stop(L);
+        return 1;
     }
     printf("max: highest rate that held: %.0f msg/s\n", held);
     double dur = (double)(load_now_ns() - start) / 1e9;

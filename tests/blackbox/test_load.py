@@ -17,6 +17,7 @@ Environment: NATTER_LOAD_BIN, the generator (default <repo>/build/natter-load).
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -269,6 +270,38 @@ def test_sendmax_steps_until_answers_fail(server_factory, tmp_path):
     s = doc["summary"]
     assert s["max_rate_held"] == 0 and len(s["steps"]) == 1, report
     assert s["steps"][0]["held"] is False and s["rejected"] == {"401": s["offered"]}, report
+
+
+def test_max_climbs_then_splits_the_gap(server_factory, tmp_path):
+    """max climbs by x1.25 until a step does not hold, then splits the gap between the last rate held
+    and the first missed at its geometric middle twice, keeping the half each middle's step decides.
+    natter's rate limit (60 posts a second for the one sender, no burst) makes the climb miss a step
+    soon, at whatever step the machine's speed puts it."""
+    srv = server_factory(args=["--rate-limit", "60", "--rate-burst", "1"])
+    p, doc, report = run_load(srv, tmp_path, "--scenario", "max", "--stages", "20:1s", "--listeners", "2",
+                              "--drain", "0.5s")
+    assert p.returncode == 0, report
+    s = doc["summary"]
+    steps = s["steps"]
+
+    def c_round(x):
+        return math.floor(x + 0.5)
+
+    missed_at = next((i for i, st in enumerate(steps) if not st["held"]), None)
+    assert missed_at is not None and missed_at >= 1, report  # 20/s holds, and the limit stops the climb
+    climb = [st["rate"] for st in steps[: missed_at + 1]]
+    assert climb[0] == 20 and all(b == c_round(a * 1.25) for a, b in zip(climb, climb[1:])), report
+    assert s["rejected"].get("429", 0) > 0, report
+    held, missed = climb[-2], climb[-1]
+    splits = steps[missed_at + 1:]
+    assert len(splits) == 2, report
+    for st in splits:
+        assert st["rate"] == c_round(math.sqrt(held * missed)), report
+        if st["held"]:
+            held = st["rate"]
+        else:
+            missed = st["rate"]
+    assert s["max_rate_held"] == held, report
 
 
 # --- over TLS -----------------------------------------------------------------
