@@ -253,7 +253,8 @@ bench-wrk: all
 	scripts/engine stop cassandra --name natter-bench >/dev/null; exit $$rc
 
 # natter-load against the no-op anchor, natter's seed and max scenarios, in
-# one run; writes bench/results/ and the bench-load block of README.md
+# one run, max in three alternating anchor/natter pairs; writes
+# bench/results/ and the bench-load block of README.md
 bench: all
 	scripts/bench-load
 
