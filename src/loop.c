@@ -286,6 +286,20 @@ static void dispose(natter_loop_t *loop)
      * them all, and the process exits right after this. */
 }
 
+/* One turn of the loop. After a turn that parked posts in the log, the
+ * next only looks for more work; when it finds none, the loop tells the
+ * log it ran out (natter_log_idle), so a batch waiting out its batch time
+ * need not wait for posts this loop will not bring. */
+static void run_once(natter_loop_t *loop)
+{
+    unsigned before = loop->parked;
+    h2o_evloop_run(loop->h2o_ctx.loop, before > 0 ? 0 : INT32_MAX);
+    if (before > 0 && loop->parked == before) {
+        loop->parked = 0;
+        natter_log_idle(loop->app->log);
+    }
+}
+
 /* The loop's thread: set-up, the loop until told to exit, disposal when
  * main says, then it parks: h2o keeps per-thread caches of memory and
  * offers no way to free them, so the thread stays until the process exits
@@ -302,7 +316,7 @@ static void *loop_main(void *arg)
     enter(loop, rc == NATTER_OK ? NATTER_LOOP_RUNNING : NATTER_LOOP_FAILED);
     pthread_mutex_unlock(&loop->phase_lock);
     while (rc == NATTER_OK && !loop->done)
-        h2o_evloop_run(loop->h2o_ctx.loop, INT32_MAX);
+        run_once(loop);
     pthread_mutex_lock(&loop->phase_lock);
     if (rc == NATTER_OK) {
         enter(loop, NATTER_LOOP_LEFT);

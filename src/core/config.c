@@ -34,7 +34,7 @@ static const opt_t options[] = {
     {"node-lease-ttl", OPT_U32, F(node_lease_ttl_ms), 1000, 3600000, NULL, "10000",
      "ms a node's lease on its --node-id lives unrenewed (a dead node's id is free again after it)"},
     {"batch-size", OPT_U32, F(batch_size), 1, 100000, NULL, "1000", "most messages the store consumer writes per batch"},
-    {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "least ms between the starts of two store batches (--log local); kafka: ms a batch may wait to fill"},
+    {"batch-time", OPT_U32, F(batch_time_ms), 0, 10000, NULL, "1", "least ms between the starts of two store batches (--log local; one as large as the last goes early when the loops run out of work); kafka: ms a batch may wait to fill"},
     {"threads", OPT_U32, F(threads), 0, 256, NULL, "0", "event loops, each with its own listener (0: one per online CPU)"},
     {"workers", OPT_U32, F(workers), 1, 256, NULL, "4", "API worker threads (store queries; hashing has its own pool, --auth-workers)"},
     {"worker-queue", OPT_U32, F(worker_queue), 1, 10000000, NULL, "10000",

@@ -275,6 +275,8 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
             result = append(job, &p, sender, to, nto);
     }
     body_free(&p);
+    if (result == NATTER_POST_PARKED)
+        job->loop->parked++;
     return result;
 }
 

@@ -176,3 +176,9 @@ int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_
         natter_count(&natter_m()->own_writes_wait_timeouts, 1);
     return rc;
 }
+
+void natter_log_idle(natter_log_t *log)
+{
+    if (log->ops->version >= 8 && log->ops->idle != NULL)
+        log->ops->idle(log);
+}

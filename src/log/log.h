@@ -6,7 +6,7 @@
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
  * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
- * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own. New
+ * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own, version 8 idle. New
  * methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
@@ -138,6 +138,11 @@ typedef struct natter_log_ops {
      * on in it since); NATTER_EUNAVAIL once the log is shut down. Any
      * thread but the fan-out's, before close. */
     int (*fanout_wait_own)(natter_log_t *log, uint64_t chat_id, int timeout_ms);
+    /* Version 8 (may be NULL). */
+    /* An event loop that appended ran out of work: the appends it had to
+     * give are in. A batch that waits for more (the local log's batch
+     * time) may go now. Any loop thread, never blocks. */
+    void (*idle)(natter_log_t *log);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -206,5 +211,7 @@ int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition);
  * 202 follows the store). A wait that times out is counted
  * (natter_own_writes_wait_timeouts_total); the caller reads on without. */
 int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms);
+/* The backend's idle; nothing for a backend without one. */
+void natter_log_idle(natter_log_t *log);
 
 #endif

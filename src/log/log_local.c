@@ -10,7 +10,10 @@
  * of the same shard. An id is issued (lock-free) under the shard's lock, so
  * within a chat id order is append order is the order the consumer stores
  * and pushes in. The consumer takes whole runs of each shard, its batches
- * at least the batch time apart (group commit; see local_poll). The length
+ * at least the batch time apart (group commit; see local_poll) unless a
+ * loop ran out of work with a batch as large as the last one queued
+ * (local_idle): its clients wait for their answers, none will add to it,
+ * so it goes at once. The length
  * bound (--log-queue) is one atomic count; the consumer sleeps on a
  * condition variable only when the queue is empty, and an appender wakes it
  * only then.
@@ -49,6 +52,8 @@ typedef struct {
     unsigned next_shard;  /* consumer: where the next take starts, for fairness */
     uint64_t last_take_ns; /* consumer: when it took its last batch (natter_mono_ns) */
     atomic_int waiting;   /* AWAKE, or what the consumer sleeps for */
+    atomic_int loop_idle; /* a loop that appended ran out of work since the last take */
+    atomic_size_t last_n; /* how many the consumer's last take took */
     atomic_size_t want;   /* WAIT_FULL: how many make a full batch */
     pthread_mutex_t wait_lock;
     pthread_cond_t wake;
@@ -74,6 +79,8 @@ static int local_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     atomic_init(&l->closed, 0);
     atomic_init(&l->waiting, AWAKE);
     atomic_init(&l->want, 0);
+    atomic_init(&l->loop_idle, 0);
+    atomic_init(&l->last_n, 0);
     l->cap = cfg->log_queue;
     l->batch_time_ms = cfg->batch_time_ms;
     natter_idgen_init(&l->ids, cfg->node_id);
@@ -137,7 +144,8 @@ static void sleep_until(log_local_t *l, int what, size_t want, const struct time
     atomic_store(&l->want, want);
     pthread_mutex_lock(&l->wait_lock);
     atomic_store(&l->waiting, what);
-    while (!atomic_load(&l->closed) && atomic_load(&l->len) < want)
+    while (!atomic_load(&l->closed) && atomic_load(&l->len) < want &&
+           !(what == WAIT_FULL && atomic_load(&l->loop_idle)))
         if (pthread_cond_timedwait(&l->wake, &l->wait_lock, until) == ETIMEDOUT)
             break;
     atomic_store(&l->waiting, AWAKE);
@@ -186,16 +194,20 @@ static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
         return 0;
     uint64_t now = natter_mono_ns();
     uint64_t start = l->last_take_ns + (uint64_t)l->batch_time_ms * 1000000u;
-    if (now < start && atomic_load(&l->len) < max && !atomic_load(&l->closed)) {
+    if (now < start && atomic_load(&l->len) < max && !atomic_load(&l->closed) && !atomic_load(&l->loop_idle)) {
         /* group commit: batches start at least the batch time apart, so the
          * next one fills while the last is stored; a message that finds the
-         * consumer idle longer than that goes at once */
+         * consumer idle longer than that goes at once, and so does a batch
+         * once a loop that appended to it ran out of work (local_idle) */
         until = (struct timespec){(time_t)(start / 1000000000u), (long)(start % 1000000000u)};
         sleep_until(l, WAIT_FULL, max, &until);
         now = natter_mono_ns();
     }
     l->last_take_ns = now;
-    return take(l, head, max);
+    atomic_store(&l->loop_idle, 0);
+    size_t n = take(l, head, max);
+    atomic_store(&l->last_n, n);
+    return n;
 }
 
 static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
@@ -203,6 +215,20 @@ static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
     (void)log;
     for (natter_msg_t *m = head; m != NULL; m = m->next)
         natter_log_durable(m, status);
+}
+
+/* A loop ran out of work. A batch queued as large as the last one taken
+ * goes at once (local_poll); a smaller one waits out the batch time, so
+ * batches do not shrink while posts keep coming spread out. */
+static void local_idle(natter_log_t *log)
+{
+    log_local_t *l = (log_local_t *)log;
+    size_t len = atomic_load(&l->len);
+    if (atomic_load(&l->loop_idle) || len == 0 || len < atomic_load(&l->last_n))
+        return;
+    atomic_store(&l->loop_idle, 1);
+    if (atomic_load(&l->waiting) == WAIT_FULL)
+        wake_consumer(l);
 }
 
 static int local_ping(natter_log_t *log)
@@ -269,7 +295,7 @@ static size_t local_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_local = {
-    .version = 4,
+    .version = 8,
     .size = sizeof(log_local_t),
     .name = "local",
     .open = local_open,
@@ -282,4 +308,5 @@ const natter_log_ops_t natter_log_local = {
     .drained = local_drained,
     .publish = local_publish,
     .ephemeral_poll = local_ephemeral_poll,
+    .idle = local_idle,
 };

@@ -84,7 +84,7 @@ static void test_find(void **state)
     assert_ptr_equal(natter_log_find("kafka"), &natter_log_kafka);
     assert_null(natter_log_find("redis"));
     assert_null(natter_log_find(""));
-    assert_int_equal(natter_log_local.version, 4);
+    assert_int_equal(natter_log_local.version, 8);
 }
 
 static void test_poll_order_and_max(void **state)
@@ -262,6 +262,87 @@ static void test_batch_time_expires(void **state)
     assert_int_equal(n, 3);
     assert_true(took >= 195);
     assert_true(took < 900);
+    natter_log_commit(log, head, NATTER_OK);
+    natter_msg_free_list(head);
+    natter_log_close(log);
+}
+
+typedef struct {
+    natter_log_t *log;
+    durable_t *d;
+} idler_t;
+
+/* A loop that parks one post and runs out of work, then another and runs
+ * out again. */
+static void *idler(void *p)
+{
+    idler_t *a = p;
+    sleep_ms(50);
+    for (int i = 2; i < 4; i++) {
+        natter_msg_t *m = msg(i, &a->d[i]);
+        if (natter_log_append(a->log, m) != NATTER_OK)
+            free(m);
+        natter_log_idle(a->log);
+    }
+    return NULL;
+}
+
+/* Two posts, taken at once: nothing was taken before. */
+static void take_two(natter_log_t *log, durable_t *d)
+{
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
+    assert_int_equal(natter_log_append(log, msg(1, &d[1])), NATTER_OK);
+    assert_int_equal(natter_log_poll(log, &head, 10, 1000), 2);
+    natter_log_commit(log, head, NATTER_OK);
+    natter_msg_free_list(head);
+}
+
+/* After a batch of two, a loop that ran out of work once as many are
+ * queued starts the next batch without waiting out the batch time (10 s
+ * here); with fewer queued it does not. */
+static void test_idle_loop_starts_batch(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(10000, 1000);
+    durable_t d[4];
+    memset(d, 0, sizeof(d));
+    take_two(log, d);
+    idler_t a = {log, d};
+    pthread_t th;
+    pthread_create(&th, NULL, idler, &a);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    natter_msg_t *head = NULL;
+    size_t n = natter_log_poll(log, &head, 10, 1000);
+    int64_t took = elapsed_ms(&t0);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 2); /* m2's idle (one queued, two in the last batch) did not start it */
+    assert_true(took < 5000);
+    assert_string_equal(head->content, "m2");
+    natter_log_commit(log, head, NATTER_OK);
+    natter_msg_free_list(head);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(atomic_load(&d[i].calls), 1);
+    natter_log_close(log);
+}
+
+/* With fewer queued than the last batch took, an idle loop changes nothing:
+ * the batch goes the batch time after the last. */
+static void test_idle_loop_short_batch_waits(void **state)
+{
+    (void)state;
+    natter_log_t *log = open_log(300, 1000);
+    durable_t d[3];
+    memset(d, 0, sizeof(d));
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_two(log, d);
+    natter_msg_t *head = NULL;
+    assert_int_equal(natter_log_append(log, msg(2, &d[2])), NATTER_OK);
+    natter_log_idle(log);
+    assert_int_equal(natter_log_poll(log, &head, 10, 1000), 1);
+    assert_true(elapsed_ms(&t0) >= 295);
     natter_log_commit(log, head, NATTER_OK);
     natter_msg_free_list(head);
     natter_log_close(log);
@@ -517,6 +598,8 @@ int main(void)
         cmocka_unit_test(test_commit_reports_failure_status),
         cmocka_unit_test(test_batch_time_lets_batch_fill),
         cmocka_unit_test(test_batch_time_expires),
+        cmocka_unit_test(test_idle_loop_starts_batch),
+        cmocka_unit_test(test_idle_loop_short_batch_waits),
         cmocka_unit_test(test_poll_wakes_on_append),
         cmocka_unit_test(test_shutdown_then_drain),
         cmocka_unit_test(test_shutdown_wakes_blocked_poll),
