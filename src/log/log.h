@@ -6,8 +6,8 @@
  * ops->size bytes (SQLite's sqlite3_vfs shape). Version 1 holds every field
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
  * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
- * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own, version 8 idle. New
- * methods are only appended, with a version bump.
+ * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own,
+ * version 8 idle. New methods are only appended, with a version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -141,7 +141,8 @@ typedef struct natter_log_ops {
     /* Version 8 (may be NULL). */
     /* An event loop that appended ran out of work: the appends it had to
      * give are in. A batch that waits for more (the local log's batch
-     * time) may go now. Any loop thread, never blocks. */
+     * time) may go now; the local log lets one go that is as large as its
+     * last. Any loop thread, never blocks. */
     void (*idle)(natter_log_t *log);
 } natter_log_ops_t;
 
