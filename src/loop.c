@@ -286,10 +286,11 @@ static void dispose(natter_loop_t *loop)
      * them all, and the process exits right after this. */
 }
 
-/* One turn of the loop. After a turn that parked posts in the log, the
- * next only looks for more work; when it finds none, the loop tells the
- * log it ran out (natter_log_idle), so a batch waiting out its batch time
- * need not wait for posts this loop will not bring. */
+/* One turn of the loop. After a turn that parked posts in a log that
+ * wants to know (natter_log_has_idle: the local log), the next only looks
+ * for more work; when it finds none, the loop tells the log it ran out
+ * (natter_log_idle), so a batch waiting out its batch time need not wait
+ * for posts this loop will not bring. */
 static void run_once(natter_loop_t *loop)
 {
     unsigned before = loop->parked;

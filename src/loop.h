@@ -73,7 +73,7 @@ struct natter_loop {
     char err[256];              /* why set-up failed */
 
     /* loop thread only */
-    unsigned parked;     /* posts parked in the log since the loop last ran out of work */
+    unsigned parked;     /* posts parked since the loop last ran out of work, in a log that has idle */
     int exiting;         /* told to close: run until the sockets are closed or the deadline */
     uint64_t exit_deadline_ns;
     int done;            /* leave the thread */

@@ -275,7 +275,7 @@ natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body
             result = append(job, &p, sender, to, nto);
     }
     body_free(&p);
-    if (result == NATTER_POST_PARKED)
+    if (result == NATTER_POST_PARKED && natter_log_has_idle(job->app->log))
         job->loop->parked++;
     return result;
 }

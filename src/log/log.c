@@ -177,8 +177,13 @@ int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_
     return rc;
 }
 
+int natter_log_has_idle(natter_log_t *log)
+{
+    return log->ops->version >= 8 && log->ops->idle != NULL;
+}
+
 void natter_log_idle(natter_log_t *log)
 {
-    if (log->ops->version >= 8 && log->ops->idle != NULL)
+    if (natter_log_has_idle(log))
         log->ops->idle(log);
 }

@@ -212,6 +212,8 @@ int64_t natter_log_stored_offset(natter_log_t *log, int32_t partition);
  * 202 follows the store). A wait that times out is counted
  * (natter_own_writes_wait_timeouts_total); the caller reads on without. */
 int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_ms);
+/* 1 when the backend has an idle method (the local log). */
+int natter_log_has_idle(natter_log_t *log);
 /* The backend's idle; nothing for a backend without one. */
 void natter_log_idle(natter_log_t *log);
 
