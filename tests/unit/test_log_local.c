@@ -187,13 +187,15 @@ static void *appender(void *p)
     return NULL;
 }
 
-/* Takes a lone message: the consumer has taken no batch within the batch
- * time, so the message goes at once however long the batch time is. */
-static void take_first(natter_log_t *log, durable_t *d)
+/* Takes the first n messages (m0 on d[0], …) in one batch: the consumer has
+ * taken none within the batch time, so they go at once however long the
+ * batch time is. */
+static void take_first(natter_log_t *log, durable_t *d, int n)
 {
-    assert_int_equal(natter_log_append(log, msg(0, d)), NATTER_OK);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(natter_log_append(log, msg(i, &d[i])), NATTER_OK);
     natter_msg_t *head = NULL;
-    assert_int_equal(natter_log_poll(log, &head, 10, 1000), 1);
+    assert_int_equal(natter_log_poll(log, &head, 10, 1000), n);
     natter_log_commit(log, head, NATTER_OK);
     natter_msg_free_list(head);
 }
@@ -208,7 +210,7 @@ static void test_batch_time_lets_batch_fill(void **state)
     memset(d, 0, sizeof(d));
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_first(log, &d[0]);
+    take_first(log, d, 1);
     assert_true(elapsed_ms(&t0) < 1000); /* idle: no wait for the batch time */
     assert_int_equal(natter_log_append(log, msg(1, &d[1])), NATTER_OK);
     appender_t a = {log, 50, 9, 2, d, 0, 1};
@@ -250,7 +252,7 @@ static void test_batch_time_expires(void **state)
     memset(d, 0, sizeof(d));
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_first(log, &d[0]);
+    take_first(log, d, 1);
     assert_int_equal(natter_log_append(log, msg(1, &d[1])), NATTER_OK);
     appender_t a = {log, 30, 2, 2, d, 0, 1};
     pthread_t th;
@@ -287,17 +289,6 @@ static void *idler(void *p)
     return NULL;
 }
 
-/* Two posts, taken at once: nothing was taken before. */
-static void take_two(natter_log_t *log, durable_t *d)
-{
-    natter_msg_t *head = NULL;
-    assert_int_equal(natter_log_append(log, msg(0, &d[0])), NATTER_OK);
-    assert_int_equal(natter_log_append(log, msg(1, &d[1])), NATTER_OK);
-    assert_int_equal(natter_log_poll(log, &head, 10, 1000), 2);
-    natter_log_commit(log, head, NATTER_OK);
-    natter_msg_free_list(head);
-}
-
 /* After a batch of two, a loop that ran out of work once as many are
  * queued starts the next batch without waiting out the batch time (10 s
  * here); with fewer queued it does not. */
@@ -307,7 +298,7 @@ static void test_idle_loop_starts_batch(void **state)
     natter_log_t *log = open_log(10000, 1000);
     durable_t d[4];
     memset(d, 0, sizeof(d));
-    take_two(log, d);
+    take_first(log, d, 2);
     idler_t a = {log, d};
     pthread_t th;
     pthread_create(&th, NULL, idler, &a);
@@ -337,7 +328,7 @@ static void test_idle_loop_short_batch_waits(void **state)
     memset(d, 0, sizeof(d));
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_two(log, d);
+    take_first(log, d, 2);
     natter_msg_t *head = NULL;
     assert_int_equal(natter_log_append(log, msg(2, &d[2])), NATTER_OK);
     natter_log_idle(log);
