@@ -24,7 +24,7 @@ test('Alice and Bob chat both ways, live', async () => {
 
   // Bob had never heard of the chat: it appears in his list, live, unread.
   await bob.locator('.chat-item', { hasText: room }).waitFor();
-  assert.equal(await unread(bob, room), 1);
+  assert.equal(await unread(bob, room, 1), 1);
   await openChat(bob, room);
   const seen = await waitShown(bob, 1);
   assert.deepEqual(seen, mine);

@@ -68,8 +68,17 @@ export async function send(page, text) {
   await box.press('Enter');
 }
 
-export function unread(page, name) {
-  return chatItem(page, name).locator('.unread').textContent({ timeout: 1000 }).then(Number, () => 0);
+// The chat's unread badge as a number (0 while it has none), read until it
+// shows `expected` or 10 s have passed: the badge follows a push, so a first
+// reading can come before it. The caller asserts on what it returns.
+export async function unread(page, name, expected) {
+  const badge = chatItem(page, name).locator('.unread');
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const seen = (await badge.count()) ? Number(await badge.textContent()) : 0;
+    if (seen === expected || Date.now() > deadline) return seen;
+    await sleep(50);
+  }
 }
 
 // [{id, content}] of the confirmed messages shown, in order.

@@ -28,7 +28,7 @@ test('three messages sent while Bob was offline are his three unread, then read'
   bob = await openApp(bobContext, natter.base); // same browser profile: still logged in
   await waitOnline(bob);
   await chatItem(bob, room).locator('.unread').waitFor();
-  assert.equal(await unread(bob, room), 3);
+  assert.equal(await unread(bob, room, 3), 3);
   assert.equal(await chatItem(bob, room).locator('.chat-last').textContent(), 'call me');
   await screenshot(bob, 'unread-list');
 
@@ -41,7 +41,7 @@ test('three messages sent while Bob was offline are his three unread, then read'
   await screenshot(bob, 'unread-read');
 
   // Alice's list never counts her own messages as unread
-  assert.equal(await unread(alice, room), 0);
+  assert.equal(await unread(alice, room, 0), 0);
   assert.deepEqual((await shown(alice)).map((m) => m.id), seen.map((m) => m.id));
   assertClean(alice);
   assertClean(bob);
