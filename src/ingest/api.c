@@ -221,13 +221,14 @@ static int authenticate(natter_api_job_t *job, natter_user_t *u, int id_only)
     if (cached(app, job->token, now, 0, u, id_only))
         return 0;
     natter_token_hash(job->token, job->token_len, hash);
+    uint64_t generation = natter_session_cache_generation(&app->sessions, job->token);
     int rc = id_only ? natter_store_session_user_id(app->store, hash, now, &u->id, &u->expires_at_ms)
                      : natter_store_session_user(app->store, hash, now, u);
     if (rc == NATTER_OK) {
         if (id_only)
-            natter_session_cache_put_id(&app->sessions, job->token, u->id, u->expires_at_ms);
+            natter_session_cache_put_id(&app->sessions, job->token, u->id, u->expires_at_ms, generation);
         else
-            natter_session_cache_put(&app->sessions, job->token, u);
+            natter_session_cache_put(&app->sessions, job->token, u, generation);
         return 0;
     }
     if (rc == NATTER_ENOTFOUND)
@@ -351,7 +352,7 @@ static void session_create(natter_api_job_t *job)
         goto Done;
     }
     u.expires_at_ms = expires; /* the client's next request here needs no store read */
-    natter_session_cache_put(&app->sessions, token, &u);
+    natter_session_cache_put(&app->sessions, token, &u, natter_session_cache_generation(&app->sessions, token));
     reply(job, 201,
           json_pack("{s:s, s:o, s:o}", "token", token, "user_id", json_id(u.id), "expires_at", json_time(expires)));
 Done:
@@ -365,12 +366,14 @@ static void session_delete(natter_api_job_t *job)
     if (natter_api_authenticate(job, &u) != 0)
         return;
     natter_token_hash(job->token, job->token_len, hash);
-    natter_session_cache_drop(&job->app->sessions, job->token);
     int rc = natter_store_session_delete(job->app->store, hash);
-    if (rc != NATTER_OK)
+    if (rc != NATTER_OK) {
         natter_api_fail_store(job, rc);
-    else
-        reply(job, 204, NULL);
+        return;
+    }
+    /* after the delete: a lookup that read the store before it cannot put the session back */
+    natter_session_cache_drop(&job->app->sessions, job->token);
+    reply(job, 204, NULL);
 }
 
 static void me(natter_api_job_t *job)

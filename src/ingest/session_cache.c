@@ -45,6 +45,7 @@ void natter_session_cache_init(natter_session_cache_t *c, uint32_t ttl_ms, size_
     for (size_t i = 0; i < NATTER_SESSION_SHARDS; i++) {
         pthread_mutex_init(&c->shards[i].lock, NULL);
         natter_u64map_init(&c->shards[i].entries);
+        c->shards[i].generation = 0;
     }
 }
 
@@ -106,7 +107,16 @@ int natter_session_cache_get_id(natter_session_cache_t *c, const char *token, in
     return lookup(c, token, now_ms, stale_ok, NULL, user_id);
 }
 
-static void put(natter_session_cache_t *c, const char *token, const natter_user_t *u, int id_only)
+uint64_t natter_session_cache_generation(natter_session_cache_t *c, const char *token)
+{
+    natter_session_shard_t *sh = shard_of(c, key_of(c, token));
+    pthread_mutex_lock(&sh->lock);
+    uint64_t g = sh->generation;
+    pthread_mutex_unlock(&sh->lock);
+    return g;
+}
+
+static void put(natter_session_cache_t *c, const char *token, const natter_user_t *u, int id_only, uint64_t generation)
 {
     if (c->ttl_ns == 0)
         return;
@@ -119,22 +129,28 @@ static void put(natter_session_cache_t *c, const char *token, const natter_user_
     e->loaded_ns = natter_mono_ns();
     e->id_only = id_only;
     pthread_mutex_lock(&sh->lock);
+    if (sh->generation != generation) { /* a drop came after the store's answer was asked for */
+        pthread_mutex_unlock(&sh->lock);
+        free(e);
+        return;
+    }
     if (sh->entries.len >= c->max_per_shard)
         drop_all(sh); /* bounded; the store refills what is in use */
     free(natter_u64map_put(&sh->entries, key, e));
     pthread_mutex_unlock(&sh->lock);
 }
 
-void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u)
+void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u,
+                              uint64_t generation)
 {
-    put(c, token, u, 0);
+    put(c, token, u, 0, generation);
 }
 
 void natter_session_cache_put_id(natter_session_cache_t *c, const char *token, uint64_t user_id,
-                                 int64_t expires_at_ms)
+                                 int64_t expires_at_ms, uint64_t generation)
 {
     natter_user_t u = {.id = user_id, .expires_at_ms = expires_at_ms};
-    put(c, token, &u, 1);
+    put(c, token, &u, 1, generation);
 }
 
 void natter_session_cache_drop(natter_session_cache_t *c, const char *token)
@@ -145,5 +161,6 @@ void natter_session_cache_drop(natter_session_cache_t *c, const char *token)
     struct session_entry *e = natter_u64map_get(&sh->entries, key);
     if (e != NULL && same_token(e->token, token))
         free(natter_u64map_del(&sh->entries, key));
+    sh->generation++;
     pthread_mutex_unlock(&sh->lock);
 }

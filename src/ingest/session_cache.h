@@ -4,6 +4,8 @@
  * tokens' SHA-256; a hit here needs neither), and while the store is unreachable a known session
  * keeps working (stale-if-error) until it expires. A logout on this node
  * drops the entry at once; on another node the entry lives out its TTL.
+ * A lookup that raced the logout cannot put it back: each shard counts its
+ * drops, and a put carries the count read before the store was asked.
  *
  * Every event loop (the post hot path) and every worker reads it, so it is
  * split into shards by token hash, each a mutex around a hash probe and a
@@ -24,6 +26,7 @@
 typedef struct natter_session_shard {
     pthread_mutex_t lock;
     natter_u64map_t entries; /* keyed hash of the token -> struct session_entry */
+    uint64_t generation;     /* bumped by every drop in this shard */
 } __attribute__((aligned(64))) natter_session_shard_t;
 
 typedef struct natter_session_cache {
@@ -46,11 +49,19 @@ int natter_session_cache_get(natter_session_cache_t *c, const char *token, int64
  * remembered by natter_session_cache_put_id serves only this. */
 int natter_session_cache_get_id(natter_session_cache_t *c, const char *token, int64_t now_ms, int stale_ok,
                                 uint64_t *user_id);
-/* Remembers a session the store confirmed (u->expires_at_ms set). */
-void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u);
+/* The token's shard's drop count: read it before asking the store about
+ * the token, and hand it to put. */
+uint64_t natter_session_cache_generation(natter_session_cache_t *c, const char *token);
+/* Remembers a session the store confirmed (u->expires_at_ms set), unless
+ * the shard saw a drop since generation was read: the store's answer may
+ * predate a logout. */
+void natter_session_cache_put(natter_session_cache_t *c, const char *token, const natter_user_t *u,
+                              uint64_t generation);
 /* Remembers only its user's id and end (the store's session_user_id). */
 void natter_session_cache_put_id(natter_session_cache_t *c, const char *token, uint64_t user_id,
-                                 int64_t expires_at_ms);
+                                 int64_t expires_at_ms, uint64_t generation);
+/* Forgets the token; lookups that began before cannot put it back. Call it
+ * after the store deleted the session. */
 void natter_session_cache_drop(natter_session_cache_t *c, const char *token);
 
 #endif

@@ -1,7 +1,9 @@
 """The main flows of the API, end to end, as a client sees them."""
 
 import datetime
+import threading
 
+import requests
 from conftest import (
     PASSWORD,
     TOKEN_RE,
@@ -10,6 +12,7 @@ from conftest import (
     assert_id,
     assert_message,
     assert_time,
+    login,
     register,
     uniq,
     ws_collect,
@@ -394,6 +397,37 @@ def test_logout(server):
     assert_error(alice.api.delete("/sessions"), 401, "unauthorized")
     # only that session ended
     assert Client(server.base, other).get("/me").status_code == 200
+
+
+def test_logout_while_the_token_is_in_use(server):
+    """Requests with the token in flight while it logs out: one that read
+    the store before the delete must not put the session back in the node's
+    cache, so once the 204 is answered the token is refused. Five rounds,
+    six readers each (before the fix most single rounds let it back in)."""
+    alice = register(server, "alice")
+    cid = alice.create_chat()["id"]
+    for _ in range(5):
+        token = login(server, alice.username)
+        stop = threading.Event()
+
+        def use():
+            s = requests.Session()
+            while not stop.is_set():
+                s.get(server.base + "/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+        readers = [threading.Thread(target=use) for _ in range(6)]
+        for t in readers:
+            t.start()
+        try:
+            r = Client(server.base, token).delete("/sessions")
+        finally:
+            stop.set()
+            for t in readers:
+                t.join()
+        assert r.status_code == 204, r.text
+        after = Client(server.base, token)
+        assert_error(after.get("/me"), 401, "unauthorized")
+        assert_error(after.post(f"/chats/{cid}/messages", {"content": "after logout"}), 401, "unauthorized")
 
 
 def test_ws_header_auth_and_multiple_chats(server):

@@ -44,7 +44,7 @@ static void test_hit_copies_without_password(void **state)
     token_of(1, h);
     natter_user_t u = user(42, natter_now_ms() + 60000), out;
     assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 0);
-    natter_session_cache_put(&c, h, &u);
+    natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
     assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 1);
     assert_int_equal(out.id, 42);
     assert_string_equal(out.username, "u42");
@@ -71,7 +71,7 @@ static void test_id_only_entries(void **state)
     uint64_t id = 0;
     natter_user_t out;
     assert_int_equal(natter_session_cache_get_id(&c, h, now, 0, &id), 0);
-    natter_session_cache_put_id(&c, h, 77, now + 60000);
+    natter_session_cache_put_id(&c, h, 77, now + 60000, natter_session_cache_generation(&c, h));
     assert_int_equal(natter_session_cache_get_id(&c, h, now, 0, &id), 1);
     assert_int_equal(id, 77);
     assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 0); /* no username here */
@@ -79,12 +79,12 @@ static void test_id_only_entries(void **state)
     assert_int_equal(natter_session_cache_get_id(&c, h, now + 60000, 1, &id), 0); /* the session ended */
 
     natter_user_t u = user(88, now + 60000);
-    natter_session_cache_put(&c, w, &u);
+    natter_session_cache_put(&c, w, &u, natter_session_cache_generation(&c, w));
     assert_int_equal(natter_session_cache_get_id(&c, w, now, 0, &id), 1);
     assert_int_equal(id, 88);
     /* the whole user replaces an id-only entry */
     natter_user_t v = user(77, now + 60000);
-    natter_session_cache_put(&c, h, &v);
+    natter_session_cache_put(&c, h, &v, natter_session_cache_generation(&c, h));
     assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 1);
     assert_string_equal(out.username, "u77");
     natter_session_cache_drop(&c, h);
@@ -101,7 +101,7 @@ static void test_expiry_ttl_and_stale(void **state)
     token_of(2, h);
     int64_t now = natter_now_ms();
     natter_user_t u = user(7, now + 60000), out;
-    natter_session_cache_put(&c, h, &u);
+    natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
     struct timespec ts = {0, 5 * 1000000};
     nanosleep(&ts, NULL);
     assert_int_equal(natter_session_cache_get(&c, h, now, 0, &out), 0); /* past the TTL */
@@ -118,14 +118,37 @@ static void test_drop_and_zero_ttl(void **state)
     char h[NATTER_TOKEN_LEN + 1];
     token_of(3, h);
     natter_user_t u = user(9, natter_now_ms() + 60000), out;
-    natter_session_cache_put(&c, h, &u);
+    natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
     natter_session_cache_drop(&c, h);
     assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 1, &out), 0);
     natter_session_cache_free(&c);
     natter_session_cache_init(&c, 0, 1000); /* TTL 0: nothing is cached */
-    natter_session_cache_put(&c, h, &u);
+    natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
     assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 1, &out), 0);
     natter_session_cache_free(&c);
+}
+
+/* A lookup that asked the store before a logout's delete, and answers
+ * after the logout dropped the token, does not put the session back; one
+ * that starts after the drop does. */
+static void test_lookup_racing_a_logout(void **state)
+{
+    (void)state;
+    natter_session_cache_t c;
+    natter_session_cache_init(&c, 10000, 1000);
+    char h[NATTER_TOKEN_LEN + 1];
+    token_of(4, h);
+    natter_user_t u = user(5, natter_now_ms() + 60000), out;
+    uint64_t id = 0;
+    uint64_t before = natter_session_cache_generation(&c, h); /* the lookup reads the store */
+    natter_session_cache_drop(&c, h);                          /* the logout, its delete done */
+    natter_session_cache_put(&c, h, &u, before);
+    natter_session_cache_put_id(&c, h, u.id, u.expires_at_ms, before);
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 1, &out), 0);
+    assert_int_equal(natter_session_cache_get_id(&c, h, natter_now_ms(), 1, &id), 0);
+    natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
+    assert_int_equal(natter_session_cache_get(&c, h, natter_now_ms(), 0, &out), 1);
+    natter_session_cache_free(&c); /* LeakSanitizer: the refused puts freed their entries */
 }
 
 static size_t held(natter_session_cache_t *c)
@@ -145,7 +168,7 @@ static void test_bounded(void **state)
     for (uint64_t i = 0; i < 10000; i++) {
         char h[NATTER_TOKEN_LEN + 1];
         token_of(i, h);
-        natter_session_cache_put(&c, h, &u);
+        natter_session_cache_put(&c, h, &u, natter_session_cache_generation(&c, h));
         assert_true(held(&c) <= 64);
     }
     natter_session_cache_free(&c); /* LeakSanitizer: every dropped entry was freed */
@@ -165,7 +188,7 @@ static void *race(void *arg)
         char h[NATTER_TOKEN_LEN + 1];
         token_of(i, h);
         natter_user_t u = user(i, natter_now_ms() + 60000);
-        natter_session_cache_put(r->c, h, &u);
+        natter_session_cache_put(r->c, h, &u, natter_session_cache_generation(r->c, h));
         if (!natter_session_cache_get(r->c, h, natter_now_ms(), 0, &out) || out.id != i)
             r->misses++;
     }
@@ -199,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_id_only_entries),
         cmocka_unit_test(test_expiry_ttl_and_stale),
         cmocka_unit_test(test_drop_and_zero_ttl),
+        cmocka_unit_test(test_lookup_racing_a_logout),
         cmocka_unit_test(test_bounded),
         cmocka_unit_test(test_threads),
     };
