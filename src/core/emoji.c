@@ -3,27 +3,28 @@
 
 #include <stdint.h>
 
-/* The code point starting at s[*i] of valid UTF-8; advances *i. */
-static uint32_t next_cp(const unsigned char *s, size_t *i)
-{
-    uint32_t c = s[*i];
-    size_t more = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
-    if (more > 0)
-        c &= 0x3F >> more;
-    for ((*i)++; more > 0; more--, (*i)++)
-        c = (c << 6) | (s[*i] & 0x3F);
-    return c;
-}
-
-static int is_space(uint32_t c)
-{
-    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 static int is_control(uint32_t c)
 {
     return c < 0x20 || (c >= 0x7F && c <= 0x9F);
+}
+
+/* Invisible format characters (zero-width space and non-joiner, word
+ * joiners, direction marks, embeddings, overrides and isolates, the
+ * interlinear annotations) and noncharacters: nothing to see, or text that
+ * shows in another order than it is stored. */
+static int is_invisible(uint32_t c)
+{
+    return c == 0x061C || c == 0x180E || c == 0x200B || c == 0x200C || c == 0x200E || c == 0x200F ||
+           (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) || (c >= 0xFFF9 && c <= 0xFFFB) ||
+           (c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFE) == 0xFFFE;
+}
+
+/* Combining marks: they change the code point before them, so none may
+ * come first. */
+static int is_combining(uint32_t c)
+{
+    return (c >= 0x0300 && c <= 0x036F) || (c >= 0x1AB0 && c <= 0x1AFF) || (c >= 0x1DC0 && c <= 0x1DFF) ||
+           (c >= 0x20D0 && c <= 0x20FF) || (c >= 0xFE20 && c <= 0xFE2F);
 }
 
 /* Joiners and selectors: parts of a sequence that show nothing alone. */
@@ -40,8 +41,9 @@ int natter_emoji_valid(const char *str, size_t len)
     if (len == 0 || len > NATTER_EMOJI_MAX_BYTES || !natter_utf8_valid(str, len))
         return 0;
     while (i < len) {
-        uint32_t c = next_cp(s, &i);
-        if (++n > NATTER_EMOJI_MAX_CHARS || is_control(c) || is_space(c))
+        uint32_t c = natter_utf8_next(s, &i);
+        if (++n > NATTER_EMOJI_MAX_CHARS || is_control(c) || natter_unicode_space(c) || is_invisible(c) ||
+            (n == 1 && is_combining(c)))
             return 0;
         if (c < 0x80 && !((c >= '0' && c <= '9') || c == '#' || c == '*'))
             return 0;

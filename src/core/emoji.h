@@ -7,7 +7,9 @@
  * sequence is made of and refuses the rest:
  *   - 1 to 8 code points of valid UTF-8 (a family or a flag fits; a
  *     sentence does not);
- *   - no control characters and no white space;
+ *   - no control characters, no white space, no invisible format
+ *     characters (zero-width space, direction marks and overrides, word
+ *     joiners) and no noncharacters; no combining mark first;
  *   - from ASCII only the keycap bases 0-9, # and *;
  *   - at least one code point that shows on its own: something beyond
  *     ASCII other than the joiners and selectors (U+200D, U+FE00-FE0F,

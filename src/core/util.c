@@ -171,6 +171,33 @@ size_t natter_utf8_count(const char *s, size_t len)
     return n;
 }
 
+uint32_t natter_utf8_next(const unsigned char *s, size_t *i)
+{
+    uint32_t c = s[*i];
+    size_t more = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+    if (more > 0)
+        c &= 0x3F >> more;
+    for ((*i)++; more > 0; more--, (*i)++)
+        c = (c << 6) | (s[*i] & 0x3F);
+    return c;
+}
+
+int natter_unicode_space(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+           c == 0x3000 || c == 0xFEFF;
+}
+
+int natter_utf8_blank(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < len;)
+        if (!natter_unicode_space(natter_utf8_next(s, &i)))
+            return 0;
+    return 1;
+}
+
 int natter_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

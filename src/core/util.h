@@ -49,5 +49,12 @@ static inline uint64_t natter_mix64(uint64_t x)
 size_t natter_utf8_count(const char *s, size_t len);
 /* 1 if [s, s+len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int natter_utf8_valid(const char *s, size_t len);
+/* The code point starting at s[*i] of valid UTF-8; advances *i past it. */
+uint32_t natter_utf8_next(const unsigned char *s, size_t *i);
+/* 1 for Unicode's White_Space code points and U+FEFF (what a JSON Schema
+ * pattern's \s matches), which show as blank. */
+int natter_unicode_space(uint32_t c);
+/* 1 when valid UTF-8 [s, s+len) is empty or only such blanks. */
+int natter_utf8_blank(const char *s, size_t len);
 
 #endif

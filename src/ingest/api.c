@@ -19,7 +19,6 @@
 #include "loop.h"
 #include "natter.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,14 +180,6 @@ int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *
         return 0;
     *s = json_string_value(v);
     *len = json_string_length(v);
-    return 1;
-}
-
-int natter_api_blank(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!isspace((unsigned char)s[i]))
-            return 0;
     return 1;
 }
 
@@ -426,7 +417,7 @@ static void chat_create(natter_api_job_t *job)
     size_t nlen, i;
     if (natter_api_authenticate(job, &me) != 0 || (body = natter_api_body_object(job, job->body, job->body_len)) == NULL)
         goto Done;
-    if (!natter_api_field_string(body, "name", &name, &nlen) || natter_api_blank(name, nlen) ||
+    if (!natter_api_field_string(body, "name", &name, &nlen) || natter_utf8_blank(name, nlen) ||
         natter_utf8_count(name, nlen) > CHAT_NAME_MAX_CHARS) {
         natter_api_fail(job, 400, "invalid_request", "name must be a string of 1-100 characters");
         goto Done;
@@ -590,13 +581,14 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
 {
     *after = *before = NATTER_CURSOR_NONE;
     *limit = HISTORY_LIMIT_DEFAULT;
-    if (query_u64(job, "after", after) < 0 || query_u64(job, "before", before) < 0 ||
+    int has_after, has_before;
+    if ((has_after = query_u64(job, "after", after)) < 0 || (has_before = query_u64(job, "before", before)) < 0 ||
         query_u64(job, "limit", limit) < 0)
         return -1;
     if (*limit < 1 || *limit > HISTORY_LIMIT_MAX)
         return natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");
-    if ((*after != NATTER_CURSOR_NONE && *after > INT64_MAX) || *before == 0 ||
-        (*before != NATTER_CURSOR_NONE && *before > INT64_MAX)) {
+    /* given, a cursor is an id: never the value that stands for none */
+    if ((has_after && *after > INT64_MAX) || (has_before && (*before == 0 || *before > INT64_MAX))) {
         char msg[80];
         snprintf(msg, sizeof(msg), "after and before must be %s ids", what);
         return natter_api_fail(job, 400, "invalid_request", msg);

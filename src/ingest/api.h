@@ -97,8 +97,6 @@ void natter_api_reply_written(natter_api_job_t *job, int status, natter_jsonw_t 
 json_t *natter_api_body_object(natter_api_job_t *job, const char *body, size_t len);
 /* A string field; 1 and s/len when present and a string. */
 int natter_api_field_string(json_t *o, const char *key, const char **s, size_t *len);
-/* 1 when [s, s+len) is empty or only white space. */
-int natter_api_blank(const char *s, size_t len);
 /* The caller's user, from the session cache or the store (401 otherwise). */
 int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user);
 /* The same for the caller's id alone (a post's question: one store read

@@ -167,7 +167,7 @@ static int edit(natter_api_job_t *job)
     int parked = 0;
     if (natter_api_authenticate(job, &me) != 0 || (body = natter_api_body_object(job, job->body, job->body_len)) == NULL)
         goto Done;
-    if (!natter_api_field_string(body, "content", &content, &len) || natter_api_blank(content, len)) {
+    if (!natter_api_field_string(body, "content", &content, &len) || natter_utf8_blank(content, len)) {
         natter_api_fail(job, 400, "invalid_request", "content must be a non-empty string");
         goto Done;
     }
@@ -219,7 +219,8 @@ static int react(natter_api_job_t *job, int add)
         goto Done;
     if (!job->route.emoji_ok) {
         natter_api_fail(job, 400, "invalid_request",
-                        "the emoji must be 1-8 Unicode code points, percent-encoded UTF-8, with no spaces or controls");
+                        "the emoji must be 1-8 Unicode code points, percent-encoded UTF-8, "
+                        "with no spaces, controls or invisible characters");
         goto Done;
     }
     if (natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 || message(job, 0, &m) != 0)

@@ -94,13 +94,13 @@ static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_
         if (!is_string(p, F_CHAT_ID) || natter_parse_u64(chat->value, chat->len, &p->chat_id) != 0 || p->chat_id == 0)
             return natter_api_fail(job, 400, "invalid_request", "chat_id must be a chat id string");
     }
-    if (!is_string(p, F_CONTENT) || natter_api_blank(content->value, content->len))
+    if (!is_string(p, F_CONTENT) || natter_utf8_blank(content->value, content->len))
         return natter_api_fail(job, 400, "invalid_request", "content must be a non-empty string");
     if (natter_utf8_count(content->value, content->len) > NATTER_CONTENT_MAX_CHARS)
         return natter_api_fail(job, 400, "content_too_long", "content is limited to 4000 characters");
     if (cid->kind != NATTER_JSONR_ABSENT &&
         (!is_string(p, F_CLIENT_ID) || cid->len == 0 || cid->len > NATTER_CLIENT_ID_MAX))
-        return natter_api_fail(job, 400, "invalid_request", "client_id must be a string of 1-64 characters");
+        return natter_api_fail(job, 400, "invalid_request", "client_id must be a string of 1-64 bytes in UTF-8");
     return 0;
 }
 

@@ -411,6 +411,8 @@ def test_ws_send_forbidden(server, world):
                  id="content-number"),
     pytest.param({"type": "send", "chat_id": "CID", "content": "   ", "client_id": "e1"}, "invalid_request",
                  id="content-blank"),
+    pytest.param({"type": "send", "chat_id": "CID", "content": "\u2003\u00a0", "client_id": "e1"}, "invalid_request",
+                 id="content-unicode-blank"),
     pytest.param({"type": "send", "chat_id": "CID", "content": "a" * 4001, "client_id": "e1"}, "content_too_long",
                  id="content-4001"),
     pytest.param({"type": "send", "chat_id": "999999999", "content": "x", "client_id": "e1"}, "not_found",
@@ -552,6 +554,7 @@ def test_method_not_allowed(server, world, method, path, allow):
     pytest.param({}, "invalid_request", id="no-name"),
     pytest.param({"name": "", "members": []}, "invalid_request", id="name-empty"),
     pytest.param({"name": " \t\n ", "members": []}, "invalid_request", id="name-blank"),
+    pytest.param({"name": "\u00a0\u2003\u3000", "members": []}, "invalid_request", id="name-unicode-blank"),
     pytest.param({"name": "n" * 101, "members": []}, "invalid_request", id="name-101"),
     pytest.param({"name": 7, "members": []}, "invalid_request", id="name-number"),
     pytest.param({"name": "ok", "members": "BOB"}, "invalid_request", id="members-string"),
@@ -594,11 +597,13 @@ def test_create_chat_limits_accepted(server, world):
     pytest.param({}, 400, "invalid_request", id="no-content"),
     pytest.param({"content": ""}, 400, "invalid_request", id="content-empty"),
     pytest.param({"content": " \n\t "}, 400, "invalid_request", id="content-blank"),
+    pytest.param({"content": "\u00a0\u3000\ufeff"}, 400, "invalid_request", id="content-unicode-blank"),
     pytest.param({"content": 42}, 400, "invalid_request", id="content-number"),
     pytest.param({"content": None}, 400, "invalid_request", id="content-null"),
     pytest.param({"content": ["x"]}, 400, "invalid_request", id="content-array"),
     pytest.param({"content": "ok", "client_id": ""}, 400, "invalid_request", id="client-id-empty"),
     pytest.param({"content": "ok", "client_id": "c" * 65}, 400, "invalid_request", id="client-id-65"),
+    pytest.param({"content": "ok", "client_id": "\u00e9" * 33}, 400, "invalid_request", id="client-id-66-bytes"),
     pytest.param({"content": "ok", "client_id": 5}, 400, "invalid_request", id="client-id-number"),
     pytest.param({"content": "a" * 4001}, 400, "content_too_long", id="content-4001"),
     pytest.param({"content": "é" * 4001}, 400, "content_too_long", id="content-4001-2byte"),
@@ -655,10 +660,13 @@ def test_escaped_json_content(server, world):
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=201", "limit=-1", "limit=1.5",
-                                   "after=abc", "before=xyz", "after=-5"])
+                                   "after=abc", "before=xyz", "after=-5", "before=0",
+                                   "after=9223372036854775808", "after=18446744073709551615",
+                                   "before=18446744073709551615", "after=18446744073709551616"])
 def test_history_bad_query(server, world, query):
-    r = world["alice"].api.get(f"/chats/{world['cid']}/messages?{query}")
-    assert_error(r, 400, "invalid_request")
+    for what in ("messages", "events"):
+        r = world["alice"].api.get(f"/chats/{world['cid']}/{what}?{query}")
+        assert_error(r, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("query", ["limit=1", "limit=200"])

@@ -90,6 +90,7 @@ def test_edit_errors(trio):
     other = alice.create_chat()["id"]  # the message is not that chat's
     assert_error(patch(alice, {"content": "x"}, p=f"/chats/{other}/messages/{m['id']}"), 404, "not_found")
     assert_error(patch(alice, {"content": "   "}), 400, "invalid_request")
+    assert_error(patch(alice, {"content": "\u00a0\u3000"}), 400, "invalid_request")
     assert_error(patch(alice, {}), 400, "invalid_request")
     assert_error(patch(alice, {"content": 5}), 400, "invalid_request")
     assert_error(patch(alice, {"content": "x" * 4001}), 400, "content_too_long")
@@ -194,7 +195,8 @@ def test_reactions(trio):
 
 
 @pytest.mark.parametrize("segment", ["abc", "%F0%9F%91", "%ZZ", "%20", "a%20b", "%F0%9F%91%8D%20", "%00",
-                                     "%E2%80%8D", enc(THUMB * 9)])
+                                     "%E2%80%8D", enc(THUMB * 9), "%E2%80%8B", "%EF%BB%BF", "%E2%80%AE",
+                                     enc(THUMB) + "%E2%80%AE", "%CC%81", "%EF%BF%BF"])
 def test_reaction_bad_emoji(trio, segment):
     alice, bob, carol, cid = trio
     m = alice.api.post_message(cid, "x")

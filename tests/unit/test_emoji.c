@@ -54,6 +54,18 @@ static void test_invalid(void **state)
     assert_false(valid("\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"
                        "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xc2\xa9"));
     assert_false(natter_emoji_valid("\xf0\x9f\x91\x8d\0", 5));   /* NUL */
+    /* invisible: alone they show nothing, beside an emoji they hide or reorder text */
+    assert_false(valid("\xe2\x80\x8b"));                          /* U+200B zero-width space */
+    assert_false(valid("\xef\xbb\xbf"));                          /* U+FEFF */
+    assert_false(valid("\xe2\x80\xae"));                          /* U+202E right-to-left override */
+    assert_false(valid("\xf0\x9f\x91\x8d\xe2\x80\xae"));          /* 👍 and an override */
+    assert_false(valid("\xf0\x9f\x91\x8d\xe2\x80\x8f"));          /* 👍 and a right-to-left mark */
+    assert_false(valid("\xe2\x81\xa0\xf0\x9f\x91\x8d"));          /* a word joiner, then 👍 */
+    assert_false(valid("\xef\xbf\xbf"));                          /* noncharacter U+FFFF */
+    assert_false(valid("\xef\xb7\x90"));                          /* noncharacter U+FDD0 */
+    assert_false(valid("\xf0\x9f\xbf\xbe"));                      /* noncharacter U+1FFFE */
+    assert_false(valid("\xcc\x81"));                               /* a lone combining acute accent */
+    assert_false(valid("\xcc\x81\xf0\x9f\x91\x8d"));               /* a combining mark first */
 }
 
 static int from_path(const char *seg, char *out, size_t *len)

@@ -118,6 +118,32 @@ static void test_utf8_count(void **state)
     free(big);
 }
 
+#define BLANK(lit) natter_utf8_blank((lit), sizeof(lit) - 1)
+
+/* Blank is Unicode's white space (and U+FEFF), not only ASCII's. */
+static void test_utf8_blank(void **state)
+{
+    (void)state;
+    assert_true(BLANK(""));
+    assert_true(BLANK(" \t\r\n\v\f"));
+    assert_true(BLANK("\xc2\xa0\xe3\x80\x80"));             /* no-break space, ideographic space */
+    assert_true(BLANK("\xe2\x80\x80\xe2\x80\x8a\xe2\x80\xa8\xe2\x80\xa9")); /* U+2000, 200A, 2028, 2029 */
+    assert_true(BLANK("\xc2\x85\xe1\x9a\x80\xe2\x80\xaf\xe2\x81\x9f\xef\xbb\xbf")); /* 85, 1680, 202F, 205F, FEFF */
+    assert_false(BLANK(" x "));
+    assert_false(BLANK("\xc2\xa0\xc3\xa9"));                 /* é after a no-break space */
+    assert_false(BLANK("\xe2\x80\x8b"));                      /* U+200B is not white space */
+    assert_false(BLANK("\xf0\x9f\x91\x8d"));
+    assert_int_equal(natter_unicode_space(0x3000), 1);
+    assert_int_equal(natter_unicode_space(0x200B), 0);
+    size_t i = 0;
+    const unsigned char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x91\x8d";
+    assert_int_equal(natter_utf8_next(s, &i), 'a');
+    assert_int_equal(natter_utf8_next(s, &i), 0xE9);
+    assert_int_equal(natter_utf8_next(s, &i), 0x20AC);
+    assert_int_equal(natter_utf8_next(s, &i), 0x1F44D);
+    assert_int_equal(i, sizeof(s) - 1);
+}
+
 static void test_parse_u64_accepts(void **state)
 {
     (void)state;
@@ -255,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_utf8_valid_rejects_bad_sequences),
         cmocka_unit_test(test_utf8_valid_rejects_truncation),
         cmocka_unit_test(test_utf8_count),
+        cmocka_unit_test(test_utf8_blank),
         cmocka_unit_test(test_parse_u64_accepts),
         cmocka_unit_test(test_parse_u64_rejects),
         cmocka_unit_test(test_format_time),
