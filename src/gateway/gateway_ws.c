@@ -322,18 +322,23 @@ static void grace_expired(h2o_timeout_entry_t *entry)
  * frame goes next. stop_reading: the client broke a rule, nothing more it
  * sends is read, and TCP closes once the frame is written. The caller
  * writes (write_queue or touch). */
-static void close_now(ws_conn_t *c, uint16_t code, const char *reason, int stop_reading)
+/* Reads nothing more from the client: what it has sent and sends is dropped. */
+static void stop_reading(ws_conn_t *c)
+{
+    c->not_reading = 1;
+    if (c->sock != NULL)
+        h2o_socket_read_stop(c->sock);
+}
+
+static void close_now(ws_conn_t *c, uint16_t code, const char *reason, int stop)
 {
     if (c->closing || c->dead)
         return;
     c->closing = 1;
     ring_drop_queued(c);
     queue_close_frame(c, code, reason);
-    if (stop_reading) {
-        c->not_reading = 1;
-        if (c->sock != NULL)
-            h2o_socket_read_stop(c->sock);
-    }
+    if (stop)
+        stop_reading(c);
     h2o_timeout_link(c->gw->loop->h2o_ctx.loop, &c->gw->grace_timeout, &c->grace);
 }
 
@@ -379,8 +384,9 @@ static int queue_frame(ws_conn_t *c, natter_frame_t *f)
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers)
 {
     ws_conn_t *c = natter_u64map_get(&gw->conns, conn_id);
-    if (c == NULL) {
-        natter_frame_unref(frame);
+    if (c == NULL) { /* closed meanwhile */
+        if (frame != NULL)
+            natter_frame_unref(frame);
         return;
     }
     if (answers && c->pending > 0)
@@ -503,8 +509,7 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
 static void on_close_frame(ws_conn_t *c, const natter_ws_event_t *ev)
 {
     c->close_received = 1;
-    c->not_reading = 1;
-    h2o_socket_read_stop(c->sock);
+    stop_reading(c);
     if (c->close_sent) { /* the answer to ours: done */
         conn_dead(c);
         return;
@@ -538,6 +543,10 @@ static int on_event(ws_conn_t *c, const natter_ws_event_t *ev)
         return 0;
     case NATTER_WS_PING:
         if (c->ctrl.len > CTRL_BYTES_MAX) { /* pings from a client that does not read our pongs */
+            if (c->closing) { /* closed for something else while they piled up: read no more */
+                stop_reading(c);
+                return -1;
+            }
             natter_count(&natter_m()->ws_slow_closed, 1);
             close_now(c, NATTER_WS_CLOSE_POLICY, "send queue full", 1);
             return -1;
@@ -553,12 +562,10 @@ static int on_event(ws_conn_t *c, const natter_ws_event_t *ev)
         return -1;
     case NATTER_WS_FAIL:
         natter_count(&natter_m()->ws_protocol_closed, 1);
-        if (c->closing) { /* ours is out already: just stop */
-            c->not_reading = 1;
-            h2o_socket_read_stop(c->sock);
-        } else {
+        if (c->closing) /* ours is out already: just stop */
+            stop_reading(c);
+        else
             close_now(c, ev->code, ev->reason, 1);
-        }
         return -1;
     case NATTER_WS_NEED_MORE:
         break;

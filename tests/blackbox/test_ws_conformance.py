@@ -3,7 +3,9 @@ handled, and every violation fails the connection with a close frame carrying th
 (1002 protocol error, 1007 bad UTF-8, 1009 too big) before the TCP connection closes."""
 
 import json
+import socket
 import struct
+import time
 
 import pytest
 
@@ -234,3 +236,21 @@ def test_nothing_is_read_after_a_violation(server, bob):
         expect_failed(ws, 1002)
     finally:
         ws.close()
+
+
+def test_typing_from_a_socket_that_resets_at_once(server_factory):
+    """A typing frame whose membership check goes to a worker (the chat's
+    members are not cached) answers nothing; when its socket is gone by then,
+    the answer is dropped. It once took the node down (a NULL frame unref'd)."""
+    srv = server_factory(args=["--members-ttl", "200"])
+    alice = register(srv, "alice")
+    chats = [alice.create_chat()["id"] for _ in range(100)]
+    time.sleep(0.5)  # past --members-ttl: every chat's member list is loaded again on its first use
+    for cid in chats:
+        ws = RawWs(srv.port, alice.token)
+        ws.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.s.sendall(client_frame(0x1, json.dumps({"type": "typing", "chat_id": cid}).encode()))
+        ws.s.close()  # a reset, before the worker's answer
+    ws = RawWs(srv.port, alice.token)  # the node still serves
+    ws.s.close()
+    assert alice.api.get("/me").status_code == 200
