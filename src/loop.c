@@ -144,7 +144,10 @@ void natter_loop_fanout(natter_loop_t *loop, natter_fanout_t *f)
 {
     size_t cap = loop->app->cfg.fanout_queue;
     size_t before = atomic_fetch_add(&loop->fanout_queued, f->n);
-    if (before > 0 && before + f->n > cap) {
+    /* While a shed waits for the loop, later batches are shed too: one that
+     * fits would reach a shed user's socket before its close, and the user
+     * would resume after it, past the shed batch's messages. */
+    if (atomic_load(&loop->shed_wake) || (before > 0 && before + f->n > cap)) {
         atomic_fetch_sub(&loop->fanout_queued, f->n);
         shed(loop, f);
         natter_fanout_unref(f);

@@ -64,7 +64,7 @@ struct natter_loop {
     pthread_mutex_t shed_lock;   /* guards the shed set; taken only when shedding */
     natter_u64map_t shed_users;  /* users whose pushes were dropped here */
     int shed_all;
-    atomic_int shed_wake;
+    atomic_int shed_wake;        /* a shed waits for the loop: later batches are shed too */
     h2o_multithread_message_t shed_msg;
 
     pthread_mutex_t phase_lock; /* the thread's phases, for main to wait on */
