@@ -264,9 +264,10 @@ static json_t *json_user(const natter_user_t *u)
     return json_pack("{s:o, s:s}", "id", json_id(u->id), "username", u->username);
 }
 
-/* Validates the body's credentials, then takes an attempt from the
- * username's limit (429 past it): before any hash is computed. */
-static int validate_credentials(natter_api_job_t *job, json_t *body, const char **name, const char **pw,
+/* Validates the body's credentials (a new password's length too, when
+ * creating), then takes an attempt from the username's limit (429 past
+ * it): before any hash is computed, and not for a request refused anyway. */
+static int validate_credentials(natter_api_job_t *job, json_t *body, int creating, const char **name, const char **pw,
                                 size_t *pwlen)
 {
     size_t nlen;
@@ -274,6 +275,8 @@ static int validate_credentials(natter_api_job_t *job, json_t *body, const char 
         return natter_api_fail(job, 400, "invalid_request", "username and password are required strings");
     if (!natter_username_valid(*name, nlen))
         return natter_api_fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
+    if (creating && (*pwlen < PASSWORD_MIN || *pwlen > PASSWORD_MAX))
+        return natter_api_fail(job, 400, "invalid_request", "password must be 8-256 bytes");
     if ((job->retry_after = natter_auth_take_username(&job->app->auth, *name, natter_now_ms())) > 0)
         return natter_api_fail(job, 429, "rate_limited", "too many attempts for this username, slow down");
     return 0;
@@ -286,12 +289,8 @@ static void user_create(natter_api_job_t *job)
     const char *name, *pw;
     size_t pwlen;
     natter_user_t u = {0};
-    if (body == NULL || validate_credentials(job, body, &name, &pw, &pwlen) != 0)
+    if (body == NULL || validate_credentials(job, body, 1, &name, &pw, &pwlen) != 0)
         goto Done;
-    if (pwlen < PASSWORD_MIN || pwlen > PASSWORD_MAX) {
-        natter_api_fail(job, 400, "invalid_request", "password must be 8-256 bytes");
-        goto Done;
-    }
     snprintf(u.username, sizeof(u.username), "%s", name);
     natter_password_cost_t cost = {app->cfg.argon2_memory_kib, app->cfg.argon2_passes};
     if (natter_password_hash(&cost, pw, pwlen, u.pwhash) != NATTER_OK) {
@@ -319,7 +318,7 @@ static void session_create(natter_api_job_t *job)
     natter_user_t u;
     char token[NATTER_TOKEN_LEN + 1];
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
-    if (body == NULL || validate_credentials(job, body, &name, &pw, &pwlen) != 0)
+    if (body == NULL || validate_credentials(job, body, 0, &name, &pw, &pwlen) != 0)
         goto Done;
     int rc = natter_store_user_by_name(app->store, name, &u);
     if (rc != NATTER_OK && rc != NATTER_ENOTFOUND) {
@@ -396,13 +395,38 @@ static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
                      "created_at", json_time(chat->created_at_ms));
 }
 
-static int add_unique(natter_vec_t *ids, uint64_t id)
+static int add_unique(natter_vec_t *ids, natter_vec_t *users, const natter_user_t *u)
 {
     for (size_t i = 0; i < ids->len; i++)
-        if (*NATTER_VEC_AT(ids, uint64_t, i) == id)
+        if (*NATTER_VEC_AT(ids, uint64_t, i) == u->id)
             return 0;
-    *(uint64_t *)natter_vec_push(ids) = id;
+    *(uint64_t *)natter_vec_push(ids) = u->id;
+    *(natter_user_t *)natter_vec_push(users) = *u;
     return 1;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint64_t x = ((const natter_user_t *)a)->id, y = ((const natter_user_t *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* A chat just stored, as GET /chats/{id} shows it, from what creating it
+ * knew (its members in id order, none has read anything): no store read
+ * that could fail after the chat exists. */
+static json_t *json_new_chat(natter_app_t *app, const natter_chat_t *chat, natter_vec_t *users)
+{
+    qsort(users->items, users->len, sizeof(natter_user_t), by_id);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < users->len; i++) {
+        const natter_user_t *u = NATTER_VEC_AT(users, natter_user_t, i);
+        json_t *o = json_user(u);
+        json_object_set_new(o, "online", json_boolean(natter_ephemeral_online(app, u->id)));
+        json_object_set_new(o, "last_read_id", json_null());
+        json_array_append_new(arr, o);
+    }
+    return json_pack("{s:o, s:s, s:o, s:o}", "id", json_id(chat->id), "name", chat->name, "members", arr,
+                     "created_at", json_time(chat->created_at_ms));
 }
 
 static void chat_create(natter_api_job_t *job)
@@ -410,8 +434,9 @@ static void chat_create(natter_api_job_t *job)
     natter_app_t *app = job->app;
     natter_user_t me, u;
     natter_chat_t chat = {0};
-    natter_vec_t ids;
+    natter_vec_t ids, users;
     natter_vec_init(&ids, sizeof(uint64_t));
+    natter_vec_init(&users, sizeof(natter_user_t));
     json_t *body = NULL, *members, *m;
     const char *name;
     size_t nlen, i;
@@ -433,7 +458,7 @@ static void chat_create(natter_api_job_t *job)
             goto Done;
         }
     }
-    add_unique(&ids, me.id);
+    add_unique(&ids, &users, &me);
     json_array_foreach(members, i, m) {
         int rc = natter_store_user_by_name(app->store, json_string_value(m), &u);
         if (rc == NATTER_ENOTFOUND) {
@@ -446,7 +471,7 @@ static void chat_create(natter_api_job_t *job)
             natter_api_fail_store(job, rc);
             goto Done;
         }
-        add_unique(&ids, u.id);
+        add_unique(&ids, &users, &u);
     }
     chat.id = natter_app_next_id(app);
     chat.created_by = me.id;
@@ -457,11 +482,10 @@ static void chat_create(natter_api_job_t *job)
         natter_api_fail_store(job, rc);
         goto Done;
     }
-    json_t *out = json_chat(job, &chat);
-    if (out != NULL)
-        reply(job, 201, out);
+    reply(job, 201, json_new_chat(app, &chat, &users));
 Done:
     natter_vec_free(&ids);
+    natter_vec_free(&users);
     json_decref(body);
 }
 

@@ -47,6 +47,19 @@ def test_failed_logins_limited_per_username(server_factory):
         assert login(srv.base, other.username, PASSWORD).status_code == 201
 
 
+def test_a_refused_registration_takes_no_attempt(server_factory):
+    """A registration refused for its password's length is answered 400
+    before the username's attempts are counted: a client that retries with
+    a short password is told why, and the name can still be registered."""
+    srv = server_factory(args=["--auth-rate-user", "3"])
+    name = uniq("short")
+    for _ in range(5):
+        r = requests.post(f"{srv.base}/users", json={"username": name, "password": "short"}, timeout=60)
+        assert_error(r, 400, "invalid_request")
+    r = requests.post(f"{srv.base}/users", json={"username": name, "password": PASSWORD}, timeout=60)
+    assert r.status_code == 201, r.text
+
+
 def test_unknown_user_and_wrong_password_answer_alike(server):
     user = register(server, "known")
     wrong = login(server.base, user.username, "not the password")

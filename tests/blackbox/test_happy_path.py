@@ -378,6 +378,24 @@ def test_members_add_remove(server):
         wc.close()
 
 
+def test_create_chat_answers_from_what_it_stored(server_factory):
+    """The 201 of POST /chats is built from what the creation knew, with no
+    store read after the chat exists: a failing read (here, every member
+    list read fails) cannot answer 503 for a chat that was created."""
+    srv = server_factory(env={"NATTER_FAULTS": "store.chat_members:rc=unavail"})
+    alice = register(srv, "alice")
+    bob = register(srv, "bob")
+    name = uniq("room")
+    r = alice.api.post("/chats", {"name": name, "members": [bob.username]})
+    assert r.status_code == 201, r.text
+    chat = r.json()
+    assert chat["name"] == name
+    expected = sorted([alice, bob], key=lambda u: int(u.id))  # in id order, as GET /chats/{id} lists them
+    assert [(m["id"], m["username"], m["last_read_id"]) for m in chat["members"]] == \
+        [(u.id, u.username, None) for u in expected]
+    assert [c["id"] for c in bob.api.get("/chats").json()["chats"]] == [chat["id"]]
+
+
 def test_member_can_leave(server):
     alice = register(server, "alice")
     bob = register(server, "bob")
