@@ -35,6 +35,8 @@ int natter_username_valid(const char *name, size_t len)
 {
     if (len == 0 || len > 32)
         return 0;
+    if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')))
+        return 0; /* "." and "..": a path segment that clients resolve away, so such a user could not be added */
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||

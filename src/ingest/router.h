@@ -74,7 +74,7 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
  * query values are decimal numbers and tokens. */
 int natter_query_get(const char *query, size_t qlen, const char *name, const char **val, size_t *len);
 
-/* 1 when name is a valid username: 1-32 chars of [A-Za-z0-9_.-]. */
+/* 1 when name is a valid username: 1-32 chars of [A-Za-z0-9_.-], not "." or "..". */
 int natter_username_valid(const char *name, size_t len);
 
 #endif

@@ -367,6 +367,10 @@ static void test_username_valid(void **state)
     assert_int_equal(natter_username_valid("a/b", 3), 0);
     assert_int_equal(natter_username_valid("a\0b", 3), 0);
     assert_int_equal(natter_username_valid("\xC3\xA9", 2), 0);
+    assert_int_equal(natter_username_valid(".", 1), 0);  /* dot segments: clients resolve them away */
+    assert_int_equal(natter_username_valid("..", 2), 0);
+    assert_int_equal(natter_username_valid("...", 3), 1);
+    assert_int_equal(natter_username_valid(".a", 2), 1);
     assert_int_equal(natter_username_valid("a@b", 3), 0);
     assert_int_equal(natter_username_valid("a:b", 3), 0);
     assert_int_equal(natter_username_valid("abc!", 3), 1); /* only len bytes */
