@@ -851,10 +851,14 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
                 atomic_store(&k->store_down_since_ns, 0);
             if (track && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS) {
                 span_t *s = &k->batch[rkm->partition];
-                if (s->min < 0 || rkm->offset < s->min)
-                    s->min = rkm->offset;
-                if (rkm->offset > s->max || s->max < s->min)
-                    s->max = rkm->offset;
+                if (s->min < 0) { /* the batch's first record here: a span of its own, not the last one's */
+                    s->min = s->max = rkm->offset;
+                } else {
+                    if (rkm->offset < s->min)
+                        s->min = rkm->offset;
+                    if (rkm->offset > s->max)
+                        s->max = rkm->offset;
+                }
             }
             /* the recipients serve the fan-out only; the store consumer's
              * messages go without them */
