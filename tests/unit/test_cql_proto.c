@@ -96,6 +96,11 @@ static void test_names(void **state)
     assert_int_equal(cql_error_to_natter(CQL_ERR_ALREADY_EXISTS), NATTER_ECONFLICT);
     assert_int_equal(cql_error_to_natter(CQL_ERR_SYNTAX), NATTER_EINVAL);
     assert_int_equal(cql_error_to_natter(CQL_ERR_SERVER), NATTER_EIO);
+    /* replicas that failed are an outage to retry, not a statement to give up */
+    assert_int_equal(cql_error_to_natter(CQL_ERR_WRITE_FAILURE), NATTER_EUNAVAIL);
+    assert_int_equal(cql_error_to_natter(CQL_ERR_READ_FAILURE), NATTER_EUNAVAIL);
+    assert_int_equal(cql_error_to_natter(CQL_ERR_TRUNCATE), NATTER_EUNAVAIL);
+    assert_int_equal(cql_error_to_natter(CQL_ERR_INVALID), NATTER_EINVAL);
 }
 
 /* ---- writers ------------------------------------------------------------ */

@@ -1060,8 +1060,10 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
             rc = cql_error_to_natter(code);
             if (code == ERR_UNPREPARED && call->stmt != NULL && call->attempts < MAX_ATTEMPTS) {
                 atomic_fetch_add_explicit(&h->reprepares, 1, memory_order_relaxed);
-                if (prepare_on(cl, call->stmt, host, err, errlen) == NATTER_OK && call_send(call, host) == NATTER_OK)
+                int prc = prepare_on(cl, call->stmt, host, err, errlen);
+                if (prc == NATTER_OK && call_send(call, host) == NATTER_OK)
                     continue;
+                rc = prc == NATTER_OK || prc == NATTER_EIO ? NATTER_EUNAVAIL : prc; /* the host, not the statement */
                 break;
             }
             count_error(call, h);

@@ -99,7 +99,10 @@ int cql_error_to_natter(int32_t code)
     switch (code) {
     case CQL_ERR_UNAVAILABLE:
     case CQL_ERR_OVERLOADED:
-    case CQL_ERR_IS_BOOTSTRAPPING: return NATTER_EUNAVAIL;
+    case CQL_ERR_IS_BOOTSTRAPPING:
+    case CQL_ERR_TRUNCATE:
+    case CQL_ERR_READ_FAILURE:
+    case CQL_ERR_WRITE_FAILURE: return NATTER_EUNAVAIL; /* replicas failed or away: an outage, not a refusal */
     case CQL_ERR_WRITE_TIMEOUT:
     case CQL_ERR_READ_TIMEOUT: return NATTER_ETIMEDOUT;
     case CQL_ERR_ALREADY_EXISTS: return NATTER_ECONFLICT;
