@@ -143,7 +143,7 @@ $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call 
 TSAN_DIR := $(BUILD)/tsan
 TSAN := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CQL_SRC := src/store/cql/cql_client.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
-TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/id.c \
+TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/id.c src/core/fault.c \
 	src/core/metrics.c src/core/config.c src/core/util.c src/core/emoji.c
 TSAN_UNIT_BINS := $(TSAN_DIR)/tests/test_cql_client
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \

@@ -48,6 +48,7 @@
  *             --kafka-timeout.
  */
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/id.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -76,6 +77,7 @@ static const char *const durable_topic[] = {"min.insync.replicas", "2", NULL};
 
 typedef struct {
     int64_t min, max; /* offsets of the current batch in one partition; min < 0: none */
+    int64_t stop;     /* a malformed record whose dead letter was not kept: read again from it; < 0: none */
 } span_t;
 
 typedef struct {
@@ -597,7 +599,7 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
     natter_idgen_init(&k->ids, cfg->node_id);
     for (int p = 0; p < MAX_PARTITIONS; p++) {
-        k->batch[p].min = -1;
+        k->batch[p].min = k->batch[p].stop = -1;
         atomic_init(&k->stored[p], -1);
     }
     snprintf(group, sizeof(group), "%s-fanout-%u-%d", cfg->kafka_group, cfg->node_id, (int)getpid());
@@ -751,10 +753,26 @@ static void kafka_release(natter_log_t *log, natter_msg_t *msg, int status)
  * or undecodable are skipped (still covered by the batch's offsets). */
 /* ---- dead letters ---------------------------------------------------------- */
 
+/* A dead letter's outcome, shared by its producer call and its delivery
+ * report, which can come after the call gave up waiting (in a later flush):
+ * the last of the two to let go frees it. */
+typedef struct {
+    atomic_int refs;
+    atomic_int err; /* rd_kafka_resp_err_t; RD_KAFKA_RESP_ERR__IN_PROGRESS until reported */
+} dead_letter_outcome_t;
+
+static void outcome_release(dead_letter_outcome_t *o)
+{
+    if (atomic_fetch_sub(&o->refs, 1) == 1)
+        free(o);
+}
+
 static void on_dead_letter_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     (void)rk, (void)opaque;
-    *(rd_kafka_resp_err_t *)rkm->_private = rkm->err;
+    dead_letter_outcome_t *o = rkm->_private;
+    atomic_store(&o->err, rkm->err);
+    outcome_release(o);
 }
 
 /* The dead-letter topic and its producer (acks=all, idempotent), made on
@@ -792,17 +810,22 @@ static int dead_letter_put(log_kafka_t *k, const void *value, size_t len, const 
         return NATTER_EUNAVAIL;
     }
     snprintf(source, sizeof(source), "%s/%d/%lld", k->topic, (int)partition, (long long)offset);
-    rd_kafka_resp_err_t outcome = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    dead_letter_outcome_t *o = xmalloc(sizeof(*o));
+    atomic_init(&o->refs, 2); /* this call's, and the delivery report's */
+    atomic_init(&o->err, RD_KAFKA_RESP_ERR__IN_PROGRESS);
     rd_kafka_resp_err_t rerr = rd_kafka_producev(
         k->dlq_producer, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_KEY(key, keylen),
         RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADER("natter-reason", reason, -1), RD_KAFKA_V_HEADER("natter-source", source, -1),
-        RD_KAFKA_V_OPAQUE(&outcome), RD_KAFKA_V_END);
+        RD_KAFKA_V_OPAQUE(o), RD_KAFKA_V_END);
     if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(o); /* not queued: no report will come */
         fprintf(stderr, "natter: kafka: dead letter: %s\n", rd_kafka_err2str(rerr));
         return NATTER_EUNAVAIL;
     }
     rd_kafka_flush(k->dlq_producer, (int)k->cfg->kafka_timeout_ms + 1000);
+    rd_kafka_resp_err_t outcome = atomic_load(&o->err);
+    outcome_release(o);
     if (outcome != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fprintf(stderr, "natter: kafka: dead letter: %s\n", rd_kafka_err2str(outcome));
         return outcome == RD_KAFKA_RESP_ERR__IN_PROGRESS ? NATTER_ETIMEDOUT : NATTER_EUNAVAIL;
@@ -823,18 +846,25 @@ static int kafka_dead_letter(natter_log_t *log, const natter_msg_t *msg, const c
 }
 
 /* A record that does not decode can be neither stored nor pushed: its
- * bytes go to the dead letters as they are, and its partition moves on. */
-static void dead_letter_malformed(log_kafka_t *k, const rd_kafka_message_t *rkm)
+ * bytes go to the dead letters as they are, and its partition moves on.
+ * When they cannot be kept, the partition is not committed past it: span's
+ * stop makes the batch's commit end before it and read it again. */
+static void dead_letter_malformed(log_kafka_t *k, const rd_kafka_message_t *rkm, span_t *span)
 {
-    if (dead_letter_put(k, rkm->payload, rkm->len, rkm->key, rkm->key_len, rkm->partition, rkm->offset,
+    /* the log.dead_letter fault point, which log.c checks for the store's refusals */
+    if (natter_fault_check(NATTER_FAULT_LOG_DEAD_LETTER) == 0 &&
+        dead_letter_put(k, rkm->payload, rkm->len, rkm->key, rkm->key_len, rkm->partition, rkm->offset,
                         "malformed record") == NATTER_OK) {
         natter_count(&natter_m()->dead_letters, 1);
         fprintf(stderr, "natter: dead letter: a malformed record at %d/%lld\n", (int)rkm->partition,
                 (long long)rkm->offset);
-    } else {
-        fprintf(stderr, "natter: kafka: skipping a malformed record at %d/%lld (not kept: no dead-letter topic)\n",
-                (int)rkm->partition, (long long)rkm->offset);
+        return;
     }
+    fprintf(stderr, "natter: kafka: a malformed record at %d/%lld could not be kept in the dead letters: "
+                    "its partition is read again from it\n",
+            (int)rkm->partition, (long long)rkm->offset);
+    if (span != NULL && (span->stop < 0 || rkm->offset < span->stop))
+        span->stop = rkm->offset;
 }
 
 static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natter_msg_t **head, int track)
@@ -847,10 +877,11 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
             if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 fprintf(stderr, "natter: kafka: consume: %s\n", rd_kafka_message_errstr(rkm));
         } else {
+            span_t *s = NULL;
             if (track)
                 atomic_store(&k->store_down_since_ns, 0);
             if (track && rkm->partition >= 0 && rkm->partition < MAX_PARTITIONS) {
-                span_t *s = &k->batch[rkm->partition];
+                s = &k->batch[rkm->partition];
                 if (s->min < 0) { /* the batch's first record here: a span of its own, not the last one's */
                     s->min = s->max = rkm->offset;
                 } else {
@@ -873,7 +904,7 @@ static size_t collect(log_kafka_t *k, rd_kafka_message_t **rkms, size_t n, natte
             }
             natter_msg_t *m = natter_record_decode_to(rkm->payload, rkm->len, to, tolen);
             if (m == NULL && track) {
-                dead_letter_malformed(k, rkm);
+                dead_letter_malformed(k, rkm, s);
             } else if (m == NULL) {
                 fprintf(stderr, "natter: kafka: skipping a malformed record at %d/%lld\n", (int)rkm->partition,
                         (long long)rkm->offset);
@@ -932,7 +963,7 @@ static void renew_store_if_fatal(log_kafka_t *k)
     pthread_mutex_unlock(&k->status_lock);
     rd_kafka_destroy_flags(k->store, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     for (int p = 0; p < MAX_PARTITIONS; p++)
-        k->batch[p].min = -1;
+        k->batch[p].min = k->batch[p].stop = -1;
     store_instance(k, instance, sizeof(instance));
     while ((k->store = new_consumer(k, "store", k->cfg->kafka_group, instance, err, sizeof(err))) == NULL ||
            subscribe_store(k, err, sizeof(err)) != NATTER_OK) {
@@ -1041,35 +1072,44 @@ static int64_t kafka_stored_offset(natter_log_t *log, int32_t partition)
     return partition >= 0 && partition < MAX_PARTITIONS ? atomic_load(&k->stored[partition]) : -1;
 }
 
-/* Stored: commit max+1 per partition. Not stored: seek back to the batch's
- * first offsets so the records are read again. */
+/* Stored: commit max+1 per partition (where a malformed record could not be
+ * kept in the dead letters, up to it, and read on from it). Not stored: seek
+ * back to the batch's first offsets so the records are read again. */
 static void kafka_commit(natter_log_t *log, natter_msg_t *head, int status)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     (void)head;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
     for (int p = 0; p < MAX_PARTITIONS; p++) {
         span_t *s = &k->batch[p];
         if (s->min < 0)
             continue;
-        rd_kafka_topic_partition_list_add(list, k->topic, p)->offset = status == NATTER_OK ? s->max + 1 : s->min;
-        s->min = -1;
-    }
-    if (list->cnt > 0) {
-        if (status == NATTER_OK) {
-            rd_kafka_resp_err_t rerr = rd_kafka_commit(k->store, list, 0);
-            if (rerr)
-                fprintf(stderr, "natter: kafka: commit: %s (the batch will be stored again, once)\n",
-                        rd_kafka_err2str(rerr));
+        if (status != NATTER_OK) {
+            rd_kafka_topic_partition_list_add(seek, k->topic, p)->offset = s->min;
+        } else if (s->stop >= 0) { /* stored up to a malformed record not kept: on from it */
+            rd_kafka_topic_partition_list_add(commit, k->topic, p)->offset = s->stop;
+            rd_kafka_topic_partition_list_add(seek, k->topic, p)->offset = s->stop;
         } else {
-            rd_kafka_error_t *e = rd_kafka_seek_partitions(k->store, list, 5000);
-            if (e) {
-                fprintf(stderr, "natter: kafka: seek back: %s\n", rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-            }
+            rd_kafka_topic_partition_list_add(commit, k->topic, p)->offset = s->max + 1;
+        }
+        s->min = s->stop = -1;
+    }
+    if (commit->cnt > 0) {
+        rd_kafka_resp_err_t rerr = rd_kafka_commit(k->store, commit, 0);
+        if (rerr)
+            fprintf(stderr, "natter: kafka: commit: %s (the batch will be stored again, once)\n",
+                    rd_kafka_err2str(rerr));
+    }
+    if (seek->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(k->store, seek, 5000);
+        if (e) {
+            fprintf(stderr, "natter: kafka: seek back: %s\n", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
         }
     }
-    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_topic_partition_list_destroy(commit);
+    rd_kafka_topic_partition_list_destroy(seek);
 }
 
 static int kafka_ping(natter_log_t *log);

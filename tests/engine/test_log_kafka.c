@@ -35,6 +35,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/message.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -244,7 +245,9 @@ static void test_dead_letters(void **state)
     char dlq[200], err[256];
     snprintf(dlq, sizeof(dlq), "%s-dead-letters", cfg.kafka_topic);
 
-    /* a record that does not decode: the store consumer keeps it and moves on */
+    /* a record that does not decode: the store consumer keeps it and moves
+     * on; when the first try to keep it fails, it is read again and kept */
+    natter_fault_arm(NATTER_FAULT_LOG_DEAD_LETTER, &(natter_fault_t){.nth = 1, .count = 1, .rc = NATTER_EUNAVAIL});
     produce_garbage(brokers, cfg.kafka_topic);
     uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
     while (atomic_load(&natter_metrics.shared.dead_letters) < 1 && natter_mono_ns() < deadline) {
@@ -253,6 +256,8 @@ static void test_dead_letters(void **state)
         natter_log_kafka.commit(klog, head, NATTER_OK);
     }
     assert_int_equal(atomic_load(&natter_metrics.shared.dead_letters), 1);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_LOG_DEAD_LETTER), 2); /* the failed try, then the kept one */
+    natter_fault_clear();
 
     /* a record the store refused */
     natter_msg_t *m = natter_msg_new(77, 5, "refused", 7, "c-1", 3);
