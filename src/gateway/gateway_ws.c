@@ -489,6 +489,11 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
     natter_api_job_t *job = natter_api_job_new(gw->loop, &route);
     job->ws_user_id = c->user_id;
     job->ws_conn_id = c->id;
+    if (natter_app_stopping(gw->app)) { /* as HTTP answers 503 then: the client resends elsewhere */
+        natter_post_refuse(job, (const char *)text, len, 503, "unavailable", "the server is shutting down");
+        answer_now(c, job);
+        return;
+    }
     switch (natter_post_on_loop(job, (const char *)text, len)) {
     case NATTER_POST_ANSWERED:
         answer_now(c, job);
@@ -531,7 +536,7 @@ static int on_event(ws_conn_t *c, const natter_ws_event_t *ev)
 {
     switch (ev->kind) {
     case NATTER_WS_TEXT:
-        if (!c->closing && !natter_app_stopping(c->gw->app))
+        if (!c->closing)
             on_send(c, ev->data, ev->len);
         return 0;
     case NATTER_WS_BINARY:

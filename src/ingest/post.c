@@ -255,6 +255,22 @@ static int cached_poster(natter_api_job_t *job, uint64_t *user)
     return natter_session_cache_get_id(&job->app->sessions, job->token, natter_now_ms(), 0, user);
 }
 
+void natter_post_refuse(natter_api_job_t *job, const char *body, size_t len, int status, const char *code,
+                        const char *message)
+{
+    post_body_t p;
+    char stack[SCRATCH_ON_STACK];
+    body_init(&p, stack, len);
+    if (len > 0 && natter_utf8_valid(body, len) &&
+        natter_jsonr_flat(body, len, p.f, NFIELDS, p.scratch) == NATTER_JSONR_OK && is_string(&p, F_CLIENT_ID) &&
+        p.f[F_CLIENT_ID].len <= NATTER_CLIENT_ID_MAX) {
+        job->client_id_len = p.f[F_CLIENT_ID].len;
+        memcpy(job->client_id, p.f[F_CLIENT_ID].value, job->client_id_len);
+    }
+    body_free(&p);
+    natter_api_fail(job, status, code, message);
+}
+
 natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len)
 {
     uint64_t sender, to[NATTER_MSG_RECIPIENTS_MAX];

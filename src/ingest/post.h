@@ -29,6 +29,11 @@ typedef enum {
 natter_post_result_t natter_post_on_loop(natter_api_job_t *job, const char *body, size_t len);
 /* On a worker, with job->body: 1 when parked, 0 when answered. */
 int natter_post_run(natter_api_job_t *job);
+/* Answers a WebSocket send the node will not take (it is shutting down)
+ * with an error frame carrying the send's client_id when it has a valid
+ * one; a frame that is no JSON object still gets the error. */
+void natter_post_refuse(natter_api_job_t *job, const char *body, size_t len, int status, const char *code,
+                        const char *message);
 /* On the job's loop (or the thread that answers it at once), for a post
  * whose outcome is known: sets the answer (202, or 200 with an ack frame,
  * or 503). */

@@ -130,7 +130,8 @@ static int local_append(natter_log_t *log, natter_msg_t *msg)
     sh->tail = msg;
     pthread_mutex_unlock(&sh->lock);
     /* len was raised before the message was linked: a consumer that saw it
-     * and found the shards short waits for the link (take() retries) */
+     * and found the shards short takes the message with its next batch
+     * (at most a batch time later); it stays counted in len till then */
     int waiting = atomic_load(&l->waiting);
     if (waiting == WAIT_ANY || (waiting == WAIT_FULL && len >= atomic_load(&l->want)))
         wake_consumer(l);
