@@ -29,14 +29,15 @@ static int transient(int rc)
 }
 
 /* Transient failures (a busy database, a node away) are retried with backoff
- * before the batch is given up; the log then answers its posters 503.
+ * (attempts times in all) before the batch is given up; the log then
+ * answers its posters 503.
  * A log whose records only this node stores (the local log) has its posts'
  * client_ids claimed here, with the batch: a repeat becomes the message it
  * repeats. A log that claims at ingest (Kafka) needs no claim here. */
-static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n)
+static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n, int attempts)
 {
     int rc = NATTER_EIO;
-    for (int attempt = 0; attempt < STORE_ATTEMPTS; attempt++) {
+    for (int attempt = 0; attempt < attempts; attempt++) {
         /* Shutting down on a log shared by nodes (its own fan-out stream:
          * Kafka), the batch stays in the log for the next start or another
          * node: a store that is away must not hold the exit up. */
@@ -75,7 +76,7 @@ static int isolate(natter_app_t *app, natter_msg_t *head, int refused)
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
         natter_msg_t *next = m->next;
         m->next = NULL;
-        rc = store_batch(app, m, 1);
+        rc = store_batch(app, m, 1, STORE_ATTEMPTS);
         m->next = next;
         if (rc != NATTER_OK && !transient(rc)) {
             char reason[128];
@@ -108,14 +109,57 @@ int natter_consumer_status(natter_consumer_t *c, char *why, size_t len)
     return natter_log_consumer_status(c->app->log, why, len);
 }
 
+/* The store is down (a batch failed for an outage after all its tries, at
+ * failed_ms) on a log whose posters wait for the store: what was queued
+ * before is answered 503 now, not each batch after a full round of tries
+ * (minutes, with a long queue, a shutdown waiting on it). Messages appended
+ * since are returned (*kept of them, in order): the next batch, which
+ * probes the store with one try. */
+static natter_msg_t *fail_queued(natter_app_t *app, int64_t failed_ms, size_t *kept)
+{
+    natter_msg_t *keep = NULL, **kt = &keep;
+    *kept = 0;
+    while (*kept == 0) {
+        natter_msg_t *head = NULL, *fail = NULL, **ft = &fail;
+        if (natter_log_poll(app->log, &head, app->cfg.batch_size, 0) == 0)
+            break;
+        for (natter_msg_t *m = head, *next; m != NULL; m = next) {
+            next = m->next;
+            m->next = NULL;
+            if (m->created_at_ms < failed_ms) {
+                *ft = m;
+                ft = &m->next;
+            } else {
+                *kt = m;
+                kt = &m->next;
+                (*kept)++;
+            }
+        }
+        if (fail != NULL) {
+            natter_log_commit(app->log, fail, NATTER_EUNAVAIL);
+            natter_msg_free_list(fail);
+        }
+    }
+    return keep;
+}
+
 static void *consumer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-store");
     natter_consumer_t *c = arg;
     natter_app_t *app = c->app;
+    /* posters wait for the store only on a log without its own fan-out
+     * stream (the local log); on Kafka the broker answered them */
+    int posters_wait = !natter_log_has_fanout(app->log), down = 0;
+    natter_msg_t *next_batch = NULL;
+    size_t next_n = 0;
     for (;;) {
-        natter_msg_t *head = NULL;
-        size_t n = natter_log_poll(app->log, &head, app->cfg.batch_size, POLL_TIMEOUT_MS);
+        natter_msg_t *head = next_batch;
+        size_t n = next_n;
+        next_batch = NULL;
+        next_n = 0;
+        if (head == NULL)
+            n = natter_log_poll(app->log, &head, app->cfg.batch_size, POLL_TIMEOUT_MS);
         if (n == 0) {
             if (natter_log_drained(app->log))
                 break;
@@ -123,11 +167,16 @@ static void *consumer_main(void *arg)
         }
         uint64_t started = natter_mono_ns();
         natter_hist_observe(&natter_m()->store_batch_size, n);
-        int rc = store_batch(app, head, n);
+        /* while the store is down, a batch is one try: it probes */
+        int rc = store_batch(app, head, n, down ? 1 : STORE_ATTEMPTS);
         if (rc != NATTER_OK && !transient(rc) && natter_log_has_dead_letters(app->log))
             rc = isolate(app, head, rc);
         note_store_outcome(c, rc);
+        int64_t failed_ms = natter_now_ms();
         natter_log_commit(app->log, head, rc);
+        down = posters_wait && transient(rc);
+        if (down)
+            next_batch = fail_queued(app, failed_ms, &next_n);
         if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
             natter_fanout_dispatch(app, natter_fanout_build(app, head));
         natter_hist_observe(&natter_m()->loop, natter_mono_ns() - started);

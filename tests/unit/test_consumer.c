@@ -226,6 +226,40 @@ static void test_gives_up_and_says_so(void **state)
     await_pushed(0); /* nothing that is not stored is pushed */
 }
 
+static int store_tried(void *arg)
+{
+    (void)arg;
+    return natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT) >= 1;
+}
+
+/* A store that is down: the batch being stored gets its four tries, and
+ * what queued behind it is answered 503 then, without tries of its own
+ * (it used to get four tries a batch, one batch after another). */
+static void test_an_outage_answers_the_queue_at_once(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT,
+                     &(natter_fault_t){.nth = 1, .rc = NATTER_EUNAVAIL, .delay_ms = 20});
+    append(1, 0);
+    if (!harness_pump_until(store_tried, NULL, WITHIN_MS)) /* the first batch is being stored */
+        fail_msg("no store try within %d ms", WITHIN_MS);
+    for (size_t i = 1; i < N; i++) { /* these queue behind it, more than a batch's worth */
+        natter_msg_t *m = natter_msg_new(chat, 1, "queued", 6, "", 0);
+        m->on_durable = on_durable;
+        m->durable_arg = &outcomes[i];
+        assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+    }
+    await_outcomes(N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_EUNAVAIL);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT), 4); /* the first batch's tries only */
+    natter_fault_clear();
+    memset(&outcomes[0], 0, sizeof(outcomes[0]));
+    append(1, 0); /* the store is back: the next batch, one try, is stored */
+    await_outcomes(1);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_OK);
+}
+
 static void test_broken_store_is_not_retried(void **state)
 {
     (void)state;
@@ -303,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backs_off_and_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gives_up_and_says_so, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_store_is_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_outage_answers_the_queue_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_acknowledged_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_failures_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
