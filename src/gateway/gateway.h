@@ -78,9 +78,13 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
  * is written: in-process tests drive the gateway over a socketpair so. */
 void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id);
 /* Queues frame on one socket and writes it; the caller's reference moves to
- * the socket (a socket gone or closing drops it). answers: the frame is the
- * answer to a send from that socket; frame NULL: that answer has nothing
+ * the socket (a socket gone or closing drops it). answers: 0 a push;
+ * NATTER_GATEWAY_ANSWER the frame answers a send from that socket;
+ * NATTER_GATEWAY_ANSWER_FROM_WORKER it answers a send a worker had, and the
+ * socket's sends held behind it go on. frame NULL: an answer with nothing
  * to send. */
+#define NATTER_GATEWAY_ANSWER 1
+#define NATTER_GATEWAY_ANSWER_FROM_WORKER 2
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers);
 /* Pushes a batch to this loop's sockets, in batch order, then writes each
  * touched socket once. */

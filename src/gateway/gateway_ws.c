@@ -77,6 +77,9 @@ struct ws_conn {
     natter_buf_t ctrl;         /* control frames for the next write */
     natter_buf_t ctrl_inflight; /* control frames in h2o's write (natter owns them until it completes) */
     uint32_t pending;          /* sends from this client not answered yet */
+    uint32_t on_worker;        /* of them, sends a worker has: later ones wait in held, so the log keeps their order */
+    natter_buf_t held;         /* sends waiting for those, each a uint32_t length and the frame's text */
+    size_t held_off;           /* the first not yet dispatched */
     uint16_t drain_close_code; /* a close to send once the queue is written (0: none) */
     char drain_close_reason[48];
     unsigned pinged : 1;       /* a ping is out, no frame since */
@@ -234,6 +237,7 @@ static void reap_dead(h2o_timeout_entry_t *entry)
         natter_ws_parser_free(&c->parser);
         natter_buf_free(&c->ctrl);
         natter_buf_free(&c->ctrl_inflight);
+        natter_buf_free(&c->held);
         free(c);
     }
 }
@@ -381,6 +385,26 @@ static int queue_frame(ws_conn_t *c, natter_frame_t *f)
     return 1;
 }
 
+static void dispatch_send(ws_conn_t *c, const uint8_t *text, size_t len);
+
+/* A send a worker had is answered: the sends held behind it go, in order,
+ * until one of them goes to a worker in turn. */
+static void release_held(ws_conn_t *c)
+{
+    while (c->on_worker == 0 && c->held_off < c->held.len && !c->closing && !c->dead) {
+        uint32_t len;
+        memcpy(&len, c->held.p + c->held_off, sizeof(len));
+        const uint8_t *text = c->held.p + c->held_off + sizeof(len);
+        c->held_off += sizeof(len) + len;
+        dispatch_send(c, text, len);
+    }
+    if (c->held_off == c->held.len) {
+        c->held.len = c->held_off = 0;
+        if (c->held.cap > CTRL_KEEP)
+            natter_buf_free(&c->held);
+    }
+}
+
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers)
 {
     ws_conn_t *c = natter_u64map_get(&gw->conns, conn_id);
@@ -391,9 +415,10 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
     }
     if (answers && c->pending > 0)
         c->pending--;
-    if (frame == NULL)
-        return;
-    queue_frame(c, frame);
+    if (frame != NULL)
+        queue_frame(c, frame);
+    if (answers == NATTER_GATEWAY_ANSWER_FROM_WORKER && c->on_worker > 0 && --c->on_worker == 0)
+        release_held(c);
     write_touched(gw);
     write_queue(c);
 }
@@ -463,7 +488,44 @@ static void answer_now(ws_conn_t *c, natter_api_job_t *job)
     natter_http_answer(c->gw->loop, job);
 }
 
-/* A "send" frame: on this loop when the caches know enough, else a worker's. */
+/* A "send" frame, its turn come: on this loop when the caches know enough,
+ * else a worker's (and the socket's later sends wait for its answer). */
+static void dispatch_send(ws_conn_t *c, const uint8_t *text, size_t len)
+{
+    natter_gateway_t *gw = c->gw;
+    natter_route_t route = {.action = NATTER_A_WS_SEND};
+    natter_api_job_t *job = natter_api_job_new(gw->loop, &route);
+    job->ws_user_id = c->user_id;
+    job->ws_conn_id = c->id;
+    if (natter_app_stopping(gw->app)) { /* as HTTP answers 503 then: the client resends elsewhere */
+        natter_post_refuse(job, (const char *)text, len, 503, "unavailable", "the server is shutting down");
+        answer_now(c, job);
+        return;
+    }
+    switch (natter_post_on_loop(job, (const char *)text, len)) {
+    case NATTER_POST_ANSWERED:
+        answer_now(c, job);
+        return;
+    case NATTER_POST_PARKED:
+        return;
+    case NATTER_POST_MISS:
+        break;
+    }
+    natter_api_job_copy_request(job, (const char *)text, len, NULL, 0);
+    job->ws_from_worker = 1;
+    if (natter_workers_submit(&gw->app->workers, &job->work) != NATTER_OK) {
+        natter_count(&natter_m()->busy_rejected, 1);
+        job->ws_from_worker = 0;
+        natter_api_fail(job, 503, "busy", "the server is busy, try again");
+        answer_now(c, job);
+        return;
+    }
+    c->on_worker++;
+}
+
+/* A "send" frame: dispatched now, or held while an earlier send of this
+ * socket is on a worker (so that one socket's sends reach the log in the
+ * order they were sent). Typing frames need no order and go at once. */
 static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
 {
     natter_gateway_t *gw = c->gw;
@@ -485,30 +547,13 @@ static void on_send(ws_conn_t *c, const uint8_t *text, size_t len)
     case NATTER_TYPING_NOT:
         break;
     }
-    natter_route_t route = {.action = NATTER_A_WS_SEND};
-    natter_api_job_t *job = natter_api_job_new(gw->loop, &route);
-    job->ws_user_id = c->user_id;
-    job->ws_conn_id = c->id;
-    if (natter_app_stopping(gw->app)) { /* as HTTP answers 503 then: the client resends elsewhere */
-        natter_post_refuse(job, (const char *)text, len, 503, "unavailable", "the server is shutting down");
-        answer_now(c, job);
+    if (c->on_worker > 0) {
+        uint32_t n = (uint32_t)len; /* at most --max-body */
+        natter_buf_append(&c->held, &n, sizeof(n));
+        natter_buf_append(&c->held, text, len);
         return;
     }
-    switch (natter_post_on_loop(job, (const char *)text, len)) {
-    case NATTER_POST_ANSWERED:
-        answer_now(c, job);
-        return;
-    case NATTER_POST_PARKED:
-        return;
-    case NATTER_POST_MISS:
-        break;
-    }
-    natter_api_job_copy_request(job, (const char *)text, len, NULL, 0);
-    if (natter_workers_submit(&gw->app->workers, &job->work) != NATTER_OK) {
-        natter_count(&natter_m()->busy_rejected, 1);
-        natter_api_fail(job, 503, "busy", "the server is busy, try again");
-        answer_now(c, job);
-    }
+    dispatch_send(c, text, len);
 }
 
 static void on_close_frame(ws_conn_t *c, const natter_ws_event_t *ev)

@@ -49,6 +49,7 @@ struct natter_api_job {
     size_t ticket_len;
     uint64_t ws_user_id; /* NATTER_A_WS_SEND: the socket's user */
     uint64_t ws_conn_id; /* NATTER_A_WS_SEND: the answer goes to this socket */
+    int ws_from_worker;  /* NATTER_A_WS_SEND: went to a worker (its socket's later sends wait for its answer) */
 
     /* where the answer goes: loop thread only */
     h2o_req_t *req; /* NULL once the client went away */

@@ -307,7 +307,8 @@ void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
     h2o_req_t *req = job->req;
     if (job->ws_conn_id != 0) { /* no resp: answered with nothing to send (a typing frame) */
         natter_gateway_send(loop->gateway, job->ws_conn_id,
-                            job->resp != NULL ? natter_frame_text(job->resp, job->resp_len) : NULL, 1);
+                            job->resp != NULL ? natter_frame_text(job->resp, job->resp_len) : NULL,
+                            job->ws_from_worker ? NATTER_GATEWAY_ANSWER_FROM_WORKER : NATTER_GATEWAY_ANSWER);
     } else if (req != NULL) { /* NULL: the client went away */
         job->guard->job = NULL;
         if (job->route.action == NATTER_A_WS && job->status == 101) {

@@ -254,3 +254,27 @@ def test_typing_from_a_socket_that_resets_at_once(server_factory):
     ws = RawWs(srv.port, alice.token)  # the node still serves
     ws.s.close()
     assert alice.api.get("/me").status_code == 200
+
+
+def test_one_sockets_sends_are_stored_in_the_order_sent(server):
+    """Sends written back to back on one socket, to a chat whose members are
+    not cached yet (the first goes to a worker, which loads them), are
+    stored in the order they were sent: the ones behind wait for it rather
+    than overtake it on the loop or on other workers."""
+    alice = register(server, "alice")
+    for _ in range(5):
+        cid = alice.create_chat()["id"]  # new: its members are not cached
+        ws = RawWs(server.port, alice.token)
+        names = [f"m{i}" for i in range(8)]
+        ws.send(b"".join(client_frame(0x1, json.dumps({"type": "send", "chat_id": cid, "content": n,
+                                                       "client_id": n}).encode()) for n in names))
+        acked = set()
+        while len(acked) < len(names):
+            op, payload = ws.read_frame(timeout=10)
+            frame = json.loads(payload)
+            if frame["type"] == "message":  # her own, pushed to her sockets too
+                continue
+            assert frame["type"] == "ack", frame
+            acked.add(frame["client_id"])
+        ws.close()
+        assert [m["content"] for m in alice.api.history(cid)["messages"]] == names
