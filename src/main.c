@@ -67,6 +67,14 @@ static int open_backends(natter_app_t *app, natter_lease_t *lease, char *err, si
     app->lease = lease;
     if ((app->log = natter_log_open(log, &app->cfg, err, errlen)) == NULL)
         return NATTER_EIO;
+    /* ids go on after what the store holds, whatever the clock says now
+     * (one set back since the last run would reissue ids: a message
+     * acknowledged and then dropped as a repeat of a stored id) */
+    uint64_t top;
+    if (natter_store_max_id(app->store, &top) == NATTER_OK && top != 0) {
+        natter_idgen_start_after(&app->ids, top);
+        natter_log_ids_after(app->log, top);
+    }
     return NATTER_OK;
 }
 

@@ -32,6 +32,17 @@ uint64_t natter_idgen_next(natter_idgen_t *g, int64_t now_ms)
     return next;
 }
 
+void natter_idgen_start_after(natter_idgen_t *g, uint64_t id)
+{
+    /* the last id of id's millisecond, as this node would have issued it:
+     * the next is in the millisecond after, or at the clock's when later */
+    uint64_t floor = ((id >> 22) << 22) | ((uint64_t)g->node << 12) | SEQ_MASK;
+    uint64_t last = atomic_load_explicit(&g->last, memory_order_relaxed);
+    while (last < floor &&
+           !atomic_compare_exchange_weak_explicit(&g->last, &last, floor, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 int64_t natter_id_time_ms(uint64_t id)
 {
     return (int64_t)(id >> 22) + NATTER_ID_EPOCH_MS;

@@ -30,6 +30,11 @@ typedef struct natter_idgen {
 void natter_idgen_init(natter_idgen_t *g, uint32_t node);
 /* Next id at wall-clock time now_ms (ms since the Unix epoch). */
 uint64_t natter_idgen_next(natter_idgen_t *g, int64_t now_ms);
+/* Every id issued from now on is greater than id (one the store holds: a
+ * node restarted with its clock behind its last run would otherwise issue
+ * ids it issued then); ids issued after a later millisecond than id's are
+ * as before. */
+void natter_idgen_start_after(natter_idgen_t *g, uint64_t id);
 
 /* Unix ms at which an id was issued. */
 int64_t natter_id_time_ms(uint64_t id);

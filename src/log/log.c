@@ -187,3 +187,9 @@ void natter_log_idle(natter_log_t *log)
     if (natter_log_has_idle(log))
         log->ops->idle(log);
 }
+
+void natter_log_ids_after(natter_log_t *log, uint64_t id)
+{
+    if (log->ops->version >= 9 && log->ops->ids_after != NULL)
+        log->ops->ids_after(log, id);
+}

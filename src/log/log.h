@@ -7,7 +7,8 @@
  * up to fanout_poll; version 2 appends consumer_status, version 3 the held
  * appends, version 4 the ephemeral path (publish, ephemeral_poll), version
  * 5 dead letters, version 6 stored_offset, version 7 fanout_wait_own,
- * version 8 idle. New methods are only appended, with a version bump.
+ * version 8 idle, version 9 ids_after. New methods are only appended, with a
+ * version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
  * the one store consumer thread. A backend documents its own locking.
@@ -144,6 +145,11 @@ typedef struct natter_log_ops {
      * time) may go now; the local log lets one go that is as large as its
      * last. Any loop thread, never blocks. */
     void (*idle)(natter_log_t *log);
+
+    /* Version 9 (may be NULL). */
+    /* Every id the log issues from now on is greater than id (the largest
+     * the store holds; called once, at start, before any append). */
+    void (*ids_after)(natter_log_t *log, uint64_t id);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -216,5 +222,7 @@ int natter_log_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeout_
 int natter_log_has_idle(natter_log_t *log);
 /* The backend's idle; nothing for a backend without one. */
 void natter_log_idle(natter_log_t *log);
+/* The backend's ids_after; nothing for a backend without one. */
+void natter_log_ids_after(natter_log_t *log, uint64_t id);
 
 #endif

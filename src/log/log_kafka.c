@@ -1228,8 +1228,13 @@ static size_t kafka_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
     return poll_batch(k, k->eph_consumer, head, max, timeout_ms, 0);
 }
 
+static void kafka_ids_after(natter_log_t *log, uint64_t id)
+{
+    natter_idgen_start_after(&((log_kafka_t *)log)->ids, id);
+}
+
 const natter_log_ops_t natter_log_kafka = {
-    .version = 7,
+    .version = 9,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -1250,4 +1255,6 @@ const natter_log_ops_t natter_log_kafka = {
     .dead_letter = kafka_dead_letter,
     .stored_offset = kafka_stored_offset,
     .fanout_wait_own = kafka_fanout_wait_own,
+    .idle = NULL,
+    .ids_after = kafka_ids_after,
 };

@@ -218,6 +218,11 @@ static void local_commit(natter_log_t *log, natter_msg_t *head, int status)
         natter_log_durable(m, status);
 }
 
+static void local_ids_after(natter_log_t *log, uint64_t id)
+{
+    natter_idgen_start_after(&((log_local_t *)log)->ids, id);
+}
+
 /* A loop ran out of work. A batch queued as large as the last one taken
  * goes at once (local_poll); a smaller one waits out the batch time, so
  * batches do not shrink while posts keep coming spread out. */
@@ -296,7 +301,7 @@ static size_t local_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_
 }
 
 const natter_log_ops_t natter_log_local = {
-    .version = 8,
+    .version = 9,
     .size = sizeof(log_local_t),
     .name = "local",
     .open = local_open,
@@ -310,4 +315,5 @@ const natter_log_ops_t natter_log_local = {
     .publish = local_publish,
     .ephemeral_poll = local_ephemeral_poll,
     .idle = local_idle,
+    .ids_after = local_ids_after,
 };

@@ -125,6 +125,13 @@ int natter_store_session_delete(natter_store_t *s, const uint8_t hash[NATTER_TOK
     return s->ops->session_delete(s, hash);
 }
 
+int natter_store_max_id(natter_store_t *s, uint64_t *out)
+{
+    if (s->ops->version < 7 || s->ops->max_id == NULL)
+        return NATTER_EINVAL;
+    return s->ops->max_id(s, out);
+}
+
 int natter_store_chat_create(natter_store_t *s, const natter_chat_t *chat, const uint64_t *members, size_t n)
 {
     FAULT(STORE_CHAT_CREATE);

@@ -6,8 +6,8 @@
  * bytes. Version 1 holds every method up to read_marker_advance; version 2
  * appends metrics_render, version 3 node_lease, version 4 the client_id
  * claims and the WebSocket tickets, version 5 the chat's events
- * (records_write to user_chat_ids), version 6 session_user_id. New methods
- * are only appended.
+ * (records_write to user_chat_ids), version 6 session_user_id, version 7
+ * max_id. New methods are only appended.
  *
  * Callers reach a backend only through the natter_store_* wrappers below
  * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
@@ -223,6 +223,12 @@ typedef struct natter_store_ops {
      * the wrapper asks session_user. */
     int (*session_user_id)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
                            uint64_t *user_id, int64_t *expires_at_ms);
+
+    /* Version 7 (may be NULL). */
+    /* The largest id held among messages, events, users and chats (0 when
+     * none), read once at start: the node's id generators start after it.
+     * NULL where that is no cheap read (Cassandra: a scan). */
+    int (*max_id)(natter_store_t *s, uint64_t *out);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -263,6 +269,8 @@ int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t aft
                                natter_vec_t *out, int *has_more);
 int natter_store_message_in_chat(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
 int natter_store_read_marker_advance(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
+/* NATTER_OK and *out (version 7), or NATTER_EINVAL when the backend cannot tell. */
+int natter_store_max_id(natter_store_t *s, uint64_t *out);
 /* 1 when the backend keeps node id leases (version 3). */
 int natter_store_has_node_lease(natter_store_t *s);
 int natter_store_node_lease(natter_store_t *s, uint32_t node_id, const char *holder, uint32_t ttl_ms,

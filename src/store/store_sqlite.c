@@ -116,6 +116,7 @@ enum {
     Q_EVENTS_BEFORE,
     Q_READ_MARKERS,
     Q_USER_CHAT_IDS,
+    Q_MAX_ID,
     NQUERIES
 };
 
@@ -198,6 +199,9 @@ static const char *const queries[NQUERIES] = {
     [Q_READ_MARKERS] = "SELECT r.user_id, r.message_id FROM read_markers r"
                        " JOIN members m ON m.chat_id = r.chat_id AND m.user_id = r.user_id WHERE r.chat_id = ?1",
     [Q_USER_CHAT_IDS] = "SELECT chat_id FROM members WHERE user_id = ?1",
+    /* each the last row of its table's b-tree: four page reads */
+    [Q_MAX_ID] = "SELECT max(coalesce((SELECT max(id) FROM messages), 0), coalesce((SELECT max(id) FROM events), 0),"
+                 " coalesce((SELECT max(id) FROM users), 0), coalesce((SELECT max(id) FROM chats), 0))",
 };
 
 typedef struct conn {
@@ -1183,6 +1187,17 @@ static int sq_user_chat_ids(natter_store_t *base, uint64_t user_id, natter_vec_t
     return select_ids(base, Q_USER_CHAT_IDS, user_id, out);
 }
 
+static int sq_max_id(natter_store_t *base, uint64_t *out)
+{
+    WITH_CONN(s, c);
+    sqlite3_stmt *st = stmt(c, Q_MAX_ID);
+    int src = sqlite3_step(st);
+    *out = src == SQLITE_ROW ? COL_ID(st, 0) : 0;
+    sqlite3_reset(st);
+    release(s, c);
+    return src == SQLITE_ROW ? NATTER_OK : rc_of(src);
+}
+
 /* What the pool holds and what SQLite has allocated (page caches, statements,
  * schemas) across every connection: the part of natter's memory SQLite owns. */
 static void sq_metrics_render(natter_store_t *base, natter_store_append_fn append, void *arg)
@@ -1200,7 +1215,7 @@ static void sq_metrics_render(natter_store_t *base, natter_store_append_fn appen
 }
 
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 5,
+    .version = 7,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,
@@ -1234,4 +1249,5 @@ const natter_store_ops_t natter_store_sqlite = {
     .events_page = sq_events_page,
     .read_markers = sq_read_markers,
     .user_chat_ids = sq_user_chat_ids,
+    .max_id = sq_max_id,
 };

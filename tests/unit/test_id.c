@@ -89,6 +89,35 @@ static void test_clock_step_back_stays_increasing(void **state)
     assert_int_equal(natter_id_time_ms(c), T0 + 1000);
 }
 
+/* Started after an id the store holds (ahead of the clock: the clock was
+ * set back since it was issued): every id after it is greater, in the
+ * millisecond after it until the clock passes that; a store id behind the
+ * clock changes nothing. */
+static void test_start_after_a_stored_id(void **state)
+{
+    (void)state;
+    natter_idgen_t g;
+    natter_idgen_init(&g, 3);
+    natter_idgen_t old;
+    natter_idgen_init(&old, 3);
+    uint64_t stored = natter_idgen_next(&old, T0 + 5000);
+    natter_idgen_start_after(&g, stored);
+    uint64_t a = natter_idgen_next(&g, T0); /* the clock is 5 s behind */
+    assert_true(a > stored);
+    assert_int_equal(natter_id_time_ms(a), T0 + 5001);
+    assert_int_equal(natter_id_node(a), 3);
+    assert_true(natter_idgen_next(&g, T0) > a);
+    assert_int_equal(natter_id_time_ms(natter_idgen_next(&g, T0 + 9000)), T0 + 9000); /* the clock passed it */
+
+    natter_idgen_t h, earlier;
+    natter_idgen_init(&h, 3);
+    natter_idgen_init(&earlier, 3);
+    natter_idgen_start_after(&h, natter_idgen_next(&earlier, T0 - 60000));
+    assert_int_equal(natter_id_time_ms(natter_idgen_next(&h, T0)), T0); /* behind the clock: as before */
+    natter_idgen_start_after(&h, 0);
+    assert_true(natter_idgen_next(&h, T0) > 0);
+}
+
 static void test_before_epoch_clamps(void **state)
 {
     (void)state;
@@ -179,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_same_ms_uses_sequence),
         cmocka_unit_test(test_sequence_exhaustion_borrows_next_ms),
         cmocka_unit_test(test_clock_step_back_stays_increasing),
+        cmocka_unit_test(test_start_after_a_stored_id),
         cmocka_unit_test(test_before_epoch_clamps),
         cmocka_unit_test(test_never_issues_zero),
         cmocka_unit_test(test_threads_share_one_generator),

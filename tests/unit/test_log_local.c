@@ -84,7 +84,7 @@ static void test_find(void **state)
     assert_ptr_equal(natter_log_find("kafka"), &natter_log_kafka);
     assert_null(natter_log_find("redis"));
     assert_null(natter_log_find(""));
-    assert_int_equal(natter_log_local.version, 8);
+    assert_int_equal(natter_log_local.version, 9);
 }
 
 static void test_poll_order_and_max(void **state)

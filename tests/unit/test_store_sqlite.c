@@ -152,6 +152,27 @@ static void test_find_and_ping(void **state)
     assert_int_equal(OPS(f)->ping(f->s), NATTER_OK);
 }
 
+/* The largest id among users, chats and messages (0 for an empty store):
+ * where a restarted node's ids start after. */
+static void test_max_id(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t top = 1;
+    assert_int_equal(natter_store_max_id(f->s, &top), NATTER_OK);
+    assert_int_equal(top, 0);
+    add_user(f, 40, "alice");
+    const uint64_t members[] = {40};
+    add_chat(f, 30, "room", members, 1);
+    assert_int_equal(natter_store_max_id(f->s, &top), NATTER_OK);
+    assert_int_equal(top, 40);
+    natter_msg_t *m = make_msg(900, 30, 40, NULL);
+    assert_int_equal(OPS(f)->messages_insert(f->s, m, 1), NATTER_OK);
+    natter_msg_free_list(m);
+    add_user(f, 50, "bob");
+    assert_int_equal(natter_store_max_id(f->s, &top), NATTER_OK);
+    assert_int_equal(top, 900);
+}
+
 static void test_users(void **state)
 {
     fixture_t *f = *state;
@@ -761,6 +782,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_find_and_ping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chats_and_members, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_insert_idempotent, setup, teardown),
