@@ -322,10 +322,6 @@ static void grace_expired(h2o_timeout_entry_t *entry)
     conn_dead(c);
 }
 
-/* Closes now: what is queued and not being written is dropped, the close
- * frame goes next. stop_reading: the client broke a rule, nothing more it
- * sends is read, and TCP closes once the frame is written. The caller
- * writes (write_queue or touch). */
 /* Reads nothing more from the client: what it has sent and sends is dropped. */
 static void stop_reading(ws_conn_t *c)
 {
@@ -334,6 +330,10 @@ static void stop_reading(ws_conn_t *c)
         h2o_socket_read_stop(c->sock);
 }
 
+/* Closes now: what is queued and not being written is dropped, the close
+ * frame goes next. stop: the client broke a rule, nothing more it sends is
+ * read (stop_reading), and TCP closes once the frame is written. The
+ * caller writes (write_queue or touch). */
 static void close_now(ws_conn_t *c, uint16_t code, const char *reason, int stop)
 {
     if (c->closing || c->dead)
