@@ -72,6 +72,17 @@ static int is_string(const post_body_t *p, int i)
     return p->f[i].kind == NATTER_JSONR_STRING;
 }
 
+/* A WebSocket send's client_id, when it is a string that fits, onto the job:
+ * an error frame echoes it. */
+static void echo_client_id(natter_api_job_t *job, const post_body_t *p)
+{
+    const natter_jsonr_field_t *cid = &p->f[F_CLIENT_ID];
+    if (is_string(p, F_CLIENT_ID) && cid->len <= NATTER_CLIENT_ID_MAX) {
+        job->client_id_len = cid->len;
+        memcpy(job->client_id, cid->value, cid->len);
+    }
+}
+
 /* Parses and validates; on failure the job is answered (400) and -1 returned. */
 static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_t *p)
 {
@@ -83,11 +94,7 @@ static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_
     }
     const natter_jsonr_field_t *content = &p->f[F_CONTENT], *cid = &p->f[F_CLIENT_ID];
     if (is_ws(job)) {
-        /* an error frame echoes the client_id it can */
-        if (is_string(p, F_CLIENT_ID) && cid->len <= NATTER_CLIENT_ID_MAX) {
-            job->client_id_len = cid->len;
-            memcpy(job->client_id, cid->value, cid->len);
-        }
+        echo_client_id(job, p);
         const natter_jsonr_field_t *type = &p->f[F_TYPE], *chat = &p->f[F_CHAT_ID];
         if (!is_string(p, F_TYPE) || type->len != 4 || memcmp(type->value, "send", 4) != 0)
             return natter_api_fail(job, 400, "invalid_request", "type must be \"send\"");
@@ -262,11 +269,8 @@ void natter_post_refuse(natter_api_job_t *job, const char *body, size_t len, int
     char stack[SCRATCH_ON_STACK];
     body_init(&p, stack, len);
     if (len > 0 && natter_utf8_valid(body, len) &&
-        natter_jsonr_flat(body, len, p.f, NFIELDS, p.scratch) == NATTER_JSONR_OK && is_string(&p, F_CLIENT_ID) &&
-        p.f[F_CLIENT_ID].len <= NATTER_CLIENT_ID_MAX) {
-        job->client_id_len = p.f[F_CLIENT_ID].len;
-        memcpy(job->client_id, p.f[F_CLIENT_ID].value, job->client_id_len);
-    }
+        natter_jsonr_flat(body, len, p.f, NFIELDS, p.scratch) == NATTER_JSONR_OK)
+        echo_client_id(job, &p);
     body_free(&p);
     natter_api_fail(job, status, code, message);
 }
