@@ -45,9 +45,10 @@ export function connectLive({ ticket, onMessage, onFrame, onOpen, onStatus, onRe
       if (frame.type === 'message') onMessage(frame.message);
       else onFrame(frame);
     };
-    sock.onclose = () => {
+    sock.onclose = (ev) => {
       ws = null;
-      if (!opened) onRefused(); // perhaps the token expired: let the owner check
+      // refused (perhaps the token expired), or 4001: the session ended (a logout elsewhere); let the owner check
+      if (!opened || ev.code === 4001) onRefused();
       schedule();
     };
   }

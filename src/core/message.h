@@ -12,7 +12,7 @@
  * delete or a reaction goes through the log like a message, keyed by its
  * chat, so it keeps its place in the chat's order; its id is the event's
  * own id (from the log's generator) and target_id names the message it is
- * about. The ephemeral kinds (typing, read receipts, presence) travel only
+ * about. The ephemeral kinds (typing, read receipts, presence, session ends) travel only
  * on the log's ephemeral path (log.h): never stored.
  */
 #ifndef NATTER_MESSAGE_H
@@ -46,6 +46,7 @@ typedef enum {
     NATTER_EV_PRESENCE_UP = 7,   /* these users (content) came online on the record's node */
     NATTER_EV_PRESENCE_DOWN = 8, /* ... went offline on it */
     NATTER_EV_PRESENCE_BEAT = 9, /* ... are still online on it */
+    NATTER_EV_SESSION_END = 10,  /* sender_id logged out the session whose token hash is content, in hex */
     NATTER_EV_KINDS
 } natter_event_kind_t;
 

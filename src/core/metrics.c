@@ -351,6 +351,8 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             "WebSockets closed because they sent more frames than they had answers pending.", SUM(ws_flood_closed));
     counter(&o, "natter_websockets_shed_closed_total",
             "WebSockets closed because their event loop could not keep up with fan-out.", SUM(ws_shed_closed));
+    counter(&o, "natter_websockets_session_closed_total",
+            "WebSockets closed because the session they were opened with ended or expired.", SUM(ws_session_closed));
     counter(&o, "natter_websockets_ping_timeouts_total",
             "WebSockets closed because they did not answer a ping in time.", SUM(ws_ping_timeouts));
     counter(&o, "natter_websockets_protocol_closed_total",

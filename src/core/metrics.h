@@ -48,6 +48,7 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t ws_slow_closed;     /* closed (1008) because their send queue was full */
     _Atomic uint64_t ws_flood_closed;    /* closed (1008) for sending faster than answers came back */
     _Atomic uint64_t ws_shed_closed;     /* closed (1013) because their loop could not keep up with fan-out */
+    _Atomic uint64_t ws_session_closed;  /* closed (4001) because their session ended or expired */
     _Atomic uint64_t ws_ping_timeouts;   /* closed (1001) because they did not answer a ping in time */
     _Atomic uint64_t ws_protocol_closed; /* closed because the client broke RFC 6455 (1002, 1007, 1009) */
     _Atomic uint64_t store_errors;

@@ -255,6 +255,17 @@ static online_shard_t *online_shard(natter_ephemeral_t *e, uint64_t user)
     return &e->online[natter_mix64(user) & (ONLINE_SHARDS - 1)];
 }
 
+void natter_ephemeral_session_end(natter_app_t *app, uint64_t user, const uint8_t *session_hash)
+{
+    static const char digits[] = "0123456789abcdef";
+    char hex[2 * NATTER_TOKEN_HASH_LEN];
+    for (size_t i = 0; i < NATTER_TOKEN_HASH_LEN; i++) {
+        hex[2 * i] = digits[session_hash[i] >> 4];
+        hex[2 * i + 1] = digits[session_hash[i] & 15];
+    }
+    publish(app, NATTER_EV_SESSION_END, 0, user, 0, hex, sizeof(hex));
+}
+
 int natter_ephemeral_online(natter_app_t *app, uint64_t user)
 {
     if (app->ephemeral == NULL)
@@ -333,6 +344,26 @@ static void on_presence(natter_ephemeral_t *e, const natter_msg_t *m, int64_t no
     }
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A session-end record: every loop closes that session's sockets. */
+static void on_session_end(natter_ephemeral_t *e, const natter_msg_t *m)
+{
+    uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    if (m->content_len != 2 * NATTER_TOKEN_HASH_LEN)
+        return;
+    for (size_t i = 0; i < NATTER_TOKEN_HASH_LEN; i++) {
+        int hi = hex_digit(m->content[2 * i]), lo = hex_digit(m->content[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return;
+        hash[i] = (uint8_t)(hi << 4 | lo);
+    }
+    natter_fanout_dispatch(e->app, natter_fanout_session_end(e->app, m->sender_id, hash));
+}
+
 static void on_record(natter_ephemeral_t *e, const natter_msg_t *m, int64_t now)
 {
     switch (m->kind) {
@@ -349,6 +380,9 @@ static void on_record(natter_ephemeral_t *e, const natter_msg_t *m, int64_t now)
     case NATTER_EV_PRESENCE_DOWN:
     case NATTER_EV_PRESENCE_BEAT:
         on_presence(e, m, now);
+        break;
+    case NATTER_EV_SESSION_END:
+        on_session_end(e, m);
         break;
     default: /* what the log proper carries never comes this way */
         break;

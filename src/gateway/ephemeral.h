@@ -11,6 +11,8 @@
  *   reads    a worker that moved a read marker publishes it; every node
  *            pushes {"type":"read","chat_id","user_id","message_id"} to
  *            the chat's other members.
+ *   sessions a logout is published; every node closes the WebSockets opened
+ *            with that session (4001).
  *   presence the loops report each socket opened and closed; the ephemeral
  *            thread keeps who is online (gateway/presence.h), pushes
  *            {"type":"presence","user_id","online"} to the members of the
@@ -64,6 +66,9 @@ natter_typing_result_t natter_ephemeral_typing(struct natter_loop *loop, uint64_
 void natter_ephemeral_typing_run(struct natter_api_job *job);
 /* On a worker: user read chat up to message (the marker moved). */
 void natter_ephemeral_read(struct natter_app *app, uint64_t chat, uint64_t user, uint64_t message);
+/* On a worker: user logged out the session whose token hash is given; every
+ * node closes the sockets opened with it (gateway.h). */
+void natter_ephemeral_session_end(struct natter_app *app, uint64_t user, const uint8_t *session_hash);
 /* Any thread: 1 when user is online, as this node last knew. */
 int natter_ephemeral_online(struct natter_app *app, uint64_t user);
 

@@ -126,6 +126,19 @@ natter_fanout_t *natter_fanout_one(natter_app_t *app, natter_frame_t *frame, con
     return f;
 }
 
+natter_fanout_t *natter_fanout_session_end(natter_app_t *app, uint64_t user,
+                                           const uint8_t session_hash[NATTER_TOKEN_HASH_LEN])
+{
+    natter_fanout_t *f = fanout_new(app, 1);
+    f->n = 1;
+    f->items[0] = (natter_fanout_item_t){.nmembers = 1, .ephemeral = 1};
+    f->members = xmalloc(sizeof(uint64_t));
+    f->members[0] = user;
+    f->ends_session = 1;
+    memcpy(f->session_hash, session_hash, NATTER_TOKEN_HASH_LEN);
+    return f;
+}
+
 void natter_fanout_dispatch(natter_app_t *app, natter_fanout_t *f)
 {
     if (f->n > 0) {
@@ -141,7 +154,8 @@ void natter_fanout_unref(natter_fanout_t *f)
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < f->n; i++)
-        natter_frame_unref(f->items[i].frame);
+        if (f->items[i].frame != NULL) /* a session end's has none */
+            natter_frame_unref(f->items[i].frame);
     free(f->items);
     free(f->members);
     free(f->links);

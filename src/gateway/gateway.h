@@ -20,6 +20,7 @@
 
 #include "core/message.h"
 #include "gateway/frame.h"
+#include "store/store.h"
 
 struct natter_app;
 struct natter_loop;
@@ -49,6 +50,10 @@ typedef struct natter_fanout {
     natter_fanout_item_t *items;
     uint64_t *members;           /* user ids */
     natter_fanout_link_t *links; /* one per loop */
+    /* Not pushes: a session ended (logout). Each loop closes the sockets of
+     * items[0]'s one member that were opened with that session. */
+    int ends_session;
+    uint8_t session_hash[NATTER_TOKEN_HASH_LEN];
 } natter_fanout_t;
 
 /* fanout.c, on the thread that read the messages: the batch's pushes (members
@@ -62,6 +67,9 @@ natter_fanout_t *natter_fanout_build(struct natter_app *app, const natter_msg_t 
  * members but skip_user (0: none); one reference. For the ephemeral path. */
 natter_fanout_t *natter_fanout_one(struct natter_app *app, natter_frame_t *frame, const uint64_t *members, size_t n,
                                    uint64_t skip_user);
+/* A batch that ends a session of user (see natter_fanout_t); one reference. */
+natter_fanout_t *natter_fanout_session_end(struct natter_app *app, uint64_t user,
+                                           const uint8_t session_hash[NATTER_TOKEN_HASH_LEN]);
 /* Hands the batch to every loop (each takes its own reference, or sheds it
  * when its queue is full, see loop.h) and drops the caller's reference. */
 void natter_fanout_dispatch(struct natter_app *app, natter_fanout_t *f);
@@ -71,12 +79,19 @@ void natter_fanout_unref(natter_fanout_t *f);
 natter_gateway_t *natter_gateway_new(struct natter_loop *loop);
 /* Drops every socket at once and frees the gateway. */
 void natter_gateway_free(natter_gateway_t *gw);
-/* Upgrades an authenticated request to a WebSocket of user_id. */
-void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id);
-/* Makes a WebSocket of user_id on a connected socket of this loop whose
- * opening handshake is done, what natter_gateway_accept does once its 101
- * is written: in-process tests drive the gateway over a socketpair so. */
-void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id);
+/* Upgrades an authenticated request to a WebSocket of session->user_id.
+ * The socket ends with its session: closed 4001 "session ended" when a
+ * logout of it reaches this node (a session-end batch), "session expired"
+ * once its end has passed (checked when the client sends and at each
+ * heartbeat). A session of all-zero hash and no end (a ticket kept by an
+ * older node) is not checked. */
+void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key,
+                           const natter_ticket_t *session);
+/* Makes a WebSocket of session->user_id on a connected socket of this loop
+ * whose opening handshake is done, what natter_gateway_accept does once
+ * its 101 is written: in-process tests drive the gateway over a socketpair
+ * so. */
+void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, const natter_ticket_t *session);
 /* Queues frame on one socket and writes it; the caller's reference moves to
  * the socket (a socket gone or closing drops it). answers: 0 a push;
  * NATTER_GATEWAY_ANSWER the frame answers a send from that socket;
@@ -87,7 +102,7 @@ void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t use
 #define NATTER_GATEWAY_ANSWER_FROM_WORKER 2
 void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t *frame, int answers);
 /* Pushes a batch to this loop's sockets, in batch order, then writes each
- * touched socket once. */
+ * touched socket once (or, a session-end batch, closes that session's). */
 void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f);
 /* Closes (1013) every socket of these users: this loop had to drop pushes
  * meant for them. all: every socket of this loop. */

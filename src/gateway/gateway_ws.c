@@ -29,6 +29,10 @@
  *   heartbeat  a socket silent for --ws-ping-interval is pinged; one that
  *              then stays silent for --ws-ping-timeout is closed (1001 "ping
  *              timeout") and freed. Any frame from the client counts.
+ *   session    a socket ends with the session it was opened with: 4001
+ *              "session ended" when its logout arrives (a session-end
+ *              batch, from any node), "session expired" when the client
+ *              sends or the heartbeat fires past the session's end.
  *   bounds     --ws-queue frames queued per socket (else 1008 "send queue
  *              full"), --ws-pending sends awaiting their answer (else 1008
  *              "too many frames in flight"), a few KiB of owed pongs.
@@ -65,6 +69,8 @@ struct ws_conn {
     h2o_socket_t *sock; /* NULL until the upgrade's answer is written */
     uint64_t id;
     uint64_t user_id;
+    uint8_t session_hash[NATTER_TOKEN_HASH_LEN];
+    int64_t session_expires_ms; /* 0: not known (a ticket kept by an older node) */
     ws_conn_t *next_of_user; /* the user's sockets, a singly linked list */
     ws_conn_t *next_dead;
     ws_conn_t *next_touched;  /* queued to during a fan-out, written after it */
@@ -423,9 +429,36 @@ void natter_gateway_send(natter_gateway_t *gw, uint64_t conn_id, natter_frame_t 
     write_queue(c);
 }
 
+/* Its session is over: nothing more is read or pushed. */
+static void session_close(ws_conn_t *c, const char *reason)
+{
+    if (c->closing || c->dead)
+        return;
+    natter_count(&natter_m()->ws_session_closed, 1);
+    close_now(c, NATTER_WS_CLOSE_SESSION_ENDED, reason, 1);
+    touch(c);
+}
+
+static int session_expired(const ws_conn_t *c)
+{
+    return c->session_expires_ms != 0 && natter_now_ms() >= c->session_expires_ms;
+}
+
+static void end_session(natter_gateway_t *gw, uint64_t user, const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user)
+        if (memcmp(c->session_hash, hash, NATTER_TOKEN_HASH_LEN) == 0)
+            session_close(c, "session ended");
+    write_touched(gw);
+}
+
 void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
 {
     uint64_t delivered = 0, ephemeral = 0;
+    if (f->ends_session) {
+        end_session(gw, f->members[0], f->session_hash);
+        return;
+    }
     for (size_t i = 0; i < f->n; i++) {
         const natter_fanout_item_t *it = &f->items[i];
         for (uint32_t m = 0; m < it->nmembers; m++) {
@@ -461,6 +494,11 @@ static void quiet_expired(h2o_timeout_entry_t *entry)
     natter_gateway_t *gw = c->gw;
     if (c->closing) /* its grace timer will end it */
         return;
+    if (session_expired(c)) {
+        session_close(c, "session expired");
+        write_touched(gw);
+        return;
+    }
     if (c->pinged) {
         natter_count(&natter_m()->ws_ping_timeouts, 1);
         close_now(c, NATTER_WS_CLOSE_GOING_AWAY, "ping timeout", 1);
@@ -640,6 +678,8 @@ static void on_read(h2o_socket_t *sock, const char *err)
         conn_dead(c);
         return;
     }
+    if (session_expired(c))
+        session_close(c, "session expired");
     while (!c->dead && !c->not_reading && sock->input->size > 0) {
         natter_ws_event_t ev;
         size_t used;
@@ -693,12 +733,15 @@ static void accept_key(char dst[29], const char *client_key)
     dst[28] = '\0';
 }
 
-static ws_conn_t *conn_new(natter_gateway_t *gw, uint64_t user_id)
+static ws_conn_t *conn_new(natter_gateway_t *gw, const natter_ticket_t *session)
 {
+    uint64_t user_id = session->user_id;
     ws_conn_t *c = xcalloc(1, sizeof(*c));
     c->gw = gw;
     c->id = gw->next_id++; /* unique on this loop: jobs name their loop and their socket */
     c->user_id = user_id;
+    memcpy(c->session_hash, session->session_hash, NATTER_TOKEN_HASH_LEN);
+    c->session_expires_ms = session->session_expires_at_ms;
     c->grace.cb = grace_expired;
     c->quiet.cb = quiet_expired;
     natter_ws_parser_init(&c->parser, gw->app->cfg.max_body);
@@ -710,9 +753,10 @@ static ws_conn_t *conn_new(natter_gateway_t *gw, uint64_t user_id)
     return c;
 }
 
-void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key, uint64_t user_id)
+void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *client_key,
+                           const natter_ticket_t *session)
 {
-    ws_conn_t *c = conn_new(gw, user_id);
+    ws_conn_t *c = conn_new(gw, session);
     char key[29];
     accept_key(key, client_key);
     req->res.status = 101;
@@ -723,9 +767,9 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, c);
 }
 
-void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, uint64_t user_id)
+void natter_gateway_adopt(natter_gateway_t *gw, h2o_socket_t *sock, const natter_ticket_t *session)
 {
-    on_upgraded(conn_new(gw, user_id), sock, 0);
+    on_upgraded(conn_new(gw, session), sock, 0);
 }
 
 /* ------------------------------------------------------------ closing many */

@@ -44,6 +44,7 @@ enum {
     NATTER_WS_CLOSE_POLICY = 1008,
     NATTER_WS_CLOSE_TOO_BIG = 1009,
     NATTER_WS_CLOSE_TRY_AGAIN = 1013,
+    NATTER_WS_CLOSE_SESSION_ENDED = 4001, /* natter's own: logged out or expired, reconnecting needs a new login */
 };
 
 #define NATTER_WS_CONTROL_MAX 125 /* payload of a control frame */

@@ -363,6 +363,7 @@ static void session_delete(natter_api_job_t *job)
     }
     /* after the delete: a lookup that read the store before it cannot put the session back */
     natter_session_cache_drop(&job->app->sessions, job->token);
+    natter_ephemeral_session_end(job->app, u.id, hash);
     reply(job, 204, NULL);
 }
 
@@ -694,24 +695,29 @@ Done:
 }
 
 /* A ticket is taken (gone for every node) by the upgrade it authenticates. */
-static int ws_ticket_user(natter_api_job_t *job, uint64_t *user_id)
+static int ws_ticket_take(natter_api_job_t *job)
 {
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (!natter_token_well_formed(job->ticket, job->ticket_len))
         return natter_api_fail(job, 401, "unauthorized", "the ticket is not valid");
     natter_token_hash(job->ticket, job->ticket_len, hash);
-    int rc = natter_store_ticket_take(job->app->store, hash, natter_now_ms(), user_id);
+    int rc = natter_store_ticket_take(job->app->store, hash, natter_now_ms(), &job->ws_session);
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 401, "unauthorized", "the ticket is unknown, used or expired");
     return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
 }
 
+/* With a ticket, or with a session token: the socket ends with that session. */
 static void ws_auth(natter_api_job_t *job)
 {
     natter_user_t me;
-    int rc = job->ticket_len > 0 ? ws_ticket_user(job, &me.id) : natter_api_authenticate(job, &me);
-    if (rc == 0) {
-        job->user_id = me.id;
+    if (job->ticket_len > 0) {
+        if (ws_ticket_take(job) == 0)
+            job->status = 101;
+    } else if (natter_api_authenticate(job, &me) == 0) {
+        job->ws_session.user_id = me.id;
+        natter_token_hash(job->token, job->token_len, job->ws_session.session_hash);
+        job->ws_session.session_expires_at_ms = me.expires_at_ms;
         job->status = 101;
     }
 }
@@ -730,8 +736,10 @@ static void ws_ticket_create(natter_api_job_t *job)
         return;
     }
     natter_token_hash(ticket, NATTER_TOKEN_LEN, hash);
+    natter_ticket_t t = {.user_id = me.id, .session_expires_at_ms = me.expires_at_ms};
+    natter_token_hash(job->token, job->token_len, t.session_hash);
     int64_t expires = natter_now_ms() + WS_TICKET_TTL_MS;
-    int rc = natter_store_ticket_create(job->app->store, hash, me.id, expires);
+    int rc = natter_store_ticket_create(job->app->store, hash, &t, expires);
     if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);
     else

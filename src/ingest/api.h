@@ -71,7 +71,7 @@ struct natter_api_job {
     char *resp; /* JSON body or WebSocket frame text; malloc'd */
     size_t resp_len;
     uint32_t retry_after; /* seconds, for 429 */
-    uint64_t user_id;     /* NATTER_A_WS: the authenticated user */
+    natter_ticket_t ws_session; /* NATTER_A_WS: the authenticated user and the session the socket ends with */
 };
 
 natter_api_job_t *natter_api_job_new(struct natter_loop *loop, const natter_route_t *route);

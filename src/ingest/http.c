@@ -313,7 +313,7 @@ void natter_http_answer(natter_loop_t *loop, natter_api_job_t *job)
         job->guard->job = NULL;
         if (job->route.action == NATTER_A_WS && job->status == 101) {
             count_answer(job->route.action, 101);
-            natter_gateway_accept(loop->gateway, req, job->ws_client_key, job->user_id);
+            natter_gateway_accept(loop->gateway, req, job->ws_client_key, &job->ws_session);
         } else {
             if (job->retry_after > 0) { /* a 429, or a 503 busy */
                 char secs[16];

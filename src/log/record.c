@@ -1,5 +1,6 @@
 #include "log/record.h"
 #include "core/emoji.h"
+#include "core/token.h"
 #include "core/util.h"
 
 #include <string.h>
@@ -60,6 +61,7 @@ static int kind_valid(unsigned kind, uint64_t chat, uint64_t sender, uint64_t ta
     case NATTER_EV_PRESENCE_UP:
     case NATTER_EV_PRESENCE_DOWN:
     case NATTER_EV_PRESENCE_BEAT: return chat == 0;
+    case NATTER_EV_SESSION_END: return chat == 0 && sender != 0 && clen == 2 * NATTER_TOKEN_HASH_LEN;
     default: return 0;
     }
 }

@@ -231,18 +231,18 @@ int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, 
     return s->ops->records_write(s, head, n, claim, now_ms);
 }
 
-int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                                int64_t expires_at_ms)
 {
     FAULT(STORE_TICKET_CREATE);
-    return s->ops->ticket_create(s, hash, user_id, expires_at_ms);
+    return s->ops->ticket_create(s, hash, t, expires_at_ms);
 }
 
 int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                             uint64_t *user_id)
+                             natter_ticket_t *t)
 {
     FAULT(STORE_TICKET_TAKE);
-    return s->ops->ticket_take(s, hash, now_ms, user_id);
+    return s->ops->ticket_take(s, hash, now_ms, t);
 }
 
 int natter_store_message_get(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out)

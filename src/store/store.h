@@ -7,7 +7,9 @@
  * appends metrics_render, version 3 node_lease, version 4 the client_id
  * claims and the WebSocket tickets, version 5 the chat's events
  * (records_write to user_chat_ids), version 6 session_user_id, version 7
- * max_id. New methods are only appended.
+ * max_id. New methods are only appended; version 8 is the one change in
+ * place: a WebSocket ticket carries the session that made it
+ * (natter_ticket_t), for ticket_create and ticket_take.
  *
  * Callers reach a backend only through the natter_store_* wrappers below
  * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
@@ -40,6 +42,14 @@ typedef struct natter_user {
     char pwhash[NATTER_PWHASH_MAX]; /* filled by user_by_name only */
     int64_t expires_at_ms;          /* filled by session_user only: when the session ends */
 } natter_user_t;
+
+/* A WebSocket ticket: whose it is and the session that made it, which the
+ * socket it opens ends with (gateway.h). */
+typedef struct natter_ticket {
+    uint64_t user_id;
+    uint8_t session_hash[NATTER_TOKEN_HASH_LEN]; /* all zero: kept by a node older than store version 8 */
+    int64_t session_expires_at_ms;
+} natter_ticket_t;
 
 typedef struct natter_chat {
     uint64_t id;
@@ -164,14 +174,14 @@ typedef struct natter_store_ops {
      * failed as a whole. */
     int (*client_ids_claim)(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
                             natter_msg_t **holders);
-    /* Keeps a WebSocket ticket (its hash) for user_id until expires_at_ms. */
-    int (*ticket_create)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+    /* Keeps a WebSocket ticket (its hash) for t until expires_at_ms. */
+    int (*ticket_create)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                          int64_t expires_at_ms);
-    /* Takes the ticket: NATTER_OK and *user_id when it was there and alive
-     * at now_ms, and it is gone from then on, for every node (of two takes
-     * of one ticket one wins); NATTER_ENOTFOUND otherwise. */
+    /* Takes the ticket: NATTER_OK and *t when it was there and alive at
+     * now_ms, and it is gone from then on, for every node (of two takes of
+     * one ticket one wins); NATTER_ENOTFOUND otherwise. */
     int (*ticket_take)(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                       uint64_t *user_id);
+                       natter_ticket_t *t);
 
     /* Version 5: the chat's events. */
 
@@ -277,10 +287,10 @@ int natter_store_node_lease(natter_store_t *s, uint32_t node_id, const char *hol
                             natter_lease_op_t op);
 int natter_store_client_ids_claim(natter_store_t *s, natter_msg_t *const *msgs, size_t n, int64_t now_ms, int *rc,
                                   natter_msg_t **holders);
-int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                                int64_t expires_at_ms);
 int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                             uint64_t *user_id);
+                             natter_ticket_t *t);
 /* Counted as store.messages_insert by the fault layer: it is the batch write. */
 int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
 int natter_store_message_get(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out);

@@ -136,8 +136,9 @@ static const char *const statements[NSTMTS] = {
     [S_LEASE_RELEASE] = "DELETE FROM %s.node_leases WHERE node_id = ? IF holder = ?",
     [S_CLAIM] = "INSERT INTO %s.client_ids (sender_id, chat_id, client_id, message_id, created_at, content)"
                 " VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL " CLIENT_ID_TTL_S,
-    [S_TICKET_INSERT] = "INSERT INTO %s.ws_tickets (ticket_hash, user_id, expires_at) VALUES (?, ?, ?) USING TTL ?",
-    [S_TICKET_GET] = "SELECT user_id, expires_at FROM %s.ws_tickets WHERE ticket_hash = ?",
+    [S_TICKET_INSERT] = "INSERT INTO %s.ws_tickets (ticket_hash, user_id, expires_at, session_hash, session_expires)"
+                        " VALUES (?, ?, ?, ?, ?) USING TTL ?",
+    [S_TICKET_GET] = "SELECT user_id, expires_at, session_hash, session_expires FROM %s.ws_tickets WHERE ticket_hash = ?",
     [S_TICKET_DELETE] = "DELETE FROM %s.ws_tickets WHERE ticket_hash = ? IF user_id = ?",
 };
 
@@ -227,7 +228,12 @@ static const char *const migration_4[] = {
     " user_id bigint, PRIMARY KEY ((chat_id, bucket), message_id, emoji, user_id))",
     NULL,
 };
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
+/* 5: a ticket's session, which the WebSocket it opens ends with */
+static const char *const migration_5[] = {
+    "ALTER TABLE %s.ws_tickets ADD (session_hash blob, session_expires timestamp)",
+    NULL,
+};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4, migration_5};
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 typedef struct {
@@ -705,21 +711,26 @@ static int cq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
     return read_user(s, S_USER_BY_ID, vid(id), token_id(id), out);
 }
 
-/* A token's row (a session or a WebSocket ticket), with a TTL that outlives
- * its expiry by a second. */
+/* A token's row (a session, or a WebSocket ticket and its session), with a
+ * TTL that outlives its expiry by a second. */
 static int token_row_insert(store_cql_t *s, int st, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
-                            int64_t expires_at_ms)
+                            int64_t expires_at_ms, const natter_ticket_t *ticket)
 {
     int64_t ttl = (expires_at_ms - natter_now_ms()) / 1000 + 1;
-    cql_value_t v[4] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms),
-                        cql_value_int((int32_t)(ttl > 0 ? ttl : 1))};
-    return run(s, st, v, 4, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
+    cql_value_t v[6] = {cql_value_blob(hash, NATTER_TOKEN_HASH_LEN), vid(user_id), cql_value_timestamp(expires_at_ms)};
+    size_t n = 3;
+    if (ticket != NULL) {
+        v[n++] = cql_value_blob(ticket->session_hash, NATTER_TOKEN_HASH_LEN);
+        v[n++] = cql_value_timestamp(ticket->session_expires_at_ms);
+    }
+    v[n++] = cql_value_int((int32_t)(ttl > 0 ? ttl : 1));
+    return run(s, st, v, n, cql_murmur3_token(hash, NATTER_TOKEN_HASH_LEN), 1, NULL);
 }
 
 static int cq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                              int64_t expires_at_ms)
 {
-    return token_row_insert((store_cql_t *)base, S_SESSION_INSERT, hash, user_id, expires_at_ms);
+    return token_row_insert((store_cql_t *)base, S_SESSION_INSERT, hash, user_id, expires_at_ms, NULL);
 }
 
 static int cq_session_user_id(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
@@ -1206,16 +1217,16 @@ static int messages_insert_claimed(store_cql_t *s, natter_msg_t *head, size_t n,
 
 /* ---- WebSocket tickets --------------------------------------------------- */
 
-static int cq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+static int cq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                             int64_t expires_at_ms)
 {
-    return token_row_insert((store_cql_t *)base, S_TICKET_INSERT, hash, user_id, expires_at_ms);
+    return token_row_insert((store_cql_t *)base, S_TICKET_INSERT, hash, t->user_id, expires_at_ms, t);
 }
 
 /* Read, then delete by LWT on what was read: of two takers, the second's
  * condition finds no row. */
 static int cq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                          uint64_t *user_id)
+                          natter_ticket_t *t)
 {
     store_cql_t *s = (store_cql_t *)base;
     cql_result_t res;
@@ -1224,20 +1235,26 @@ static int cq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_
     int rc = run(s, S_TICKET_GET, &key, 1, token, 1, &res);
     if (rc != NATTER_OK)
         return rc;
-    uint64_t user = 0;
+    natter_ticket_t got = {0};
+    cql_slice_t session;
     int64_t expires = res.resp.rows.rows_count > 0 ? cell_time(&res, 0, 1) : 0;
-    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &user) != NATTER_OK || expires <= now_ms)
+    if (res.resp.rows.rows_count == 0 || cell_u64(&res, 0, 0, &got.user_id) != NATTER_OK || expires <= now_ms)
         rc = NATTER_ENOTFOUND;
+    if (rc == NATTER_OK && cql_rows_cell(&res.resp.rows, 0, 2, &session) == NATTER_OK &&
+        session.len == NATTER_TOKEN_HASH_LEN) {
+        memcpy(got.session_hash, session.p, NATTER_TOKEN_HASH_LEN);
+        got.session_expires_at_ms = cell_time(&res, 0, 3);
+    }
     cql_result_free(&res);
     if (rc != NATTER_OK)
         return rc;
-    cql_value_t v[2] = {key, vid(user)};
+    cql_value_t v[2] = {key, vid(got.user_id)};
     if ((rc = run(s, S_TICKET_DELETE, v, 2, token, 0, &res)) != NATTER_OK)
         return rc;
     rc = applied(&res) ? NATTER_OK : NATTER_ENOTFOUND;
     cql_result_free(&res);
     if (rc == NATTER_OK)
-        *user_id = user;
+        *t = got;
     return rc;
 }
 

@@ -67,6 +67,9 @@ static const char *const migrations[] = {
     "CREATE TABLE reactions (message_id INTEGER NOT NULL, emoji TEXT NOT NULL, user_id INTEGER NOT NULL,"
     "  chat_id INTEGER NOT NULL, event_id INTEGER NOT NULL, PRIMARY KEY (message_id, emoji, user_id)) WITHOUT ROWID;"
     "CREATE INDEX read_markers_by_chat ON read_markers (chat_id, user_id);",
+    /* 5: a ticket's session, which the WebSocket it opens ends with */
+    ("ALTER TABLE ws_tickets ADD COLUMN session_hash BLOB;"
+     "ALTER TABLE ws_tickets ADD COLUMN session_expires INTEGER NOT NULL DEFAULT 0;"),
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -177,8 +180,10 @@ static const char *const queries[NQUERIES] = {
     [Q_CLAIM_GET] = "SELECT message_id, created_at, content FROM client_ids"
                     " WHERE sender_id = ?1 AND chat_id = ?2 AND client_id = ?3",
     [Q_CLAIM_SWEEP] = "DELETE FROM client_ids WHERE claimed_at <= ?1",
-    [Q_TICKET_INSERT] = "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
-    [Q_TICKET_TAKE] = "DELETE FROM ws_tickets WHERE ticket_hash = ?1 RETURNING user_id, expires_at",
+    [Q_TICKET_INSERT] = "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at, session_hash, session_expires)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_TICKET_TAKE] =
+        "DELETE FROM ws_tickets WHERE ticket_hash = ?1 RETURNING user_id, expires_at, session_hash, session_expires",
     [Q_TICKET_SWEEP] = "DELETE FROM ws_tickets WHERE expires_at <= ?1",
     [Q_EVENT_RECORD] = "INSERT OR IGNORE INTO events (id, chat_id, kind, message_id, user_id, emoji, created_at)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -457,8 +462,9 @@ static int sq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
 /* A token's row (a session or a WebSocket ticket: sweep and insert are
  * that table's), after the expired ones are swept: the table holds live
  * rows and recent ones. */
+/* A session's row, or a ticket's (ticket set: its session too). */
 static int token_row_insert(natter_store_t *base, int sweep, int insert, const uint8_t hash[NATTER_TOKEN_HASH_LEN],
-                            uint64_t user_id, int64_t expires_at_ms)
+                            uint64_t user_id, int64_t expires_at_ms, const natter_ticket_t *ticket)
 {
     WITH_CONN(s, c);
     sqlite3_stmt *st = stmt(c, sweep);
@@ -469,6 +475,10 @@ static int token_row_insert(natter_store_t *base, int sweep, int insert, const u
         sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
         BIND_ID(st, 2, user_id);
         sqlite3_bind_int64(st, 3, expires_at_ms);
+        if (ticket != NULL) {
+            sqlite3_bind_blob(st, 4, ticket->session_hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, ticket->session_expires_at_ms);
+        }
         rc = exec_stmt(st);
     }
     release(s, c);
@@ -478,7 +488,7 @@ static int token_row_insert(natter_store_t *base, int sweep, int insert, const u
 static int sq_session_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
                              int64_t expires_at_ms)
 {
-    return token_row_insert(base, Q_SESSION_SWEEP, Q_SESSION_INSERT, hash, user_id, expires_at_ms);
+    return token_row_insert(base, Q_SESSION_SWEEP, Q_SESSION_INSERT, hash, user_id, expires_at_ms, NULL);
 }
 
 static int sq_session_user(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
@@ -809,23 +819,28 @@ typedef struct {
 
 /* ------------------------------------------------------------ WebSocket tickets */
 
-static int sq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], uint64_t user_id,
+static int sq_ticket_create(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                             int64_t expires_at_ms)
 {
-    return token_row_insert(base, Q_TICKET_SWEEP, Q_TICKET_INSERT, hash, user_id, expires_at_ms);
+    return token_row_insert(base, Q_TICKET_SWEEP, Q_TICKET_INSERT, hash, t->user_id, expires_at_ms, t);
 }
 
 /* One statement deletes and returns the row: of two takes, one finds it. */
 static int sq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_HASH_LEN], int64_t now_ms,
-                          uint64_t *user_id)
+                          natter_ticket_t *t)
 {
     WITH_CONN(s, c);
     sqlite3_stmt *st = stmt(c, Q_TICKET_TAKE);
     sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
     int src = sqlite3_step(st), rc;
     if (src == SQLITE_ROW) {
-        *user_id = COL_ID(st, 0);
+        memset(t, 0, sizeof(*t));
+        t->user_id = COL_ID(st, 0);
         rc = sqlite3_column_int64(st, 1) > now_ms ? NATTER_OK : NATTER_ENOTFOUND;
+        const void *session = sqlite3_column_blob(st, 2);
+        if (session != NULL && sqlite3_column_bytes(st, 2) == NATTER_TOKEN_HASH_LEN)
+            memcpy(t->session_hash, session, NATTER_TOKEN_HASH_LEN);
+        t->session_expires_at_ms = sqlite3_column_int64(st, 3);
         src = sqlite3_step(st); /* to the end: the delete commits */
     } else {
         rc = NATTER_ENOTFOUND;

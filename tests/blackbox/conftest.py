@@ -621,6 +621,23 @@ def ws_quiet(ws, pred, wait=1.0):
         seen.append(f)
 
 
+def ws_closed(ws, timeout=10):
+    """Reads frames until the server's close; returns (code, reason)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no close within {timeout} s")
+        ws.settimeout(left)
+        try:
+            op, data = ws.recv_data(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            return code, data[2:].decode("utf-8", "replace")
+
+
 def ws_send(ws, obj):
     ws.send(json.dumps(obj, ensure_ascii=False))
 

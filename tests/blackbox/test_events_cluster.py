@@ -6,8 +6,10 @@ import time
 import urllib.parse
 
 import pytest
+import websocket
 
-from conftest import KAFKA, PASSWORD, Server, User, login, register, wait_drained, ws_quiet, ws_send, ws_wait
+from conftest import (KAFKA, PASSWORD, Client, Server, User, login, register, wait_drained, ws_closed, ws_quiet,
+                      ws_send, ws_wait)
 from test_events import wait_online
 from test_kafka import user_on
 
@@ -37,6 +39,19 @@ def cluster(tmp_path_factory):
 def frame(ws, kind, pred=lambda f: True, timeout=15):
     f, _ = ws_wait(ws, lambda f: f.get("type") == kind and pred(f), timeout, what=kind)
     return f
+
+
+def test_a_logout_closes_the_sessions_sockets_on_the_other_node(cluster):
+    n1, n2 = cluster
+    alice = register(n1, "alice")
+    ticket = Client(n1.base, alice.token).post("/ws/tickets")
+    assert ticket.status_code == 201, ticket.text
+    on_2 = websocket.create_connection(f"{n2.ws_base}/ws?ticket={ticket.json()['ticket']}", timeout=10)
+    try:
+        assert Client(n1.base, alice.token).delete("/sessions").status_code == 204
+        assert ws_closed(on_2, timeout=15) == (4001, "session ended")
+    finally:
+        on_2.close()
 
 
 def test_events_reach_the_other_node(cluster):

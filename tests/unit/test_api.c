@@ -341,7 +341,11 @@ static void test_ws_ticket_is_single_use(void **state)
     assert_non_null(json_string_value(json_object_get(doc, "expires_at")));
     natter_api_job_t *ws = upgrade_with_ticket(ticket);
     assert_int_equal(ws->status, 101);
-    assert_int_equal(ws->user_id, ALICE);
+    assert_int_equal(ws->ws_session.user_id, ALICE);
+    uint8_t session[NATTER_TOKEN_HASH_LEN]; /* the socket ends with the session that made the ticket */
+    natter_token_hash(alice_tok, strlen(alice_tok), session);
+    assert_memory_equal(ws->ws_session.session_hash, session, NATTER_TOKEN_HASH_LEN);
+    assert_true(ws->ws_session.session_expires_at_ms > natter_now_ms());
     expect_error(upgrade_with_ticket(ticket), 401, "unauthorized"); /* used */
     expect_error(upgrade_with_ticket("not-a-ticket"), 401, "unauthorized");
     expect_error(run(job_for(NATTER_A_WS_TICKET, NULL, NULL)), 401, "unauthorized");

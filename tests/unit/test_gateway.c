@@ -32,15 +32,24 @@ typedef struct {
 
 static client_t alice, bob;
 
-static void client_open(client_t *c, uint64_t user)
+/* A socket of user opened with the session whose hash is all session
+ * bytes, ending at expires_ms (0: not known). */
+static void client_open_session(client_t *c, uint64_t user, uint8_t session, int64_t expires_ms)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
     c->fd = sv[1];
     c->len = 0;
+    natter_ticket_t t = {.user_id = user, .session_expires_at_ms = expires_ms};
+    memset(t.session_hash, session, sizeof(t.session_hash));
     h2o_socket_t *sock = h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0);
-    natter_gateway_adopt(H.loop.gateway, sock, user);
+    natter_gateway_adopt(H.loop.gateway, sock, &t);
+}
+
+static void client_open(client_t *c, uint64_t user)
+{
+    client_open_session(c, user, (uint8_t)user, 0);
 }
 
 /* A masked text frame, as a client must send it (RFC 6455 §5.3). */
@@ -186,6 +195,42 @@ static void test_send_is_acked_and_pushed(void **state)
     assert_int_equal(ids[0], id);
 }
 
+/* A logout reaches the gateway as a session-end batch: the sockets of that
+ * session close 4001, the user's other sockets go on. */
+static void test_a_session_end_closes_its_sockets_only(void **state)
+{
+    (void)state;
+    client_t other;
+    char f[4096];
+    uint8_t session[NATTER_TOKEN_HASH_LEN];
+    memset(session, 0x77, sizeof(session));
+    client_open_session(&other, ALICE, 0x77, 0);
+    natter_fanout_dispatch(&H.app, natter_fanout_session_end(&H.app, ALICE, session));
+    next_frame(&other, f, sizeof(f));
+    assert_string_equal(f, "#close 4001");
+    expect_nothing_more_for_bob(); /* alice's socket of another session still sends */
+    close(other.fd);
+}
+
+/* A socket whose session has ended closes at the client's next frame,
+ * which is not acted on. */
+static void test_an_expired_session_closes_when_the_client_sends(void **state)
+{
+    (void)state;
+    client_t late;
+    char f[4096];
+    int64_t ends = natter_now_ms() + 50;
+    client_open_session(&late, ALICE, 0x78, ends);
+    harness_pump(5);
+    while (natter_now_ms() <= ends)
+        usleep(10 * 1000);
+    send_json(&late, "after the end", "late-1");
+    next_frame(&late, f, sizeof(f));
+    assert_string_equal(f, "#close 4001");
+    expect_nothing_more_for_bob(); /* the late send was not posted */
+    close(late.fd);
+}
+
 static void test_log_down_is_an_error_frame(void **state)
 {
     (void)state;
@@ -266,6 +311,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_is_acked_and_pushed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_session_end_closes_its_sockets_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_expired_session_closes_when_the_client_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_down_is_an_error_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_fails_for_a_while, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_down_is_an_error_frame, setup, teardown),

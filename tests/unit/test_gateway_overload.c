@@ -66,7 +66,8 @@ static void test_a_batch_after_a_shed_one_is_shed_too(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
-    natter_gateway_adopt(H.loop.gateway, h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0), ALICE);
+    natter_gateway_adopt(H.loop.gateway, h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0),
+                         &(natter_ticket_t){.user_id = ALICE});
     harness_pump(5);
     /* the loop is busy while the consumer hands it three batches (queue of 2) */
     natter_fanout_dispatch(&H.app, batch(OTHER, 1, (const char *const[]){"m1"}));
@@ -101,7 +102,8 @@ static void test_pings_to_a_closing_socket_are_not_buffered(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
-    natter_gateway_adopt(H.loop.gateway, h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0), BOB);
+    natter_gateway_adopt(H.loop.gateway, h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0),
+                         &(natter_ticket_t){.user_id = BOB});
     harness_pump(5);
     size_t big_len = 1 << 20;
     char *big = xmalloc(big_len + 1);

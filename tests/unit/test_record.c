@@ -226,6 +226,17 @@ static void test_event_roundtrip(void **state)
     assert_string_equal(d->content, "1,2,3");
     free(d);
     free(p);
+    static const char hash_hex[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    natter_msg_t *s = event(NATTER_EV_SESSION_END, hash_hex);
+    s->chat_id = 0;
+    s->target_id = 0;
+    d = roundtrip(s, &len);
+    assert_non_null(d);
+    assert_int_equal(d->kind, NATTER_EV_SESSION_END);
+    assert_int_equal(d->sender_id, s->sender_id);
+    assert_string_equal(d->content, hash_hex);
+    free(d);
+    free(s);
 }
 
 /* What each kind needs: a target, content of its shape, a chat. */
@@ -247,6 +258,8 @@ static void test_event_rejects(void **state)
         {NATTER_EV_TYPING, "", 0, 0},             /* typing in no chat */
         {NATTER_EV_READ, "", 0, 1},               /* read up to nothing */
         {NATTER_EV_PRESENCE_UP, "1", 0, 5},       /* presence is no chat's */
+        {NATTER_EV_SESSION_END, "00ff", 0, 0},    /* not a whole token hash */
+        {NATTER_EV_SESSION_END, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0, 5},
         {NATTER_EV_KINDS, "", 7, 1},              /* an unknown kind */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

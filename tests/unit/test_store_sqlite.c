@@ -733,13 +733,13 @@ typedef struct {
     fixture_t *f;
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     int rc;
-    uint64_t user;
+    natter_ticket_t got;
 } taker_t;
 
 static void *taker(void *arg)
 {
     taker_t *t = arg;
-    t->rc = OPS(t->f)->ticket_take(t->f->s, t->hash, natter_now_ms(), &t->user);
+    t->rc = OPS(t->f)->ticket_take(t->f->s, t->hash, natter_now_ms(), &t->got);
     return NULL;
 }
 
@@ -748,16 +748,19 @@ static void test_tickets(void **state)
     fixture_t *f = *state;
     uint8_t h1[NATTER_TOKEN_HASH_LEN] = {1}, h2[NATTER_TOKEN_HASH_LEN] = {2}, h3[NATTER_TOKEN_HASH_LEN] = {3};
     int64_t now = natter_now_ms();
-    uint64_t user = 0;
-    assert_int_equal(OPS(f)->ticket_create(f->s, h1, 7, now + 30000), NATTER_OK);
-    assert_int_equal(OPS(f)->ticket_create(f->s, h2, 8, now - 1), NATTER_OK); /* dead already */
-    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &user), NATTER_OK);
-    assert_int_equal(user, 7);
-    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &user), NATTER_ENOTFOUND); /* once */
-    assert_int_equal(OPS(f)->ticket_take(f->s, h2, now, &user), NATTER_ENOTFOUND);
-    assert_int_equal(OPS(f)->ticket_take(f->s, h3, now, &user), NATTER_ENOTFOUND);
+    natter_ticket_t t7 = {.user_id = 7, .session_expires_at_ms = now + 86400000}, got;
+    memset(t7.session_hash, 0x5a, sizeof(t7.session_hash));
+    assert_int_equal(OPS(f)->ticket_create(f->s, h1, &t7, now + 30000), NATTER_OK);
+    assert_int_equal(OPS(f)->ticket_create(f->s, h2, &(natter_ticket_t){.user_id = 8}, now - 1), NATTER_OK); /* dead already */
+    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &got), NATTER_OK);
+    assert_int_equal(got.user_id, 7);
+    assert_memory_equal(got.session_hash, t7.session_hash, NATTER_TOKEN_HASH_LEN); /* the session comes back */
+    assert_int_equal(got.session_expires_at_ms, t7.session_expires_at_ms);
+    assert_int_equal(OPS(f)->ticket_take(f->s, h1, now, &got), NATTER_ENOTFOUND); /* once */
+    assert_int_equal(OPS(f)->ticket_take(f->s, h2, now, &got), NATTER_ENOTFOUND);
+    assert_int_equal(OPS(f)->ticket_take(f->s, h3, now, &got), NATTER_ENOTFOUND);
     /* four takers at once: one wins */
-    assert_int_equal(OPS(f)->ticket_create(f->s, h3, 9, now + 30000), NATTER_OK);
+    assert_int_equal(OPS(f)->ticket_create(f->s, h3, &(natter_ticket_t){.user_id = 9}, now + 30000), NATTER_OK);
     taker_t t[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
@@ -771,7 +774,7 @@ static void test_tickets(void **state)
         assert_true(t[i].rc == NATTER_OK || t[i].rc == NATTER_ENOTFOUND);
         if (t[i].rc == NATTER_OK) {
             won++;
-            assert_int_equal(t[i].user, 9);
+            assert_int_equal(t[i].got.user_id, 9);
         }
     }
     assert_int_equal(won, 1);

@@ -1,0 +1,37 @@
+"""A WebSocket ends with the session it was opened with: a logout closes
+the sockets opened with that session, by ticket or by token, with 4001
+"session ended" (from any node: tests/blackbox/test_events_cluster.py);
+the same user's sockets of other sessions go on."""
+
+import websocket
+
+from conftest import Client, login, metric, open_ws, ws_closed, ws_wait_message
+
+
+def ticket_socket(server, token):
+    r = Client(server.base, token).post("/ws/tickets")
+    assert r.status_code == 201, r.text
+    return websocket.create_connection(f"{server.ws_base}/ws?ticket={r.json()['ticket']}", timeout=5)
+
+
+def test_logout_closes_that_sessions_sockets_only(server, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    cid = alice.create_chat(members=[bob.username])["id"]
+    other = login(server, alice.username)  # a second session, another device
+    closed_before = metric(server.base, "natter_websockets_session_closed_total")
+    by_ticket = ticket_socket(server, alice.token)
+    by_token = open_ws(server, alice.token, via="header")
+    elsewhere = open_ws(server, other)
+    try:
+        m = bob.api.post_message(cid, "before the logout")
+        for ws in (by_ticket, by_token, elsewhere):
+            ws_wait_message(ws, m["id"])
+        assert Client(server.base, alice.token).delete("/sessions").status_code == 204
+        for ws in (by_ticket, by_token):
+            assert ws_closed(ws) == (4001, "session ended")
+        m = bob.api.post_message(cid, "after the logout")
+        ws_wait_message(elsewhere, m["id"])  # the other session's socket still gets pushes
+        assert metric(server.base, "natter_websockets_session_closed_total") == closed_before + 2
+    finally:
+        for ws in (by_ticket, by_token, elsewhere):
+            ws.close()
