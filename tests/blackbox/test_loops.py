@@ -65,9 +65,10 @@ def test_tabs_spread_over_loops_get_every_message_once_in_order(server_factory):
             client_ids.discard(ack["client_id"])
         history = [m["id"] for m in alice.api.all_history(cid)]
         assert len(history) == sent
+        # a sentinel posted last: a tab's pushes come in order, so an extra copy of any message would be before it
+        history.append(alice.api.post_message(cid, "sentinel")["id"])
         for k, t in enumerate(tabs):
-            assert t.wait_count(sent, timeout=20), f"tab {k} got {len(t.messages())}/{sent} (close={t.close})"
-        time.sleep(0.3)  # anything extra would show now
+            assert t.wait_count(sent + 1, timeout=20), f"tab {k} got {len(t.messages())}/{sent + 1} (close={t.close})"
         for k, t in enumerate(tabs):
             assert [m["id"] for m in t.messages()] == history, f"tab {k}: not every message once, in order"
         sender.close()
