@@ -262,6 +262,7 @@ int main(int argc, char **argv)
     if (app.tail != NULL)
         natter_tail_free(app.tail);
     natter_auth_free(&app.auth);
+    int lost = atomic_load(&lease.lost);
     natter_lease_release(&lease);
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
@@ -269,6 +270,6 @@ int main(int argc, char **argv)
     natter_client_ids_free(&app.client_ids);
     natter_members_cache_free(&app.members);
     SSL_CTX_free(app.tls);
-    fprintf(stderr, "natter: stopped\n");
-    return 0;
+    fprintf(stderr, "natter: stopped%s\n", lost ? " (the node id's lease was lost: exit status 1)" : "");
+    return lost ? 1 : 0; /* a supervisor sees a failure, not a clean stop */
 }

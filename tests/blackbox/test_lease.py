@@ -3,6 +3,7 @@
 elsewhere); a live node's lease keeps /readyz ready."""
 
 import os
+import sqlite3
 import subprocess
 import time
 
@@ -93,6 +94,23 @@ def test_another_live_holder_is_waited_on_then_refused(tmp_path):
         out, err = b.communicate(timeout=60)
         assert b.returncode != 0
         assert "held by another live node" in err, err
+    finally:
+        stop(a)
+
+
+@embedded_only
+def test_a_node_whose_lease_is_taken_stops_with_a_failure(tmp_path):
+    a, base = start(tmp_path / "a", 11, ttl_ms=1000)
+    try:
+        assert wait_healthy(a, base)
+        db = sqlite3.connect(str(tmp_path / "a" / "natter.db"), timeout=10)
+        with db:  # another holder, as a node sharing the store that took the id would be
+            db.execute("UPDATE node_leases SET holder = 'another-node', expires_at = ? WHERE node_id = 11",
+                       (int(time.time() * 1000) + 60000,))
+        db.close()
+        out, err = a.communicate(timeout=60)
+        assert "taken by another node" in err, err
+        assert a.returncode == 1, (a.returncode, err[-500:])  # a supervisor sees a failure
     finally:
         stop(a)
 
