@@ -33,7 +33,8 @@ void natter_ratelimit_init(natter_ratelimit_t *rl, uint32_t rate, uint32_t burst
 /* per_minute tokens a minute per key (0 = unlimited), at most burst (0: per_minute). */
 void natter_ratelimit_init_per_minute(natter_ratelimit_t *rl, uint32_t per_minute, uint32_t burst);
 void natter_ratelimit_free(natter_ratelimit_t *rl);
-/* Takes one token for user at time now_ms. Returns 0 when allowed, else the
+/* Takes one token for user at time now_ms (natter_mono_ms: a wall clock set
+ * back would stop every bucket refilling for as long). Returns 0 when allowed, else the
  * whole seconds (>= 1) after which a retry will be allowed. */
 uint32_t natter_ratelimit_take(natter_ratelimit_t *rl, uint64_t user, int64_t now_ms);
 /* Gives back one token taken for key (an attempt that turned out not to

@@ -84,6 +84,11 @@ uint64_t natter_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+int64_t natter_mono_ms(void)
+{
+    return (int64_t)(natter_mono_ns() / 1000000u);
+}
+
 void natter_mono_deadline(struct timespec *ts, int ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);

@@ -19,6 +19,9 @@ int64_t natter_now_ms(void);
 int64_t natter_now_ns(void);
 /* Monotonic clock in nanoseconds, for durations. */
 uint64_t natter_mono_ns(void);
+/* The same in milliseconds: what rate limits and throttles count in, so a
+ * wall clock stepped back freezes none of them. */
+int64_t natter_mono_ms(void);
 /* The monotonic time ms from now, as pthread_cond_timedwait takes it on a
  * condition variable whose clock is CLOCK_MONOTONIC. */
 void natter_mono_deadline(struct timespec *ts, int ms);

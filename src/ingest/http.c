@@ -211,7 +211,7 @@ static int auth_refused(natter_app_t *app, h2o_req_t *req, natter_action_t actio
 {
     struct sockaddr_storage ss = {0};
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    uint32_t wait = natter_auth_take_address(&app->auth, (struct sockaddr *)&ss, len, natter_now_ms());
+    uint32_t wait = natter_auth_take_address(&app->auth, (struct sockaddr *)&ss, len, natter_mono_ms());
     if (wait == 0)
         return 0;
     char secs[16];

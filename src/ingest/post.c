@@ -214,7 +214,7 @@ static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, 
                                    size_t nto)
 {
     natter_app_t *app = job->app;
-    uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_now_ms());
+    uint32_t wait = natter_ratelimit_take(&app->ratelimit, sender, natter_mono_ms());
     if (wait > 0) {
         job->retry_after = wait;
         natter_api_fail(job, 429, "rate_limited", "too many messages, slow down");
