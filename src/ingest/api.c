@@ -694,16 +694,27 @@ Done:
     json_decref(body);
 }
 
-/* A ticket is taken (gone for every node) by the upgrade it authenticates. */
+/* A ticket is taken (gone for every node) by the upgrade it authenticates,
+ * which its session must outlive: a logout ends the tickets it made. */
 static int ws_ticket_take(natter_api_job_t *job)
 {
+    static const uint8_t none[NATTER_TOKEN_HASH_LEN];
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    natter_ticket_t *t = &job->ws_session;
     if (!natter_token_well_formed(job->ticket, job->ticket_len))
         return natter_api_fail(job, 401, "unauthorized", "the ticket is not valid");
     natter_token_hash(job->ticket, job->ticket_len, hash);
-    int rc = natter_store_ticket_take(job->app->store, hash, natter_now_ms(), &job->ws_session);
+    int64_t now = natter_now_ms();
+    int rc = natter_store_ticket_take(job->app->store, hash, now, t);
     if (rc == NATTER_ENOTFOUND)
         return natter_api_fail(job, 401, "unauthorized", "the ticket is unknown, used or expired");
+    if (rc == NATTER_OK && memcmp(t->session_hash, none, sizeof(none)) != 0) {
+        uint64_t user;
+        int64_t ends;
+        rc = natter_store_session_user_id(job->app->store, t->session_hash, now, &user, &ends);
+        if (rc == NATTER_ENOTFOUND || (rc == NATTER_OK && user != t->user_id))
+            return natter_api_fail(job, 401, "unauthorized", "the session that made the ticket has ended");
+    }
     return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
 }
 

@@ -3,6 +3,7 @@ the sockets opened with that session, by ticket or by token, with 4001
 "session ended" (from any node: tests/blackbox/test_events_cluster.py);
 the same user's sockets of other sessions go on."""
 
+import pytest
 import websocket
 
 from conftest import Client, login, metric, open_ws, ws_closed, ws_wait_message
@@ -35,3 +36,13 @@ def test_logout_closes_that_sessions_sockets_only(server, make_user):
     finally:
         for ws in (by_ticket, by_token, elsewhere):
             ws.close()
+
+
+def test_a_ticket_ends_with_its_session(server, make_user):
+    alice = make_user("alice")
+    r = Client(server.base, alice.token).post("/ws/tickets")
+    assert r.status_code == 201, r.text
+    assert Client(server.base, alice.token).delete("/sessions").status_code == 204
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        websocket.create_connection(f"{server.ws_base}/ws?ticket={r.json()['ticket']}", timeout=5)
+    assert e.value.status_code == 401
