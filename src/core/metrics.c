@@ -209,11 +209,12 @@ static void consumer_lag(out_t *o, natter_metrics_t *m)
 {
     int32_t parts = atomic_load(&m->partitions);
     if (parts == 0) {
-        /* stored is read first, so a later read of posted includes it; the
-         * clamp covers a batch stored before its appender counted it posted */
-        uint64_t stored = SUM(messages_stored), posted = SUM(messages_posted);
+        /* what left the log, stored or given up (answered 503), is read
+         * first, so a later read of posted includes it; the clamp covers a
+         * batch stored before its appender counted it posted */
+        uint64_t gone = SUM(messages_stored) + SUM(messages_failed), posted = SUM(messages_posted);
         gauge(o, "natter_consumer_lag", "Messages in the log not yet stored.",
-              posted > stored ? (double)(posted - stored) : 0.0);
+              posted > gone ? (double)(posted - gone) : 0.0);
         return;
     }
     family(o, "natter_consumer_lag", "gauge",

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import CQL, register, settle
+from conftest import CQL, KAFKA, metric, register, settle, wait_for
 
 PROMTOOL = shutil.which("promtool")
 
@@ -224,3 +224,17 @@ def test_routes_are_templates_not_paths(server):
         if n == "natter_http_requests_total":
             assert set(l) == {"method", "route", "status"}, l
             assert re.fullmatch(r"[1-5][0-9][0-9]", l["status"]), l
+
+
+@pytest.mark.skipif(bool(KAFKA), reason="the embedded log's lag; Kafka's is the store group's, per partition")
+def test_lag_comes_back_to_zero_after_a_batch_given_up(server_factory):
+    """A batch the store fails four times is answered 503 and leaves the log: it is not lag."""
+    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:nth=1,count=4,rc=unavail"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    assert alice.api.post(f"/chats/{cid}/messages", {"content": "given up"}).status_code == 503
+    for i in range(2):
+        assert alice.api.post(f"/chats/{cid}/messages", {"content": f"stored {i}"}).status_code == 202
+    assert metric(srv.base, "natter_messages_failed_total") == 1
+    assert wait_for(lambda: metric(srv.base, "natter_consumer_lag") == 0, timeout=10), \
+        f"lag {metric(srv.base, 'natter_consumer_lag')} with the log empty"
