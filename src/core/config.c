@@ -46,7 +46,7 @@ static const opt_t options[] = {
     {"auth-rate-ip", OPT_U32, F(auth_rate_ip), 0, 10000000, NULL, "60",
      "logins and registrations per client address per minute (0 = no limit)"},
     {"auth-rate-user", OPT_U32, F(auth_rate_user), 0, 10000000, NULL, "10",
-     "failed logins and registrations per username per minute (0 = no limit)"},
+     "failed logins and registrations per username and client address per minute (0 = no limit)"},
     {"session-ttl", OPT_U32, F(session_ttl_s), 60, 31536000, NULL, "604800", "seconds a session token stays valid"},
     {"argon2-memory", OPT_U32, F(argon2_memory_kib), 8, 4194304, NULL, "19456",
      "KiB of memory per Argon2id password hash (lower only for benchmarks)"},

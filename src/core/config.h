@@ -32,7 +32,7 @@ typedef struct natter_config {
     uint32_t auth_workers;  /* password-hashing threads (logins, registrations), apart from the workers */
     uint32_t auth_queue;    /* logins and registrations waiting for one before they get 503 */
     uint32_t auth_rate_ip;  /* logins and registrations per client address per minute; 0 = off */
-    uint32_t auth_rate_user; /* failed logins and registrations per username per minute; 0 = off */
+    uint32_t auth_rate_user; /* failed logins and registrations per username and client address per minute; 0 = off */
     uint32_t session_ttl_s;
     uint32_t argon2_memory_kib; /* Argon2id cost of new password hashes */
     uint32_t argon2_passes;

@@ -277,8 +277,8 @@ static int validate_credentials(natter_api_job_t *job, json_t *body, int creatin
         return natter_api_fail(job, 400, "invalid_request", "username must be 1-32 characters of A-Z a-z 0-9 _ . -");
     if (creating && (*pwlen < PASSWORD_MIN || *pwlen > PASSWORD_MAX))
         return natter_api_fail(job, 400, "invalid_request", "password must be 8-256 bytes");
-    if ((job->retry_after = natter_auth_take_username(&job->app->auth, *name, natter_mono_ms())) > 0)
-        return natter_api_fail(job, 429, "rate_limited", "too many attempts for this username, slow down");
+    if ((job->retry_after = natter_auth_take_username(&job->app->auth, *name, job->client_address, natter_mono_ms())) > 0)
+        return natter_api_fail(job, 429, "rate_limited", "too many attempts for this username from this address, slow down");
     return 0;
 }
 
@@ -330,7 +330,7 @@ static void session_create(natter_api_job_t *job)
         natter_api_fail(job, 401, "invalid_credentials", "wrong username or password");
         goto Done;
     }
-    natter_auth_refund_username(&app->auth, name, natter_mono_ms());
+    natter_auth_refund_username(&app->auth, name, job->client_address, natter_mono_ms());
     if (natter_token_new(token) != NATTER_OK) {
         natter_api_fail(job, 503, "unavailable", "no randomness for a token");
         goto Done;

@@ -47,6 +47,7 @@ struct natter_api_job {
     size_t token_len;
     char ticket[64]; /* NATTER_A_WS: ?ticket=, a single-use stand-in for the token */
     size_t ticket_len;
+    uint64_t client_address; /* logins and registrations: the key of the client's address (auth.h) */
     uint64_t ws_user_id; /* NATTER_A_WS_SEND: the socket's user */
     uint64_t ws_conn_id; /* NATTER_A_WS_SEND: the answer goes to this socket */
     int ws_from_worker;  /* NATTER_A_WS_SEND: went to a worker (its socket's later sends wait for its answer) */

@@ -44,7 +44,7 @@ static uint64_t key_of(uint64_t seed, const void *p, size_t len)
     return h ? h : 1;
 }
 
-uint32_t natter_auth_take_address(natter_auth_t *a, const struct sockaddr *sa, socklen_t len, int64_t now_ms)
+uint64_t natter_auth_address_key(const natter_auth_t *a, const struct sockaddr *sa, socklen_t len)
 {
     uint8_t key[17] = {0};
     size_t n = 0;
@@ -67,15 +67,27 @@ uint32_t natter_auth_take_address(natter_auth_t *a, const struct sockaddr *sa, s
     } else { /* no address to tell clients apart (a Unix socket): one bucket */
         n = 1;
     }
-    return natter_ratelimit_take(&a->per_address, key_of(a->seed, key, n), now_ms);
+    return key_of(a->seed, key, n);
 }
 
-uint32_t natter_auth_take_username(natter_auth_t *a, const char *username, int64_t now_ms)
+uint32_t natter_auth_take_address(natter_auth_t *a, uint64_t address, int64_t now_ms)
 {
-    return natter_ratelimit_take(&a->per_username, key_of(~a->seed, username, strlen(username)), now_ms);
+    return natter_ratelimit_take(&a->per_address, address, now_ms);
 }
 
-void natter_auth_refund_username(natter_auth_t *a, const char *username, int64_t now_ms)
+/* The username's bucket for one client address: another address's failures
+ * never use it up. */
+static uint64_t username_key(const natter_auth_t *a, const char *username, uint64_t address)
 {
-    natter_ratelimit_refund(&a->per_username, key_of(~a->seed, username, strlen(username)), now_ms);
+    return key_of(~a->seed ^ address, username, strlen(username));
+}
+
+uint32_t natter_auth_take_username(natter_auth_t *a, const char *username, uint64_t address, int64_t now_ms)
+{
+    return natter_ratelimit_take(&a->per_username, username_key(a, username, address), now_ms);
+}
+
+void natter_auth_refund_username(natter_auth_t *a, const char *username, uint64_t address, int64_t now_ms)
+{
+    natter_ratelimit_refund(&a->per_username, username_key(a, username, address), now_ms);
 }

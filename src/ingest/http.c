@@ -207,11 +207,12 @@ static int post_on_loop(natter_loop_t *loop, natter_api_job_t *job, h2o_req_t *r
 
 /* A login or registration over its client address's limit: answered 429
  * here, before it is queued for a hashing thread. */
-static int auth_refused(natter_app_t *app, h2o_req_t *req, natter_action_t action)
+static int auth_refused(natter_app_t *app, h2o_req_t *req, natter_action_t action, uint64_t *address)
 {
     struct sockaddr_storage ss = {0};
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    uint32_t wait = natter_auth_take_address(&app->auth, (struct sockaddr *)&ss, len, natter_mono_ms());
+    *address = natter_auth_address_key(&app->auth, (struct sockaddr *)&ss, len);
+    uint32_t wait = natter_auth_take_address(&app->auth, *address, natter_mono_ms());
     if (wait == 0)
         return 0;
     char secs[16];
@@ -274,9 +275,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_error(req, route.action, 503, "at_capacity", "this node holds all the connections it can, try again");
         return 0;
     }
-    if (natter_auth_hashes(route.action) && auth_refused(app, req, route.action))
+    uint64_t address = 0;
+    if (natter_auth_hashes(route.action) && auth_refused(app, req, route.action, &address))
         return 0;
     natter_api_job_t *job = natter_api_job_new(loop, &route);
+    job->client_address = address;
     if (route.action == NATTER_A_WS) {
         const char *key = NULL;
         if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {

@@ -1,8 +1,9 @@
 """Logins and registrations under abuse: limited per client address and per
-username (429 with Retry-After), hashed on a bounded pool of their own so a
+username from that address (429 with Retry-After), hashed on a bounded pool of their own so a
 flood of them does not hold up message posts, and an unknown user answered
 exactly as a wrong password is."""
 
+import http.client
 import json
 import threading
 import time
@@ -45,6 +46,23 @@ def test_failed_logins_limited_per_username(server_factory):
     # successful logins give their attempt back: another user logs in as often as they like
     for _ in range(5):
         assert login(srv.base, other.username, PASSWORD).status_code == 201
+
+
+def test_one_address_cannot_lock_a_user_out_from_another(server_factory):
+    """The username's attempts are counted per client address: failures from
+    one address (an attacker guessing) hold the name back there only."""
+    srv = server_factory(args=["--auth-rate-user", "3"])
+    victim = register(srv, "victim")
+    statuses = [login(srv.base, victim.username, "not the password").status_code for _ in range(4)]
+    assert statuses == [401, 401, 429, 429], statuses
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60, source_address=("127.0.0.2", 0))
+    try:
+        conn.request("POST", "/sessions", body=json.dumps({"username": victim.username, "password": PASSWORD}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 201, (r.status, r.read())
+    finally:
+        conn.close()
 
 
 def test_a_refused_registration_takes_no_attempt(server_factory):

@@ -50,7 +50,8 @@ static struct sockaddr_in6 v6(const char *ip)
     return sa;
 }
 
-#define TAKE(a, sa) natter_auth_take_address((a), (const struct sockaddr *)&(sa), sizeof(sa), T0)
+#define KEY(a, sa) natter_auth_address_key((a), (const struct sockaddr *)&(sa), sizeof(sa))
+#define TAKE(a, sa) natter_auth_take_address((a), KEY(a, sa), T0)
 
 static void test_hashing_actions(void **state)
 {
@@ -96,14 +97,17 @@ static void test_per_username_and_refund(void **state)
 {
     (void)state;
     natter_auth_t *a = make(0, 2);
-    assert_int_equal(natter_auth_take_username(a, "alice", T0), 0);
-    natter_auth_refund_username(a, "alice", T0); /* a login that succeeded does not count */
-    assert_int_equal(natter_auth_take_username(a, "alice", T0), 0);
-    assert_int_equal(natter_auth_take_username(a, "alice", T0), 0);
-    assert_int_equal(natter_auth_take_username(a, "alice", T0), 30);
-    assert_int_equal(natter_auth_take_username(a, "bob", T0), 0);
+    struct sockaddr_in one = v4("10.0.0.1"), two = v4("10.0.0.2");
+    uint64_t from = KEY(a, one), elsewhere = KEY(a, two);
+    assert_int_equal(natter_auth_take_username(a, "alice", from, T0), 0);
+    natter_auth_refund_username(a, "alice", from, T0); /* a login that succeeded does not count */
+    assert_int_equal(natter_auth_take_username(a, "alice", from, T0), 0);
+    assert_int_equal(natter_auth_take_username(a, "alice", from, T0), 0);
+    assert_int_equal(natter_auth_take_username(a, "alice", from, T0), 30);
+    assert_int_equal(natter_auth_take_username(a, "bob", from, T0), 0);
+    /* one address's failures do not lock the user out from another */
+    assert_int_equal(natter_auth_take_username(a, "alice", elsewhere, T0), 0);
     /* off: any number */
-    struct sockaddr_in one = v4("10.0.0.1");
     for (int i = 0; i < 100; i++)
         assert_int_equal(TAKE(a, one), 0);
     done(a);
