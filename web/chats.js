@@ -69,7 +69,7 @@ export function createChatList({ element, me, onSelect }) {
     onFrame(f) {
       const id = f.type === 'message_edited' ? f.message.id : f.type === 'message_deleted' ? f.id : null;
       const c = id && chats.find((x) => x.last_message && x.last_message.id === id);
-      if (!c) return;
+      if (!c || (f.type === 'message_edited' && c.last_message.deleted)) return; // an edit that crossed its delete
       c.last_message = f.type === 'message_edited' ? f.message : { ...c.last_message, deleted: true };
       render();
     },

@@ -50,6 +50,16 @@ typedef enum {
     NATTER_EV_KINDS
 } natter_event_kind_t;
 
+/* Why the store applied an event without effect (natter_msg_t.unapplied),
+ * for a backend that can tell (SQLite; Cassandra writes blind): such an
+ * event is not pushed nor listed, and, where the poster waits for the
+ * store (the embedded log), is answered as if it had been checked then. */
+typedef enum {
+    NATTER_APPLIED = 0,
+    NATTER_UNAPPLIED_GONE = 1, /* its message was deleted first (an edit, a reaction): 404 */
+    NATTER_UNAPPLIED_SAME = 2, /* nothing to change (a second delete, a reaction there already or not there): 204 */
+} natter_unapplied_t;
+
 /* 1 for the kinds the store applies (messages, edits, deletes, reactions). */
 static inline int natter_event_stored(unsigned kind)
 {
@@ -77,6 +87,7 @@ struct natter_msg {
     uint8_t duplicate;    /* the store found its client_id claimed by another message: it is that one */
     uint8_t log_held;     /* the log's: appended held, not released yet (log.h) */
     uint8_t replayed;     /* a fan-out poll's: read again at start from the unstored tail, not to be pushed */
+    uint8_t unapplied;    /* the store's, for an event it changed nothing with (natter_unapplied_t) */
     /* The chat's members as the posting node knew them (a fresh entry of its
      * members cache), at natter_msg_recipients(m): the fan-out of every node
      * pushes the message to them without asking its own cache, so a node

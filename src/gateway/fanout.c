@@ -88,8 +88,8 @@ natter_fanout_t *natter_fanout_build(natter_app_t *app, const natter_msg_t *head
     for (const natter_msg_t *m = head; m != NULL; m = m->next) {
         if (m->duplicate)
             continue; /* a repeat of a message pushed when it was stored */
-        if (!natter_event_stored(m->kind))
-            continue;
+        if (!natter_event_stored(m->kind) || m->unapplied)
+            continue; /* an event the store applied without effect tells the members nothing */
         const uint64_t *to;
         size_t nto;
         if (m->nrecipients > 0) { /* the posting node's view of the chat: no lookup here */

@@ -108,7 +108,9 @@ static void event_durable(natter_msg_t *e, int status, void *arg)
 {
     natter_api_job_t *job = arg;
     job->durable_status = status;
-    if (status == NATTER_OK && e->kind == NATTER_EV_EDIT) {
+    if (status == NATTER_OK && e->unapplied == NATTER_UNAPPLIED_GONE) { /* deleted after the check, before this */
+        natter_api_fail(job, 404, "not_found", "no such message in this chat");
+    } else if (status == NATTER_OK && e->kind == NATTER_EV_EDIT) {
         natter_jsonw_t w = {0};
         natter_msg_write_edited(&w, e);
         natter_api_reply_written(job, 200, &w);

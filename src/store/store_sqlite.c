@@ -70,6 +70,8 @@ static const char *const migrations[] = {
     /* 5: a ticket's session, which the WebSocket it opens ends with */
     ("ALTER TABLE ws_tickets ADD COLUMN session_hash BLOB;"
      "ALTER TABLE ws_tickets ADD COLUMN session_expires INTEGER NOT NULL DEFAULT 0;"),
+    /* 6: an event kept (for its id) that changed nothing is not listed */
+    "ALTER TABLE events ADD COLUMN applied INTEGER NOT NULL DEFAULT 1;",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -108,6 +110,8 @@ enum {
     Q_TICKET_TAKE,
     Q_TICKET_SWEEP,
     Q_EVENT_RECORD,
+    Q_EVENT_UNAPPLIED,
+    Q_MESSAGE_DELETED,
     Q_EDIT_APPLY,
     Q_DELETE_APPLY,
     Q_REACTIONS_DROP,
@@ -187,10 +191,12 @@ static const char *const queries[NQUERIES] = {
     [Q_TICKET_SWEEP] = "DELETE FROM ws_tickets WHERE expires_at <= ?1",
     [Q_EVENT_RECORD] = "INSERT OR IGNORE INTO events (id, chat_id, kind, message_id, user_id, emoji, created_at)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_EVENT_UNAPPLIED] = "UPDATE events SET applied = 0 WHERE id = ?1",
+    [Q_MESSAGE_DELETED] = "SELECT deleted FROM messages WHERE id = ?1 AND chat_id = ?2",
     [Q_EDIT_APPLY] = "UPDATE messages SET content = ?1, edited_at = ?2, edit_id = ?3"
                      " WHERE id = ?4 AND chat_id = ?5 AND sender_id = ?6 AND deleted = 0 AND edit_id < ?3",
     [Q_DELETE_APPLY] = "UPDATE messages SET content = '', client_id = NULL, edited_at = NULL, deleted = 1,"
-                       " edit_id = ?1 WHERE id = ?2 AND chat_id = ?3 AND sender_id = ?4",
+                       " edit_id = ?1 WHERE id = ?2 AND chat_id = ?3 AND sender_id = ?4 AND deleted = 0",
     [Q_REACTIONS_DROP] = "DELETE FROM reactions WHERE message_id = ?1",
     [Q_REACTION_ADD] = "INSERT OR IGNORE INTO reactions (message_id, emoji, user_id, chat_id, event_id)"
                        " SELECT ?1, ?2, ?3, ?4, ?5 FROM messages WHERE id = ?1 AND chat_id = ?4 AND deleted = 0",
@@ -199,8 +205,10 @@ static const char *const queries[NQUERIES] = {
     [Q_REACTIONS_RANGE] = "SELECT message_id, emoji, user_id FROM reactions"
                           " WHERE message_id >= ?2 AND message_id <= ?3 AND chat_id = ?1"
                           " ORDER BY message_id, emoji, user_id",
-    [Q_EVENTS_AFTER] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id > ?2 AND e.id < ?3 ORDER BY e.id ASC LIMIT ?4",
-    [Q_EVENTS_BEFORE] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id < ?2 ORDER BY e.id DESC LIMIT ?3",
+    [Q_EVENTS_AFTER] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id > ?2 AND e.id < ?3 AND e.applied = 1"
+                       " ORDER BY e.id ASC LIMIT ?4",
+    [Q_EVENTS_BEFORE] = "SELECT " EVENT_COLS " WHERE e.chat_id = ?1 AND e.id < ?2 AND e.applied = 1"
+                        " ORDER BY e.id DESC LIMIT ?3",
     [Q_READ_MARKERS] = "SELECT r.user_id, r.message_id FROM read_markers r"
                        " JOIN members m ON m.chat_id = r.chat_id AND m.user_id = r.user_id WHERE r.chat_id = ?1",
     [Q_USER_CHAT_IDS] = "SELECT chat_id FROM members WHERE user_id = ?1",
@@ -995,10 +1003,26 @@ static int record_event(conn_t *c, const natter_msg_t *e, int *fresh)
     return rc;
 }
 
-/* Applies one event seen for the first time. */
-static int apply_event(conn_t *c, const natter_msg_t *e)
+/* 1 when the chat's message is there and not deleted. */
+static int message_alive(conn_t *c, uint64_t chat_id, uint64_t message_id, int *alive)
+{
+    sqlite3_stmt *st = stmt(c, Q_MESSAGE_DELETED);
+    BIND_ID(st, 1, message_id);
+    BIND_ID(st, 2, chat_id);
+    int src = sqlite3_step(st);
+    *alive = src == SQLITE_ROW && sqlite3_column_int(st, 0) == 0;
+    sqlite3_reset(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? NATTER_OK : rc_of(src);
+}
+
+/* Applies one event seen for the first time; e->unapplied says when it
+ * changed nothing (a check at request time that a later event overtook,
+ * or a repeat sent at once). */
+static int apply_event(conn_t *c, natter_msg_t *e)
 {
     sqlite3_stmt *st;
+    int rc, alive;
+    e->unapplied = NATTER_APPLIED;
     switch (e->kind) {
     case NATTER_EV_EDIT:
         st = stmt(c, Q_EDIT_APPLY);
@@ -1008,20 +1032,23 @@ static int apply_event(conn_t *c, const natter_msg_t *e)
         BIND_ID(st, 4, e->target_id);
         BIND_ID(st, 5, e->chat_id);
         BIND_ID(st, 6, e->sender_id);
-        return exec_stmt(st);
-    case NATTER_EV_DELETE: {
+        if ((rc = exec_stmt(st)) == NATTER_OK && sqlite3_changes(c->db) == 0)
+            e->unapplied = NATTER_UNAPPLIED_GONE; /* deleted (the sender was checked) */
+        return rc;
+    case NATTER_EV_DELETE:
         st = stmt(c, Q_DELETE_APPLY);
         BIND_ID(st, 1, e->id);
         BIND_ID(st, 2, e->target_id);
         BIND_ID(st, 3, e->chat_id);
         BIND_ID(st, 4, e->sender_id);
-        int rc = exec_stmt(st);
-        if (rc != NATTER_OK || sqlite3_changes(c->db) == 0)
-            return rc; /* not this sender's message of this chat: its reactions stay */
+        rc = exec_stmt(st);
+        if (rc != NATTER_OK || sqlite3_changes(c->db) == 0) {
+            e->unapplied = NATTER_UNAPPLIED_SAME; /* deleted already: its reactions are gone */
+            return rc;
+        }
         st = stmt(c, Q_REACTIONS_DROP);
         BIND_ID(st, 1, e->target_id);
         return exec_stmt(st);
-    }
     case NATTER_EV_REACT_ADD:
     case NATTER_EV_REACT_REMOVE:
         st = stmt(c, e->kind == NATTER_EV_REACT_ADD ? Q_REACTION_ADD : Q_REACTION_REMOVE);
@@ -1031,10 +1058,23 @@ static int apply_event(conn_t *c, const natter_msg_t *e)
         BIND_ID(st, 4, e->chat_id);
         if (e->kind == NATTER_EV_REACT_ADD)
             BIND_ID(st, 5, e->id);
-        return exec_stmt(st);
+        if ((rc = exec_stmt(st)) != NATTER_OK || sqlite3_changes(c->db) > 0)
+            return rc;
+        if ((rc = message_alive(c, e->chat_id, e->target_id, &alive)) == NATTER_OK)
+            e->unapplied = alive ? NATTER_UNAPPLIED_SAME : NATTER_UNAPPLIED_GONE;
+        return rc;
     default:
         return NATTER_OK;
     }
+}
+
+/* An event recorded (its id keeps a redelivery from applying it again) that
+ * changed nothing: not listed. */
+static int mark_unapplied(conn_t *c, const natter_msg_t *e)
+{
+    sqlite3_stmt *st = stmt(c, Q_EVENT_UNAPPLIED);
+    BIND_ID(st, 1, e->id);
+    return exec_stmt(st);
 }
 
 /* One message of a batch written with claims: stored under its own id when
@@ -1075,8 +1115,9 @@ static int sq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, 
         if (m->kind == NATTER_EV_MESSAGE)
             rc = claim ? write_claimed(c, m, now_ms, &repeats)
                        : insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
-        else if (natter_event_stored(m->kind) && (rc = record_event(c, m, &fresh)) == NATTER_OK && fresh)
-            rc = apply_event(c, m);
+        else if (natter_event_stored(m->kind) && (rc = record_event(c, m, &fresh)) == NATTER_OK && fresh &&
+                 (rc = apply_event(c, m)) == NATTER_OK && m->unapplied)
+            rc = mark_unapplied(c, m);
     }
     rc = end_transaction(s, c, rc);
     for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {

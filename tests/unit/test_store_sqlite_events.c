@@ -354,6 +354,46 @@ static void expect_events(fixture_t *f, uint64_t after, uint64_t before, uint32_
     natter_vec_free(&v);
 }
 
+/* Events checked at request time that another overtook in the log, and
+ * repeats sent at once: recorded (a redelivery changes nothing), marked
+ * as changing nothing, not listed. */
+static void test_events_without_effect(void **state)
+{
+    fixture_t *f = *state;
+    batch_t b;
+    batch_init(&b);
+    push(&b, NATTER_EV_MESSAGE, 100, 1, 0, "soon gone");
+    push(&b, NATTER_EV_MESSAGE, 105, 1, 0, "stays");
+    batch_write(f, &b);
+    batch_free(&b);
+    natter_msg_t *del = push(&b, NATTER_EV_DELETE, 101, 1, 100, "");
+    natter_msg_t *late_edit = push(&b, NATTER_EV_EDIT, 102, 1, 100, "too late");
+    natter_msg_t *late_react = push(&b, NATTER_EV_REACT_ADD, 103, 2, 100, THUMB);
+    natter_msg_t *del_again = push(&b, NATTER_EV_DELETE, 104, 1, 100, "");
+    natter_msg_t *react = push(&b, NATTER_EV_REACT_ADD, 106, 2, 105, THUMB);
+    natter_msg_t *react_again = push(&b, NATTER_EV_REACT_ADD, 107, 2, 105, THUMB);
+    natter_msg_t *unreact = push(&b, NATTER_EV_REACT_REMOVE, 108, 2, 105, HEART);
+    batch_write(f, &b);
+    assert_int_equal(del->unapplied, NATTER_APPLIED);
+    assert_int_equal(late_edit->unapplied, NATTER_UNAPPLIED_GONE);
+    assert_int_equal(late_react->unapplied, NATTER_UNAPPLIED_GONE);
+    assert_int_equal(del_again->unapplied, NATTER_UNAPPLIED_SAME);
+    assert_int_equal(react->unapplied, NATTER_APPLIED);
+    assert_int_equal(react_again->unapplied, NATTER_UNAPPLIED_SAME);
+    assert_int_equal(unreact->unapplied, NATTER_UNAPPLIED_SAME);
+    const uint64_t listed[] = {101, 106};
+    expect_events(f, 0, NATTER_CURSOR_NONE, 50, listed, 2, 0);
+    batch_write(f, &b); /* redelivered: nothing applies twice, nothing more is listed */
+    expect_events(f, 0, NATTER_CURSOR_NONE, 50, listed, 2, 0);
+    expect_reactions(f, 100, "");
+    expect_reactions(f, 105, THUMB ":2");
+    natter_msg_t *m = get(f, 100);
+    assert_true(m->deleted);
+    assert_int_equal(m->content_len, 0);
+    free(m);
+    batch_free(&b);
+}
+
 static void test_events_page(void **state)
 {
     fixture_t *f = *state;
@@ -507,6 +547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redelivery_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edit_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_without_effect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_markers_and_chat_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_version_1, setup_dir, teardown),
     };
