@@ -21,12 +21,19 @@ static void sleep_ms(uint32_t ms)
     nanosleep(&ts, NULL);
 }
 
-/* The data dir's lock: a second process on the same dir and id fails here. */
+/* The data dir's lock: a second process on the same dir and id fails here.
+ * On the embedded log, a second process on the same dir fails whatever its
+ * id: its log is in-process, so what it stored would reach none of the
+ * first's sockets. */
 static int lock_data_dir(natter_lease_t *l, char *err, size_t errlen)
 {
     char path[640];
     const natter_config_t *cfg = &l->app->cfg;
-    snprintf(path, sizeof(path), "%s/node-%u.lock", cfg->data_dir, cfg->node_id);
+    int embedded = strcmp(cfg->log_backend, "local") == 0;
+    if (embedded)
+        snprintf(path, sizeof(path), "%s/embedded.lock", cfg->data_dir);
+    else
+        snprintf(path, sizeof(path), "%s/node-%u.lock", cfg->data_dir, cfg->node_id);
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "data dir %s: %s", cfg->data_dir, strerror(errno));
         return NATTER_EIO;
@@ -37,9 +44,16 @@ static int lock_data_dir(natter_lease_t *l, char *err, size_t errlen)
         return NATTER_EIO;
     }
     if (flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, errlen,
-                 "another natter runs on data dir %s with --node-id %u; give each node its own data dir and node id",
-                 cfg->data_dir, cfg->node_id);
+        if (embedded)
+            snprintf(err, errlen,
+                     "another natter runs on data dir %s: nodes on the embedded log (in-process) cannot share a "
+                     "store; give each node its own data dir and node id, or share a log (--log kafka)",
+                     cfg->data_dir);
+        else
+            snprintf(err, errlen,
+                     "another natter runs on data dir %s with --node-id %u; give each node its own data dir and "
+                     "node id",
+                     cfg->data_dir, cfg->node_id);
         close(l->lock_fd);
         l->lock_fd = -1;
         return NATTER_ECONFLICT;

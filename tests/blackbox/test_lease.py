@@ -64,6 +64,21 @@ def test_second_node_on_the_same_data_dir_is_refused(tmp_path):
 
 
 @embedded_only
+def test_a_second_embedded_node_on_the_same_data_dir_is_refused_whatever_its_id(tmp_path):
+    """Its log would be in-process: what it stored would reach none of the first node's sockets."""
+    a, base = start(tmp_path / "d", 7)
+    try:
+        assert wait_healthy(a, base)
+        b, _ = start(tmp_path / "d", 8)
+        out, err = b.communicate(timeout=30)
+        assert b.returncode != 0
+        assert "embedded log" in err and "--log kafka" in err, err
+        assert requests.get(base + "/readyz", timeout=5).status_code == 200
+    finally:
+        stop(a)
+
+
+@embedded_only
 def test_a_restart_after_kill_9_takes_its_id_back_at_once(tmp_path):
     a, base = start(tmp_path / "d", 8, ttl_ms=60000)  # a long lease: only its own holder token can take it back
     assert wait_healthy(a, base)
