@@ -15,12 +15,6 @@
 
 #define ACQUIRE_POLL_MS 500
 
-static void sleep_ms(uint32_t ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* The data dir's lock: a second process on the same dir and id fails here.
  * On the embedded log, a second process on the same dir fails whatever its
  * id: its log is in-process, so what it stored would reach none of the
@@ -139,11 +133,21 @@ static int take_store_lease(natter_lease_t *l, char *err, size_t errlen)
     uint32_t ttl = l->app->cfg.node_lease_ttl_ms;
     uint64_t deadline = natter_mono_ns() + ((uint64_t)ttl + ACQUIRE_POLL_MS) * 1000000u;
     int rc, waited = 0;
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    const struct timespec step = {0, ACQUIRE_POLL_MS * 1000000L};
     while ((rc = lease(l, NATTER_LEASE_ACQUIRE)) == NATTER_ECONFLICT && natter_mono_ns() < deadline) {
         if (!waited++)
             fprintf(stderr, "natter: node id %u is leased to another holder: waiting up to %u ms for it to run out\n",
                     l->app->cfg.node_id, ttl);
-        sleep_ms(ACQUIRE_POLL_MS);
+        int sig = sigtimedwait(&stop, NULL, &step); /* main blocked them: an operator's Ctrl-C ends the wait */
+        if (sig > 0) {
+            snprintf(err, errlen, "%s while waiting for the lease on node id %u", strsignal(sig),
+                     l->app->cfg.node_id);
+            return NATTER_EUNAVAIL;
+        }
     }
     if (rc == NATTER_ECONFLICT)
         snprintf(err, errlen,

@@ -3,8 +3,10 @@
 elsewhere); a live node's lease keeps /readyz ready."""
 
 import os
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -127,6 +129,33 @@ def test_a_node_whose_lease_is_taken_stops_with_a_failure(tmp_path):
         assert "taken by another node" in err, err
         assert a.returncode == 1, (a.returncode, err[-500:])  # a supervisor sees a failure
     finally:
+        stop(a)
+
+
+@embedded_only
+def test_a_signal_ends_the_wait_for_a_lease(tmp_path):
+    """An operator's Ctrl-C (or a supervisor's SIGTERM) while a node waits out
+    another holder's lease ends the wait at once, not a TTL later."""
+    a, base = start(tmp_path / "a", 12, ttl_ms=60000)
+    b = None
+    try:
+        assert wait_healthy(a, base)
+        b, _ = start(_shared_store(tmp_path, "b", tmp_path / "a"), 12, ttl_ms=60000)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(b.stderr), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not any("leased to another holder" in line for line in lines):
+            assert b.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
+        b.send_signal(signal.SIGINT)
+        b.wait(timeout=10)  # its own TTL is a minute
+        reader.join(timeout=10)
+        assert b.returncode != 0
+        assert "while waiting for the lease" in "".join(lines), "".join(lines)
+    finally:
+        if b is not None:
+            stop(b)
         stop(a)
 
 
