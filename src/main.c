@@ -14,12 +14,14 @@
 #include "natter.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -99,6 +101,23 @@ static int start_loops(natter_app_t *app, char *err, size_t errlen)
 
 /* Stop taking work, let every accepted message reach the store and its
  * answer reach its client, then say goodbye to every socket. */
+/* During the drain: a second SIGINT or SIGTERM ends the process at once
+ * (what was acknowledged is durable already; what was not is refused by
+ * the client's timeout), as Redis does when told twice: a drain held up by
+ * a hung store must not need kill -9. */
+static void *insist_main(void *arg)
+{
+    const sigset_t *signals = arg;
+    int sig;
+    if (sigwait(signals, &sig) == 0) {
+        static const char msg[] = "natter: a second signal during the drain: exiting now\n";
+        ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)n;
+        _exit(1);
+    }
+    return NULL;
+}
+
 static void shutdown_gracefully(natter_app_t *app, natter_consumer_t *consumer)
 {
     atomic_store(&app->stopping, 1);
@@ -252,7 +271,10 @@ int main(int argc, char **argv)
 
     wait_for_signal(&signals);
 
-    fprintf(stderr, "natter: shutting down: draining the log, closing sockets\n");
+    fprintf(stderr, "natter: shutting down: draining the log, closing sockets (a second signal ends it now)\n");
+    pthread_t insist;
+    if (pthread_create(&insist, NULL, insist_main, &signals) == 0)
+        pthread_detach(insist);
     shutdown_gracefully(&app, &consumer);
     natter_log_close(app.log);
     for (size_t i = 0; i < app.nloops; i++)

@@ -160,3 +160,35 @@ def test_ids_go_on_after_the_stored_ones(server_factory):
     assert after > ahead
     settle(srv.base)
     assert [m["content"] for m in api.history(cid)["messages"]] == ["first", "from an hour ahead", "after the restart"]
+
+
+@pytest.mark.skipif(bool(KAFKA), reason="on the embedded log the drain waits for the store")
+def test_a_second_signal_ends_a_drain_held_up(server_factory):
+    """A drain held up by a slow store (each batch write takes a minute here)
+    ends at once on a second signal, with a failure status."""
+    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:delay=60000"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    def post():
+        try:  # never answered: the server exits under it
+            requests.post(f"{srv.base}/chats/{cid}/messages", json={"content": "stuck"},
+                          headers={"Authorization": f"Bearer {alice.token}"}, timeout=120)
+        except requests.RequestException:
+            pass
+
+    threading.Thread(target=post, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while requests.get(srv.base + "/metrics", timeout=5).text.find("\nnatter_batches_in_flight 1") < 0:
+        assert time.monotonic() < deadline, "the post never reached the store"
+        time.sleep(0.05)
+    srv.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while "shutting down" not in srv.stderr_text():
+        assert time.monotonic() < deadline, "no drain began"
+        time.sleep(0.05)
+    srv.proc.send_signal(signal.SIGINT)
+    srv.proc.wait(timeout=10)  # the drain alone would wait out the store's minute
+    assert srv.proc.returncode == 1, srv.proc.returncode
+    assert "a second signal during the drain" in srv.stderr_text()
+    srv.killed = True  # stopped on purpose: the fixture expects no clean exit
+    srv.stderr_file.close()
