@@ -266,8 +266,10 @@ int main(int argc, char **argv)
     natter_consumer_start(&consumer);
     natter_ephemeral_start(app.ephemeral);
     natter_config_describe(&app.cfg, desc, sizeof(desc));
-    fprintf(stderr, "natter: listening on %s://%s:%u with %zu event loops (%s)\n",
-            natter_http_tls(&app) ? "https" : "http", app.cfg.listen_host, app.cfg.listen_port, app.nloops, desc);
+    int v6 = strchr(app.cfg.listen_host, ':') != NULL; /* a URL puts an IPv6 host in brackets */
+    fprintf(stderr, "natter: listening on %s://%s%s%s:%u with %zu event loops (%s)\n",
+            natter_http_tls(&app) ? "https" : "http", v6 ? "[" : "", app.cfg.listen_host, v6 ? "]" : "",
+            app.cfg.listen_port, app.nloops, desc);
 
     wait_for_signal(&signals);
 

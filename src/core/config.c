@@ -125,19 +125,20 @@ static int choice_ok(const char *choices, const char *v)
     return 0;
 }
 
-static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char *err, size_t errlen)
+/* who: where the value came from ("--flag" or the environment variable), for the error. */
+static int set_option(natter_config_t *cfg, const opt_t *o, const char *who, const char *v, char *err, size_t errlen)
 {
     char *field = (char *)cfg + o->offset;
     switch (o->kind) {
     case OPT_CHOICE:
         if (!choice_ok(o->choices, v)) {
-            snprintf(err, errlen, "--%s: '%s' is not one of %s", o->flag, v, o->choices);
+            snprintf(err, errlen, "%s: '%s' is not one of %s", who, v, o->choices);
             return NATTER_EINVAL;
         }
         /* fall through */
     case OPT_STR:
         if (strlen(v) >= o->size || v[0] == '\0') {
-            snprintf(err, errlen, "--%s: value empty or too long", o->flag);
+            snprintf(err, errlen, "%s: value empty or too long", who);
             return NATTER_EINVAL;
         }
         strcpy(field, v);
@@ -146,23 +147,26 @@ static int set_option(natter_config_t *cfg, const opt_t *o, const char *v, char 
         char *end;
         unsigned long n = strtoul(v, &end, 10);
         if (!isdigit((unsigned char)v[0]) || *end != '\0' || n < o->min || n > o->max) {
-            snprintf(err, errlen, "--%s: '%s' is not a number in %u..%u", o->flag, v, o->min, o->max);
+            snprintf(err, errlen, "%s: '%s' is not a number in %u..%u", who, v, o->min, o->max);
             return NATTER_EINVAL;
         }
         *(uint32_t *)field = (uint32_t)n;
         return NATTER_OK;
     }
-    case OPT_LISTEN: {
-        const char *colon = strrchr(v, ':');
+    case OPT_LISTEN: { /* HOST:PORT, an IPv6 host in brackets ([::1]:8080) */
+        const char *colon = strrchr(v, ':'), *host = v;
         char *end;
         unsigned long port = colon && isdigit((unsigned char)colon[1]) ? strtoul(colon + 1, &end, 10) : 0;
         size_t hlen = colon ? (size_t)(colon - v) : 0;
-        if (port == 0 || hlen == 0 || hlen >= sizeof(cfg->listen_host) || *end != '\0' || port == 0 ||
-            port > 65535) {
-            snprintf(err, errlen, "--%s: '%s' is not HOST:PORT", o->flag, v);
+        if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') {
+            host++;
+            hlen -= 2;
+        }
+        if (port == 0 || hlen == 0 || hlen >= sizeof(cfg->listen_host) || *end != '\0' || port > 65535) {
+            snprintf(err, errlen, "%s: '%s' is not HOST:PORT", who, v);
             return NATTER_EINVAL;
         }
-        memcpy(cfg->listen_host, v, hlen);
+        memcpy(cfg->listen_host, host, hlen);
         cfg->listen_host[hlen] = '\0';
         cfg->listen_port = (uint16_t)port;
         return NATTER_OK;
@@ -190,23 +194,26 @@ static void print_help(void)
 
 int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
-    char env[64];
+    char env[64], flag[64];
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < NOPTIONS; i++)
-        if (set_option(cfg, &options[i], options[i].def, err, errlen) != NATTER_OK)
+    for (int a = 1; a < argc; a++) /* first: a bad setting must not keep the help from showing */
+        if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+            print_help();
+            return 1;
+        }
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        snprintf(flag, sizeof(flag), "--%s", options[i].flag);
+        if (set_option(cfg, &options[i], flag, options[i].def, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
+    }
     for (size_t i = 0; i < NOPTIONS; i++) {
         env_name(&options[i], env, sizeof(env));
         const char *v = getenv(env);
-        if (v != NULL && set_option(cfg, &options[i], v, err, errlen) != NATTER_OK)
+        if (v != NULL && set_option(cfg, &options[i], env, v, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            print_help();
-            return 1;
-        }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "unexpected argument '%s' (see --help)", arg);
             return NATTER_EINVAL;
@@ -226,7 +233,8 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
             snprintf(err, errlen, "option '--%s' needs a value", o->flag);
             return NATTER_EINVAL;
         }
-        if (set_option(cfg, o, v, err, errlen) != NATTER_OK)
+        snprintf(flag, sizeof(flag), "--%s", o->flag);
+        if (set_option(cfg, o, flag, v, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
     if ((strcmp(cfg->tls_cert, "-") != 0) != (strcmp(cfg->tls_key, "-") != 0)) {

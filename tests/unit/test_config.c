@@ -155,7 +155,7 @@ static void test_flag_forms(void **state)
                           "--log-queue=1", "--max-body=1048576", "--session-ttl=60", "--ws-queue", "1",
                           "--log=local", "--store", "sqlite", NULL),
                      NATTER_OK);
-    assert_string_equal(c.listen_host, "[::1]");
+    assert_string_equal(c.listen_host, "::1"); /* what getaddrinfo takes */
     assert_int_equal(c.listen_port, 8081);
     assert_string_equal(c.data_dir, "/var/lib/natter");
     assert_int_equal(c.node_id, 1023);
@@ -212,6 +212,7 @@ static void test_bad_values_rejected(void **state)
     expect_error("--listen: 'h:65536' is not HOST:PORT", "--listen=h:65536", NULL);
     expect_error("--listen: 'h:80x' is not HOST:PORT", "--listen=h:80x", NULL);
     expect_error("--listen: 'h:' is not HOST:PORT", "--listen=h:", NULL);
+    expect_error("--listen: '[]:80' is not HOST:PORT", "--listen=[]:80", NULL);
     expect_error("--log: 'redis' is not one of local|kafka", "--log=redis", NULL);
     expect_error("--store: 'mysql' is not one of sqlite|cql", "--store", "mysql", NULL);
     expect_error("--sqlite-sync: 'off' is not one of full|normal", "--sqlite-sync=off", NULL);
@@ -234,10 +235,10 @@ static void test_bad_env_rejected(void **state)
 {
     (void)state;
     setenv("NATTER_BATCH_SIZE", "lots", 1);
-    expect_error("--batch-size: 'lots' is not a number in 1..100000", NULL);
+    expect_error("NATTER_BATCH_SIZE: 'lots' is not a number in 1..100000", NULL); /* named as it was given */
     unsetenv("NATTER_BATCH_SIZE");
     setenv("NATTER_SQLITE_SYNC", "off", 1);
-    expect_error("--sqlite-sync: 'off' is not one of full|normal", NULL);
+    expect_error("NATTER_SQLITE_SYNC: 'off' is not one of full|normal", NULL);
 }
 
 static void test_unknown_and_malformed_arguments(void **state)
@@ -266,12 +267,16 @@ static void test_help(void **state)
     dup2(devnull, 1);
     int rc1 = load(&c, err, sizeof(err), "--help", NULL);
     int rc2 = load(&c, err, sizeof(err), "--workers=2", "-h", "--bogus", NULL);
+    setenv("NATTER_THREADS", " 2", 1); /* a bad setting does not keep the help from showing */
+    int rc3 = load(&c, err, sizeof(err), "--help", NULL);
+    unsetenv("NATTER_THREADS");
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
     close(devnull);
     assert_int_equal(rc1, 1);
     assert_int_equal(rc2, 1);
+    assert_int_equal(rc3, 1);
 }
 
 int main(void)
