@@ -440,10 +440,3 @@ void load_listen_stop(load_t *L)
     L->gather = NULL;
 }
 
-uint64_t load_listen_delivered(load_t *L)
-{
-    pthread_mutex_lock(&L->lst.mu);
-    uint64_t d = L->lst.total.delivered;
-    pthread_mutex_unlock(&L->lst.mu);
-    return d;
-}

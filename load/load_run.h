@@ -137,6 +137,10 @@ typedef struct load_listen_state {
     pthread_mutex_t mu;
     load_lcounts_t total, interval;
     load_hist_t hist_total, hist_interval, hist_step;
+    /* The segment being judged (a max step, or the whole run at the end):
+     * first deliveries of seqs from step_from on, and hist_step of their
+     * latency. A late delivery of an earlier step counts in neither. */
+    uint64_t step_from, step_delivered;
     uint64_t opened, failed;  /* listeners that opened / gave up at the start */
     uint64_t tls_resumed;     /* opens (first or again) whose TLS handshake resumed a session */
     uint64_t open_now, open_peak; /* sockets open */
@@ -204,7 +208,6 @@ typedef struct load {
     uint64_t seg_total; /* sends in the segment */
     uint64_t issued;    /* sends of the segment handed to a connection */
     uint64_t seg_due;   /* sends of the segment due so far */
-    uint64_t drain_base; /* listener deliveries before the segment */
     uint64_t inflight;
     uint64_t ws_unanswered; /* --send ws: every send below it is settled (answered or timed out) */
     load_msg_t *msgs; /* by global seq */
@@ -262,8 +265,6 @@ void load_listen_stop(load_t *L);
 /* Waits (bounded) until every record a listener process produced before
  * now has been taken into lst; at once without processes. */
 void load_listen_sync(load_t *L);
-/* Unique deliveries so far of accepted messages (under the lock). */
-uint64_t load_listen_delivered(load_t *L);
 
 /* load_track.c: the delivery checks, fed with records under lst.mu. */
 typedef struct load_verdict {
@@ -273,6 +274,14 @@ typedef struct load_verdict {
 void load_track_init(load_t *L);
 /* Takes one record into the checks; the caller holds lst.mu. */
 void load_track_apply(load_t *L, const load_rec_t *r);
+/* Judges deliveries from seq from on: from 0 (the whole run) or the next
+ * seq to be sent (a max step; nothing of it delivered yet). Resets
+ * hist_step. Takes lst.mu. */
+void load_track_step(load_t *L, uint64_t from);
+/* First deliveries of the step's seqs but those of the n seqs in refused
+ * (messages not accepted, which a listener may see anyway: e.g. timed out
+ * here, stored there). Takes lst.mu. */
+uint64_t load_track_step_delivered(load_t *L, const uint64_t *refused, size_t n);
 /* Checks every accepted message of seq in [from, to) against what each
  * listener of its chat saw. Call from the main thread after
  * load_listen_sync (it takes lst.mu). */
@@ -293,6 +302,10 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
 /* Waits up to drain_ns until every accepted message of [from, seq_end) was
  * delivered to every listener of its chat. */
 void load_send_drain(load_t *L, uint64_t from, uint64_t drain_ns);
+/* Waits until the step's deliveries have stopped coming for quiet_ns (at
+ * most max_ns): after a step that did not hold, so the next starts on a
+ * server that has caught up, not behind the backlog of this one. */
+void load_send_settle(load_t *L, uint64_t quiet_ns, uint64_t max_ns);
 int load_send_init(load_t *L);
 void load_send_free(load_t *L);
 /* Closes every HTTP connection of the main loop (they reconnect on their

@@ -181,7 +181,7 @@ static int build(load_t *L)
 static int finish(load_t *L, double duration_s, json_t *extra)
 {
     /* a last drain over everything, so late deliveries are not called lost */
-    L->drain_base = 0;
+    load_track_step(L, 0);
     load_send_drain(L, 0, L->o.drain_ns);
     load_report_tick(L, load_now_ns()); /* the last, partial interval */
     if (L->nlisteners > 0)
@@ -207,6 +207,9 @@ static int finish(load_t *L, double duration_s, json_t *extra)
     return rc;
 }
 
+#define MAX_SETTLE_QUIET_NS 1000000000ull /* after a step missed: a second with no delivery */
+#define MAX_SETTLE_NS 30000000000ull      /* ... waited for 30 s at most */
+
 /* One step of max: rate held for hold; 1 if it held (99.9% delivered, or
  * answered when there are no listeners, and p99 within 100 ms), 0 if not,
  * -1 if the generator failed. Its figures go to steps. */
@@ -215,11 +218,8 @@ static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *s
     size_t listeners = L->chats[0].nlisteners;
     load_stages_t st = {.n = 1, .s = {{.rate = rate, .dur_ns = hold}}};
     uint64_t from = L->seq_end;
-    pthread_mutex_lock(&L->lst.mu);
-    load_hist_init(&L->lst.hist_step);
-    pthread_mutex_unlock(&L->lst.mu);
+    load_track_step(L, from); /* the last step's late deliveries count in neither its drain nor its p99 */
     load_hist_init(&L->ack_step);
-    L->drain_base = load_listen_delivered(L);
     if (load_send_segment(L, &st, rate) != 0)
         return -1;
     load_send_drain(L, from, L->o.drain_ns);
@@ -243,6 +243,8 @@ static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *s
     json_array_append_new(steps, json_pack("{s:f, s:I, s:I, s:f, s:f, s:b}", "rate", rate, "offered",
                                            (json_int_t)offered, "accepted", (json_int_t)v.accepted,
                                            "delivered_ratio", ratio, "p99_ms", p99, "held", ok));
+    if (!ok && listeners)
+        load_send_settle(L, MAX_SETTLE_QUIET_NS, MAX_SETTLE_NS);
     return ok;
 }
 

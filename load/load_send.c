@@ -413,17 +413,44 @@ int load_send_segment(load_t *L, const load_stages_t *stages, double start_rate)
 void load_send_drain(load_t *L, uint64_t from, uint64_t drain_ns)
 {
     uint64_t expected = 0;
-    for (uint64_t seq = from; seq < L->seq_end; seq++)
-        if (L->msgs[seq].status >= 200 && L->msgs[seq].status < 300)
+    size_t nrefused = 0, cap = 0;
+    uint64_t *refused = NULL; /* what a listener may see anyway does not count towards expected */
+    for (uint64_t seq = from; seq < L->seq_end; seq++) {
+        if (L->msgs[seq].status >= 200 && L->msgs[seq].status < 300) {
             expected += L->chats[seq % L->nchats].nlisteners;
+            continue;
+        }
+        if (nrefused == cap) {
+            cap = cap ? cap * 2 : 64;
+            refused = load_xrealloc(refused, cap * sizeof(*refused));
+        }
+        refused[nrefused++] = seq;
+    }
     uint64_t deadline = load_now_ns() + drain_ns;
-    uint64_t base = L->drain_base;
     for (;;) {
         uint64_t now = load_now_ns();
         maybe_report(L, now);
-        if (load_listen_delivered(L) - base >= expected || now >= deadline)
+        if (load_track_step_delivered(L, refused, nrefused) >= expected || now >= deadline)
             break;
         arm_timer(L, now + 10000000u < L->next_report_ns ? now + 10000000u : L->next_report_ns);
         load_poll(L, 100);
+    }
+    free(refused);
+}
+
+void load_send_settle(load_t *L, uint64_t quiet_ns, uint64_t max_ns)
+{
+    uint64_t now = load_now_ns(), deadline = now + max_ns, changed = now;
+    uint64_t seen = load_track_step_delivered(L, NULL, 0);
+    while (now < deadline && now - changed < quiet_ns) {
+        maybe_report(L, now);
+        arm_timer(L, now + 10000000u < L->next_report_ns ? now + 10000000u : L->next_report_ns);
+        load_poll(L, 100);
+        now = load_now_ns();
+        uint64_t d = load_track_step_delivered(L, NULL, 0);
+        if (d != seen) {
+            seen = d;
+            changed = now;
+        }
     }
 }

@@ -147,7 +147,10 @@ static void deliver(load_t *L, const load_rec_t *r)
         uint64_t lat = r->at > r->t ? r->at - r->t : 0;
         load_hist_record(&st->hist_total, lat);
         load_hist_record(&st->hist_interval, lat);
-        load_hist_record(&st->hist_step, lat);
+        if (seq >= st->step_from) {
+            st->step_delivered++;
+            load_hist_record(&st->hist_step, lat);
+        }
     }
     if (pushed) {
         if (load_id_cmp(r->id, c->last_push[slot]) <= 0)
@@ -197,6 +200,31 @@ void load_track_apply(load_t *L, const load_rec_t *r)
     default:
         break;
     }
+}
+
+void load_track_step(load_t *L, uint64_t from)
+{
+    load_listen_state_t *st = &L->lst;
+    pthread_mutex_lock(&st->mu);
+    st->step_from = from;
+    st->step_delivered = from == 0 ? st->total.delivered : 0;
+    load_hist_init(&st->hist_step);
+    pthread_mutex_unlock(&st->mu);
+}
+
+uint64_t load_track_step_delivered(load_t *L, const uint64_t *refused, size_t n)
+{
+    load_listen_state_t *st = &L->lst;
+    pthread_mutex_lock(&st->mu);
+    uint64_t d = st->step_delivered;
+    for (size_t i = 0; i < n; i++) {
+        const load_chat_t *c = &L->chats[refused[i] % L->nchats];
+        uint64_t cseq = refused[i] / L->nchats;
+        for (size_t k = 0; k < c->nlisteners; k++)
+            d -= (uint64_t)bits_test(&c->seen[k], cseq);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return d;
 }
 
 void load_track_verify(load_t *L, uint64_t from, uint64_t to, load_verdict_t *v)

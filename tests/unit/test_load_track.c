@@ -185,6 +185,28 @@ static void test_verify_counts_loss_and_id_mismatch(void **state)
     msgs[3].status = 202;
 }
 
+/* A max step judges its own seqs: a late delivery of the step before counts
+ * neither in its drain nor in its p99, and a refused message a listener
+ * saw anyway does not make up for an accepted one not delivered. */
+static void test_a_step_counts_its_own_deliveries(void **state)
+{
+    (void)state;
+    load_track_step(&L, 4);
+    rec(LOAD_REC_PUSH, 0, 2); /* the step before's, late */
+    assert_int_equal(load_track_step_delivered(&L, NULL, 0), 0);
+    assert_int_equal(L.lst.hist_step.count, 0);
+    rec(LOAD_REC_PUSH, 0, 4);
+    rec(LOAD_REC_PUSH, 1, 4);
+    msgs[5].status = 503;
+    rec(LOAD_REC_PUSH, 0, 5); /* refused, seen anyway */
+    const uint64_t refused[] = {5};
+    assert_int_equal(load_track_step_delivered(&L, refused, 1), 2);
+    assert_int_equal(L.lst.hist_step.count, 3);
+    load_track_step(&L, 0); /* the whole run: everything delivered so far */
+    assert_int_equal(load_track_step_delivered(&L, refused, 1), 3);
+    msgs[5].status = 202;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +218,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_without_history_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_counts_loss_and_id_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_step_counts_its_own_deliveries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
