@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +122,15 @@ static json_t *targets_json(const load_t *L)
     return a;
 }
 
+/* User + system CPU seconds of who (RUSAGE_SELF or RUSAGE_CHILDREN). */
+static double cpu_s(int who)
+{
+    struct rusage ru;
+    if (getrusage(who, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_s, json_t *extra)
 {
     const load_listen_state_t *st = &L->lst;
@@ -167,6 +177,11 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                                   known(np99)));
     json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
                                         "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
+    /* the generator's own CPU (every thread, and the listener processes it
+     * reaped): whether it, not the server, set a rate's limit */
+    double self_s = cpu_s(RUSAGE_SELF), children_s = cpu_s(RUSAGE_CHILDREN);
+    json_object_set_new(s, "generator_cpu_s",
+                        json_pack("{s:f, s:f}", "own", self_s, "listener_processes", children_s));
     /* listener opens over TLS, counted where they happened (in whichever process) */
     uint64_t opens = st->opened + st->total.reconnects;
     json_object_set_new(s, "tls", L->tls == NULL ? json_null()
@@ -205,6 +220,8 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
         printf("  idle: %.2f server CPU seconds over %.0f s with every socket open: %.3f CPU s a minute per 10,000 "
                "sockets\n",
                idle, L->idle_s, idle_per_10k);
+    printf("  generator CPU: %.2f s (its own %.2f s, listener processes %.2f s)\n", self_s + children_s, self_s,
+           children_s);
     if (rss >= 0)
         printf("  server memory per socket: %.0f bytes (RSS growth over %zu target%s while the sockets opened)\n", rss,
                L->ntargets, L->ntargets > 1 ? "s" : "");

@@ -93,6 +93,8 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
         assert parts == {"wait_p99": None, "answer_p50": None, "answer_p99": None}, report
     assert len(doc["series"]) >= 3, report
     assert sum(pt["offered"] for pt in doc["series"]) == s["offered"], report
+    # the generator's own CPU, to tell whether it set a rate's limit
+    assert s["generator_cpu_s"]["own"] > 0 and s["generator_cpu_s"]["listener_processes"] >= 0, report
     # natter's /metrics is scraped each second for the lag panel
     lags = [pt["consumer_lag"] for pt in doc["series"] if pt["consumer_lag"] is not None]
     assert len(lags) >= 2 and all(v >= 0 for v in lags), report
