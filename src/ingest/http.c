@@ -85,8 +85,13 @@ static void send_body(h2o_req_t *req, natter_action_t action, int status, const 
     h2o_send_inline(req, body, len);
 }
 
+/* An answer read with GET is a user's chats, messages or profile: kept in
+ * no cache (a browser's would show them after the logout). */
 static void send_json(h2o_req_t *req, natter_action_t action, int status, const char *body, size_t len)
 {
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     send_body(req, action, status, len ? "application/json" : NULL, body, len);
 }
 

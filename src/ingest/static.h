@@ -32,10 +32,9 @@ const natter_static_asset_t *natter_static_find(const char *path, size_t len);
  * is ignored, as RFC 9110 asks for If-None-Match); else 0. */
 int natter_static_etag_match(const char *value, size_t len, const char *etag);
 
-/* Cache-Control for an asset: HTML pages are entry points and revalidate
- * on every load; what they load (not fingerprinted) may be reused for a few
- * minutes, which bounds how long a browser runs old code after an upgrade.
- * Returns a static string. */
+/* Cache-Control for an asset: every one revalidates on every load (a 304
+ * by ETag), as names are not fingerprinted: a browser never runs an old
+ * build's modules under a new page. Returns a static string. */
 const char *natter_static_cache_control(const natter_static_asset_t *asset);
 
 /* Largest Content-Security-Policy natter_static_csp() writes, with its NUL. */

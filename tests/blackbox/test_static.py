@@ -64,7 +64,7 @@ def test_etag_gives_304(server):
     r = s.get(server.base + "/static/app.js", timeout=10)
     etag = r.headers["ETag"]
     assert etag.startswith('"') and etag.endswith('"') and len(etag) == 18
-    assert r.headers["Cache-Control"] == "public, max-age=300"
+    assert r.headers["Cache-Control"] == "no-cache"  # revalidated: a new build's page never runs old modules
     for value in (etag, f'"other", {etag}', f"W/{etag}", "*"):
         r2 = s.get(server.base + "/static/app.js", headers={"If-None-Match": value}, timeout=10)
         assert r2.status_code == 304, value
@@ -96,3 +96,13 @@ def test_other_methods(server):
         r = requests.request(method, server.base + path, timeout=10)
         assert r.status_code == 405, (method, path)
         assert r.headers["Allow"] == "GET, HEAD"
+
+
+def test_api_reads_are_not_cached(server, make_user):
+    """A user's chats and messages are kept in no cache: a browser's would
+    show them after the logout."""
+    alice = make_user("alice")
+    cid = alice.create_chat()["id"]
+    for path in ("/me", "/chats", f"/chats/{cid}/messages"):
+        r = alice.api.get(path)
+        assert r.status_code == 200 and r.headers.get("Cache-Control") == "no-store", (path, r.headers)
