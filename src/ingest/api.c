@@ -201,15 +201,18 @@ static int cached(natter_app_t *app, const char *token, int64_t now, int stale_o
 }
 
 /* The caller's user from the session cache or the store; with id_only,
- * only u->id is filled (one store read fewer on Cassandra). */
-static int authenticate(natter_api_job_t *job, natter_user_t *u, int id_only)
+ * only u->id is filled (one store read fewer on Cassandra). store_first:
+ * the store is asked even when the cache knows the session (a logout on
+ * another node drops only that node's cache), the cache only when the
+ * store is away. */
+static int authenticate(natter_api_job_t *job, natter_user_t *u, int id_only, int store_first)
 {
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
     if (bearer(job) != 0)
         return -1;
     natter_app_t *app = job->app;
     int64_t now = natter_now_ms();
-    if (cached(app, job->token, now, 0, u, id_only))
+    if (!store_first && cached(app, job->token, now, 0, u, id_only))
         return 0;
     natter_token_hash(job->token, job->token_len, hash);
     uint64_t generation = natter_session_cache_generation(&app->sessions, job->token);
@@ -231,13 +234,13 @@ static int authenticate(natter_api_job_t *job, natter_user_t *u, int id_only)
 
 int natter_api_authenticate(natter_api_job_t *job, natter_user_t *user)
 {
-    return authenticate(job, user, 0);
+    return authenticate(job, user, 0, 0);
 }
 
 int natter_api_authenticate_id(natter_api_job_t *job, uint64_t *user_id)
 {
     natter_user_t u;
-    int rc = authenticate(job, &u, 1);
+    int rc = authenticate(job, &u, 1, 0);
     if (rc == 0)
         *user_id = u.id;
     return rc;
@@ -725,7 +728,7 @@ static void ws_auth(natter_api_job_t *job)
     if (job->ticket_len > 0) {
         if (ws_ticket_take(job) == 0)
             job->status = 101;
-    } else if (natter_api_authenticate(job, &me) == 0) {
+    } else if (authenticate(job, &me, 0, 1) == 0) { /* a socket outlives the cache: the store says the session lives */
         job->ws_session.user_id = me.id;
         natter_token_hash(job->token, job->token_len, job->ws_session.session_hash);
         job->ws_session.session_expires_at_ms = me.expires_at_ms;

@@ -48,8 +48,13 @@ def test_a_logout_closes_the_sessions_sockets_on_the_other_node(cluster):
     assert ticket.status_code == 201, ticket.text
     on_2 = websocket.create_connection(f"{n2.ws_base}/ws?ticket={ticket.json()['ticket']}", timeout=10)
     try:
+        assert Client(n2.base, alice.token).get("/me").status_code == 200  # node 2's session cache has it now
         assert Client(n1.base, alice.token).delete("/sessions").status_code == 204
         assert ws_closed(on_2, timeout=15) == (4001, "session ended")
+        # a new socket on node 2 by the token: its cache still knows the session, the store does not
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            websocket.create_connection(f"{n2.ws_base}/ws?token={alice.token}", timeout=10)
+        assert e.value.status_code == 401
     finally:
         on_2.close()
 
