@@ -57,7 +57,8 @@ typedef enum {
 typedef enum {
     NATTER_APPLIED = 0,
     NATTER_UNAPPLIED_GONE = 1, /* its message was deleted first (an edit, a reaction): 404 */
-    NATTER_UNAPPLIED_SAME = 2, /* nothing to change (a second delete, a reaction there already or not there): 204 */
+    NATTER_UNAPPLIED_SAME = 2, /* nothing to change (a second delete, a reaction there already or not there,
+                                  an edit a newer one overtook): 204, or an edit's 200 */
 } natter_unapplied_t;
 
 /* 1 for the kinds the store applies (messages, edits, deletes, reactions). */

@@ -1032,8 +1032,13 @@ static int apply_event(conn_t *c, natter_msg_t *e)
         BIND_ID(st, 4, e->target_id);
         BIND_ID(st, 5, e->chat_id);
         BIND_ID(st, 6, e->sender_id);
-        if ((rc = exec_stmt(st)) == NATTER_OK && sqlite3_changes(c->db) == 0)
-            e->unapplied = NATTER_UNAPPLIED_GONE; /* deleted (the sender was checked) */
+        if ((rc = exec_stmt(st)) != NATTER_OK || sqlite3_changes(c->db) > 0)
+            return rc;
+        /* deleted (the sender was checked), or a newer edit is there (of
+         * two nodes' edits in one partition, the later in the log may have
+         * the smaller id) */
+        if ((rc = message_alive(c, e->chat_id, e->target_id, &alive)) == NATTER_OK)
+            e->unapplied = alive ? NATTER_UNAPPLIED_SAME : NATTER_UNAPPLIED_GONE;
         return rc;
     case NATTER_EV_DELETE:
         st = stmt(c, Q_DELETE_APPLY);

@@ -323,10 +323,12 @@ static void test_edit_rules(void **state)
     push(&b, NATTER_EV_EDIT, 105, 1, 100, "newer");
     batch_write(f, &b);
     batch_free(&b);
-    push(&b, NATTER_EV_EDIT, 103, 1, 100, "older"); /* an older edit after a newer one */
+    natter_msg_t *older = push(&b, NATTER_EV_EDIT, 103, 1, 100, "older"); /* an older edit after a newer one */
     natter_msg_t *other = push(&b, NATTER_EV_EDIT, 104, 1, 100, "another chat's");
     other->chat_id = 11;
     batch_write(f, &b);
+    assert_int_equal(older->unapplied, NATTER_UNAPPLIED_SAME); /* the message is there, newer */
+    assert_int_equal(other->unapplied, NATTER_UNAPPLIED_GONE); /* no such message in that chat */
     batch_free(&b);
     natter_msg_t *m = get(f, 100);
     assert_string_equal(m->content, "newer");
