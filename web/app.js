@@ -25,9 +25,14 @@ function showLogin() {
   $('login-username').focus();
 }
 
-// A fresh page: nothing of the last session is left behind.
+let current = null; // the session this tab runs on
+
+// A fresh page: nothing of the last session is left behind. The stored
+// session is forgotten only when it is this tab's: another tab may have
+// logged in since, and a late 401 here must not log that one out.
 function logOut() {
-  localStorage.removeItem(SESSION_KEY);
+  const stored = saved();
+  if (!stored || !current || stored.token === current.token) localStorage.removeItem(SESSION_KEY);
   location.reload();
 }
 
@@ -57,6 +62,7 @@ $('logout').addEventListener('click', async () => {
 setUnauthorizedHandler(logOut);
 
 function start(session) {
+  current = session;
   const me = { id: session.user_id, username: session.username };
   setToken(session.token);
   $('login-view').hidden = true;

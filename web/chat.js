@@ -28,7 +28,11 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   let byId = new Map(); // message id -> <li>
   let states = new Map(); // message id -> {m, reactions: Map(emoji -> {count, users: Set}), editing}
   let pending = new Map(); // client_id -> <li>
-  let oldest = null, newest = null, hasOlder = false, loadingOlder = false;
+  let oldest = null, hasOlder = false, loadingOlder = false;
+  // The newest message the chat's own order brought (history or a push),
+  // where a catch-up starts. Not one's own post answered over HTTP: while the
+  // socket was down, others may have posted before it.
+  let caughtUp = null;
   let visible = new Set(); // ids of the confirmed items on screen
   let readSent = null, readTimer = null;
   let lastEvent = '0'; // the newest of the chat's events applied here: where a catch-up starts
@@ -232,8 +236,10 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   }
 
   // Adds one message of this chat unless it is already shown; a message of
-  // one's own that is still pending (same client_id) becomes it.
-  function add(m) {
+  // one's own that is still pending (same client_id) becomes it. fromFeed:
+  // it came in the chat's order (history or a push), see caughtUp.
+  function add(m, fromFeed = true) {
+    if (fromFeed && (caughtUp === null || idCompare(m.id, caughtUp) > 0)) caughtUp = m.id;
     if (byId.has(m.id)) return false;
     let li = m.client_id ? pending.get(m.client_id) : undefined;
     if (li) pending.delete(m.client_id);
@@ -245,13 +251,12 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     place(li, m.id);
     observer.observe(li);
     if (oldest === null || idCompare(m.id, oldest) < 0) oldest = m.id;
-    if (newest === null || idCompare(m.id, newest) > 0) newest = m.id;
     return true;
   }
 
   function addAll(messages) {
     const stick = nearBottom();
-    const added = messages.filter(add).length;
+    const added = messages.filter((m) => add(m)).length;
     if (added > 0) renderSeen();
     if (added > 0 && stick) list.scrollTop = list.scrollHeight;
   }
@@ -304,7 +309,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     render(li, m, true);
     try {
       const ack = await api('POST', `/chats/${m.chat_id}/messages`, { content: m.content, client_id: m.client_id });
-      if (pending.get(m.client_id) === li && add({ ...m, id: ack.id, created_at: ack.created_at })) renderSeen();
+      if (pending.get(m.client_id) === li && add({ ...m, id: ack.id, created_at: ack.created_at }, false)) renderSeen();
     } catch (err) {
       if (pending.get(m.client_id) !== li) return;
       li.classList.add('failed');
@@ -410,15 +415,29 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
 
   // Applies one of the chat's events, a push or an item of the events feed,
   // once: by event id (ids, not their order: two nodes' clocks may differ).
+  // One about a message not shown is not kept as applied: history brings
+  // the message's state when it is shown, and while the chat loads, a page
+  // read before the event is put right by the feed after it (load).
   function applyEvent(eventId, messageId, apply) {
     if (applied.has(eventId)) return;
-    applied.add(eventId);
-    if (applied.size > APPLIED_KEPT) applied.delete(applied.values().next().value);
     if (idCompare(eventId, lastEvent) > 0) lastEvent = eventId;
     const st = states.get(messageId);
-    if (!st) return; // not shown: history has its current state when it is
+    if (!st) return;
+    applied.add(eventId);
+    if (applied.size > APPLIED_KEPT) applied.delete(applied.values().next().value);
     apply(st);
     rerender(messageId);
+  }
+
+  // The chat's events after `after`, applied: pages of the feed in order.
+  async function applyFeed(id, after) {
+    for (let more = true; more && chat && chat.id === id;) {
+      const page = await api('GET', `/chats/${id}/events?after=${after}&limit=200`);
+      if (!chat || chat.id !== id) return;
+      page.events.forEach(applyFeedItem);
+      if (page.events.length > 0) after = page.events[page.events.length - 1].id;
+      more = page.has_more && page.events.length > 0;
+    }
   }
 
   function onFrame(f) {
@@ -481,13 +500,16 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       api('GET', `/chats/${id}/messages?limit=${PAGE}`),
     ]);
     if (!chat || chat.id !== id) return;
-    if (newestEvent.events.length > 0 && idCompare(newestEvent.events[0].id, lastEvent) > 0)
-      lastEvent = newestEvent.events[0].id;
-    page.messages.forEach(add);
+    const since = newestEvent.events.length > 0 ? newestEvent.events[0].id : '0';
+    if (idCompare(since, lastEvent) > 0) lastEvent = since;
+    page.messages.forEach((m) => add(m));
     hasOlder = page.has_more;
     renderSeen();
     list.scrollTop = list.scrollHeight;
     fillUp();
+    // events pushed while the page was on its way found none of its messages
+    // shown: the feed since the load began brings them to what is shown now
+    await applyFeed(id, since);
   }
 
   return {
@@ -505,7 +527,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       visible = new Set();
       for (const t of typers.values()) clearTimeout(t);
       typers = new Map();
-      oldest = newest = readSent = null;
+      oldest = readSent = caughtUp = null;
       lastEvent = '0';
       applied = new Set();
       hasOlder = false;
@@ -535,19 +557,14 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       const id = chat.id;
       await ready.catch(() => {});
       if (!chat || chat.id !== id) return;
-      if (newest === null) return (ready = load(id)); // nothing shown yet: the newest page
+      if (caughtUp === null) return (ready = load(id)); // nothing from the chat's order yet: the newest page
       for (let more = true; more && chat && chat.id === id;) {
-        const page = await api('GET', `/chats/${id}/messages?after=${newest}&limit=200`);
+        const page = await api('GET', `/chats/${id}/messages?after=${caughtUp}&limit=200`);
         if (!chat || chat.id !== id) return;
         addAll(page.messages);
         more = page.has_more && page.messages.length > 0;
       }
-      for (let more = true; more && chat && chat.id === id;) {
-        const page = await api('GET', `/chats/${id}/events?after=${lastEvent}&limit=200`);
-        if (!chat || chat.id !== id) return;
-        page.events.forEach(applyFeedItem);
-        more = page.has_more && page.events.length > 0;
-      }
+      await applyFeed(id, lastEvent);
       await loadMembers(id); // presence and read markers may have moved meanwhile
     },
 

@@ -5,6 +5,18 @@ import { api, idCompare } from './api.js';
 export function createChatList({ element, me, onSelect }) {
   let chats = [];
   let openId = null;
+  let refreshing = 0; // GET /chats requests in flight
+  let during = [];    // messages pushed meanwhile: a snapshot read before them must not lose them
+
+  // A pushed message into the list; false when its chat is not in it.
+  function take(msg, seen) {
+    const c = chats.find((x) => x.id === msg.chat_id);
+    if (!c) return false;
+    if (c.last_message && idCompare(msg.id, c.last_message.id) <= 0) return true; // already counted
+    c.last_message = msg;
+    if (msg.sender_id !== me.id && !seen) c.unread++;
+    return true;
+  }
 
   function activity(c) {
     return c.last_message ? c.last_message.id : '0';
@@ -50,17 +62,20 @@ export function createChatList({ element, me, onSelect }) {
 
   return {
     async refresh() {
-      chats = (await api('GET', '/chats')).chats;
+      refreshing++;
+      try {
+        chats = (await api('GET', '/chats')).chats;
+        for (const [msg, seen] of during) take(msg, seen);
+      } finally {
+        if (--refreshing === 0) during = [];
+      }
       render();
     },
 
     // A pushed message; returns false when its chat is not in the list yet.
     onMessage(msg, seen) {
-      const c = chats.find((x) => x.id === msg.chat_id);
-      if (!c) return false;
-      if (c.last_message && idCompare(msg.id, c.last_message.id) <= 0) return true; // already counted
-      c.last_message = msg;
-      if (msg.sender_id !== me.id && !seen) c.unread++;
+      if (refreshing > 0) during.push([msg, seen]);
+      if (!take(msg, seen)) return false;
       render();
       return true;
     },

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
-import { assertClean, meetInChat, openApp, send, session, shown, waitShown } from './client.mjs';
+import { assertClean, chatItem, createChat, meetInChat, openApp, register, send, session, shown, uniq, waitShown } from './client.mjs';
 
 const env = useNatterAndBrowser();
 
@@ -140,4 +140,34 @@ test('online dots and "Seen by"', async () => {
   assert.equal(await dot.getAttribute('aria-label'), 'offline');
   await screenshot(alice, 'events-offline');
   assertClean(alice);
+});
+
+test('an edit and a delete made while the chat loads are shown once it has', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
+  const bobName = uniq('bob'), room = uniq('room');
+  await register(alice, uniq('alice'));
+  await register(bob, bobName);
+  await createChat(alice, room, [bobName]);
+  await send(alice, 'my password is hunter2');
+  await send(alice, 'meet at 5');
+  const [mistake, plan] = (await waitShown(alice, 2)).map((m) => m.id);
+  const { token } = await session(alice);
+  const chatId = await chatItem(alice, room).getAttribute('data-chat-id');
+
+  // Bob's history page comes late, as over a slow link; the changes are made meanwhile
+  await bob.route(/\/chats\/\d+\/messages\?limit=/, async (route) => {
+    const response = await route.fetch(); // read now, handed over late
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await route.fulfill({ response });
+  });
+  await chatItem(bob, room).click();
+  await bob.waitForTimeout(300); // the page is read
+  await api(env.natter.base, 'DELETE', `/chats/${chatId}/messages/${mistake}`, token);
+  await api(env.natter.base, 'PATCH', `/chats/${chatId}/messages/${plan}`, token, { content: 'meet at 6' });
+  await bob.locator('#messages li.deleted', { hasText: 'Message deleted' }).waitFor();
+  await item(bob, 'meet at 6').waitFor();
+  assert.equal(await bob.locator('#messages li', { hasText: 'hunter2' }).count(), 0);
+  assertClean(alice);
+  assertClean(bob);
 });

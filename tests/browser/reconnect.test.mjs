@@ -64,3 +64,34 @@ test('messages sent while the connection is down arrive once, in order, after it
   assertClean(alice);
   assertClean(bob);
 });
+
+test('a message others posted while the socket was down, before one of ours, is caught up after it', async () => {
+  const { natter, browser } = env;
+  const cut = await startProxy(natter.port);
+  try {
+    const alice = await openApp(await browser.newContext(), natter.base);
+    const bob = await openApp(await browser.newContext(), `http://127.0.0.1:${cut.port}`);
+    const { chatId } = await meetInChat(alice, bob, 'one');
+    const { token } = await session(alice);
+
+    // Bob's socket goes and cannot come back (no ticket), while his HTTP requests go on
+    const noTicket = (route) => route.fulfill({ status: 503, contentType: 'application/json',
+      body: '{"error":{"code":"unavailable","message":"not now"}}' });
+    await bob.route('**/ws/tickets', noTicket);
+    cut.drop();
+    await bob.waitForSelector('#status[data-state="offline"]');
+    await send(alice, 'two');
+    await waitShown(alice, 2);
+    await send(bob, 'three'); // answered over HTTP while the socket is down
+    await bob.locator('#messages li[data-id] .content', { hasText: 'three' }).waitFor();
+
+    await bob.unroute('**/ws/tickets', noTicket);
+    await waitOnline(bob);
+    const back = await waitShown(bob, 3);
+    assert.deepEqual(back, await history(chatId, token), "Alice's message before Bob's is caught up");
+    assertClean(alice);
+    assertClean(bob);
+  } finally {
+    await cut.close();
+  }
+});
