@@ -28,6 +28,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   let byId = new Map(); // message id -> <li>
   let states = new Map(); // message id -> {m, reactions: Map(emoji -> {count, users: Set}), editing}
   let pending = new Map(); // client_id -> <li>
+  const unsent = new Map(); // chat id -> [{m, err}]: posts that failed after their chat was left, shown when it opens
   let oldest = null, hasOlder = false, loadingOlder = false;
   // The newest message the chat's own order brought (history or a push),
   // where a catch-up starts. Not one's own post answered over HTTP: while the
@@ -311,11 +312,30 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       const ack = await api('POST', `/chats/${m.chat_id}/messages`, { content: m.content, client_id: m.client_id });
       if (pending.get(m.client_id) === li && add({ ...m, id: ack.id, created_at: ack.created_at }, false)) renderSeen();
     } catch (err) {
-      if (pending.get(m.client_id) !== li) return;
-      li.classList.add('failed');
-      const retry = button(`Not sent (${err.message}). Retry`, () => post(li, m), 'retry');
-      li.append(retry);
+      if (pending.get(m.client_id) === li) notSent(li, m, err);
+      else if (!chat || chat.id !== m.chat_id) { // left meanwhile: kept for when the chat opens again
+        if (!unsent.has(m.chat_id)) unsent.set(m.chat_id, []);
+        unsent.get(m.chat_id).push({ m, err });
+      }
     }
+  }
+
+  function notSent(li, m, err) {
+    li.classList.add('failed');
+    li.append(button(`Not sent (${err.message}). Retry`, () => post(li, m), 'retry'));
+  }
+
+  // The chat's posts that failed while it was not open, at the end, to retry.
+  function showUnsent(id, page) {
+    for (const { m, err } of unsent.get(id) ?? []) {
+      if (page.some((x) => x.client_id === m.client_id)) continue; // it got through after all
+      const li = document.createElement('li');
+      pending.set(m.client_id, li);
+      list.append(li);
+      render(li, m, true);
+      notSent(li, m, err);
+    }
+    unsent.delete(id);
   }
 
   // ---------------------------------------------------------------- edit, delete, react
@@ -503,6 +523,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     const since = newestEvent.events.length > 0 ? newestEvent.events[0].id : '0';
     if (idCompare(since, lastEvent) > 0) lastEvent = since;
     page.messages.forEach((m) => add(m));
+    showUnsent(id, page.messages);
     hasOlder = page.has_more;
     renderSeen();
     list.scrollTop = list.scrollHeight;

@@ -132,3 +132,31 @@ test('keyboard only: log in, move through the page, open a chat, send', async ()
 async function chatId(page) {
   return page.locator('.chat-item[aria-current]').getAttribute('data-chat-id');
 }
+
+test('a message whose post fails after its chat was left is shown there, to retry', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  await register(alice, uniq('alice'));
+  const room = uniq('room'), other = uniq('other');
+  await createChat(alice, other, []);
+  await createChat(alice, room, []);
+  let failed;
+  const answered = new Promise((resolve) => (failed = resolve));
+  const slowFailure = async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await route.fulfill({ status: 503, contentType: 'application/json',
+      body: '{"error":{"code":"unavailable","message":"try again"}}' });
+    failed();
+  };
+  await alice.route(/\/chats\/\d+\/messages$/, slowFailure);
+  await send(alice, 'lost in transit');
+  await openChat(alice, other); // left before the answer
+  await answered;
+  await alice.unroute(/\/chats\/\d+\/messages$/, slowFailure);
+  await openChat(alice, room);
+  const unsent = alice.locator('#messages li.failed', { hasText: 'lost in transit' });
+  await unsent.waitFor();
+  await unsent.getByRole('button', { name: /Retry/ }).click();
+  await alice.locator('#messages li[data-id]', { hasText: 'lost in transit' }).waitFor();
+  assertClean(alice);
+});
