@@ -140,7 +140,8 @@ function start(session) {
       view.catchUp().catch(() => {}); // a failed catch-up is retried on the next reconnection
     },
     onMessage: (m) => {
-      const shown = view.onMessage(m) && document.visibilityState === 'visible';
+      const atBottom = view.atBottom(); // scrolled up, a new message is not on screen: it stays unread
+      const shown = view.onMessage(m) && document.visibilityState === 'visible' && atBottom;
       if (!chats.onMessage(m, shown)) refreshList(); // a chat one was just added to
     },
     onFrame: (f) => {

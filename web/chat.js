@@ -538,6 +538,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       return chat ? chat.id : null;
     },
 
+    // The open chat's newest messages are on screen (a new one will be too).
+    atBottom: nearBottom,
+
     open(summary) {
       chat = { id: summary.id, name: summary.name };
       byId = new Map();
