@@ -151,8 +151,8 @@ static int take_store_lease(natter_lease_t *l, char *err, size_t errlen)
     }
     if (rc == NATTER_ECONFLICT)
         snprintf(err, errlen,
-                 "node id %u is held by another live node (its lease was renewed for %u ms); give each node its "
-                 "own --node-id",
+                 "node id %u is held by another live node (it renewed its lease while this node waited %u ms); "
+                 "give each node its own --node-id",
                  l->app->cfg.node_id, ttl);
     else if (rc != NATTER_OK)
         snprintf(err, errlen, "cannot lease node id %u in the store: %s", l->app->cfg.node_id, natter_strerror(rc));
