@@ -32,7 +32,11 @@
  *   session    a socket ends with the session it was opened with: 4001
  *              "session ended" when its logout arrives (a session-end
  *              batch, from any node), "session expired" when the client
- *              sends or the heartbeat fires past the session's end.
+ *              sends or the heartbeat fires past the session's end. The
+ *              loop keeps the sessions ended in the last ENDED_KEEP_MS, so
+ *              a socket whose session was checked just before its logout,
+ *              and whose upgrade completes after the logout came, closes
+ *              too.
  *   bounds     --ws-queue frames queued per socket (else 1008 "send queue
  *              full"), --ws-pending sends awaiting their answer (else 1008
  *              "too many frames in flight"), a few KiB of owed pongs.
@@ -62,6 +66,8 @@
 #define RING_MIN 8                   /* a queue's first allocation; kept while the socket is busy */
 #define CTRL_BYTES_MAX 4096          /* control frames owed to a client that does not read */
 #define CTRL_KEEP 1024               /* a ctrl buffer larger than this is freed once written */
+#define ENDED_MAX 4096               /* sessions ended lately that a loop keeps, newest first out last */
+#define ENDED_KEEP_MS 60000          /* how long: past any upgrade between its check and its socket */
 
 typedef struct ws_conn ws_conn_t;
 struct ws_conn {
@@ -111,6 +117,12 @@ struct natter_gateway {
     h2o_timeout_t grace_timeout;
     h2o_timeout_t quiet_timeout; /* --ws-ping-interval */
     h2o_timeout_t pong_timeout;  /* --ws-ping-timeout */
+    natter_u64map_t ended;       /* a session's key (ended_key) -> when it ended (ms), ENDED_KEEP_MS */
+    struct ended {
+        uint64_t key;
+        uint64_t at_ms;
+    } *ended_ring; /* the same, oldest at ended_head, ENDED_MAX slots */
+    uint32_t ended_head, ended_len;
 };
 
 static void reap_dead(h2o_timeout_entry_t *entry);
@@ -122,6 +134,7 @@ natter_gateway_t *natter_gateway_new(natter_loop_t *loop)
     gw->app = loop->app;
     natter_u64map_init(&gw->users);
     natter_u64map_init(&gw->conns);
+    natter_u64map_init(&gw->ended);
     gw->next_id = 1;
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->reap_timeout, 0);
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->grace_timeout, SLOW_CLOSE_GRACE_MS);
@@ -439,13 +452,57 @@ static void session_close(ws_conn_t *c, const char *reason)
     touch(c);
 }
 
+static uint64_t now_ms(const natter_gateway_t *gw)
+{
+    return h2o_now(gw->loop->h2o_ctx.loop); /* wall clock, read once per loop turn */
+}
+
 static int session_expired(const ws_conn_t *c)
 {
-    return c->session_expires_ms != 0 && natter_now_ms() >= c->session_expires_ms;
+    return c->session_expires_ms > 0 && now_ms(c->gw) >= (uint64_t)c->session_expires_ms;
+}
+
+/* A session hash is a SHA-256: its first 8 bytes name it among the few
+ * sessions a loop keeps (0 is the map's reserved key). */
+static uint64_t ended_key(const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    uint64_t key;
+    memcpy(&key, hash, sizeof(key));
+    return key ? key : 1;
+}
+
+static void ended_drop_oldest(natter_gateway_t *gw)
+{
+    struct ended *e = &gw->ended_ring[gw->ended_head];
+    if ((uint64_t)(uintptr_t)natter_u64map_get(&gw->ended, e->key) == e->at_ms)
+        natter_u64map_del(&gw->ended, e->key);
+    gw->ended_head = (gw->ended_head + 1) % ENDED_MAX;
+    gw->ended_len--;
+}
+
+static void ended_remember(natter_gateway_t *gw, const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    uint64_t now = now_ms(gw);
+    if (gw->ended_ring == NULL)
+        gw->ended_ring = xcalloc(ENDED_MAX, sizeof(*gw->ended_ring));
+    while (gw->ended_len > 0 &&
+           (gw->ended_len == ENDED_MAX || gw->ended_ring[gw->ended_head].at_ms + ENDED_KEEP_MS <= now))
+        ended_drop_oldest(gw);
+    struct ended *e = &gw->ended_ring[(gw->ended_head + gw->ended_len++) % ENDED_MAX];
+    e->key = ended_key(hash);
+    e->at_ms = now;
+    natter_u64map_put(&gw->ended, e->key, (void *)(uintptr_t)now);
+}
+
+static int ended_lately(const ws_conn_t *c)
+{
+    uint64_t at = (uint64_t)(uintptr_t)natter_u64map_get(&c->gw->ended, ended_key(c->session_hash));
+    return at != 0 && at + ENDED_KEEP_MS > now_ms(c->gw);
 }
 
 static void end_session(natter_gateway_t *gw, uint64_t user, const uint8_t hash[NATTER_TOKEN_HASH_LEN])
 {
+    ended_remember(gw, hash);
     for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user)
         if (memcmp(c->session_hash, hash, NATTER_TOKEN_HASH_LEN) == 0)
             session_close(c, "session ended");
@@ -713,6 +770,11 @@ static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
     sock->data = c;
     h2o_buffer_consume(&sock->input, reqsize);
     heard_from(c);
+    if (ended_lately(c)) { /* its logout came while the upgrade was on its way: nothing it sends is read */
+        session_close(c, "session ended");
+        write_touched(c->gw);
+        return;
+    }
     h2o_socket_read_start(sock, on_read);
     if (sock->input->size > 0) /* frames sent right behind the handshake */
         on_read(sock, NULL);
@@ -853,5 +915,7 @@ void natter_gateway_free(natter_gateway_t *gw)
     unlink_timer(&gw->reap);
     natter_u64map_free(&gw->users);
     natter_u64map_free(&gw->conns);
+    natter_u64map_free(&gw->ended);
+    free(gw->ended_ring);
     free(gw);
 }

@@ -212,6 +212,28 @@ static void test_a_session_end_closes_its_sockets_only(void **state)
     close(other.fd);
 }
 
+/* A socket whose upgrade was checked before its logout but opens after the
+ * session-end batch came closes 4001 at once; what it sends is not read. */
+static void test_a_socket_opened_after_its_session_ended_closes(void **state)
+{
+    (void)state;
+    client_t first, late;
+    char f[4096];
+    uint8_t session[NATTER_TOKEN_HASH_LEN];
+    memset(session, 0x79, sizeof(session));
+    client_open_session(&first, ALICE, 0x79, 0);
+    natter_fanout_dispatch(&H.app, natter_fanout_session_end(&H.app, ALICE, session));
+    next_frame(&first, f, sizeof(f)); /* the batch has reached the gateway */
+    assert_string_equal(f, "#close 4001");
+    client_open_session(&late, ALICE, 0x79, 0);
+    send_json(&late, "after the logout", "late-2");
+    next_frame(&late, f, sizeof(f));
+    assert_string_equal(f, "#close 4001");
+    expect_nothing_more_for_bob(); /* the late send was not posted */
+    close(first.fd);
+    close(late.fd);
+}
+
 /* A socket whose session has ended closes at the client's next frame,
  * which is not acted on. */
 static void test_an_expired_session_closes_when_the_client_sends(void **state)
@@ -312,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_is_acked_and_pushed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_session_end_closes_its_sockets_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_socket_opened_after_its_session_ended_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_expired_session_closes_when_the_client_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_down_is_an_error_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_fails_for_a_while, setup, teardown),
