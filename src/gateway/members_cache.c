@@ -105,8 +105,9 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         pthread_mutex_unlock(&sh->lock);
         return stale ? NATTER_OK : rc;
     }
-    if (rc != NATTER_OK || c->ttl_ns == 0)
-        return rc;
+    if (rc != NATTER_OK || c->ttl_ns == 0 || out->len == 0)
+        return rc; /* no members: no such chat yet, whose id a client can guess (ids are times); kept, it would
+                      lock out the members of a chat created with that id until the entry expired */
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
     e->loaded_ns = c->clock_ns();
     e->reload_ns = 0;

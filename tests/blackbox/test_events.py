@@ -319,6 +319,12 @@ def test_typing(trio):
         ws_send(wc, {"type": "typing", "chat_id": cid})
         err = ws_event(wc, "error")
         assert err["error"]["code"] == "forbidden", err
+        unknown = str(int(cid) + 1)  # no chat has it: not_found, as over HTTP, twice (the second not from a cache)
+        for _ in range(2):
+            time.sleep(2.1)  # past the throttle of one frame per chat every 2 s
+            ws_send(wc, {"type": "typing", "chat_id": unknown})
+            err = ws_event(wc, "error")
+            assert err["error"]["code"] == "not_found", err
         ws_send(wc, {"type": "typing", "chat_id": "nope"})
         assert ws_event(wc, "error")["error"]["code"] == "invalid_request"
         ws_send(wc, {"type": "typing"})

@@ -261,6 +261,22 @@ static void test_has(void **state)
     assert_int_equal(natter_members_cache_has(&fx.c, 8, 8001), 0);
 }
 
+/* An id with no members is a chat not created yet (ids are times, so a
+ * client can ask for one): not cached, or its members would be refused
+ * once it is created, until the entry expired. */
+static void test_a_chat_without_members_is_not_cached(void **state)
+{
+    (void)state;
+    start(60000, 16);
+    fx.l.n = 0;
+    assert_int_equal(natter_members_cache_has(&fx.c, 8, 8001), 0);
+    assert_int_equal(natter_members_cache_peek(&fx.c, 8, 8001), -1);
+    fx.l.n = 3; /* the chat is created */
+    assert_int_equal(natter_members_cache_has(&fx.c, 8, 8001), 1);
+    assert_int_equal(fx.l.calls, 2);
+    assert_int_equal(natter_members_cache_size(&fx.c), 1);
+}
+
 static void test_loader_error_propagates(void **state)
 {
     (void)state;
@@ -317,6 +333,7 @@ int main(void)
         cmocka_unit_test_teardown(test_invalidate_forces_reload, teardown),
         cmocka_unit_test_teardown(test_invalidation_racing_a_load_is_not_cached, teardown),
         cmocka_unit_test_teardown(test_has, teardown),
+        cmocka_unit_test_teardown(test_a_chat_without_members_is_not_cached, teardown),
         cmocka_unit_test_teardown(test_loader_error_propagates, teardown),
         cmocka_unit_test_teardown(test_ttl_zero_never_caches, teardown),
         cmocka_unit_test_teardown(test_bounded_entries, teardown),
