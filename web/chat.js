@@ -475,7 +475,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       return true;
     case 'reaction':
       if (f.chat_id !== chat.id) return false;
-      applyEvent(f.event_id, f.message_id, (st) => applyReaction(st, f.user_id, f.emoji, f.op === 'add'));
+      applyEvent(f.event_id, f.message_id, (st) => {
+        if (!st.m.deleted) applyReaction(st, f.user_id, f.emoji, f.op === 'add'); // on Kafka one may cross its delete
+      });
       return true;
     case 'typing':
       if (f.chat_id !== chat.id || f.user_id === me.id) return false;
@@ -506,8 +508,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   // An item of GET /chats/{id}/events: an edit carries its message as it is now.
   function applyFeedItem(e) {
     applyEvent(e.id, e.message_id, (st) => {
-      if (e.type === 'message_edited') st.m = { ...e.message };
-      else if (e.type === 'message_deleted') markDeleted(st);
+      if (e.type === 'message_deleted') markDeleted(st);
+      else if (st.m.deleted) return; // a change that crossed its delete (listed on Cassandra)
+      else if (e.type === 'message_edited') st.m = { ...e.message };
       else applyReaction(st, e.user_id, e.emoji, e.op === 'add');
     });
   }
