@@ -143,8 +143,9 @@ static natter_ws_event_kind_t data_event(natter_ws_parser_t *p, uint8_t op, int 
     }
     if (p->msg_opcode == NATTER_WS_OP_TEXT && p->utf8_state != 0)
         return fail(p, ev, NATTER_WS_CLOSE_BAD_DATA, "text ends inside a character");
+    static const uint8_t empty[1];
     ev->kind = p->msg_opcode == NATTER_WS_OP_TEXT ? NATTER_WS_TEXT : NATTER_WS_BINARY;
-    ev->data = p->msg.p;
+    ev->data = p->msg.len > 0 ? p->msg.p : empty; /* empty fragments allocate nothing; data is never NULL */
     ev->len = p->msg.len;
     p->msg_opcode = 0;
     return ev->kind;

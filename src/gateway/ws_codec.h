@@ -62,7 +62,8 @@ typedef enum {
 
 typedef struct natter_ws_event {
     natter_ws_event_kind_t kind;
-    const uint8_t *data; /* into the caller's bytes, or the parser's reassembly buffer */
+    const uint8_t *data; /* into the caller's bytes, or the parser's reassembly buffer; for a
+                            message, never NULL, even when len is 0 */
     size_t len;
     uint16_t code;
     const char *reason; /* NATTER_WS_FAIL: a static description */

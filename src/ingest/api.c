@@ -593,8 +593,9 @@ static void chats_list(natter_api_job_t *job)
 static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
 {
     const char *v;
+    char buf[32];
     size_t len;
-    if (!natter_query_get(job->query, job->query_len, name, &v, &len))
+    if (!natter_query_value(job->query, job->query_len, name, buf, sizeof(buf), &v, &len))
         return 0;
     if (natter_parse_u64(v, len, out) != 0) {
         char msg[80];

@@ -59,6 +59,7 @@ static const char *reason_of(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
@@ -152,15 +153,17 @@ static void copy_token(natter_api_job_t *job, h2o_req_t *req, const natter_route
     const char *v, *tok = NULL;
     size_t len = header_value(req, H2O_TOKEN_AUTHORIZATION, &v), tlen = 0;
     const char *ticket;
+    char buf[sizeof(job->token) + sizeof(job->ticket)];
     size_t ticket_len;
-    if (route->action == NATTER_A_WS && natter_query_get(route->query, route->query_len, "ticket", &ticket, &ticket_len)) {
+    if (route->action == NATTER_A_WS &&
+        natter_query_value(route->query, route->query_len, "ticket", buf, sizeof(buf), &ticket, &ticket_len)) {
         job->ticket_len = ticket_len < sizeof(job->ticket) ? ticket_len : sizeof(job->ticket) - 1;
         memcpy(job->ticket, ticket, job->ticket_len);
     }
     if (len > 0)
         tlen = natter_token_from_bearer(v, len, &tok);
     else if (route->action == NATTER_A_WS)
-        natter_query_get(route->query, route->query_len, "token", &tok, &tlen);
+        natter_query_value(route->query, route->query_len, "token", buf, sizeof(buf), &tok, &tlen);
     if (tok != NULL && tlen < sizeof(job->token)) {
         memcpy(job->token, tok, tlen);
         job->token_len = tlen;
@@ -290,6 +293,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL) {
             natter_api_job_free(job);
             send_error(req, route.action, 400, "invalid_request", "a WebSocket upgrade request is required");
+            return 0;
+        }
+        ssize_t v = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-websocket-version"), -1);
+        if (v < 0 || !h2o_memis(req->headers.entries[v].value.base, req->headers.entries[v].value.len,
+                                H2O_STRLIT("13"))) { /* RFC 6455 §4.2.2: say which version this server speaks */
+            natter_api_job_free(job);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-version"), 0, NULL,
+                                  H2O_STRLIT("13"));
+            send_error(req, route.action, 426, "invalid_request", "the WebSocket version must be 13");
             return 0;
         }
         job->ws_client_key = key;

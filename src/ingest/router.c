@@ -233,3 +233,34 @@ int natter_query_get(const char *query, size_t qlen, const char *name, const cha
     }
     return found;
 }
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int natter_query_value(const char *query, size_t qlen, const char *name, char *buf, size_t cap, const char **val,
+                       size_t *len)
+{
+    if (!natter_query_get(query, qlen, name, val, len))
+        return 0;
+    if (memchr(*val, '%', *len) == NULL)
+        return 1;
+    size_t n = 0;
+    for (size_t i = 0; i < *len; i++, n++) {
+        int hi = 0, lo = 0;
+        if (n == cap)
+            return 1;
+        if ((*val)[i] != '%') {
+            buf[n] = (*val)[i];
+            continue;
+        }
+        if (i + 2 >= *len || (hi = hex_digit((*val)[i + 1])) < 0 || (lo = hex_digit((*val)[i + 2])) < 0)
+            return 1;
+        buf[n] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    *val = buf;
+    *len = n;
+    return 1;
+}

@@ -70,9 +70,14 @@ typedef struct natter_route {
 natter_action_t natter_route(const char *method, size_t mlen, const char *path, size_t plen, natter_route_t *out);
 
 /* Finds a query parameter's raw value; returns 1 and sets *val and *len when
- * present (the last occurrence wins), else 0. No percent-decoding: natter's
- * query values are decimal numbers and tokens. */
+ * present (the last occurrence wins), else 0. No percent-decoding. */
 int natter_query_get(const char *query, size_t qlen, const char *name, const char **val, size_t *len);
+/* The same, its value percent-decoded (RFC 3986 §2.1: "%35" is "5") into buf
+ * when it holds an escape, else pointing into the query. A value with a
+ * malformed escape, or one that does not fit cap, is left raw: natter's
+ * values are numbers and tokens, whose checks then refuse it. */
+int natter_query_value(const char *query, size_t qlen, const char *name, char *buf, size_t cap, const char **val,
+                       size_t *len);
 
 /* 1 when name is a valid username: 1-32 chars of [A-Za-z0-9_.-], not "." or "..". */
 int natter_username_valid(const char *name, size_t len);

@@ -1,6 +1,8 @@
 """The main flows of the API, end to end, as a client sees them."""
 
 import datetime
+import http.client
+import json
 import threading
 
 import requests
@@ -316,6 +318,18 @@ def test_history_paging(server):
     _check_page(h(cid, after="0", limit=1), sent[:1], True)
     _check_page(h(cid, before=str(int(sent[24]) + 1), limit=3), sent[22:], True)
     _check_page(h(cid, after=str(int(sent[0]) - 1), limit=2), sent[:2], True)
+
+    # a percent-encoded digit is that digit (RFC 3986 §2.1); sent as is, over http.client, which does not
+    # normalise the query as requests does
+    conn = http.client.HTTPConnection(server.base.split("//")[1], timeout=10)
+    try:
+        conn.request("GET", f"/chats/{cid}/messages?after=%30&limit=%33",
+                     headers={"Authorization": f"Bearer {alice.token}"})
+        r = conn.getresponse()
+        assert r.status == 200
+        _check_page(json.loads(r.read()), sent[:3], True)
+    finally:
+        conn.close()
 
     times = []
     for m in h(cid, after="0", limit=25)["messages"]:

@@ -100,6 +100,35 @@ def test_fragments_over_the_limit_are_refused(server, bob):
         ws.close()
 
 
+# --- 4.2: the opening handshake ------------------------------------------------------------------------
+
+def handshake(server, token, version):
+    """The server's answer (status line, headers, start of the body) to an upgrade with this
+    Sec-WebSocket-Version (None: without one)."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        extra = f"Sec-WebSocket-Version: {version}\r\n" if version is not None else ""
+        s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            assert chunk, f"closed during the handshake: {buf!r}"
+            buf += chunk
+        return buf.decode("latin-1")
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("version", ["8", "14", "13, 8", "", None])
+def test_a_version_other_than_13_is_refused_with_426(server, bob, version):
+    """§4.2.2: the server answers 426 and names the version it speaks; no WebSocket is opened."""
+    head = handshake(server, bob.token, version)
+    assert head.startswith("HTTP/1.1 426 "), head
+    assert "\r\nsec-websocket-version: 13\r\n" in head.lower(), head
+    assert handshake(server, bob.token, "13").startswith("HTTP/1.1 101 "), "version 13 opens"
+
+
 # --- 5.4: fragmentation ---------------------------------------------------------------------------------
 
 def test_fragmented_send_with_interleaved_ping(server, bob):
@@ -118,6 +147,23 @@ def test_fragmented_send_with_interleaved_ping(server, bob):
         assert f["type"] == "error" and f["client_id"] == "frag-1" and f["error"]["code"] == "not_found", f
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("op, code", [(0x1, "invalid_json"), (0x2, "invalid_request")], ids=["text", "binary"])
+def test_a_message_of_empty_fragments(server, bob, op, code):
+    """Two empty fragments make an empty message: a send that is not JSON, answered with an error
+    frame, on a socket that stays open (the parser handed its empty buffer on as NULL; UBSan aborted
+    the server on the text one)."""
+    ws = connect(server, bob)
+    try:
+        ws.send(client_frame(op, b"", fin=False) + client_frame(0x0, b"", fin=True))
+        f = expect_error_frame(ws)
+        assert f["error"]["code"] == code, f
+        ws.send(client_frame(0x9, b"still there"))
+        assert ws.read_frame(10, pings=True) == (0xA, b"still there")
+    finally:
+        ws.close()
+    assert server.alive()
 
 
 @pytest.mark.parametrize("frames, code", [

@@ -339,6 +339,44 @@ static void test_query_get(void **state)
     assert_int_equal(natter_query_get("a=123&b=4", 5, "b", &val, &len), 0);
 }
 
+static void expect_decoded(const char *q, const char *name, size_t cap, const char *want)
+{
+    char buf[64];
+    const char *val = NULL;
+    size_t len = 12345;
+    assert_true(cap <= sizeof(buf));
+    int found = natter_query_value(q, strlen(q), name, buf, cap, &val, &len);
+    if (want == NULL) {
+        assert_int_equal(found, 0);
+        return;
+    }
+    assert_int_equal(found, 1);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(val, want, len);
+}
+
+static void test_query_value_is_percent_decoded(void **state)
+{
+    (void)state;
+    expect_decoded("limit=%35", "limit", 32, "5");            /* RFC 3986: the same as limit=5 */
+    expect_decoded("after=1%32%33&x=1", "after", 32, "123");
+    expect_decoded("t=%41%2d%5f", "t", 32, "A-_");            /* either case of hex digits */
+    expect_decoded("t=%4a%4A", "t", 32, "JJ");
+    expect_decoded("t=abc", "t", 32, "abc");                  /* nothing to decode: the raw value */
+    expect_decoded("t=%", "t", 32, "%");                      /* malformed escapes stay raw */
+    expect_decoded("t=%4", "t", 32, "%4");
+    expect_decoded("t=%4g", "t", 32, "%4g");
+    expect_decoded("t=a%41", "t", 1, "a%41");                 /* does not fit: raw */
+    expect_decoded("t=%41%42", "t", 2, "AB");                 /* fits exactly */
+    expect_decoded("t=%41", "u", 32, NULL);
+    char buf[4];
+    const char *val;
+    size_t len;
+    assert_int_equal(natter_query_value("t=%00", 5, "t", buf, sizeof(buf), &val, &len), 1);
+    assert_int_equal(len, 1); /* a NUL byte is decoded; numbers and tokens refuse it */
+    assert_int_equal(val[0], 0);
+}
+
 /* A path without '?' routes with query NULL, and callers pass that straight
  * on (http.c for /ws, api.c for GET messages). Computing NULL + 0 is undefined
  * behaviour: clang's UBSan (make CC=clang unit) aborts in natter_query_get. */
@@ -388,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_query_get),
         cmocka_unit_test(test_query_get_without_query),
+        cmocka_unit_test(test_query_value_is_percent_decoded),
         cmocka_unit_test(test_username_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

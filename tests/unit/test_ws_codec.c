@@ -131,6 +131,23 @@ static void test_fragments_and_interleaved_ping(void **state)
     fx_free(f);
 }
 
+/* A message of empty fragments is an empty message whose data is not NULL
+ * (callers hand it to memmem and the like, which must not get NULL). */
+static void test_empty_fragments_make_an_empty_message(void **state)
+{
+    (void)state;
+    fx_t *f = fx_new();
+    natter_ws_event_t ev;
+    size_t used;
+    add(f, 0, NATTER_WS_OP_TEXT, "", 0);
+    add(f, 1, NATTER_WS_OP_CONTINUATION, "", 0);
+    assert_int_equal(next(f, &ev), NATTER_WS_FRAME);
+    assert_int_equal(natter_ws_parse(&f->p, f->buf, f->len, &used, &ev), NATTER_WS_TEXT);
+    assert_int_equal(ev.len, 0);
+    assert_non_null(ev.data);
+    fx_free(f);
+}
+
 /* §8.1: text may split a character between fragments; it must end whole */
 static void test_utf8_across_fragments(void **state)
 {
@@ -343,6 +360,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc_masked_hello),
         cmocka_unit_test(test_fragments_and_interleaved_ping),
+        cmocka_unit_test(test_empty_fragments_make_an_empty_message),
         cmocka_unit_test(test_utf8_across_fragments),
         cmocka_unit_test(test_invalid_utf8_fails_fast),
         cmocka_unit_test(test_lengths),
