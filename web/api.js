@@ -39,6 +39,14 @@ export async function api(method, path, body) {
   throw new ApiError(res.status, err.code, err.message);
 }
 
+// An id from ms milliseconds before id (ids are milliseconds shifted left 22
+// bits, docs/architecture.md): where a catch-up starts, so that what the log
+// carried late under an older id (another node's post, a retried one) is asked for too.
+export function idBefore(id, ms) {
+  const x = BigInt(id) - (BigInt(ms) << 22n);
+  return x > 0n ? x.toString() : '0';
+}
+
 // Message ids are 64-bit decimal strings: compare them without losing precision.
 export function idCompare(a, b) {
   const x = BigInt(a), y = BigInt(b);

@@ -11,7 +11,7 @@
 // last event id applied is kept, pushes carry theirs, and a reconnection
 // asks for the events after it. Reactions are kept as sets of users, so an
 // add or a remove seen twice changes nothing.
-import { api, idCompare } from './api.js';
+import { api, idBefore, idCompare } from './api.js';
 
 const PAGE = 50;
 const READ_DELAY_MS = 300;
@@ -19,6 +19,7 @@ const NEAR_TOP_PX = 120;
 const TYPING_SEND_MS = 2000; // the server drops more than one per 2 s anyway
 const TYPING_SHOW_MS = 3500; // an indicator not renewed by then goes
 const APPLIED_KEPT = 1000;
+const CATCH_UP_MARGIN_MS = 60000; // far past a post's way to the log (--kafka-timeout) and nodes' clock skew
 export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
 export function createChatView({ list, title, members, typing, me, onRead, send }) {
@@ -578,20 +579,24 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     // A pushed frame other than a message; true when it was for this chat.
     onFrame,
 
-    // After a reconnection: everything after the last message and the last event seen.
+    // After a reconnection: everything after the last message and the last
+    // event seen, asked from CATCH_UP_MARGIN_MS before them (repeats are dropped
+    // by id): a chat's pushes come in the log's order, which another node's post
+    // or a retried one can reach under an id older than one already shown.
     async catchUp() {
       if (!chat) return;
       const id = chat.id;
       await ready.catch(() => {});
       if (!chat || chat.id !== id) return;
       if (caughtUp === null) return (ready = load(id)); // nothing from the chat's order yet: the newest page
-      for (let more = true; more && chat && chat.id === id;) {
-        const page = await api('GET', `/chats/${id}/messages?after=${caughtUp}&limit=200`);
+      for (let more = true, after = idBefore(caughtUp, CATCH_UP_MARGIN_MS); more && chat && chat.id === id;) {
+        const page = await api('GET', `/chats/${id}/messages?after=${after}&limit=200`);
         if (!chat || chat.id !== id) return;
         addAll(page.messages);
         more = page.has_more && page.messages.length > 0;
+        if (more) after = page.messages[page.messages.length - 1].id;
       }
-      await applyFeed(id, lastEvent);
+      await applyFeed(id, idBefore(lastEvent, CATCH_UP_MARGIN_MS));
       await loadMembers(id); // presence and read markers may have moved meanwhile
     },
 
