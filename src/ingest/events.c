@@ -60,17 +60,27 @@ static int maybe_in_flight(natter_api_job_t *job)
     return natter_log_has_fanout(job->app->log) && age > -STORE_WAIT_SKEW_MS && age < STORE_WAIT_AGE_MS;
 }
 
+/* The route's message from the store, else from the log's unstored tail
+ * (a message history shows, pushed and not stored yet: the store has it
+ * before the change, which comes after it in the chat's order). */
+static int lookup(natter_api_job_t *job, natter_msg_t **out)
+{
+    int rc = natter_store_message_get(job->app->store, job->route.chat_id, job->route.message_id, out);
+    if (rc == NATTER_ENOTFOUND)
+        rc = natter_api_unstored_message(job, job->route.message_id, out);
+    return rc;
+}
+
 /* The route's message as it is now (*out the caller's to free); 404 when
  * it is not a message of the chat, or is deleted and deleted_ok is 0. */
 static int message(natter_api_job_t *job, int deleted_ok, natter_msg_t **out)
 {
-    natter_store_t *store = job->app->store;
     *out = NULL;
-    int rc = natter_store_message_get(store, job->route.chat_id, job->route.message_id, out);
+    int rc = lookup(job, out);
     for (int i = 0; rc == NATTER_ENOTFOUND && i < STORE_WAIT_STEPS && maybe_in_flight(job); i++) {
         struct timespec step = {0, STORE_WAIT_STEP_MS * 1000000L};
         nanosleep(&step, NULL);
-        rc = natter_store_message_get(store, job->route.chat_id, job->route.message_id, out);
+        rc = lookup(job, out);
     }
     if (rc == NATTER_ENOTFOUND || (rc == NATTER_OK && (*out)->deleted && !deleted_ok)) {
         free(*out);
