@@ -19,6 +19,7 @@ const NEAR_TOP_PX = 120;
 const TYPING_SEND_MS = 2000; // the server drops more than one per 2 s anyway
 const TYPING_SHOW_MS = 3500; // an indicator not renewed by then goes
 const APPLIED_KEPT = 1000;
+const REACTIONS_KEPT = 10000; // (message, user, emoji) whose newest reaction event is remembered
 const CATCH_UP_MARGIN_MS = 60000; // far past a post's way to the log (--kafka-timeout) and nodes' clock skew
 export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
@@ -39,6 +40,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   let readSent = null, readTimer = null;
   let lastEvent = '0'; // the newest of the chat's events applied here: where a catch-up starts
   let applied = new Set(); // ids of the events applied here, the newest APPLIED_KEPT
+  // message id, user id, emoji -> the newest reaction event applied to it: a
+  // catch-up starts a margin back, and an older add must not undo a newer remove
+  let reactionNewest = new Map();
   let typers = new Map(); // user id -> timer
   let typingSent = 0;
   let ready = Promise.resolve(); // the open chat's first page
@@ -404,8 +408,19 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     }
   }
 
-  // One user's reaction added or taken back: sets, so seeing it twice changes nothing.
-  function applyReaction(st, userId, emoji, add) {
+  // One user's reaction added or taken back (event eventId; null: one's own,
+  // answered 204, whose event comes later): sets, so seeing it twice changes
+  // nothing, and one older than the newest applied to the same user's emoji
+  // on this message changes nothing either.
+  function applyReaction(st, eventId, userId, emoji, add) {
+    if (eventId !== null) {
+      const key = `${st.m.id} ${userId} ${emoji}`;
+      const newest = reactionNewest.get(key);
+      if (newest !== undefined && idCompare(eventId, newest) <= 0) return;
+      reactionNewest.delete(key); // re-inserted: the map's order is by last use
+      reactionNewest.set(key, eventId);
+      if (reactionNewest.size > REACTIONS_KEPT) reactionNewest.delete(reactionNewest.keys().next().value);
+    }
     let r = st.reactions.get(emoji);
     if (add) {
       if (!r) st.reactions.set(emoji, r = { count: 0, users: new Set() });
@@ -424,7 +439,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     const path = `/chats/${st.m.chat_id}/messages/${st.m.id}/reactions/${encodeURIComponent(emoji)}`;
     try {
       await api(add ? 'PUT' : 'DELETE', path);
-      applyReaction(st, me.id, emoji, add);
+      applyReaction(st, null, me.id, emoji, add);
       rerender(st.m.id);
       byId.get(st.m.id)?.querySelector(`.chip[data-emoji="${emoji}"]`)?.focus();
     } catch {
@@ -477,7 +492,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     case 'reaction':
       if (f.chat_id !== chat.id) return false;
       applyEvent(f.event_id, f.message_id, (st) => {
-        if (!st.m.deleted) applyReaction(st, f.user_id, f.emoji, f.op === 'add'); // on Kafka one may cross its delete
+        if (!st.m.deleted) applyReaction(st, f.event_id, f.user_id, f.emoji, f.op === 'add'); // Kafka: may cross its delete
       });
       return true;
     case 'typing':
@@ -512,7 +527,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       if (e.type === 'message_deleted') markDeleted(st);
       else if (st.m.deleted) return; // a change that crossed its delete (listed on Cassandra)
       else if (e.type === 'message_edited') st.m = { ...e.message };
-      else applyReaction(st, e.user_id, e.emoji, e.op === 'add');
+      else applyReaction(st, e.id, e.user_id, e.emoji, e.op === 'add');
     });
   }
 
@@ -558,6 +573,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       oldest = readSent = caughtUp = null;
       lastEvent = '0';
       applied = new Set();
+      reactionNewest = new Map();
       hasOlder = false;
       observer.disconnect();
       list.replaceChildren();

@@ -771,15 +771,14 @@ static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
     h2o_buffer_consume(&sock->input, reqsize);
     heard_from(c);
     if (ended_lately(c)) { /* its logout came while the upgrade was on its way: nothing it sends is read */
-        session_close(c, "session ended");
-        write_touched(c->gw);
-        return;
+        session_close(c, "session ended"); /* (or closed it already, before it had a socket to write to) */
+    } else {
+        h2o_socket_read_start(sock, on_read);
+        if (sock->input->size > 0) /* frames sent right behind the handshake */
+            on_read(sock, NULL);
+        else
+            release_input(sock);
     }
-    h2o_socket_read_start(sock, on_read);
-    if (sock->input->size > 0) /* frames sent right behind the handshake */
-        on_read(sock, NULL);
-    else
-        release_input(sock);
     write_queue(c);
 }
 

@@ -105,9 +105,15 @@ int natter_members_cache_get(natter_members_cache_t *c, uint64_t chat_id, natter
         pthread_mutex_unlock(&sh->lock);
         return stale ? NATTER_OK : rc;
     }
-    if (rc != NATTER_OK || c->ttl_ns == 0 || out->len == 0)
-        return rc; /* no members: no such chat yet, whose id a client can guess (ids are times); kept, it would
-                      lock out the members of a chat created with that id until the entry expired */
+    if (rc != NATTER_OK || c->ttl_ns == 0)
+        return rc;
+    if (out->len == 0) { /* no members: no such chat yet, whose id a client can guess (ids are times); kept, it
+                            would lock out the members of a chat created with that id until it expired */
+        pthread_mutex_lock(&sh->lock);
+        free(natter_u64map_del(&sh->entries, chat_id)); /* nor is an older list kept: its last member left */
+        pthread_mutex_unlock(&sh->lock);
+        return NATTER_OK;
+    }
     struct members_entry *e = xmalloc(sizeof(*e) + out->len * sizeof(uint64_t));
     e->loaded_ns = c->clock_ns();
     e->reload_ns = 0;

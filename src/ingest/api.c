@@ -625,14 +625,15 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
     return 0;
 }
 
-int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, natter_msg_t **out)
+int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, int wait, natter_msg_t **out)
 {
     natter_app_t *app = job->app;
     natter_vec_t found;
     *out = NULL;
     if (app->tail == NULL || message_id == 0 || message_id == UINT64_MAX)
         return NATTER_ENOTFOUND;
-    (void)natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
+    if (wait)
+        (void)natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
     natter_vec_init(&found, sizeof(natter_msg_t *));
     natter_tail_collect(app->tail, job->route.chat_id, message_id - 1, message_id + 1, &found);
     for (size_t i = 0; i < found.len; i++) {

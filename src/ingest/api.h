@@ -111,9 +111,10 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
 /* The chat exists (404) and the user is a member (403); chat, if not NULL, is filled. */
 int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat);
 /* The route's chat's message message_id as this node's fan-out read it
- * from the log, not stored yet (consumer/tail.h), once the node's own
- * writes have been read: *out the caller's to free; NATTER_ENOTFOUND when
- * the tail does not hold it (or the log keeps none). */
-int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, natter_msg_t **out);
+ * from the log, not stored yet (consumer/tail.h), after waiting (when wait
+ * is 1; at most half a second) until the node's own writes have been read:
+ * *out the caller's to free; NATTER_ENOTFOUND when the tail does not hold
+ * it (or the log keeps none). */
+int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, int wait, natter_msg_t **out);
 
 #endif

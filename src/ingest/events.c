@@ -63,11 +63,11 @@ static int maybe_in_flight(natter_api_job_t *job)
 /* The route's message from the store, else from the log's unstored tail
  * (a message history shows, pushed and not stored yet: the store has it
  * before the change, which comes after it in the chat's order). */
-static int lookup(natter_api_job_t *job, natter_msg_t **out)
+static int lookup(natter_api_job_t *job, int first, natter_msg_t **out)
 {
     int rc = natter_store_message_get(job->app->store, job->route.chat_id, job->route.message_id, out);
-    if (rc == NATTER_ENOTFOUND)
-        rc = natter_api_unstored_message(job, job->route.message_id, out);
+    if (rc == NATTER_ENOTFOUND) /* the first look waits for this node's own posts to be read, once */
+        rc = natter_api_unstored_message(job, job->route.message_id, first, out);
     return rc;
 }
 
@@ -76,11 +76,11 @@ static int lookup(natter_api_job_t *job, natter_msg_t **out)
 static int message(natter_api_job_t *job, int deleted_ok, natter_msg_t **out)
 {
     *out = NULL;
-    int rc = lookup(job, out);
+    int rc = lookup(job, 1, out);
     for (int i = 0; rc == NATTER_ENOTFOUND && i < STORE_WAIT_STEPS && maybe_in_flight(job); i++) {
         struct timespec step = {0, STORE_WAIT_STEP_MS * 1000000L};
         nanosleep(&step, NULL);
-        rc = lookup(job, out);
+        rc = lookup(job, 0, out);
     }
     if (rc == NATTER_ENOTFOUND || (rc == NATTER_OK && (*out)->deleted && !deleted_ok)) {
         free(*out);

@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { api, screenshot, startProxy, useNatterAndBrowser } from './harness.mjs';
-import { assertClean, meetInChat, openApp, send, session, waitOnline, waitShown } from './client.mjs';
+import {
+  assertClean, chatItem, createChat, meetInChat, openApp, openChat, register, send, session, uniq, waitOnline, waitShown,
+} from './client.mjs';
 
 const env = useNatterAndBrowser();
 let proxy;
@@ -89,6 +91,58 @@ test('a message others posted while the socket was down, before one of ours, is 
     await waitOnline(bob);
     const back = await waitShown(bob, 3);
     assert.deepEqual(back, await history(chatId, token), "Alice's message before Bob's is caught up");
+    assertClean(alice);
+    assertClean(bob);
+  } finally {
+    await cut.close();
+  }
+});
+
+test('a reaction taken back while its message was out of view is not brought back by a catch-up', async () => {
+  const { natter, browser } = env;
+  const cut = await startProxy(natter.port);
+  try {
+    const alice = await openApp(await browser.newContext(), natter.base);
+    const bob = await openApp(await browser.newContext(), `http://127.0.0.1:${cut.port}`);
+    const bobName = uniq('bob'), room = uniq('room');
+    await register(alice, uniq('alice'));
+    await register(bob, bobName);
+    await createChat(alice, room, [bobName]);
+    const chatId = await chatItem(alice, room).getAttribute('data-chat-id');
+    const { token } = await session(alice);
+    const post = (content) => api(natter.base, 'POST', `/chats/${chatId}/messages`, token, { content });
+    const first = await post('first');
+    for (let i = 0; i < 60; i++) await post(`filler ${i}`); // more than a page: 'first' is out of view
+    await chatItem(bob, room).waitFor();
+    await openChat(bob, room);
+    await waitShown(bob, 50, 0);
+    const thumbs = `/chats/${chatId}/messages/${first.id}/reactions/${encodeURIComponent('👍')}`;
+
+    // Alice reacts to 'first' while Bob does not show it: his client has nothing to apply it to
+    await api(natter.base, 'PUT', thumbs, token);
+    await post('after the reaction'); // pushed after it: once Bob shows this, the reaction reached him
+    await bob.locator('#messages li[data-id] .content', { hasText: 'after the reaction' }).waitFor();
+    // he scrolls up: history shows 'first' with the reaction; then Alice takes it back
+    const firstItem = bob.locator(`#messages li[data-id="${first.id}"]`);
+    while (!(await firstItem.count())) {
+      await bob.locator('#messages').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+      await bob.waitForTimeout(100);
+    }
+    const chip = firstItem.locator('.chip[data-emoji="👍"]');
+    await chip.waitFor();
+    await api(natter.base, 'DELETE', thumbs, token);
+    await chip.waitFor({ state: 'detached' });
+
+    // Bob's connection drops and comes back: the catch-up reads the events from a margin back,
+    // the reaction among them, older than its removal
+    const feed = bob.waitForResponse((r) => r.url().includes(`/chats/${chatId}/events?after=`));
+    cut.drop();
+    await bob.waitForSelector('#status[data-state="offline"]');
+    await waitOnline(bob);
+    await feed;
+    await post('after the catch-up');
+    await bob.locator('#messages li[data-id] .content', { hasText: 'after the catch-up' }).waitFor();
+    assert.equal(await chip.count(), 0, 'the reaction taken back is not shown again');
     assertClean(alice);
     assertClean(bob);
   } finally {

@@ -277,6 +277,25 @@ static void test_a_chat_without_members_is_not_cached(void **state)
     assert_int_equal(natter_members_cache_size(&fx.c), 1);
 }
 
+/* The last member removed on another node (only the TTL tells this one):
+ * the reload finds none, and the expired list must not go on answering
+ * for the event loop. */
+static void test_a_chat_emptied_elsewhere_drops_its_old_list(void **state)
+{
+    (void)state;
+    uint64_t ids[8];
+    size_t n;
+    start(1000, 16);
+    fx.l.n = 1; /* member 5001 only */
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), 1);
+    fake_ns += 2000 * MS; /* expired */
+    assert_int_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), -1); /* this post reloads */
+    fx.l.n = 0; /* 5001 was removed: the chat has no member */
+    assert_int_equal(natter_members_cache_has(&fx.c, 5, 5001), 0); /* the reload: not a member */
+    assert_int_not_equal(natter_members_cache_peek_hot(&fx.c, 5, 5001, ids, 8, &n), 1);
+    assert_int_equal(natter_members_cache_size(&fx.c), 0);
+}
+
 static void test_loader_error_propagates(void **state)
 {
     (void)state;
@@ -334,6 +353,7 @@ int main(void)
         cmocka_unit_test_teardown(test_invalidation_racing_a_load_is_not_cached, teardown),
         cmocka_unit_test_teardown(test_has, teardown),
         cmocka_unit_test_teardown(test_a_chat_without_members_is_not_cached, teardown),
+        cmocka_unit_test_teardown(test_a_chat_emptied_elsewhere_drops_its_old_list, teardown),
         cmocka_unit_test_teardown(test_loader_error_propagates, teardown),
         cmocka_unit_test_teardown(test_ttl_zero_never_caches, teardown),
         cmocka_unit_test_teardown(test_bounded_entries, teardown),
