@@ -278,6 +278,8 @@ int main(int argc, char **argv)
     if (pthread_create(&insist, NULL, insist_main, &signals) == 0)
         pthread_detach(insist);
     shutdown_gracefully(&app, &consumer);
+    char log_failed[256];
+    int failed = natter_log_failed(app.log, log_failed, sizeof(log_failed));
     natter_log_close(app.log);
     for (size_t i = 0; i < app.nloops; i++)
         natter_loop_dispose(app.loops[i]);
@@ -294,6 +296,11 @@ int main(int argc, char **argv)
     natter_client_ids_free(&app.client_ids);
     natter_members_cache_free(&app.members);
     SSL_CTX_free(app.tls);
-    fprintf(stderr, "natter: stopped%s\n", lost ? " (the node id's lease was lost: exit status 1)" : "");
-    return lost ? 1 : 0; /* a supervisor sees a failure, not a clean stop */
+    if (lost)
+        fprintf(stderr, "natter: stopped (the node id's lease was lost: exit status 1)\n");
+    else if (failed)
+        fprintf(stderr, "natter: stopped (%s: exit status 1)\n", log_failed);
+    else
+        fprintf(stderr, "natter: stopped\n");
+    return lost || failed ? 1 : 0; /* a supervisor sees a failure, not a clean stop */
 }

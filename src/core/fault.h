@@ -1,7 +1,9 @@
 /*
  * Fault injection: the seam through which tests reach failure paths, in
  * the shape of SQLite's os.c wrappers and test_vfs. Every wrapper around a
- * LOG or STORE method (log.c, store.c) asks natter_fault_check() first; a
+ * LOG or STORE method (log.c, store.c) asks natter_fault_check() first
+ * (and one backend's append: log.producer_fatal, where the Kafka log has
+ * librdkafka raise its idempotent producer's fatal error); a
  * point that is armed can make the Nth call after arming fail with a given
  * code (and the calls after it, up to a count), and can delay every call.
  *
@@ -53,7 +55,8 @@
     X(STORE_READ_MARKERS, "store.read_markers")                                                                      \
     X(STORE_USER_CHAT_IDS, "store.user_chat_ids")                                                                    \
     X(LOG_DEAD_LETTER, "log.dead_letter")                                                                            \
-    X(LOG_FANOUT_POLL, "log.fanout_poll")
+    X(LOG_FANOUT_POLL, "log.fanout_poll")                                                                           \
+    X(LOG_PRODUCER_FATAL, "log.producer_fatal")
 
 #define NATTER_FAULT_ENUM_(name, str) NATTER_FAULT_##name,
 typedef enum { NATTER_FAULT_POINTS(NATTER_FAULT_ENUM_) NATTER_FAULT_COUNT } natter_fault_point_t;

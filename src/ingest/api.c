@@ -791,6 +791,8 @@ static void readyz(natter_api_job_t *job)
         natter_api_fail(job, 503, "unavailable", "the store is unreachable");
     else if (!natter_lease_held(app->lease))
         natter_api_fail(job, 503, "unavailable", "this node's lease on its node id is not current");
+    else if (natter_log_failed(app->log, why, sizeof(why)))
+        natter_api_fail(job, 503, "unavailable", why);
     else if (natter_log_ping(app->log) != NATTER_OK)
         natter_api_fail(job, 503, "unavailable", "the message log is unreachable");
     else if (natter_consumer_status(app->consumer, why, sizeof(why)) != NATTER_OK)

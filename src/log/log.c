@@ -193,3 +193,8 @@ void natter_log_ids_after(natter_log_t *log, uint64_t id)
     if (log->ops->version >= 9 && log->ops->ids_after != NULL)
         log->ops->ids_after(log, id);
 }
+
+int natter_log_failed(natter_log_t *log, char *why, size_t len)
+{
+    return log->ops->version >= 10 && log->ops->failed != NULL && log->ops->failed(log, why, len);
+}

@@ -150,6 +150,14 @@ typedef struct natter_log_ops {
     /* Every id the log issues from now on is greater than id (the largest
      * the store holds; called once, at start, before any append). */
     void (*ids_after)(natter_log_t *log, uint64_t id);
+
+    /* Version 10 (may be NULL). */
+    /* 1, with the reason in why, when the log has failed in a way only a
+     * new process mends (Kafka: the idempotent producer's fatal error,
+     * after which it takes no record); the backend has then asked the
+     * process to stop (SIGTERM), which exits with status 1. Else 0. Any
+     * thread. */
+    int (*failed)(natter_log_t *log, char *why, size_t len);
 } natter_log_ops_t;
 
 struct natter_log {
@@ -224,5 +232,6 @@ int natter_log_has_idle(natter_log_t *log);
 void natter_log_idle(natter_log_t *log);
 /* The backend's ids_after; nothing for a backend without one. */
 void natter_log_ids_after(natter_log_t *log, uint64_t id);
+int natter_log_failed(natter_log_t *log, char *why, size_t len);
 
 #endif

@@ -58,6 +58,7 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,8 +125,9 @@ typedef struct {
     char dlq_topic[160];
     rd_kafka_t *dlq_producer; /* store consumer thread only; made on the first dead letter */
 
-    pthread_mutex_t status_lock; /* store_fenced_why */
+    pthread_mutex_t status_lock; /* store_fenced_why, producer_failed_why */
     char store_fenced_why[256];  /* why the store consumer is being made anew; "": it is not */
+    char producer_failed_why[256]; /* the producer's fatal error; "": none */
     _Atomic uint64_t store_down_since_ns; /* every broker unreachable from the store consumer since; 0: not */
 } log_kafka_t;
 
@@ -174,6 +176,47 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
     free(msg);
 }
 
+/* An idempotent producer's fatal error (the broker lost records it had
+ * acknowledged, or fenced the producer's id) ends it: it takes no record
+ * again. The process asks itself to stop, so a supervisor starts it anew,
+ * with a new producer, instead of leaving a node that answers every post
+ * 503; /readyz says why until then, and the exit status is 1. */
+static void on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    log_kafka_t *k = opaque;
+    char why[200];
+    if (err != RD_KAFKA_RESP_ERR__FATAL) /* brokers away and back: librdkafka retries, the timeout answers 503 */
+        return;
+    if (rd_kafka_fatal_error(rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(why, sizeof(why), "%s", reason);
+    pthread_mutex_lock(&k->status_lock);
+    int first = k->producer_failed_why[0] == '\0';
+    if (first)
+        snprintf(k->producer_failed_why, sizeof(k->producer_failed_why), "the Kafka producer failed for good (%s)",
+                 why);
+    pthread_mutex_unlock(&k->status_lock);
+    if (first) {
+        fprintf(stderr, "natter: kafka: the producer failed for good (%s): stopping (exit status 1)\n", why);
+        kill(getpid(), SIGTERM); /* main drains and exits */
+    }
+}
+
+/* 1 and, when why is not NULL, the reason. */
+static int producer_failed(log_kafka_t *k, char *why, size_t len)
+{
+    pthread_mutex_lock(&k->status_lock);
+    int failed = k->producer_failed_why[0] != '\0';
+    if (failed && why != NULL)
+        snprintf(why, len, "%s", k->producer_failed_why);
+    pthread_mutex_unlock(&k->status_lock);
+    return failed;
+}
+
+static int kafka_failed(natter_log_t *log, char *why, size_t len)
+{
+    return producer_failed((log_kafka_t *)log, why, len);
+}
+
 /* How long a record waits for others to share its produce request
  * (--kafka-linger, 1 ms by default) and how many waiting records send it
  * before that (--kafka-batch, librdkafka's 10000 by default; also the most
@@ -215,6 +258,7 @@ static rd_kafka_t *new_producer(log_kafka_t *k, char *err, size_t errlen)
     }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_producer_error);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
     if (rk == NULL)
         rd_kafka_conf_destroy(conf);
@@ -688,6 +732,9 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
     int klen, rc = NATTER_OK;
     if (atomic_load(&k->closed))
         return NATTER_EUNAVAIL;
+    if (natter_fault_check(NATTER_FAULT_LOG_PRODUCER_FATAL) != 0) /* a test's: what a broker's answer can cause */
+        rd_kafka_test_fatal_error(k->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                  "injected by NATTER_FAULTS log.producer_fatal");
     int32_t p = partition_of(k, msg->chat_id, key, &klen);
     produce_lock_t *pl = &k->produce_locks[p];
     pthread_mutex_lock(&pl->lock);
@@ -1138,6 +1185,8 @@ static int kafka_consumer_status(natter_log_t *log, char *why, size_t len)
 static int kafka_ping(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
+    if (producer_failed(k, NULL, 0))
+        return NATTER_EUNAVAIL;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t rerr = rd_kafka_metadata(k->producer, 0, NULL, &md, 1000);
     if (md)
@@ -1234,7 +1283,7 @@ static void kafka_ids_after(natter_log_t *log, uint64_t id)
 }
 
 const natter_log_ops_t natter_log_kafka = {
-    .version = 9,
+    .version = 10,
     .size = sizeof(log_kafka_t),
     .name = "kafka",
     .open = kafka_open,
@@ -1257,4 +1306,5 @@ const natter_log_ops_t natter_log_kafka = {
     .fanout_wait_own = kafka_fanout_wait_own,
     .idle = NULL,
     .ids_after = kafka_ids_after,
+    .failed = kafka_failed,
 };

@@ -116,6 +116,35 @@ def engine(*args):
                    check=True, stdout=subprocess.DEVNULL, timeout=180)
 
 
+def test_a_producer_failed_for_good_stops_the_node(tmp_path_factory):
+    """An idempotent producer's fatal error (here raised by librdkafka's test hook on the third
+    append) leaves a producer that takes no record: the node stops by itself with status 1 and says
+    why, so a supervisor starts it anew, and what it acknowledged before is stored all the same."""
+    srv = Server(tmp_path_factory.mktemp("natter"), env={"NATTER_FAULTS": "log.producer_fatal:nth=3,count=1,rc=io"})
+    srv.start()
+    try:
+        alice = register(srv, "alice")
+        cid = alice.create_chat()["id"]
+        sent = [alice.api.post_message(cid, f"before {i}")["id"] for i in range(2)]
+        r = requests.post(f"{srv.base}/chats/{cid}/messages", json={"content": "third"}, timeout=30,
+                          headers={"Authorization": f"Bearer {alice.token}"})
+        assert r.status_code == 503, (r.status_code, r.text)
+        srv.proc.wait(timeout=60)
+        srv.stderr_file.close()
+        err = srv.stderr_text()
+        assert srv.proc.returncode == 1, (srv.proc.returncode, err[-2000:])
+        assert "the producer failed for good" in err and "exit status 1" in err, err[-2000:]
+        assert not srv.new_sanitizer_reports(), err[-4000:]
+        del srv.env["NATTER_FAULTS"]
+        srv.start()  # what a supervisor does: the same node, a new producer
+        again = user_on(srv, alice)
+        wait_drained(srv.base, timeout=60)
+        assert [m["id"] for m in again.api.all_history(cid)] == sent
+        assert again.api.post_message(cid, "after")["id"]
+    finally:
+        srv.check_stop()
+
+
 @pytest.mark.skipif(not ENGINE_NAME, reason="needs NATTER_TEST_KAFKA_ENGINE to restart the broker")
 def test_broker_restart_under_load(server_factory):
     timeout_ms = 3000
