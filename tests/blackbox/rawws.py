@@ -9,24 +9,32 @@ import struct
 import time
 
 
+def upgrade(port, token, rcvbuf=4096, host="127.0.0.1", version="13"):
+    """Sends /ws's upgrade request with token and this Sec-WebSocket-Version (None: without one) and
+    reads the answer's head: (socket, key, head as text, the bytes after it)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = f"Sec-WebSocket-Version: {version}\r\n" if version is not None else ""
+    s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extra}\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        assert chunk, f"connection closed during handshake: {buf!r}"
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return s, key, head.decode("latin-1"), rest
+
+
 class RawWs:
     """Opens /ws with token; frames are read only when a test asks (read_frame)."""
 
     def __init__(self, port, token, rcvbuf=4096, host="127.0.0.1"):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(10)
-        s.connect((host, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            assert chunk, f"connection closed during handshake: {buf!r}"
-            buf += chunk
-        head, self.buf = buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
+        s, key, head, self.buf = upgrade(port, token, rcvbuf, host)
+        lines = head.split("\r\n")
         assert lines[0].split(" ")[1] == "101", lines[0]
         hdrs = {ln.split(":", 1)[0].strip().lower(): ln.split(":", 1)[1].strip() for ln in lines[1:] if ":" in ln}
         expect = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())

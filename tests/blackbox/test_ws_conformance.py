@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import register
-from rawws import RawWs, client_frame
+from rawws import RawWs, client_frame, upgrade
 
 
 @pytest.fixture(scope="module")
@@ -103,21 +103,11 @@ def test_fragments_over_the_limit_are_refused(server, bob):
 # --- 4.2: the opening handshake ------------------------------------------------------------------------
 
 def handshake(server, token, version):
-    """The server's answer (status line, headers, start of the body) to an upgrade with this
-    Sec-WebSocket-Version (None: without one)."""
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    try:
-        extra = f"Sec-WebSocket-Version: {version}\r\n" if version is not None else ""
-        s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            assert chunk, f"closed during the handshake: {buf!r}"
-            buf += chunk
-        return buf.decode("latin-1")
-    finally:
-        s.close()
+    """The server's answer (status line and headers) to an upgrade with this Sec-WebSocket-Version
+    (None: without one)."""
+    s, _, head, _ = upgrade(server.port, token, version=version)
+    s.close()
+    return head + "\r\n"
 
 
 @pytest.mark.parametrize("version", ["8", "14", "13, 8", "", None])
