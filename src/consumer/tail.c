@@ -11,6 +11,13 @@ static natter_tail_shard_t *shard_of(natter_tail_t *t, uint64_t chat_id)
     return &t->shards[(chat_id ^ (chat_id >> 17)) % NATTER_TAIL_SHARDS];
 }
 
+/* The metric counts messages; the changes (edits, deletes, reactions) beside them are not. */
+static void count_held(const natter_msg_t *m, int64_t by)
+{
+    if (m->kind == NATTER_EV_MESSAGE)
+        natter_count(&natter_m()->unstored_tail, (uint64_t)by);
+}
+
 static int is_stored(natter_tail_t *t, const natter_msg_t *m)
 {
     int64_t upto = t->stored(t->stored_arg, m->partition);
@@ -33,8 +40,9 @@ void natter_tail_free(natter_tail_t *t)
 {
     for (size_t i = 0; i < NATTER_TAIL_SHARDS; i++) {
         natter_tail_shard_t *s = &t->shards[i];
+        for (const natter_msg_t *m = s->first; m != NULL; m = m->next)
+            count_held(m, -1);
         natter_msg_free_list(s->first);
-        natter_count(&natter_m()->unstored_tail, (uint64_t)0 - s->n);
         s->first = s->last = NULL;
         s->n = 0;
         pthread_mutex_destroy(&s->lock);
@@ -53,8 +61,8 @@ static void trim(natter_tail_t *t, natter_tail_shard_t *s)
         if (s->first == NULL)
             s->last = NULL;
         s->n--;
+        count_held(m, -1);
         free(m);
-        natter_count(&natter_m()->unstored_tail, (uint64_t)-1);
     }
 }
 
@@ -64,7 +72,7 @@ void natter_tail_add(natter_tail_t *t, natter_msg_t *head)
         natter_msg_t *m = head;
         head = m->next;
         m->next = NULL;
-        if (m->kind != NATTER_EV_MESSAGE || is_stored(t, m)) {
+        if (!natter_event_stored(m->kind) || is_stored(t, m)) {
             free(m);
             continue;
         }
@@ -78,7 +86,7 @@ void natter_tail_add(natter_tail_t *t, natter_msg_t *head)
             s->first = m;
         s->last = m;
         s->n++;
-        natter_count(&natter_m()->unstored_tail, 1);
+        count_held(m, 1);
         trim(t, s);
         pthread_mutex_unlock(&s->lock);
     }
@@ -99,14 +107,15 @@ static int by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void natter_tail_collect(natter_tail_t *t, uint64_t chat_id, uint64_t after, uint64_t before, natter_vec_t *out)
+void natter_tail_collect(natter_tail_t *t, uint64_t chat_id, natter_tail_kinds_t kinds, uint64_t after,
+                         uint64_t before, natter_vec_t *out)
 {
     natter_tail_shard_t *s = shard_of(t, chat_id);
     size_t from = out->len;
     pthread_mutex_lock(&s->lock);
     for (const natter_msg_t *m = s->first; m != NULL; m = m->next)
-        if (m->chat_id == chat_id && (after == NATTER_CURSOR_NONE || m->id > after) && m->id < before &&
-            !is_stored(t, m))
+        if (m->chat_id == chat_id && (m->kind == NATTER_EV_MESSAGE) == (kinds == NATTER_TAIL_MESSAGES) &&
+            (after == NATTER_CURSOR_NONE || m->id > after) && m->id < before && !is_stored(t, m))
             *(natter_msg_t **)natter_vec_push(out) = copy_msg(m);
     pthread_mutex_unlock(&s->lock);
     /* a chat's records arrive in id order from one partition; sorted all
@@ -133,7 +142,7 @@ int natter_tail_has(natter_tail_t *t, uint64_t chat_id, uint64_t message_id)
     int found = 0;
     pthread_mutex_lock(&s->lock);
     for (const natter_msg_t *m = s->first; m != NULL && !found; m = m->next)
-        found = m->chat_id == chat_id && m->id == message_id && !is_stored(t, m);
+        found = m->chat_id == chat_id && m->id == message_id && m->kind == NATTER_EV_MESSAGE && !is_stored(t, m);
     pthread_mutex_unlock(&s->lock);
     return found;
 }

@@ -544,7 +544,8 @@ static void chats_merge_unstored(natter_app_t *app, uint64_t me, natter_vec_t *c
         uint64_t now = natter_mono_ns();
         int left_ms = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
         (void)natter_log_fanout_wait_own(app->log, cs->chat.id, left_ms);
-        natter_tail_collect(app->tail, cs->chat.id, cs->last ? cs->last->id : 0, NATTER_CURSOR_NONE, &unstored);
+        natter_tail_collect(app->tail, cs->chat.id, NATTER_TAIL_MESSAGES, cs->last ? cs->last->id : 0,
+                            NATTER_CURSOR_NONE, &unstored);
         for (size_t j = 0; j < unstored.len; j++) {
             natter_msg_t *m = *NATTER_VEC_AT(&unstored, natter_msg_t *, j); /* ascending: the last is newest */
             cs->unread += m->sender_id != me && m->id > cs->read;
@@ -625,17 +626,25 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
     return 0;
 }
 
-int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, int wait, natter_msg_t **out)
+void natter_api_unstored(natter_api_job_t *job, natter_tail_kinds_t kinds, uint64_t after, uint64_t before, int wait,
+                         natter_vec_t *out)
 {
     natter_app_t *app = job->app;
-    natter_vec_t found;
-    *out = NULL;
-    if (app->tail == NULL || message_id == 0 || message_id == UINT64_MAX)
-        return NATTER_ENOTFOUND;
+    if (app->tail == NULL)
+        return;
     if (wait)
         (void)natter_log_fanout_wait_own(app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
+    natter_tail_collect(app->tail, job->route.chat_id, kinds, after, before, out);
+}
+
+int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, int wait, natter_msg_t **out)
+{
+    natter_vec_t found;
+    *out = NULL;
+    if (message_id == 0 || message_id == UINT64_MAX)
+        return NATTER_ENOTFOUND;
     natter_vec_init(&found, sizeof(natter_msg_t *));
-    natter_tail_collect(app->tail, job->route.chat_id, message_id - 1, message_id + 1, &found);
+    natter_api_unstored(job, NATTER_TAIL_MESSAGES, message_id - 1, message_id + 1, wait, &found);
     for (size_t i = 0; i < found.len; i++) {
         natter_msg_t *m = *NATTER_VEC_AT(&found, natter_msg_t *, i);
         if (*out == NULL && m->id == message_id)
@@ -658,10 +667,7 @@ static void messages_list(natter_api_job_t *job)
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
     natter_vec_init(&unstored, sizeof(natter_msg_t *));
-    if (job->app->tail != NULL) { /* before the store: see consumer/tail.h */
-        (void)natter_log_fanout_wait_own(job->app->log, job->route.chat_id, OWN_WRITES_WAIT_MS); /* reads on */
-        natter_tail_collect(job->app->tail, job->route.chat_id, after, before, &unstored);
-    }
+    natter_api_unstored(job, NATTER_TAIL_MESSAGES, after, before, 1, &unstored); /* before the store: tail.h */
     int rc = natter_store_messages_page(job->app->store, job->route.chat_id, after, before,
                                                  (uint32_t)limit, &page, &has_more);
     if (rc == NATTER_OK)

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "consumer/tail.h"
 #include "core/message.h"
 #include "ingest/router.h"
 #include "ingest/workers.h"
@@ -110,6 +111,14 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
                           uint64_t *limit);
 /* The chat exists (404) and the user is a member (403); chat, if not NULL, is filled. */
 int natter_api_chat_access(natter_api_job_t *job, uint64_t user_id, uint64_t chat_id, natter_chat_t *chat);
+/* Appends to out (natter_msg_t * items the caller frees) the route's chat's
+ * messages or changes with after < id < before that this node's fan-out
+ * read from the log and no store has yet (consumer/tail.h; nothing when the
+ * log keeps no such tail), after waiting (when wait is 1; at most half a
+ * second) until the node's own writes have been read. Call it before
+ * reading the store's page. */
+void natter_api_unstored(natter_api_job_t *job, natter_tail_kinds_t kinds, uint64_t after, uint64_t before, int wait,
+                         natter_vec_t *out);
 /* The route's chat's message message_id as this node's fan-out read it
  * from the log, not stored yet (consumer/tail.h), after waiting (when wait
  * is 1; at most half a second) until the node's own writes have been read:

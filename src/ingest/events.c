@@ -307,11 +307,23 @@ void natter_events_list(natter_api_job_t *job)
     uint64_t after, before, limit;
     if (member(job, &me) != 0 || natter_api_page_query(job, "event", &after, &before, &limit) != 0)
         return;
-    natter_vec_t page;
+    natter_vec_t page, unstored;
     int has_more = 0;
     natter_vec_init(&page, sizeof(natter_msg_t *));
+    natter_vec_init(&unstored, sizeof(natter_msg_t *));
+    natter_api_unstored(job, NATTER_TAIL_CHANGES, after, before, 1, &unstored); /* before the store: tail.h */
+    for (size_t i = 0; i < unstored.len; i++) { /* an edit from the log: the message as it made it */
+        natter_msg_t *e = *NATTER_VEC_AT(&unstored, natter_msg_t *, i);
+        if (e->kind == NATTER_EV_EDIT)
+            e->edited_at_ms = e->created_at_ms;
+    }
     natter_store_t *store = job->app->store;
     int rc = natter_store_events_page(store, job->route.chat_id, after, before, (uint32_t)limit, &page, &has_more);
+    if (rc == NATTER_OK)
+        natter_tail_merge(&unstored, after, (uint32_t)limit, &page, &has_more);
+    for (size_t i = 0; i < unstored.len; i++)
+        free(*NATTER_VEC_AT(&unstored, natter_msg_t *, i));
+    natter_vec_free(&unstored);
     json_t *arr = json_array();
     for (size_t i = 0; i < page.len; i++) {
         natter_msg_t *e = *NATTER_VEC_AT(&page, natter_msg_t *, i);

@@ -161,6 +161,29 @@ def test_a_message_history_shows_can_be_changed_before_it_is_stored(server_facto
     assert r.status_code == 403, (r.status_code, r.text)
     r = requests.patch(f"{base}/{int(other['id']) + 1}", json={"content": "x"}, headers=h, timeout=10)
     assert r.status_code == 404, (r.status_code, r.text)
+
+    # the events feed has the three changes too, though no store has them: a client that missed their
+    # pushes finds them when it catches up
+    def feed(**params):
+        r = requests.get(f"{srv.base}/chats/{cid}/events", params=params, timeout=10,
+                         headers={"Authorization": f"Bearer {bob.token}"})
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+    page = feed(after="0")
+    assert [e["type"] for e in page["events"]] == ["message_edited", "reaction", "message_deleted"], page
+    assert page["has_more"] is False
+    edit, reaction, deleted = page["events"]
+    assert edit["message_id"] == m["id"] and edit["user_id"] == alice.id
+    assert edit["message"]["content"] == "edited" and edit["message"]["id"] == m["id"] and edit["message"]["edited_at"]
+    assert (reaction["emoji"], reaction["op"], reaction["message_id"]) == ("\U0001F44D", "add", m["id"])
+    assert deleted["message_id"] == other["id"]
+    ids_in_order = [e["id"] for e in page["events"]]
+    assert ids_in_order == sorted(ids_in_order, key=int)
+    first = feed(after="0", limit=1)  # paged as history is
+    assert [e["id"] for e in first["events"]] == ids_in_order[:1] and first["has_more"] is True
+    newest = feed(limit=2)
+    assert [e["id"] for e in newest["events"]] == ids_in_order[1:] and newest["has_more"] is True
+    assert feed(after=ids_in_order[-1])["events"] == []
     assert stored_total(srv) == 0
 
 

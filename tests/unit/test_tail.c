@@ -83,11 +83,12 @@ static void test_collect_keeps_a_chats_messages_in_bounds(void **state)
     natter_msg_t *ms[] = {msg(10, 30, 0, 3, "c"), msg(10, 20, 0, 1, "a"), msg(11, 21, 1, 1, "other chat"),
                           msg(10, 22, 0, 2, "b"), edit, NULL};
     natter_tail_add(t, chain(ms));
-    assert_int_equal(natter_tail_size(t), 4); /* the edit is not kept */
+    assert_int_equal(natter_tail_size(t), 5); /* the edit is kept beside the messages */
+    assert_int_equal(atomic_load(&natter_metrics.shared.unstored_tail), 4); /* the gauge counts messages */
 
     natter_vec_t out;
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(t, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    natter_tail_collect(t, 10, NATTER_TAIL_MESSAGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
     assert_int_equal(out.len, 3);
     assert_int_equal(id_at(&out, 0), 20); /* in id order, whatever the arrival */
     assert_int_equal(id_at(&out, 1), 22);
@@ -99,14 +100,26 @@ static void test_collect_keeps_a_chats_messages_in_bounds(void **state)
     free_items(&out);
 
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(t, 10, 20, 30, &out); /* both bounds exclusive */
+    natter_tail_collect(t, 10, NATTER_TAIL_MESSAGES, 20, 30, &out); /* both bounds exclusive */
     assert_int_equal(out.len, 1);
     assert_int_equal(id_at(&out, 0), 22);
     free_items(&out);
 
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(t, 12, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    natter_tail_collect(t, 12, NATTER_TAIL_MESSAGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
     assert_int_equal(out.len, 0);
+
+    /* the events feed's: the changes only, in the same bounds */
+    natter_tail_collect(t, 10, NATTER_TAIL_CHANGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    assert_int_equal(out.len, 1);
+    assert_int_equal(id_at(&out, 0), 25);
+    assert_int_equal((*NATTER_VEC_AT(&out, natter_msg_t *, 0))->target_id, 20);
+    assert_string_equal((*NATTER_VEC_AT(&out, natter_msg_t *, 0))->content, "new");
+    free_items(&out);
+    natter_vec_init(&out, sizeof(natter_msg_t *));
+    natter_tail_collect(t, 10, NATTER_TAIL_CHANGES, 25, NATTER_CURSOR_NONE, &out);
+    assert_int_equal(out.len, 0);
+    assert_false(natter_tail_has(t, 10, 25)); /* a change is not a message a read marker may name */
     natter_vec_free(&out);
 }
 
@@ -118,7 +131,7 @@ static void test_a_message_logged_twice_is_collected_once(void **state)
     natter_tail_add(t, chain(ms));
     natter_vec_t out;
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(t, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    natter_tail_collect(t, 10, NATTER_TAIL_MESSAGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
     assert_int_equal(out.len, 2);
     assert_int_equal(id_at(&out, 0), 20);
     assert_int_equal(id_at(&out, 1), 21);
@@ -141,7 +154,7 @@ static void test_stored_messages_leave(void **state)
     assert_true(natter_tail_has(t, 10, 2));
     natter_vec_t out;
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(t, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    natter_tail_collect(t, 10, NATTER_TAIL_MESSAGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
     assert_int_equal(out.len, 2); /* not collected once stored, even before it is dropped */
     assert_int_equal(id_at(&out, 0), 2);
     assert_int_equal(id_at(&out, 1), 3);
@@ -177,7 +190,7 @@ static void test_capacity_drops_the_oldest(void **state)
     }
     natter_vec_t out;
     natter_vec_init(&out, sizeof(natter_msg_t *));
-    natter_tail_collect(&t, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
+    natter_tail_collect(&t, 10, NATTER_TAIL_MESSAGES, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, &out);
     assert_int_equal(out.len, 2);
     assert_int_equal(id_at(&out, 0), 4);
     assert_int_equal(id_at(&out, 1), 5);
