@@ -86,6 +86,13 @@ function start(session) {
     await chats.refresh().catch(() => {}); // stays as it was; the next event or reconnection refreshes it
   }
 
+  function closeChat() {
+    view.close();
+    chats.setOpen(null);
+    $('chat-view').hidden = true;
+    $('no-chat').hidden = false;
+  }
+
   async function openChat(c) {
     $('no-chat').hidden = true;
     $('chat-view').hidden = false;
@@ -145,8 +152,14 @@ function start(session) {
       if (!chats.onMessage(m, shown)) refreshList(); // a chat one was just added to
     },
     onFrame: (f) => {
+      if (f.type === 'membership' && f.op === 'removed' && f.user_id === me.id) {
+        if (view.openId === f.chat_id) closeChat();
+        refreshList(); // the chat leaves the list
+        return;
+      }
       view.onFrame(f);
       chats.onFrame(f);
+      if (f.type === 'membership' && !chats.has(f.chat_id)) refreshList(); // one was added to it, or it was made
     },
     onRefused: () => api('GET', '/me').catch(() => {}), // a 401 there logs out
   });

@@ -479,6 +479,10 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   function onFrame(f) {
     if (!chat) return false;
     switch (f.type) {
+    case 'membership': // someone came or went: the members shown (one's own removal closes the chat: app.js)
+      if (f.chat_id !== chat.id) return false;
+      loadMembers(chat.id).catch(() => {});
+      return true;
     case 'message_edited':
       if (f.message.chat_id !== chat.id) return false;
       applyEvent(f.event_id, f.message.id, (st) => {
@@ -582,6 +586,18 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       typing.textContent = '';
       ready = load(chat.id);
       return ready;
+    },
+
+    // Nothing open (one was removed from the chat that was).
+    close() {
+      chat = null;
+      observer.disconnect();
+      list.replaceChildren();
+      for (const t of typers.values()) clearTimeout(t);
+      typers = new Map();
+      title.textContent = '';
+      members.textContent = '';
+      typing.textContent = '';
     },
 
     // A pushed message of any chat; true when it is this one's.

@@ -89,6 +89,10 @@ export function createChatList({ element, me, onSelect }) {
       render();
     },
 
+    has(id) {
+      return chats.some((x) => x.id === id);
+    },
+
     setOpen(id) {
       openId = id;
       render();

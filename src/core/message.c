@@ -120,3 +120,12 @@ void natter_msg_write_edited(natter_jsonw_t *w, const natter_msg_t *edit)
 {
     write_message(w, edit->target_id, edit, natter_id_time_ms(edit->target_id), edit->created_at_ms, 0);
 }
+
+int natter_membership_op(const void *content, size_t len)
+{
+    static const char *const ops[] = NATTER_MEMBERSHIP_OPS;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (len == strlen(ops[i]) && memcmp(content, ops[i], len) == 0)
+            return (int)i;
+    return -1;
+}

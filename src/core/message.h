@@ -47,6 +47,8 @@ typedef enum {
     NATTER_EV_PRESENCE_DOWN = 8, /* ... went offline on it */
     NATTER_EV_PRESENCE_BEAT = 9, /* ... are still online on it */
     NATTER_EV_SESSION_END = 10,  /* sender_id logged out the session whose token hash is content, in hex */
+    NATTER_EV_MEMBERSHIP = 11,   /* sender_id added target_id to chat_id, removed it, or created chat_id (target_id is
+                                    sender_id): content "added", "removed", "created" */
     NATTER_EV_KINDS
 } natter_event_kind_t;
 
@@ -60,6 +62,11 @@ typedef enum {
     NATTER_UNAPPLIED_SAME = 2, /* nothing to change (a second delete, a reaction there already or not there,
                                   an edit a newer one overtook): 204, or an edit's 200 */
 } natter_unapplied_t;
+
+/* A membership record's content (NATTER_EV_MEMBERSHIP): its index in
+ * NATTER_MEMBERSHIP_OPS, or -1. */
+#define NATTER_MEMBERSHIP_OPS {"added", "removed", "created"}
+int natter_membership_op(const void *content, size_t len);
 
 /* 1 for the kinds the store applies (messages, edits, deletes, reactions). */
 static inline int natter_event_stored(unsigned kind)

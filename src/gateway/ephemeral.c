@@ -103,6 +103,20 @@ static natter_frame_t *read_frame(uint64_t chat, uint64_t user, uint64_t message
     return natter_frame_end(&w);
 }
 
+static natter_frame_t *membership_frame(uint64_t chat, uint64_t user, uint64_t by, const char *op, size_t oplen)
+{
+    natter_jsonw_t w = {0};
+    natter_frame_begin(&w);
+    RAW(&w, "{\"type\":\"membership\"");
+    id_field(&w, "chat_id", chat);
+    id_field(&w, "user_id", user);
+    id_field(&w, "by", by);
+    RAW(&w, ",\"op\":\"");
+    natter_jsonw_raw(&w, op, oplen); /* one of NATTER_MEMBERSHIP_OPS: nothing to escape */
+    RAW(&w, "\"}");
+    return natter_frame_end(&w);
+}
+
 static natter_frame_t *presence_frame(uint64_t user, int online)
 {
     natter_jsonw_t w = {0};
@@ -266,6 +280,11 @@ void natter_ephemeral_session_end(natter_app_t *app, uint64_t user, const uint8_
     publish(app, NATTER_EV_SESSION_END, 0, user, 0, hex, sizeof(hex));
 }
 
+void natter_ephemeral_membership(natter_app_t *app, uint64_t chat, uint64_t by, uint64_t user, const char *op)
+{
+    publish(app, NATTER_EV_MEMBERSHIP, chat, by, user, op, strlen(op));
+}
+
 int natter_ephemeral_online(natter_app_t *app, uint64_t user)
 {
     if (app->ephemeral == NULL)
@@ -349,6 +368,28 @@ static int hex_digit(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* A membership record: this node's cached members of the chat are stale
+ * (the node that made the change dropped its own already); the chat's
+ * members as the store has them now, and the user added or removed, are
+ * told. */
+static void on_membership(natter_ephemeral_t *e, const natter_msg_t *m)
+{
+    natter_app_t *app = e->app;
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    natter_members_cache_invalidate(&app->members, m->chat_id);
+    int in = 0;
+    if (natter_members_cache_get(&app->members, m->chat_id, &ids) != NATTER_OK)
+        ids.len = 0; /* the store away: the user is told all the same */
+    for (size_t i = 0; i < ids.len && !in; i++)
+        in = *NATTER_VEC_AT(&ids, uint64_t, i) == m->target_id;
+    if (!in)
+        *(uint64_t *)natter_vec_push(&ids) = m->target_id;
+    natter_frame_t *frame = membership_frame(m->chat_id, m->target_id, m->sender_id, m->content, m->content_len);
+    natter_fanout_dispatch(app, natter_fanout_one(app, frame, ids.items, ids.len, 0));
+    natter_vec_free(&ids);
+}
+
 /* A session-end record: every loop closes that session's sockets. */
 static void on_session_end(natter_ephemeral_t *e, const natter_msg_t *m)
 {
@@ -383,6 +424,9 @@ static void on_record(natter_ephemeral_t *e, const natter_msg_t *m, int64_t now)
         break;
     case NATTER_EV_SESSION_END:
         on_session_end(e, m);
+        break;
+    case NATTER_EV_MEMBERSHIP:
+        on_membership(e, m);
         break;
     default: /* what the log proper carries never comes this way */
         break;

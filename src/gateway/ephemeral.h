@@ -69,6 +69,11 @@ void natter_ephemeral_read(struct natter_app *app, uint64_t chat, uint64_t user,
 /* On a worker: user logged out the session whose token hash is given; every
  * node closes the sockets opened with it (gateway.h). */
 void natter_ephemeral_session_end(struct natter_app *app, uint64_t user, const uint8_t *session_hash);
+/* On a worker: by added user to chat ("added"), removed user from it
+ * ("removed") or created it with its members (user is by, "created"); the
+ * store has the change. Every node drops the chat's cached members and
+ * pushes {"type":"membership"} to the chat's members and to user. */
+void natter_ephemeral_membership(struct natter_app *app, uint64_t chat, uint64_t by, uint64_t user, const char *op);
 /* Any thread: 1 when user is online, as this node last knew. */
 int natter_ephemeral_online(struct natter_app *app, uint64_t user);
 

@@ -6,7 +6,8 @@
  * split into shards by chat id, each a mutex around a hash probe: two
  * threads contend only on the same shard. Misses load from the store
  * outside any lock. Membership changes made through this node invalidate
- * the entry at once; changes made on other nodes are seen within the TTL.
+ * the entry at once; changes made on other nodes when their membership
+ * record reaches this node (ephemeral.h), or within the TTL if it is lost.
  * While the store is unreachable, an expired entry is served rather than an
  * error. The event loop's look (natter_members_cache_peek_hot) keeps an
  * expired entry in use while one caller reloads it, so a busy chat's posts

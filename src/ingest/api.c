@@ -486,6 +486,7 @@ static void chat_create(natter_api_job_t *job)
         natter_api_fail_store(job, rc);
         goto Done;
     }
+    natter_ephemeral_membership(app, chat.id, me.id, me.id, "created"); /* its members learn of it at once */
     reply(job, 201, json_new_chat(app, &chat, &users));
 Done:
     natter_vec_free(&ids);
@@ -519,12 +520,14 @@ static void member_change(natter_api_job_t *job, int add)
         rc = add ? natter_store_member_add(app->store, job->route.chat_id, u.id)
                  : natter_store_member_remove(app->store, job->route.chat_id, u.id);
     natter_members_cache_invalidate(&app->members, job->route.chat_id);
-    if (rc == NATTER_ENOTFOUND)
+    if (rc == NATTER_ENOTFOUND) {
         natter_api_fail(job, 404, "not_found", "that user is not a member of this chat");
-    else if (rc != NATTER_OK)
+    } else if (rc != NATTER_OK) {
         natter_api_fail_store(job, rc);
-    else
+    } else {
+        natter_ephemeral_membership(app, job->route.chat_id, me.id, u.id, add ? "added" : "removed"); /* all nodes */
         reply(job, 204, NULL);
+    }
 }
 
 /* On Kafka a chat list also shows what this node pushed and no store has

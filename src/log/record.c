@@ -62,6 +62,7 @@ static int kind_valid(unsigned kind, uint64_t chat, uint64_t sender, uint64_t ta
     case NATTER_EV_PRESENCE_DOWN:
     case NATTER_EV_PRESENCE_BEAT: return chat == 0;
     case NATTER_EV_SESSION_END: return chat == 0 && sender != 0 && clen == 2 * NATTER_TOKEN_HASH_LEN;
+    case NATTER_EV_MEMBERSHIP: return chat != 0 && sender != 0 && target != 0 && natter_membership_op(content, clen) >= 0;
     default: return 0;
     }
 }

@@ -176,3 +176,41 @@ def changes_then_snapshot(node):
     assert history[0]["content"] == "edited twice" and history[1]["deleted"] is True
     assert history[0]["reactions"] == [{"emoji": "\U0001F44D", "count": 1, "user_ids": [alice.id]}]
     return (history, alice.api.get(f"/chats/{cid}/events", params={"after": "0"}).json()), alice, cid
+
+
+def test_a_removal_on_one_node_reaches_the_other_nodes_cache_and_sockets(tmp_path_factory):
+    """Node 2 trusts its cached members for a minute here (--members-ttl 60000): a member removed on
+    node 1 is refused on node 2 as soon as its membership record comes, not a minute later, and his
+    socket on node 2 hears of it; one added there may post at once."""
+    ttl = ["--members-ttl", "60000"]
+    a = Server(tmp_path_factory.mktemp("node1"), args=["--node-id", "1", *ttl], name="node1")
+    b = Server(tmp_path_factory.mktemp("node2"), args=["--node-id", "2", *ttl], name="node2", log_id=a.log_id)
+    b.data_dir = a.data_dir
+    a.start()
+    b.start()
+    try:
+        alice, bob, carol = register(a, "alice"), register(a, "bob"), register(a, "carol")
+        cid = alice.create_chat(members=[bob])["id"]
+        bob_2, carol_2 = user_on(b, bob), user_on(b, carol)
+        ws = bob_2.ws()
+        try:
+            assert bob_2.api.post_message(cid, "from node 2")  # node 2 caches the chat's members now
+            assert carol_2.api.post("/chats/" + cid + "/messages", {"content": "not yet"}).status_code == 403
+            assert alice.api.delete(f"/chats/{cid}/members/{bob.username}").status_code == 204
+            assert alice.api.put(f"/chats/{cid}/members/{carol.username}").status_code == 204
+            f = frame(ws, "membership", lambda f: f.get("op") == "removed")
+            assert (f["chat_id"], f["user_id"], f["by"]) == (cid, bob.id, alice.id), f
+            deadline = time.monotonic() + 15
+            while True:
+                refused = bob_2.api.post(f"/chats/{cid}/messages", {"content": "after"}).status_code == 403
+                taken = carol_2.api.post(f"/chats/{cid}/messages", {"content": "in"}).status_code == 202
+                if refused and taken:
+                    break
+                assert time.monotonic() < deadline, "node 2 still trusts the members it had cached"
+                time.sleep(0.1)
+        finally:
+            ws.close()
+    finally:
+        problems = a.stop() + b.stop()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)

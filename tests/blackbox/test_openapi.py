@@ -355,6 +355,9 @@ def test_ws_frames_match_spec(server):
         assert bob.api.put(f"/chats/{cid}/read", {"message_id": mid}).status_code == 204
         f, _ = ws_wait(wa, lambda f: f.get("type") == "read", what="read")
         assert not component_errors("WsReadEvent", f), component_errors("WsReadEvent", f)
+        assert alice.api.delete(f"/chats/{cid}/members/{bob.username}").status_code == 204
+        f, _ = ws_wait(wa, lambda f: f.get("type") == "membership", what="membership")
+        assert not component_errors("WsMembershipEvent", f), component_errors("WsMembershipEvent", f)
     finally:
         for w in (wa, wb, wc):
             w.close()

@@ -237,6 +237,18 @@ static void test_event_roundtrip(void **state)
     assert_string_equal(d->content, hash_hex);
     free(d);
     free(s);
+    static const char *const ops[] = NATTER_MEMBERSHIP_OPS;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        natter_msg_t *mb = event(NATTER_EV_MEMBERSHIP, ops[i]);
+        d = roundtrip(mb, &len);
+        assert_non_null(d);
+        assert_int_equal(d->kind, NATTER_EV_MEMBERSHIP);
+        assert_int_equal(d->target_id, mb->target_id);
+        assert_string_equal(d->content, ops[i]);
+        assert_int_equal(natter_membership_op(d->content, d->content_len), (int)i);
+        free(d);
+        free(mb);
+    }
 }
 
 /* What each kind needs: a target, content of its shape, a chat. */
@@ -260,6 +272,10 @@ static void test_event_rejects(void **state)
         {NATTER_EV_PRESENCE_UP, "1", 0, 5},       /* presence is no chat's */
         {NATTER_EV_SESSION_END, "00ff", 0, 0},    /* not a whole token hash */
         {NATTER_EV_SESSION_END, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 0, 5},
+        {NATTER_EV_MEMBERSHIP, "joined", 7, 1},   /* not an op */
+        {NATTER_EV_MEMBERSHIP, "adde", 7, 1},
+        {NATTER_EV_MEMBERSHIP, "added", 0, 1},    /* nobody added */
+        {NATTER_EV_MEMBERSHIP, "added", 7, 0},    /* to no chat */
         {NATTER_EV_KINDS, "", 7, 1},              /* an unknown kind */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,0 +1,42 @@
+"""Membership pushes: a chat's members and the user added or removed hear of it at once, on every
+socket, as {"type":"membership"}; the other nodes drop their cached members of the chat then too
+(the cross-node half is test_events_cluster.py's)."""
+
+from conftest import register, ws_quiet, ws_wait
+
+
+def membership(ws, chat_id, op, timeout=10):
+    f, _ = ws_wait(ws, lambda f: f.get("type") == "membership" and f.get("chat_id") == chat_id and f.get("op") == op,
+                   timeout, what=f"membership {op}")
+    return f
+
+
+def test_members_hear_of_a_chat_and_of_who_comes_and_goes(server):
+    alice, bob, carol = register(server, "alice"), register(server, "bob"), register(server, "carol")
+    wa, wb, wb2, wc = alice.ws(), bob.ws(), bob.ws(), carol.ws()
+    try:
+        cid = alice.create_chat(members=[bob])["id"]
+        # a new chat: its members hear of it before any message, on every socket; others do not
+        for ws in (wa, wb, wb2):
+            assert membership(ws, cid, "created") == {"type": "membership", "chat_id": cid, "user_id": alice.id,
+                                                       "by": alice.id, "op": "created"}
+        # carol is added by bob: she, alice and bob hear it
+        assert bob.api.put(f"/chats/{cid}/members/{carol.username}").status_code == 204
+        for ws in (wa, wb, wc):
+            f = membership(ws, cid, "added")
+            assert (f["user_id"], f["by"]) == (carol.id, bob.id), f
+        # bob is removed by alice: he hears it on both his sockets (no longer a member), and so do the rest
+        assert alice.api.delete(f"/chats/{cid}/members/{bob.username}").status_code == 204
+        for ws in (wa, wb, wb2, wc):
+            f = membership(ws, cid, "removed")
+            assert (f["user_id"], f["by"]) == (bob.id, alice.id), f
+        # after that, what happens in the chat no longer reaches him
+        assert alice.api.put(f"/chats/{cid}/members/{bob.username}x").status_code == 404  # no such user: no push
+        dave = register(server, "dave")
+        assert alice.api.put(f"/chats/{cid}/members/{dave.username}").status_code == 204
+        membership(wc, cid, "added")
+        ws_quiet(wb, lambda f: f.get("type") == "membership", wait=0.5)
+        ws_quiet(wb2, lambda f: f.get("type") == "membership", wait=0.2)
+    finally:
+        for ws in (wa, wb, wb2, wc):
+            ws.close()

@@ -1,0 +1,46 @@
+// Who is in a chat, live: a chat one is added to shows in the list before
+// any message, the members shown follow who comes and goes, and a member
+// removed sees the chat close and leave the list.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
+import { assertClean, chatItem, createChat, openApp, openChat, register, session, uniq } from './client.mjs';
+
+const env = useNatterAndBrowser();
+
+test('a chat one is added to shows at once; members come and go; one removed sees it go', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
+  const aliceName = uniq('alice'), bobName = uniq('bob'), carolName = uniq('carol'), room = uniq('room');
+  await register(alice, aliceName);
+  await register(bob, bobName);
+  await api(env.natter.base, 'POST', '/users', null, { username: carolName, password: 'correct horse battery' });
+
+  // Alice makes a chat with Bob and writes nothing: it is in Bob's list all the same
+  await createChat(alice, room, [bobName]);
+  await chatItem(bob, room).waitFor();
+  assert.equal(await chatItem(bob, room).locator('.chat-last').textContent(), 'No messages yet');
+  await openChat(bob, room);
+  await bob.locator('#chat-members .member', { hasText: aliceName }).waitFor();
+
+  // Alice adds Carol: Bob's members show her, without a reload
+  const chatId = await chatItem(alice, room).getAttribute('data-chat-id');
+  const { token } = await session(alice);
+  await api(env.natter.base, 'PUT', `/chats/${chatId}/members/${carolName}`, token);
+  await bob.locator('#chat-members .member', { hasText: carolName }).waitFor();
+  await screenshot(bob, 'membership-added');
+
+  // Alice removes Bob: his open chat closes and leaves his list
+  await api(env.natter.base, 'DELETE', `/chats/${chatId}/members/${bobName}`, token);
+  await bob.locator('#chat-view').waitFor({ state: 'hidden' });
+  await bob.locator('#no-chat').waitFor();
+  await chatItem(bob, room).waitFor({ state: 'detached' });
+  assert.equal(await bob.locator('#messages li').count(), 0);
+  // and Alice's members no longer show him
+  await openChat(alice, room);
+  await alice.locator('#chat-members .member', { hasText: carolName }).waitFor();
+  assert.equal(await alice.locator('#chat-members .member', { hasText: bobName }).count(), 0);
+  await screenshot(bob, 'membership-removed');
+  assertClean(alice);
+  assertClean(bob);
+});
