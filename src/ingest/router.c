@@ -46,6 +46,33 @@ int natter_username_valid(const char *name, size_t len)
     return 1;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A path segment percent-decoded (RFC 3986 §2.1: "%61lice" is "alice")
+ * into dst (cap bytes): its length, or -1 when an escape is malformed or
+ * it does not fit. */
+static long decode_segment(const char *seg, size_t len, char *dst, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++, n++) {
+        int hi = 0, lo = 0;
+        if (n == cap)
+            return -1;
+        if (seg[i] != '%') {
+            dst[n] = seg[i];
+            continue;
+        }
+        if (i + 2 >= len || (hi = hex_digit(seg[i + 1])) < 0 || (lo = hex_digit(seg[i + 2])) < 0)
+            return -1;
+        dst[n] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    return (long)n;
+}
+
 /* Splits the next path segment off [*p, end); the path has a leading '/'. */
 static int next_segment(const char **p, const char *end, const char **seg, size_t *len)
 {
@@ -148,10 +175,12 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
         return pick(method, mlen, VERBS({"GET", NATTER_A_EVENTS_LIST}), "GET, HEAD", out);
     if (is(seg, len, "read") && p == end)
         return pick(method, mlen, VERBS({"PUT", NATTER_A_READ}), "PUT", out);
+    char name[sizeof(out->username)];
+    long nlen;
     if (is(seg, len, "members") && next_segment(&p, end, &seg, &len) && p == end &&
-        natter_username_valid(seg, len)) {
-        memcpy(out->username, seg, len);
-        out->username[len] = '\0';
+        (nlen = decode_segment(seg, len, name, sizeof(name) - 1)) >= 0 && natter_username_valid(name, (size_t)nlen)) {
+        memcpy(out->username, name, (size_t)nlen);
+        out->username[nlen] = '\0';
         return pick(method, mlen, VERBS({"PUT", NATTER_A_MEMBER_ADD}, {"DELETE", NATTER_A_MEMBER_REMOVE}),
                     "PUT, DELETE", out);
     }
@@ -234,33 +263,15 @@ int natter_query_get(const char *query, size_t qlen, const char *name, const cha
     return found;
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 int natter_query_value(const char *query, size_t qlen, const char *name, char *buf, size_t cap, const char **val,
                        size_t *len)
 {
     if (!natter_query_get(query, qlen, name, val, len))
         return 0;
-    if (memchr(*val, '%', *len) == NULL)
-        return 1;
-    size_t n = 0;
-    for (size_t i = 0; i < *len; i++, n++) {
-        int hi = 0, lo = 0;
-        if (n == cap)
-            return 1;
-        if ((*val)[i] != '%') {
-            buf[n] = (*val)[i];
-            continue;
-        }
-        if (i + 2 >= *len || (hi = hex_digit((*val)[i + 1])) < 0 || (lo = hex_digit((*val)[i + 2])) < 0)
-            return 1;
-        buf[n] = (char)(hi << 4 | lo);
-        i += 2;
+    long n;
+    if (memchr(*val, '%', *len) != NULL && (n = decode_segment(*val, *len, buf, cap)) >= 0) {
+        *val = buf;
+        *len = (size_t)n;
     }
-    *val = buf;
-    *len = n;
     return 1;
 }

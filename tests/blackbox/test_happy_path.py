@@ -357,6 +357,14 @@ def test_members_add_remove(server):
         r = bob.api.put(f"/chats/{cid}/members/{carol.username}")
         assert r.status_code == 204, r.text
         assert bob.api.put(f"/chats/{cid}/members/{carol.username}").status_code == 204
+        # the name percent-encoded (RFC 3986: the same path), sent as is over http.client
+        conn = http.client.HTTPConnection(server.base.split("//")[1], timeout=10)
+        try:
+            encoded = "".join(f"%{ord(ch):02X}" for ch in carol.username)
+            conn.request("PUT", f"/chats/{cid}/members/{encoded}", headers={"Authorization": f"Bearer {bob.token}"})
+            assert conn.getresponse().status == 204
+        finally:
+            conn.close()
         members = {m["username"] for m in alice.api.get_chat(cid)["members"]}
         assert members == {alice.username, bob.username, carol.username}
         assert any(c["id"] == cid for c in carol.api.chats())

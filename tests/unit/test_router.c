@@ -72,6 +72,10 @@ static void test_every_route(void **state)
         {"PUT", "/chats/1/members/A.b-c_9", NATTER_A_MEMBER_ADD, 1, "A.b-c_9"},
         {"PUT", "/chats/1/members/abcdefghijklmnopqrstuvwxyz012345", NATTER_A_MEMBER_ADD, 1,
          "abcdefghijklmnopqrstuvwxyz012345"}, /* 32 chars: the longest name */
+        {"PUT", "/chats/1/members/%61lice", NATTER_A_MEMBER_ADD, 1, "alice"}, /* percent-encoded: the same name */
+        {"DELETE", "/chats/1/members/%41%2e%5F", NATTER_A_MEMBER_REMOVE, 1, "A._"},
+        {"PUT", "/chats/1/members/abcdefghijklmnopqrstuvwxyz01234%35", NATTER_A_MEMBER_ADD, 1,
+         "abcdefghijklmnopqrstuvwxyz012345"}, /* 32 once decoded */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         natter_route_t r;
@@ -162,6 +166,8 @@ static void test_not_found(void **state)
         /* bad usernames */
         "/chats/1/members/al%20ice", "/chats/1/members/al ice", "/chats/1/members/al+ice",
         "/chats/1/members/al@ice", "/chats/1/members/abcdefghijklmnopqrstuvwxyz0123456", /* 33 chars */
+        "/chats/1/members/%", "/chats/1/members/a%4", "/chats/1/members/a%zz", "/chats/1/members/%2e", /* "." */
+        "/chats/1/members/al%40ice", "/chats/1/members/abcdefghijklmnopqrstuvwxyz012345%36", /* 33 decoded */
         "/chats/1/members/\xC3\xA9",
     };
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
