@@ -42,8 +42,10 @@ typedef struct natter_log_ops {
     const char *name;
     int (*open)(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen);
     void (*close)(natter_log_t *log);
-    /* Assigns msg->id and msg->created_at_ms (ids increase in log order
-     * within a chat), then makes the message durable asynchronously.
+    /* Assigns msg->id and msg->created_at_ms (the ids one node issues
+     * increase in log order within a chat; across nodes they follow each
+     * node's clock, raised past the newest id its fan-out read), then makes
+     * the message durable asynchronously.
      * NATTER_EUNAVAIL when the log is full, unreachable or closed. */
     int (*append)(natter_log_t *log, natter_msg_t *msg);
     /* Blocks up to timeout_ms for the first message, then lets the batch fill

@@ -1060,14 +1060,30 @@ static void fanout_handed_on(log_kafka_t *k)
     pthread_mutex_unlock(&k->fanout_lock);
 }
 
+/* This node's ids go past the newest any node's record brought (history is
+ * in id order, pushes in the log's): a reply made here after a message from
+ * a node whose clock is ahead gets a larger id. Not past one more than
+ * IDS_FOLLOW_AHEAD_MS ahead of this clock: a node whose clock is far off
+ * does not drag every other's ids, and created_at with them. */
+#define IDS_FOLLOW_AHEAD_MS 10000
+
+static void ids_follow(log_kafka_t *k, uint64_t newest)
+{
+    if (newest != 0 && natter_id_time_ms(newest) - natter_now_ms() <= IDS_FOLLOW_AHEAD_MS)
+        natter_idgen_start_after(&k->ids, newest);
+}
+
 static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)
 {
     log_kafka_t *k = (log_kafka_t *)log;
+    uint64_t newest = 0;
     if (atomic_load(&k->closed))
         return 0;
     fanout_handed_on(k);
     size_t n = poll_batch(k, k->fanout, head, max, timeout_ms, 0);
     for (natter_msg_t *m = *head; n > 0 && m != NULL; m = m->next) {
+        if (m->id > newest)
+            newest = m->id;
         m->replayed = 0;
         if (m->partition < 0 || m->partition >= k->partitions)
             continue;
@@ -1076,6 +1092,7 @@ static size_t kafka_fanout_poll(natter_log_t *log, natter_msg_t **head, size_t m
             k->fanout_given[m->partition] = m->offset + 1;
         k->fanout_given_new = 1;
     }
+    ids_follow(k, newest); /* before the batch is pushed: a reply to it comes after */
     return n;
 }
 

@@ -145,6 +145,50 @@ def test_a_producer_failed_for_good_stops_the_node(tmp_path_factory):
         srv.check_stop()
 
 
+def test_a_conversation_across_nodes_keeps_id_order_with_their_clocks_apart(tmp_path_factory):
+    """Node 2's wall clock runs 3 s behind node 1's (an LD_PRELOAD shim). Alice on node 1 and Bob on
+    node 2 take turns, each answering what they were pushed: every reply gets a larger id than the
+    message it answers, so history (in id order) shows the conversation in the order it was pushed.
+    Node 2's ids go past the newest its fan-out read; they followed its own clock, 3 s behind."""
+    so = tmp_path_factory.mktemp("shim") / "clockshift.so"
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O1", "-o", str(so),
+                    os.path.join(REPO, "tests", "blackbox", "shim", "clockshift.c"), "-ldl"], check=True)
+    offset = so.parent / "clock-offset"
+    offset.write_text("-3")
+    asan = os.environ.get("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+    a = Server(tmp_path_factory.mktemp("node1"), args=["--node-id", "1"], name="node1")
+    b = Server(tmp_path_factory.mktemp("node2"), args=["--node-id", "2"], name="node2", log_id=a.log_id,
+               env={"LD_PRELOAD": str(so), "NATTER_TEST_CLOCK_FILE": str(offset),
+                    "ASAN_OPTIONS": asan + ":verify_asan_link_order=0"})
+    b.data_dir = a.data_dir
+    a.start()
+    b.start()
+    try:
+        alice, bob = register(a, "alice"), register(a, "bob")
+        cid = alice.create_chat(members=[bob])["id"]
+        bob_2 = user_on(b, bob)
+        wa, wb = WsReader(alice.ws(timeout=10)), WsReader(bob_2.ws(timeout=10))
+        wa.start()
+        wb.start()
+        try:
+            said = []
+            for turn in range(6):
+                speaker, reader = (alice, wb) if turn % 2 == 0 else (bob_2, wa)
+                said.append(speaker.api.post_message(cid, f"turn {turn}")["id"])
+                assert reader.wait_count(1, timeout=15, pred=lambda m, i=said[-1]: m["id"] == i), turn
+            assert [int(i) for i in said] == sorted(int(i) for i in said), said
+            wait_drained(a.base)
+            assert [m["id"] for m in alice.api.all_history(cid)] == said
+        finally:
+            for r in (wa, wb):
+                r.stop()
+                r.ws.close()
+    finally:
+        problems = a.stop() + b.stop()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
 @pytest.mark.skipif(not ENGINE_NAME, reason="needs NATTER_TEST_KAFKA_ENGINE to restart the broker")
 def test_broker_restart_under_load(server_factory):
     timeout_ms = 3000
