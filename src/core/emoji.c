@@ -53,34 +53,12 @@ int natter_emoji_valid(const char *str, size_t len)
     return shows;
 }
 
-static int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int natter_emoji_from_path(const char *seg, size_t len, char *out, size_t *outlen)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)seg[i];
-        if (c == '%') {
-            int hi = i + 2 < len ? hex(seg[i + 1]) : -1, lo = hi >= 0 ? hex(seg[i + 2]) : -1;
-            if (lo < 0)
-                return -1;
-            c = hi << 4 | lo;
-            i += 2;
-        }
-        if (n == NATTER_EMOJI_MAX_BYTES)
-            return -1;
-        out[n++] = (char)c;
-    }
+    long n = natter_percent_decode(seg, len, out, NATTER_EMOJI_MAX_BYTES);
+    if (n < 0)
+        return -1;
     out[n] = '\0';
-    *outlen = n;
-    return natter_emoji_valid(out, n) ? 0 : -1;
+    *outlen = (size_t)n;
+    return natter_emoji_valid(out, (size_t)n) ? 0 : -1;
 }

@@ -168,6 +168,30 @@ int natter_parse_u64(const char *s, size_t len, uint64_t *out)
     return NATTER_OK;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+long natter_percent_decode(const char *src, size_t len, char *dst, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++, n++) {
+        int hi = 0, lo = 0;
+        if (n == cap)
+            return -1;
+        if (src[i] != '%') {
+            dst[n] = src[i];
+            continue;
+        }
+        if (i + 2 >= len || (hi = hex_digit(src[i + 1])) < 0 || (lo = hex_digit(src[i + 2])) < 0)
+            return -1;
+        dst[n] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    return (long)n;
+}
+
 size_t natter_utf8_count(const char *s, size_t len)
 {
     size_t n = 0;

@@ -38,6 +38,11 @@ void natter_format_time(char *dst, int64_t ms);
  * Rejects empty input, signs, leading '+', overflow and trailing bytes. */
 int natter_parse_u64(const char *s, size_t len, uint64_t *out);
 
+/* [src, src+len) percent-decoded (RFC 3986 §2.1: "%61" is "a", either case
+ * of hex digits) into dst, at most cap bytes, not NUL-terminated: the
+ * length, or -1 when an escape is malformed or the result does not fit. */
+long natter_percent_decode(const char *src, size_t len, char *dst, size_t cap);
+
 /* Mixes the bits of x (murmur3's finalizer): sequential or time-ordered ids
  * spread evenly over hash slots and shards. */
 static inline uint64_t natter_mix64(uint64_t x)

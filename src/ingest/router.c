@@ -46,33 +46,6 @@ int natter_username_valid(const char *name, size_t len)
     return 1;
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* A path segment percent-decoded (RFC 3986 §2.1: "%61lice" is "alice")
- * into dst (cap bytes): its length, or -1 when an escape is malformed or
- * it does not fit. */
-static long decode_segment(const char *seg, size_t len, char *dst, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++, n++) {
-        int hi = 0, lo = 0;
-        if (n == cap)
-            return -1;
-        if (seg[i] != '%') {
-            dst[n] = seg[i];
-            continue;
-        }
-        if (i + 2 >= len || (hi = hex_digit(seg[i + 1])) < 0 || (lo = hex_digit(seg[i + 2])) < 0)
-            return -1;
-        dst[n] = (char)(hi << 4 | lo);
-        i += 2;
-    }
-    return (long)n;
-}
-
 /* Splits the next path segment off [*p, end); the path has a leading '/'. */
 static int next_segment(const char **p, const char *end, const char **seg, size_t *len)
 {
@@ -178,7 +151,7 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
     char name[sizeof(out->username)];
     long nlen;
     if (is(seg, len, "members") && next_segment(&p, end, &seg, &len) && p == end &&
-        (nlen = decode_segment(seg, len, name, sizeof(name) - 1)) >= 0 && natter_username_valid(name, (size_t)nlen)) {
+        (nlen = natter_percent_decode(seg, len, name, sizeof(name) - 1)) >= 0 && natter_username_valid(name, (size_t)nlen)) {
         memcpy(out->username, name, (size_t)nlen);
         out->username[nlen] = '\0';
         return pick(method, mlen, VERBS({"PUT", NATTER_A_MEMBER_ADD}, {"DELETE", NATTER_A_MEMBER_REMOVE}),
@@ -269,7 +242,7 @@ int natter_query_value(const char *query, size_t qlen, const char *name, char *b
     if (!natter_query_get(query, qlen, name, val, len))
         return 0;
     long n;
-    if (memchr(*val, '%', *len) != NULL && (n = decode_segment(*val, *len, buf, cap)) >= 0) {
+    if (memchr(*val, '%', *len) != NULL && (n = natter_percent_decode(*val, *len, buf, cap)) >= 0) {
         *val = buf;
         *len = (size_t)n;
     }
