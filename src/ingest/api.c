@@ -648,13 +648,8 @@ int natter_api_unstored_message(natter_api_job_t *job, uint64_t message_id, int 
         return NATTER_ENOTFOUND;
     natter_vec_init(&found, sizeof(natter_msg_t *));
     natter_api_unstored(job, NATTER_TAIL_MESSAGES, message_id - 1, message_id + 1, wait, &found);
-    for (size_t i = 0; i < found.len; i++) {
-        natter_msg_t *m = *NATTER_VEC_AT(&found, natter_msg_t *, i);
-        if (*out == NULL && m->id == message_id)
-            *out = m;
-        else
-            free(m);
-    }
+    if (found.len > 0) /* the bounds leave message_id only, and the tail gives an id once */
+        *out = *NATTER_VEC_AT(&found, natter_msg_t *, 0);
     natter_vec_free(&found);
     return *out != NULL ? NATTER_OK : NATTER_ENOTFOUND;
 }

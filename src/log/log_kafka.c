@@ -201,20 +201,16 @@ static void on_producer_error(rd_kafka_t *rk, int err, const char *reason, void 
     }
 }
 
-/* 1 and, when why is not NULL, the reason. */
-static int producer_failed(log_kafka_t *k, char *why, size_t len)
+/* The LOG interface's failed; why may be NULL. */
+static int kafka_failed(natter_log_t *log, char *why, size_t len)
 {
+    log_kafka_t *k = (log_kafka_t *)log;
     pthread_mutex_lock(&k->status_lock);
     int failed = k->producer_failed_why[0] != '\0';
     if (failed && why != NULL)
         snprintf(why, len, "%s", k->producer_failed_why);
     pthread_mutex_unlock(&k->status_lock);
     return failed;
-}
-
-static int kafka_failed(natter_log_t *log, char *why, size_t len)
-{
-    return producer_failed((log_kafka_t *)log, why, len);
 }
 
 /* How long a record waits for others to share its produce request
@@ -1202,7 +1198,7 @@ static int kafka_consumer_status(natter_log_t *log, char *why, size_t len)
 static int kafka_ping(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
-    if (producer_failed(k, NULL, 0))
+    if (kafka_failed(log, NULL, 0))
         return NATTER_EUNAVAIL;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t rerr = rd_kafka_metadata(k->producer, 0, NULL, &md, 1000);
