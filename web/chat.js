@@ -9,8 +9,10 @@
 // catch-up page, a push and the answer to one's own post) is shown once.
 // The chat's events (edits, deletes, reactions) are applied once each: the
 // last event id applied is kept, pushes carry theirs, and a reconnection
-// asks for the events after it. Reactions are kept as sets of users, so an
-// add or a remove seen twice changes nothing.
+// asks for the messages and events from a margin before the newest seen.
+// Reactions are kept as sets of users, so an add or a remove seen twice
+// changes nothing, and an older event of a user's emoji than one applied
+// changes nothing either.
 import { api, idBefore, idCompare } from './api.js';
 
 const PAGE = 50;
@@ -556,6 +558,17 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     await applyFeed(id, since);
   }
 
+  // An empty screen under the title: no messages, members or typists.
+  function show(name) {
+    for (const t of typers.values()) clearTimeout(t);
+    typers = new Map();
+    observer.disconnect();
+    list.replaceChildren();
+    title.textContent = name;
+    members.textContent = '';
+    typing.textContent = '';
+  }
+
   return {
     get openId() {
       return chat ? chat.id : null;
@@ -565,6 +578,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     atBottom: nearBottom,
 
     open(summary) {
+      show(summary.name);
       chat = { id: summary.id, name: summary.name };
       byId = new Map();
       states = new Map();
@@ -572,18 +586,11 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       people = new Map();
       asked = new Set();
       visible = new Set();
-      for (const t of typers.values()) clearTimeout(t);
-      typers = new Map();
       oldest = readSent = caughtUp = null;
       lastEvent = '0';
       applied = new Set();
       reactionNewest = new Map();
       hasOlder = false;
-      observer.disconnect();
-      list.replaceChildren();
-      title.textContent = summary.name;
-      members.textContent = '';
-      typing.textContent = '';
       ready = load(chat.id);
       return ready;
     },
@@ -591,13 +598,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     // Nothing open (one was removed from the chat that was).
     close() {
       chat = null;
-      observer.disconnect();
-      list.replaceChildren();
-      for (const t of typers.values()) clearTimeout(t);
-      typers = new Map();
-      title.textContent = '';
-      members.textContent = '';
-      typing.textContent = '';
+      show('');
     },
 
     // A pushed message of any chat; true when it is this one's.
