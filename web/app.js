@@ -144,7 +144,7 @@ function start(session) {
     },
     onOpen: () => {
       refreshList();
-      view.catchUp().catch(() => {}); // a failed catch-up is retried on the next reconnection
+      view.catchUp(); // tried again by the view until it gets through
     },
     onMessage: (m) => {
       const atBottom = view.atBottom(); // scrolled up, a new message is not on screen: it stays unread

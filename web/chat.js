@@ -23,6 +23,8 @@ const TYPING_SHOW_MS = 3500; // an indicator not renewed by then goes
 const APPLIED_KEPT = 1000;
 const REACTIONS_KEPT = 10000; // (message, user, emoji) whose newest reaction event is remembered
 const CATCH_UP_MARGIN_MS = 60000; // far past a post's way to the log (--kafka-timeout) and nodes' clock skew
+const CATCH_UP_RETRY_MS = 1000; // a failed catch-up is tried again after this, doubling
+const CATCH_UP_RETRY_MAX_MS = 30000;
 export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
 export function createChatView({ list, title, members, typing, me, onRead, send }) {
@@ -31,13 +33,20 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   let asked = new Set(); // senders not among the members when the list was last fetched
   let byId = new Map(); // message id -> <li>
   let states = new Map(); // message id -> {m, reactions: Map(emoji -> {count, users: Set}), editing}
-  let pending = new Map(); // client_id -> <li>
-  const unsent = new Map(); // chat id -> [{m, err}]: posts that failed after their chat was left, shown when it opens
+  let pending = new Map(); // client_id -> <li>: the open chat's posts on screen not confirmed yet
+  // client_id -> {m, err}: every post of any chat not confirmed yet (err: its
+  // last failure, null while it is on its way), so that one still sending or
+  // failed is shown again, to retry, when its chat opens again
+  const outbox = new Map();
   let oldest = null, hasOlder = false, loadingOlder = false;
   // The newest message the chat's own order brought (history or a push),
   // where a catch-up starts. Not one's own post answered over HTTP: while the
   // socket was down, others may have posted before it.
   let caughtUp = null;
+  // A reconnection's catch-up has not got through yet: pushes since then do not
+  // follow on from caughtUp and lastEvent, so they move neither.
+  let behind = false;
+  let catchUps = 0; // catch-ups begun: a newer one (or another chat opened) ends an older one's retries
   let visible = new Set(); // ids of the confirmed items on screen
   let readSent = null, readTimer = null;
   let lastEvent = '0'; // the newest of the chat's events applied here: where a catch-up starts
@@ -245,12 +254,13 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
 
   // Adds one message of this chat unless it is already shown; a message of
   // one's own that is still pending (same client_id) becomes it. fromFeed:
-  // it came in the chat's order (history or a push), see caughtUp.
+  // it came in the chat's order (history, or a push while not behind), see caughtUp.
   function add(m, fromFeed = true) {
     if (fromFeed && (caughtUp === null || idCompare(m.id, caughtUp) > 0)) caughtUp = m.id;
     if (byId.has(m.id)) return false;
     let li = m.client_id ? pending.get(m.client_id) : undefined;
     if (li) pending.delete(m.client_id);
+    if (m.client_id && m.sender_id === me.id) outbox.delete(m.client_id); // it got through
     else li = document.createElement('li');
     li.dataset.id = m.id;
     states.set(m.id, { m, reactions: reactionsOf(m), editing: null });
@@ -262,9 +272,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     return true;
   }
 
-  function addAll(messages) {
+  function addAll(messages, fromFeed = true) {
     const stick = nearBottom();
-    const added = messages.filter((m) => add(m)).length;
+    const added = messages.filter((m) => add(m, fromFeed)).length;
     if (added > 0) renderSeen();
     if (added > 0 && stick) list.scrollTop = list.scrollHeight;
   }
@@ -312,37 +322,43 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     }
   }
 
-  async function post(li, m) {
-    li.querySelector('.retry')?.remove();
-    render(li, m, true);
+  // Sends a post and shows how it went on whatever item shows it when the
+  // answer comes: its chat may have been left and opened again meanwhile.
+  async function post(m) {
+    outbox.set(m.client_id, { m, err: null });
+    const shown = pending.get(m.client_id);
+    if (shown) {
+      shown.querySelector('.retry')?.remove();
+      shown.classList.remove('failed');
+      render(shown, m, true);
+    }
     try {
       const ack = await api('POST', `/chats/${m.chat_id}/messages`, { content: m.content, client_id: m.client_id });
-      if (pending.get(m.client_id) === li && add({ ...m, id: ack.id, created_at: ack.created_at }, false)) renderSeen();
+      outbox.delete(m.client_id);
+      if (pending.has(m.client_id) && add({ ...m, id: ack.id, created_at: ack.created_at }, false)) renderSeen();
     } catch (err) {
-      if (pending.get(m.client_id) === li) notSent(li, m, err);
-      else if (!chat || chat.id !== m.chat_id) { // left meanwhile: kept for when the chat opens again
-        if (!unsent.has(m.chat_id)) unsent.set(m.chat_id, []);
-        unsent.get(m.chat_id).push({ m, err });
-      }
+      if (!outbox.has(m.client_id)) return; // confirmed meanwhile (pushed, or in a page)
+      outbox.get(m.client_id).err = err;
+      const li = pending.get(m.client_id);
+      if (li) notSent(li, m, err);
     }
   }
 
   function notSent(li, m, err) {
     li.classList.add('failed');
-    li.append(button(`Not sent (${err.message}). Retry`, () => post(li, m), 'retry'));
+    li.append(button(`Not sent (${err.message}). Retry`, () => post(m), 'retry'));
   }
 
-  // The chat's posts that failed while it was not open, at the end, to retry.
-  function showUnsent(id, page) {
-    for (const { m, err } of unsent.get(id) ?? []) {
-      if (page.some((x) => x.client_id === m.client_id)) continue; // it got through after all
+  // The chat's posts not confirmed yet, after its messages: still sending, or failed, to retry.
+  function showOutbox(id) {
+    for (const { m, err } of outbox.values()) {
+      if (m.chat_id !== id || pending.has(m.client_id)) continue;
       const li = document.createElement('li');
       pending.set(m.client_id, li);
       list.append(li);
       render(li, m, true);
-      notSent(li, m, err);
+      if (err) notSent(li, m, err);
     }
-    unsent.delete(id);
   }
 
   // ---------------------------------------------------------------- edit, delete, react
@@ -456,9 +472,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   // One about a message not shown is not kept as applied: history brings
   // the message's state when it is shown, and while the chat loads, a page
   // read before the event is put right by the feed after it (load).
-  function applyEvent(eventId, messageId, apply) {
+  function applyEvent(eventId, messageId, apply, inOrder = true) {
     if (applied.has(eventId)) return;
-    if (idCompare(eventId, lastEvent) > 0) lastEvent = eventId;
+    if (inOrder && idCompare(eventId, lastEvent) > 0) lastEvent = eventId;
     const st = states.get(messageId);
     if (!st) return;
     applied.add(eventId);
@@ -489,17 +505,17 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       if (f.message.chat_id !== chat.id) return false;
       applyEvent(f.event_id, f.message.id, (st) => {
         if (!st.m.deleted) st.m = { ...f.message };
-      });
+      }, !behind);
       return true;
     case 'message_deleted':
       if (f.chat_id !== chat.id) return false;
-      applyEvent(f.event_id, f.id, markDeleted);
+      applyEvent(f.event_id, f.id, markDeleted, !behind);
       return true;
     case 'reaction':
       if (f.chat_id !== chat.id) return false;
       applyEvent(f.event_id, f.message_id, (st) => {
         if (!st.m.deleted) applyReaction(st, f.event_id, f.user_id, f.emoji, f.op === 'add'); // Kafka: may cross its delete
-      });
+      }, !behind);
       return true;
     case 'typing':
       if (f.chat_id !== chat.id || f.user_id === me.id) return false;
@@ -548,7 +564,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     const since = newestEvent.events.length > 0 ? newestEvent.events[0].id : '0';
     if (idCompare(since, lastEvent) > 0) lastEvent = since;
     page.messages.forEach((m) => add(m));
-    showUnsent(id, page.messages);
+    showOutbox(id);
     hasOlder = page.has_more;
     renderSeen();
     list.scrollTop = list.scrollHeight;
@@ -556,6 +572,22 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     // events pushed while the page was on its way found none of its messages
     // shown: the feed since the load began brings them to what is shown now
     await applyFeed(id, since);
+  }
+
+  async function catchUpFrom(id, run) {
+    const current = () => run === catchUps && chat && chat.id === id;
+    await ready.catch(() => {});
+    if (!current()) return;
+    if (caughtUp === null) return (ready = load(id)); // nothing from the chat's order yet: the newest page
+    for (let more = true, after = idBefore(caughtUp, CATCH_UP_MARGIN_MS); more;) {
+      const page = await api('GET', `/chats/${id}/messages?after=${after}&limit=200`);
+      if (!current()) return;
+      addAll(page.messages);
+      more = page.has_more && page.messages.length > 0;
+      if (more) after = page.messages[page.messages.length - 1].id;
+    }
+    await applyFeed(id, idBefore(lastEvent, CATCH_UP_MARGIN_MS));
+    await loadMembers(id); // presence and read markers may have moved meanwhile
   }
 
   // An empty screen under the title: no messages, members or typists.
@@ -588,6 +620,8 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       visible = new Set();
       oldest = readSent = caughtUp = null;
       lastEvent = '0';
+      behind = false;
+      catchUps++;
       applied = new Set();
       reactionNewest = new Map();
       hasOlder = false;
@@ -605,7 +639,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     onMessage(m) {
       if (!chat || m.chat_id !== chat.id) return false;
       if (typers.delete(m.sender_id)) renderTyping(); // they were typing this
-      addAll([m]);
+      addAll([m], !behind);
       return true;
     },
 
@@ -616,21 +650,22 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     // event seen, asked from CATCH_UP_MARGIN_MS before them (repeats are dropped
     // by id): a chat's pushes come in the log's order, which another node's post
     // or a retried one can reach under an id older than one already shown.
+    // Until it gets through, pushes do not move where it starts, and it is
+    // tried again (with backoff) until it does, or another one or chat takes over.
     async catchUp() {
       if (!chat) return;
-      const id = chat.id;
-      await ready.catch(() => {});
-      if (!chat || chat.id !== id) return;
-      if (caughtUp === null) return (ready = load(id)); // nothing from the chat's order yet: the newest page
-      for (let more = true, after = idBefore(caughtUp, CATCH_UP_MARGIN_MS); more && chat && chat.id === id;) {
-        const page = await api('GET', `/chats/${id}/messages?after=${after}&limit=200`);
-        if (!chat || chat.id !== id) return;
-        addAll(page.messages);
-        more = page.has_more && page.messages.length > 0;
-        if (more) after = page.messages[page.messages.length - 1].id;
+      const id = chat.id, run = ++catchUps;
+      behind = true;
+      for (let delay = CATCH_UP_RETRY_MS; ; delay = Math.min(2 * delay, CATCH_UP_RETRY_MAX_MS)) {
+        try {
+          await catchUpFrom(id, run);
+          if (run === catchUps) behind = false;
+          return;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          if (run !== catchUps || !chat || chat.id !== id) return;
+        }
       }
-      await applyFeed(id, idBefore(lastEvent, CATCH_UP_MARGIN_MS));
-      await loadMembers(id); // presence and read markers may have moved meanwhile
     },
 
     send(content) {
@@ -639,7 +674,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
       pending.set(m.client_id, li);
       list.append(li);
       list.scrollTop = list.scrollHeight;
-      post(li, m);
+      post(m);
     },
 
     // The composer changed: tell the others, at most every 2 s.

@@ -6,6 +6,7 @@ export function createChatList({ element, me, onSelect }) {
   let chats = [];
   let openId = null;
   let refreshing = 0; // GET /chats requests in flight
+  let asked = 0, shown = 0; // GET /chats requests made, and the newest one whose answer is shown
   let during = [];    // messages pushed meanwhile: a snapshot read before them must not lose them
 
   // A pushed message into the list; false when its chat is not in it.
@@ -60,17 +61,36 @@ export function createChatList({ element, me, onSelect }) {
     return li;
   }
 
-  return {
-    async refresh() {
-      refreshing++;
-      try {
-        chats = (await api('GET', '/chats')).chats;
-        for (const [msg, seen] of during) take(msg, seen);
-      } finally {
-        if (--refreshing === 0) during = [];
-      }
+  // An answer older than one shown is dropped: it may predate a read.
+  async function refresh() {
+    const mine = ++asked;
+    refreshing++;
+    try {
+      const answer = (await api('GET', '/chats')).chats;
+      if (mine < shown) return;
+      shown = mine;
+      chats = answer;
+      for (const [msg, seen] of during) take(msg, seen);
+    } finally {
+      if (--refreshing === 0) during = [];
+    }
+    render();
+  }
+
+  // One's own read marker moved (here, or in another tab or device).
+  function onRead(f) {
+    const c = chats.find((x) => x.id === f.chat_id);
+    if (!c || c.unread === 0) return;
+    if (c.last_message && idCompare(f.message_id, c.last_message.id) >= 0) {
+      c.unread = 0;
       render();
-    },
+    } else {
+      refresh().catch(() => {}); // read part of it: the server counts the rest
+    }
+  }
+
+  return {
+    refresh,
 
     // A pushed message; returns false when its chat is not in the list yet.
     onMessage(msg, seen) {
@@ -80,8 +100,10 @@ export function createChatList({ element, me, onSelect }) {
       return true;
     },
 
-    // A pushed edit or delete: the list shows the last message as it is now.
+    // A pushed edit or delete: the list shows the last message as it is now;
+    // one's own read receipt: the chat's unread count follows.
     onFrame(f) {
+      if (f.type === 'read') return void (f.user_id === me.id && onRead(f));
       const id = f.type === 'message_edited' ? f.message.id : f.type === 'message_deleted' ? f.id : null;
       const c = id && chats.find((x) => x.last_message && x.last_message.id === id);
       if (!c || (f.type === 'message_edited' && c.last_message.deleted)) return; // an edit that crossed its delete

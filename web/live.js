@@ -8,6 +8,9 @@
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
+// A socket closed before it was open this long (a server shedding load closes
+// with 1013 right after the upgrade) does not start the backoff over.
+const STEADY_MS = 10000;
 
 export function connectLive({ ticket, onMessage, onFrame, onOpen, onStatus, onRefused }) {
   let ws = null;
@@ -27,11 +30,10 @@ export function connectLive({ ticket, onMessage, onFrame, onOpen, onStatus, onRe
     }
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const sock = new WebSocket(`${scheme}//${location.host}/ws?ticket=${encodeURIComponent(t)}`);
-    let opened = false;
+    let opened = 0; // when it opened
     ws = sock;
     sock.onopen = () => {
-      opened = true;
-      attempt = 0;
+      opened = Date.now();
       onStatus('online');
       onOpen();
     };
@@ -49,6 +51,7 @@ export function connectLive({ ticket, onMessage, onFrame, onOpen, onStatus, onRe
       ws = null;
       // refused (perhaps the token expired), or 4001: the session ended (a logout elsewhere); let the owner check
       if (!opened || ev.code === 4001) onRefused();
+      if (opened && Date.now() - opened >= STEADY_MS) attempt = 0;
       schedule();
     };
   }

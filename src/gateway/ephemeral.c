@@ -298,9 +298,9 @@ int natter_ephemeral_online(natter_app_t *app, uint64_t user)
 
 /* ------------------------------------------------------------ thread */
 
-/* The chat's members but skip (0: none), pushed frame; nothing when the
- * chat's members cannot be had or skip is not one of them. */
-static void push_to_chat(natter_ephemeral_t *e, uint64_t chat, uint64_t skip, natter_frame_t *frame)
+/* The chat's members, pushed frame: from's own sockets too when to_from;
+ * nothing when the chat's members cannot be had or from is not one of them. */
+static void push_to_chat(natter_ephemeral_t *e, uint64_t chat, uint64_t from, int to_from, natter_frame_t *frame)
 {
     natter_app_t *app = e->app;
     natter_vec_t ids;
@@ -308,9 +308,9 @@ static void push_to_chat(natter_ephemeral_t *e, uint64_t chat, uint64_t skip, na
     int member = 0;
     if (natter_members_cache_get(&app->members, chat, &ids) == NATTER_OK)
         for (size_t i = 0; i < ids.len && !member; i++)
-            member = *NATTER_VEC_AT(&ids, uint64_t, i) == skip;
+            member = *NATTER_VEC_AT(&ids, uint64_t, i) == from;
     if (member)
-        natter_fanout_dispatch(app, natter_fanout_one(app, frame, ids.items, ids.len, skip));
+        natter_fanout_dispatch(app, natter_fanout_one(app, frame, ids.items, ids.len, to_from ? 0 : from));
     else
         natter_frame_unref(frame);
     natter_vec_free(&ids);
@@ -410,12 +410,12 @@ static void on_record(natter_ephemeral_t *e, const natter_msg_t *m, int64_t now)
     switch (m->kind) {
     case NATTER_EV_TYPING:
         if (natter_throttle_pass(&e->typing, m->sender_id, m->chat_id, now))
-            push_to_chat(e, m->chat_id, m->sender_id, typing_frame(m->chat_id, m->sender_id));
+            push_to_chat(e, m->chat_id, m->sender_id, 0, typing_frame(m->chat_id, m->sender_id));
         else
             natter_count(&natter_m()->typing_dropped, 1);
         break;
-    case NATTER_EV_READ:
-        push_to_chat(e, m->chat_id, m->sender_id, read_frame(m->chat_id, m->sender_id, m->target_id));
+    case NATTER_EV_READ: /* the reader's other tabs and devices too: their unread counts follow */
+        push_to_chat(e, m->chat_id, m->sender_id, 1, read_frame(m->chat_id, m->sender_id, m->target_id));
         break;
     case NATTER_EV_PRESENCE_UP:
     case NATTER_EV_PRESENCE_DOWN:

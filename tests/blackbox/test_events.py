@@ -398,12 +398,14 @@ def test_read_receipts(trio):
     alice, bob, carol, cid = trio
     m1 = alice.api.post_message(cid, "one")
     m2 = alice.api.post_message(cid, "two")
-    wa, wb = alice.ws(), bob.ws()
+    wa, wb, wc = alice.ws(), bob.ws(), carol.ws()
     try:
         assert bob.api.put(f"/chats/{cid}/read", {"message_id": m2["id"]}).status_code == 204
         f = ws_event(wa, "read")
         assert f == {"type": "read", "chat_id": cid, "user_id": bob.id, "message_id": m2["id"]}
-        ws_quiet(wb, lambda f: f.get("type") == "read", wait=0.5)  # not back to the reader
+        # the reader's own sockets too: another tab's unread count follows
+        assert ws_event(wb, "read") == f
+        ws_quiet(wc, lambda f: f.get("type") == "read", wait=0.5)  # not to who is not a member
         members = {m["id"]: m for m in alice.api.get_chat(cid)["members"]}
         assert members[bob.id]["last_read_id"] == m2["id"]
         assert members[alice.id]["last_read_id"] is None
@@ -414,6 +416,7 @@ def test_read_receipts(trio):
     finally:
         wa.close()
         wb.close()
+        wc.close()
 
 
 def test_ws_frames_in_order_with_messages(trio):

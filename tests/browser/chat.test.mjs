@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
-import { assertClean, createChat, openApp, openChat, PASSWORD, register, send, session, shown, uniq, unread,
+import { assertClean, chatItem, createChat, openApp, openChat, PASSWORD, register, send, session, shown, uniq, unread,
   waitOnline, waitShown } from './client.mjs';
 
 const env = useNatterAndBrowser();
@@ -158,5 +158,55 @@ test('a message whose post fails after its chat was left is shown there, to retr
   await unsent.waitFor();
   await unsent.getByRole('button', { name: /Retry/ }).click();
   await alice.locator('#messages li[data-id]', { hasText: 'lost in transit' }).waitFor();
+  assertClean(alice);
+});
+
+const isPost = (route) => route.request().method() === 'POST';
+const unavailable = (route) => route.fulfill({ status: 503, contentType: 'application/json',
+  body: '{"error":{"code":"unavailable","message":"try again"}}' });
+
+test('a post shown as not sent is still there to retry after another chat was opened and this one again', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  await register(alice, uniq('alice'));
+  const room = uniq('room'), other = uniq('other');
+  await createChat(alice, other, []);
+  await createChat(alice, room, []);
+  const failing = (route) => (isPost(route) ? unavailable(route) : route.continue());
+  await alice.route(/\/chats\/\d+\/messages$/, failing);
+  await send(alice, 'my long careful answer');
+  await alice.locator('#messages li.failed', { hasText: 'my long careful answer' }).waitFor();
+  await alice.unroute(/\/chats\/\d+\/messages$/, failing);
+  await openChat(alice, other);
+  await openChat(alice, room);
+  const unsent = alice.locator('#messages li.failed', { hasText: 'my long careful answer' });
+  await unsent.waitFor();
+  await unsent.getByRole('button', { name: /Retry/ }).click();
+  await alice.locator('#messages li[data-id]', { hasText: 'my long careful answer' }).waitFor();
+  assertClean(alice);
+});
+
+test('a post on its way when its open chat is picked again, and then failing, is shown to retry', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  await register(alice, uniq('alice'));
+  const room = uniq('room');
+  await createChat(alice, room, []);
+  let answered;
+  const done = new Promise((resolve) => (answered = resolve));
+  const slowFailure = async (route) => {
+    if (!isPost(route)) return route.continue();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await unavailable(route);
+    answered();
+  };
+  await alice.route(/\/chats\/\d+\/messages$/, slowFailure);
+  await send(alice, 'words on their way');
+  await alice.locator('#messages li.pending', { hasText: 'words on their way' }).waitFor();
+  await chatItem(alice, room).click(); // the open chat, again: its screen is built anew
+  await done;
+  await alice.unroute(/\/chats\/\d+\/messages$/, slowFailure);
+  const unsent = alice.locator('#messages li.failed', { hasText: 'words on their way' });
+  await unsent.waitFor();
+  await unsent.getByRole('button', { name: /Retry/ }).click();
+  await alice.locator('#messages li[data-id]', { hasText: 'words on their way' }).waitFor();
   assertClean(alice);
 });

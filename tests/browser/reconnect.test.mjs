@@ -149,3 +149,50 @@ test('a reaction taken back while its message was out of view is not brought bac
     await cut.close();
   }
 });
+
+test('a catch-up that fails is tried again while the socket stays up, from where the last one got to', async () => {
+  const { natter, browser } = env;
+  const cut = await startProxy(natter.port);
+  try {
+    const alice = await openApp(await browser.newContext(), natter.base);
+    const bob = await openApp(await browser.newContext(), `http://127.0.0.1:${cut.port}`);
+    const { chatId } = await meetInChat(alice, bob, 'one');
+    const { token } = await session(alice);
+    cut.setDown(true);
+    await bob.waitForSelector('#status[data-state="offline"]');
+    for (const text of ['two', 'three']) await send(alice, text);
+    await waitShown(alice, 3);
+    // the first catch-up after the reconnection is refused; a push comes before it is tried again
+    let refused = 0;
+    const refuseOnce = (route) => (refused++ === 0
+      ? route.fulfill({ status: 503, contentType: 'application/json',
+        body: '{"error":{"code":"unavailable","message":"not now"}}' })
+      : route.continue());
+    await bob.route((u) => u.pathname.endsWith('/messages') && u.searchParams.has('after'), refuseOnce);
+    cut.setDown(false);
+    await waitOnline(bob);
+    await api(natter.base, 'POST', `/chats/${chatId}/messages`, token, { content: 'four' });
+    await bob.waitForFunction(() => document.querySelectorAll('#messages li[data-id]').length >= 4);
+    assert.ok(refused >= 1, 'the first catch-up was refused');
+    assert.deepEqual(await waitShown(bob, 4), await history(chatId, token));
+    assertClean(alice);
+    assertClean(bob);
+  } finally {
+    await cut.close();
+  }
+});
+
+test('a socket closed right after it opened (a server shedding load) backs off', async () => {
+  const page = await openApp(await env.browser.newContext(), env.natter.base);
+  await page.routeWebSocket(/\/ws\?/, (ws) => {
+    setTimeout(() => ws.close({ code: 1013, reason: 'overloaded: catch up from history' }), 50);
+  });
+  await register(page, uniq('dan'));
+  let tickets = 0;
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/ws/tickets') tickets++;
+  });
+  // backing off from 250-500 ms, doubling: at most 4 attempts in 6 s; starting over each time, a dozen or more
+  await page.waitForTimeout(6000);
+  assert.ok(tickets >= 1 && tickets <= 5, `${tickets} reconnections in 6 s`);
+});

@@ -46,3 +46,22 @@ test('three messages sent while Bob was offline are his three unread, then read'
   assertClean(alice);
   assertClean(bob);
 });
+
+test('a chat read in one tab is no longer unread in the other', async () => {
+  const { natter, browser } = env;
+  const alice = await openApp(await browser.newContext(), natter.base);
+  const bobContext = await browser.newContext();
+  const bob1 = await openApp(bobContext, natter.base);
+  const { room } = await meetInChat(alice, bob1, 'hello');
+  await bob1.reload(); // nothing open in the first tab
+  await waitOnline(bob1);
+  const bob2 = await openApp(bobContext, natter.base); // the same session in a second tab
+  await waitOnline(bob2);
+  await send(alice, 'unread one');
+  assert.equal(await unread(bob1, room, 1), 1);
+  await openChat(bob2, room);
+  await waitShown(bob2, 2);
+  assert.equal(await unread(bob1, room, 0), 0, 'the first tab follows the read marker');
+  assertClean(bob1);
+  assertClean(bob2);
+});
