@@ -409,18 +409,17 @@ static int add_unique(natter_vec_t *ids, natter_vec_t *users, const natter_user_
     return 1;
 }
 
-static int by_id(const void *a, const void *b)
+static int by_username(const void *a, const void *b)
 {
-    uint64_t x = ((const natter_user_t *)a)->id, y = ((const natter_user_t *)b)->id;
-    return (x > y) - (x < y);
+    return strcmp(((const natter_user_t *)a)->username, ((const natter_user_t *)b)->username);
 }
 
 /* A chat just stored, as GET /chats/{id} shows it, from what creating it
- * knew (its members in id order, none has read anything): no store read
+ * knew (its members by username, none has read anything): no store read
  * that could fail after the chat exists. */
 static json_t *json_new_chat(natter_app_t *app, const natter_chat_t *chat, natter_vec_t *users)
 {
-    qsort(users->items, users->len, sizeof(natter_user_t), by_id);
+    qsort(users->items, users->len, sizeof(natter_user_t), by_username);
     json_t *arr = json_array();
     for (size_t i = 0; i < users->len; i++) {
         const natter_user_t *u = NATTER_VEC_AT(users, natter_user_t, i);
@@ -520,7 +519,9 @@ static void member_change(natter_api_job_t *job, int add)
         rc = add ? natter_store_member_add(app->store, job->route.chat_id, u.id)
                  : natter_store_member_remove(app->store, job->route.chat_id, u.id);
     natter_members_cache_invalidate(&app->members, job->route.chat_id);
-    if (rc == NATTER_ENOTFOUND) {
+    if (rc == NATTER_ECONFLICT) { /* a member already: nothing changed, nobody is told */
+        reply(job, 204, NULL);
+    } else if (rc == NATTER_ENOTFOUND) {
         natter_api_fail(job, 404, "not_found", "that user is not a member of this chat");
     } else if (rc != NATTER_OK) {
         natter_api_fail_store(job, rc);
@@ -593,8 +594,9 @@ static void chats_list(natter_api_job_t *job)
     reply(job, 200, json_pack("{s:o}", "chats", arr));
 }
 
-/* Reads an optional decimal query parameter; -1 (and a 400) when malformed. */
-static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
+/* Reads an optional decimal query parameter; -1 (and a 400 saying it must
+ * be `must`) when malformed. */
+static int query_u64(natter_api_job_t *job, const char *name, const char *must, uint64_t *out)
 {
     const char *v;
     char buf[32];
@@ -603,7 +605,7 @@ static int query_u64(natter_api_job_t *job, const char *name, uint64_t *out)
         return 0;
     if (natter_parse_u64(v, len, out) != 0) {
         char msg[80];
-        snprintf(msg, sizeof(msg), "%s must be a decimal message id", name);
+        snprintf(msg, sizeof(msg), "%s must be %s", name, must);
         return natter_api_fail(job, 400, "invalid_request", msg);
     }
     return 1;
@@ -615,8 +617,10 @@ int natter_api_page_query(natter_api_job_t *job, const char *what, uint64_t *aft
     *after = *before = NATTER_CURSOR_NONE;
     *limit = HISTORY_LIMIT_DEFAULT;
     int has_after, has_before;
-    if ((has_after = query_u64(job, "after", after)) < 0 || (has_before = query_u64(job, "before", before)) < 0 ||
-        query_u64(job, "limit", limit) < 0)
+    char id[48];
+    snprintf(id, sizeof(id), "a decimal %s id", what);
+    if ((has_after = query_u64(job, "after", id, after)) < 0 || (has_before = query_u64(job, "before", id, before)) < 0 ||
+        query_u64(job, "limit", "a number, 1-200", limit) < 0)
         return -1;
     if (*limit < 1 || *limit > HISTORY_LIMIT_MAX)
         return natter_api_fail(job, 400, "invalid_request", "limit must be 1-200");

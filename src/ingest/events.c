@@ -368,28 +368,32 @@ int natter_events_history_json(natter_api_job_t *job, uint64_t chat_id, const na
     return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
 }
 
+static int marker_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const natter_read_marker_t *)a)->user_id, y = ((const natter_read_marker_t *)b)->user_id;
+    return (x > y) - (x < y);
+}
+
+/* Each member's read marker found by binary search: a chat may have
+ * thousands of members, and every one of them a marker. */
 int natter_events_members_json(natter_api_job_t *job, uint64_t chat_id, json_t *members)
 {
     natter_vec_t markers;
     natter_vec_init(&markers, sizeof(natter_read_marker_t));
     natter_store_t *store = job->app->store;
     int rc = natter_store_read_markers(store, chat_id, &markers);
+    if (markers.len > 1)
+        qsort(markers.items, markers.len, sizeof(natter_read_marker_t), marker_cmp);
     size_t i;
     json_t *u;
     json_array_foreach(members, i, u) {
-        uint64_t id = 0;
-        natter_parse_u64(json_string_value(json_object_get(u, "id")), json_string_length(json_object_get(u, "id")),
-                         &id);
-        json_t *read = json_null();
-        for (size_t k = 0; k < markers.len; k++) {
-            natter_read_marker_t *r = NATTER_VEC_AT(&markers, natter_read_marker_t, k);
-            if (r->user_id == id) {
-                json_decref(read);
-                read = json_id(r->message_id);
-            }
-        }
-        json_object_set_new(u, "online", json_boolean(natter_ephemeral_online(job->app, id)));
-        json_object_set_new(u, "last_read_id", read);
+        natter_read_marker_t key = {0};
+        json_t *id = json_object_get(u, "id");
+        natter_parse_u64(json_string_value(id), json_string_length(id), &key.user_id);
+        const natter_read_marker_t *r =
+            markers.len > 0 ? bsearch(&key, markers.items, markers.len, sizeof(key), marker_cmp) : NULL;
+        json_object_set_new(u, "online", json_boolean(natter_ephemeral_online(job->app, key.user_id)));
+        json_object_set_new(u, "last_read_id", r != NULL ? json_id(r->message_id) : json_null());
     }
     natter_vec_free(&markers);
     return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);

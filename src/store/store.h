@@ -123,7 +123,7 @@ typedef struct natter_store_ops {
     int (*chat_member_ids)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
     /* Members with usernames (natter_user_t items, pwhash empty), by username. */
     int (*chat_members)(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
-    /* Idempotent. */
+    /* Idempotent: NATTER_ECONFLICT when the user was a member already. */
     int (*member_add)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
     /* NATTER_ENOTFOUND when the user was not a member. */
     int (*member_remove)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);

@@ -838,9 +838,20 @@ static int cq_chat_members(natter_store_t *base, uint64_t chat_id, natter_vec_t 
     return rc;
 }
 
+/* The rows are written even when the member row was there: an add that
+ * failed half-way is made whole by the next. */
 static int cq_member_add(natter_store_t *base, uint64_t chat_id, uint64_t user_id)
 {
-    return member_rows((store_cql_t *)base, chat_id, user_id);
+    store_cql_t *s = (store_cql_t *)base;
+    cql_result_t res;
+    cql_value_t a[2] = {vid(chat_id), vid(user_id)};
+    int rc = run(s, S_MEMBER_GET, a, 2, token_id(chat_id), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    int present = res.resp.rows.rows_count > 0;
+    cql_result_free(&res);
+    rc = member_rows(s, chat_id, user_id);
+    return rc == NATTER_OK && present ? NATTER_ECONFLICT : rc;
 }
 
 static int cq_member_remove(natter_store_t *base, uint64_t chat_id, uint64_t user_id)

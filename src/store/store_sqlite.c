@@ -72,6 +72,10 @@ static const char *const migrations[] = {
      "ALTER TABLE ws_tickets ADD COLUMN session_expires INTEGER NOT NULL DEFAULT 0;"),
     /* 6: an event kept (for its id) that changed nothing is not listed */
     "ALTER TABLE events ADD COLUMN applied INTEGER NOT NULL DEFAULT 1;",
+    /* 7: a history page's reactions are read from its chat's alone (by the
+     * primary key, which starts with the message id, every chat's reactions
+     * in the page's id range were read) */
+    "CREATE INDEX reactions_by_chat ON reactions (chat_id, message_id);",
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -631,8 +635,8 @@ static int member_change(natter_store_t *base, int q, uint64_t chat_id, uint64_t
     BIND_ID(st, 1, chat_id);
     BIND_ID(st, 2, user_id);
     int rc = exec_stmt(st);
-    if (rc == NATTER_OK && q == Q_MEMBER_REMOVE && sqlite3_changes(c->db) == 0)
-        rc = NATTER_ENOTFOUND;
+    if (rc == NATTER_OK && sqlite3_changes(c->db) == 0)
+        rc = q == Q_MEMBER_REMOVE ? NATTER_ENOTFOUND : NATTER_ECONFLICT;
     release(s, c);
     return rc;
 }

@@ -669,6 +669,13 @@ def test_history_bad_query(server, world, query):
     for what in ("messages", "events"):
         r = world["alice"].api.get(f"/chats/{world['cid']}/{what}?{query}")
         assert_error(r, 400, "invalid_request")
+        # the message names what was wrong: a count, or an id of what is listed
+        message = r.json()["error"]["message"]
+        assert query.split("=")[0] in message, message
+        if query.startswith("limit"):
+            assert "1-200" in message, message
+        else:
+            assert f"{what[:-1]} id" in message, message
 
 
 @pytest.mark.parametrize("query", ["limit=1", "limit=200"])

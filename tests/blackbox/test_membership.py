@@ -40,3 +40,24 @@ def test_members_hear_of_a_chat_and_of_who_comes_and_goes(server):
     finally:
         for ws in (wa, wb, wb2, wc):
             ws.close()
+
+
+def test_adding_a_member_again_changes_nothing_and_tells_nobody(server):
+    alice, bob = register(server, "alice"), register(server, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    wa = alice.ws()
+    try:
+        for _ in range(3):
+            assert alice.api.put(f"/chats/{cid}/members/{bob.username}").status_code == 204
+        ws_quiet(wa, lambda f: f.get("type") == "membership", wait=0.5)
+        assert [m["id"] for m in alice.api.get_chat(cid)["members"]].count(bob.id) == 1
+    finally:
+        wa.close()
+
+
+def test_a_new_chat_lists_its_members_as_reading_it_does(server):
+    users = [register(server, name) for name in ("zed", "amy", "mo")]
+    created = users[0].create_chat(members=users[1:])
+    listed = users[0].api.get_chat(created["id"])
+    assert [m["username"] for m in created["members"]] == [m["username"] for m in listed["members"]]
+    assert [m["username"] for m in listed["members"]] == sorted(m["username"] for m in listed["members"])

@@ -302,9 +302,9 @@ static void test_chats_and_members(void **state)
     assert_int_equal(OPS(f)->chat_create(f->s, &again, other, 1), NATTER_ECONFLICT);
     expect_member_ids(f, 100, 3, want);
 
-    /* add is idempotent; remove reports a non-member */
+    /* add is idempotent (and says when it changed nothing); remove reports a non-member */
     assert_int_equal(OPS(f)->member_add(f->s, 100, 4), NATTER_OK);
-    assert_int_equal(OPS(f)->member_add(f->s, 100, 4), NATTER_OK);
+    assert_int_equal(OPS(f)->member_add(f->s, 100, 4), NATTER_ECONFLICT);
     const uint64_t want4[] = {1, 2, 3, 4};
     expect_member_ids(f, 100, 4, want4);
     assert_int_equal(OPS(f)->member_remove(f->s, 100, 2), NATTER_OK);
