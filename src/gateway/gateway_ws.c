@@ -102,6 +102,8 @@ struct ws_conn {
     unsigned not_reading : 1;  /* after a violation or the client's close: input is ignored */
     unsigned touched : 1;
     unsigned dead : 1;         /* gone: free soon */
+    unsigned upgrading : 1;    /* its 101 is being written: h2o calls on_upgraded with it, alive or not */
+    unsigned reaped : 1;       /* dead and reaped while upgrading: on_upgraded frees it */
 };
 
 struct natter_gateway {
@@ -241,23 +243,34 @@ static void conn_dead(ws_conn_t *c)
         h2o_timeout_link(gw->loop->h2o_ctx.loop, &gw->reap_timeout, &gw->reap);
 }
 
+static void conn_free(ws_conn_t *c)
+{
+    if (c->sock != NULL) {
+        c->sock->data = NULL;
+        h2o_socket_close(c->sock); /* a write in flight is abandoned */
+    }
+    c->inflight = 0;
+    ring_release(c, c->len);
+    natter_ws_parser_free(&c->parser);
+    natter_buf_free(&c->ctrl);
+    natter_buf_free(&c->ctrl_inflight);
+    natter_buf_free(&c->held);
+    free(c);
+}
+
+/* A socket that died while its 101 was being written (closed by a logout,
+ * a full queue or shedding, and its grace over) is h2o's until on_upgraded:
+ * that frees it. */
 static void reap_dead(h2o_timeout_entry_t *entry)
 {
     natter_gateway_t *gw = H2O_STRUCT_FROM_MEMBER(natter_gateway_t, reap, entry);
     while (gw->dead != NULL) {
         ws_conn_t *c = gw->dead;
         gw->dead = c->next_dead;
-        if (c->sock != NULL) {
-            c->sock->data = NULL;
-            h2o_socket_close(c->sock); /* a write in flight is abandoned */
-        }
-        c->inflight = 0;
-        ring_release(c, c->len);
-        natter_ws_parser_free(&c->parser);
-        natter_buf_free(&c->ctrl);
-        natter_buf_free(&c->ctrl_inflight);
-        natter_buf_free(&c->held);
-        free(c);
+        if (c->upgrading)
+            c->reaped = 1;
+        else
+            conn_free(c);
     }
 }
 
@@ -762,6 +775,14 @@ static void on_read(h2o_socket_t *sock, const char *err)
 static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
 {
     ws_conn_t *c = data;
+    c->upgrading = 0;
+    if (c->dead) { /* ended before its socket came: touches nothing of the gateway (gone, at shutdown) */
+        if (sock != NULL)
+            h2o_socket_close(sock);
+        if (c->reaped)
+            conn_free(c);
+        return;
+    }
     if (sock == NULL) { /* the 101 could not be written */
         conn_dead(c);
         return;
@@ -825,6 +846,7 @@ void natter_gateway_accept(natter_gateway_t *gw, h2o_req_t *req, const char *cli
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, key,
                           strlen(key));
+    c->upgrading = 1;
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, c);
 }
 
