@@ -146,8 +146,10 @@ void natter_loop_fanout(natter_loop_t *loop, natter_fanout_t *f)
     size_t before = atomic_fetch_add(&loop->fanout_queued, f->n);
     /* While a shed waits for the loop, later batches are shed too: one that
      * fits would reach a shed user's socket before its close, and the user
-     * would resume after it, past the shed batch's messages. */
-    if (atomic_load(&loop->shed_wake) || (before > 0 && before + f->n > cap)) {
+     * would resume after it, past the shed batch's messages. A session's
+     * end is never shed: it pushes nothing, and its sockets must close as
+     * ended (4001), not as shed (1013, whose client reconnects). */
+    if (!f->ends_session && (atomic_load(&loop->shed_wake) || (before > 0 && before + f->n > cap))) {
         atomic_fetch_sub(&loop->fanout_queued, f->n);
         shed(loop, f);
         natter_fanout_unref(f);

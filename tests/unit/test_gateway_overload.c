@@ -4,7 +4,8 @@
  *     by a later batch that did fit (the user resumes from history after
  *     the last message it got, so it would skip the shed ones);
  *   - a socket closing for one reason while its client floods pings it
- *     cannot be answered is read no more, not buffered without end. */
+ *     cannot be answered is read no more, not buffered without end;
+ *   - a session's end is never shed: its sockets close as ended (4001). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +78,31 @@ static void test_a_batch_after_a_shed_one_is_shed_too(void **state)
     char got[512];
     frames_of(sv[1], got, sizeof(got));
     assert_string_equal(got, "close 1013\n"); /* not "m4" first: Alice resumes from history, m2 on */
+    close(sv[1]);
+    harness_pump(5);
+}
+
+/* While the loop is shedding (another user's batch passed the queue),
+ * Alice logs out: her socket closes with 4001, session ended (the client
+ * logs out), not with 1013 (it would reconnect, and the logout be lost on
+ * a socket whose upgrade was on its way). */
+static void test_a_session_end_is_not_shed(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    natter_ticket_t alice = {.user_id = ALICE};
+    memset(alice.session_hash, 0xa1, sizeof(alice.session_hash));
+    natter_gateway_adopt(H.loop.gateway, h2o_evloop_socket_create(H.loop.h2o_ctx.loop, sv[0], 0), &alice);
+    harness_pump(5);
+    natter_fanout_dispatch(&H.app, batch(OTHER, 1, (const char *const[]){"m1"}));
+    natter_fanout_dispatch(&H.app, batch(OTHER, 2, (const char *const[]){"m2", "m3"})); /* 1 + 2 > 2: shed */
+    natter_fanout_dispatch(&H.app, natter_fanout_session_end(&H.app, ALICE, alice.session_hash));
+    harness_pump(50);
+    char got[512];
+    frames_of(sv[1], got, sizeof(got));
+    assert_string_equal(got, "close 4001\n");
     close(sv[1]);
     harness_pump(5);
 }
@@ -157,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_batch_after_a_shed_one_is_shed_too),
         cmocka_unit_test(test_pings_to_a_closing_socket_are_not_buffered),
+        cmocka_unit_test(test_a_session_end_is_not_shed),
     };
     return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }
