@@ -31,6 +31,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   let chat = null; // {id, name}
   let people = new Map(); // user id -> {username, online, lastRead}, from the chat's member list
   let asked = new Set(); // senders not among the members when the list was last fetched
+  const names = new Map(); // user id -> username of senders who are no longer members (GET /users/{id})
   let byId = new Map(); // message id -> <li>
   let states = new Map(); // message id -> {m, reactions: Map(emoji -> {count, users: Set}), editing}
   let pending = new Map(); // client_id -> <li>: the open chat's posts on screen not confirmed yet
@@ -132,12 +133,32 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     renderSeen();
   }
 
+  function nameOf(userId) {
+    return people.get(userId)?.username ?? names.get(userId);
+  }
+
+  // A sender not among the members: one just added (the members again), or
+  // one who left (their name by id).
   function nameSender(span, userId) {
     span.dataset.userId = userId;
-    span.textContent = people.get(userId)?.username ?? 'unknown user';
-    if (!people.has(userId) && !asked.has(userId) && chat) {
+    span.textContent = nameOf(userId) ?? 'unknown user';
+    if (nameOf(userId) === undefined && !asked.has(userId) && chat) {
       asked.add(userId);
-      loadMembers(chat.id).catch(() => asked.delete(userId));
+      lookUp(chat.id, userId).catch(() => asked.delete(userId));
+    }
+  }
+
+  async function lookUp(id, userId) {
+    await loadMembers(id);
+    if (!chat || chat.id !== id || people.has(userId)) return;
+    names.set(userId, (await api('GET', `/users/${userId}`)).username);
+    renameSenders();
+  }
+
+  function renameSenders() {
+    for (const span of list.querySelectorAll('.sender[data-user-id]')) {
+      const name = nameOf(span.dataset.userId);
+      if (name !== undefined) span.textContent = name;
     }
   }
 
@@ -225,9 +246,7 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     if (!chat || chat.id !== id) return;
     people = new Map(full.members.map((u) => [u.id, { username: u.username, online: u.online, lastRead: u.last_read_id }]));
     renderMembers();
-    for (const span of list.querySelectorAll('.sender[data-user-id]')) {
-      if (people.has(span.dataset.userId)) span.textContent = people.get(span.dataset.userId).username;
-    }
+    renameSenders();
     renderSeen();
   }
 
@@ -258,9 +277,9 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
   function add(m, fromFeed = true) {
     if (fromFeed && (caughtUp === null || idCompare(m.id, caughtUp) > 0)) caughtUp = m.id;
     if (byId.has(m.id)) return false;
+    if (m.client_id && m.sender_id === me.id) outbox.delete(m.client_id); // it got through
     let li = m.client_id ? pending.get(m.client_id) : undefined;
     if (li) pending.delete(m.client_id);
-    if (m.client_id && m.sender_id === me.id) outbox.delete(m.client_id); // it got through
     else li = document.createElement('li');
     li.dataset.id = m.id;
     states.set(m.id, { m, reactions: reactionsOf(m), editing: null });

@@ -377,6 +377,22 @@ static void me(natter_api_job_t *job)
         reply(job, 200, json_user(&u));
 }
 
+/* Any user's name, to any user: a former member's messages stay in the
+ * chat's history, and their sender is named by id only. */
+static void user_get(natter_api_job_t *job)
+{
+    natter_user_t me, u;
+    if (natter_api_authenticate(job, &me) != 0)
+        return;
+    int rc = natter_store_user_by_id(job->app->store, job->route.user_id, &u);
+    if (rc == NATTER_ENOTFOUND)
+        natter_api_fail(job, 404, "not_found", "no such user");
+    else if (rc != NATTER_OK)
+        natter_api_fail_store(job, rc);
+    else
+        reply(job, 200, json_user(&u));
+}
+
 static json_t *json_chat(natter_api_job_t *job, const natter_chat_t *chat)
 {
     natter_vec_t members;
@@ -817,6 +833,7 @@ void natter_api_run(natter_job_t *work)
     case NATTER_A_SESSION_CREATE: session_create(job); break;
     case NATTER_A_SESSION_DELETE: session_delete(job); break;
     case NATTER_A_ME: me(job); break;
+    case NATTER_A_USER_GET: user_get(job); break;
     case NATTER_A_CHATS_LIST: chats_list(job); break;
     case NATTER_A_CHAT_CREATE: chat_create(job); break;
     case NATTER_A_CHAT_GET: chat_get(job); break;

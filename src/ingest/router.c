@@ -29,6 +29,7 @@ const natter_metrics_route_t natter_route_names[NATTER_A_COUNT] = {
     [NATTER_A_REACTION_ADD] = {"PUT", "/chats/{id}/messages/{message_id}/reactions/{emoji}"},
     [NATTER_A_REACTION_REMOVE] = {"DELETE", "/chats/{id}/messages/{message_id}/reactions/{emoji}"},
     [NATTER_A_EVENTS_LIST] = {"GET", "/chats/{id}/events"},
+    [NATTER_A_USER_GET] = {"GET", "/users/{id}"},
 };
 
 int natter_username_valid(const char *name, size_t len)
@@ -160,6 +161,17 @@ static natter_action_t route_chat(const char *method, size_t mlen, const char *p
     return NATTER_A_NOT_FOUND;
 }
 
+/* Below "/users": "/users/{id}". */
+static natter_action_t route_user(const char *method, size_t mlen, const char *p, const char *end, natter_route_t *out)
+{
+    const char *seg;
+    size_t len;
+    if (next_segment(&p, end, &seg, &len) && p == end && natter_parse_u64(seg, len, &out->user_id) == 0 &&
+        out->user_id != 0)
+        return pick(method, mlen, VERBS({"GET", NATTER_A_USER_GET}), "GET, HEAD", out);
+    return NATTER_A_NOT_FOUND;
+}
+
 /* Below "/ws": "/ws/tickets". */
 static natter_action_t route_ws(const char *method, size_t mlen, const char *p, const char *end, natter_route_t *out)
 {
@@ -210,6 +222,8 @@ natter_action_t natter_route(const char *method, size_t mlen, const char *path, 
         return out->action = route_chat(method, mlen, p, end, out);
     if (is(seg, len, "ws"))
         return out->action = route_ws(method, mlen, p, end, out);
+    if (is(seg, len, "users"))
+        return out->action = route_user(method, mlen, p, end, out);
     if (is(seg, len, "static") && end - p > 1) /* any name after "/static/": only the table says which exist */
         return route_asset(method, mlen, NATTER_A_STATIC, p + 1, (size_t)(end - p - 1), out);
     return out->action = NATTER_A_NOT_FOUND;

@@ -40,6 +40,7 @@ typedef enum {
     NATTER_A_REACTION_REMOVE,
     NATTER_A_EVENTS_LIST,
     NATTER_A_WS_TYPING, /* not an HTTP route: a "typing" frame on a WebSocket */
+    NATTER_A_USER_GET,  /* route.user_id */
     NATTER_A_COUNT    /* the number of actions; keep last */
 } natter_action_t;
 
@@ -54,6 +55,7 @@ extern const natter_metrics_route_t natter_route_names[NATTER_A_COUNT];
 typedef struct natter_route {
     natter_action_t action;
     uint64_t chat_id;
+    uint64_t user_id; /* /users/{id} */
     char username[33];
     const char *allow; /* for NATTER_A_METHOD_NOT_ALLOWED: the Allow header value */
     const char *query; /* points into the path given, after '?'; NULL if none */

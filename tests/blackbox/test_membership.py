@@ -2,7 +2,7 @@
 socket, as {"type":"membership"}; the other nodes drop their cached members of the chat then too
 (the cross-node half is test_events_cluster.py's)."""
 
-from conftest import register, ws_quiet, ws_wait
+from conftest import Client, register, ws_quiet, ws_wait
 
 
 def membership(ws, chat_id, op, timeout=10):
@@ -61,3 +61,18 @@ def test_a_new_chat_lists_its_members_as_reading_it_does(server):
     listed = users[0].api.get_chat(created["id"])
     assert [m["username"] for m in created["members"]] == [m["username"] for m in listed["members"]]
     assert [m["username"] for m in listed["members"]] == sorted(m["username"] for m in listed["members"])
+
+
+def test_a_former_member_is_named_by_id(server):
+    alice, bob = register(server, "alice"), register(server, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
+    bob.api.post_message(cid, "before I go")
+    assert alice.api.delete(f"/chats/{cid}/members/{bob.username}").status_code == 204
+    sender = alice.api.history(cid)["messages"][-1]["sender_id"]
+    assert sender not in [m["id"] for m in alice.api.get_chat(cid)["members"]]
+    r = alice.api.get(f"/users/{sender}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": bob.id, "username": bob.username}
+    assert alice.api.get("/users/1234567").status_code == 404
+    assert alice.api.get("/users/abc").status_code == 404
+    assert Client(server.base).get(f"/users/{sender}").status_code == 401

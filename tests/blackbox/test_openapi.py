@@ -170,6 +170,10 @@ def test_routes_match_spec(server):
     # me
     alice.call("GET", "/me", expect=200)
     anon.call("GET", "/me", expect=401)
+    # users, by id
+    alice.call("GET", "/users/{user_id}", {"user_id": sess["user_id"]}, expect=200)
+    alice.call("GET", "/users/{user_id}", {"user_id": "1"}, expect=404)
+    anon.call("GET", "/users/{user_id}", {"user_id": sess["user_id"]}, expect=401)
     # chats
     chat, _ = alice.call("POST", "/chats", body={"name": "spec", "members": [bob_name]}, expect=201)
     cid = chat["id"]

@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { api, screenshot, useNatterAndBrowser } from './harness.mjs';
-import { assertClean, chatItem, createChat, openApp, openChat, register, session, uniq } from './client.mjs';
+import {
+  assertClean, chatItem, createChat, meetInChat, openApp, openChat, register, send, session, uniq, waitOnline, waitShown,
+} from './client.mjs';
 
 const env = useNatterAndBrowser();
 
@@ -43,4 +45,23 @@ test('a chat one is added to shows at once; members come and go; one removed see
   await screenshot(bob, 'membership-removed');
   assertClean(alice);
   assertClean(bob);
+});
+
+test("a former member's messages still show who wrote them", async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
+  const { room, chatId } = await meetInChat(alice, bob, 'hi');
+  await send(bob, 'from bob');
+  await waitShown(alice, 2);
+  const { token } = await session(alice);
+  const bobName = (await session(bob)).username;
+  await api(env.natter.base, 'DELETE', `/chats/${chatId}/members/${bobName}`, token);
+  await alice.reload();
+  await waitOnline(alice);
+  await openChat(alice, room);
+  await waitShown(alice, 2);
+  await alice.locator('#messages li[data-id] .sender', { hasText: bobName }).waitFor();
+  assert.deepEqual(await alice.$$eval('#messages li[data-id] .sender', (s) => s.map((x) => x.textContent)),
+    ['You', bobName]);
+  assertClean(alice);
 });

@@ -50,6 +50,7 @@ static void test_every_route(void **state)
         {"POST", "/sessions", NATTER_A_SESSION_CREATE, 0, ""},
         {"DELETE", "/sessions", NATTER_A_SESSION_DELETE, 0, ""},
         {"GET", "/me", NATTER_A_ME, 0, ""},
+        {"GET", "/users/77", NATTER_A_USER_GET, 0, ""},
         {"GET", "/chats", NATTER_A_CHATS_LIST, 0, ""},
         {"POST", "/chats", NATTER_A_CHAT_CREATE, 0, ""},
         {"GET", "/chats/42", NATTER_A_CHAT_GET, 42, ""},
@@ -89,6 +90,9 @@ static void test_every_route(void **state)
         assert_string_equal(natter_route_names[r.action].method, cases[i].method);
         assert_true(template_matches(natter_route_names[r.action].path, cases[i].path));
     }
+    natter_route_t r;
+    assert_int_equal(route("GET", "/users/18446744073709551615", &r), NATTER_A_USER_GET);
+    assert_true(r.user_id == UINT64_MAX);
 }
 
 /* Paths that exist, with a method they do not accept: 405 and the Allow header. */
@@ -103,6 +107,7 @@ static void test_method_not_allowed(void **state)
         {"GET", "/sessions", "POST, DELETE"},
         {"PUT", "/sessions", "POST, DELETE"},
         {"POST", "/me", "GET, HEAD"},
+        {"DELETE", "/users/3", "GET, HEAD"},
         {"DELETE", "/chats", "GET, HEAD, POST"},
         {"PUT", "/chats", "GET, HEAD, POST"},
         {"POST", "/chats/1", "GET, HEAD"},
@@ -148,7 +153,8 @@ static void test_not_found(void **state)
 {
     (void)state;
     static const char *const paths[] = {
-        "", "//", "users", "/user", "/users/", "/users/1", "/me/", "/Me", "/chat", "/chats/",
+        "", "//", "users", "/user", "/users/", "/users/0", "/users/x", "/users/1/", "/users/1/chats", "/me/", "/Me",
+        "/chat", "/chats/",
         "/chats//messages",
         /* bad chat ids */
         "/chats/0", "/chats/0/messages", "/chats/abc", "/chats/abc/messages", "/chats/-1", "/chats/+1",
