@@ -22,7 +22,7 @@ CFLAGS  ?= -O2 -g
 # dry run (make -n) installs nothing: it only says what is missing.
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
-ifneq ($(shell $(NEEDED) 2>/dev/null && echo ok),ok)
+ifneq ($(shell { $(NEEDED); } 2>/dev/null && echo ok),ok)
 ifneq ($(DRY_RUN),)
 $(warning natter: the packages the build needs are missing; make without -n installs them)
 else ifneq ($(shell scripts/deps --build >&2 && $(NEEDED) && echo ok),ok)
