@@ -78,6 +78,10 @@ function start(session) {
     typing: $('typing'),
     me,
     onRead: () => refreshList(),
+    onGone: (id) => {
+      if (view.openId === id) closeChat();
+      refreshList();
+    },
     send: (frame) => live?.send(frame),
   });
   const chats = createChatList({ element: $('chat-list'), me, onSelect: openChat });

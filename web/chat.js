@@ -27,7 +27,7 @@ const CATCH_UP_RETRY_MS = 1000; // a failed catch-up is tried again after this, 
 const CATCH_UP_RETRY_MAX_MS = 30000;
 export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 
-export function createChatView({ list, title, members, typing, me, onRead, send }) {
+export function createChatView({ list, title, members, typing, me, onRead, onGone, send }) {
   let chat = null; // {id, name}
   let people = new Map(); // user id -> {username, online, lastRead}, from the chat's member list
   let asked = new Set(); // senders not among the members when the list was last fetched
@@ -670,7 +670,8 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
     // by id): a chat's pushes come in the log's order, which another node's post
     // or a retried one can reach under an id older than one already shown.
     // Until it gets through, pushes do not move where it starts, and it is
-    // tried again (with backoff) until it does, or another one or chat takes over.
+    // tried again (with backoff) until it does, or another one or chat takes
+    // over; a 403 or 404 (one was removed while away) hands the chat to onGone.
     async catchUp() {
       if (!chat) return;
       const id = chat.id, run = ++catchUps;
@@ -680,7 +681,11 @@ export function createChatView({ list, title, members, typing, me, onRead, send 
           await catchUpFrom(id, run);
           if (run === catchUps) behind = false;
           return;
-        } catch {
+        } catch (err) {
+          if (err.status === 403 || err.status === 404) { // removed (or gone) while away: no retry brings it back
+            if (run === catchUps && chat && chat.id === id) onGone(id);
+            return;
+          }
           await new Promise((resolve) => setTimeout(resolve, delay));
           if (run !== catchUps || !chat || chat.id !== id) return;
         }

@@ -3,8 +3,8 @@
 // that can cut connections, screenshots, and a plain API client. Everything
 // started here stops within bounded time; natter's stderr is checked for
 // sanitizer reports when it stops.
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -49,7 +49,7 @@ function exited(proc, ms) {
 // Starts natter on a free loopback port with a fresh data directory; resolves
 // once /healthz answers. stop() rejects if natter did not exit cleanly on
 // SIGTERM or printed a sanitizer report.
-export async function startNatter(args = []) {
+export async function startNatter(args = [], env = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'natter-browser-'));
   await mkdir(path.join(dir, 'data'));
   const port = await freePort();
@@ -58,7 +58,7 @@ export async function startNatter(args = []) {
   const proc = spawn(NATTER_BIN, ['--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'),
     '--rate-limit', '0', '--auth-rate-ip', '0', '--auth-rate-user', '0', ...args], {
     stdio: ['ignore', log, log],
-    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1' },
+    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1', ...env },
   });
   closeSync(log);
   const tail = () => readFileSync(logPath, 'utf8').slice(-6000);
@@ -96,6 +96,23 @@ export async function startNatter(args = []) {
       if (problems.length > 0) throw new Error(`${problems.join('; ')} (log kept in ${dir}):\n${tail()}`);
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+// The black-box tests' clock shim (tests/blackbox/shim/clockshift.c), built
+// here: startNatter(args, shift.env) runs a natter whose wall clock is
+// shift.set(seconds) away from this machine's, read at every call.
+export async function clockShift() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'natter-clock-'));
+  const so = path.join(dir, 'clockshift.so'), file = path.join(dir, 'offset');
+  const shim = new URL('../blackbox/shim/clockshift.c', import.meta.url).pathname;
+  execFileSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-O1', '-o', so, shim, '-ldl']);
+  writeFileSync(file, '0');
+  return {
+    env: { LD_PRELOAD: so, NATTER_TEST_CLOCK_FILE: file,
+      ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1:verify_asan_link_order=0' },
+    set: (seconds) => writeFileSync(file, String(seconds)),
+    remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
 
