@@ -36,6 +36,7 @@
  * edit or delete never brings the old words back, and of two events on one
  * cell the later id wins whatever order they are applied in: a redelivered
  * event changes nothing (see the section "the chat's events" at the end).
+ * A delete wins over every other change (DELETE_TIMESTAMP_BIT).
  */
 #include "core/error.h"
 #include "core/id.h"
@@ -50,6 +51,13 @@
 #include <unistd.h>
 
 #define PAGE_ROWS 500
+/* A delete is written at its id with this bit set: above every event id
+ * (bit 62 is an id's only from 2058, NATTER_ID_EPOCH_MS + 2^40 ms). Nothing
+ * may follow a delete (applies() refuses it), and an edit or reaction logged
+ * before the delete with a larger id (two nodes' clocks) must not outlive it
+ * as the later write; the embedded store applies in log order and erases
+ * both. A redelivered delete writes the same cells at the same time. */
+#define DELETE_TIMESTAMP_BIT ((uint64_t)1 << 62)
 #define CLIENT_ID_TTL_S "86400"
 _Static_assert(NATTER_CLIENT_ID_TTL_MS == 86400000, "CLIENT_ID_TTL_S is NATTER_CLIENT_ID_TTL_MS in seconds");
 
@@ -58,6 +66,7 @@ enum {
     S_USER_INSERT,
     S_USER_BY_NAME,
     S_USER_BY_ID,
+    S_USER_DELETE,
     S_SESSION_INSERT,
     S_SESSION_GET,
     S_SESSION_DELETE,
@@ -66,6 +75,7 @@ enum {
     S_MEMBER_INSERT,
     S_USER_CHAT_INSERT,
     S_MEMBER_GET,
+    S_USER_CHAT_GET,
     S_MEMBER_DELETE,
     S_USER_CHAT_DELETE,
     S_MEMBERS_OF,
@@ -101,6 +111,7 @@ static const char *const statements[NSTMTS] = {
     [S_USER_INSERT] = "INSERT INTO %s.users (id, username, created_at) VALUES (?, ?, ?)",
     [S_USER_BY_NAME] = "SELECT id, username, pwhash FROM %s.users_by_name WHERE username = ?",
     [S_USER_BY_ID] = "SELECT id, username FROM %s.users WHERE id = ?",
+    [S_USER_DELETE] = "DELETE FROM %s.users WHERE id = ?",
     [S_SESSION_INSERT] = "INSERT INTO %s.sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) USING TTL ?",
     [S_SESSION_GET] = "SELECT user_id, expires_at FROM %s.sessions WHERE token_hash = ?",
     [S_SESSION_DELETE] = "DELETE FROM %s.sessions WHERE token_hash = ?",
@@ -111,6 +122,7 @@ static const char *const statements[NSTMTS] = {
     [S_MEMBER_GET] = "SELECT user_id FROM %s.chat_members WHERE chat_id = ? AND user_id = ?",
     [S_MEMBER_DELETE] = "DELETE FROM %s.chat_members WHERE chat_id = ? AND user_id = ?",
     [S_USER_CHAT_DELETE] = "DELETE FROM %s.user_chats WHERE user_id = ? AND chat_id = ?",
+    [S_USER_CHAT_GET] = "SELECT chat_id FROM %s.user_chats WHERE user_id = ? AND chat_id = ?",
     [S_MEMBERS_OF] = "SELECT user_id FROM %s.chat_members WHERE chat_id = ?",
     [S_CHATS_OF] = "SELECT chat_id FROM %s.user_chats WHERE user_id = ?",
     [S_MESSAGE_INSERT] = "INSERT INTO %s.messages (chat_id, bucket, id, sender_id, content, created_at, client_id)"
@@ -650,9 +662,10 @@ static int release_if_stale(store_cql_t *s, const char *username, uint64_t holde
 
 /* The user row first, then the name claimed by an LWT carrying its id: a
  * claim always points at a user row, so a crash or failure between the two
- * leaves at most a user row no name reaches (invisible), never a name taken
- * without a user. A claim whose answer was lost is claimed again: finding
- * our own id there means it was applied. */
+ * leaves at most a user row no name reaches, never a name taken without a
+ * user; a name found taken deletes the row again (GET /users/{id} would
+ * show it). A claim whose answer was lost is claimed again: finding our own
+ * id there means it was applied. */
 static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t now_ms)
 {
     store_cql_t *s = (store_cql_t *)base;
@@ -660,16 +673,23 @@ static int cq_user_create(natter_store_t *base, const natter_user_t *u, int64_t 
     int rc = run(s, S_USER_INSERT, row, 3, token_id(u->id), 1, NULL);
     if (rc != NATTER_OK)
         return rc;
-    for (int tries = 0; tries < 3; tries++) {
+    int tries;
+    for (tries = 0; tries < 3; tries++) {
         uint64_t holder = 0;
         rc = claim_name(s, u, &holder);
         if (rc == NATTER_ECONFLICT && (rc = release_if_stale(s, u->username, holder)) == NATTER_OK)
             continue; /* a stale claim was released: claim again */
         if (rc != NATTER_EUNAVAIL && rc != NATTER_ETIMEDOUT)
-            return rc;
+            break;
         usleep(100000); /* the outcome is unknown: ask again */
     }
-    return rc == NATTER_OK ? NATTER_ECONFLICT : rc; /* released each time and taken again by others */
+    if (rc == NATTER_OK && tries == 3)
+        rc = NATTER_ECONFLICT; /* released each time and taken again by others */
+    if (rc == NATTER_ECONFLICT) {
+        cql_value_t id = vid(u->id);
+        run(s, S_USER_DELETE, &id, 1, token_id(u->id), 1, NULL); /* best effort: a row left is reached by id only */
+    }
+    return rc;
 }
 
 static int read_user(store_cql_t *s, int q, cql_value_t key, int64_t token, natter_user_t *out)
@@ -838,32 +858,43 @@ static int cq_chat_members(natter_store_t *base, uint64_t chat_id, natter_vec_t 
     return rc;
 }
 
-/* The rows are written even when the member row was there: an add that
- * failed half-way is made whole by the next. */
+/* A row that exists, by key (two key columns); sets *present. */
+static int row_present(store_cql_t *s, int q, uint64_t a, uint64_t b, int *present)
+{
+    cql_result_t res;
+    cql_value_t v[2] = {vid(a), vid(b)};
+    int rc = run(s, q, v, 2, token_id(a), 1, &res);
+    if (rc != NATTER_OK)
+        return rc;
+    *present = res.resp.rows.rows_count > 0;
+    cql_result_free(&res);
+    return NATTER_OK;
+}
+
+/* NATTER_ECONFLICT only when both rows were there: an add that failed
+ * half-way is made whole, and told, by the next. */
 static int cq_member_add(natter_store_t *base, uint64_t chat_id, uint64_t user_id)
 {
     store_cql_t *s = (store_cql_t *)base;
-    cql_result_t res;
-    cql_value_t a[2] = {vid(chat_id), vid(user_id)};
-    int rc = run(s, S_MEMBER_GET, a, 2, token_id(chat_id), 1, &res);
+    int member = 0, listed = 0;
+    int rc = row_present(s, S_MEMBER_GET, chat_id, user_id, &member);
+    if (rc == NATTER_OK && member)
+        rc = row_present(s, S_USER_CHAT_GET, user_id, chat_id, &listed);
     if (rc != NATTER_OK)
         return rc;
-    int present = res.resp.rows.rows_count > 0;
-    cql_result_free(&res);
-    rc = member_rows(s, chat_id, user_id);
-    return rc == NATTER_OK && present ? NATTER_ECONFLICT : rc;
+    if (member && listed)
+        return NATTER_ECONFLICT;
+    return member_rows(s, chat_id, user_id);
 }
 
 static int cq_member_remove(natter_store_t *base, uint64_t chat_id, uint64_t user_id)
 {
     store_cql_t *s = (store_cql_t *)base;
-    cql_result_t res;
     cql_value_t a[2] = {vid(chat_id), vid(user_id)}, b[2] = {vid(user_id), vid(chat_id)};
-    int rc = run(s, S_MEMBER_GET, a, 2, token_id(chat_id), 1, &res);
+    int present = 0;
+    int rc = row_present(s, S_MEMBER_GET, chat_id, user_id, &present);
     if (rc != NATTER_OK)
         return rc;
-    int present = res.resp.rows.rows_count > 0;
-    cql_result_free(&res);
     if (!present)
         return NATTER_ENOTFOUND;
     rc = run(s, S_MEMBER_DELETE, a, 2, token_id(chat_id), 1, NULL);
@@ -1480,8 +1511,8 @@ static int change(store_cql_t *s, const natter_msg_t *e)
         cql_value_t v[6] = {ts, cql_value_text(e->content), cql_value_timestamp(e->created_at_ms), chat, bucket, msg};
         return run_st(s, s->estmt[E_EDIT], v, 6, token, 1, NULL);
     }
-    case NATTER_EV_DELETE: {
-        cql_value_t v[4] = {ts, chat, bucket, msg};
+    case NATTER_EV_DELETE: { /* final: above every event id (see DELETE_TIMESTAMP_BIT) */
+        cql_value_t v[4] = {vid(e->id | DELETE_TIMESTAMP_BIT), chat, bucket, msg};
         int rc = run_st(s, s->estmt[E_DELETE], v, 4, token, 1, NULL);
         return rc == NATTER_OK ? run_st(s, s->estmt[E_REACTIONS_DROP], v, 4, token, 1, NULL) : rc;
     }

@@ -121,6 +121,8 @@ static void test_taken_name_conflicts(void **state)
     assert_int_equal(create(&a), NATTER_OK);
     assert_int_equal(create(&b), NATTER_ECONFLICT);
     assert_int_equal(owner_of("taken"), 1001);
+    natter_user_t ghost;
+    assert_int_equal(store->ops->user_by_id(store, 1002, &ghost), NATTER_ENOTFOUND); /* the refused one's row went */
 }
 
 static void test_session_user_id(void **state)

@@ -4,7 +4,8 @@
  * scripts/test-engines): a batch of messages and events applied, then
  * delivered again whole and in part, changes nothing twice; a message insert
  * replayed after its delete brings nothing back; an edit never lands on
- * another's message nor behind a newer edit. Every write of an event carries
+ * another's message nor behind a newer edit; a delete outlives an edit and
+ * a reaction logged before it with larger ids (two nodes' clocks). Every write of an event carries
  * the event's id as its timestamp, so the ids here are real ones (now).
  */
 #include <setjmp.h>
@@ -227,11 +228,38 @@ static void test_edit_rules(void **state)
     free(m);
 }
 
+/* Node B (clock behind) deletes after node A (clock ahead) edited and
+ * reacted: the log has the edit and the reaction first, with larger ids
+ * than the delete's. The delete is applied last, as the log says. */
+static void test_a_delete_outlives_earlier_changes_with_larger_ids(void **state)
+{
+    (void)state;
+    uint64_t msg = next_id(), del = next_id();
+    usleep(3000);
+    uint64_t edit = next_id(), react = next_id();
+    batch_t b;
+    batch_init(&b);
+    push(&b, NATTER_EV_MESSAGE, msg, alice, 0, "secret words");
+    push(&b, NATTER_EV_EDIT, edit, alice, msg, "edited secret");
+    push(&b, NATTER_EV_REACT_ADD, react, bob, msg, THUMB);
+    push(&b, NATTER_EV_DELETE, del, alice, msg, "");
+    write_batch(&b);
+    write_batch(&b); /* and once more, redelivered */
+    batch_free(&b);
+    natter_msg_t *m = get(msg);
+    assert_true(m->deleted);
+    assert_int_equal(m->content_len, 0);
+    assert_int_equal(m->edited_at_ms, 0);
+    free(m);
+    assert_int_equal(reactions_of(msg, NULL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redelivery_changes_nothing),
         cmocka_unit_test(test_edit_rules),
+        cmocka_unit_test(test_a_delete_outlives_earlier_changes_with_larger_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
