@@ -593,14 +593,18 @@ export function createChatView({ list, title, members, typing, me, onRead, onGon
     await applyFeed(id, since);
   }
 
+  // Catch-up `run` of chat `id` is still the one going: no newer one began, no other chat was opened.
+  function current(id, run) {
+    return run === catchUps && chat !== null && chat.id === id;
+  }
+
   async function catchUpFrom(id, run) {
-    const current = () => run === catchUps && chat && chat.id === id;
     await ready.catch(() => {});
-    if (!current()) return;
+    if (!current(id, run)) return;
     if (caughtUp === null) return (ready = load(id)); // nothing from the chat's order yet: the newest page
     for (let more = true, after = idBefore(caughtUp, CATCH_UP_MARGIN_MS); more;) {
       const page = await api('GET', `/chats/${id}/messages?after=${after}&limit=200`);
-      if (!current()) return;
+      if (!current(id, run)) return;
       addAll(page.messages);
       more = page.has_more && page.messages.length > 0;
       if (more) after = page.messages[page.messages.length - 1].id;
@@ -683,11 +687,11 @@ export function createChatView({ list, title, members, typing, me, onRead, onGon
           return;
         } catch (err) {
           if (err.status === 403 || err.status === 404) { // removed (or gone) while away: no retry brings it back
-            if (run === catchUps && chat && chat.id === id) onGone(id);
+            if (current(id, run)) onGone(id);
             return;
           }
           await new Promise((resolve) => setTimeout(resolve, delay));
-          if (run !== catchUps || !chat || chat.id !== id) return;
+          if (!current(id, run)) return;
         }
       }
     },
