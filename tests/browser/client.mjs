@@ -37,11 +37,16 @@ export async function waitOnline(page) {
   await page.waitForSelector('#status[data-state="online"]');
 }
 
-export async function register(page, username) {
+// Creates the account and logs in; register also waits for the socket.
+export async function signUp(page, username) {
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Create account' }).click();
   await page.getByText(`Logged in as ${username}`).waitFor();
+}
+
+export async function register(page, username) {
+  await signUp(page, username);
   await waitOnline(page);
 }
 

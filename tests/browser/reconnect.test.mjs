@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { api, clockShift, screenshot, startNatter, startProxy, useNatterAndBrowser } from './harness.mjs';
 import {
-  assertClean, chatItem, createChat, meetInChat, openApp, openChat, register, send, session, uniq, waitOnline, waitShown,
+  assertClean, chatItem, createChat, meetInChat, openApp, openChat, register, send, session, signUp, uniq, waitOnline,
+  waitShown,
 } from './client.mjs';
 
 const env = useNatterAndBrowser();
@@ -222,7 +223,7 @@ test('a socket closed right after it opened (a server shedding load) backs off',
   await page.routeWebSocket(/\/ws\?/, (ws) => {
     setTimeout(() => ws.close({ code: 1013, reason: 'overloaded: catch up from history' }), 50);
   });
-  await register(page, uniq('dan'));
+  await signUp(page, uniq('dan')); // not waiting for "online": each socket is open for 50 ms only
   let tickets = 0;
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/ws/tickets') tickets++;
