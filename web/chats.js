@@ -52,8 +52,10 @@ export function createChatList({ element, me, onSelect }) {
     if (c.unread > 0) {
       const badge = document.createElement('span');
       badge.className = 'unread';
-      badge.textContent = String(c.unread);
-      badge.setAttribute('aria-label', `${c.unread} unread`);
+      // natter counts up to 1,000
+      const shown = c.unread > 999 ? '999+' : String(c.unread);
+      badge.textContent = shown;
+      badge.setAttribute('aria-label', `${shown} unread`);
       button.append(badge);
     }
     button.addEventListener('click', () => onSelect(c));

@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A macro's value as a string literal (a constant in an SQL text). */
+#define NATTER_STR_(x) #x
+#define NATTER_STR(x) NATTER_STR_(x)
+
 /* Allocation never returns NULL: on exhaustion it prints and aborts (see error.h). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);

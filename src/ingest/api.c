@@ -568,7 +568,7 @@ static void chats_merge_unstored(natter_app_t *app, uint64_t me, natter_vec_t *c
                             NATTER_CURSOR_NONE, &unstored);
         for (size_t j = 0; j < unstored.len; j++) {
             natter_msg_t *m = *NATTER_VEC_AT(&unstored, natter_msg_t *, j); /* ascending: the last is newest */
-            cs->unread += m->sender_id != me && m->id > cs->read;
+            cs->unread += m->sender_id != me && m->id > cs->read && cs->unread < NATTER_UNREAD_MAX;
             if (j + 1 < unstored.len) {
                 free(m);
             } else {

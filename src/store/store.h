@@ -58,9 +58,15 @@ typedef struct natter_chat {
     char name[NATTER_CHAT_NAME_MAX_BYTES + 1];
 } natter_chat_t;
 
+/* Unread counts stop here: a chat list costs the same for a chat with a
+ * million unread messages as for one with a thousand (clients show
+ * "999+"). */
+#define NATTER_UNREAD_MAX 1000
+
 /* One row of a user's chat list. last is NULL when the chat has no message;
  * otherwise the caller frees it. read: the user's read marker in the chat
- * (the last message read; 0: none). */
+ * (the last message read; 0: none). unread: the messages after it that
+ * others sent, at most NATTER_UNREAD_MAX. */
 typedef struct natter_chat_summary {
     natter_chat_t chat;
     uint64_t unread;

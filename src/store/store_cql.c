@@ -27,7 +27,7 @@
  *                                        in their message's partition layout
  *
  * A chat's unread count reads only the messages after the reader's marker
- * (their sender ids), never the whole chat.
+ * (their sender ids), never the whole chat, and stops at NATTER_UNREAD_MAX.
  *
  * Events are applied exactly once without a transaction: every write an
  * event makes carries the event's id as its write timestamp (USING
@@ -354,9 +354,12 @@ static int applied(const cql_result_t *r)
 
 /* Runs a single-partition SELECT and hands every row to row(), following
  * the paging state. */
+/* Calls row for every row of every page; a row that answers non-zero ends
+ * the read after its page. */
 static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, size_t n, int64_t token,
-                       void (*row)(const cql_result_t *res, int32_t i, void *arg), void *arg)
+                       int (*row)(const cql_result_t *res, int32_t i, void *arg), void *arg)
 {
+    int enough = 0;
     char err[256];
     uint8_t state[512];
     size_t state_len = 0;
@@ -370,9 +373,9 @@ static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, siz
             return rc == NATTER_EUNAVAIL || rc == NATTER_ETIMEDOUT ? rc : NATTER_EIO;
         }
         for (int32_t i = 0; i < res.resp.rows.rows_count; i++)
-            row(&res, i, arg);
+            enough |= row(&res, i, arg);
         cql_slice_t ps = res.resp.rows.meta.paging_state;
-        state_len = ps.len > 0 && (size_t)ps.len <= sizeof(state) ? (size_t)ps.len : 0;
+        state_len = !enough && ps.len > 0 && (size_t)ps.len <= sizeof(state) ? (size_t)ps.len : 0;
         if (state_len)
             memcpy(state, ps.p, state_len);
         cql_result_free(&res);
@@ -380,11 +383,12 @@ static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, siz
     return NATTER_OK;
 }
 
-static void id_row(const cql_result_t *res, int32_t i, void *arg)
+static int id_row(const cql_result_t *res, int32_t i, void *arg)
 {
     natter_vec_t *out = arg;
     if (cell_u64(res, i, 0, natter_vec_push(out)) != NATTER_OK)
         out->len--;
+    return 0;
 }
 
 /* Column 0 of every row (bigint). */
@@ -1333,8 +1337,24 @@ static int cq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64
     return rc;
 }
 
+typedef struct unread_count {
+    uint64_t user_id;
+    uint64_t n;
+} unread_count_t;
+
+/* Counts a message another member sent; enough at NATTER_UNREAD_MAX. */
+static int unread_row(const cql_result_t *res, int32_t i, void *arg)
+{
+    unread_count_t *u = arg;
+    uint64_t sender;
+    if (cell_u64(res, i, 0, &sender) == NATTER_OK && sender != u->user_id && u->n < NATTER_UNREAD_MAX)
+        u->n++;
+    return u->n >= NATTER_UNREAD_MAX;
+}
+
 /* Unread: the messages after the user's marker that others sent, counted
- * from the marker's bucket on; the newest message on the way. */
+ * from the marker's bucket on up to NATTER_UNREAD_MAX (a page past it at
+ * most is read); the newest message on the way. */
 static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs)
 {
     cql_result_t res;
@@ -1361,17 +1381,14 @@ static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs
     natter_vec_t bs;
     natter_vec_init(&bs, sizeof(uint64_t));
     rc = buckets(s, cs->chat.id, bucket_of(s, marker), 0, &bs);
-    for (size_t i = 0; i < bs.len && rc == NATTER_OK; i++) {
+    unread_count_t u = {.user_id = user_id};
+    for (size_t i = 0; i < bs.len && rc == NATTER_OK && u.n < NATTER_UNREAD_MAX; i++) {
         uint64_t b = *NATTER_VEC_AT(&bs, uint64_t, i);
         cql_value_t v[3] = {vid(cs->chat.id), cql_value_bigint((int64_t)b), vid(marker)};
-        natter_vec_t senders;
-        natter_vec_init(&senders, sizeof(uint64_t));
-        rc = select_ids(s, S_SENDERS_AFTER, v, 3, token_pair(cs->chat.id, b), &senders);
-        for (size_t j = 0; j < senders.len; j++)
-            cs->unread += *NATTER_VEC_AT(&senders, uint64_t, j) != user_id;
-        natter_vec_free(&senders);
+        rc = select_rows(s, s->stmt[S_SENDERS_AFTER], v, 3, token_pair(cs->chat.id, b), unread_row, &u);
     }
     natter_vec_free(&bs);
+    cs->unread = u.n;
     return rc;
 }
 
@@ -1561,12 +1578,13 @@ static int cq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, 
     return rc;
 }
 
-static void reaction_row(const cql_result_t *res, int32_t i, void *arg)
+static int reaction_row(const cql_result_t *res, int32_t i, void *arg)
 {
     natter_reaction_row_t *r = natter_vec_push(arg);
     cell_u64(res, i, 0, &r->message_id);
     cell_text(res, i, 1, r->emoji, sizeof(r->emoji));
     cell_u64(res, i, 2, &r->user_id);
+    return 0;
 }
 
 /* Walks the chat's message buckets from first_id's to last_id's: reactions

@@ -155,8 +155,8 @@ static const char *const queries[NQUERIES] = {
     [Q_MEMBER_REMOVE] = "DELETE FROM members WHERE chat_id = ?1 AND user_id = ?2",
     [Q_USER_CHATS] =
         "SELECT c.id, c.name, c.created_by, c.created_at,"
-        " (SELECT count(*) FROM messages x WHERE x.chat_id = c.id AND x.sender_id <> ?1"
-        "   AND x.id > coalesce(r.message_id, 0)), coalesce(r.message_id, 0),"
+        " (SELECT count(*) FROM (SELECT 1 FROM messages x WHERE x.chat_id = c.id AND x.sender_id <> ?1"
+        "   AND x.id > coalesce(r.message_id, 0) LIMIT " NATTER_STR(NATTER_UNREAD_MAX) ")), coalesce(r.message_id, 0),"
         " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id, l.edited_at, l.deleted"
         " FROM members m JOIN chats c ON c.id = m.chat_id"
         " LEFT JOIN read_markers r ON r.user_id = ?1 AND r.chat_id = c.id"

@@ -1,6 +1,7 @@
 """History paging over more than 1,000 messages that span several store
 partitions (on Cassandra: time buckets of 1 s here), forward and backward:
-every message once, in id order."""
+every message once, in id order. Over the same messages, unread counts stop
+at 1,000."""
 
 import json
 import threading
@@ -24,7 +25,8 @@ def test_paging_over_buckets(server_factory):
     # the bucket size is fixed when a keyspace is made: this test has its own
     srv = server_factory(args=["--cql-bucket", "1", "--cql-keyspace", f"buckets_{RUN_ID}"])
     alice = register(srv, "alice")
-    cid = alice.create_chat()["id"]
+    bob = register(srv, "bob")
+    cid = alice.create_chat(members=[bob])["id"]
     sent, lock = [], threading.Lock()
 
     def poster(r, t):
@@ -73,3 +75,15 @@ def test_paging_over_buckets(server_factory):
     x, y = want[100], want[1100]
     page = alice.api.history(cid, after=x, before=y, limit=200)
     assert [m["id"] for m in page["messages"]] == want[101:301] and page["has_more"]
+
+    # unread: what others sent after bob's marker, counted up to 1,000
+    assert bob.api.chat_summary(cid)["unread"] == 1000  # 1,200
+    r = bob.api.put(f"/chats/{cid}/read", {"message_id": want[150]})
+    assert r.status_code == 204, r.text
+    assert bob.api.chat_summary(cid)["unread"] == 1000  # 1,049, over several buckets
+    r = bob.api.put(f"/chats/{cid}/read", {"message_id": want[200]})
+    assert r.status_code == 204, r.text
+    assert bob.api.chat_summary(cid)["unread"] == 999
+    bob.api.post_message(cid, "his own")
+    assert bob.api.chat_summary(cid)["unread"] == 999
+    assert alice.api.chat_summary(cid)["unread"] == 1

@@ -65,3 +65,24 @@ test('a chat read in one tab is no longer unread in the other', async () => {
   assertClean(bob1);
   assertClean(bob2);
 });
+
+test('more than 999 unread show as 999+', async () => {
+  const { natter, browser } = env;
+  const alice = await openApp(await browser.newContext(), natter.base);
+  const bobContext = await browser.newContext();
+  let bob = await openApp(bobContext, natter.base);
+  const { room, chatId } = await meetInChat(alice, bob, 'before you left');
+  await bob.close();
+  const { token } = await session(alice);
+  for (let i = 0; i < 1001; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, 1001 - i) }, (_, k) =>
+      api(natter.base, 'POST', `/chats/${chatId}/messages`, token, { content: `news ${i + k}` })));
+  }
+  bob = await openApp(bobContext, natter.base);
+  await waitOnline(bob);
+  const badge = chatItem(bob, room).locator('.unread');
+  await badge.waitFor();
+  assert.equal(await badge.textContent(), '999+');
+  assert.equal(await badge.getAttribute('aria-label'), '999+ unread');
+  assertClean(bob);
+});
