@@ -158,6 +158,28 @@ static void test_many_in_flight_and_paging(void **state)
     assert_true(pages >= 5);
 }
 
+/* More calls at once than the pool has streams (2 connections of 1,024):
+ * the ones past it wait for a stream instead of failing as if the host
+ * were down. */
+static void test_more_calls_than_streams(void **state)
+{
+    (void)state;
+    enum { N = 2600 };
+    cql_stmt_t *sel;
+    must(cql_client_prepare(client, "SELECT c, v FROM cqltest.kv WHERE k = ?", &sel, err, sizeof(err)));
+    cql_call_t **calls = calloc(N, sizeof(*calls));
+    assert_non_null(calls);
+    cql_value_t k = cql_value_bigint(77);
+    cql_query_params_t qp = {.consistency = CQL_ONE, .values = &k, .nvalues = 1};
+    for (int i = 0; i < N; i++) {
+        calls[i] = cql_client_execute(client, sel, &qp, token_of(77), 1);
+        assert_non_null(calls[i]);
+    }
+    for (int i = 0; i < N; i++)
+        must(cql_call_wait(calls[i], NULL, err, sizeof(err)));
+    free(calls);
+}
+
 static void test_unlogged_batch(void **state)
 {
     (void)state;
@@ -221,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_ring_and_local),
         cmocka_unit_test(test_token_matches_server),
         cmocka_unit_test(test_many_in_flight_and_paging),
+        cmocka_unit_test(test_more_calls_than_streams),
         cmocka_unit_test(test_unlogged_batch),
         cmocka_unit_test(test_server_error_is_reported),
         cmocka_unit_test(test_authentication_is_checked),

@@ -94,6 +94,8 @@ struct cql_call {
     int idempotent;
     int internal; /* the client's own read of the ring or the schema: not in the host's counters */
     int attempts;
+    int full; /* the last send found every stream of the connections it tried in use */
+    int only; /* the host that send was for, or -1: any */
     uint64_t deadline_ns; /* of the attempt in flight */
     conn_t *conn;         /* sent on (holds a reference) */
     int16_t stream;
@@ -875,7 +877,11 @@ static void call_free(cql_call_t *call)
     free(call);
 }
 
-/* Sends the call on a connection to host: 0, or NATTER_EUNAVAIL. */
+/* send_to's answer when the connection is up but has no free stream. */
+#define SEND_FULL 1
+
+/* Sends the call on a connection to host: 0, NATTER_EUNAVAIL, or SEND_FULL
+ * (every stream of that connection in use). */
 static int send_to(cql_call_t *call, int host)
 {
     cql_client_t *cl = call->client;
@@ -885,6 +891,7 @@ static int send_to(cql_call_t *call, int host)
     pthread_mutex_lock(&c->lock);
     uint64_t now = natter_mono_ns();
     int verdict = atomic_load(&c->dead) ? CONN_OK : conn_check(c, now, cl->cfg.timeout_ms);
+    int full = verdict == CONN_OK && !atomic_load(&c->dead) && c->nfree == 0;
     if (!atomic_load(&c->dead) && verdict == CONN_OK && c->nfree > 0) {
         int16_t s = c->free_streams[--c->nfree];
         c->slots[s] = call;
@@ -913,7 +920,18 @@ static int send_to(cql_call_t *call, int host)
     if (verdict != CONN_OK)
         conn_condemn(c, verdict);
     conn_release(c);
-    return NATTER_EUNAVAIL;
+    return full ? SEND_FULL : NATTER_EUNAVAIL;
+}
+
+/* Sends the call on one of host's connections: the next in turn, or the
+ * others when its streams are all in use. */
+static int send_host(cql_call_t *call, int host)
+{
+    int rc = SEND_FULL;
+    for (unsigned i = 0; i < call->client->cfg.conns_per_host && rc == SEND_FULL; i++)
+        rc = send_to(call, host);
+    call->full |= rc == SEND_FULL;
+    return rc == NATTER_OK ? NATTER_OK : NATTER_EUNAVAIL;
 }
 
 /* The hosts to try for a token, best first: its replicas in ring order,
@@ -952,12 +970,29 @@ static int route(cql_client_t *cl, int64_t token, int *order)
 static int call_send(cql_call_t *call, int only)
 {
     int order[MAX_HOSTS];
+    call->full = 0;
+    call->only = only;
     if (only >= 0)
-        return send_to(call, only);
+        return send_host(call, only);
     int n = route(call->client, call->token, order);
     for (int i = 0; i < n; i++)
-        if (send_to(call, order[i]) == NATTER_OK)
+        if (send_host(call, order[i]) == NATTER_OK)
             return NATTER_OK;
+    return NATTER_EUNAVAIL;
+}
+
+/* A call no host took because the streams of every connection it tried
+ * were in use (more calls in flight than the pool carries): it waits for
+ * one to be answered, polling each millisecond, for at most the timeout.
+ * 0 once sent, else NATTER_EUNAVAIL. */
+static int call_send_when_free(cql_call_t *call, int only)
+{
+    uint64_t until = natter_mono_ns() + (uint64_t)call->client->cfg.timeout_ms * 1000000u;
+    while (call->full && natter_mono_ns() < until) {
+        usleep(1000);
+        if (call_send(call, only) == NATTER_OK)
+            return NATTER_OK;
+    }
     return NATTER_EUNAVAIL;
 }
 
@@ -1023,6 +1058,11 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
     cql_client_t *cl = call->client;
     if (served)
         *served = -1;
+    if (call->attempts == 0 && call->full && call_send_when_free(call, call->only) != NATTER_OK && call->full) {
+        snprintf(err, errlen, "every CQL stream in use for %u ms", cl->cfg.timeout_ms);
+        call_free(call);
+        return NATTER_ETIMEDOUT;
+    }
     if (call->attempts == 0) { /* no host took it */
         pthread_mutex_lock(&cl->lock);
         snprintf(err, errlen, "no CQL host reachable (%s)", cl->last_error[0] ? cl->last_error : "every host is down");
@@ -1084,7 +1124,7 @@ static int call_finish(cql_call_t *call, cql_result_t *out, char *err, size_t er
             break;
         }
         usleep(50000u << call->attempts); /* 100, 200, 400 ms */
-        if (call_send(call, -1) != NATTER_OK) {
+        if (call_send(call, -1) != NATTER_OK && call_send_when_free(call, -1) != NATTER_OK) {
             snprintf(err, errlen, "no CQL host reachable");
             rc = NATTER_EUNAVAIL;
             break;
