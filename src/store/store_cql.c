@@ -375,7 +375,12 @@ static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, siz
         for (int32_t i = 0; i < res.resp.rows.rows_count; i++)
             enough |= row(&res, i, arg);
         cql_slice_t ps = res.resp.rows.meta.paging_state;
-        state_len = !enough && ps.len > 0 && (size_t)ps.len <= sizeof(state) ? (size_t)ps.len : 0;
+        if (!enough && ps.len > 0 && (size_t)ps.len > sizeof(state)) { /* not a truncated answer read as whole */
+            fprintf(stderr, "natter: cql: a paging state of %d bytes (at most %zu)\n", (int)ps.len, sizeof(state));
+            cql_result_free(&res);
+            return NATTER_EIO;
+        }
+        state_len = !enough && ps.len > 0 ? (size_t)ps.len : 0;
         if (state_len)
             memcpy(state, ps.p, state_len);
         cql_result_free(&res);

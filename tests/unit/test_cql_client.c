@@ -1002,6 +1002,29 @@ static void test_contact_point_by_name(void **state)
         fake_stop(f[i]);
 }
 
+/* A contact point in brackets, as an IPv6 address must be ("[::1]:9042"),
+ * is the address inside them; a bracket left open is refused. */
+static void test_contact_point_in_brackets(void **state)
+{
+    (void)state;
+    fake_t *f = fake_start("127.0.0.1", 0, "0");
+    char contact[64];
+    snprintf(contact, sizeof(contact), "[127.0.0.1]:%u", f->port);
+    cql_client_t *c = open_client(contact, 1000);
+    wait_ring_reads(c, 1);
+    cql_host_stats_t hs[8];
+    assert_int_equal(cql_client_hosts(c, hs, 8), 1);
+    assert_int_equal(hs[0].up, 1);
+    cql_client_close(c);
+    static const char *const bad[] = {"[127.0.0.1", "[127.0.0.1]9042", "[]:9042"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cql_client_config_t cfg = {.hosts = bad[i], .conns_per_host = 2, .timeout_ms = 1000};
+        assert_int_equal(cql_client_open(&c, &cfg, err, sizeof(err)), NATTER_EINVAL);
+        assert_non_null(strstr(err, "bad CQL host list"));
+    }
+    fake_stop(f);
+}
+
 /* How many hosts the client has, and how many of them are in its ring. */
 static size_t ring_size(cql_client_t *c, size_t *known)
 {
@@ -1077,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_ring_routing_and_host_state),
         cmocka_unit_test(test_ring_follows_topology_events),
         cmocka_unit_test(test_contact_point_by_name),
+        cmocka_unit_test(test_contact_point_in_brackets),
         cmocka_unit_test(test_events_connection_moves),
         cmocka_unit_test(test_host_slots_reused),
     };

@@ -509,8 +509,7 @@ static conn_t *conn_open(cql_client_t *cl, int host, int events, char *err, size
         return NULL;
     }
     set_timeouts(fd, cl->cfg.timeout_ms, 0);
-    if (events) /* nothing is sent on it, so only the kernel can tell it went half-open */
-        keepalive(fd);
+    keepalive(fd); /* an idle connection (the events one always is) learns from the kernel that its peer is gone */
     conn_t *c = xcalloc(1, sizeof(*c));
     c->fd = fd;
     c->host = host;
@@ -808,13 +807,20 @@ static int parse_hosts(cql_client_t *cl, char *err, size_t errlen)
 {
     const char *p = cl->hosts_text;
     while (*p) {
-        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
-        const char *colon = memrchr(p, ':', (size_t)(end - p));
+        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p), *name = p;
+        const char *bracket = *p == '[' ? memchr(p, ']', (size_t)(end - p)) : NULL; /* [IPv6]:port */
+        const char *colon = bracket ? (bracket + 1 < end && bracket[1] == ':' ? bracket + 1 : NULL)
+                                    : memrchr(p, ':', (size_t)(end - p));
         char port[8] = "9042";
         size_t nlen = colon ? (size_t)(colon - p) : (size_t)(end - p);
+        if (bracket) {
+            name = p + 1;
+            nlen = (size_t)(bracket - name);
+        }
         if (colon && (size_t)(end - colon - 1) < sizeof(port) && end > colon + 1)
             snprintf(port, sizeof(port), "%.*s", (int)(end - colon - 1), colon + 1);
-        int host = nlen == 0 ? -1 : add_host(cl, p, nlen, port);
+        int bad = nlen == 0 || (*p == '[' && (bracket == NULL || (bracket + 1 < end && colon == NULL)));
+        int host = bad ? -1 : add_host(cl, name, nlen, port);
         if (host < 0) {
             snprintf(err, errlen, "bad CQL host list '%s'", cl->hosts_text);
             return NATTER_EINVAL;
