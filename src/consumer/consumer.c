@@ -15,6 +15,8 @@
 /* A store that has failed every batch for this long makes the node unready
  * (unless the store's own timeout is longer). */
 #define STORE_FAILING_GRACE_MS 5000
+/* How often an idle consumer asks a failing store whether it answers again. */
+#define STORE_PROBE_MS 1000
 
 static void sleep_ms(int ms)
 {
@@ -109,6 +111,24 @@ int natter_consumer_status(natter_consumer_t *c, char *why, size_t len)
     return natter_log_consumer_status(c->app->log, why, len);
 }
 
+/* The last batch failed and none has come since: once a second the idle
+ * consumer asks the store whether it answers again (its ping). Without it
+ * a node made unready by a failed batch stayed unready until a post
+ * succeeded, and a load balancer that sends nothing to an unready node
+ * never sent one. 1 when the store answered. */
+static int probe_store(natter_consumer_t *c, uint64_t *probed_ns)
+{
+    uint64_t now = natter_mono_ns();
+    if (atomic_load(&c->store_failing_since_ns) == 0 || now - *probed_ns < (uint64_t)STORE_PROBE_MS * 1000000u)
+        return 0;
+    *probed_ns = now;
+    if (natter_store_ping(c->app->store) != NATTER_OK)
+        return 0;
+    fprintf(stderr, "natter: the store answers again\n");
+    note_store_outcome(c, NATTER_OK);
+    return 1;
+}
+
 /* The store is down (a batch failed for an outage after all its tries, at
  * failed_ms) on a log whose posters wait for the store: what was queued
  * before is answered 503 now, not each batch after a full round of tries
@@ -153,6 +173,7 @@ static void *consumer_main(void *arg)
     int posters_wait = !natter_log_has_fanout(app->log), down = 0;
     natter_msg_t *next_batch = NULL;
     size_t next_n = 0;
+    uint64_t probed_ns = 0;
     for (;;) {
         natter_msg_t *head = next_batch;
         size_t n = next_n;
@@ -163,6 +184,8 @@ static void *consumer_main(void *arg)
         if (n == 0) {
             if (natter_log_drained(app->log))
                 break;
+            if (probe_store(c, &probed_ns))
+                down = 0;
             continue;
         }
         uint64_t started = natter_mono_ns();

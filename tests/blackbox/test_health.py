@@ -1,10 +1,11 @@
 """Operational endpoints: liveness, readiness, metrics."""
 
 import re
+import time
 
 import requests
 
-from conftest import register
+from conftest import register, wait_for
 
 
 def test_healthz(server):
@@ -42,3 +43,21 @@ def test_metrics(server):
         alice.api.post_message(cid, f"m{i}")
     after, _ = _posted_total(server)
     assert after - before == 3, (before, after)
+
+
+def test_ready_again_when_the_store_answers_again(server_factory):
+    # One batch given up for an outage (its four tries fail): the node is
+    # unready once the failure is older than the 5 s grace, as long as no
+    # batch is stored. With no post after it, the idle store consumer asks
+    # the store whether it answers again (it does) and the node is ready:
+    # a load balancer sends nothing to an unready node, so waiting for a
+    # post would keep it out for good.
+    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:nth=1,count=4,rc=unavail"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    assert alice.api.post(f"/chats/{cid}/messages", {"content": "given up"}).status_code == 503
+    failed = time.monotonic()
+    assert wait_for(lambda: "the store answers again" in srv.stderr_text(), timeout=30), srv.stderr_text()[-2000:]
+    time.sleep(max(0.0, failed + 6 - time.monotonic()))  # past the grace, whatever came before
+    r = requests.get(srv.base + "/readyz", timeout=5)
+    assert r.status_code == 200, r.text
