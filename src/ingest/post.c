@@ -177,6 +177,7 @@ static natter_post_result_t hold_for_claim(natter_api_job_t *job, natter_msg_t *
     natter_app_t *app = job->app;
     if (natter_log_append_held(app->log, msg) != NATTER_OK) {
         free(msg);
+        job->retry_after = 1;
         natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
         return NATTER_POST_ANSWERED;
     }
@@ -242,8 +243,9 @@ static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, 
     on_durable_of(job, msg);
     if (claims)
         return hold_for_claim(job, msg);
-    if (natter_log_append(app->log, msg) != NATTER_OK) {
+    if (natter_log_append(app->log, msg) != NATTER_OK) { /* full (--log-queue), or the broker away */
         free(msg);
+        job->retry_after = 1;
         natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
         return NATTER_POST_ANSWERED;
     }

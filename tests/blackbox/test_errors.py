@@ -683,3 +683,17 @@ def test_history_limit_bounds_ok(server, world, query):
     r = world["alice"].api.get(f"/chats/{world['cid']}/messages?{query}")
     assert r.status_code == 200, r.text
     assert len(r.json()["messages"]) >= 1
+
+
+def test_a_post_the_log_refuses_says_when_to_retry(server_factory):
+    # the message log refuses an append (its queue full, its broker away):
+    # 503 with Retry-After, as a full worker queue answers
+    srv = server_factory(env={"NATTER_FAULTS": "log.append:nth=1,count=1,rc=unavail"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    r = alice.api.post(f"/chats/{cid}/messages", {"content": "refused"})
+    assert_error(r, 503, "unavailable")
+    assert r.headers.get("Retry-After") == "1", r.headers
+    r = alice.api.post(f"/chats/{cid}/messages", {"content": "taken"})
+    assert r.status_code == 202, r.text
+    assert "Retry-After" not in r.headers
