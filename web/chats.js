@@ -8,6 +8,7 @@ export function createChatList({ element, me, onSelect }) {
   let refreshing = 0; // GET /chats requests in flight
   let asked = 0, shown = 0; // GET /chats requests made, and the newest one whose answer is shown
   let during = [];    // messages pushed meanwhile: a snapshot read before them must not lose them
+  const readTo = new Map(); // chat id → one's newest read marker pushed (it can come before its message)
 
   // A pushed message into the list; false when its chat is not in it.
   function take(msg, seen) {
@@ -15,7 +16,8 @@ export function createChatList({ element, me, onSelect }) {
     if (!c) return false;
     if (c.last_message && idCompare(msg.id, c.last_message.id) <= 0) return true; // already counted
     c.last_message = msg;
-    if (msg.sender_id !== me.id && !seen) c.unread++;
+    const read = readTo.get(c.id);
+    if (msg.sender_id !== me.id && !seen && !(read && idCompare(msg.id, read) <= 0)) c.unread++;
     return true;
   }
 
@@ -81,6 +83,8 @@ export function createChatList({ element, me, onSelect }) {
 
   // One's own read marker moved (here, or in another tab or device).
   function onRead(f) {
+    const read = readTo.get(f.chat_id);
+    if (!read || idCompare(f.message_id, read) > 0) readTo.set(f.chat_id, f.message_id);
     const c = chats.find((x) => x.id === f.chat_id);
     if (!c || c.unread === 0) return;
     if (c.last_message && idCompare(f.message_id, c.last_message.id) >= 0) {

@@ -13,13 +13,14 @@ export function uniq(prefix) {
 
 // A page of the client in context; uncaught errors in it, or a WebSocket
 // opened with anything but a ticket in its URL, fail assertClean().
-export async function openApp(context, base) {
+export async function openApp(context, base, prepare = async () => {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
   page.errors = [];
   page.sockets = [];
   page.on('pageerror', (e) => page.errors.push(e));
   page.on('websocket', (ws) => page.sockets.push(ws.url()));
+  await prepare(page); // e.g. routes, before the page loads
   await page.goto(base + '/');
   return page;
 }

@@ -86,3 +86,28 @@ test('more than 999 unread show as 999+', async () => {
   assert.equal(await badge.getAttribute('aria-label'), '999+ unread');
   assertClean(bob);
 });
+
+test('one\'s read receipt that comes before its message leaves nothing unread', async () => {
+  const { natter, browser } = env;
+  const alice = await openApp(await browser.newContext(), natter.base);
+  const bobContext = await browser.newContext();
+  const bob1 = await openApp(bobContext, natter.base);
+  const { room } = await meetInChat(alice, bob1, 'hello'); // the chat is open in Bob's first tab
+  // Bob's second tab gets its message pushes 1.5 s late (as from another
+  // node of a cluster), everything else at once
+  const bob2 = await openApp(bobContext, natter.base, (page) => page.routeWebSocket(/\/ws\?/, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((m) => {
+      if (JSON.parse(m).type === 'message') setTimeout(() => ws.send(m), 1500);
+      else ws.send(m);
+    });
+  }));
+  await waitOnline(bob2);
+  await send(alice, 'read at once');
+  await waitShown(bob1, 2); // the first tab reads it: its receipt reaches the second before the message
+  await bob2.waitForFunction((r) => [...document.querySelectorAll('.chat-item')].some((b) =>
+    b.querySelector('.chat-name').textContent === r && b.querySelector('.chat-last').textContent === 'read at once'),
+  room);
+  assert.equal(await unread(bob2, room, 0), 0);
+  assertClean(bob2);
+});
