@@ -86,8 +86,23 @@ function start(session) {
   });
   const chats = createChatList({ element: $('chat-list'), me, onSelect: openChat });
 
+  // A GET /chats that fails is tried again (1 s, doubling to 30 s) until
+  // one gets through: the list would go on missing what changed meanwhile.
+  let listRetry = null, listDelay = 1000;
   async function refreshList() {
-    await chats.refresh().catch(() => {}); // stays as it was; the next event or reconnection refreshes it
+    try {
+      await chats.refresh();
+      clearTimeout(listRetry);
+      listRetry = null;
+      listDelay = 1000;
+    } catch {
+      if (listRetry !== null) return;
+      listRetry = setTimeout(() => {
+        listRetry = null;
+        refreshList();
+      }, listDelay);
+      listDelay = Math.min(listDelay * 2, 30000);
+    }
   }
 
   function closeChat() {

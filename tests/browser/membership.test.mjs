@@ -65,3 +65,26 @@ test("a former member's messages still show who wrote them", async () => {
     ['You', bobName]);
   assertClean(alice);
 });
+
+test('a chat list that fails to load is asked again until it does', async () => {
+  const alice = await openApp(await env.browser.newContext(), env.natter.base);
+  const bob = await openApp(await env.browser.newContext(), env.natter.base);
+  const bobName = uniq('bob'), room = uniq('room');
+  await register(alice, uniq('alice'));
+  await register(bob, bobName);
+  let refused = 0;
+  await bob.route((u) => u.pathname === '/chats', async (route) => {
+    if (route.request().method() === 'GET' && refused < 2) {
+      refused++;
+      await route.fulfill({ status: 503, contentType: 'application/json',
+        body: '{"error":{"code":"unavailable","message":"the store is unreachable"}}' });
+    } else {
+      await route.continue();
+    }
+  });
+  // the push of the new chat makes Bob's list ask; its first two answers are 503
+  await createChat(alice, room, [bobName]);
+  await chatItem(bob, room).waitFor();
+  assert.equal(refused, 2);
+  assertClean(bob);
+});
