@@ -177,6 +177,16 @@ json_t *load_report_summary(load_t *L, const load_verdict_t *v, double duration_
                                   known(np99)));
     json_object_update_new(s, json_pack("{s:f, s:o, s:o}", "idle_s", L->idle_s, "idle_server_cpu_s", known(idle),
                                         "idle_cpu_s_per_minute_per_10k_sockets", known(idle_per_10k)));
+    /* the store: how long the end waited for it after the last delivery,
+     * its lag then; the first target's resident memory at its peak (of
+     * the per-second readings) */
+    double rss_peak = -1;
+    for (size_t i = 0; i < L->nseries; i++)
+        if (L->series[i].server.rss_bytes > rss_peak)
+            rss_peak = L->series[i].server.rss_bytes;
+    json_object_update_new(s, json_pack("{s:o, s:o, s:o}", "store_drain_s", known(L->store_drain_s),
+                                        "store_lag_end", known(L->ntargets ? L->targets[0].end.lag : -1),
+                                        "server_rss_peak_bytes", known(rss_peak)));
     /* the generator's own CPU (every thread, and the listener processes it
      * reaped): whether it, not the server, set a rate's limit */
     double self_s = cpu_s(RUSAGE_SELF), children_s = cpu_s(RUSAGE_CHILDREN);

@@ -228,6 +228,7 @@ typedef struct load {
     double setup_s;        /* users, sessions, chats */
     double connect_s;      /* from the first listener connect to the last open */
     double idle_s;         /* how long the sockets were held idle (--idle) */
+    double store_drain_s;  /* after the last delivery, until the store's lag was 0 (-1: no lag metric, or never) */
     load_gather_t *gather; /* the listener thread or processes */
     size_t listener_procs; /* child processes holding listeners (0: a thread of this one) */
     load_listen_state_t lst;

@@ -104,6 +104,10 @@ def test_seed_run_delivers_everything_once_in_order(server_factory, tmp_path, se
     assert s["connect_rate"] > 0 and s["server_rss_per_socket_bytes"] is not None, report
     assert [t["target"] for t in s["targets"]] == [srv.base], report
     assert any(pt["server_rss_bytes"] is not None for pt in doc["series"]), report
+    assert s["server_rss_peak_bytes"] == max(pt["server_rss_bytes"] for pt in doc["series"]
+                                             if pt["server_rss_bytes"] is not None), report
+    # the last reading of the server's CPU came once the store had caught up (on Kafka it trails the pushes)
+    assert s["store_lag_end"] == 0 and s["store_drain_s"] >= 0, report
 
 
 def test_ws_sends_keep_within_the_servers_pending_bound(server_factory, tmp_path):
@@ -131,6 +135,8 @@ def test_a_run_without_listeners_leaves_the_servers_metrics_unknown(server_facto
     (t,) = doc["summary"]["targets"]
     for key in ("cpu_before_s", "cpu_open_s", "cpu_end_s", "rss_before_bytes", "rss_open_bytes", "rss_end_bytes"):
         assert t[key] is None, (key, report)
+    s = doc["summary"]
+    assert s["store_drain_s"] is None and s["store_lag_end"] is None, report
 
 
 def test_listeners_in_child_processes_reach_the_same_verdict(server_factory, tmp_path):
