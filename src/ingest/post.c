@@ -105,7 +105,9 @@ static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_
         return natter_api_fail(job, 400, "invalid_request", "content must be a non-empty string");
     if (natter_utf8_count(content->value, content->len) > NATTER_CONTENT_MAX_CHARS)
         return natter_api_fail(job, 400, "content_too_long", "content is limited to 4000 characters");
-    if (cid->kind != NATTER_JSONR_ABSENT &&
+    /* over HTTP client_id is optional; a WebSocket send needs it: its ack
+     * names the send by it, in whatever order the acks come */
+    if ((cid->kind != NATTER_JSONR_ABSENT || is_ws(job)) &&
         (!is_string(p, F_CLIENT_ID) || cid->len == 0 || cid->len > NATTER_CLIENT_ID_MAX))
         return natter_api_fail(job, 400, "invalid_request", "client_id must be a string of 1-64 bytes in UTF-8");
     return 0;

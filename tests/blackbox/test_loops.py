@@ -131,7 +131,8 @@ def test_flood_of_sends_without_reading_is_closed_and_bounded(server_factory):
     time.sleep(0.2)
     base = srv.rss_kib()
     ws = RawWs(srv.port, bob.token)
-    frame = client_frame(0x1, json.dumps({"type": "send", "chat_id": cid, "content": "flood"}).encode())
+    frame = client_frame(0x1, json.dumps({"type": "send", "chat_id": cid, "content": "flood",
+                                          "client_id": "flood"}).encode())
     try:
         sent = _flood(ws, frame, FLOOD_FRAMES)
         growth = srv.rss_kib() - base

@@ -268,7 +268,7 @@ def test_nothing_is_read_after_a_violation(server, bob):
     ws = connect(server, bob)
     try:
         ws.send(client_frame(0x3, b"") + client_frame(0x1, json.dumps({"type": "send", "chat_id": "1",
-                                                                         "content": "x"}).encode()))
+                                                                         "content": "x", "client_id": "x"}).encode()))
         expect_failed(ws, 1002)
     finally:
         ws.close()
