@@ -21,6 +21,7 @@ enum {
     NATTER_EUNAVAIL = -4,    /* backend unreachable, full or shutting down */
     NATTER_EIO = -5,         /* backend failed in a way that is not transient */
     NATTER_ETIMEDOUT = -6,   /* backend did not answer in time */
+    NATTER_EFULL = -7,       /* a bounded queue is full: try again soon */
 };
 
 /* A short constant name for a code, for logs. */

@@ -365,7 +365,7 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
           (double)atomic_load(&natter_metrics.connections));
     counter(&o, "natter_at_capacity_total", "WebSocket upgrades answered 503: the node held --max-connections.",
             SUM(at_capacity));
-    counter(&o, "natter_busy_rejected_total", "Requests answered 503 because the worker queue was full.",
+    counter(&o, "natter_busy_rejected_total", "Requests answered 503 busy: a bounded queue (the workers', the message log's) was full.",
             SUM(busy_rejected));
     counter(&o, "natter_ephemeral_published_total",
             "Typing, read and presence records this node put on the ephemeral path.", SUM(ephemeral_published));

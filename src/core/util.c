@@ -59,6 +59,7 @@ const char *natter_strerror(int rc)
     case NATTER_EUNAVAIL: return "unavailable";
     case NATTER_EIO: return "i/o error";
     case NATTER_ETIMEDOUT: return "timed out";
+    case NATTER_EFULL: return "queue full";
     default: return "unknown error";
     }
 }

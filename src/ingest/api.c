@@ -130,6 +130,15 @@ int natter_api_fail_store(natter_api_job_t *job, int rc)
     return natter_api_fail(job, 503, "unavailable", "the store failed to answer");
 }
 
+int natter_api_fail_log(natter_api_job_t *job, int rc)
+{
+    job->retry_after = 1;
+    if (rc != NATTER_EFULL)
+        return natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+    natter_count(&natter_m()->busy_rejected, 1);
+    return natter_api_fail(job, 503, "busy", "the server is busy, try again");
+}
+
 static json_t *json_id(uint64_t id)
 {
     char s[NATTER_ID_STR_MAX];

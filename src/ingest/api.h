@@ -92,6 +92,9 @@ void natter_api_run(natter_job_t *work);
 int natter_api_fail(natter_api_job_t *job, int status, const char *code, const char *message);
 /* 503 for a store error. */
 int natter_api_fail_store(natter_api_job_t *job, int rc);
+/* 503 with Retry-After for an append the message log refused: busy when its
+ * queue is full (NATTER_EFULL), else unavailable. */
+int natter_api_fail_log(natter_api_job_t *job, int rc);
 /* Sets the answer to a JSON value (taken); NULL means no body. */
 void natter_api_reply_json(natter_api_job_t *job, int status, json_t *body);
 /* Sets the answer to JSON text written by jsonw (taken). */

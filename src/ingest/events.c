@@ -142,9 +142,10 @@ static int log_event(natter_api_job_t *job, unsigned kind, uint64_t me, const ch
     e->ingest_ns = natter_now_ns();
     e->on_durable = event_durable;
     e->durable_arg = job;
-    if (natter_log_append(job->app->log, e) != NATTER_OK) {
+    int rc = natter_log_append(job->app->log, e);
+    if (rc != NATTER_OK) {
         free(e);
-        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        natter_api_fail_log(job, rc);
         return 0;
     }
     return 1;

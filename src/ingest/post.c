@@ -164,9 +164,9 @@ static int repeat_of(natter_api_job_t *job, natter_msg_t *holder)
         return 0;
     }
     on_durable_of(job, holder);
-    if (natter_log_append_existing(app->log, holder) != NATTER_OK) {
+    if ((rc = natter_log_append_existing(app->log, holder)) != NATTER_OK) {
         free(holder);
-        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        natter_api_fail_log(job, rc);
         return 0;
     }
     return 1;
@@ -177,10 +177,10 @@ static int repeat_of(natter_api_job_t *job, natter_msg_t *holder)
 static natter_post_result_t hold_for_claim(natter_api_job_t *job, natter_msg_t *msg)
 {
     natter_app_t *app = job->app;
-    if (natter_log_append_held(app->log, msg) != NATTER_OK) {
+    int rc = natter_log_append_held(app->log, msg);
+    if (rc != NATTER_OK) {
         free(msg);
-        job->retry_after = 1;
-        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        natter_api_fail_log(job, rc);
         return NATTER_POST_ANSWERED;
     }
     job->held = msg;
@@ -245,10 +245,10 @@ static natter_post_result_t append(natter_api_job_t *job, const post_body_t *p, 
     on_durable_of(job, msg);
     if (claims)
         return hold_for_claim(job, msg);
-    if (natter_log_append(app->log, msg) != NATTER_OK) { /* full (--log-queue), or the broker away */
+    int rc = natter_log_append(app->log, msg);
+    if (rc != NATTER_OK) { /* full (--log-queue), or the broker away */
         free(msg);
-        job->retry_after = 1;
-        natter_api_fail(job, 503, "unavailable", "the message log is unavailable, try again");
+        natter_api_fail_log(job, rc);
         return NATTER_POST_ANSWERED;
     }
     return NATTER_POST_PARKED;

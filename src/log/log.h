@@ -46,7 +46,8 @@ typedef struct natter_log_ops {
      * increase in log order within a chat; across nodes they follow each
      * node's clock, raised past the newest id its fan-out read), then makes
      * the message durable asynchronously.
-     * NATTER_EUNAVAIL when the log is full, unreachable or closed. */
+     * NATTER_EFULL when its queue is full, NATTER_EUNAVAIL when it is
+     * unreachable or closed. */
     int (*append)(natter_log_t *log, natter_msg_t *msg);
     /* Blocks up to timeout_ms for the first message, then lets the batch fill
      * for up to the configured batch time; links at most max messages, in log

@@ -693,9 +693,10 @@ static int produce(log_kafka_t *k, int32_t p, natter_msg_t *msg)
     };
     rd_kafka_error_t *error = rd_kafka_produceva(k->producer, vu, tolen > 0 ? 7 : 6); /* the header when any */
     if (error != NULL) {
+        int full = rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
         rd_kafka_error_destroy(error);
         free(value);
-        return NATTER_EUNAVAIL;
+        return full ? NATTER_EFULL : NATTER_EUNAVAIL;
     }
     return NATTER_OK;
 }

@@ -116,7 +116,7 @@ static int local_append(natter_log_t *log, natter_msg_t *msg)
     size_t len = atomic_fetch_add(&l->len, 1) + 1;
     if (len > l->cap) {
         atomic_fetch_sub(&l->len, 1);
-        return NATTER_EUNAVAIL;
+        return NATTER_EFULL;
     }
     shard_t *sh = &l->shards[natter_mix64(msg->chat_id) % SHARDS];
     msg->next = NULL;

@@ -6,6 +6,7 @@ answer before it posts again is not made to wait out the batch time."""
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -210,3 +211,35 @@ def test_a_client_that_hangs_up_after_its_post_still_gets_the_answer(server_fact
     settle(srv.base)
     got = [(m["id"], m["content"]) for m in alice.api.all_history(cid)]
     assert got == [(body["id"], "half-closed")]
+
+
+@pytest.mark.skipif(bool(KAFKA), reason="--log-queue bounds the embedded log; Kafka's queue is librdkafka's")
+def test_a_full_log_queue_answers_busy(server_factory):
+    """The embedded log holds --log-queue messages not yet stored: past it a post answers 503 busy
+    with Retry-After, counted as a busy refusal, as a full worker queue does; every post answered 202
+    is stored."""
+    srv = server_factory(args=["--log-queue", "2"], env={"NATTER_FAULTS": "store.messages_insert:delay=700"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    answers = []
+
+    def post(i):
+        answers.append(requests.post(f"{srv.base}/chats/{cid}/messages", json={"content": f"p{i}"},
+                                     headers={"Authorization": f"Bearer {alice.token}"}, timeout=30))
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    busy = [r for r in answers if r.status_code == 503]
+    assert busy, [r.status_code for r in answers]
+    for r in busy:
+        assert r.json()["error"]["code"] == "busy", r.text
+        assert r.headers.get("Retry-After") == "1", r.headers
+    accepted = [r.json()["id"] for r in answers if r.status_code == 202]
+    assert len(accepted) + len(busy) == len(answers), [r.status_code for r in answers]
+    text = requests.get(srv.base + "/metrics", timeout=5).text
+    assert f"\nnatter_busy_rejected_total {len(busy)}\n" in text
+    settle(srv.base)
+    assert sorted(m["id"] for m in alice.api.all_history(cid)) == sorted(accepted)

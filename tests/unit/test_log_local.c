@@ -435,14 +435,14 @@ static void test_queue_bound(void **state)
         m[i] = msg(i, &d[i]);
     for (int i = 0; i < 3; i++)
         assert_int_equal(natter_log_append(log, m[i]), NATTER_OK);
-    assert_int_equal(natter_log_append(log, m[3]), NATTER_EUNAVAIL);
-    assert_int_equal(natter_log_append(log, m[3]), NATTER_EUNAVAIL);
+    assert_int_equal(natter_log_append(log, m[3]), NATTER_EFULL);
+    assert_int_equal(natter_log_append(log, m[3]), NATTER_EFULL);
     assert_int_equal(atomic_load(&d[3].calls), 0);
     /* a poll makes room */
     natter_msg_t *head = NULL;
     assert_int_equal(natter_log_poll(log, &head, 1, 100), 1);
     assert_int_equal(natter_log_append(log, m[3]), NATTER_OK);
-    assert_int_equal(natter_log_append(log, m[4]), NATTER_EUNAVAIL);
+    assert_int_equal(natter_log_append(log, m[4]), NATTER_EFULL);
     free(m[4]);
     natter_log_commit(log, head, NATTER_OK);
     natter_msg_free_list(head);
