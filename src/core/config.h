@@ -49,6 +49,7 @@ typedef struct natter_config {
     uint32_t max_body;      /* request body bytes */
     uint32_t max_header;    /* request line and header bytes */
     uint32_t request_timeout_ms; /* a request's line, headers and body must arrive within this */
+    uint32_t write_timeout_ms;   /* TCP_USER_TIMEOUT of every connection: sent data unacknowledged this long closes it */
     uint32_t log_queue;     /* messages the local log holds before ingest answers 503 */
     char sqlite_sync[8];    /* "full" | "normal" */
     char kafka_brokers[512];

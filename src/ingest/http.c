@@ -384,8 +384,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_socket_t *sock;
     if (err != NULL)
         return;
+    unsigned write_timeout = loop->app->cfg.write_timeout_ms;
     while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
         atomic_fetch_add(&natter_metrics.connections, 1);
+        /* A client that stops reading holds what it was sent (an answer of
+         * megabytes, in h2o's buffers and the kernel's) for as long as its
+         * connection lives, and h2o has no write timeout: the kernel ends
+         * the connection once data sent waits unacknowledged this long (a
+         * closed window included), and h2o frees it on the error. A slow
+         * reader that keeps acknowledging stays. */
+        if (write_timeout > 0)
+            setsockopt(h2o_socket_get_fd(sock), IPPROTO_TCP, TCP_USER_TIMEOUT, &write_timeout, sizeof(write_timeout));
         sock->on_close.cb = on_conn_closed;
         sock->on_close.data = NULL;
         h2o_accept(&loop->accept_ctx, sock);
