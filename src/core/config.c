@@ -194,6 +194,17 @@ static void print_help(void)
     printf("  --%-*s %s\n", width, "help", "print this help and exit");
 }
 
+/* 1 when argv sets the option (--flag VALUE or --flag=VALUE). */
+static int on_command_line(const opt_t *o, int argc, char **argv)
+{
+    size_t n = strlen(o->flag);
+    for (int a = 1; a < argc; a++)
+        if (strncmp(argv[a], "--", 2) == 0 && strncmp(argv[a] + 2, o->flag, n) == 0 &&
+            (argv[a][2 + n] == '\0' || argv[a][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
 int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     char env[64], flag[64];
@@ -208,10 +219,11 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
         if (set_option(cfg, &options[i], flag, options[i].def, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
-    for (size_t i = 0; i < NOPTIONS; i++) {
+    for (size_t i = 0; i < NOPTIONS; i++) { /* the command line wins: a variable it overrides is not read */
         env_name(&options[i], env, sizeof(env));
         const char *v = getenv(env);
-        if (v != NULL && set_option(cfg, &options[i], env, v, err, errlen) != NATTER_OK)
+        if (v != NULL && !on_command_line(&options[i], argc, argv) &&
+            set_option(cfg, &options[i], env, v, err, errlen) != NATTER_OK)
             return NATTER_EINVAL;
     }
     for (int a = 1; a < argc; a++) {

@@ -143,6 +143,14 @@ static void test_argv_overrides_env(void **state)
     /* the last occurrence on the command line wins */
     assert_int_equal(load(&c, err, sizeof(err), "--batch-size=1", "--batch-size", "2", NULL), NATTER_OK);
     assert_int_equal(c.batch_size, 2);
+    /* a variable the command line overrides is not read: a bad one does not stop the start */
+    setenv("NATTER_BATCH_SIZE", "abc", 1);
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-size", "5", NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 5);
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-size=6", NULL), NATTER_OK);
+    assert_int_equal(c.batch_size, 6);
+    assert_int_equal(load(&c, err, sizeof(err), "--batch-time", "5", NULL), NATTER_EINVAL); /* not this one */
+    assert_non_null(strstr(err, "NATTER_BATCH_SIZE"));
 }
 
 static void test_flag_forms(void **state)
