@@ -80,8 +80,8 @@ $(call web_obj,$(REL)): $(WEB_GEN)
 	@echo "CC $<"
 	@$(CC) $(CSTD) $(WARN) $(CFLAGS) -Isrc -MMD -MP -c $< -o $@
 
-$(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL))
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+$(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL)) $(H2O_LIB)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
 
 $(REL)/noop-server: bench/noop/noop_server.c $(H2O_LIB)
 	@mkdir -p $(dir $@)
@@ -98,10 +98,10 @@ $(call web_obj,$(SAN_DIR)): $(WEB_GEN)
 	@echo "CC [asan] $<"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) -Isrc -MMD -MP -c $< -o $@
 
-$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR))
-	$(CC) $(SAN) -o $@ $^ $(LIBS)
+$(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
+	$(CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBS)
 
-$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
+$(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
@@ -130,7 +130,7 @@ $(LOAD_UNIT_BINS): $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(L
 # tests of a client against its real engine (run by scripts/test-engines)
 ENGINE_SRC := $(sort $(wildcard tests/engine/test_*.c))
 ENGINE_BINS := $(patsubst tests/engine/%.c,$(SAN_DIR)/engine/%,$(ENGINE_SRC))
-$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR))
+$(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
