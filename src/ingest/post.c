@@ -97,7 +97,7 @@ static int parse(natter_api_job_t *job, const char *body, size_t len, post_body_
         echo_client_id(job, p);
         const natter_jsonr_field_t *type = &p->f[F_TYPE], *chat = &p->f[F_CHAT_ID];
         if (!is_string(p, F_TYPE) || type->len != 4 || memcmp(type->value, "send", 4) != 0)
-            return natter_api_fail(job, 400, "invalid_request", "type must be \"send\"");
+            return natter_api_fail(job, 400, "invalid_request", "type must be \"send\" or \"typing\"");
         if (!is_string(p, F_CHAT_ID) || natter_parse_u64(chat->value, chat->len, &p->chat_id) != 0 || p->chat_id == 0)
             return natter_api_fail(job, 400, "invalid_request", "chat_id must be a chat id string");
     }

@@ -243,3 +243,46 @@ def test_a_full_log_queue_answers_busy(server_factory):
     assert f"\nnatter_busy_rejected_total {len(busy)}\n" in text
     settle(srv.base)
     assert sorted(m["id"] for m in alice.api.all_history(cid)) == sorted(accepted)
+
+
+def _read_all(s):
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing,body", [
+    # h2o 2.2.5 alone took the first length (or chunked) and read what follows as a second request
+    pytest.param(b"Content-Length: 0\r\nContent-Length: %d\r\n" % len(SMUGGLED), SMUGGLED,
+                 id="two-content-lengths"),
+    pytest.param(b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % (5 + len(SMUGGLED)),
+                 b"0\r\n\r\n" + SMUGGLED, id="content-length-and-chunked"),
+    pytest.param(b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n" % (5 + len(SMUGGLED)),
+                 b"0\r\n\r\n" + SMUGGLED, id="chunked-and-content-length"),
+])
+def test_ambiguous_body_framing_is_refused_and_the_connection_closed(server, framing, body):
+    """A request whose body length a proxy in front could read otherwise than natter (two different
+    Content-Lengths, or one beside Transfer-Encoding: request smuggling) is answered 400 and its
+    connection closed: the bytes behind it are never read as a request of their own."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing + b"\r\n" + body)
+        got = _read_all(s)
+    assert got.startswith(b"HTTP/1.1 400 "), got[:200]
+    assert got.count(b"HTTP/1.1 ") == 1, got  # one answer: nothing behind it was taken for a request
+
+
+def test_a_repeated_content_length_of_one_value_is_accepted(server):
+    body = json.dumps({"username": f"twice{time.monotonic_ns() % 10**9}", "password": "correct horse"}).encode()
+    n = str(len(body)).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + n +
+                  b"\r\nContent-Length: " + n + b"\r\n\r\n" + body)
+        (status, answer), = _read_responses(s, 1)
+    assert status == 201, answer
