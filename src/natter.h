@@ -56,7 +56,8 @@ typedef struct natter_app {
 
     /* thread-safe, each on its own terms */
     natter_members_cache_t members;
-    natter_ratelimit_t ratelimit;
+    natter_ratelimit_t ratelimit;        /* posts and message changes, per user */
+    natter_ratelimit_t ratelimit_writes; /* the API's other writes (tickets, chats, members), per user */
     natter_session_cache_t sessions;
     natter_client_ids_t client_ids; /* recent posts' client_ids: repeats answered without the store */
     natter_workers_t workers;

@@ -457,6 +457,19 @@ static json_t *json_new_chat(natter_app_t *app, const natter_chat_t *chat, natte
                      "created_at", json_time(chat->created_at_ms));
 }
 
+/* The API's writes other than posts (a WebSocket ticket, a chat, a member
+ * change) each cost the store a durable write, and a chat or a member
+ * added reaches other users' lists and sockets: --rate-limit-writes a
+ * minute per user. 0 when allowed, else the job is answered 429. */
+static int writes_limited(natter_api_job_t *job, uint64_t user)
+{
+    uint32_t wait = natter_ratelimit_take(&job->app->ratelimit_writes, user, natter_mono_ms());
+    if (wait == 0)
+        return 0;
+    job->retry_after = wait;
+    return natter_api_fail(job, 429, "rate_limited", "too many changes, slow down");
+}
+
 static void chat_create(natter_api_job_t *job)
 {
     natter_app_t *app = job->app;
@@ -486,6 +499,8 @@ static void chat_create(natter_api_job_t *job)
             goto Done;
         }
     }
+    if (writes_limited(job, me.id) != 0)
+        goto Done;
     add_unique(&ids, &users, &me);
     json_array_foreach(members, i, m) {
         int rc = natter_store_user_by_name(app->store, json_string_value(m), &u);
@@ -533,7 +548,8 @@ static void member_change(natter_api_job_t *job, int add)
 {
     natter_app_t *app = job->app;
     natter_user_t me, u;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
+        writes_limited(job, me.id) != 0)
         return;
     int rc = natter_store_user_by_name(app->store, job->route.username, &u);
     if (rc == NATTER_ENOTFOUND) {
@@ -799,7 +815,7 @@ static void ws_ticket_create(natter_api_job_t *job)
     natter_user_t me;
     char ticket[NATTER_TOKEN_LEN + 1];
     uint8_t hash[NATTER_TOKEN_HASH_LEN];
-    if (natter_api_authenticate(job, &me) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || writes_limited(job, me.id) != 0)
         return;
     if (natter_token_new(ticket) != NATTER_OK) {
         natter_api_fail(job, 503, "unavailable", "no randomness for a ticket");

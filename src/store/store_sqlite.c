@@ -471,6 +471,32 @@ static int sq_user_by_id(natter_store_t *base, uint64_t id, natter_user_t *out)
     return rc;
 }
 
+/* Starts a write transaction. This process's writers (the store consumer,
+ * the claimer, the workers) queue on a mutex first: SQLite makes a writer
+ * that finds the database locked sleep and retry (1, 2, 5, 10 ms and on),
+ * which under a steady stream of batches costs tens of milliseconds, while
+ * a mutex hands the lock over at once. Another process sharing the file
+ * still meets SQLite's own lock (busy_timeout). */
+static int begin_transaction(store_sqlite_t *s, conn_t *c)
+{
+    pthread_mutex_lock(&s->write_lock);
+    int rc = exec_stmt(stmt(c, Q_BEGIN));
+    if (rc != NATTER_OK)
+        pthread_mutex_unlock(&s->write_lock);
+    return rc;
+}
+
+/* Ends the transaction begun by begin_transaction: COMMIT when everything
+ * in it succeeded, else (or when COMMIT itself fails) ROLLBACK, so a
+ * pooled connection is never left inside a transaction. */
+static int end_transaction(store_sqlite_t *s, conn_t *c, int rc)
+{
+    if (rc != NATTER_OK || (rc = exec_stmt(stmt(c, Q_COMMIT))) != NATTER_OK)
+        exec_stmt(stmt(c, Q_ROLLBACK));
+    pthread_mutex_unlock(&s->write_lock);
+    return rc;
+}
+
 /* A token's row (a session or a WebSocket ticket: sweep and insert are
  * that table's), after the expired ones are swept: the table holds live
  * rows and recent ones. */
@@ -479,9 +505,15 @@ static int token_row_insert(natter_store_t *base, int sweep, int insert, const u
                             uint64_t user_id, int64_t expires_at_ms, const natter_ticket_t *ticket)
 {
     WITH_CONN(s, c);
+    /* one transaction, one sync: in turn with the store's batches */
+    int rc = begin_transaction(s, c);
+    if (rc != NATTER_OK) {
+        release(s, c);
+        return rc;
+    }
     sqlite3_stmt *st = stmt(c, sweep);
     sqlite3_bind_int64(st, 1, natter_now_ms());
-    int rc = exec_stmt(st);
+    rc = exec_stmt(st);
     if (rc == NATTER_OK) {
         st = stmt(c, insert);
         sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
@@ -493,6 +525,7 @@ static int token_row_insert(natter_store_t *base, int sweep, int insert, const u
         }
         rc = exec_stmt(st);
     }
+    rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
 }
@@ -522,32 +555,6 @@ static int sq_session_delete(natter_store_t *base, const uint8_t hash[NATTER_TOK
     sqlite3_bind_blob(st, 1, hash, NATTER_TOKEN_HASH_LEN, SQLITE_STATIC);
     int rc = exec_stmt(st);
     release(s, c);
-    return rc;
-}
-
-/* Starts a write transaction. This process's writers (the store consumer,
- * the claimer, the workers) queue on a mutex first: SQLite makes a writer
- * that finds the database locked sleep and retry (1, 2, 5, 10 ms and on),
- * which under a steady stream of batches costs tens of milliseconds, while
- * a mutex hands the lock over at once. Another process sharing the file
- * still meets SQLite's own lock (busy_timeout). */
-static int begin_transaction(store_sqlite_t *s, conn_t *c)
-{
-    pthread_mutex_lock(&s->write_lock);
-    int rc = exec_stmt(stmt(c, Q_BEGIN));
-    if (rc != NATTER_OK)
-        pthread_mutex_unlock(&s->write_lock);
-    return rc;
-}
-
-/* Ends the transaction begun by begin_transaction: COMMIT when everything
- * in it succeeded, else (or when COMMIT itself fails) ROLLBACK, so a
- * pooled connection is never left inside a transaction. */
-static int end_transaction(store_sqlite_t *s, conn_t *c, int rc)
-{
-    if (rc != NATTER_OK || (rc = exec_stmt(stmt(c, Q_COMMIT))) != NATTER_OK)
-        exec_stmt(stmt(c, Q_ROLLBACK));
-    pthread_mutex_unlock(&s->write_lock);
     return rc;
 }
 

@@ -77,3 +77,28 @@ def test_rate_limited_ws_sends(limited):
     hist = alice.api.all_history(cid)
     assert sorted(m["id"] for m in hist) == sorted(acks.values())
     assert {m["content"] for m in hist} == {f"ws-{c[1:]}" for c in acks}
+
+
+def test_rate_limited_writes(server_factory):
+    """WebSocket tickets, chats made and member changes each cost the store a write: a user has
+    --rate-limit-writes of them a minute (here 1, so the next comes a minute later: not this
+    machine's speed). Past it 429 with Retry-After, and nothing is made; another user's budget is
+    their own."""
+    srv = server_factory(args=["--rate-limit-writes", "1"])
+    alice, bob, carol, dave = (register(srv, n) for n in ("alice", "bob", "carol", "dave"))
+    cid = alice.create_chat(members=[carol])["id"]
+    r = alice.api.post("/chats", {"name": "one more", "members": []})
+    assert_error(r, 429, "rate_limited")
+    assert int(r.headers["Retry-After"]) >= 1
+    assert [c["id"] for c in alice.api.get("/chats").json()["chats"]] == [cid]
+
+    assert bob.api.post("/ws/tickets", {}).status_code == 201
+    assert_error(bob.api.post("/ws/tickets", {}), 429, "rate_limited")
+
+    assert carol.api.put(f"/chats/{cid}/members/{bob.username}").status_code == 204
+    assert_error(carol.api.put(f"/chats/{cid}/members/{dave.username}"), 429, "rate_limited")
+    assert_error(carol.api.delete(f"/chats/{cid}/members/{bob.username}"), 429, "rate_limited")
+    members = {m["username"] for m in alice.api.get_chat(cid)["members"]}
+    assert members == {alice.username, bob.username, carol.username}
+    # posts have a limit of their own
+    assert carol.api.post(f"/chats/{cid}/messages", {"content": "still posting"}).status_code == 202

@@ -58,8 +58,8 @@ static inline void harness_start(const harness_opts_t *o)
 {
     char err[256] = "";
     const char *argv[32] = {"natter", "--argon2-memory", "8", "--argon2-passes", "1", "--rate-limit", "0",
-                            "--threads", "1", "--sqlite-sync", "normal", "--batch-time", "1"};
-    int argc = 13;
+                            "--threads", "1", "--sqlite-sync", "normal", "--batch-time", "1", "--rate-limit-writes", "0"};
+    int argc = 15;
     for (int i = 0; o->argv[i] != NULL; i++)
         argv[argc++] = o->argv[i];
     memset(&H, 0, sizeof(H));
@@ -76,6 +76,7 @@ static inline void harness_start(const harness_opts_t *o)
         fail_msg("backends: %s", err);
     natter_members_cache_init(&H.app.members, H.app.cfg.members_ttl_ms, 1000, harness_load_members, &H.app);
     natter_ratelimit_init(&H.app.ratelimit, H.app.cfg.rate_limit, H.app.cfg.rate_burst);
+    natter_ratelimit_init_per_minute(&H.app.ratelimit_writes, H.app.cfg.rate_limit_writes, 0);
     natter_session_cache_init(&H.app.sessions, H.app.cfg.session_cache_ttl_ms, 1000);
     natter_client_ids_init(&H.app.client_ids, 1000);
     if (natter_auth_init(&H.app.auth, &H.app.cfg) != NATTER_OK)
@@ -145,6 +146,7 @@ static inline void harness_stop(void)
     natter_auth_free(&H.app.auth);
     natter_store_close(H.app.store);
     natter_ratelimit_free(&H.app.ratelimit);
+    natter_ratelimit_free(&H.app.ratelimit_writes);
     natter_session_cache_free(&H.app.sessions);
     natter_client_ids_free(&H.app.client_ids);
     natter_members_cache_free(&H.app.members);
