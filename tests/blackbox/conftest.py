@@ -35,6 +35,7 @@ import requests
 import websocket
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MAX_BODY = 65536  # natter's default --max-body
 NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "build", "natter")))
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
 KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")

@@ -7,6 +7,7 @@ import requests
 import websocket
 
 from conftest import (
+    MAX_BODY,
     PASSWORD,
     Client,
     assert_error,
@@ -202,8 +203,8 @@ def test_username_taken(server):
 
 def test_body_too_large(server):
     name = uniq("big")
-    body = json.dumps({"username": name, "password": PASSWORD, "pad": "x" * 16500}).encode()
-    assert len(body) > 16384
+    body = json.dumps({"username": name, "password": PASSWORD, "pad": "x" * (MAX_BODY + 100)}).encode()
+    assert len(body) > MAX_BODY
     r = raw(server, "POST", "/users", body)
     assert_error(r, 413, "payload_too_large")
     assert_not_registered(server, name)
@@ -230,7 +231,7 @@ def test_chunked_bodies(server):
     assert r.status_code == 201, r.text
     big = uniq("chunkbig")
     r = raw(server, "POST", "/users",
-            _chunks(json.dumps({"username": big, "password": PASSWORD, "pad": "x" * 17000}).encode()))
+            _chunks(json.dumps({"username": big, "password": PASSWORD, "pad": "x" * (MAX_BODY + 600)}).encode()))
     assert_error(r, 413, "payload_too_large")
     assert_not_registered(server, big)
 
@@ -262,9 +263,9 @@ def test_body_exactly_max_accepted(server):
     name = uniq("max")
     body = {"username": name, "password": PASSWORD, "pad": ""}
     n = len(json.dumps(body).encode())
-    body["pad"] = "x" * (16384 - n)
+    body["pad"] = "x" * (MAX_BODY - n)
     data = json.dumps(body).encode()
-    assert len(data) == 16384
+    assert len(data) == MAX_BODY
     r = raw(server, "POST", "/users", data)
     assert r.status_code == 201, r.text
 
@@ -613,7 +614,7 @@ def test_create_chat_limits_accepted(server, world):
     pytest.param({"content": "ok", "client_id": 5}, 400, "invalid_request", id="client-id-number"),
     pytest.param({"content": "a" * 4001}, 400, "content_too_long", id="content-4001"),
     pytest.param({"content": "é" * 4001}, 400, "content_too_long", id="content-4001-2byte"),
-    pytest.param({"content": "x", "pad": "p" * 16400}, 413, "payload_too_large", id="body-over-16k"),
+    pytest.param({"content": "x", "pad": "p" * MAX_BODY}, 413, "payload_too_large", id="body-over-max"),
 ])
 def test_post_message_invalid(server, world, body, status, code):
     alice, cid = world["alice"], world["cid"]
@@ -650,9 +651,19 @@ def test_post_message_limits_accepted(server, world, content):
 def test_post_message_body_exactly_max(server, world):
     alice, cid = world["alice"], world["cid"]
     body = {"content": "exact", "pad": ""}
-    body["pad"] = "p" * (16384 - len(json.dumps(body).encode()))
+    body["pad"] = "p" * (MAX_BODY - len(json.dumps(body).encode()))
     data = json.dumps(body).encode()
-    assert len(data) == 16384
+    assert len(data) == MAX_BODY
+    r = raw(server, "POST", f"/chats/{cid}/messages", data, alice.token)
+    assert r.status_code == 202, r.text
+
+
+def test_the_longest_message_escaped_fits(server, world):
+    """4,000 characters sent as \\uXXXX escapes, as many JSON encoders write anything past ASCII (an
+    emoji is a pair of them, 12 bytes): ~48 KiB of JSON, within the default --max-body."""
+    alice, cid = world["alice"], world["cid"]
+    data = json.dumps({"content": "\U0001F600" * 4000}).encode()  # ensure_ascii: every emoji escaped
+    assert len(data) > 48000
     r = raw(server, "POST", f"/chats/{cid}/messages", data, alice.token)
     assert r.status_code == 202, r.text
 

@@ -12,7 +12,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from conftest import PASSWORD, REPO, register, settle, uniq, wait_for, ws_send, ws_wait
+from conftest import MAX_BODY, PASSWORD, REPO, register, settle, uniq, wait_for, ws_send, ws_wait
 
 SPEC_PATH = os.path.join(REPO, "docs", "openapi.yaml")
 SPEC_URI = "urn:natter-openapi"
@@ -154,7 +154,7 @@ def test_routes_match_spec(server):
     anon.call("POST", "/users", body={"username": alice_name, "password": PASSWORD}, expect=409)
     anon.call("POST", "/users", data=b"{oops", expect=400)
     anon.call("POST", "/users", body={"username": "bad name", "password": PASSWORD}, expect=400)
-    anon.call("POST", "/users", body={"username": uniq("big"), "password": PASSWORD, "pad": "x" * 17000},
+    anon.call("POST", "/users", body={"username": uniq("big"), "password": PASSWORD, "pad": "x" * (MAX_BODY + 600)},
               expect=413)
     # sessions
     sess, _ = anon.call("POST", "/sessions", body={"username": alice_name, "password": PASSWORD}, expect=201)
@@ -204,7 +204,7 @@ def test_routes_match_spec(server):
     alice.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid}, body={"content": "a" * 4001}, expect=400)
     alice.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid}, data=b'{"content":"\xff"}', expect=400)
     alice.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid},
-               body={"content": "x", "pad": "p" * 17000}, expect=413)
+               body={"content": "x", "pad": "p" * (MAX_BODY + 600)}, expect=413)
     carol.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid}, body={"content": "no"}, expect=403)
     alice.call("POST", "/chats/{chat_id}/messages", {"chat_id": "999999999"}, body={"content": "no"}, expect=404)
     anon.call("POST", "/chats/{chat_id}/messages", {"chat_id": cid}, body={"content": "no"}, expect=401)
@@ -236,7 +236,7 @@ def test_routes_match_spec(server):
     assert edited["content"] == "hi, edited" and edited["id"] == m1["id"]
     bob.call("PATCH", msg, p1, body={"content": "not mine"}, expect=403)
     alice.call("PATCH", msg, p1, body={"content": " "}, expect=400)
-    alice.call("PATCH", msg, p1, body={"content": "x", "pad": "p" * 17000}, expect=413)
+    alice.call("PATCH", msg, p1, body={"content": "x", "pad": "p" * (MAX_BODY + 600)}, expect=413)
     alice.call("PATCH", msg, ghost, body={"content": "x"}, expect=404)
     anon.call("PATCH", msg, p1, body={"content": "x"}, expect=401)
     thumb = dict(p1, emoji="%F0%9F%91%8D")

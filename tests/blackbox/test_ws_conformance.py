@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import register
+from conftest import MAX_BODY, register
 from rawws import RawWs, client_frame, upgrade
 
 
@@ -84,7 +84,7 @@ def test_a_huge_length_is_refused_at_the_header(server, bob):
 def test_a_message_over_the_limit_is_refused(server, bob):
     ws = connect(server, bob)
     try:
-        ws.send(client_frame(0x1, b"x" * (16384 + 1))[:14])  # the header alone: it is enough
+        ws.send(client_frame(0x1, b"x" * (MAX_BODY + 1))[:14])  # the header alone: it is enough
         expect_failed(ws, 1009)
     finally:
         ws.close()
@@ -93,8 +93,8 @@ def test_a_message_over_the_limit_is_refused(server, bob):
 def test_fragments_over_the_limit_are_refused(server, bob):
     ws = connect(server, bob)
     try:
-        ws.send(client_frame(0x1, b"x" * 10000, fin=False))
-        ws.send(client_frame(0x0, b"x" * 10000, fin=False)[:8])
+        ws.send(client_frame(0x1, b"x" * (MAX_BODY // 2 + 1000), fin=False))
+        ws.send(client_frame(0x0, b"x" * (MAX_BODY // 2 + 1000), fin=False)[:8])
         expect_failed(ws, 1009)
     finally:
         ws.close()
