@@ -367,6 +367,10 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             SUM(at_capacity));
     counter(&o, "natter_busy_rejected_total", "Requests answered 503 busy: a bounded queue (the workers', the message log's) was full.",
             SUM(busy_rejected));
+    counter(&o, "natter_in_flight_waits_skipped_total",
+            "Edits, deletes and reactions of a message not found, answered 404 without waiting for it to arrive "
+            "from the log: half the workers were waiting so already.",
+            SUM(in_flight_waits_skipped));
     counter(&o, "natter_ephemeral_published_total",
             "Typing, read and presence records this node put on the ephemeral path.", SUM(ephemeral_published));
     counter(&o, "natter_ephemeral_received_total", "Records this node read from the ephemeral path.",

@@ -54,7 +54,8 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t store_errors;
     _Atomic uint64_t dead_letters;       /* records the store refused for good, kept in the dead-letter topic */
     _Atomic uint64_t own_writes_wait_timeouts; /* reads that did not see this node's fan-out pass its own writes in time */
-    _Atomic uint64_t busy_rejected;      /* requests answered 503 because the worker queue was full */
+    _Atomic uint64_t busy_rejected;      /* requests answered 503 busy: a bounded queue was full */
+    _Atomic uint64_t in_flight_waits_skipped; /* changes to a message not found that did not wait for it: half the workers were */
     _Atomic uint64_t accept_paused;      /* times a loop stopped accepting for a moment: out of file descriptors */
     _Atomic uint64_t at_capacity;        /* WebSocket upgrades answered 503: the node was at --max-connections */
     _Atomic uint64_t ephemeral_published; /* typing, read and presence records this node put on the ephemeral path */

@@ -77,11 +77,27 @@ static int message(natter_api_job_t *job, int deleted_ok, natter_msg_t **out)
 {
     *out = NULL;
     int rc = lookup(job, 1, out);
-    for (int i = 0; rc == NATTER_ENOTFOUND && i < STORE_WAIT_STEPS && maybe_in_flight(job); i++) {
+    /* A wait holds a worker up to a second, and an id says its own time:
+     * ids made up to look fresh, sent a few a second, would put every
+     * worker to sleep. At most half of them wait at once; past that the
+     * message is not found. */
+    natter_app_t *app = job->app;
+    unsigned most = app->cfg.workers > 1 ? app->cfg.workers / 2 : 1;
+    int waiting = 0;
+    if (rc == NATTER_ENOTFOUND && maybe_in_flight(job)) {
+        waiting = atomic_fetch_add(&app->in_flight_waits, 1) < most;
+        if (!waiting) {
+            atomic_fetch_sub(&app->in_flight_waits, 1);
+            natter_count(&natter_m()->in_flight_waits_skipped, 1);
+        }
+    }
+    for (int i = 0; waiting && rc == NATTER_ENOTFOUND && i < STORE_WAIT_STEPS && maybe_in_flight(job); i++) {
         struct timespec step = {0, STORE_WAIT_STEP_MS * 1000000L};
         nanosleep(&step, NULL);
         rc = lookup(job, 0, out);
     }
+    if (waiting)
+        atomic_fetch_sub(&app->in_flight_waits, 1);
     if (rc == NATTER_ENOTFOUND || (rc == NATTER_OK && (*out)->deleted && !deleted_ok)) {
         free(*out);
         *out = NULL;

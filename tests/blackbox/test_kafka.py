@@ -303,3 +303,29 @@ def test_cassandra_outage_under_load(server_factory):
     assert len(ids) == len(set(ids)), "a message was stored twice"
     missing = [i for i in acked if i not in set(ids)]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"
+
+
+def test_made_up_fresh_ids_put_at_most_half_the_workers_to_sleep(server_factory):
+    """On Kafka an edit of a message the store does not have yet waits for it (up to a second) when
+    its id says it was posted in the last two seconds. Ids made up to look fresh would put every
+    worker to sleep; at most half of them wait, the others answer 404 at once and count it."""
+    id_epoch_ms = 1704067200000  # core/id.h
+    srv = server_factory(args=["--workers", "2"])
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    answers = []
+
+    def edit():
+        made_up = ((int(time.time() * 1000) - 100 - id_epoch_ms) << 22) | 1
+        answers.append(alice.api.request("PATCH", f"/chats/{cid}/messages/{made_up}", {"content": "x"}).status_code)
+
+    threads = [threading.Thread(target=edit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [404] * 6, answers
+    text = requests.get(srv.base + "/metrics", timeout=5).text
+    skipped = next(float(ln.split()[1]) for ln in text.splitlines()
+                   if ln.startswith("natter_in_flight_waits_skipped_total "))
+    assert skipped >= 1, skipped
