@@ -457,17 +457,22 @@ static json_t *json_new_chat(natter_app_t *app, const natter_chat_t *chat, natte
                      "created_at", json_time(chat->created_at_ms));
 }
 
-/* The API's writes other than posts (a WebSocket ticket, a chat, a member
- * change) each cost the store a durable write, and a chat or a member
- * added reaches other users' lists and sockets: --rate-limit-writes a
- * minute per user. 0 when allowed, else the job is answered 429. */
-static int writes_limited(natter_api_job_t *job, uint64_t user)
+int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user)
 {
-    uint32_t wait = natter_ratelimit_take(&job->app->ratelimit_writes, user, natter_mono_ms());
+    uint32_t wait = natter_ratelimit_take(rl, user, natter_mono_ms());
     if (wait == 0)
         return 0;
     job->retry_after = wait;
     return natter_api_fail(job, 429, "rate_limited", "too many changes, slow down");
+}
+
+/* The API's writes other than posts (a WebSocket ticket, a chat, a member
+ * change) each cost the store a durable write, and a chat or a member
+ * added reaches other users' lists and sockets: --rate-limit-writes a
+ * minute per user. */
+static int writes_limited(natter_api_job_t *job, uint64_t user)
+{
+    return natter_api_rate_limit(job, &job->app->ratelimit_writes, user);
 }
 
 static void chat_create(natter_api_job_t *job)

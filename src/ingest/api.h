@@ -21,6 +21,7 @@
 
 #include "consumer/tail.h"
 #include "core/message.h"
+#include "core/ratelimit.h"
 #include "ingest/router.h"
 #include "ingest/workers.h"
 #include "store/store.h"
@@ -90,6 +91,9 @@ void natter_api_run(natter_job_t *work);
 /* Sets the answer to an error: {"error":{code,message}}, or for a WebSocket
  * send {"type":"error","client_id"?,"error":{…}}. Returns -1. */
 int natter_api_fail(natter_api_job_t *job, int status, const char *code, const char *message);
+/* Takes one of user's tokens from rl: 0, or -1 with the job answered 429
+ * rate_limited with Retry-After. */
+int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user);
 /* 503 for a store error. */
 int natter_api_fail_store(natter_api_job_t *job, int rc);
 /* 503 with Retry-After for an append the message log refused: busy when its

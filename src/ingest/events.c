@@ -118,11 +118,7 @@ static int own(natter_api_job_t *job, const natter_msg_t *m, uint64_t me, const 
 /* Events cost the log and the store what a message costs: the same limit. */
 static int rate_limited(natter_api_job_t *job, uint64_t me)
 {
-    uint32_t wait = natter_ratelimit_take(&job->app->ratelimit, me, natter_mono_ms());
-    if (wait == 0)
-        return 0;
-    job->retry_after = wait;
-    return natter_api_fail(job, 429, "rate_limited", "too many changes, slow down");
+    return natter_api_rate_limit(job, &job->app->ratelimit, me);
 }
 
 /* ------------------------------------------------------------ logging */
