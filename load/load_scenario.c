@@ -184,11 +184,11 @@ static int build(load_t *L)
  * comes before its store write): the end's reading of every target waits,
  * at most STORE_DRAIN_NS, until the first target's consumer lag (the whole
  * store's, on a shared log) is 0, so the CPU read then holds the run's
- * store work. L->store_drain_s says how long it waited. */
+ * store work. L->store_drain_s says how long it waited (-1 as it was when
+ * the lag never came to 0). */
 static void scrape_when_stored(load_t *L)
 {
     uint64_t start = load_now_ns();
-    L->store_drain_s = -1;
     for (;;) {
         load_scrape_targets(L, LOAD_AT_END);
         double lag = L->targets[0].end.lag;
@@ -206,7 +206,7 @@ static int finish(load_t *L, double duration_s, json_t *extra)
     load_track_step(L, 0);
     load_send_drain(L, 0, L->o.drain_ns);
     load_report_tick(L, load_now_ns()); /* the last, partial interval */
-    L->store_drain_s = -1;
+    L->store_drain_s = -1; /* no reading of the store: sendonly and sendmax scrape nothing */
     if (L->nlisteners > 0)
         scrape_when_stored(L);
     load_verdict_t v;

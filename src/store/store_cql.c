@@ -353,9 +353,8 @@ static int applied(const cql_result_t *r)
 }
 
 /* Runs a single-partition SELECT and hands every row to row(), following
- * the paging state. */
-/* Calls row for every row of every page; a row that answers non-zero ends
- * the read after its page. */
+ * the paging state; a row that answers non-zero ends the read after its
+ * page. */
 static int select_rows(store_cql_t *s, cql_stmt_t *st, const cql_value_t *v, size_t n, int64_t token,
                        int (*row)(const cql_result_t *res, int32_t i, void *arg), void *arg)
 {
