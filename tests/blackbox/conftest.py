@@ -347,6 +347,16 @@ def consumer_lag(text):
     return sum(values) if values else None
 
 
+def node_with_a_batch_given_up(server_factory):
+    """A node whose first store batch fails its four tries (an outage, by a fault), alice's post in it
+    answered 503: (server, alice, her chat's id). The embedded log: on Kafka the broker answers posts."""
+    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:nth=1,count=4,rc=unavail"})
+    alice = register(srv, "alice")
+    cid = alice.create_chat()["id"]
+    assert alice.api.post(f"/chats/{cid}/messages", {"content": "given up"}).status_code == 503
+    return srv, alice, cid
+
+
 def wait_for(cond, timeout=20, step=0.05):
     """Polls cond until it is true or timeout seconds passed; its last answer."""
     deadline = time.monotonic() + timeout

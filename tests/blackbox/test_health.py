@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from conftest import KAFKA, register, wait_for
+from conftest import KAFKA, node_with_a_batch_given_up, register, wait_for
 
 
 def test_healthz(server):
@@ -46,7 +46,7 @@ def test_metrics(server):
     assert after - before == 3, (before, after)
 
 
-@pytest.mark.skipif(bool(KAFKA), reason="on Kafka the broker answers the post, and the batch is read again until stored")
+@pytest.mark.skipif(bool(KAFKA), reason="on Kafka the broker answers posts, and a batch is read again until stored")
 def test_ready_again_when_the_store_answers_again(server_factory):
     # One batch given up for an outage (its four tries fail): the node is
     # unready once the failure is older than the 5 s grace, as long as no
@@ -54,10 +54,7 @@ def test_ready_again_when_the_store_answers_again(server_factory):
     # the store whether it answers again (it does) and the node is ready:
     # a load balancer sends nothing to an unready node, so waiting for a
     # post would keep it out for good.
-    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:nth=1,count=4,rc=unavail"})
-    alice = register(srv, "alice")
-    cid = alice.create_chat()["id"]
-    assert alice.api.post(f"/chats/{cid}/messages", {"content": "given up"}).status_code == 503
+    srv, _, _ = node_with_a_batch_given_up(server_factory)
     failed = time.monotonic()
     assert wait_for(lambda: "the store answers again" in srv.stderr_text(), timeout=30), srv.stderr_text()[-2000:]
     time.sleep(max(0.0, failed + 6 - time.monotonic()))  # past the grace, whatever came before

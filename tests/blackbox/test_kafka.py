@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import (CQL, CQL_USER, KAFKA, REPO, Server, WsReader, consumer_lag, login, register, wait_drained, PASSWORD,
-                      Client, User)
+from conftest import (CQL, CQL_USER, KAFKA, REPO, Server, WsReader, consumer_lag, login, metric, register, wait_drained,
+                      PASSWORD, Client, User)
 
 pytestmark = pytest.mark.skipif(not KAFKA, reason="needs a real Kafka broker: set NATTER_TEST_KAFKA")
 ENGINE_NAME = os.environ.get("NATTER_TEST_KAFKA_ENGINE", "")
@@ -325,7 +325,5 @@ def test_made_up_fresh_ids_put_at_most_half_the_workers_to_sleep(server_factory)
     for t in threads:
         t.join()
     assert answers == [404] * 6, answers
-    text = requests.get(srv.base + "/metrics", timeout=5).text
-    skipped = next(float(ln.split()[1]) for ln in text.splitlines()
-                   if ln.startswith("natter_in_flight_waits_skipped_total "))
+    skipped = metric(srv.base, "natter_in_flight_waits_skipped_total")
     assert skipped >= 1, skipped

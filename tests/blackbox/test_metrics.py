@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import CQL, KAFKA, metric, register, settle, wait_for
+from conftest import CQL, KAFKA, metric, node_with_a_batch_given_up, register, settle, wait_for
 
 PROMTOOL = shutil.which("promtool")
 
@@ -229,10 +229,7 @@ def test_routes_are_templates_not_paths(server):
 @pytest.mark.skipif(bool(KAFKA), reason="the embedded log's lag; Kafka's is the store group's, per partition")
 def test_lag_comes_back_to_zero_after_a_batch_given_up(server_factory):
     """A batch the store fails four times is answered 503 and leaves the log: it is not lag."""
-    srv = server_factory(env={"NATTER_FAULTS": "store.messages_insert:nth=1,count=4,rc=unavail"})
-    alice = register(srv, "alice")
-    cid = alice.create_chat()["id"]
-    assert alice.api.post(f"/chats/{cid}/messages", {"content": "given up"}).status_code == 503
+    srv, alice, cid = node_with_a_batch_given_up(server_factory)
     for i in range(2):
         assert alice.api.post(f"/chats/{cid}/messages", {"content": f"stored {i}"}).status_code == 202
     assert metric(srv.base, "natter_messages_failed_total") == 1

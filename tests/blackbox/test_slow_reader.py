@@ -3,6 +3,7 @@ other readers of the same chat are not disturbed."""
 
 import json
 import os
+import socket
 import struct
 import threading
 import time
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import WsReader, register, wait_for
+from conftest import WsReader, metric, register, wait_for
 from rawws import RawWs, client_frame, read_close_code
 
 WS_QUEUE = 64
@@ -205,8 +206,6 @@ def test_an_http_client_that_stops_reading_is_dropped(server_factory):
     """An HTTP client that asks for a large answer and never reads it would hold that answer in the
     server's memory for as long as its connection lived (h2o has no write timeout): with
     --write-timeout the connection ends once what was sent sits unacknowledged that long."""
-    import socket
-
     # (an idle keep-alive connection is closed after --request-timeout: long here, so only the
     # write timeout can end this one)
     srv = server_factory(args=["--write-timeout", "1000", "--request-timeout", "120000"])
@@ -214,21 +213,17 @@ def test_an_http_client_that_stops_reading_is_dropped(server_factory):
     cid = alice.create_chat()["id"]
     for i in range(200):
         alice.api.post_message(cid, f"{i:04d}" + "x" * 3996)
-    base_open = metric_value(srv, "natter_connections_open")
+    base_open = metric(srv.base, "natter_connections_open")
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window that closes at once
     s.connect(("127.0.0.1", srv.port))
     try:
         s.sendall(f"GET /chats/{cid}/messages?limit=200 HTTP/1.1\r\nHost: x\r\n"
                   f"Authorization: Bearer {alice.token}\r\n\r\n".encode())
-        assert wait_for(lambda: metric_value(srv, "natter_connections_open") > base_open, timeout=10)
+        assert wait_for(lambda: metric(srv.base, "natter_connections_open") > base_open, timeout=10)
         # ~800 KB of answer, never read: the kernel gives up on the closed window and h2o closes it
-        assert wait_for(lambda: metric_value(srv, "natter_connections_open") <= base_open, timeout=30), \
+        assert wait_for(lambda: metric(srv.base, "natter_connections_open") <= base_open, timeout=30), \
             "the connection of a client that reads nothing stayed open"
     finally:
         s.close()
     assert alice.api.get("/me").status_code == 200
-
-
-def metric_value(srv, name):
-    return _metric_value(requests.get(srv.base + "/metrics", timeout=5).text, name)
