@@ -20,6 +20,7 @@ def test_members_hear_of_a_chat_and_of_who_comes_and_goes(server):
         for ws in (wa, wb, wb2):
             assert membership(ws, cid, "created") == {"type": "membership", "chat_id": cid, "user_id": alice.id,
                                                        "by": alice.id, "op": "created"}
+        ws_quiet(wc, lambda f: f.get("type") == "membership" and f.get("chat_id") == cid, wait=0.5)
         # carol is added by bob: she, alice and bob hear it
         assert bob.api.put(f"/chats/{cid}/members/{carol.username}").status_code == 204
         for ws in (wa, wb, wc):

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import CQL, KAFKA, Client, WsReader, assert_error, login, register, settle, wait_drained
+from conftest import CQL, KAFKA, Client, WsReader, assert_error, login, metric, register, settle, wait_drained, wait_for
 from rawws import RawWs, client_frame
 
 
@@ -96,7 +96,8 @@ def test_a_websocket_send_during_the_drain_is_refused(server_factory):
                                               "client_id": client_id}).encode()))
 
     send("before")
-    time.sleep(0.2)  # taken: its batch is being stored (1.5 s)
+    # taken (appended to the log): its batch is being stored (1.5 s)
+    assert wait_for(lambda: metric(srv.base, "natter_messages_posted_total") >= 1, timeout=10)
     srv.proc.send_signal(signal.SIGTERM)
     # sends go on until one is refused (the node is draining then); those
     # taken before wait for the store with "before"

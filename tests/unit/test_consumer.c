@@ -310,6 +310,33 @@ static void test_poll_failures_pass(void **state)
         assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
 }
 
+static char status_why[256];
+
+static int status_is(void *want)
+{
+    return natter_consumer_status(&H.consumer, status_why, sizeof(status_why)) == *(int *)want;
+}
+
+/* A store that fails every write and ping makes the consumer unready
+ * (/readyz's reason) once past the grace; when it answers again, the idle
+ * consumer's probe finds it and the consumer is ready without a post. */
+static void test_unready_while_the_store_fails_then_ready(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){.nth = 1, .rc = NATTER_EUNAVAIL});
+    natter_fault_arm(NATTER_FAULT_STORE_PING, &(natter_fault_t){.nth = 1, .rc = NATTER_EUNAVAIL});
+    append(1, 0);
+    await_outcomes(1);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_EUNAVAIL);
+    int unready = NATTER_EUNAVAIL, ready = NATTER_OK;
+    if (!harness_pump_until(status_is, &unready, 6 * WITHIN_MS))
+        fail_msg("still ready %d ms after a batch was given up", 6 * WITHIN_MS);
+    assert_non_null(strstr(status_why, "cannot store"));
+    natter_fault_clear();
+    if (!harness_pump_until(status_is, &ready, 6 * WITHIN_MS))
+        fail_msg("still unready %d ms after the store answered again: %s", 6 * WITHIN_MS, status_why);
+}
+
 /* Two messages of one client_id, in one batch or two: one is stored and
  * pushed, and the other's poster learns that one's id. */
 static void test_repeat_in_a_batch(void **state)
@@ -341,6 +368,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nothing_acknowledged_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poll_failures_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unready_while_the_store_fails_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_message_is_pushed_to_the_recipients_it_carries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);

@@ -305,7 +305,7 @@ static void test_idle_loop_starts_batch(void **state)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     natter_msg_t *head = NULL;
-    size_t n = natter_log_poll(log, &head, 10, 1000);
+    size_t n = natter_log_poll(log, &head, 10, LONG_MS);
     int64_t took = elapsed_ms(&t0);
     pthread_join(th, NULL);
     assert_int_equal(n, 2); /* m2's idle (one queued, two in the last batch) did not start it */
