@@ -762,9 +762,11 @@ static void read_marker(natter_api_job_t *job)
     }
     if (rc == NATTER_OK)
         rc = natter_store_read_marker_advance(app->store, me.id, job->route.chat_id, message_id);
-    if (rc == NATTER_OK)
+    if (rc == NATTER_OK) /* the members hear of a marker that moved, not of a repeat or an older id */
         natter_ephemeral_read(app, job->route.chat_id, me.id, message_id);
-    if (rc == NATTER_ENOTFOUND)
+    if (rc == NATTER_ECONFLICT)
+        reply(job, 204, NULL);
+    else if (rc == NATTER_ENOTFOUND)
         natter_api_fail(job, 404, "not_found", "no such message in this chat");
     else if (rc != NATTER_OK)
         natter_api_fail_store(job, rc);

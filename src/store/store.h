@@ -149,7 +149,9 @@ typedef struct natter_store_ops {
                          natter_vec_t *out, int *has_more);
     /* NATTER_ENOTFOUND unless message_id is a message of chat_id. */
     int (*message_in_chat)(natter_store_t *s, uint64_t chat_id, uint64_t message_id);
-    /* Moves the user's read marker in the chat to message_id if that is later. */
+    /* Moves the user's read marker in the chat to message_id if that is
+     * later; NATTER_ECONFLICT when it was there or further on already
+     * (nothing changed). */
     int (*read_marker_advance)(natter_store_t *s, uint64_t user_id, uint64_t chat_id, uint64_t message_id);
 
     /* Version 2. */

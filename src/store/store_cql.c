@@ -1336,9 +1336,11 @@ static int cq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64
         return NATTER_OK;
     cql_value_t adv[4] = {vid(message_id), vid(user_id), vid(chat_id), vid(message_id)};
     rc = run(s, S_MARKER_ADVANCE, adv, 4, token_id(user_id), 0, &res);
-    if (rc == NATTER_OK)
-        cql_result_free(&res); /* not applied: the marker is already further on */
-    return rc;
+    if (rc != NATTER_OK)
+        return rc;
+    int moved = applied(&res);
+    cql_result_free(&res);
+    return moved ? NATTER_OK : NATTER_ECONFLICT; /* not applied: the marker was there or further on */
 }
 
 typedef struct unread_count {

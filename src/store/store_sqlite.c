@@ -937,6 +937,8 @@ static int sq_read_marker_advance(natter_store_t *base, uint64_t user_id, uint64
     BIND_ID(st, 2, chat_id);
     BIND_ID(st, 3, message_id);
     int rc = exec_stmt(st);
+    if (rc == NATTER_OK && sqlite3_changes(c->db) == 0) /* the upsert's WHERE: not later than the marker */
+        rc = NATTER_ECONFLICT;
     release(s, c);
     return rc;
 }

@@ -450,17 +450,17 @@ static void test_read_markers_and_unread(void **state)
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 2); /* 103 and 106 */
     assert_int_equal(marker(f, 1, 50), 102);
-    /* the marker only moves forward */
-    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 101), NATTER_OK);
+    /* the marker only moves forward; back or to where it is changes nothing, and says so */
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 101), NATTER_ECONFLICT);
     assert_int_equal(unread(f, 1, 50), 2);
     assert_int_equal(marker(f, 1, 50), 102);
-    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_OK);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 102), NATTER_ECONFLICT);
     assert_int_equal(unread(f, 1, 50), 2);
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 105), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 1);
     assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 106), NATTER_OK);
     assert_int_equal(unread(f, 1, 50), 0);
-    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 103), NATTER_OK);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 50, 103), NATTER_ECONFLICT);
     assert_int_equal(unread(f, 1, 50), 0);
     /* markers are per user */
     assert_int_equal(unread(f, 2, 50), 2);
@@ -558,7 +558,7 @@ static void test_reopen_keeps_data(void **state)
     expect_member_ids(f, 10, 1, want);
     expect_page(f, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 100, 111, 0);
     /* the read marker survived too: moving it back is still refused */
-    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 10, 101), NATTER_OK);
+    assert_int_equal(OPS(f)->read_marker_advance(f->s, 1, 10, 101), NATTER_ECONFLICT);
     add_user(f, 2, "bob");
     assert_int_equal(OPS(f)->member_add(f->s, 10, 2), NATTER_OK);
     insert_range(f, 10, 2, 200, 3);
