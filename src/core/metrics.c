@@ -372,10 +372,10 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
             "from the log: half the workers were waiting so already.",
             SUM(in_flight_waits_skipped));
     counter(&o, "natter_ephemeral_published_total",
-            "Typing, read and presence records this node put on the ephemeral path.", SUM(ephemeral_published));
+            "Typing, read, presence, membership and session-end records this node put on the ephemeral path.", SUM(ephemeral_published));
     counter(&o, "natter_ephemeral_received_total", "Records this node read from the ephemeral path.",
             SUM(ephemeral_received));
-    counter(&o, "natter_ephemeral_delivered_total", "Typing, read and presence frames queued to WebSocket connections.",
+    counter(&o, "natter_ephemeral_delivered_total", "Typing, read, presence and membership frames queued to WebSocket connections.",
             SUM(ephemeral_delivered));
     counter(&o, "natter_typing_dropped_total",
             "Typing frames dropped: more than one per user and chat in 2 s.", SUM(typing_dropped));
@@ -390,7 +390,7 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     summed_histogram(&o, "natter_loop_duration_seconds",
                      "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", HIST(loop), 9);
     summed_histogram(&o, "natter_end_to_end_latency_seconds",
-                     "Time from ingest to push onto the WebSockets, per message, in seconds.", HIST(end_to_end), 9);
+                     "Time from ingest to push onto the WebSockets, per message and event loop that pushed it, in seconds.", HIST(end_to_end), 9);
     summed_histogram(&o, "natter_log_append_duration_seconds",
                      "Time from a post's append to the log to the log holding it durably or giving it up (its 202 "
                      "or 503 waits for this), in seconds.",

@@ -529,8 +529,10 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
         end_session(gw, f->members[0], f->session_hash);
         return;
     }
+    int64_t now = natter_now_ns();
     for (size_t i = 0; i < f->n; i++) {
         const natter_fanout_item_t *it = &f->items[i];
+        int queued = 0;
         for (uint32_t m = 0; m < it->nmembers; m++) {
             uint64_t user = f->members[it->first_member + m];
             if (user == it->skip_user)
@@ -538,6 +540,7 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
             for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user) {
                 if (!queue_frame(c, natter_frame_ref(it->frame)))
                     continue;
+                queued = 1;
                 if (it->ephemeral)
                     ephemeral++;
                 else
@@ -545,15 +548,14 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
                 touch(c);
             }
         }
+        /* once per message and loop that queued it (every loop sees every
+         * batch); wall clocks of two nodes may disagree: never below zero */
+        if (queued && it->ingest_ns != 0)
+            natter_hist_observe(&natter_m()->end_to_end, now > it->ingest_ns ? (uint64_t)(now - it->ingest_ns) : 0);
     }
     write_touched(gw);
     natter_count(&natter_m()->messages_delivered, delivered);
     natter_count(&natter_m()->ephemeral_delivered, ephemeral);
-    int64_t now = natter_now_ns();
-    for (size_t i = 0; i < f->n; i++) /* wall clocks of two nodes may disagree: never below zero */
-        if (f->items[i].ingest_ns != 0)
-            natter_hist_observe(&natter_m()->end_to_end,
-                                now > f->items[i].ingest_ns ? (uint64_t)(now - f->items[i].ingest_ns) : 0);
 }
 
 /* ------------------------------------------------------------ heartbeat */

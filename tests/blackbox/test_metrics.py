@@ -173,6 +173,9 @@ def test_counters_move_with_traffic(server):
                            >= before.value("natter_end_to_end_latency_seconds_count") + 20,
                            "the loop and end-to-end histograms did not count the batch")
         assert after.value("natter_websockets_open") >= 1
+        # one per message and loop that pushed it: the one socket's loop (every loop sees every batch)
+        assert after.value("natter_end_to_end_latency_seconds_count") \
+            == before.value("natter_end_to_end_latency_seconds_count") + 20
     finally:
         ws.close()
 
