@@ -116,6 +116,8 @@ int natter_api_fail(natter_api_job_t *job, int status, const char *code, const c
         if (job->client_id_len > 0)
             json_object_set_new(frame, "client_id", json_stringn(job->client_id, job->client_id_len));
         json_object_set_new(frame, "error", err);
+        if (job->retry_after > 0) /* what HTTP's Retry-After says */
+            json_object_set_new(frame, "retry_after", json_integer(job->retry_after));
         reply(job, status, frame);
     } else {
         reply(job, status, json_pack("{s:o}", "error", err));

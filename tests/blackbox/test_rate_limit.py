@@ -68,6 +68,7 @@ def test_rate_limited_ws_sends(limited):
                 acks[f["client_id"]] = f["id"]
             else:
                 assert f["error"]["code"] == "rate_limited", f
+                assert isinstance(f.get("retry_after"), int) and f["retry_after"] >= 1, f  # HTTP's Retry-After
                 errors[f["client_id"]] = f
     finally:
         ws.close()
