@@ -1,4 +1,5 @@
 #include "core/emoji.h"
+#include "core/unicode_marks.h"
 #include "core/util.h"
 
 #include <stdint.h>
@@ -8,23 +9,46 @@ static int is_control(uint32_t c)
     return c < 0x20 || (c >= 0x7F && c <= 0x9F);
 }
 
-/* Invisible format characters (zero-width space and non-joiner, word
- * joiners, direction marks, embeddings, overrides and isolates, the
- * interlinear annotations) and noncharacters: nothing to see, or text that
- * shows in another order than it is stored. */
+/* Invisible: the format characters (Unicode's general category Cf, 14.0:
+ * soft hyphen, zero-width space and non-joiner, direction marks,
+ * embeddings, overrides and isolates, word joiners and invisible
+ * operators, the byte order mark, interlinear annotations, prepended
+ * number signs, shorthand and musical format controls, the language tag)
+ * but the joiner and the tags that build emoji sequences (is_glue); the
+ * letters and symbols that show as blank (the Hangul fillers, the blank
+ * braille pattern); and noncharacters. Nothing to see, or text that shows
+ * in another order than it is stored. */
 static int is_invisible(uint32_t c)
 {
-    return c == 0x061C || c == 0x180E || c == 0x200B || c == 0x200C || c == 0x200E || c == 0x200F ||
-           (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x206F) || (c >= 0xFFF9 && c <= 0xFFFB) ||
-           (c >= 0xFDD0 && c <= 0xFDEF) || (c & 0xFFFE) == 0xFFFE;
+    static const uint32_t format[][2] = {
+        {0x00AD, 0x00AD}, {0x0600, 0x0605}, {0x061C, 0x061C}, {0x06DD, 0x06DD}, {0x070F, 0x070F},
+        {0x0890, 0x0891}, {0x08E2, 0x08E2}, {0x180E, 0x180E}, {0x200B, 0x200C}, {0x200E, 0x200F},
+        {0x202A, 0x202E}, {0x2060, 0x2064}, {0x2066, 0x206F}, {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB},
+        {0x110BD, 0x110BD}, {0x110CD, 0x110CD}, {0x13430, 0x13438}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
+        {0xE0001, 0xE0001},
+    };
+    for (size_t i = 0; i < sizeof(format) / sizeof(format[0]); i++)
+        if (c >= format[i][0] && c <= format[i][1])
+            return 1;
+    return c == 0x115F || c == 0x1160 || c == 0x3164 || c == 0xFFA0 || c == 0x2800 || (c >= 0xFDD0 && c <= 0xFDEF) ||
+           (c & 0xFFFE) == 0xFFFE;
 }
 
-/* Combining marks: they change the code point before them, so none may
- * come first. */
+/* Combining marks (Mn, Mc, Me; unicode_marks.h): they change the code
+ * point before them, so none may come first. */
 static int is_combining(uint32_t c)
 {
-    return (c >= 0x0300 && c <= 0x036F) || (c >= 0x1AB0 && c <= 0x1AFF) || (c >= 0x1DC0 && c <= 0x1DFF) ||
-           (c >= 0x20D0 && c <= 0x20FF) || (c >= 0xFE20 && c <= 0xFE2F);
+    size_t lo = 0, hi = sizeof(natter_unicode_marks) / sizeof(natter_unicode_marks[0]);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < natter_unicode_marks[mid][0])
+            hi = mid;
+        else if (c > natter_unicode_marks[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
 }
 
 /* Joiners and selectors: parts of a sequence that show nothing alone. */

@@ -8,8 +8,9 @@
  *   - 1 to 8 code points of valid UTF-8 (a family or a flag fits; a
  *     sentence does not);
  *   - no control characters, no white space, no invisible format
- *     characters (zero-width space, direction marks and overrides, word
- *     joiners) and no noncharacters; no combining mark first;
+ *     characters (category Cf but the joiner and tags of a sequence), no
+ *     blanks (Hangul fillers, U+2800) and no noncharacters; no combining
+ *     mark (Mn, Mc, Me, from scripts/gen-unicode-marks) first;
  *   - from ASCII only the keycap bases 0-9, # and *;
  *   - at least one code point that shows on its own: something beyond
  *     ASCII other than the joiners and selectors (U+200D, U+FE00-FE0F,

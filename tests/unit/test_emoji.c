@@ -27,6 +27,9 @@ static void test_valid(void **state)
     /* 👩‍👩‍👧: 5 code points */
     assert_true(valid("\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7"));
     assert_true(valid("\xc2\xa9"));                               /* © */
+    /* 🏴 with its tags (Cf, but the glue of a subdivision flag): 7 code points */
+    assert_true(valid("\xf0\x9f\x8f\xb4\xf3\xa0\x81\xa7\xf3\xa0\x81\xa2\xf3\xa0\x81\xb3\xf3\xa0\x81\xa3"
+                      "\xf3\xa0\x81\xb4\xf3\xa0\x81\xbf"));
     /* eight code points is the most */
     assert_true(valid("\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"
                       "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"));
@@ -66,6 +69,24 @@ static void test_invalid(void **state)
     assert_false(valid("\xf0\x9f\xbf\xbe"));                      /* noncharacter U+1FFFE */
     assert_false(valid("\xcc\x81"));                               /* a lone combining acute accent */
     assert_false(valid("\xcc\x81\xf0\x9f\x91\x8d"));               /* a combining mark first */
+    /* every format character (Cf), not only the well-known ones */
+    assert_false(valid("\xc2\xad"));                               /* U+00AD soft hyphen */
+    assert_false(valid("\xf3\xa0\x80\x81"));                       /* U+E0001 language tag */
+    assert_false(valid("\xf0\x9d\x85\xb3"));                       /* U+1D173 musical format */
+    assert_false(valid("\xf0\x9b\xb2\xa0"));                       /* U+1BCA0 shorthand format */
+    assert_false(valid("\xe2\x81\xa4\xf0\x9f\x91\x8d"));           /* U+2064 invisible plus, then 👍 */
+    /* shown as blank */
+    assert_false(valid("\xe3\x85\xa4"));                           /* U+3164 Hangul filler */
+    assert_false(valid("\xe1\x85\x9f"));                           /* U+115F Hangul choseong filler */
+    assert_false(valid("\xef\xbe\xa0"));                           /* U+FFA0 halfwidth Hangul filler */
+    assert_false(valid("\xe2\xa0\x80"));                           /* U+2800 blank braille pattern */
+    /* any combining mark first: spacing and enclosing, in other scripts */
+    assert_false(valid("\xd2\x83"));                               /* U+0483 Cyrillic titlo */
+    assert_false(valid("\xe0\xb8\xb1"));                           /* U+0E31 Thai mai han-akat */
+    assert_false(valid("\xd6\xb0"));                               /* U+05B0 Hebrew sheva */
+    assert_false(valid("\xe0\xa4\xbc"));                           /* U+093C Devanagari nukta */
+    assert_false(valid("\xe0\xa4\xbe"));                           /* U+093E Devanagari sign aa (Mc) */
+    assert_false(valid("\xe2\x83\xa3"));                           /* U+20E3 keycap (Me) alone */
 }
 
 static int from_path(const char *seg, char *out, size_t *len)
