@@ -269,6 +269,54 @@ static void test_delete_leaves_no_content(void **state)
     f->s = open_store(f);
 }
 
+/* 1 when the file at path holds needle's bytes anywhere. */
+static int file_holds(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return 0;
+    size_t cap = 1 << 16, len = 0, n;
+    char *buf = xmalloc(cap);
+    while ((n = fread(buf + len, 1, cap - len, fp)) > 0)
+        if ((len += n) == cap)
+            buf = xrealloc(buf, cap *= 2);
+    fclose(fp);
+    int found = memmem(buf, len, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+/* A deleted message's words, stored and edited in commits of their own,
+ * are in neither file's bytes once the log is checkpointed: the freed
+ * space of its page is overwritten (secure_delete), not left behind. */
+static void test_delete_overwrites_the_words_on_disk(void **state)
+{
+    fixture_t *f = *state;
+    static const char *const texts[] = {"hidden-words-one", "hidden-words-two", ""};
+    static const unsigned kinds[] = {NATTER_EV_MESSAGE, NATTER_EV_EDIT, NATTER_EV_DELETE};
+    for (int i = 0; i < 3; i++) {
+        batch_t b;
+        batch_init(&b);
+        push(&b, kinds[i], 100 + (uint64_t)i, 1, i == 0 ? 0 : 100, texts[i]);
+        push(&b, NATTER_EV_MESSAGE, 200 + (uint64_t)i, 2, 0, "neighbour on the page");
+        batch_write(f, &b);
+        batch_free(&b);
+    }
+    natter_store_close(f->s);
+    f->s = NULL;
+    char path[600], wal[610];
+    snprintf(path, sizeof(path), "%s/natter.db", f->cfg.data_dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_false(file_holds(path, "hidden-words"));
+    assert_false(file_holds(wal, "hidden-words"));
+    assert_true(file_holds(path, "neighbour on the page")); /* the scan reads what is there */
+    f->s = open_store(f);
+}
+
 /* The consumer's redelivery: the same records again change nothing twice. */
 static void test_redelivery_changes_nothing(void **state)
 {
@@ -545,6 +593,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_apply_in_log_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_overwrites_the_words_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_leaves_no_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redelivery_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edit_rules, setup, teardown),
