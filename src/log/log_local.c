@@ -111,9 +111,13 @@ static void wake_consumer(log_local_t *l)
 static int local_append(natter_log_t *log, natter_msg_t *msg)
 {
     log_local_t *l = (log_local_t *)log;
-    if (atomic_load(&l->closed))
-        return NATTER_EUNAVAIL;
+    /* counted before closed is read: a drain that finds len 0 after the log
+     * closed (natter_log_drained) cannot miss an append that read it open */
     size_t len = atomic_fetch_add(&l->len, 1) + 1;
+    if (atomic_load(&l->closed)) {
+        atomic_fetch_sub(&l->len, 1);
+        return NATTER_EUNAVAIL;
+    }
     if (len > l->cap) {
         atomic_fetch_sub(&l->len, 1);
         return NATTER_EFULL;
