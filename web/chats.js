@@ -65,12 +65,25 @@ export function createChatList({ element, me, onSelect }) {
     return li;
   }
 
+  // The whole list, page by page (newest activity first; each page names
+  // the next's cursor).
+  async function allChats() {
+    const out = [];
+    let before = null;
+    do {
+      const page = await api('GET', `/chats?limit=200${before ? `&before=${before}` : ''}`);
+      out.push(...page.chats);
+      before = page.next_before;
+    } while (before);
+    return out;
+  }
+
   // An answer older than one shown is dropped: it may predate a read.
   async function refresh() {
     const mine = ++asked;
     refreshing++;
     try {
-      const answer = (await api('GET', '/chats')).chats;
+      const answer = await allChats();
       if (mine < shown) return;
       shown = mine;
       chats = answer;

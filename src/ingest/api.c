@@ -614,14 +614,21 @@ static void chats_merge_unstored(natter_app_t *app, uint64_t me, natter_vec_t *c
         qsort(chats->items, chats->len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
 }
 
+/* A page of the caller's chats by activity, as history pages: ?limit
+ * (1-200, 50) and ?before, the next_before of the page before. */
 static void chats_list(natter_api_job_t *job)
 {
     natter_user_t me;
     natter_vec_t chats;
-    if (natter_api_authenticate(job, &me) != 0)
+    uint64_t after, before, limit, next = 0;
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_page_query(job, "message or chat", &after, &before, &limit) != 0)
         return;
+    if (after != NATTER_CURSOR_NONE) {
+        natter_api_fail(job, 400, "invalid_request", "the chat list pages with before (its next_before), not after");
+        return;
+    }
     natter_vec_init(&chats, sizeof(natter_chat_summary_t));
-    int rc = natter_store_user_chats(job->app->store, me.id, &chats);
+    int rc = natter_store_user_chats(job->app->store, me.id, before, (uint32_t)limit, &chats, &next);
     if (rc == NATTER_OK && job->app->tail != NULL)
         chats_merge_unstored(job->app, me.id, &chats);
     json_t *arr = json_array();
@@ -639,7 +646,8 @@ static void chats_list(natter_api_job_t *job)
         natter_api_fail_store(job, rc);
         return;
     }
-    reply(job, 200, json_pack("{s:o}", "chats", arr));
+    reply(job, 200, json_pack("{s:o, s:b, s:o}", "chats", arr, "has_more", next != 0, "next_before",
+                              next != 0 ? json_id(next) : json_null()));
 }
 
 /* Reads an optional decimal query parameter; -1 (and a 400 saying it must

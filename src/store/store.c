@@ -168,20 +168,22 @@ int natter_store_member_remove(natter_store_t *s, uint64_t chat_id, uint64_t use
     return s->ops->member_remove(s, chat_id, user_id);
 }
 
-int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *out)
+int natter_store_user_chats(natter_store_t *s, uint64_t user_id, uint64_t before, uint32_t limit, natter_vec_t *out,
+                            uint64_t *next)
 {
+    *next = 0; /* a fault's answer, too */
     FAULT(STORE_USER_CHATS);
-    return s->ops->user_chats(s, user_id, out);
+    return s->ops->user_chats(s, user_id, before, limit, out, next);
 }
 
-static uint64_t activity_of(const natter_chat_summary_t *cs)
+uint64_t natter_chat_summary_activity(const natter_chat_summary_t *cs)
 {
     return cs->last != NULL && cs->last->id > cs->chat.id ? cs->last->id : cs->chat.id;
 }
 
 int natter_chat_summary_by_activity(const void *a, const void *b)
 {
-    uint64_t ka = activity_of(a), kb = activity_of(b);
+    uint64_t ka = natter_chat_summary_activity(a), kb = natter_chat_summary_activity(b);
     return ka < kb ? 1 : ka > kb ? -1 : 0;
 }
 

@@ -133,8 +133,14 @@ typedef struct natter_store_ops {
     int (*member_add)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
     /* NATTER_ENOTFOUND when the user was not a member. */
     int (*member_remove)(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
-    /* The user's chats (natter_chat_summary_t items), newest activity first. */
-    int (*user_chats)(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+    /* A page of the user's chats (natter_chat_summary_t items), newest
+     * activity first (a chat's activity: its newest message's id, or its own
+     * id while it has none): at most limit, each with activity below
+     * `before` (NATTER_CURSOR_NONE: from the newest). *next: the activity
+     * of the page's last chat when more follow (the next page's `before`),
+     * 0 when none do. Only the page's chats are summarized. */
+    int (*user_chats)(natter_store_t *s, uint64_t user_id, uint64_t before, uint32_t limit, natter_vec_t *out,
+                      uint64_t *next);
 
     /* Writes a batch (linked by next) in one transaction where the backend has
      * them; idempotent by message id: a message stored before is left as is. */
@@ -279,7 +285,10 @@ int natter_store_chat_member_ids(natter_store_t *s, uint64_t chat_id, natter_vec
 int natter_store_chat_members(natter_store_t *s, uint64_t chat_id, natter_vec_t *out);
 int natter_store_member_add(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
 int natter_store_member_remove(natter_store_t *s, uint64_t chat_id, uint64_t user_id);
-int natter_store_user_chats(natter_store_t *s, uint64_t user_id, natter_vec_t *out);
+int natter_store_user_chats(natter_store_t *s, uint64_t user_id, uint64_t before, uint32_t limit, natter_vec_t *out,
+                            uint64_t *next);
+/* A summary's activity, as user_chats orders them. */
+uint64_t natter_chat_summary_activity(const natter_chat_summary_t *cs);
 /* qsort order of a chat list (natter_chat_summary_t items): newest activity
  * first, a chat's activity being its newest message or else its creation. */
 int natter_chat_summary_by_activity(const void *a, const void *b);

@@ -1358,10 +1358,24 @@ static int unread_row(const cql_result_t *res, int32_t i, void *arg)
     return u->n >= NATTER_UNREAD_MAX;
 }
 
-/* Unread: the messages after the user's marker that others sent, counted
- * from the marker's bucket on up to NATTER_UNREAD_MAX (a page past it at
- * most is read); the newest message on the way. */
-static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs)
+/* The chat's newest message into cs->last (NULL when it has none): its
+ * activity, by which the list is ordered. */
+static int last_of(store_cql_t *s, natter_chat_summary_t *cs)
+{
+    natter_vec_t page;
+    int more;
+    natter_vec_init(&page, sizeof(natter_msg_t *));
+    int rc = cq_messages_page(&s->base, cs->chat.id, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 1, &page, &more);
+    if (rc == NATTER_OK && page.len == 1)
+        cs->last = *NATTER_VEC_AT(&page, natter_msg_t *, 0);
+    natter_vec_free(&page);
+    return rc;
+}
+
+/* The user's marker, and unread: the messages after it that others sent,
+ * counted from the marker's bucket on up to NATTER_UNREAD_MAX (a page past
+ * it at most is read). */
+static int unread_of(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs)
 {
     cql_result_t res;
     cql_value_t mk[2] = {vid(user_id), vid(cs->chat.id)};
@@ -1373,16 +1387,8 @@ static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs
         cell_u64(&res, 0, 0, &marker);
     cql_result_free(&res);
     cs->read = marker;
-
-    natter_vec_t page;
-    int more;
-    natter_vec_init(&page, sizeof(natter_msg_t *));
-    rc = cq_messages_page(&s->base, cs->chat.id, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 1, &page, &more);
-    if (rc == NATTER_OK && page.len == 1)
-        cs->last = *NATTER_VEC_AT(&page, natter_msg_t *, 0);
-    natter_vec_free(&page);
-    if (rc != NATTER_OK || cs->last == NULL || cs->last->id <= marker)
-        return rc;
+    if (cs->last == NULL || cs->last->id <= marker)
+        return NATTER_OK;
 
     natter_vec_t bs;
     natter_vec_init(&bs, sizeof(uint64_t));
@@ -1398,27 +1404,47 @@ static int summarize(store_cql_t *s, uint64_t user_id, natter_chat_summary_t *cs
     return rc;
 }
 
-static int cq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
+/* Every chat's newest message is read to order the list (one query each);
+ * only the page's chats are summarized (their markers and unread). */
+static int cq_user_chats(natter_store_t *base, uint64_t user_id, uint64_t before, uint32_t limit, natter_vec_t *out,
+                         uint64_t *next)
 {
     store_cql_t *s = (store_cql_t *)base;
-    natter_vec_t ids;
+    natter_vec_t ids, all;
     natter_vec_init(&ids, sizeof(uint64_t));
+    natter_vec_init(&all, sizeof(natter_chat_summary_t));
     cql_value_t key = vid(user_id);
+    *next = 0;
     int rc = select_ids(s, S_CHATS_OF, &key, 1, token_id(user_id), &ids);
     for (size_t i = 0; i < ids.len && rc == NATTER_OK; i++) {
-        natter_chat_summary_t *cs = natter_vec_push(out);
-        rc = cq_chat_get(base, *NATTER_VEC_AT(&ids, uint64_t, i), &cs->chat);
+        natter_chat_summary_t cs = {0};
+        rc = cq_chat_get(base, *NATTER_VEC_AT(&ids, uint64_t, i), &cs.chat);
         if (rc == NATTER_ENOTFOUND) { /* a chat whose creation did not finish */
-            out->len--;
             rc = NATTER_OK;
             continue;
         }
         if (rc == NATTER_OK)
-            rc = summarize(s, user_id, cs);
+            rc = last_of(s, &cs);
+        if (rc == NATTER_OK && natter_chat_summary_activity(&cs) < before)
+            *(natter_chat_summary_t *)natter_vec_push(&all) = cs;
+        else
+            free(cs.last);
     }
     natter_vec_free(&ids);
-    if (out->len > 1)
-        qsort(out->items, out->len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
+    if (all.len > 1)
+        qsort(all.items, all.len, sizeof(natter_chat_summary_t), natter_chat_summary_by_activity);
+    for (size_t i = 0; i < all.len; i++) {
+        natter_chat_summary_t *cs = NATTER_VEC_AT(&all, natter_chat_summary_t, i);
+        if (rc == NATTER_OK && i < limit) {
+            rc = unread_of(s, user_id, cs);
+            *(natter_chat_summary_t *)natter_vec_push(out) = *cs;
+        } else {
+            free(cs->last);
+        }
+    }
+    if (rc == NATTER_OK && all.len > limit)
+        *next = natter_chat_summary_activity(NATTER_VEC_AT(out, natter_chat_summary_t, limit - 1));
+    natter_vec_free(&all);
     return rc;
 }
 

@@ -153,15 +153,20 @@ static const char *const queries[NQUERIES] = {
                   " ORDER BY u.username",
     [Q_MEMBER_ADD] = "INSERT OR IGNORE INTO members (chat_id, user_id) VALUES (?1, ?2)",
     [Q_MEMBER_REMOVE] = "DELETE FROM members WHERE chat_id = ?1 AND user_id = ?2",
+    /* the page's chats by activity first (an index lookup each), then the
+     * summaries of those alone; ?3 is the page's limit and one more */
     [Q_USER_CHATS] =
         "SELECT c.id, c.name, c.created_by, c.created_at,"
         " (SELECT count(*) FROM (SELECT 1 FROM messages x WHERE x.chat_id = c.id AND x.sender_id <> ?1"
         "   AND x.id > coalesce(r.message_id, 0) LIMIT " NATTER_STR(NATTER_UNREAD_MAX) ")), coalesce(r.message_id, 0),"
-        " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id, l.edited_at, l.deleted"
-        " FROM members m JOIN chats c ON c.id = m.chat_id"
+        " l.id, l.chat_id, l.sender_id, l.content, l.created_at, l.client_id, l.edited_at, l.deleted, p.act"
+        " FROM (SELECT cid, act FROM (SELECT m.chat_id AS cid, max(m.chat_id, coalesce((SELECT max(id) FROM messages y"
+        "         WHERE y.chat_id = m.chat_id), 0)) AS act FROM members m WHERE m.user_id = ?1)"
+        "       WHERE act < ?2 ORDER BY act DESC LIMIT ?3) p"
+        " JOIN chats c ON c.id = p.cid"
         " LEFT JOIN read_markers r ON r.user_id = ?1 AND r.chat_id = c.id"
         " LEFT JOIN messages l ON l.id = (SELECT max(id) FROM messages y WHERE y.chat_id = c.id)"
-        " WHERE m.user_id = ?1 ORDER BY max(c.id, coalesce(l.id, 0)) DESC",
+        " ORDER BY p.act DESC",
     [Q_MESSAGE_INSERT] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_PAGE_AFTER] = "SELECT " MSG_COLS " FROM messages WHERE chat_id = ?1 AND id > ?2 AND id < ?3"
@@ -678,13 +683,23 @@ static natter_msg_t *read_msg(sqlite3_stmt *st, int first)
     return m;
 }
 
-static int sq_user_chats(natter_store_t *base, uint64_t user_id, natter_vec_t *out)
+static int sq_user_chats(natter_store_t *base, uint64_t user_id, uint64_t before, uint32_t limit, natter_vec_t *out,
+                         uint64_t *next)
 {
     WITH_CONN(s, c);
     sqlite3_stmt *st = stmt(c, Q_USER_CHATS);
     BIND_ID(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, before > INT64_MAX ? INT64_MAX : (int64_t)before);
+    sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
     int src;
+    uint64_t act = 0;
+    *next = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->len == limit) { /* the one more: a next page */
+            *next = act;
+            continue;
+        }
+        act = COL_ID(st, 14);
         natter_chat_summary_t *cs = natter_vec_push(out);
         cs->chat.id = COL_ID(st, 0);
         snprintf(cs->chat.name, sizeof(cs->chat.name), "%s", (const char *)sqlite3_column_text(st, 1));

@@ -452,9 +452,18 @@ class Client:
             after = page["messages"][-1]["id"]
 
     def chats(self):
-        r = self.get("/chats")
-        assert r.status_code == 200, (r.status_code, r.text)
-        return r.json()["chats"]
+        """Every chat of the caller, page by page."""
+        out, before = [], None
+        while True:
+            r = self.get("/chats" + (f"?before={before}" if before else ""))
+            assert r.status_code == 200, (r.status_code, r.text)
+            page = r.json()
+            assert page["has_more"] == (page["next_before"] is not None), page
+            out += page["chats"]
+            if not page["has_more"]:
+                return out
+            assert page["chats"], "has_more true on an empty page"
+            before = page["next_before"]
 
     def chat_summary(self, chat_id):
         for c in self.chats():

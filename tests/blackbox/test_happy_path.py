@@ -486,3 +486,30 @@ def test_ws_header_auth_and_multiple_chats(server):
         ws_quiet(ws, lambda f: f.get("type") == "message" and f["message"]["id"] == b, wait=0.5)
     finally:
         ws.close()
+
+
+def test_chat_list_pages(server):
+    """GET /chats pages as history does: newest activity first, `limit` a page, the next page
+    below the last one's `next_before`; a message moves its chat to the first page. A user in
+    many chats gets them in bounded answers, each chat once."""
+    alice = register(server, "alice")
+    made = [alice.create_chat()["id"] for _ in range(7)]  # newest last: activity is the id
+    alice.api.post_message(made[2], "up")                 # chat 2 is now the newest
+    want = [made[2]] + [c for c in reversed(made) if c != made[2]]
+    got, before, pages = [], None, 0
+    while True:
+        r = alice.api.get("/chats?limit=3" + (f"&before={before}" if before else ""))
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["chats"]) <= 3
+        got += [c["id"] for c in page["chats"]]
+        pages += 1
+        if not page["has_more"]:
+            assert page["next_before"] is None
+            break
+        before = page["next_before"]
+    assert got == want
+    assert pages == 3
+    assert [c["id"] for c in alice.api.get("/chats").json()["chats"]] == want  # 50 by default
+    for query in ("after=1", "limit=0", "limit=201", "before=x", "before=0"):
+        assert_error(alice.api.get(f"/chats?{query}"), 400, "invalid_request")

@@ -415,8 +415,9 @@ static natter_chat_summary_t *find_summary(natter_vec_t *v, uint64_t chat)
 static natter_chat_summary_t summary_of(fixture_t *f, uint64_t user, uint64_t chat)
 {
     natter_vec_t v;
+    uint64_t next;
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, user, &v), NATTER_OK);
+    assert_int_equal(OPS(f)->user_chats(f->s, user, NATTER_CURSOR_NONE, 200, &v, &next), NATTER_OK);
     natter_chat_summary_t cs = *find_summary(&v, chat);
     cs.last = NULL;
     free_summaries(&v);
@@ -484,8 +485,10 @@ static void test_user_chats(void **state)
     free(m);
 
     natter_vec_t v;
+    uint64_t next;
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, NATTER_CURSOR_NONE, 200, &v, &next), NATTER_OK);
+    assert_int_equal(next, 0); /* the whole list */
     assert_int_equal(v.len, 2); /* not bob's private chat */
     natter_chat_summary_t *s0 = NATTER_VEC_AT(&v, natter_chat_summary_t, 0);
     natter_chat_summary_t *s1 = NATTER_VEC_AT(&v, natter_chat_summary_t, 1);
@@ -508,7 +511,7 @@ static void test_user_chats(void **state)
     /* a newer message moves its chat to the top */
     insert_range(f, 10, 1, 2500, 1);
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, NATTER_CURSOR_NONE, 200, &v, &next), NATTER_OK);
     assert_int_equal(v.len, 2);
     assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 0)->chat.id, 10);
     assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, 0)->last->id, 2500);
@@ -519,16 +522,47 @@ static void test_user_chats(void **state)
     /* leaving a chat removes it from the list */
     assert_int_equal(OPS(f)->member_remove(f->s, 2000, 1), NATTER_OK);
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, 1, &v), NATTER_OK);
+    assert_int_equal(OPS(f)->user_chats(f->s, 1, NATTER_CURSOR_NONE, 200, &v, &next), NATTER_OK);
     assert_int_equal(v.len, 1);
     free_summaries(&v);
     /* a user in no chat */
     add_user(f, 3, "carol");
     natter_vec_init(&v, sizeof(natter_chat_summary_t));
-    assert_int_equal(OPS(f)->user_chats(f->s, 3, &v), NATTER_OK);
+    assert_int_equal(OPS(f)->user_chats(f->s, 3, NATTER_CURSOR_NONE, 200, &v, &next), NATTER_OK);
     assert_int_equal(v.len, 0);
     free_summaries(&v);
     (void)a;
+}
+
+/* Pages of a user's chats: newest activity first, each page's next the
+ * activity of its last chat, the next page below it; a message moves its
+ * chat to the first page. */
+static void test_user_chats_pages(void **state)
+{
+    fixture_t *f = *state;
+    add_user(f, 1, "alice");
+    const uint64_t a[] = {1};
+    for (uint64_t id = 100; id <= 700; id += 100) /* chats 100..700, no messages: activity is the id */
+        add_chat(f, id, "c", a, 1);
+    insert_range(f, 300, 1, 1000, 1); /* chat 300's activity: 1000 */
+    const uint64_t want[] = {300, 700, 600, 500, 400, 200, 100};
+    uint64_t before = NATTER_CURSOR_NONE, next;
+    size_t seen = 0, pages = 0;
+    do {
+        natter_vec_t v;
+        natter_vec_init(&v, sizeof(natter_chat_summary_t));
+        assert_int_equal(OPS(f)->user_chats(f->s, 1, before, 3, &v, &next), NATTER_OK);
+        assert_true(v.len <= 3);
+        for (size_t i = 0; i < v.len; i++)
+            assert_int_equal(NATTER_VEC_AT(&v, natter_chat_summary_t, i)->chat.id, want[seen++]);
+        if (next != 0)
+            assert_int_equal(next, natter_chat_summary_activity(NATTER_VEC_AT(&v, natter_chat_summary_t, v.len - 1)));
+        free_summaries(&v);
+        before = next;
+        pages++;
+    } while (next != 0);
+    assert_int_equal(seen, 7);
+    assert_int_equal(pages, 3);
 }
 
 static void test_reopen_keeps_data(void **state)
@@ -792,6 +826,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_messages_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_markers_and_unread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_chats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_chats_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
