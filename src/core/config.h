@@ -46,6 +46,7 @@ typedef struct natter_config {
     uint32_t max_connections;    /* HTTP connections and WebSockets together; 0: what the fd limit allows */
     uint32_t fanout_queue;  /* pushed messages waiting per event loop before it sheds sockets */
     uint32_t members_ttl_ms;
+    uint32_t max_members;   /* members a chat may have */
     uint32_t session_cache_ttl_ms;
     uint32_t max_body;      /* request body bytes */
     uint32_t max_header;    /* request line and header bytes */

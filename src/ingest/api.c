@@ -506,6 +506,13 @@ static void chat_create(natter_api_job_t *job)
             goto Done;
         }
     }
+    if (json_array_size(members) >= app->cfg.max_members) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "members: at most %u usernames (a chat has at most %u members)",
+                 app->cfg.max_members - 1, app->cfg.max_members);
+        natter_api_fail(job, 400, "invalid_request", msg);
+        goto Done;
+    }
     if (writes_limited(job, me.id) != 0)
         goto Done;
     add_unique(&ids, &users, &me);
@@ -551,6 +558,34 @@ static void chat_get(natter_api_job_t *job)
         reply(job, 200, out);
 }
 
+/* Answers 409 chat_full (NATTER_ECONFLICT) when the chat has --max-members
+ * and user is not one of them, or a store failure; NATTER_OK otherwise. By
+ * the member list the node has: two adds at once may pass it by one. */
+static int chat_full(natter_api_job_t *job, uint64_t user_id)
+{
+    natter_app_t *app = job->app;
+    natter_vec_t ids;
+    natter_vec_init(&ids, sizeof(uint64_t));
+    int rc = natter_members_cache_get(&app->members, job->route.chat_id, &ids);
+    int full = 0;
+    if (rc == NATTER_OK && ids.len >= app->cfg.max_members) {
+        full = 1;
+        for (size_t i = 0; i < ids.len && full; i++)
+            full = *NATTER_VEC_AT(&ids, uint64_t, i) != user_id;
+    }
+    natter_vec_free(&ids);
+    if (rc != NATTER_OK) {
+        natter_api_fail_store(job, rc);
+        return rc;
+    }
+    if (!full)
+        return NATTER_OK;
+    char msg[64];
+    snprintf(msg, sizeof(msg), "the chat has its %u members", app->cfg.max_members);
+    natter_api_fail(job, 409, "chat_full", msg);
+    return NATTER_ECONFLICT;
+}
+
 static void member_change(natter_api_job_t *job, int add)
 {
     natter_app_t *app = job->app;
@@ -563,6 +598,8 @@ static void member_change(natter_api_job_t *job, int add)
         natter_api_fail(job, 404, "not_found", "no such user");
         return;
     }
+    if (rc == NATTER_OK && add && (rc = chat_full(job, u.id)) != NATTER_OK)
+        return;
     if (rc == NATTER_OK)
         rc = add ? natter_store_member_add(app->store, job->route.chat_id, u.id)
                  : natter_store_member_remove(app->store, job->route.chat_id, u.id);

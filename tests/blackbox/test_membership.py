@@ -2,7 +2,7 @@
 socket, as {"type":"membership"}; the other nodes drop their cached members of the chat then too
 (the cross-node half is test_events_cluster.py's)."""
 
-from conftest import Client, register, ws_quiet, ws_wait
+from conftest import Client, assert_error, register, ws_quiet, ws_wait
 
 
 def membership(ws, chat_id, op, timeout=10):
@@ -78,3 +78,21 @@ def test_a_former_member_is_named_by_id(server):
     assert alice.api.get("/users/1234567").status_code == 404
     assert alice.api.get("/users/abc").status_code == 404
     assert Client(server.base).get(f"/users/{sender}").status_code == 401
+
+
+def test_a_chat_has_at_most_max_members(server_factory):
+    """--max-members 3: a chat made with three others is refused (400), one with two is full;
+    adding a fourth is 409 chat_full and changes nothing, adding a member again is still 204,
+    and once one leaves there is room again."""
+    srv = server_factory(args=["--max-members", "3"])
+    alice, bob, carol, dave = (register(srv, n) for n in ("alice", "bob", "carol", "dave"))
+    assert_error(alice.api.post("/chats", {"name": "four", "members": [bob.username, carol.username,
+                                                                         dave.username]}),
+                 400, "invalid_request")
+    cid = alice.create_chat(members=[bob, carol])["id"]
+    assert_error(bob.api.put(f"/chats/{cid}/members/{dave.username}"), 409, "chat_full")
+    assert [m["id"] for m in alice.api.get_chat(cid)["members"]].count(dave.id) == 0
+    assert bob.api.put(f"/chats/{cid}/members/{carol.username}").status_code == 204
+    assert alice.api.delete(f"/chats/{cid}/members/{carol.username}").status_code == 204
+    assert bob.api.put(f"/chats/{cid}/members/{dave.username}").status_code == 204
+    assert dave.id in [m["id"] for m in alice.api.get_chat(cid)["members"]]
