@@ -42,6 +42,13 @@ typedef struct {
     natter_u64map_t users; /* user id -> non-NULL */
 } __attribute__((aligned(64))) online_shard_t;
 
+/* Each user's WebSockets open on this node: changed by the loops as they
+ * open and close, read by the workers that upgrade. */
+typedef struct {
+    pthread_mutex_t lock;
+    natter_u64map_t users; /* user id -> count, as a pointer-sized integer */
+} __attribute__((aligned(64))) sockets_shard_t;
+
 struct natter_ephemeral {
     natter_app_t *app;
     pthread_t thread;
@@ -62,6 +69,7 @@ struct natter_ephemeral {
     int64_t next_tick, next_beat;
 
     online_shard_t online[ONLINE_SHARDS];
+    sockets_shard_t sockets[ONLINE_SHARDS];
 };
 
 static int64_t now_ms(void)
@@ -160,6 +168,8 @@ natter_ephemeral_t *natter_ephemeral_new(natter_app_t *app)
     for (int i = 0; i < ONLINE_SHARDS; i++) {
         pthread_mutex_init(&e->online[i].lock, NULL);
         natter_u64map_init(&e->online[i].users);
+        pthread_mutex_init(&e->sockets[i].lock, NULL);
+        natter_u64map_init(&e->sockets[i].users);
     }
     return e;
 }
@@ -170,6 +180,26 @@ void natter_ephemeral_socket(natter_app_t *app, uint64_t user, int delta)
     pthread_mutex_lock(&e->inbox_lock);
     *(socket_delta_t *)natter_vec_push(&e->inbox) = (socket_delta_t){user, delta};
     pthread_mutex_unlock(&e->inbox_lock);
+    sockets_shard_t *sh = &e->sockets[natter_mix64(user) & (ONLINE_SHARDS - 1)];
+    pthread_mutex_lock(&sh->lock);
+    uintptr_t n = (uintptr_t)natter_u64map_get(&sh->users, user) + (uintptr_t)(intptr_t)delta;
+    if (n == 0)
+        natter_u64map_del(&sh->users, user);
+    else
+        natter_u64map_put(&sh->users, user, (void *)n);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+size_t natter_ephemeral_sockets_here(natter_app_t *app, uint64_t user)
+{
+    natter_ephemeral_t *e = app->ephemeral;
+    if (e == NULL)
+        return 0;
+    sockets_shard_t *sh = &e->sockets[natter_mix64(user) & (ONLINE_SHARDS - 1)];
+    pthread_mutex_lock(&sh->lock);
+    size_t n = (size_t)(uintptr_t)natter_u64map_get(&sh->users, user);
+    pthread_mutex_unlock(&sh->lock);
+    return n;
 }
 
 static void publish(natter_app_t *app, unsigned kind, uint64_t chat, uint64_t user, uint64_t target,
@@ -557,6 +587,8 @@ void natter_ephemeral_free(natter_ephemeral_t *e)
     for (int i = 0; i < ONLINE_SHARDS; i++) {
         natter_u64map_free(&e->online[i].users);
         pthread_mutex_destroy(&e->online[i].lock);
+        natter_u64map_free(&e->sockets[i].users);
+        pthread_mutex_destroy(&e->sockets[i].lock);
     }
     free(e);
 }

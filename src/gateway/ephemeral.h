@@ -51,6 +51,8 @@ void natter_ephemeral_free(natter_ephemeral_t *e);
 
 /* Any loop: a WebSocket of user opened (delta +1) or went (-1). */
 void natter_ephemeral_socket(struct natter_app *app, uint64_t user, int delta);
+/* Any thread: the user's WebSockets open on this node now. */
+size_t natter_ephemeral_sockets_here(struct natter_app *app, uint64_t user);
 
 typedef enum {
     NATTER_TYPING_NOT,    /* not a typing frame: a send, for post.c */

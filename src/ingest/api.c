@@ -847,14 +847,28 @@ static int ws_ticket_take(natter_api_job_t *job)
     return rc == NATTER_OK ? 0 : natter_api_fail_store(job, rc);
 }
 
+/* 0, or 429 when the user has --ws-per-user sockets open here already (by
+ * the loops' count: two upgrades at once may pass it by one). */
+static int ws_per_user(natter_api_job_t *job, uint64_t user)
+{
+    uint32_t max = job->app->cfg.ws_per_user;
+    if (max == 0 || natter_ephemeral_sockets_here(job->app, user) < max)
+        return 0;
+    char msg[80];
+    snprintf(msg, sizeof(msg), "at most %u WebSockets per user on this node: close one", max);
+    job->retry_after = 5;
+    return natter_api_fail(job, 429, "rate_limited", msg);
+}
+
 /* With a ticket, or with a session token: the socket ends with that session. */
 static void ws_auth(natter_api_job_t *job)
 {
     natter_user_t me;
     if (job->ticket_len > 0) {
-        if (ws_ticket_take(job) == 0)
+        if (ws_ticket_take(job) == 0 && ws_per_user(job, job->ws_session.user_id) == 0)
             job->status = 101;
-    } else if (authenticate(job, &me, 0, 1) == 0) { /* a socket outlives the cache: the store says the session lives */
+    } else if (authenticate(job, &me, 0, 1) == 0 && ws_per_user(job, me.id) == 0) {
+        /* a socket outlives the cache: the store said the session lives */
         job->ws_session.user_id = me.id;
         natter_token_hash(job->token, job->token_len, job->ws_session.session_hash);
         job->ws_session.session_expires_at_ms = me.expires_at_ms;

@@ -11,7 +11,7 @@ import time
 import requests
 import websocket
 
-from conftest import WsReader, register, wait_for
+from conftest import WsReader, assert_error, register, wait_for
 from rawws import RawWs, read_close
 from tcpproxy import Proxy
 
@@ -120,7 +120,8 @@ def test_idle_websocket_memory(server_factory):
     """An idle authenticated WebSocket costs at most 8 KiB of the server's RSS (measured as the issue
     says: process_resident_memory_bytes before and after opening them, divided by their number)."""
     asan = os.environ.get("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-    srv = server_factory(env={"ASAN_OPTIONS": asan + ":quarantine_size_mb=1"})
+    srv = server_factory(args=["--ws-per-user", "0"],  # 100 sockets a user: what costs memory, not who
+                         env={"ASAN_OPTIONS": asan + ":quarantine_size_mb=1"})
     users = [register(srv, f"idle{i}") for i in range(10)]
     warm = [u.ws(timeout=10) for u in users]  # the first sockets grow maps and pools once
     for w in warm:
@@ -183,3 +184,37 @@ def test_out_of_file_descriptors_pauses_accepting(server_factory, monkeypatch):
             s.close()
         reader.stop()
         reader.ws.close()
+
+
+def test_a_user_has_at_most_ws_per_user_sockets(server_factory):
+    """--ws-per-user 2: a user's third WebSocket on the node is refused (429, Retry-After)
+    while two are open, whether by token or by ticket; another user is not; once one closes
+    there is room again."""
+    srv = server_factory(args=["--ws-per-user", "2"])
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    first, second = alice.ws(), alice.ws()
+    others = bob.ws()
+    try:
+        r = requests.get(f"{srv.base}/ws?token={alice.token}", timeout=10,
+                         headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["Retry-After"]) >= 1
+        ticket = alice.api.post("/ws/tickets", {}).json()["ticket"]
+        r = requests.get(f"{srv.base}/ws?ticket={ticket}", timeout=10,
+                         headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert_error(r, 429, "rate_limited")
+        first.close()
+        third = None
+        deadline = time.monotonic() + 20
+        while third is None and time.monotonic() < deadline:  # the close reaches the count on the loop's turn
+            try:
+                third = alice.ws()
+            except websocket.WebSocketBadStatusException:
+                time.sleep(0.1)
+        assert third is not None, "no room after a socket closed"
+        third.close()
+    finally:
+        for ws in (first, second, others):
+            ws.close()
