@@ -222,7 +222,10 @@ def test_full_auth_queue_answers_503_at_once(server_factory):
 def test_fanout_queue_bound_sheds_sockets_not_messages(server_factory):
     """--fanout-queue 1: a loop that gets a batch of pushes while another waits for it sheds it and
     closes (1013) the sockets it was for. Whatever a socket got before, plus history after the last id
-    it saw, is every message, in order: a shed socket catches up, it never silently misses one."""
+    it saw, is every message, in order: a shed socket catches up, it never silently misses one. How
+    many are shed depends on the loops' pace (none when a loop always takes a batch before the next
+    comes: seen on Kafka + Cassandra); that a batch is shed, and the sockets closed 1013, is
+    test_gateway_overload.c's, which hands a loop its batches itself."""
     srv = server_factory(args=["--threads", "2", "--fanout-queue", "1"])
     alice = register(srv, "alice")
     members = [register(srv, f"m{i}") for i in range(6)]
@@ -265,7 +268,6 @@ def test_fanout_queue_bound_sheds_sockets_not_messages(server_factory):
                 assert got + rest == history
             else:
                 assert len(got) == len(history), f"an open socket is short of messages ({len(got)}/{len(history)})"
-        assert shed >= 1, "a queue of one message per loop shed nobody under four posters"
         text = requests.get(srv.base + "/metrics", timeout=5).text
         counted = re.search(r"^natter_websockets_shed_closed_total (\S+)", text, re.M)
         assert counted and float(counted.group(1)) == shed
