@@ -44,6 +44,7 @@ typedef struct natter_config {
     uint32_t ws_pending;    /* sends a WebSocket may have awaiting their answer before it is closed */
     uint32_t ws_ping_interval_s; /* a WebSocket silent this long is pinged */
     uint32_t ws_ping_timeout_s;  /* and closed (1001) if it does not answer within this */
+    uint32_t ws_session_check_s; /* the open WebSockets' sessions are looked up in the store this often; 0 = never */
     uint32_t max_connections;    /* HTTP connections and WebSockets together; 0: what the fd limit allows */
     uint32_t fanout_queue;  /* pushed messages waiting per event loop before it sheds sockets */
     uint32_t members_ttl_ms;

@@ -56,7 +56,8 @@
     X(STORE_USER_CHAT_IDS, "store.user_chat_ids")                                                                    \
     X(LOG_DEAD_LETTER, "log.dead_letter")                                                                            \
     X(LOG_FANOUT_POLL, "log.fanout_poll")                                                                           \
-    X(LOG_PRODUCER_FATAL, "log.producer_fatal")
+    X(LOG_PRODUCER_FATAL, "log.producer_fatal")                                                                     \
+    X(LOG_PUBLISH, "log.publish")
 
 #define NATTER_FAULT_ENUM_(name, str) NATTER_FAULT_##name,
 typedef enum { NATTER_FAULT_POINTS(NATTER_FAULT_ENUM_) NATTER_FAULT_COUNT } natter_fault_point_t;

@@ -36,7 +36,9 @@
  *              loop keeps the sessions ended in the last ENDED_KEEP_MS, so
  *              a socket whose session was checked just before its logout,
  *              and whose upgrade completes after the logout came, closes
- *              too.
+ *              too. That record is ephemeral and may be lost, so every
+ *              --ws-session-check seconds a worker looks the loop's open
+ *              sessions up in the store and ends those gone the same way.
  *   bounds     --ws-queue frames queued per socket (else 1008 "send queue
  *              full"), --ws-pending sends awaiting their answer (else 1008
  *              "too many frames in flight"), a few KiB of owed pongs.
@@ -68,6 +70,7 @@
 #define CTRL_KEEP 1024               /* a ctrl buffer larger than this is freed once written */
 #define ENDED_MAX 4096               /* sessions ended lately that a loop keeps, newest first out last */
 #define ENDED_KEEP_MS 60000          /* how long: past any upgrade between its check and its socket */
+#define CHECK_CHUNK 256              /* sessions a worker looks up before it queues the rest behind other jobs */
 
 typedef struct ws_conn ws_conn_t;
 struct ws_conn {
@@ -125,9 +128,12 @@ struct natter_gateway {
         uint64_t at_ms;
     } *ended_ring; /* the same, oldest at ended_head, ENDED_MAX slots */
     uint32_t ended_head, ended_len;
+    h2o_timeout_t check_timeout; /* --ws-session-check */
+    h2o_timeout_entry_t check;
 };
 
 static void reap_dead(h2o_timeout_entry_t *entry);
+static void check_sessions(h2o_timeout_entry_t *entry);
 
 natter_gateway_t *natter_gateway_new(natter_loop_t *loop)
 {
@@ -143,6 +149,11 @@ natter_gateway_t *natter_gateway_new(natter_loop_t *loop)
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->quiet_timeout, (uint64_t)gw->app->cfg.ws_ping_interval_s * 1000);
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->pong_timeout, (uint64_t)gw->app->cfg.ws_ping_timeout_s * 1000);
     gw->reap.cb = reap_dead;
+    if (gw->app->cfg.ws_session_check_s > 0) {
+        h2o_timeout_init(loop->h2o_ctx.loop, &gw->check_timeout, (uint64_t)gw->app->cfg.ws_session_check_s * 1000);
+        gw->check.cb = check_sessions;
+        h2o_timeout_link(loop->h2o_ctx.loop, &gw->check_timeout, &gw->check);
+    }
     return gw;
 }
 
@@ -517,8 +528,8 @@ static void end_session(natter_gateway_t *gw, uint64_t user, const uint8_t hash[
 {
     ended_remember(gw, hash);
     for (ws_conn_t *c = natter_u64map_get(&gw->users, user); c != NULL; c = c->next_of_user)
-        if (memcmp(c->session_hash, hash, NATTER_TOKEN_HASH_LEN) == 0)
-            session_close(c, "session ended");
+        if (memcmp(c->session_hash, hash, NATTER_TOKEN_HASH_LEN) == 0) /* a recheck also finds the expired */
+            session_close(c, session_expired(c) ? "session expired" : "session ended");
     write_touched(gw);
 }
 
@@ -556,6 +567,96 @@ void natter_gateway_fanout(natter_gateway_t *gw, const natter_fanout_t *f)
     write_touched(gw);
     natter_count(&natter_m()->messages_delivered, delivered);
     natter_count(&natter_m()->ephemeral_delivered, ephemeral);
+}
+
+/* ------------------------------------------------------------ sessions rechecked */
+
+/* The loop's open sessions, looked up in the store by a worker: one gone
+ * (logged out, expired) is ended on every loop as its logout's record
+ * would have ended it. The job owns copies; it gives up for this round
+ * when the store does not answer (sockets are not closed for an outage),
+ * when the node stops, and once its interval is over. */
+typedef struct {
+    natter_job_t work;
+    natter_app_t *app;
+    uint64_t deadline_ns;
+    size_t n, next;
+    struct session_ref {
+        uint64_t user;
+        uint8_t hash[NATTER_TOKEN_HASH_LEN];
+    } *refs;
+} session_check_t;
+
+static void check_run(natter_job_t *job)
+{
+    session_check_t *j = (session_check_t *)job;
+    natter_app_t *app = j->app;
+    size_t stop = j->next + CHECK_CHUNK < j->n ? j->next + CHECK_CHUNK : j->n;
+    int rc = NATTER_OK;
+    for (; j->next < stop && rc != NATTER_EUNAVAIL; j->next++) {
+        const struct session_ref *r = &j->refs[j->next];
+        uint64_t user;
+        int64_t ends;
+        if (natter_app_stopping(app) || natter_mono_ns() >= j->deadline_ns)
+            rc = NATTER_EUNAVAIL;
+        else if ((rc = natter_store_session_user_id(app->store, r->hash, natter_now_ms(), &user, &ends)) ==
+                 NATTER_ENOTFOUND)
+            natter_fanout_dispatch(app, natter_fanout_session_end(app, r->user, r->hash));
+        else if (rc != NATTER_OK)
+            rc = NATTER_EUNAVAIL; /* the store did not answer: no socket is closed for that */
+    }
+    if (rc != NATTER_EUNAVAIL && j->next < j->n && natter_workers_submit(&app->workers, &j->work) == NATTER_OK)
+        return;
+    free(j->refs);
+    free(j);
+}
+
+static int hash_known(const uint8_t hash[NATTER_TOKEN_HASH_LEN])
+{
+    for (size_t i = 0; i < NATTER_TOKEN_HASH_LEN; i++)
+        if (hash[i] != 0)
+            return 1;
+    return 0; /* a ticket kept by a node older than store version 8 */
+}
+
+static void check_sessions(h2o_timeout_entry_t *entry)
+{
+    natter_gateway_t *gw = H2O_STRUCT_FROM_MEMBER(natter_gateway_t, check, entry);
+    natter_app_t *app = gw->app;
+    h2o_timeout_link(gw->loop->h2o_ctx.loop, &gw->check_timeout, &gw->check);
+    if (gw->conns.len == 0 || natter_app_stopping(app))
+        return;
+    natter_u64map_t seen;
+    natter_vec_t refs;
+    natter_u64map_init(&seen);
+    natter_vec_init(&refs, sizeof(struct session_ref));
+    for (size_t i = 0; i < gw->conns.cap; i++) {
+        const ws_conn_t *c = gw->conns.vals[i];
+        if (gw->conns.keys[i] == 0 || c->closing || !hash_known(c->session_hash))
+            continue;
+        uint64_t key = ended_key(c->session_hash);
+        if (natter_u64map_get(&seen, key) != NULL)
+            continue;
+        natter_u64map_put(&seen, key, (void *)c);
+        struct session_ref *r = natter_vec_push(&refs);
+        r->user = c->user_id;
+        memcpy(r->hash, c->session_hash, NATTER_TOKEN_HASH_LEN);
+    }
+    natter_u64map_free(&seen);
+    if (refs.len == 0) {
+        natter_vec_free(&refs);
+        return;
+    }
+    session_check_t *j = xcalloc(1, sizeof(*j));
+    j->work.run = check_run;
+    j->app = app;
+    j->deadline_ns = natter_mono_ns() + (uint64_t)app->cfg.ws_session_check_s * 1000000000u;
+    j->n = refs.len;
+    j->refs = refs.items; /* the vector's array is the job's now */
+    if (natter_workers_submit(&app->workers, &j->work) != NATTER_OK) { /* busy: the next round */
+        free(j->refs);
+        free(j);
+    }
 }
 
 /* ------------------------------------------------------------ heartbeat */
@@ -936,6 +1037,7 @@ void natter_gateway_free(natter_gateway_t *gw)
     natter_vec_free(&ids);
     reap_dead(&gw->reap);
     unlink_timer(&gw->reap);
+    unlink_timer(&gw->check);
     natter_u64map_free(&gw->users);
     natter_u64map_free(&gw->conns);
     natter_u64map_free(&gw->ended);

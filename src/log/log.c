@@ -133,7 +133,8 @@ int natter_log_append_existing(natter_log_t *log, natter_msg_t *msg)
 
 int natter_log_publish(natter_log_t *log, natter_msg_t *ev)
 {
-    return log->ops->publish(log, ev);
+    int rc = natter_fault_check(NATTER_FAULT_LOG_PUBLISH);
+    return rc != 0 ? rc : log->ops->publish(log, ev);
 }
 
 size_t natter_log_ephemeral_poll(natter_log_t *log, natter_msg_t **head, size_t max, int timeout_ms)

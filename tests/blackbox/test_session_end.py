@@ -1,12 +1,14 @@
 """A WebSocket ends with the session it was opened with: a logout closes
 the sockets opened with that session, by ticket or by token, with 4001
 "session ended" (from any node: tests/blackbox/test_events_cluster.py);
-the same user's sockets of other sessions go on."""
+the same user's sockets of other sessions go on. The logout's record is
+ephemeral; when it is lost, each node's --ws-session-check finds the
+session gone from the store and ends its sockets the same way."""
 
 import pytest
 import websocket
 
-from conftest import Client, login, metric, open_ws, ws_closed, ws_wait_message
+from conftest import Client, login, metric, open_ws, register, ws_closed, ws_wait_message
 
 
 def ticket_socket(server, token):
@@ -46,3 +48,24 @@ def test_a_ticket_ends_with_its_session(server, make_user):
     with pytest.raises(websocket.WebSocketBadStatusException) as e:
         websocket.create_connection(f"{server.ws_base}/ws?ticket={r.json()['ticket']}", timeout=5)
     assert e.value.status_code == 401
+
+
+def test_a_lost_logout_record_still_ends_its_sockets(server_factory):
+    # every ephemeral record is lost here: the logout's never reaches the loops
+    srv = server_factory(args=["--ws-session-check", "1"], env={"NATTER_FAULTS": "log.publish:rc=unavail"})
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    cid = alice.create_chat(members=[bob.username])["id"]
+    other = login(srv, alice.username)
+    gone, by_ticket, stays = open_ws(srv, alice.token), ticket_socket(srv, alice.token), open_ws(srv, other)
+    try:
+        m = bob.api.post_message(cid, "before the logout")
+        for ws in (gone, by_ticket, stays):
+            ws_wait_message(ws, m["id"])
+        assert Client(srv.base, alice.token).delete("/sessions").status_code == 204
+        for ws in (gone, by_ticket):
+            assert ws_closed(ws, timeout=20) == (4001, "session ended")
+        m = bob.api.post_message(cid, "after the logout")
+        ws_wait_message(stays, m["id"])  # a session that is still there is left alone
+    finally:
+        for ws in (gone, by_ticket, stays):
+            ws.close()
