@@ -284,18 +284,23 @@ def test_max_climbs_then_splits_the_gap(server_factory, tmp_path):
     """max climbs by x1.25 until a step does not hold, then splits the gap between the last rate held
     and the first missed at its geometric middle twice, keeping the half each middle's step decides.
     natter's rate limit (60 posts a second for the one sender, no burst) makes the climb miss a step
-    soon; which step misses first (the limit, or a stall of the machine's) does not matter here."""
+    soon; which step misses first (the limit, or a stall of the machine's) does not matter here, but
+    a stall in the very first step (p99 over 100 ms at 20 posts a second) leaves no climb to check:
+    such a run is made again, three runs at most."""
     srv = server_factory(args=["--rate-limit", "60", "--rate-burst", "1"])
-    p, doc, report = run_load(srv, tmp_path, "--scenario", "max", "--stages", "20:1s", "--listeners", "2",
-                              "--drain", "0.5s")
-    assert p.returncode == 0, report
-    s = doc["summary"]
-    steps = s["steps"]
+    for _ in range(3):
+        p, doc, report = run_load(srv, tmp_path, "--scenario", "max", "--stages", "20:1s", "--listeners", "2",
+                                  "--drain", "0.5s")
+        assert p.returncode == 0, report
+        s = doc["summary"]
+        steps = s["steps"]
+        missed_at = next((i for i, st in enumerate(steps) if not st["held"]), None)
+        if missed_at != 0:
+            break
 
     def c_round(x):
         return math.floor(x + 0.5)
 
-    missed_at = next((i for i, st in enumerate(steps) if not st["held"]), None)
     assert missed_at is not None and missed_at >= 1, report  # 20/s holds, and the limit stops the climb
     climb = [st["rate"] for st in steps[: missed_at + 1]]
     assert climb[0] == 20 and all(b == c_round(a * 1.25) for a, b in zip(climb, climb[1:])), report
