@@ -231,6 +231,7 @@ int main(int argc, char **argv)
     natter_members_cache_init(&app.members, app.cfg.members_ttl_ms, 100000, load_members, &app);
     natter_ratelimit_init(&app.ratelimit, app.cfg.rate_limit, app.cfg.rate_burst);
     natter_ratelimit_init_per_minute(&app.ratelimit_writes, app.cfg.rate_limit_writes, 0);
+    natter_ratelimit_init(&app.ratelimit_reads, app.cfg.rate_limit_reads, app.cfg.rate_limit_reads * 4);
     natter_session_cache_init(&app.sessions, app.cfg.session_cache_ttl_ms, 100000);
     natter_client_ids_init(&app.client_ids, CLIENT_IDS_CACHED);
     natter_workers_start(&app.workers, app.cfg.workers, app.cfg.worker_queue);
@@ -294,6 +295,7 @@ int main(int argc, char **argv)
     natter_store_close(app.store);
     natter_ratelimit_free(&app.ratelimit);
     natter_ratelimit_free(&app.ratelimit_writes);
+    natter_ratelimit_free(&app.ratelimit_reads);
     natter_session_cache_free(&app.sessions);
     natter_client_ids_free(&app.client_ids);
     natter_members_cache_free(&app.members);

@@ -22,21 +22,33 @@ export function setUnauthorizedHandler(fn) {
 
 // Resolves to the parsed JSON answer (null for 204); rejects with ApiError
 // for an error answer, or with the TypeError of fetch when the network fails.
+// A read past the user's budget (429, --rate-limit-reads) is asked again
+// after the Retry-After the server gave (at most READ_RETRIES times, each wait
+// at most 10 s): a read is safe to repeat. A write's 429 is the caller's.
+const READ_RETRIES = 3;
+
 export async function api(method, path, body) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (res.status === 204) return null;
-  const data = await res.json().catch(() => null);
-  if (res.ok) return data;
-  if (res.status === 401 && token) onUnauthorized();
-  const err = data && data.error ? data.error : { code: 'http_' + res.status, message: res.statusText };
-  throw new ApiError(res.status, err.code, err.message);
+  for (let retries = 0; ; retries++) {
+    const res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (res.status === 429 && method === 'GET' && retries < READ_RETRIES) {
+      const wait = Math.min(Math.max(Number(res.headers.get('Retry-After')) || 1, 1), 10);
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      continue;
+    }
+    if (res.status === 204) return null;
+    const data = await res.json().catch(() => null);
+    if (res.ok) return data;
+    if (res.status === 401 && token) onUnauthorized();
+    const err = data && data.error ? data.error : { code: 'http_' + res.status, message: res.statusText };
+    throw new ApiError(res.status, err.code, err.message);
+  }
 }
 
 // An id from ms milliseconds before id (ids are milliseconds shifted left 22

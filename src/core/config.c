@@ -56,6 +56,8 @@ static const opt_t options[] = {
     {"rate-burst", OPT_U32, F(rate_burst), 0, 10000000, NULL, "30", "posts a user may burst above the rate"},
     {"rate-limit-writes", OPT_U32, F(rate_limit_writes), 0, 10000000, NULL, "120",
      "WebSocket tickets, chats made and member changes per user per minute, in a burst too (0 = no limit)"},
+    {"rate-limit-reads", OPT_U32, F(rate_limit_reads), 0, 10000000, NULL, "50",
+     "reads (history, events, chat lists, chats, users) per user per second, with a burst of four seconds' worth (0 = no limit)"},
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
     {"ws-per-user", OPT_U32, F(ws_per_user), 0, 1000000, NULL, "32",
      "WebSockets one user may have open on this node, every tab and device (0 = no limit)"},
@@ -282,13 +284,13 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
     snprintf(dst, len,
              "listen=%s:%u tls=%s data-dir=%s log=%s store=%s node-id=%u node-lease-ttl=%ums batch-size=%u batch-time=%ums threads=%u workers=%u "
              "worker-queue=%u auth-workers=%u auth-queue=%u auth-rate-ip=%u auth-rate-user=%u "
-             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u rate-limit-writes=%u ws-queue=%u ws-per-user=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us ws-session-check=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-members=%u max-body=%u max-header=%u request-timeout=%ums write-timeout=%ums log-queue=%u "
+             "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u rate-limit-writes=%u rate-limit-reads=%u ws-queue=%u ws-per-user=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us ws-session-check=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-members=%u max-body=%u max-header=%u request-timeout=%ums write-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
              "kafka-replication=%u kafka-timeout=%ums kafka-linger=%ums kafka-batch=%u kafka-fanout-wait=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->node_lease_ttl_ms, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->auth_workers, c->auth_queue, c->auth_rate_ip,
-             c->auth_rate_user, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->rate_limit_writes, c->ws_queue, c->ws_per_user, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->ws_session_check_s, c->max_connections, c->fanout_queue,
+             c->auth_rate_user, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->rate_limit_writes, c->rate_limit_reads, c->ws_queue, c->ws_per_user, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->ws_session_check_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_members, c->max_body, c->max_header, c->request_timeout_ms, c->write_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
              c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->kafka_linger_ms, c->kafka_batch, c->kafka_fanout_wait_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);

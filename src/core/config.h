@@ -39,6 +39,7 @@ typedef struct natter_config {
     uint32_t rate_limit;    /* message posts per user per second; 0 = off */
     uint32_t rate_burst;
     uint32_t rate_limit_writes; /* tickets, chats made, member changes per user per minute; 0 = off */
+    uint32_t rate_limit_reads;  /* the API's reads per user per second, burst 4x; 0 = off */
     uint32_t ws_queue;      /* messages queued per WebSocket before it is closed as a slow reader */
     uint32_t ws_per_user;   /* WebSockets one user may have open on a node; 0 = no limit */
     uint32_t ws_pending;    /* sends a WebSocket may have awaiting their answer before it is closed */

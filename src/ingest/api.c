@@ -384,7 +384,7 @@ static void session_delete(natter_api_job_t *job)
 static void me(natter_api_job_t *job)
 {
     natter_user_t u;
-    if (natter_api_authenticate(job, &u) == 0)
+    if (natter_api_authenticate(job, &u) == 0 && natter_api_reads_limited(job, u.id) == 0)
         reply(job, 200, json_user(&u));
 }
 
@@ -393,7 +393,7 @@ static void me(natter_api_job_t *job)
 static void user_get(natter_api_job_t *job)
 {
     natter_user_t me, u;
-    if (natter_api_authenticate(job, &me) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_reads_limited(job, me.id) != 0)
         return;
     int rc = natter_store_user_by_id(job->app->store, job->route.user_id, &u);
     if (rc == NATTER_ENOTFOUND)
@@ -466,6 +466,15 @@ int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_
         return 0;
     job->retry_after = wait;
     return natter_api_fail(job, 429, "rate_limited", "too many changes, slow down");
+}
+
+int natter_api_reads_limited(natter_api_job_t *job, uint64_t user)
+{
+    uint32_t wait = natter_ratelimit_take(&job->app->ratelimit_reads, user, natter_mono_ms());
+    if (wait == 0)
+        return 0;
+    job->retry_after = wait;
+    return natter_api_fail(job, 429, "rate_limited", "too many reads, slow down");
 }
 
 /* The API's writes other than posts (a WebSocket ticket, a chat, a member
@@ -551,7 +560,8 @@ static void chat_get(natter_api_job_t *job)
 {
     natter_user_t me;
     natter_chat_t chat;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, &chat) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_reads_limited(job, me.id) != 0 ||
+        natter_api_chat_access(job, me.id, job->route.chat_id, &chat) != 0)
         return;
     json_t *out = json_chat(job, &chat);
     if (out != NULL)
@@ -658,7 +668,8 @@ static void chats_list(natter_api_job_t *job)
     natter_user_t me;
     natter_vec_t chats;
     uint64_t after, before, limit, next = 0;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_page_query(job, "message or chat", &after, &before, &limit) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_reads_limited(job, me.id) != 0 ||
+        natter_api_page_query(job, "message or chat", &after, &before, &limit) != 0)
         return;
     if (after != NATTER_CURSOR_NONE) {
         natter_api_fail(job, 400, "invalid_request", "the chat list pages with before (its next_before), not after");
@@ -755,7 +766,8 @@ static void messages_list(natter_api_job_t *job)
 {
     natter_user_t me;
     uint64_t after, before, limit;
-    if (natter_api_authenticate(job, &me) != 0 || natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_reads_limited(job, me.id) != 0 ||
+        natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
         natter_api_page_query(job, "message", &after, &before, &limit) != 0)
         return;
     natter_vec_t page, unstored;

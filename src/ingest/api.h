@@ -94,6 +94,9 @@ int natter_api_fail(natter_api_job_t *job, int status, const char *code, const c
 /* Takes one of user's tokens from rl: 0, or -1 with the job answered 429
  * rate_limited with Retry-After. */
 int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user);
+/* The same from the user's read budget (--rate-limit-reads): each read is a
+ * store query on a worker, and the workers are everyone's. */
+int natter_api_reads_limited(natter_api_job_t *job, uint64_t user);
 /* 503 for a store error. */
 int natter_api_fail_store(natter_api_job_t *job, int rc);
 /* 503 with Retry-After for an append the message log refused: busy when its

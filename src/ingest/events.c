@@ -318,7 +318,9 @@ void natter_events_list(natter_api_job_t *job)
 {
     natter_user_t me;
     uint64_t after, before, limit;
-    if (member(job, &me) != 0 || natter_api_page_query(job, "event", &after, &before, &limit) != 0)
+    if (natter_api_authenticate(job, &me) != 0 || natter_api_reads_limited(job, me.id) != 0 ||
+        natter_api_chat_access(job, me.id, job->route.chat_id, NULL) != 0 ||
+        natter_api_page_query(job, "event", &after, &before, &limit) != 0)
         return;
     natter_vec_t page, unstored;
     int has_more = 0;

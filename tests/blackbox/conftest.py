@@ -131,7 +131,7 @@ class Server:
         self.stderr_file = open(path, "wb")
         # the limits of posts and of logins per address and username are off unless a test turns them on
         cmd = [NATTER_BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, "--rate-limit", "0",
-               "--rate-limit-writes", "0",
+               "--rate-limit-writes", "0", "--rate-limit-reads", "0",
                "--auth-rate-ip", "0", "--auth-rate-user", "0"]
         cmd += self.log_args() + EXTRA_ARGS + self.args
         self.cmd = cmd

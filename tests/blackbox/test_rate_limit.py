@@ -103,3 +103,25 @@ def test_rate_limited_writes(server_factory):
     assert members == {alice.username, bob.username, carol.username}
     # posts have a limit of their own
     assert carol.api.post(f"/chats/{cid}/messages", {"content": "still posting"}).status_code == 202
+
+
+def test_rate_limited_reads(server_factory):
+    """Each read is a store query on a worker, and the workers are everyone's: a user has
+    --rate-limit-reads a second, with a burst of four seconds' worth (here 1 and 4). Past it every
+    read route answers 429 with Retry-After. Fifty tries of a route without one would be fifty
+    seconds of refills, so the check does not lean on this machine's speed. Another user's budget
+    is their own, and posting is not a read."""
+    srv = server_factory(args=["--rate-limit-reads", "1"])
+    alice, bob = register(srv, "alice"), register(srv, "bob")
+    cid = alice.create_chat(members=[bob.username])["id"]
+    routes = ["/me", f"/users/{bob.id}", "/chats", f"/chats/{cid}", f"/chats/{cid}/messages",
+              f"/chats/{cid}/events"]
+    for path in routes:
+        for _ in range(50):
+            r = alice.api.get(path)
+            if r.status_code != 200:
+                break
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["Retry-After"]) >= 1, path
+    assert alice.api.post(f"/chats/{cid}/messages", {"content": "reads are limited, posts are not"}).status_code == 202
+    assert bob.api.get("/me").status_code == 200

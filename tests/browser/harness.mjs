@@ -56,7 +56,7 @@ export async function startNatter(args = [], env = {}) {
   const logPath = path.join(dir, 'natter.stderr');
   const log = openSync(logPath, 'w');
   const proc = spawn(NATTER_BIN, ['--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'),
-    '--rate-limit', '0', '--rate-limit-writes', '0', '--auth-rate-ip', '0', '--auth-rate-user', '0', ...args], {
+    '--rate-limit', '0', '--rate-limit-writes', '0', '--rate-limit-reads', '0', '--auth-rate-ip', '0', '--auth-rate-user', '0', ...args], {
     stdio: ['ignore', log, log],
     env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1', ...env },
   });

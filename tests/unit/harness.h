@@ -58,8 +58,9 @@ static inline void harness_start(const harness_opts_t *o)
 {
     char err[256] = "";
     const char *argv[32] = {"natter", "--argon2-memory", "8", "--argon2-passes", "1", "--rate-limit", "0",
-                            "--threads", "1", "--sqlite-sync", "normal", "--batch-time", "1", "--rate-limit-writes", "0"};
-    int argc = 15;
+                            "--threads", "1", "--sqlite-sync", "normal", "--batch-time", "1", "--rate-limit-writes", "0",
+                            "--rate-limit-reads", "0"};
+    int argc = 17;
     for (int i = 0; o->argv[i] != NULL; i++)
         argv[argc++] = o->argv[i];
     memset(&H, 0, sizeof(H));

@@ -92,7 +92,7 @@ static void test_defaults(void **state)
              "listen=127.0.0.1:8080 tls=off data-dir=./data log=local store=sqlite node-id=0 node-lease-ttl=10000ms batch-size=1000 "
              "batch-time=1ms threads=%u workers=4 worker-queue=10000 auth-workers=1 auth-queue=256 auth-rate-ip=60 "
              "auth-rate-user=10 session-ttl=604800s session-cache-ttl=10000ms "
-             "argon2-memory=19456KiB argon2-passes=2 rate-limit=10 rate-burst=30 rate-limit-writes=120 ws-queue=1024 ws-per-user=32 ws-pending=64 "
+             "argon2-memory=19456KiB argon2-passes=2 rate-limit=10 rate-burst=30 rate-limit-writes=120 rate-limit-reads=50 ws-queue=1024 ws-per-user=32 ws-pending=64 "
              "ws-ping-interval=30s ws-ping-timeout=10s ws-session-check=60s max-connections=0 fanout-queue=100000 members-ttl=5000ms max-members=1000 max-body=65536 max-header=16384 request-timeout=10000ms write-timeout=30000ms log-queue=100000 "
              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
