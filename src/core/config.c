@@ -57,7 +57,7 @@ static const opt_t options[] = {
     {"rate-limit-writes", OPT_U32, F(rate_limit_writes), 0, 10000000, NULL, "120",
      "WebSocket tickets, chats made and member changes per user per minute, in a burst too (0 = no limit)"},
     {"rate-limit-reads", OPT_U32, F(rate_limit_reads), 0, 10000000, NULL, "50",
-     "reads (history, events, chat lists, chats, users) per user per second, with a burst of four seconds' worth (0 = no limit)"},
+     "reads (history, events, chat lists, a chat, a user, /me) per user per second, with a burst of four seconds' worth (0 = no limit)"},
     {"ws-queue", OPT_U32, F(ws_queue), 1, 1000000, NULL, "1024", "messages queued per WebSocket before it is closed as too slow"},
     {"ws-per-user", OPT_U32, F(ws_per_user), 0, 1000000, NULL, "32",
      "WebSockets one user may have open on this node, every tab and device (0 = no limit)"},

@@ -630,7 +630,11 @@ static void check_sessions(h2o_timeout_entry_t *entry)
     natter_vec_t refs;
     natter_u64map_init(&seen);
     natter_vec_init(&refs, sizeof(struct session_ref));
-    for (size_t i = 0; i < gw->conns.cap; i++) {
+    /* a round its job cuts short (its interval over, the workers' queue
+     * full) leaves its tail unchecked: each round starts somewhere else */
+    size_t from = (size_t)natter_mix64(natter_mono_ns());
+    for (size_t k = 0; k < gw->conns.cap; k++) {
+        size_t i = (from + k) & (gw->conns.cap - 1);
         const ws_conn_t *c = gw->conns.vals[i];
         if (gw->conns.keys[i] == 0 || c->closing || !hash_known(c->session_hash))
             continue;
@@ -1037,7 +1041,17 @@ void natter_gateway_free(natter_gateway_t *gw)
     natter_vec_free(&ids);
     reap_dead(&gw->reap);
     unlink_timer(&gw->reap);
-    unlink_timer(&gw->check);
+    /* the loop runs once more after this (dispose): its timer list must not
+     * lead into the freed gateway */
+    h2o_loop_t *loop = gw->loop->h2o_ctx.loop;
+    h2o_timeout_dispose(loop, &gw->reap_timeout);
+    h2o_timeout_dispose(loop, &gw->grace_timeout);
+    h2o_timeout_dispose(loop, &gw->quiet_timeout);
+    h2o_timeout_dispose(loop, &gw->pong_timeout);
+    if (gw->app->cfg.ws_session_check_s > 0) {
+        unlink_timer(&gw->check);
+        h2o_timeout_dispose(loop, &gw->check_timeout);
+    }
     natter_u64map_free(&gw->users);
     natter_u64map_free(&gw->conns);
     natter_u64map_free(&gw->ended);

@@ -81,7 +81,9 @@ class Server:
         self.args = list(args)
         self.name = name
         self.env = dict(os.environ)
-        self.env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        # freed memory is overwritten (the first 64 KiB of each block): a read of it from code
+        # built without ASan, h2o's, fails loudly instead of finding the old contents there
+        self.env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1:max_free_fill_size=65536:free_fill_byte=170")
         self.env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         if env:
             self.env.update(env)
