@@ -36,18 +36,15 @@ typedef struct {
     int delta;
 } socket_delta_t;
 
-/* Who is online, for the workers: written by the thread, read by anyone. */
+/* A share of a map by user id, behind its own lock. Two are kept: who is
+ * online (user id -> non-NULL), written by the thread and read by anyone,
+ * and each user's WebSockets open on this node (user id -> count, as a
+ * pointer-sized integer), changed by the loops as they open and close and
+ * read by the workers that upgrade. */
 typedef struct {
     pthread_mutex_t lock;
-    natter_u64map_t users; /* user id -> non-NULL */
-} __attribute__((aligned(64))) online_shard_t;
-
-/* Each user's WebSockets open on this node: changed by the loops as they
- * open and close, read by the workers that upgrade. */
-typedef struct {
-    pthread_mutex_t lock;
-    natter_u64map_t users; /* user id -> count, as a pointer-sized integer */
-} __attribute__((aligned(64))) sockets_shard_t;
+    natter_u64map_t users;
+} __attribute__((aligned(64))) user_shard_t;
 
 struct natter_ephemeral {
     natter_app_t *app;
@@ -68,9 +65,14 @@ struct natter_ephemeral {
     natter_throttle_t typing;
     int64_t next_tick, next_beat;
 
-    online_shard_t online[ONLINE_SHARDS];
-    sockets_shard_t sockets[ONLINE_SHARDS];
+    user_shard_t online[ONLINE_SHARDS];
+    user_shard_t sockets[ONLINE_SHARDS];
 };
+
+static user_shard_t *shard_of(user_shard_t shards[ONLINE_SHARDS], uint64_t user)
+{
+    return &shards[natter_mix64(user) & (ONLINE_SHARDS - 1)];
+}
 
 static int64_t now_ms(void)
 {
@@ -180,7 +182,7 @@ void natter_ephemeral_socket(natter_app_t *app, uint64_t user, int delta)
     pthread_mutex_lock(&e->inbox_lock);
     *(socket_delta_t *)natter_vec_push(&e->inbox) = (socket_delta_t){user, delta};
     pthread_mutex_unlock(&e->inbox_lock);
-    sockets_shard_t *sh = &e->sockets[natter_mix64(user) & (ONLINE_SHARDS - 1)];
+    user_shard_t *sh = shard_of(e->sockets, user);
     pthread_mutex_lock(&sh->lock);
     uintptr_t n = (uintptr_t)natter_u64map_get(&sh->users, user) + (uintptr_t)(intptr_t)delta;
     if (n == 0)
@@ -195,7 +197,7 @@ size_t natter_ephemeral_sockets_here(natter_app_t *app, uint64_t user)
     natter_ephemeral_t *e = app->ephemeral;
     if (e == NULL)
         return 0;
-    sockets_shard_t *sh = &e->sockets[natter_mix64(user) & (ONLINE_SHARDS - 1)];
+    user_shard_t *sh = shard_of(e->sockets, user);
     pthread_mutex_lock(&sh->lock);
     size_t n = (size_t)(uintptr_t)natter_u64map_get(&sh->users, user);
     pthread_mutex_unlock(&sh->lock);
@@ -294,11 +296,6 @@ void natter_ephemeral_read(natter_app_t *app, uint64_t chat, uint64_t user, uint
     publish(app, NATTER_EV_READ, chat, user, message, "", 0);
 }
 
-static online_shard_t *online_shard(natter_ephemeral_t *e, uint64_t user)
-{
-    return &e->online[natter_mix64(user) & (ONLINE_SHARDS - 1)];
-}
-
 void natter_ephemeral_session_end(natter_app_t *app, uint64_t user, const uint8_t *session_hash)
 {
     static const char digits[] = "0123456789abcdef";
@@ -319,7 +316,7 @@ int natter_ephemeral_online(natter_app_t *app, uint64_t user)
 {
     if (app->ephemeral == NULL)
         return 0;
-    online_shard_t *sh = online_shard(app->ephemeral, user);
+    user_shard_t *sh = shard_of(app->ephemeral->online, user);
     pthread_mutex_lock(&sh->lock);
     int online = natter_u64map_get(&sh->users, user) != NULL;
     pthread_mutex_unlock(&sh->lock);
@@ -494,7 +491,7 @@ static void take_inbox(natter_ephemeral_t *e, int64_t now)
 
 static void set_online(natter_ephemeral_t *e, uint64_t user, int online)
 {
-    online_shard_t *sh = online_shard(e, user);
+    user_shard_t *sh = shard_of(e->online, user);
     pthread_mutex_lock(&sh->lock);
     if (online)
         natter_u64map_put(&sh->users, user, e);

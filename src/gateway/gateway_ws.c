@@ -148,12 +148,11 @@ natter_gateway_t *natter_gateway_new(natter_loop_t *loop)
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->grace_timeout, SLOW_CLOSE_GRACE_MS);
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->quiet_timeout, (uint64_t)gw->app->cfg.ws_ping_interval_s * 1000);
     h2o_timeout_init(loop->h2o_ctx.loop, &gw->pong_timeout, (uint64_t)gw->app->cfg.ws_ping_timeout_s * 1000);
+    h2o_timeout_init(loop->h2o_ctx.loop, &gw->check_timeout, (uint64_t)gw->app->cfg.ws_session_check_s * 1000);
     gw->reap.cb = reap_dead;
-    if (gw->app->cfg.ws_session_check_s > 0) {
-        h2o_timeout_init(loop->h2o_ctx.loop, &gw->check_timeout, (uint64_t)gw->app->cfg.ws_session_check_s * 1000);
-        gw->check.cb = check_sessions;
+    gw->check.cb = check_sessions;
+    if (gw->app->cfg.ws_session_check_s > 0)
         h2o_timeout_link(loop->h2o_ctx.loop, &gw->check_timeout, &gw->check);
-    }
     return gw;
 }
 
@@ -1041,6 +1040,7 @@ void natter_gateway_free(natter_gateway_t *gw)
     natter_vec_free(&ids);
     reap_dead(&gw->reap);
     unlink_timer(&gw->reap);
+    unlink_timer(&gw->check);
     /* the loop runs once more after this (dispose): its timer list must not
      * lead into the freed gateway */
     h2o_loop_t *loop = gw->loop->h2o_ctx.loop;
@@ -1048,10 +1048,7 @@ void natter_gateway_free(natter_gateway_t *gw)
     h2o_timeout_dispose(loop, &gw->grace_timeout);
     h2o_timeout_dispose(loop, &gw->quiet_timeout);
     h2o_timeout_dispose(loop, &gw->pong_timeout);
-    if (gw->app->cfg.ws_session_check_s > 0) {
-        unlink_timer(&gw->check);
-        h2o_timeout_dispose(loop, &gw->check_timeout);
-    }
+    h2o_timeout_dispose(loop, &gw->check_timeout);
     natter_u64map_free(&gw->users);
     natter_u64map_free(&gw->conns);
     natter_u64map_free(&gw->ended);

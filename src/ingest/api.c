@@ -459,22 +459,23 @@ static json_t *json_new_chat(natter_app_t *app, const natter_chat_t *chat, natte
                      "created_at", json_time(chat->created_at_ms));
 }
 
-int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user)
+static int limited(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user, const char *message)
 {
     uint32_t wait = natter_ratelimit_take(rl, user, natter_mono_ms());
     if (wait == 0)
         return 0;
     job->retry_after = wait;
-    return natter_api_fail(job, 429, "rate_limited", "too many changes, slow down");
+    return natter_api_fail(job, 429, "rate_limited", message);
+}
+
+int natter_api_rate_limit(natter_api_job_t *job, natter_ratelimit_t *rl, uint64_t user)
+{
+    return limited(job, rl, user, "too many changes, slow down");
 }
 
 int natter_api_reads_limited(natter_api_job_t *job, uint64_t user)
 {
-    uint32_t wait = natter_ratelimit_take(&job->app->ratelimit_reads, user, natter_mono_ms());
-    if (wait == 0)
-        return 0;
-    job->retry_after = wait;
-    return natter_api_fail(job, 429, "rate_limited", "too many reads, slow down");
+    return limited(job, &job->app->ratelimit_reads, user, "too many reads, slow down");
 }
 
 /* The API's writes other than posts (a WebSocket ticket, a chat, a member

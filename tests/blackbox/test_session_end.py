@@ -17,6 +17,24 @@ def ticket_socket(server, token):
     return websocket.create_connection(f"{server.ws_base}/ws?ticket={r.json()['ticket']}", timeout=5)
 
 
+def logout_ends_its_sockets(server, alice, bob, cid, ended, stays, timeout=10):
+    """alice's sockets `ended` (of the session alice.token) and `stays` (of another session) each get
+    bob's message; after alice logs out, `ended` close with 4001 "session ended" and `stays` still
+    gets pushes. Every socket is closed at the end."""
+    try:
+        m = bob.api.post_message(cid, "before the logout")
+        for ws in ended + [stays]:
+            ws_wait_message(ws, m["id"])
+        assert Client(server.base, alice.token).delete("/sessions").status_code == 204
+        for ws in ended:
+            assert ws_closed(ws, timeout=timeout) == (4001, "session ended")
+        m = bob.api.post_message(cid, "after the logout")
+        ws_wait_message(stays, m["id"])  # the other session's socket still gets pushes
+    finally:
+        for ws in ended + [stays]:
+            ws.close()
+
+
 def test_logout_closes_that_sessions_sockets_only(server, make_user):
     alice, bob = make_user("alice"), make_user("bob")
     cid = alice.create_chat(members=[bob.username])["id"]
@@ -24,20 +42,8 @@ def test_logout_closes_that_sessions_sockets_only(server, make_user):
     closed_before = metric(server.base, "natter_websockets_session_closed_total")
     by_ticket = ticket_socket(server, alice.token)
     by_token = open_ws(server, alice.token, via="header")
-    elsewhere = open_ws(server, other)
-    try:
-        m = bob.api.post_message(cid, "before the logout")
-        for ws in (by_ticket, by_token, elsewhere):
-            ws_wait_message(ws, m["id"])
-        assert Client(server.base, alice.token).delete("/sessions").status_code == 204
-        for ws in (by_ticket, by_token):
-            assert ws_closed(ws) == (4001, "session ended")
-        m = bob.api.post_message(cid, "after the logout")
-        ws_wait_message(elsewhere, m["id"])  # the other session's socket still gets pushes
-        assert metric(server.base, "natter_websockets_session_closed_total") == closed_before + 2
-    finally:
-        for ws in (by_ticket, by_token, elsewhere):
-            ws.close()
+    logout_ends_its_sockets(server, alice, bob, cid, [by_ticket, by_token], open_ws(server, other))
+    assert metric(server.base, "natter_websockets_session_closed_total") == closed_before + 2
 
 
 def test_a_ticket_ends_with_its_session(server, make_user):
@@ -56,16 +62,5 @@ def test_a_lost_logout_record_still_ends_its_sockets(server_factory):
     alice, bob = register(srv, "alice"), register(srv, "bob")
     cid = alice.create_chat(members=[bob.username])["id"]
     other = login(srv, alice.username)
-    gone, by_ticket, stays = open_ws(srv, alice.token), ticket_socket(srv, alice.token), open_ws(srv, other)
-    try:
-        m = bob.api.post_message(cid, "before the logout")
-        for ws in (gone, by_ticket, stays):
-            ws_wait_message(ws, m["id"])
-        assert Client(srv.base, alice.token).delete("/sessions").status_code == 204
-        for ws in (gone, by_ticket):
-            assert ws_closed(ws, timeout=20) == (4001, "session ended")
-        m = bob.api.post_message(cid, "after the logout")
-        ws_wait_message(stays, m["id"])  # a session that is still there is left alone
-    finally:
-        for ws in (gone, by_ticket, stays):
-            ws.close()
+    ended = [open_ws(srv, alice.token), ticket_socket(srv, alice.token)]
+    logout_ends_its_sockets(srv, alice, bob, cid, ended, open_ws(srv, other), timeout=20)
