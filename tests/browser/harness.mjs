@@ -58,7 +58,7 @@ export async function startNatter(args = [], env = {}) {
   const proc = spawn(NATTER_BIN, ['--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data'),
     '--rate-limit', '0', '--rate-limit-writes', '0', '--rate-limit-reads', '0', '--auth-rate-ip', '0', '--auth-rate-user', '0', ...args], {
     stdio: ['ignore', log, log],
-    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1', ...env },
+    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1:max_free_fill_size=65536:free_fill_byte=170', UBSAN_OPTIONS: 'print_stacktrace=1', ...env },
   });
   closeSync(log);
   const tail = () => readFileSync(logPath, 'utf8').slice(-6000);
