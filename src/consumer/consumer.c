@@ -36,8 +36,10 @@ static int transient(int rc)
  * A log whose records only this node stores (the local log) has its posts'
  * client_ids claimed here, with the batch: a repeat becomes the message it
  * repeats. A log that claims at ingest (Kafka) needs no claim here. */
-static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n, int attempts)
+static int store_batch(natter_consumer_t *c, natter_msg_t *head, size_t n, int attempts)
 {
+    natter_app_t *app = c->app;
+    int claim = !natter_log_claims_at_ingest(app->log);
     int rc = NATTER_EIO;
     for (int attempt = 0; attempt < attempts; attempt++) {
         /* Shutting down on a log shared by nodes (its own fan-out stream:
@@ -49,7 +51,8 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n, int atte
             sleep_ms(10 << (2 * attempt));
         uint64_t started = natter_mono_ns();
         natter_count(&natter_m()->batches_in_flight, 1);
-        rc = natter_store_records_write(app->store, head, n, !natter_log_claims_at_ingest(app->log), natter_now_ms());
+        rc = c->has_sync_thread ? natter_store_records_write_unsynced(app->store, head, n, claim, natter_now_ms())
+                                : natter_store_records_write(app->store, head, n, claim, natter_now_ms());
         natter_count(&natter_m()->batches_in_flight, (uint64_t)-1);
         natter_hist_observe(&natter_m()->store_batch, natter_mono_ns() - started);
         if (rc == NATTER_OK) {
@@ -71,14 +74,15 @@ static int store_batch(natter_app_t *app, natter_msg_t *head, size_t n, int atte
  * partitions move on. NATTER_OK when every record was stored or kept; an
  * outage met on the way is returned, and the whole batch comes again (the
  * stores and the dead letters keep one copy of a record already there). */
-static int isolate(natter_app_t *app, natter_msg_t *head, int refused)
+static int isolate(natter_consumer_t *c, natter_msg_t *head, int refused)
 {
+    natter_app_t *app = c->app;
     int rc = NATTER_OK;
     fprintf(stderr, "natter: store refused a batch (%s): storing its records one by one\n", natter_strerror(refused));
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
         natter_msg_t *next = m->next;
         m->next = NULL;
-        rc = store_batch(app, m, 1, STORE_ATTEMPTS);
+        rc = store_batch(c, m, 1, STORE_ATTEMPTS);
         m->next = next;
         if (rc != NATTER_OK && !transient(rc)) {
             char reason[128];
@@ -100,6 +104,10 @@ static void note_store_outcome(natter_consumer_t *c, int rc)
 
 int natter_consumer_status(natter_consumer_t *c, char *why, size_t len)
 {
+    if (atomic_load(&c->sync_failed)) {
+        snprintf(why, len, "the store could not make its writes durable (a sync failed): restart natter");
+        return NATTER_EUNAVAIL;
+    }
     uint64_t since = atomic_load(&c->store_failing_since_ns);
     uint32_t grace = c->app->cfg.cql_timeout_ms > STORE_FAILING_GRACE_MS ? c->app->cfg.cql_timeout_ms
                                                                           : STORE_FAILING_GRACE_MS;
@@ -163,6 +171,81 @@ static natter_msg_t *fail_queued(natter_app_t *app, int64_t failed_ms, size_t *k
     return keep;
 }
 
+/* The end of a batch's turn: the log learns its outcome (its posters are
+ * answered), and a stored one is pushed where the log has no fan-out
+ * stream of its own. */
+static void complete(natter_app_t *app, natter_msg_t *head, int rc)
+{
+    natter_log_commit(app->log, head, rc);
+    if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
+        natter_fanout_dispatch(app, natter_fanout_build(app, head));
+    natter_msg_free_list(head);
+}
+
+/* Completes the batch now, or, with a sync stage, queues it there (waiting
+ * for room: the ring is bounded). */
+static void hand_off(natter_consumer_t *c, natter_msg_t *head, int rc)
+{
+    if (!c->has_sync_thread) {
+        complete(c->app, head, rc);
+        return;
+    }
+    pthread_mutex_lock(&c->sync_lock);
+    while (c->written_len == NATTER_CONSUMER_SYNC_QUEUE)
+        pthread_cond_wait(&c->sync_room, &c->sync_lock);
+    c->written[(c->written_first + c->written_len++) % NATTER_CONSUMER_SYNC_QUEUE] =
+        (natter_consumer_written_t){head, rc};
+    pthread_cond_signal(&c->sync_wake);
+    pthread_mutex_unlock(&c->sync_lock);
+}
+
+/* The sync stage: every batch queued when it wakes was written before its
+ * one records_sync, which makes them all durable. A failed sync fails
+ * them: their posters are answered with the error and nothing is pushed
+ * (the rows are in the store, so a post sent again with its client_id
+ * finds its message). */
+static void *sync_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "natter-sync");
+    natter_consumer_t *c = arg;
+    natter_app_t *app = c->app;
+    natter_consumer_written_t taken[NATTER_CONSUMER_SYNC_QUEUE];
+    for (;;) {
+        pthread_mutex_lock(&c->sync_lock);
+        while (c->written_len == 0 && !c->written_done)
+            pthread_cond_wait(&c->sync_wake, &c->sync_lock);
+        size_t n = c->written_len;
+        for (size_t i = 0; i < n; i++)
+            taken[i] = c->written[(c->written_first + i) % NATTER_CONSUMER_SYNC_QUEUE];
+        c->written_first = (c->written_first + n) % NATTER_CONSUMER_SYNC_QUEUE;
+        c->written_len = 0;
+        pthread_cond_signal(&c->sync_room);
+        pthread_mutex_unlock(&c->sync_lock);
+        if (n == 0)
+            break;
+        int written = 0, synced = NATTER_OK;
+        for (size_t i = 0; i < n; i++)
+            written |= taken[i].rc == NATTER_OK;
+        if (written) {
+            uint64_t started = natter_mono_ns();
+            synced = natter_store_records_sync(app->store);
+            natter_hist_observe(&natter_m()->store_sync, natter_mono_ns() - started);
+            if (synced != NATTER_OK) {
+                natter_count(&natter_m()->store_errors, 1);
+                fprintf(stderr, "natter: store sync of %zu batches failed: %s; no batch is stored until natter restarts\n",
+                        n, natter_strerror(synced));
+                atomic_store(&c->sync_failed, 1);
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            int rc = taken[i].rc == NATTER_OK ? synced : taken[i].rc;
+            note_store_outcome(c, rc); /* in batch order, here only */
+            complete(app, taken[i].head, rc);
+        }
+    }
+    return NULL;
+}
+
 static void *consumer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-store");
@@ -191,19 +274,23 @@ static void *consumer_main(void *arg)
         uint64_t started = natter_mono_ns();
         natter_hist_observe(&natter_m()->store_batch_size, n);
         /* while the store is down, a batch is one try: it probes */
-        int rc = store_batch(app, head, n, down ? 1 : STORE_ATTEMPTS);
+        int rc = atomic_load(&c->sync_failed) ? NATTER_EIO : store_batch(c, head, n, down ? 1 : STORE_ATTEMPTS);
         if (rc != NATTER_OK && !transient(rc) && natter_log_has_dead_letters(app->log))
-            rc = isolate(app, head, rc);
-        note_store_outcome(c, rc);
+            rc = isolate(c, head, rc);
+        if (!c->has_sync_thread)
+            note_store_outcome(c, rc); /* else the sync stage's, once it knows */
         int64_t failed_ms = natter_now_ms();
-        natter_log_commit(app->log, head, rc);
+        hand_off(c, head, rc);
         down = posters_wait && transient(rc);
         if (down)
             next_batch = fail_queued(app, failed_ms, &next_n);
-        if (rc == NATTER_OK && !natter_log_has_fanout(app->log))
-            natter_fanout_dispatch(app, natter_fanout_build(app, head));
         natter_hist_observe(&natter_m()->loop, natter_mono_ns() - started);
-        natter_msg_free_list(head);
+    }
+    if (c->has_sync_thread) {
+        pthread_mutex_lock(&c->sync_lock);
+        c->written_done = 1;
+        pthread_cond_signal(&c->sync_wake);
+        pthread_mutex_unlock(&c->sync_lock);
     }
     return NULL;
 }
@@ -258,13 +345,23 @@ void natter_consumer_init(natter_consumer_t *c, natter_app_t *app)
     c->app = app;
     atomic_init(&c->store_failing_since_ns, 0);
     atomic_init(&c->store_error, NATTER_OK);
+    atomic_init(&c->sync_failed, 0);
 }
 
 void natter_consumer_start(natter_consumer_t *c)
 {
     natter_app_t *app = c->app;
-    pthread_create(&c->thread, NULL, consumer_main, c);
     c->has_fanout_thread = natter_log_has_fanout(app->log);
+    /* a log with its own fan-out stream commits offsets: its store
+     * consumer keeps the one thread it polls on */
+    c->has_sync_thread = !c->has_fanout_thread && natter_store_has_records_sync(app->store);
+    if (c->has_sync_thread) {
+        pthread_mutex_init(&c->sync_lock, NULL);
+        pthread_cond_init(&c->sync_wake, NULL);
+        pthread_cond_init(&c->sync_room, NULL);
+        pthread_create(&c->sync_thread, NULL, sync_main, c);
+    }
+    pthread_create(&c->thread, NULL, consumer_main, c);
     if (c->has_fanout_thread)
         pthread_create(&c->fanout_thread, NULL, fanout_main, c);
 }
@@ -272,6 +369,12 @@ void natter_consumer_start(natter_consumer_t *c)
 void natter_consumer_join(natter_consumer_t *c)
 {
     pthread_join(c->thread, NULL);
+    if (c->has_sync_thread) {
+        pthread_join(c->sync_thread, NULL);
+        pthread_cond_destroy(&c->sync_room);
+        pthread_cond_destroy(&c->sync_wake);
+        pthread_mutex_destroy(&c->sync_lock);
+    }
     if (c->has_fanout_thread)
         pthread_join(c->fanout_thread, NULL);
 }

@@ -6,7 +6,17 @@
  * build the batch's push frames once and hand every event loop the batch.
  *
  * With the local log, push happens only after the store has the batch, so
- * whatever a socket was shown is already in history. With a log that has
+ * whatever a socket was shown is already in history. On a store that
+ * writes a batch apart from syncing it (store.h, records_sync), the local
+ * log's turn ends at the write: a second thread, the sync stage, takes the
+ * batches written so far, syncs them with one call, then commits them to
+ * the log and hands them to the loops, in order, while the consumer writes
+ * the next. At most NATTER_CONSUMER_SYNC_QUEUE batches wait for it; the
+ * consumer waits when that many do. A sync that fails stops the writes for
+ * good (as PostgreSQL does: the kernel may have dropped the pages it could
+ * not write, and a later sync would not say so): every batch after it is
+ * answered NATTER_EIO unwritten and the node stays unready until it is
+ * restarted, when SQLite recovers the WAL as the disk has it. With a log that has
  * its own fan-out stream (Kafka: each node reads every partition), a second
  * thread pushes what that stream yields, and the store consumer only stores.
  */
@@ -19,12 +29,32 @@
 #include <stdint.h>
 
 struct natter_app;
+struct natter_msg;
+
+#define NATTER_CONSUMER_SYNC_QUEUE 8
+
+/* A written batch on its way to the sync stage, with its outcome so far. */
+typedef struct natter_consumer_written {
+    struct natter_msg *head;
+    int rc;
+} natter_consumer_written_t;
 
 typedef struct natter_consumer {
     struct natter_app *app;
     pthread_t thread;
     pthread_t fanout_thread; /* only when the log has its own fan-out stream */
     int has_fanout_thread;
+    /* the sync stage, only when has_sync_thread: a ring of written batches
+     * from the consumer (under sync_lock) */
+    pthread_t sync_thread;
+    int has_sync_thread;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_wake; /* the ring has a batch, or the consumer is done */
+    pthread_cond_t sync_room; /* the ring has room */
+    natter_consumer_written_t written[NATTER_CONSUMER_SYNC_QUEUE];
+    size_t written_first, written_len;
+    int written_done;
+    atomic_int sync_failed; /* a sync failed: no batch is written again until a restart */
     _Atomic uint64_t store_failing_since_ns; /* 0 while batches get stored */
     atomic_int store_error;                  /* the last batch's NATTER_E* */
 } natter_consumer_t;

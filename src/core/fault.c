@@ -13,7 +13,7 @@
 typedef struct {
     atomic_int armed;
     _Atomic uint32_t nth, count, delay_ms;
-    atomic_int rc;
+    atomic_int rc, hold;
     _Atomic uint64_t calls;
 } point_t;
 
@@ -37,6 +37,7 @@ void natter_fault_arm(natter_fault_point_t p, const natter_fault_t *f)
     atomic_store(&pt->count, f->count);
     atomic_store(&pt->rc, f->rc);
     atomic_store(&pt->delay_ms, f->delay_ms);
+    atomic_store(&pt->hold, f->hold);
     atomic_store(&pt->calls, 0);
     atomic_store_explicit(&pt->armed, 1, memory_order_release);
     atomic_store_explicit(&any_armed, 1, memory_order_release);
@@ -47,6 +48,11 @@ void natter_fault_clear(void)
     atomic_store(&any_armed, 0);
     for (size_t i = 0; i < NATTER_FAULT_COUNT; i++)
         atomic_store(&points[i].armed, 0);
+}
+
+void natter_fault_release(natter_fault_point_t p)
+{
+    atomic_store(&points[p].hold, 0);
 }
 
 static void sleep_ms(uint32_t ms)
@@ -67,6 +73,8 @@ int natter_fault_check(natter_fault_point_t p)
     uint32_t delay = atomic_load(&pt->delay_ms), nth = atomic_load(&pt->nth), count = atomic_load(&pt->count);
     if (delay > 0)
         sleep_ms(delay);
+    while (atomic_load(&pt->hold) && atomic_load(&pt->armed))
+        sleep_ms(1);
     if (nth == 0 || call < nth || (count > 0 && call >= (uint64_t)nth + count))
         return 0;
     return atomic_load(&pt->rc);

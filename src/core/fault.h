@@ -57,7 +57,8 @@
     X(LOG_DEAD_LETTER, "log.dead_letter")                                                                            \
     X(LOG_FANOUT_POLL, "log.fanout_poll")                                                                           \
     X(LOG_PRODUCER_FATAL, "log.producer_fatal")                                                                     \
-    X(LOG_PUBLISH, "log.publish")
+    X(LOG_PUBLISH, "log.publish")                                                                                    \
+    X(STORE_RECORDS_SYNC, "store.records_sync")
 
 #define NATTER_FAULT_ENUM_(name, str) NATTER_FAULT_##name,
 typedef enum { NATTER_FAULT_POINTS(NATTER_FAULT_ENUM_) NATTER_FAULT_COUNT } natter_fault_point_t;
@@ -68,12 +69,15 @@ typedef struct natter_fault {
     uint32_t count;    /* calls that fail from the nth on; 0: every one from then on */
     int rc;            /* what they fail with: a NATTER_E* code */
     uint32_t delay_ms; /* every call waits this long before it goes on (or fails) */
+    int hold;          /* every call waits, once counted, until natter_fault_release or natter_fault_clear */
 } natter_fault_t;
 
 /* Arms point p (replacing what was armed there) and restarts its count. */
 void natter_fault_arm(natter_fault_point_t p, const natter_fault_t *f);
-/* Disarms every point. */
+/* Disarms every point (and lets held calls go on). */
 void natter_fault_clear(void);
+/* Lets the calls held at p go on, and the calls after them. */
+void natter_fault_release(natter_fault_point_t p);
 /* Called by a wrapper before its backend: sleeps the point's delay, then
  * returns the code this call must fail with, or 0 to go on. */
 int natter_fault_check(natter_fault_point_t p);

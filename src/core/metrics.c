@@ -29,6 +29,7 @@ _Static_assert(NELEMS(size_le) <= NATTER_HIST_MAX_BUCKETS, "too many size bucket
 #define SHARD_INIT                                                                                                   \
     {                                                                                                                \
         .store_batch = DURATION_HIST, .store_batch_size = {.le = size_le, .n = NELEMS(size_le)},                     \
+        .store_sync = DURATION_HIST,                                                                                 \
         .broadcast = DURATION_HIST, .loop = DURATION_HIST, .end_to_end = DURATION_HIST,                              \
         .log_append = DURATION_HIST,                                                                                 \
     }
@@ -385,10 +386,15 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     summed_histogram(&o, "natter_store_batch_duration_seconds", "Time to write one batch to the store, in seconds.",
                      HIST(store_batch), 9);
     summed_histogram(&o, "natter_store_batch_size", "Messages in one store batch.", HIST(store_batch_size), 0);
+    summed_histogram(&o, "natter_store_sync_duration_seconds",
+                     "Time to make the batches written since the last sync durable, in seconds (the embedded "
+                     "store: one fdatasync of its WAL).",
+                     HIST(store_sync), 9);
     summed_histogram(&o, "natter_broadcast_duration_seconds",
                      "Time to fan one batch out to the WebSockets of one event loop, in seconds.", HIST(broadcast), 9);
     summed_histogram(&o, "natter_loop_duration_seconds",
-                     "Time of one consumer loop (store, commit, hand-off to fan-out), in seconds.", HIST(loop), 9);
+                     "Time of one consumer loop (store, commit, hand-off to fan-out; with a sync stage: the write and the "
+                     "hand-off to it), in seconds.", HIST(loop), 9);
     summed_histogram(&o, "natter_end_to_end_latency_seconds",
                      "Time from ingest to push onto the WebSockets, per message and event loop that pushed it, in seconds.", HIST(end_to_end), 9);
     summed_histogram(&o, "natter_log_append_duration_seconds",

@@ -67,6 +67,7 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t http[NATTER_METRICS_ROUTES][NATTER_METRICS_STATUS_MAX - NATTER_METRICS_STATUS_MIN + 1];
     natter_hist_t store_batch;           /* store write of one batch, ns */
     natter_hist_t store_batch_size;      /* messages in one store batch */
+    natter_hist_t store_sync;            /* one sync of the batches written before it, ns */
     natter_hist_t broadcast;             /* fan-out of one batch on a loop, ns */
     natter_hist_t loop;                  /* poll -> store -> commit -> fan-out hand-off of one batch, ns */
     natter_hist_t end_to_end;            /* ingest -> pushed to sockets, per message, ns */

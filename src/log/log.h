@@ -11,7 +11,9 @@
  * version bump.
  *
  * Threads: append is called by any API worker; poll and commit only by
- * the one store consumer thread. A backend documents its own locking.
+ * the one store consumer thread, except that the local log's commit (which
+ * keeps no state) may also come from its sync stage (consumer.h). A
+ * backend documents its own locking.
  *
  * Ownership: append takes the message when it returns 0 and calls
  * msg->on_durable exactly once later; when append fails, the caller keeps

@@ -233,6 +233,23 @@ int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, 
     return s->ops->records_write(s, head, n, claim, now_ms);
 }
 
+int natter_store_has_records_sync(natter_store_t *s)
+{
+    return s->ops->version >= 9 && s->ops->records_sync != NULL;
+}
+
+int natter_store_records_write_unsynced(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+{
+    FAULT(STORE_MESSAGES_INSERT);
+    return s->ops->records_write_unsynced(s, head, n, claim, now_ms);
+}
+
+int natter_store_records_sync(natter_store_t *s)
+{
+    FAULT(STORE_RECORDS_SYNC);
+    return s->ops->records_sync(s);
+}
+
 int natter_store_ticket_create(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_HASH_LEN], const natter_ticket_t *t,
                                int64_t expires_at_ms)
 {

@@ -9,7 +9,8 @@
  * (records_write to user_chat_ids), version 6 session_user_id, version 7
  * max_id. New methods are only appended; version 8 is the one change in
  * place: a WebSocket ticket carries the session that made it
- * (natter_ticket_t), for ticket_create and ticket_take.
+ * (natter_ticket_t), for ticket_create and ticket_take. Version 9 appends
+ * records_write_unsynced and records_sync.
  *
  * Callers reach a backend only through the natter_store_* wrappers below
  * (SQLite's os.c shape): the one place a test injects faults (core/fault.h).
@@ -253,6 +254,17 @@ typedef struct natter_store_ops {
      * none), read once at start: the node's id generators start after it.
      * NULL where that is no cheap read (Cassandra: a scan). */
     int (*max_id)(natter_store_t *s, uint64_t *out);
+
+    /* Version 9 (both NULL, or both set). */
+    /* records_write, except that on return the batch is committed and read
+     * back by every reader, safe against a crash of the process but not yet
+     * against a power cut. */
+    int (*records_write_unsynced)(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
+    /* Makes every batch records_write_unsynced wrote before this call
+     * durable as records_write would have (one flush for them all: the
+     * caller writes the next batch while the last ones sync). Called by one
+     * thread at a time. */
+    int (*records_sync)(natter_store_t *s);
 } natter_store_ops_t;
 
 struct natter_store {
@@ -310,6 +322,11 @@ int natter_store_ticket_take(natter_store_t *s, const uint8_t hash[NATTER_TOKEN_
                              natter_ticket_t *t);
 /* Counted as store.messages_insert by the fault layer: it is the batch write. */
 int natter_store_records_write(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
+/* 1 when the backend writes batches apart from syncing them (version 9). */
+int natter_store_has_records_sync(natter_store_t *s);
+/* Counted as store.messages_insert too. */
+int natter_store_records_write_unsynced(natter_store_t *s, natter_msg_t *head, size_t n, int claim, int64_t now_ms);
+int natter_store_records_sync(natter_store_t *s);
 int natter_store_message_get(natter_store_t *s, uint64_t chat_id, uint64_t message_id, natter_msg_t **out);
 int natter_store_reactions_range(natter_store_t *s, uint64_t chat_id, uint64_t first_id, uint64_t last_id,
                                  natter_vec_t *out);

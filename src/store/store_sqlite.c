@@ -13,6 +13,17 @@
  * Durability: synchronous=FULL by default, so a committed batch survives a
  * power cut, not just a process crash; --sqlite-sync normal trades that
  * for speed (still safe against kill -9).
+ *
+ * The consumer's batches are written apart from their sync (store.h,
+ * records_write_unsynced and records_sync): one connection, the writer,
+ * commits with synchronous=NORMAL (in WAL mode: no sync at commit), and
+ * records_sync then flushes the WAL file with one fdatasync of its own fd
+ * (fsync flushes a file, whichever fd names it). What a batch's posters
+ * are told waits for that flush, so it promises what FULL does; meanwhile
+ * the next batch commits, and one flush covers every commit before it.
+ * The WAL is one file for the store's whole life: SQLite deletes it only
+ * when the last connection closes, and the writer stays open until then;
+ * a checkpoint syncs the WAL before and the database after copying.
  */
 #include "core/error.h"
 #include "core/util.h"
@@ -24,8 +35,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Migrations: the schema at version i+1 is migrations[0..i] applied in order.
  * Only ever append. */
@@ -240,6 +253,8 @@ typedef struct {
     pthread_mutex_t lock;
     conn_t *idle;
     pthread_mutex_t write_lock; /* one write transaction of this process at a time (see begin_transaction) */
+    conn_t *writer;             /* records_write_unsynced's, synchronous=NORMAL; used under write_lock */
+    int wal_fd;                 /* records_sync's: the WAL file, opened at its first sync; -1 before */
     _Atomic int connections;    /* open, idle or in use (the pool makes one whenever none is idle) */
     _Atomic int64_t claims_swept_ms; /* when expired client_id claims were last deleted */
 } store_sqlite_t;
@@ -272,7 +287,20 @@ static void conn_free(conn_t *c)
     free(c);
 }
 
-static conn_t *conn_new(store_sqlite_t *s, char *err, size_t errlen)
+/* SQLite stays in its rollback journal, saying nothing, where WAL cannot
+ * be had; the store's readers beside its writer and its batches' sync
+ * (records_sync flushes the WAL file) count on WAL. */
+static int in_wal_mode(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    int wal = sqlite3_step(st) == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    return wal;
+}
+
+static conn_t *conn_new(store_sqlite_t *s, const char *sync, char *err, size_t errlen)
 {
     conn_t *c = xcalloc(1, sizeof(*c));
     c->count = &s->connections;
@@ -284,11 +312,17 @@ static conn_t *conn_new(store_sqlite_t *s, char *err, size_t errlen)
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF; PRAGMA busy_timeout=5000;"
              " PRAGMA secure_delete=ON;",
-             s->sync);
+             sync);
     if (sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sqlite %s: %s", s->path, c->db ? sqlite3_errmsg(c->db) : "cannot open");
+        conn_free(c);
+        return NULL;
+    }
+    if (!in_wal_mode(c->db)) {
+        snprintf(err, errlen, "sqlite %s: cannot use WAL mode here (its file system must support shared memory)",
+                 s->path);
         conn_free(c);
         return NULL;
     }
@@ -316,7 +350,7 @@ static conn_t *acquire(store_sqlite_t *s)
     pthread_mutex_unlock(&s->lock);
     if (c != NULL)
         return c;
-    if ((c = conn_new(s, err, sizeof(err))) == NULL || conn_prepare(c, err, sizeof(err)) != NATTER_OK) {
+    if ((c = conn_new(s, s->sync, err, sizeof(err))) == NULL || conn_prepare(c, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "natter: store: %s\n", err);
         if (c != NULL)
             conn_free(c);
@@ -372,6 +406,37 @@ Error:
     return NATTER_EIO;
 }
 
+/* records_sync's descriptor of the WAL file, opened with the store (a node
+ * out of descriptors can still sync), and a sync of the data directory,
+ * which holds the WAL file's name (SQLite syncs it at the WAL's first sync
+ * of its own, which NORMAL leaves to a checkpoint). No WAL file yet:
+ * nothing was written to sync, and the first records_sync tries again. */
+static int open_wal(store_sqlite_t *s, char *err, size_t errlen)
+{
+    char path[sizeof(s->path) + 4], dir[sizeof(s->path)];
+    snprintf(path, sizeof(path), "%s-wal", s->path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return NATTER_OK;
+    if (fd < 0) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return NATTER_EIO;
+    }
+    snprintf(dir, sizeof(dir), "%s", s->path);
+    *strrchr(dir, '/') = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        snprintf(err, errlen, "sync %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        close(fd);
+        return NATTER_EIO;
+    }
+    close(dfd);
+    s->wal_fd = fd;
+    return NATTER_OK;
+}
+
 static int sq_open(natter_store_t *base, const natter_config_t *cfg, char *err, size_t errlen)
 {
     store_sqlite_t *s = (store_sqlite_t *)base;
@@ -381,19 +446,27 @@ static int sq_open(natter_store_t *base, const natter_config_t *cfg, char *err, 
     }
     snprintf(s->path, sizeof(s->path), "%s/natter.db", cfg->data_dir);
     snprintf(s->sync, sizeof(s->sync), "%s", strcmp(cfg->sqlite_sync, "normal") == 0 ? "NORMAL" : "FULL");
+    s->wal_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
-    conn_t *c = conn_new(s, err, errlen);
+    conn_t *c = conn_new(s, s->sync, err, errlen);
     if (c == NULL)
-        return NATTER_EIO;
-    if (migrate(c, err, errlen) != NATTER_OK || conn_prepare(c, err, errlen) != NATTER_OK) {
-        conn_free(c);
-        pthread_mutex_destroy(&s->lock);
-        pthread_mutex_destroy(&s->write_lock);
-        return NATTER_EIO;
-    }
+        goto Error;
+    if (migrate(c, err, errlen) != NATTER_OK || conn_prepare(c, err, errlen) != NATTER_OK ||
+        (s->writer = conn_new(s, "NORMAL", err, errlen)) == NULL || conn_prepare(s->writer, err, errlen) != NATTER_OK)
+        goto Error;
+    if (strcmp(s->sync, "FULL") == 0 && open_wal(s, err, errlen) != NATTER_OK)
+        goto Error;
     release(s, c);
     return NATTER_OK;
+Error:
+    if (s->writer != NULL)
+        conn_free(s->writer);
+    if (c != NULL)
+        conn_free(c);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->write_lock);
+    return NATTER_EIO;
 }
 
 static void sq_close(natter_store_t *base)
@@ -404,6 +477,9 @@ static void sq_close(natter_store_t *base)
         s->idle = c->next;
         conn_free(c);
     }
+    conn_free(s->writer);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->write_lock);
 }
@@ -1135,17 +1211,13 @@ static int write_claimed(conn_t *c, natter_msg_t *m, int64_t now_ms, natter_vec_
     return rc;
 }
 
-static int sq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+static int records_write_on(store_sqlite_t *s, conn_t *c, natter_msg_t *head, int claim, int64_t now_ms)
 {
-    (void)n;
-    WITH_CONN(s, c);
+    int rc = begin_transaction(s, c), fresh;
+    if (rc != NATTER_OK)
+        return rc;
     natter_vec_t repeats;
     natter_vec_init(&repeats, sizeof(repeat_t));
-    int rc = begin_transaction(s, c), fresh;
-    if (rc != NATTER_OK) {
-        release(s, c);
-        return rc;
-    }
     if (claim)
         rc = sweep_claims(s, c, now_ms);
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
@@ -1164,8 +1236,42 @@ static int sq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, 
         r->m->duplicate = 1;
     }
     natter_vec_free(&repeats);
+    return rc;
+}
+
+static int sq_records_write(natter_store_t *base, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+{
+    (void)n;
+    WITH_CONN(s, c);
+    int rc = records_write_on(s, c, head, claim, now_ms);
     release(s, c);
     return rc;
+}
+
+/* The writer is this thread's once begin_transaction holds write_lock. */
+static int sq_records_write_unsynced(natter_store_t *base, natter_msg_t *head, size_t n, int claim, int64_t now_ms)
+{
+    (void)n;
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    return records_write_on(s, s->writer, head, claim, now_ms);
+}
+
+static int sq_records_sync(natter_store_t *base)
+{
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    if (strcmp(s->sync, "NORMAL") == 0)
+        return NATTER_OK; /* --sqlite-sync normal: the writer's commits are as durable as asked */
+    char err[sizeof(s->path) + 64];
+    int rc = s->wal_fd < 0 ? open_wal(s, err, sizeof(err)) : NATTER_OK;
+    if (rc != NATTER_OK)
+        fprintf(stderr, "natter: store: %s\n", err);
+    if (s->wal_fd < 0)
+        return rc;
+    if (fdatasync(s->wal_fd) != 0) {
+        fprintf(stderr, "natter: store: sync %s-wal: %s\n", s->path, strerror(errno));
+        return NATTER_EIO;
+    }
+    return NATTER_OK;
 }
 
 static int sq_message_get(natter_store_t *base, uint64_t chat_id, uint64_t message_id, natter_msg_t **out)
@@ -1308,7 +1414,7 @@ static void sq_metrics_render(natter_store_t *base, natter_store_append_fn appen
 }
 
 const natter_store_ops_t natter_store_sqlite = {
-    .version = 7,
+    .version = 9,
     .size = sizeof(store_sqlite_t),
     .name = "sqlite",
     .open = sq_open,
@@ -1343,4 +1449,6 @@ const natter_store_ops_t natter_store_sqlite = {
     .read_markers = sq_read_markers,
     .user_chat_ids = sq_user_chat_ids,
     .max_id = sq_max_id,
+    .records_write_unsynced = sq_records_write_unsynced,
+    .records_sync = sq_records_sync,
 };

@@ -357,6 +357,81 @@ static void test_repeat_in_a_batch(void **state)
     await_pushed(1);
 }
 
+/* A sync that fails fails the batch written before it (its poster learns
+ * the error, nothing is pushed) and stops the writes until a restart:
+ * the next post is answered the error without a write, and the node is
+ * unready, saying why. */
+static void test_a_failed_sync_stops_the_writes(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_RECORDS_SYNC, &(natter_fault_t){.nth = 1, .rc = NATTER_EIO});
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){0}); /* counted, never failed */
+    append(1, 0);
+    await_outcomes(1);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_EIO);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT), 1);
+    int unready = NATTER_EUNAVAIL;
+    if (!harness_pump_until(status_is, &unready, WITHIN_MS))
+        fail_msg("still ready %d ms after a sync failed", WITHIN_MS);
+    assert_non_null(strstr(status_why, "sync failed"));
+    natter_fault_clear();
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){0});
+    memset(outcomes, 0, sizeof(outcomes));
+    append(1, 0);
+    await_outcomes(1);
+    assert_int_equal(atomic_load(&outcomes[0].status), NATTER_EIO);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT), 0);
+    atomic_store(&H.consumer.sync_failed, 0); /* the restart, for the tests after this one */
+}
+
+static uint64_t want_writes;
+
+static int written(void *arg)
+{
+    (void)arg;
+    return natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT) >= want_writes;
+}
+
+static int syncing(void *arg)
+{
+    (void)arg;
+    return natter_fault_calls(NATTER_FAULT_STORE_RECORDS_SYNC) >= 1;
+}
+
+/* The consumer writes the next batches while a sync runs, and one sync
+ * then covers all of them: the first sync is held until two more batches
+ * are written, and those two take one sync. No post is answered before
+ * its sync; every one is answered OK and pushed once. */
+static void test_batches_written_during_a_sync_share_the_next(void **state)
+{
+    (void)state;
+    natter_fault_arm(NATTER_FAULT_STORE_RECORDS_SYNC, &(natter_fault_t){.hold = 1});
+    natter_fault_arm(NATTER_FAULT_STORE_MESSAGES_INSERT, &(natter_fault_t){0}); /* counted, never failed */
+    append(1, 0);
+    if (!harness_pump_until(syncing, NULL, WITHIN_MS))
+        fail_msg("no sync began within %d ms", WITHIN_MS);
+    for (size_t k = 1; k < 3; k++) {
+        natter_msg_t *m = natter_msg_new(chat, 1, "written while syncing", 21, "", 0);
+        m->on_durable = on_durable;
+        m->durable_arg = &outcomes[k];
+        assert_int_equal(natter_log_append(H.app.log, m), NATTER_OK);
+        want_writes = k + 1;
+        if (!harness_pump_until(written, NULL, WITHIN_MS))
+            fail_msg("message %zu was not written within %d ms", k, WITHIN_MS);
+    }
+    harness_pump(20);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&outcomes[i].calls), 0); /* written, not yet durable */
+    natter_fault_release(NATTER_FAULT_STORE_RECORDS_SYNC);
+    await_outcomes(3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_MESSAGES_INSERT), 3);
+    assert_int_equal(natter_fault_calls(NATTER_FAULT_STORE_RECORDS_SYNC), 2);
+    natter_fault_clear();
+    await_pushed(3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +445,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unready_while_the_store_fails_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_message_is_pushed_to_the_recipients_it_carries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_failed_sync_stops_the_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches_written_during_a_sync_share_the_next, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, harness_group_teardown);
 }

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -73,6 +76,37 @@ static void test_delay_only(void **state)
     assert_true(natter_mono_ns() - t0 >= 30000000u); /* slept at least that long: a lower bound, not a speed */
 }
 
+static atomic_int held_done;
+
+static void *held_call(void *arg)
+{
+    (void)arg;
+    int rc = natter_fault_check(NATTER_FAULT_STORE_PING);
+    atomic_store(&held_done, rc == 0 ? 1 : -1);
+    return NULL;
+}
+
+/* A held call is counted, then waits until the point is released. */
+static void test_hold_until_released(void **state)
+{
+    (void)state;
+    atomic_store(&held_done, 0);
+    natter_fault_arm(NATTER_FAULT_STORE_PING, &(natter_fault_t){.hold = 1});
+    pthread_t t;
+    pthread_create(&t, NULL, held_call, NULL);
+    while (natter_fault_calls(NATTER_FAULT_STORE_PING) == 0)
+        sched_yield();
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 20; i++) { /* it stays held, however long we look */
+        assert_int_equal(atomic_load(&held_done), 0);
+        nanosleep(&ms, NULL);
+    }
+    natter_fault_release(NATTER_FAULT_STORE_PING);
+    pthread_join(t, NULL);
+    assert_int_equal(atomic_load(&held_done), 1);
+    assert_int_equal(natter_fault_check(NATTER_FAULT_STORE_PING), 0); /* released: the next call goes on */
+}
+
 static void test_spec(void **state)
 {
     (void)state;
@@ -120,6 +154,7 @@ int main(void)
         cmocka_unit_test_teardown(test_count_zero_fails_from_nth_on, teardown),
         cmocka_unit_test_teardown(test_rearm_restarts_the_count_and_clear_disarms, teardown),
         cmocka_unit_test_teardown(test_delay_only, teardown),
+        cmocka_unit_test_teardown(test_hold_until_released, teardown),
         cmocka_unit_test_teardown(test_spec, teardown),
         cmocka_unit_test_teardown(test_bad_spec_arms_nothing, teardown),
     };

@@ -605,6 +605,35 @@ static void test_reopen_keeps_data(void **state)
     assert_int_equal(OPS(f)->user_create(f->s, &dup, 0), NATTER_ECONFLICT);
 }
 
+/* The consumer's split write (store.h, version 9) with synchronous=FULL:
+ * a batch written unsynced is read at once by the pool's connections,
+ * records_sync flushes it (the WAL file is there to flush), and it is
+ * there after a reopen. */
+static void test_records_write_unsynced_then_sync(void **state)
+{
+    fixture_t *f = *state;
+    natter_store_close(f->s);
+    snprintf(f->cfg.sqlite_sync, sizeof(f->cfg.sqlite_sync), "full");
+    f->s = open_store(f);
+    assert_true(natter_store_has_records_sync(f->s));
+    assert_int_equal(natter_store_records_sync(f->s), NATTER_OK); /* nothing written yet */
+    natter_msg_t *a = make_msg(21, 8, 1, NULL), *b = make_msg(22, 8, 1, NULL);
+    a->next = b;
+    assert_int_equal(natter_store_records_write_unsynced(f->s, a, 2, 0, natter_now_ms()), NATTER_OK);
+    expect_page(f, 8, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 21, 22, 0);
+    assert_int_equal(natter_store_records_sync(f->s), NATTER_OK);
+    char wal[sizeof(f->cfg.data_dir) + 16];
+    snprintf(wal, sizeof(wal), "%s/natter.db-wal", f->cfg.data_dir);
+    assert_int_equal(access(wal, F_OK), 0);
+    b->next = make_msg(23, 8, 1, NULL);
+    assert_int_equal(natter_store_records_write_unsynced(f->s, b->next, 1, 0, natter_now_ms()), NATTER_OK);
+    assert_int_equal(natter_store_records_sync(f->s), NATTER_OK);
+    natter_store_close(f->s);
+    f->s = open_store(f);
+    expect_page(f, 8, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 50, 21, 23, 0);
+    natter_msg_free_list(a);
+}
+
 typedef struct {
     fixture_t *f;
     uint64_t first;
@@ -832,6 +861,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_write_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_write_unsynced_then_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claimed_message_lost_is_healed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),
     };
