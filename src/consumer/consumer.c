@@ -201,9 +201,8 @@ static void hand_off(natter_consumer_t *c, natter_msg_t *head, int rc)
 
 /* The sync stage: every batch queued when it wakes was written before its
  * one records_sync, which makes them all durable. A failed sync fails
- * them: their posters are answered with the error and nothing is pushed
- * (the rows are in the store, so a post sent again with its client_id
- * finds its message). */
+ * them (their posters are answered with the error, nothing is pushed) and
+ * sets sync_failed, which stops the writes until a restart (consumer.h). */
 static void *sync_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-sync");

@@ -254,7 +254,7 @@ typedef struct {
     conn_t *idle;
     pthread_mutex_t write_lock; /* one write transaction of this process at a time (see begin_transaction) */
     conn_t *writer;             /* records_write_unsynced's, synchronous=NORMAL; used under write_lock */
-    int wal_fd;                 /* records_sync's: the WAL file, opened at its first sync; -1 before */
+    int wal_fd;                 /* records_sync's: the WAL file, opened with the store (open_wal); -1 before */
     _Atomic int connections;    /* open, idle or in use (the pool makes one whenever none is idle) */
     _Atomic int64_t claims_swept_ms; /* when expired client_id claims were last deleted */
 } store_sqlite_t;
