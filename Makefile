@@ -135,17 +135,20 @@ $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call 
 	@echo "LD [asan] $@"
 	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
-# --- ThreadSanitizer: the CQL client and the Kafka log -------------------------
-# The two modules with threads of their own, with what they need, built with
-# -fsanitize=thread into $(TSAN_DIR): the CQL client's unit test (its fake
-# server: the races) runs in make unit; the engine tests of both run in
-# scripts/test-engines, with tests/tsan/suppressions.txt.
+# --- ThreadSanitizer: every unit test of src/, the CQL client, the Kafka log ----
+# Built with -fsanitize=thread into $(TSAN_DIR). make unit runs every unit
+# test of src/ a second time this way: the ones with threads race them (the
+# consumer's store and sync threads against the loop's hand-offs, the id
+# issue, the rate limiter and the caches from many threads, the CQL
+# client's reader against timeouts on its fake server). The CQL client's
+# test links only what it needs. The engine tests of the CQL client and the
+# Kafka log run in scripts/test-engines, with tests/tsan/suppressions.txt.
 TSAN_DIR := $(BUILD)/tsan
 TSAN := -fsanitize=thread -fno-omit-frame-pointer
 TSAN_CQL_SRC := src/store/cql/cql_client.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
 TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/id.c src/core/fault.c \
 	src/core/metrics.c src/core/config.c src/core/util.c src/core/emoji.c
-TSAN_UNIT_BINS := $(TSAN_DIR)/tests/test_cql_client
+TSAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(TSAN_DIR)/tests/%,$(filter-out $(LOAD_UNIT_SRC),$(UNIT_SRC)))
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
 	$(TSAN_DIR)/engine/test_log_kafka
 
@@ -160,6 +163,14 @@ tsan_link = @mkdir -p $(dir $(1)) && echo "LD [tsan] $(1)" && \
 
 $(TSAN_DIR)/tests/test_cql_client: tests/unit/test_cql_client.c $(call objs,$(TSAN_DIR),$(TSAN_CQL_SRC))
 	$(call tsan_link,$@,$<)
+$(call web_obj,$(TSAN_DIR)): $(WEB_GEN)
+	@mkdir -p $(dir $@)
+	@echo "CC [tsan] $<"
+	@$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) -Isrc -MMD -MP -c $< -o $@
+$(TSAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(TSAN_DIR),$(LIB_SRC)) $(call web_obj,$(TSAN_DIR)) $(H2O_LIB)
+	$(call tsan_link,$@,$<)
+# built only for the pattern above: kept, not deleted as intermediates
+.SECONDARY: $(call objs,$(TSAN_DIR),$(LIB_SRC)) $(call web_obj,$(TSAN_DIR))
 $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster: $(TSAN_DIR)/engine/%: tests/engine/%.c \
 		$(call objs,$(TSAN_DIR),$(TSAN_CQL_SRC))
 	$(call tsan_link,$@,$<)

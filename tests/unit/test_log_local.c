@@ -232,7 +232,7 @@ static void test_batch_time_lets_batch_fill(void **state)
     int i = 1;
     uint64_t last = 0;
     for (natter_msg_t *m = head; m != NULL; m = m->next, i++) {
-        char want[8];
+        char want[16];
         snprintf(want, sizeof(want), "m%d", i);
         assert_string_equal(m->content, want);
         assert_true(m->id > last);
