@@ -944,6 +944,8 @@ static int buckets(store_cql_t *s, uint64_t chat_id, int64_t from, int desc, nat
 
 static void reverse(natter_vec_t *v, size_t first)
 {
+    if (v->len - first < 2) /* nothing to turn; an empty vector has no items to point into */
+        return;
     natter_msg_t **m = (natter_msg_t **)v->items + first;
     for (size_t i = 0, j = v->len - first; i + 1 < j; i++, j--) {
         natter_msg_t *t = m[i];

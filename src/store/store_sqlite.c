@@ -968,6 +968,8 @@ static int sq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_
 
 static void reverse_page(natter_vec_t *out, size_t first)
 {
+    if (out->len - first < 2) /* nothing to turn; an empty vector has no items to point into */
+        return;
     natter_msg_t **m = (natter_msg_t **)out->items + first;
     for (size_t i = 0, j = out->len - first; i + 1 < j; i++, j--) {
         natter_msg_t *t = m[i];

@@ -247,8 +247,9 @@ static void test_reaction_routes(void **state)
                      NATTER_A_REACTION_REMOVE);
     assert_true(r.emoji_ok);
     assert_string_equal(r.emoji, "\xf0\x9f\x91\x8d");
-    static const char *const bad[] = {"abc", "%F0%9F%91", "%zz", "%20", "%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0"
-                                      "%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D"};
+    static const char *const bad[] = {"abc", "%F0%9F%91", "%zz", "%20",
+                                      ("%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0"
+                                       "%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D%F0%9F%91%8D")};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char path[256];
         snprintf(path, sizeof(path), "/chats/3/messages/4/reactions/%s", bad[i]);
