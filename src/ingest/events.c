@@ -366,17 +366,18 @@ int natter_events_history_json(natter_api_job_t *job, uint64_t chat_id, const na
         natter_store_t *store = job->app->store;
         rc = natter_store_reactions_range(store, chat_id, first->id, last->id, &rows);
     }
-    const natter_reaction_row_t *r = rows.items, *end = r + rows.len;
+    const natter_reaction_row_t *row = rows.items; /* NULL when there are none: indexed, never offset */
+    size_t r = 0;
     for (size_t i = 0; i < page->len && rc == NATTER_OK; i++) {
         const natter_msg_t *m = *NATTER_VEC_AT(page, natter_msg_t *, i);
-        while (r < end && r->message_id < m->id) /* rows of a message not on the page */
+        while (r < rows.len && row[r].message_id < m->id) /* rows of a message not on the page */
             r++;
-        const natter_reaction_row_t *mine = r;
-        while (r < end && r->message_id == m->id)
+        size_t mine = r;
+        while (r < rows.len && row[r].message_id == m->id)
             r++;
         json_t *o = natter_msg_json(m);
         if (r > mine) /* none: no "reactions" (a message's shape stays what its push was) */
-            json_object_set_new(o, "reactions", natter_reactions_json(mine, (size_t)(r - mine), viewer));
+            json_object_set_new(o, "reactions", natter_reactions_json(&row[mine], r - mine, viewer));
         json_array_append_new(arr, o);
     }
     natter_vec_free(&rows);
