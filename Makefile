@@ -58,6 +58,19 @@ WEB_GEN := $(BUILD)/gen/web_assets.c
 # $(call web_obj,DIR): the table's object for the build in DIR
 web_obj = $(1)/gen/web_assets.o
 
+# $(call compile_rules,DIR,FLAGS_VARIABLE,TAG): how the build in DIR compiles
+# a source and the web table (the three builds differ only in their flags)
+define compile_rules
+$(1)/obj/%.o: %.c | $$(H2O_LIB)
+	@mkdir -p $$(dir $$@)
+	@echo "CC$(if $(3), [$(3)]) $$<"
+	@$$(CC) $$(CSTD) $$(WARN) $$($(2)) $$(PKG_CFLAGS) -Isrc -MMD -MP -c $$< -o $$@
+$(call web_obj,$(1)): $$(WEB_GEN)
+	@mkdir -p $$(dir $$@)
+	@echo "CC$(if $(3), [$(3)]) $$<"
+	@$$(CC) $$(CSTD) $$(WARN) $$($(2)) -Isrc -MMD -MP -c $$< -o $$@
+endef
+
 $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
 	@echo "GEN $@"
 	@scripts/embed-web web $@
@@ -71,14 +84,7 @@ $(H2O_LIB): scripts/build-h2o $(sort $(wildcard deps/h2o/*.patch))
 	@CC="$(CC)" scripts/build-h2o $(H2O_DIR)
 
 # --- release build ---------------------------------------------------------
-$(REL)/obj/%.o: %.c | $(H2O_LIB)
-	@mkdir -p $(dir $@)
-	@echo "CC $<"
-	@$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
-
-$(call web_obj,$(REL)): $(WEB_GEN)
-	@echo "CC $<"
-	@$(CC) $(CSTD) $(WARN) $(CFLAGS) -Isrc -MMD -MP -c $< -o $@
+$(eval $(call compile_rules,$(REL),CFLAGS))
 
 $(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL)) $(H2O_LIB)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
@@ -88,15 +94,8 @@ $(REL)/noop-server: bench/noop/noop_server.c $(H2O_LIB)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIBS)
 
 # --- sanitizer build, used by the tests -------------------------------------
-$(SAN_DIR)/obj/%.o: %.c | $(H2O_LIB)
-	@mkdir -p $(dir $@)
-	@echo "CC [asan] $<"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
-
-$(call web_obj,$(SAN_DIR)): $(WEB_GEN)
-	@mkdir -p $(dir $@)
-	@echo "CC [asan] $<"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) -Isrc -MMD -MP -c $< -o $@
+SAN_CFLAGS := -O1 -g $(SAN)
+$(eval $(call compile_rules,$(SAN_DIR),SAN_CFLAGS,asan))
 
 $(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	$(CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBS)
@@ -104,7 +103,7 @@ $(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR)) $(H
 $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
+	@$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
 
@@ -133,7 +132,7 @@ ENGINE_BINS := $(patsubst tests/engine/%.c,$(SAN_DIR)/engine/%,$(ENGINE_SRC))
 $(SAN_DIR)/engine/%: tests/engine/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	@mkdir -p $(dir $@)
 	@echo "LD [asan] $@"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
+	@$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 # --- ThreadSanitizer: every unit test of src/, the CQL client, the Kafka log ----
 # Built with -fsanitize=thread into $(TSAN_DIR). make unit runs every unit
@@ -151,22 +150,15 @@ TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/co
 TSAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(TSAN_DIR)/tests/%,$(filter-out $(LOAD_UNIT_SRC),$(UNIT_SRC)))
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
 	$(TSAN_DIR)/engine/test_log_kafka
-
-$(TSAN_DIR)/obj/%.o: %.c | $(H2O_LIB)
-	@mkdir -p $(dir $@)
-	@echo "CC [tsan] $<"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(PKG_CFLAGS) -Isrc -MMD -MP -c $< -o $@
+TSAN_CFLAGS := -O1 -g $(TSAN)
+$(eval $(call compile_rules,$(TSAN_DIR),TSAN_CFLAGS,tsan))
 
 # $(call tsan_link,OUT,TEST_SOURCE): the test and the objects after it
 tsan_link = @mkdir -p $(dir $(1)) && echo "LD [tsan] $(1)" && \
-	$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) $(PKG_CFLAGS) -Isrc -MMD -MP -o $(1) $(2) $(filter %.o,$^) $(LIBS) -lcmocka
+	$(CC) $(CSTD) $(WARN) $(TSAN_CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -o $(1) $(2) $(filter %.o,$^) $(LIBS) -lcmocka
 
 $(TSAN_DIR)/tests/test_cql_client: tests/unit/test_cql_client.c $(call objs,$(TSAN_DIR),$(TSAN_CQL_SRC))
 	$(call tsan_link,$@,$<)
-$(call web_obj,$(TSAN_DIR)): $(WEB_GEN)
-	@mkdir -p $(dir $@)
-	@echo "CC [tsan] $<"
-	@$(CC) $(CSTD) $(WARN) -O1 -g $(TSAN) -Isrc -MMD -MP -c $< -o $@
 $(TSAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(TSAN_DIR),$(LIB_SRC)) $(call web_obj,$(TSAN_DIR)) $(H2O_LIB)
 	$(call tsan_link,$@,$<)
 # built only for the pattern above: kept, not deleted as intermediates
@@ -190,25 +182,16 @@ FUZZ_SECONDS ?= 10
 FUZZ_FLAGS := $(CSTD) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Isrc
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_request $(BUILD)/fuzz/fuzz_cql $(BUILD)/fuzz/fuzz_record $(BUILD)/fuzz/fuzz_load \
 	$(BUILD)/fuzz/fuzz_jsonr $(BUILD)/fuzz/fuzz_ws
-$(FUZZ_BINS): | $(H2O_LIB)
 $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/ingest/router.c src/core/util.c src/core/token.c src/core/emoji.c
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_cql: tests/fuzz/fuzz_cql.c src/store/cql/cql_proto.c src/core/util.c src/core/vec.c
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_record: tests/fuzz/fuzz_record.c src/log/record.c src/core/message.c src/core/jsonw.c src/core/util.c src/core/id.c src/core/emoji.c
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_jsonr: tests/fuzz/fuzz_jsonr.c src/core/jsonr.c src/core/util.c
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/gateway/ws_codec.c src/core/buf.c src/core/util.c
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(filter-out load/main.c,$(sort $(wildcard load/*.c)))
+$(BUILD)/fuzz/fuzz_load: FUZZ_INCLUDES := -Iload
+$(FUZZ_BINS): | $(H2O_LIB)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) -Iload -o $@ $^ $(LIBS)
+	clang $(FUZZ_FLAGS) $(FUZZ_INCLUDES) -o $@ $^ $(LIBS)
 
 # --- commands ---------------------------------------------------------------
 deps:

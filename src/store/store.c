@@ -187,6 +187,18 @@ int natter_chat_summary_by_activity(const void *a, const void *b)
     return ka < kb ? 1 : ka > kb ? -1 : 0;
 }
 
+void natter_store_page_reverse(natter_vec_t *page, size_t first)
+{
+    if (page->len - first < 2) /* nothing to turn; an empty vector has no items to point into */
+        return;
+    natter_msg_t **m = (natter_msg_t **)page->items + first;
+    for (size_t i = 0, j = page->len - first; i + 1 < j; i++, j--) {
+        natter_msg_t *t = m[i];
+        m[i] = m[j - 1];
+        m[j - 1] = t;
+    }
+}
+
 int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
                                natter_vec_t *out, int *has_more)
 {

@@ -304,6 +304,9 @@ uint64_t natter_chat_summary_activity(const natter_chat_summary_t *cs);
 /* qsort order of a chat list (natter_chat_summary_t items): newest activity
  * first, a chat's activity being its newest message or else its creation. */
 int natter_chat_summary_by_activity(const void *a, const void *b);
+/* Turns a page read newest first (natter_msg_t * items from index first on)
+ * into oldest first, the order every page is answered in. */
+void natter_store_page_reverse(natter_vec_t *page, size_t first);
 int natter_store_messages_page(natter_store_t *s, uint64_t chat_id, uint64_t after, uint64_t before, uint32_t limit,
                                natter_vec_t *out, int *has_more);
 int natter_store_message_in_chat(natter_store_t *s, uint64_t chat_id, uint64_t message_id);

@@ -942,18 +942,6 @@ static int buckets(store_cql_t *s, uint64_t chat_id, int64_t from, int desc, nat
     return select_ids(s, desc ? S_BUCKETS_DESC : S_BUCKETS_ASC, v, 2, token_id(chat_id), out);
 }
 
-static void reverse(natter_vec_t *v, size_t first)
-{
-    if (v->len - first < 2) /* nothing to turn; an empty vector has no items to point into */
-        return;
-    natter_msg_t **m = (natter_msg_t **)v->items + first;
-    for (size_t i = 0, j = v->len - first; i + 1 < j; i++, j--) {
-        natter_msg_t *t = m[i];
-        m[i] = m[j - 1];
-        m[j - 1] = t;
-    }
-}
-
 /* A chat's rows in id order over its buckets (messages, or events): the
  * statements that list its buckets and read one bucket's page, and how a
  * page's rows become natter_msg_t items. */
@@ -996,7 +984,7 @@ static int bucketed_page(store_cql_t *s, const bucketed_t *t, uint64_t chat_id, 
         out->len--;
     }
     if (!asc)
-        reverse(out, first);
+        natter_store_page_reverse(out, first);
     return rc;
 }
 

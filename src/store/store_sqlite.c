@@ -966,18 +966,6 @@ static int sq_ticket_take(natter_store_t *base, const uint8_t hash[NATTER_TOKEN_
     return rc;
 }
 
-static void reverse_page(natter_vec_t *out, size_t first)
-{
-    if (out->len - first < 2) /* nothing to turn; an empty vector has no items to point into */
-        return;
-    natter_msg_t **m = (natter_msg_t **)out->items + first;
-    for (size_t i = 0, j = out->len - first; i + 1 < j; i++, j--) {
-        natter_msg_t *t = m[i];
-        m[i] = m[j - 1];
-        m[j - 1] = t;
-    }
-}
-
 static int sq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t after, uint64_t before,
                             uint32_t limit, natter_vec_t *out, int *has_more)
 {
@@ -1010,7 +998,7 @@ static int sq_messages_page(natter_store_t *base, uint64_t chat_id, uint64_t aft
     sqlite3_reset(st);
     release(s, c);
     if (after == NATTER_CURSOR_NONE) /* fetched newest first: turn the page ascending */
-        reverse_page(out, first);
+        natter_store_page_reverse(out, first);
     return rc_of(src);
 }
 
@@ -1363,7 +1351,7 @@ static int sq_events_page(natter_store_t *base, uint64_t chat_id, uint64_t after
     sqlite3_reset(st);
     release(s, c);
     if (after == NATTER_CURSOR_NONE)
-        reverse_page(out, first);
+        natter_store_page_reverse(out, first);
     return rc_of(src);
 }
 

@@ -843,9 +843,40 @@ static void test_tickets(void **state)
     assert_int_equal(won, 1);
 }
 
+/* The shared page reversal both backends use: an empty vector (no items to
+ * point into), a lone row, and odd and even pages behind rows kept in place. */
+static void test_page_reverse(void **state)
+{
+    (void)state;
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_msg_t *));
+    natter_store_page_reverse(&v, 0);
+    assert_int_equal(v.len, 0);
+    natter_msg_t rows[7];
+    for (size_t i = 0; i < 7; i++) {
+        rows[i].id = i;
+        *(natter_msg_t **)natter_vec_push(&v) = &rows[i];
+    }
+    natter_msg_t **m = (natter_msg_t **)v.items;
+    natter_store_page_reverse(&v, 6); /* one row from 6 on: unchanged */
+    natter_store_page_reverse(&v, 7); /* none */
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(m[i]->id, i);
+    natter_store_page_reverse(&v, 2); /* five rows: 0 1 | 6 5 4 3 2 */
+    static const uint64_t odd[] = {0, 1, 6, 5, 4, 3, 2};
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(m[i]->id, odd[i]);
+    natter_store_page_reverse(&v, 3); /* four rows: 0 1 6 | 2 3 4 5 */
+    static const uint64_t even[] = {0, 1, 6, 2, 3, 4, 5};
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(m[i]->id, even[i]);
+    natter_vec_free(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_page_reverse),
         cmocka_unit_test_setup_teardown(test_find_and_ping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_id, setup, teardown),
