@@ -58,17 +58,18 @@ WEB_GEN := $(BUILD)/gen/web_assets.c
 # $(call web_obj,DIR): the table's object for the build in DIR
 web_obj = $(1)/gen/web_assets.o
 
-# $(call compile_rules,DIR,FLAGS_VARIABLE,TAG): how the build in DIR compiles
-# a source and the web table (the three builds differ only in their flags)
+# $(call compile_rules,DIR,NAME,TAG): how the build in DIR compiles a source
+# and the web table, with the compiler $(NAME_CC) and the flags
+# $(NAME_CFLAGS) (the builds differ only in those)
 define compile_rules
 $(1)/obj/%.o: %.c | $$(H2O_LIB)
 	@mkdir -p $$(dir $$@)
 	@echo "CC$(if $(3), [$(3)]) $$<"
-	@$$(CC) $$(CSTD) $$(WARN) $$($(2)) $$(PKG_CFLAGS) -Isrc -MMD -MP -c $$< -o $$@
+	@$$($(2)_CC) $$(CSTD) $$(WARN) $$($(2)_CFLAGS) $$(PKG_CFLAGS) -Isrc -MMD -MP -c $$< -o $$@
 $(call web_obj,$(1)): $$(WEB_GEN)
 	@mkdir -p $$(dir $$@)
 	@echo "CC$(if $(3), [$(3)]) $$<"
-	@$$(CC) $$(CSTD) $$(WARN) $$($(2)) -Isrc -MMD -MP -c $$< -o $$@
+	@$$($(2)_CC) $$(CSTD) $$(WARN) $$($(2)_CFLAGS) -Isrc -MMD -MP -c $$< -o $$@
 endef
 
 $(WEB_GEN): scripts/embed-web $(WEB_INPUTS)
@@ -84,7 +85,9 @@ $(H2O_LIB): scripts/build-h2o $(sort $(wildcard deps/h2o/*.patch))
 	@CC="$(CC)" scripts/build-h2o $(H2O_DIR)
 
 # --- release build ---------------------------------------------------------
-$(eval $(call compile_rules,$(REL),CFLAGS))
+REL_CC = $(CC)
+REL_CFLAGS = $(CFLAGS)
+$(eval $(call compile_rules,$(REL),REL))
 
 $(REL)/natter: $(call objs,$(REL),$(SRC)) $(call web_obj,$(REL)) $(H2O_LIB)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
@@ -94,8 +97,9 @@ $(REL)/noop-server: bench/noop/noop_server.c $(H2O_LIB)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIBS)
 
 # --- sanitizer build, used by the tests -------------------------------------
+SAN_CC = $(CC)
 SAN_CFLAGS := -O1 -g $(SAN)
-$(eval $(call compile_rules,$(SAN_DIR),SAN_CFLAGS,asan))
+$(eval $(call compile_rules,$(SAN_DIR),SAN,asan))
 
 $(SAN_DIR)/natter: $(call objs,$(SAN_DIR),$(SRC)) $(call web_obj,$(SAN_DIR)) $(H2O_LIB)
 	$(CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBS)
@@ -106,6 +110,17 @@ $(SAN_DIR)/tests/%: tests/unit/%.c $(call objs,$(SAN_DIR),$(LIB_SRC)) $(call web
 	@$(CC) $(CSTD) $(WARN) $(SAN_CFLAGS) $(PKG_CFLAGS) -Isrc -MMD -MP -o $@ $(filter %.c,$<) $(filter %.o,$^) $(LIBS) -lcmocka
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
+
+# the same sanitizers built by clang, whose UndefinedBehaviorSanitizer checks
+# what gcc's does not (arithmetic on a null pointer, for one): the black-box
+# suite's second pass runs on it. It links the same h2o.
+CLANG_SAN_DIR := $(BUILD)/clang-asan
+CLANG_SAN_CC := clang
+CLANG_SAN_CFLAGS := $(SAN_CFLAGS)
+$(eval $(call compile_rules,$(CLANG_SAN_DIR),CLANG_SAN,clang-asan))
+
+$(CLANG_SAN_DIR)/natter: $(call objs,$(CLANG_SAN_DIR),$(SRC)) $(call web_obj,$(CLANG_SAN_DIR)) $(H2O_LIB)
+	$(CLANG_SAN_CC) $(SAN) -o $@ $(filter %.o,$^) $(LIBS)
 
 # --- natter-load, the open-loop load generator (load/) -----------------------
 # load/*.c compile through the same pattern rules as src/; its unit tests
@@ -150,8 +165,9 @@ TSAN_KAFKA_SRC := src/log/log_kafka.c src/log/record.c src/core/message.c src/co
 TSAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(TSAN_DIR)/tests/%,$(filter-out $(LOAD_UNIT_SRC),$(UNIT_SRC)))
 TSAN_ENGINE_BINS := $(TSAN_DIR)/engine/test_cql_client $(TSAN_DIR)/engine/test_cql_cluster \
 	$(TSAN_DIR)/engine/test_log_kafka
+TSAN_CC = $(CC)
 TSAN_CFLAGS := -O1 -g $(TSAN)
-$(eval $(call compile_rules,$(TSAN_DIR),TSAN_CFLAGS,tsan))
+$(eval $(call compile_rules,$(TSAN_DIR),TSAN,tsan))
 
 # $(call tsan_link,OUT,TEST_SOURCE): the test and the objects after it
 tsan_link = @mkdir -p $(dir $(1)) && echo "LD [tsan] $(1)" && \
@@ -213,11 +229,12 @@ fuzz: $(FUZZ_BINS)
 	done
 
 # the black-box suite on the default event loops (one per CPU), then once
-# more on a single loop
-blackbox: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
-	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load python3 -m pytest -q tests/blackbox
-	NATTER_BIN=$(SAN_DIR)/natter NATTER_LOAD_BIN=$(SAN_DIR)/natter-load NATTER_TEST_ARGS="--threads 1" \
-		python3 -m pytest -q tests/blackbox
+# more on a single loop, on the server clang built (both with ASan+UBSan);
+# the Dockerfile's checks read the release binary, which it builds
+BLACKBOX_ENV = NATTER_LOAD_BIN=$(SAN_DIR)/natter-load NATTER_RELEASE_BIN=$(REL)/natter
+blackbox: $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(REL)/natter
+	$(BLACKBOX_ENV) NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
+	$(BLACKBOX_ENV) NATTER_BIN=$(CLANG_SAN_DIR)/natter NATTER_TEST_ARGS="--threads 1" python3 -m pytest -q tests/blackbox
 
 # the web client in headless Chromium (tests/browser/, node's test runner;
 # playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser
@@ -230,7 +247,7 @@ engines: $(SAN_DIR)/natter $(ENGINE_BINS)
 	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
 
 test: deps
-	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
+	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
 	$(MAKE) --no-print-directory unit fuzz blackbox browser engines
 
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka

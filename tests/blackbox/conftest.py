@@ -37,6 +37,8 @@ import websocket
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MAX_BODY = 65536  # natter's default --max-body
 NATTER_BIN = os.path.abspath(os.environ.get("NATTER_BIN", os.path.join(REPO, "build", "natter")))
+# the optimised build, as the Dockerfile makes it (the tests' server may carry sanitizers)
+NATTER_RELEASE_BIN = os.path.abspath(os.environ.get("NATTER_RELEASE_BIN", os.path.join(REPO, "build", "natter")))
 EXTRA_ARGS = shlex.split(os.environ.get("NATTER_TEST_ARGS", ""))
 KAFKA = os.environ.get("NATTER_TEST_KAFKA", "")
 CQL = os.environ.get("NATTER_TEST_CQL", "")
