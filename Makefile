@@ -243,8 +243,8 @@ browser: $(SAN_DIR)/natter $(SAN_DIR)/natter-load
 		node --test --test-concurrency=1 --test-timeout=180000 tests/browser/
 
 # the engine tests and the suite on Kafka, Cassandra and both (engines started and stopped by the script)
-engines: $(SAN_DIR)/natter $(ENGINE_BINS)
-	NATTER_BIN=$(SAN_DIR)/natter scripts/test-engines
+engines: $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(REL)/natter $(ENGINE_BINS)
+	NATTER_BIN=$(SAN_DIR)/natter NATTER_CLANG_BIN=$(CLANG_SAN_DIR)/natter scripts/test-engines
 
 test: deps
 	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
