@@ -271,7 +271,10 @@ static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *s
     return ok;
 }
 
-/* The ladder climbs by MAX_STEP until a step does not hold; then the gap
+/* The ladder climbs by MAX_STEP until a rate does not hold twice in a row
+ * (a step that misses is run once more at its rate, marked "again": one
+ * stall of the machine's, a disk flush or a collector's pause, would
+ * otherwise end the climb far below what the server holds); then the gap
  * between the last rate held and that one is split MAX_SPLITS times at its
  * geometric middle, each split keeping the half the middle's step decides.
  * The climb finds the range in few steps; the splits place the figure within
@@ -289,6 +292,11 @@ static int run_max(load_t *L, const load_stages_t *first)
     int number = 0, got = 1;
     while (got == 1 && number < MAX_CLIMB_STEPS) {
         got = max_step(L, ++number, rate, hold, steps);
+        if (got == 0 && number < MAX_CLIMB_STEPS) {
+            got = max_step(L, ++number, rate, hold, steps);
+            if (got >= 0)
+                json_object_set_new(json_array_get(steps, json_array_size(steps) - 1), "again", json_true());
+        }
         if (got == 1) {
             held = rate;
             rate = round(rate * MAX_STEP);

@@ -9,10 +9,11 @@
  *             be smaller), spread over every --target; every member posts
  *             and every socket of every member must get each message
  *   max       seed's chat; holds each rate for the first stage's duration
- *             (default 1000:5s), ×1.25 per step, until fewer than 99.9% of
- *             the offered deliveries arrive or p99 passes 100 ms; then two
- *             more steps split the gap between the last rate held and that
- *             one at its geometric middle (~6% apart at the end)
+ *             (default 1000:5s), ×1.25 per step, until a rate misses twice
+ *             in a row (fewer than 99.9% of the offered deliveries arrive
+ *             or p99 passes 100 ms; a missed step is run once more); then
+ *             two more steps split the gap between the last rate held and
+ *             that one at its geometric middle (~6% apart at the end)
  *   sendonly  no setup and no listeners: posts to /chats/1/messages with a
  *             dummy token (measures the generator against bench's no-op
  *             server, which answers 202 to any POST)
