@@ -1057,7 +1057,8 @@ static int insert_rows(store_cql_t *s, natter_msg_t *const *order, size_t k)
             v[3] = vid(m->sender_id);
             v[4] = cql_value_text(m->content);
             v[5] = cql_value_timestamp(m->created_at_ms);
-            v[6] = m->client_id_len ? cql_value_text(m->client_id) : cql_value_null();
+            /* unset, not null: a bound null writes a tombstone for the cell */
+            v[6] = m->client_id_len ? cql_value_text(m->client_id) : cql_value_unset();
             p->n++;
         }
     }
