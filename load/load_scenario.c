@@ -235,8 +235,9 @@ static int finish(load_t *L, double duration_s, json_t *extra)
 
 /* One step of max: rate held for hold; 1 if it held (99.9% delivered, or
  * answered when there are no listeners, and p99 within 100 ms), 0 if not,
- * -1 if the generator failed. Its figures go to steps. */
-static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *steps)
+ * -1 if the generator failed. Its figures go to steps; again says it runs
+ * a rate that just missed once more. */
+static int max_step(load_t *L, int number, double rate, uint64_t hold, int again, json_t *steps)
 {
     size_t listeners = L->chats[0].nlisteners;
     load_stages_t st = {.n = 1, .s = {{.rate = rate, .dur_ns = hold}}};
@@ -259,13 +260,15 @@ static int max_step(load_t *L, int number, double rate, uint64_t hold, json_t *s
     uint64_t got = listeners ? v.delivered : v.accepted;
     double ratio = offered ? (double)got / (double)(offered * (listeners ? listeners : 1)) : 0;
     int ok = ratio >= 0.999 && p99 <= 100.0;
-    printf("max: step %d at %.0f msg/s: %llu offered, %llu accepted, %s %.4f%%, p99 %.2f ms → %s\n", number, rate,
-           (unsigned long long)offered, (unsigned long long)v.accepted, listeners ? "delivered" : "accepted",
-           ratio * 100, p99, ok ? "held" : "did not hold");
+    printf("max: step %d at %.0f msg/s%s: %llu offered, %llu accepted, %s %.4f%%, p99 %.2f ms → %s\n", number, rate,
+           again ? " (again)" : "", (unsigned long long)offered, (unsigned long long)v.accepted,
+           listeners ? "delivered" : "accepted", ratio * 100, p99, ok ? "held" : "did not hold");
     fflush(stdout);
-    json_array_append_new(steps, json_pack("{s:f, s:I, s:I, s:f, s:f, s:b}", "rate", rate, "offered",
-                                           (json_int_t)offered, "accepted", (json_int_t)v.accepted,
-                                           "delivered_ratio", ratio, "p99_ms", p99, "held", ok));
+    json_t *step = json_pack("{s:f, s:I, s:I, s:f, s:f, s:b}", "rate", rate, "offered", (json_int_t)offered,
+                             "accepted", (json_int_t)v.accepted, "delivered_ratio", ratio, "p99_ms", p99, "held", ok);
+    if (again)
+        json_object_set_new(step, "again", json_true());
+    json_array_append_new(steps, step);
     if (!ok && listeners)
         load_send_settle(L, MAX_SETTLE_QUIET_NS, MAX_SETTLE_NS);
     return ok;
@@ -291,12 +294,9 @@ static int run_max(load_t *L, const load_stages_t *first)
     uint64_t start = load_now_ns();
     int number = 0, got = 1;
     while (got == 1 && number < MAX_CLIMB_STEPS) {
-        got = max_step(L, ++number, rate, hold, steps);
-        if (got == 0 && number < MAX_CLIMB_STEPS) {
-            got = max_step(L, ++number, rate, hold, steps);
-            if (got >= 0)
-                json_object_set_new(json_array_get(steps, json_array_size(steps) - 1), "again", json_true());
-        }
+        got = max_step(L, ++number, rate, hold, 0, steps);
+        if (got == 0 && number < MAX_CLIMB_STEPS)
+            got = max_step(L, ++number, rate, hold, 1, steps);
         if (got == 1) {
             held = rate;
             rate = round(rate * MAX_STEP);
@@ -308,7 +308,7 @@ static int run_max(load_t *L, const load_stages_t *first)
         double middle = round(sqrt(held * missed));
         if (middle <= held || middle >= missed)
             break;
-        got = max_step(L, ++number, middle, hold, steps);
+        got = max_step(L, ++number, middle, hold, 0, steps);
         if (got == 1)
             held = middle;
         else if (got == 0)
