@@ -99,6 +99,12 @@ static const opt_t options[] = {
     {"kafka-batch", OPT_U32, F(kafka_batch), 1, 1000000, NULL, "10000",
      "posts waiting for one partition that send its produce request before --kafka-linger is up, and the most "
      "one request carries (librdkafka's batch.num.messages)"},
+    {"kafka-hold", OPT_U32, F(kafka_hold_ms), 0, 1000, NULL, "5",
+     "ms natter holds a partition's posts before it hands them to the producer together, unless "
+     "--kafka-hold-batch wait sooner (0: each at once): fewer produce requests where posts are few, "
+     "without --kafka-batch's cap on one request"},
+    {"kafka-hold-batch", OPT_U32, F(kafka_hold_batch), 1, 1000000, NULL, "32",
+     "posts waiting for one partition that end --kafka-hold at once"},
     {"kafka-fanout-wait", OPT_U32, F(kafka_fanout_wait_ms), 0, NATTER_KAFKA_FANOUT_WAIT_MAX_MS, NULL, "20",
      "ms the broker may gather records (up to 8 KiB) for a node's pushes: fewer, larger fetches for up to this "
      "much push latency (0: each record at once)"},
@@ -272,6 +278,11 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
                  cfg->kafka_timeout_ms);
         return NATTER_EINVAL;
     }
+    if (cfg->kafka_hold_ms + cfg->kafka_linger_ms >= cfg->kafka_timeout_ms) {
+        snprintf(err, errlen, "--kafka-hold and --kafka-linger (%u + %u ms) must be shorter than --kafka-timeout (%u ms)",
+                 cfg->kafka_hold_ms, cfg->kafka_linger_ms, cfg->kafka_timeout_ms);
+        return NATTER_EINVAL;
+    }
     if (cfg->threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->threads = cpus < 1 ? 1 : cpus > 256 ? 256 : (uint32_t)cpus;
@@ -286,12 +297,12 @@ void natter_config_describe(const natter_config_t *c, char *dst, size_t len)
              "worker-queue=%u auth-workers=%u auth-queue=%u auth-rate-ip=%u auth-rate-user=%u "
              "session-ttl=%us session-cache-ttl=%ums argon2-memory=%uKiB argon2-passes=%u rate-limit=%u rate-burst=%u rate-limit-writes=%u rate-limit-reads=%u ws-queue=%u ws-per-user=%u ws-pending=%u ws-ping-interval=%us ws-ping-timeout=%us ws-session-check=%us max-connections=%u fanout-queue=%u members-ttl=%ums max-members=%u max-body=%u max-header=%u request-timeout=%ums write-timeout=%ums log-queue=%u "
              "sqlite-sync=%s kafka-brokers=%s kafka-topic=%s kafka-group=%s kafka-partitions=%u "
-             "kafka-replication=%u kafka-timeout=%ums kafka-linger=%ums kafka-batch=%u kafka-fanout-wait=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
+             "kafka-replication=%u kafka-timeout=%ums kafka-linger=%ums kafka-batch=%u kafka-hold=%ums kafka-hold-batch=%u kafka-fanout-wait=%ums cql-hosts=%s cql-keyspace=%s cql-consistency=%s "
              "cql-concurrency=%u cql-timeout=%ums cql-bucket=%us",
              c->listen_host, c->listen_port, strcmp(c->tls_cert, "-") != 0 ? "on" : "off", c->data_dir, c->log_backend, c->store_backend, c->node_id, c->node_lease_ttl_ms, c->batch_size,
              c->batch_time_ms, c->threads, c->workers, c->worker_queue, c->auth_workers, c->auth_queue, c->auth_rate_ip,
              c->auth_rate_user, c->session_ttl_s, c->session_cache_ttl_ms, c->argon2_memory_kib, c->argon2_passes, c->rate_limit, c->rate_burst, c->rate_limit_writes, c->rate_limit_reads, c->ws_queue, c->ws_per_user, c->ws_pending, c->ws_ping_interval_s, c->ws_ping_timeout_s, c->ws_session_check_s, c->max_connections, c->fanout_queue,
              c->members_ttl_ms, c->max_members, c->max_body, c->max_header, c->request_timeout_ms, c->write_timeout_ms, c->log_queue, c->sqlite_sync, c->kafka_brokers, c->kafka_topic,
-             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->kafka_linger_ms, c->kafka_batch, c->kafka_fanout_wait_ms, c->cql_hosts,
+             c->kafka_group, c->kafka_partitions, c->kafka_replication, c->kafka_timeout_ms, c->kafka_linger_ms, c->kafka_batch, c->kafka_hold_ms, c->kafka_hold_batch, c->kafka_fanout_wait_ms, c->cql_hosts,
              c->cql_keyspace, c->cql_consistency, c->cql_concurrency, c->cql_timeout_ms, c->cql_bucket_s);
 }

@@ -66,6 +66,8 @@ typedef struct natter_config {
     uint32_t kafka_fanout_wait_ms; /* the broker gathers a node's pushes this long (or 8 KiB); 0: none */
     uint32_t kafka_linger_ms;      /* a post waits this long for others to share its produce request */
     uint32_t kafka_batch;          /* ... or until this many posts wait for one partition's request */
+    uint32_t kafka_hold_ms;        /* natter holds a partition's posts this long before the producer (0: off) */
+    uint32_t kafka_hold_batch;     /* ... or until this many wait */
     char cql_hosts[512];
     char cql_keyspace[49];
     char cql_replication[256];

@@ -337,6 +337,11 @@ char *natter_metrics_render(const natter_metrics_route_t *routes, size_t nroutes
     counter(&o, "natter_store_errors_total", "Store batch writes that failed.", SUM(store_errors));
     counter(&o, "natter_dead_letters_total", "Records the store refused for good, kept in the dead-letter topic.",
             SUM(dead_letters));
+    family(&o, "natter_kafka_hold_releases_total", "counter",
+           "Times a partition's posts held by --kafka-hold went to the producer together: by count "
+           "(--kafka-hold-batch waited) or by time (the hold was up, or the log closed).");
+    emit(&o, "natter_kafka_hold_releases_total{by=\"count\"} %llu\n", (unsigned long long)SUM(kafka_hold_by_count));
+    emit(&o, "natter_kafka_hold_releases_total{by=\"time\"} %llu\n", (unsigned long long)SUM(kafka_hold_by_time));
     counter(&o, "natter_own_writes_wait_timeouts_total",
             "Reads that went on before this node's fan-out read its own acknowledged posts (Kafka log).",
             SUM(own_writes_wait_timeouts));

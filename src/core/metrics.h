@@ -53,6 +53,8 @@ typedef struct natter_metrics_shard {
     _Atomic uint64_t ws_protocol_closed; /* closed because the client broke RFC 6455 (1002, 1007, 1009) */
     _Atomic uint64_t store_errors;
     _Atomic uint64_t dead_letters;       /* records the store refused for good, kept in the dead-letter topic */
+    _Atomic uint64_t kafka_hold_by_count; /* --kafka-hold: a partition's held posts sent on reaching --kafka-hold-batch */
+    _Atomic uint64_t kafka_hold_by_time;  /* ... or when the hold was up (or the log closed) */
     _Atomic uint64_t own_writes_wait_timeouts; /* reads that did not see this node's fan-out pass its own writes in time */
     _Atomic uint64_t busy_rejected;      /* requests answered 503 busy: a bounded queue was full */
     _Atomic uint64_t in_flight_waits_skipped; /* changes to a message not found that did not wait for it: half the workers were */

@@ -83,7 +83,9 @@ typedef struct {
 
 typedef struct {
     pthread_mutex_t lock;
-    natter_msg_t *waiting, *last; /* behind a held message, in log order; the head is held */
+    natter_msg_t *waiting, *last; /* behind a held message, in log order; the head is held or gated */
+    uint32_t nwaiting;            /* on the waiting list */
+    uint64_t due_ns;              /* the gate: the list goes to librdkafka by then; 0: not gated */
 } __attribute__((aligned(64))) produce_lock_t;
 
 typedef struct {
@@ -116,6 +118,15 @@ typedef struct {
     atomic_int closed;
     atomic_int stop_threads;
     pthread_t poll_thread, lag_thread;
+
+    /* The produce gate: a partition's posts wait up to gate_ns for gate_n
+     * of them before they go to librdkafka together (gate_ns 0: off) */
+    uint64_t gate_ns;
+    uint32_t gate_n;
+    pthread_t gate_thread;
+    pthread_mutex_t gate_lock;
+    pthread_cond_t gate_wake; /* a gate opened, or the log closes */
+    int gate_kicked;          /* under gate_lock: a gate opened since the gate thread's last sweep */
 
     char eph_topic[160];
     int eph_partitions;
@@ -230,7 +241,8 @@ static int kafka_failed(natter_log_t *log, char *why, size_t len)
  * 256 connections took 6,676 msg/s of 10,000, a post answered at p50 in
  * 21 ms, where 1 ms without the cap took it whole
  * (bench/results/2026-12-05-kafka-batch.txt). So the defaults stay the
- * ones that cannot cap a partition. The linger's other price is a
+ * ones that cannot cap a partition; natter's own hold (--kafka-hold, see
+ * gate_sweep) does what the batch did without the cap. The linger's other price is a
  * spinning thread on a slow broker: librdkafka (2.0.2 here, and its code
  * today) sets the broker thread's wakeup from the oldest queued record's
  * linger before it checks the five-request limit, so while five requests
@@ -418,6 +430,74 @@ static int count_partitions(log_kafka_t *k, const char *name, int *out, char *er
     return NATTER_OK;
 }
 
+static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed);
+
+/* The hold (--kafka-hold, 5 ms; --kafka-hold-batch, 32): natter keeps a
+ * partition's posts on its waiting list (the one held messages use) until
+ * --kafka-hold-batch of them are in, which sends them from that append, or
+ * until the hold is up, which the gate thread sees to. Kafka's CPU goes by
+ * produce requests, and librdkafka's linger alone sends about one a
+ * millisecond at any rate. This is the linger paid only where posts are
+ * few, like librdkafka's batch.num.messages beside a longer linger, but
+ * without that setting's cap on what one request carries: the producer
+ * still takes everything queued, so a slow broker's backlog leaves in one
+ * large request instead of five small ones a round trip. Measured on one
+ * broker: the producer's requests fell from ~26,000 to ~9,000 over the
+ * seed's short stages, the whole system's CPU a message by ~13% (one pair
+ * over 256 connections: 95 against 128 µs), for ~2.3 ms more at the median
+ * and the same p99; on
+ * three brokers it took the seed whole where --kafka-linger 5 --kafka-batch
+ * 32 took 6,676 msg/s of 10,000 (bench/results/2026-12-07-engine-cost-probe.txt).
+ * The hold ends at once when the log shuts down or closes. */
+
+/* Sends every partition's held posts that are due (all: every one); the earliest due
+ * time left (0: none). */
+static uint64_t gate_sweep(log_kafka_t *k, int all)
+{
+    uint64_t now = natter_mono_ns(), next = 0;
+    for (int p = 0; p < k->partitions; p++) {
+        produce_lock_t *pl = &k->produce_locks[p];
+        natter_msg_t *failed = NULL;
+        pthread_mutex_lock(&pl->lock);
+        if (pl->due_ns != 0 && (all || pl->due_ns <= now)) {
+            natter_count(&natter_m()->kafka_hold_by_time, 1);
+            produce_waiting(k, p, &failed);
+        }
+        else if (pl->due_ns != 0 && (next == 0 || pl->due_ns < next))
+            next = pl->due_ns;
+        pthread_mutex_unlock(&pl->lock);
+        natter_log_fail_all(failed);
+    }
+    return next;
+}
+
+static void *gate_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "natter-kafka-gate");
+    log_kafka_t *k = arg;
+    pthread_mutex_lock(&k->gate_lock);
+    while (!atomic_load(&k->stop_threads)) {
+        k->gate_kicked = 0;
+        pthread_mutex_unlock(&k->gate_lock);
+        uint64_t next = gate_sweep(k, 0);
+        pthread_mutex_lock(&k->gate_lock);
+        if (atomic_load(&k->stop_threads))
+            break;
+        if (k->gate_kicked) /* opened during the sweep: its due time is not in next */
+            continue;
+        uint64_t wait_ns = next == 0 ? 100000000ull : next > natter_mono_ns() ? next - natter_mono_ns() : 0;
+        if (wait_ns == 0)
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + wait_ns;
+        ts.tv_sec = (time_t)(at / 1000000000ull), ts.tv_nsec = (long)(at % 1000000000ull);
+        pthread_cond_timedwait(&k->gate_wake, &k->gate_lock, &ts);
+    }
+    pthread_mutex_unlock(&k->gate_lock);
+    return NULL;
+}
+
 static void *poll_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-kafka-dr");
@@ -596,6 +676,13 @@ static void kafka_close(natter_log_t *log)
     atomic_store(&k->stop_threads, 1);
     if (k->lag_thread)
         pthread_join(k->lag_thread, NULL);
+    if (k->gate_thread) {
+        pthread_mutex_lock(&k->gate_lock);
+        pthread_cond_signal(&k->gate_wake);
+        pthread_mutex_unlock(&k->gate_lock);
+        pthread_join(k->gate_thread, NULL);
+        gate_sweep(k, 1);
+    }
     if (k->producer) {
         rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
         if (k->poll_thread)
@@ -625,6 +712,8 @@ static void kafka_close(natter_log_t *log)
     pthread_mutex_destroy(&k->status_lock);
     pthread_mutex_destroy(&k->fanout_lock);
     pthread_cond_destroy(&k->fanout_moved);
+    pthread_mutex_destroy(&k->gate_lock);
+    pthread_cond_destroy(&k->gate_wake);
 }
 
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -634,6 +723,10 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     k->cfg = cfg;
     pthread_mutex_init(&k->status_lock, NULL);
     pthread_mutex_init(&k->fanout_lock, NULL);
+    pthread_mutex_init(&k->gate_lock, NULL);
+    natter_mono_cond_init(&k->gate_wake);
+    k->gate_ns = (uint64_t)cfg->kafka_hold_ms * 1000000u;
+    k->gate_n = cfg->kafka_hold_batch;
     natter_mono_cond_init(&k->fanout_moved);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
@@ -663,6 +756,8 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     natter_metrics_set_partitions(k->partitions);
     pthread_create(&k->poll_thread, NULL, poll_main, k);
     pthread_create(&k->lag_thread, NULL, lag_main, k);
+    if (k->gate_ns > 0)
+        pthread_create(&k->gate_thread, NULL, gate_main, k);
     return NATTER_OK;
 }
 
@@ -707,9 +802,11 @@ static int produce(log_kafka_t *k, int32_t p, natter_msg_t *msg)
 static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed)
 {
     produce_lock_t *pl = &k->produce_locks[p];
+    pl->due_ns = 0;
     while (pl->waiting != NULL && !pl->waiting->log_held) {
         natter_msg_t *m = pl->waiting;
         pl->waiting = m->next;
+        pl->nwaiting--;
         if (pl->waiting == NULL)
             pl->last = NULL;
         m->next = NULL;
@@ -740,7 +837,9 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
         msg->created_at_ms = natter_id_time_ms(msg->id);
     }
     msg->log_held = (uint8_t)held;
-    if (pl->waiting == NULL && !held) {
+    natter_msg_t *failed = NULL;
+    int opened = 0;
+    if (pl->waiting == NULL && !held && k->gate_ns == 0) {
         rc = produce(k, p, msg);
     } else {
         msg->next = NULL;
@@ -749,8 +848,31 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
         else
             pl->waiting = msg;
         pl->last = msg;
+        pl->nwaiting++;
+        if (k->gate_ns > 0 && !pl->waiting->log_held) {
+            if (pl->nwaiting >= k->gate_n) {
+                natter_count(&natter_m()->kafka_hold_by_count, 1);
+                produce_waiting(k, p, &failed);
+            }
+            else if (pl->due_ns == 0)
+                pl->due_ns = natter_mono_ns() + k->gate_ns, opened = 1;
+        }
     }
     pthread_mutex_unlock(&pl->lock);
+    for (natter_msg_t **at = &failed; *at != NULL; at = &(*at)->next)
+        if (*at == msg) { /* this append's own record: refused as without the hold, the caller keeps it */
+            *at = msg->next;
+            msg->next = NULL;
+            rc = NATTER_EUNAVAIL;
+            break;
+        }
+    if (opened) {
+        pthread_mutex_lock(&k->gate_lock);
+        k->gate_kicked = 1;
+        pthread_cond_signal(&k->gate_wake);
+        pthread_mutex_unlock(&k->gate_lock);
+    }
+    natter_log_fail_all(failed);
     return rc;
 }
 
@@ -784,6 +906,7 @@ static void kafka_release(natter_log_t *log, natter_msg_t *msg, int status)
         while (*at != msg)
             prev = *at, at = &(*at)->next;
         *at = msg->next;
+        pl->nwaiting--;
         if (pl->last == msg)
             pl->last = prev;
         msg->next = NULL;
@@ -1212,6 +1335,7 @@ static void kafka_shutdown(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     close_to_readers(k);
+    gate_sweep(k, 1); /* what --kafka-hold holds goes now */
     /* what was produced gets its report (202 or 503) before the loop stops */
     rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
 }

@@ -14,9 +14,12 @@
  * until the fan-out moves on there. --kafka-linger and --kafka-batch are
  * read back from what the producer did: a record alone waits the linger, and
  * the broker's own log files (NATTER_TEST_KAFKA_LOGS, its log.dirs) hold no
- * record batch larger than --kafka-batch. Last, a batch the store refused and
- * whose retry read fewer records commits only what the retry read: the log
- * reopened gets the rest.
+ * record batch larger than --kafka-batch (that log holds nothing: --kafka-hold
+ * 0). --kafka-hold, on a log of its own:
+ * a partition's posts wait until --kafka-hold-batch of them are in, or until
+ * the hold is up, or the log closes, and every one is then made durable.
+ * Last, a batch the store refused and whose retry read fewer records commits
+ * only what the retry read: the log reopened gets the rest.
  * Built with ASan and with TSan.
  */
 #include <setjmp.h>
@@ -55,6 +58,7 @@
 
 static natter_config_t cfg;
 static natter_log_t *klog;
+static natter_log_t *hlog; /* the --kafka-hold tests' own */
 static const char *broker_logs; /* the broker's log.dirs */
 static atomic_int durable_ok, durable_failed, append_failed, fanned_out, recipients_wrong;
 
@@ -75,7 +79,7 @@ static int setup(void **state)
     snprintf(topic, sizeof(topic), "natter-logtest-%d-%lld", (int)getpid(), (long long)natter_now_ms());
     char *argv[] = {"natter", "--log", "kafka", "--kafka-brokers", (char *)brokers, "--kafka-topic", topic,
                     "--kafka-group", topic, "--kafka-partitions", "3", "--node-id", "7", "--batch-time", "5",
-                    "--kafka-linger", LINGER_MS, "--kafka-batch", STR(BATCH), NULL};
+                    "--kafka-linger", LINGER_MS, "--kafka-batch", STR(BATCH), "--kafka-hold", "0", NULL};
     if (natter_config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)) != NATTER_OK) {
         fprintf(stderr, "config: %s\n", err);
         return -1;
@@ -94,6 +98,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (hlog != NULL) { /* a hold test failed before it closed its log */
+        natter_log_kafka.close(hlog);
+        free(hlog);
+    }
     if (klog == NULL) /* setup failed: nothing was opened */
         return 0;
     natter_log_kafka.close(klog);
@@ -482,6 +490,102 @@ static void test_batch(void **state)
     assert_true(largest > 0 && largest <= BATCH);
 }
 
+/* ---- --kafka-hold ---------------------------------------------------------- */
+
+#define HOLD_MS 1000 /* long beside a loop of appends, so what sends them is known */
+#define HOLD_BATCH 16
+#define HOLD_CHAT 5151
+static natter_config_t hcfg;
+static atomic_int hold_durable, hold_failed;
+
+static void on_hold_durable(natter_msg_t *msg, int status, void *arg)
+{
+    (void)msg, (void)arg;
+    atomic_fetch_add(status == NATTER_OK ? &hold_durable : &hold_failed, 1);
+}
+
+static void open_hold_log(void)
+{
+    char topic[64], err[256];
+    snprintf(topic, sizeof(topic), "natter-holdtest-%d-%lld", (int)getpid(), (long long)natter_now_ms());
+    char *argv[] = {"natter", "--log", "kafka", "--kafka-brokers", cfg.kafka_brokers, "--kafka-topic", topic,
+                    "--kafka-group", topic, "--kafka-partitions", "2", "--node-id", "8", "--kafka-linger", "0",
+                    "--kafka-hold", STR(HOLD_MS), "--kafka-hold-batch", STR(HOLD_BATCH), NULL};
+    assert_int_equal(natter_config_load(&hcfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err, sizeof(err)),
+                     NATTER_OK);
+    hlog = xcalloc(1, natter_log_kafka.size);
+    hlog->ops = &natter_log_kafka;
+    assert_int_equal(natter_log_kafka.open(hlog, &hcfg, err, sizeof(err)), NATTER_OK);
+}
+
+static void append_held_post(int i)
+{
+    char text[32];
+    int n = snprintf(text, sizeof(text), "hold-%d", i);
+    natter_msg_t *m = natter_msg_new(HOLD_CHAT, 9, text, (size_t)n, "", 0);
+    m->on_durable = on_hold_durable;
+    assert_int_equal(natter_log_kafka.append(hlog, m), NATTER_OK);
+}
+
+static void wait_hold_durable(int n)
+{
+    uint64_t deadline = natter_mono_ns() + DEADLINE_NS;
+    while (atomic_load(&hold_durable) + atomic_load(&hold_failed) < n && natter_mono_ns() < deadline)
+        usleep(10000);
+    assert_int_equal(atomic_load(&hold_failed), 0);
+    assert_int_equal(atomic_load(&hold_durable), n);
+}
+
+static uint64_t hold_releases(_Atomic uint64_t *counter)
+{
+    return atomic_load(counter);
+}
+
+/* The batch ends the hold: fifteen posts wait; the sixteenth sends all
+ * sixteen at once, inside its append, a second before the hold is up. */
+static void test_hold_ends_at_its_batch(void **state)
+{
+    (void)state;
+    open_hold_log();
+    _Atomic uint64_t *by_count = &natter_metrics.shared.kafka_hold_by_count,
+                     *by_time = &natter_metrics.shared.kafka_hold_by_time;
+    for (int i = 0; i < HOLD_BATCH - 1; i++)
+        append_held_post(i);
+    assert_int_equal(hold_releases(by_count), 0);
+    assert_int_equal(hold_releases(by_time), 0);
+    append_held_post(HOLD_BATCH - 1);
+    assert_int_equal(hold_releases(by_count), 1);
+    assert_int_equal(hold_releases(by_time), 0);
+    wait_hold_durable(HOLD_BATCH);
+}
+
+/* A post alone waits out the hold (a lower bound: a slow machine only
+ * makes it later), then goes. */
+static void test_hold_is_up_for_a_post_alone(void **state)
+{
+    (void)state;
+    uint64_t sent = natter_mono_ns();
+    append_held_post(100);
+    wait_hold_durable(HOLD_BATCH + 1);
+    assert_true(natter_mono_ns() - sent >= (uint64_t)HOLD_MS * 1000000u);
+    assert_int_equal(hold_releases(&natter_metrics.shared.kafka_hold_by_time), 1);
+    assert_int_equal(hold_releases(&natter_metrics.shared.kafka_hold_by_count), 1);
+}
+
+/* Closing sends what is held: each post appended is made durable, none
+ * failed. */
+static void test_hold_closes_with_its_posts_sent(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        append_held_post(200 + i);
+    natter_log_kafka.close(hlog);
+    free(hlog);
+    hlog = NULL;
+    wait_hold_durable(HOLD_BATCH + 4);
+    assert_int_equal(hold_releases(&natter_metrics.shared.kafka_hold_by_time), 2);
+}
+
 #define SPAN 20
 static atomic_int span_durable;
 
@@ -591,6 +695,9 @@ int main(void)
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_read_your_writes),
         cmocka_unit_test(test_linger),
+        cmocka_unit_test(test_hold_ends_at_its_batch),
+        cmocka_unit_test(test_hold_is_up_for_a_post_alone),
+        cmocka_unit_test(test_hold_closes_with_its_posts_sent),
         cmocka_unit_test(test_a_retry_commits_what_it_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -85,6 +85,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.kafka_fanout_wait_ms, 20);
     assert_int_equal(c.kafka_linger_ms, 1);
     assert_int_equal(c.kafka_batch, 10000);
+    assert_int_equal(c.kafka_hold_ms, 5);
+    assert_int_equal(c.kafka_hold_batch, 32);
 
     char line[2048], want[2048];
     natter_config_describe(&c, line, sizeof(line));
@@ -96,7 +98,7 @@ static void test_defaults(void **state)
              "ws-ping-interval=30s ws-ping-timeout=10s ws-session-check=60s max-connections=0 fanout-queue=100000 members-ttl=5000ms max-members=1000 max-body=65536 max-header=16384 request-timeout=10000ms write-timeout=30000ms log-queue=100000 "
              "sqlite-sync=full kafka-brokers=127.0.0.1:9092 kafka-topic=chat-messages "
              "kafka-group=natter-store kafka-partitions=6 kafka-replication=1 kafka-timeout=5000ms "
-             "kafka-linger=1ms kafka-batch=10000 kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
+             "kafka-linger=1ms kafka-batch=10000 kafka-hold=5ms kafka-hold-batch=32 kafka-fanout-wait=20ms cql-hosts=127.0.0.1:9042 cql-keyspace=natter cql-consistency=local_quorum "
              "cql-concurrency=16 cql-timeout=5000ms cql-bucket=86400s",
              c.threads);
     assert_string_equal(line, want);
@@ -115,8 +117,12 @@ static void test_env_overrides_default(void **state)
     setenv("NATTER_KAFKA_FANOUT_WAIT", "0", 1);
     setenv("NATTER_KAFKA_LINGER", "2", 1);
     setenv("NATTER_KAFKA_BATCH", "64", 1);
+    setenv("NATTER_KAFKA_HOLD", "5", 1);
+    setenv("NATTER_KAFKA_HOLD_BATCH", "16", 1);
     assert_int_equal(load(&c, err, sizeof(err), NULL), NATTER_OK);
     assert_int_equal(c.kafka_batch, 64);
+    assert_int_equal(c.kafka_hold_ms, 5);
+    assert_int_equal(c.kafka_hold_batch, 16);
     assert_int_equal(c.kafka_fanout_wait_ms, 0);
     assert_int_equal(c.kafka_linger_ms, 2);
     assert_int_equal(c.batch_size, 50);
@@ -214,6 +220,10 @@ static void test_bad_values_rejected(void **state)
     expect_error("--kafka-batch: '0' is not a number in 1..1000000", "--kafka-batch=0", NULL);
     expect_error("--kafka-linger (500 ms) must be shorter than --kafka-timeout (500 ms)", "--kafka-linger=500",
                  "--kafka-timeout=500", NULL);
+    expect_error("--kafka-hold: '1001' is not a number in 0..1000", "--kafka-hold=1001", NULL);
+    expect_error("--kafka-hold-batch: '0' is not a number in 1..1000000", "--kafka-hold-batch=0", NULL);
+    expect_error("--kafka-hold and --kafka-linger (300 + 200 ms) must be shorter than --kafka-timeout (500 ms)",
+                 "--kafka-hold=300", "--kafka-linger=200", "--kafka-timeout=500", NULL);
     expect_error("--listen: 'localhost' is not HOST:PORT", "--listen=localhost", NULL);
     expect_error("--listen: ':8080' is not HOST:PORT", "--listen=:8080", NULL);
     expect_error("--listen: 'h:0' is not HOST:PORT", "--listen=h:0", NULL);
