@@ -273,12 +273,7 @@ int natter_config_load(natter_config_t *cfg, int argc, char **argv, char *err, s
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return NATTER_EINVAL;
     }
-    if (cfg->kafka_linger_ms >= cfg->kafka_timeout_ms) { /* a post would time out waiting for its request */
-        snprintf(err, errlen, "--kafka-linger (%u ms) must be shorter than --kafka-timeout (%u ms)", cfg->kafka_linger_ms,
-                 cfg->kafka_timeout_ms);
-        return NATTER_EINVAL;
-    }
-    if (cfg->kafka_hold_ms + cfg->kafka_linger_ms >= cfg->kafka_timeout_ms) {
+    if (cfg->kafka_hold_ms + cfg->kafka_linger_ms >= cfg->kafka_timeout_ms) { /* a post would time out waiting for its request */
         snprintf(err, errlen, "--kafka-hold and --kafka-linger (%u + %u ms) must be shorter than --kafka-timeout (%u ms)",
                  cfg->kafka_hold_ms, cfg->kafka_linger_ms, cfg->kafka_timeout_ms);
         return NATTER_EINVAL;

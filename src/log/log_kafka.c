@@ -83,9 +83,9 @@ typedef struct {
 
 typedef struct {
     pthread_mutex_t lock;
-    natter_msg_t *waiting, *last; /* behind a held message, in log order; the head is held or gated */
+    natter_msg_t *waiting, *last; /* behind a held message, in log order; the head is held, or the list is on hold */
     uint32_t nwaiting;            /* on the waiting list */
-    uint64_t due_ns;              /* the gate: the list goes to librdkafka by then; 0: not gated */
+    uint64_t due_ns;              /* the hold: the list goes to librdkafka by then; 0: not on hold */
 } __attribute__((aligned(64))) produce_lock_t;
 
 typedef struct {
@@ -119,14 +119,14 @@ typedef struct {
     atomic_int stop_threads;
     pthread_t poll_thread, lag_thread;
 
-    /* The produce gate: a partition's posts wait up to gate_ns for gate_n
-     * of them before they go to librdkafka together (gate_ns 0: off) */
-    uint64_t gate_ns;
-    uint32_t gate_n;
-    pthread_t gate_thread;
-    pthread_mutex_t gate_lock;
-    pthread_cond_t gate_wake; /* a gate opened, or the log closes */
-    int gate_kicked;          /* under gate_lock: a gate opened since the gate thread's last sweep */
+    /* The hold: a partition's posts wait up to hold_ns for hold_n
+     * of them before they go to librdkafka together (hold_ns 0: off) */
+    uint64_t hold_ns;
+    uint32_t hold_n;
+    pthread_t hold_thread;
+    pthread_mutex_t hold_lock;
+    pthread_cond_t hold_wake; /* a hold began, or the log closes */
+    int hold_kicked;          /* under hold_lock: a hold began since the hold thread's last sweep */
 
     char eph_topic[160];
     int eph_partitions;
@@ -242,7 +242,7 @@ static int kafka_failed(natter_log_t *log, char *why, size_t len)
  * 21 ms, where 1 ms without the cap took it whole
  * (bench/results/2026-12-05-kafka-batch.txt). So the defaults stay the
  * ones that cannot cap a partition; natter's own hold (--kafka-hold, see
- * gate_sweep) does what the batch did without the cap. The linger's other price is a
+ * hold_sweep) does what the batch did without the cap. The linger's other price is a
  * spinning thread on a slow broker: librdkafka (2.0.2 here, and its code
  * today) sets the broker thread's wakeup from the oldest queued record's
  * linger before it checks the five-request limit, so while five requests
@@ -435,7 +435,7 @@ static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed);
 /* The hold (--kafka-hold, 5 ms; --kafka-hold-batch, 32): natter keeps a
  * partition's posts on its waiting list (the one held messages use) until
  * --kafka-hold-batch of them are in, which sends them from that append, or
- * until the hold is up, which the gate thread sees to. Kafka's CPU goes by
+ * until the hold is up, which the hold thread sees to. Kafka's CPU goes by
  * produce requests, and librdkafka's linger alone sends about one a
  * millisecond at any rate. This is the linger paid only where posts are
  * few, like librdkafka's batch.num.messages beside a longer linger, but
@@ -452,7 +452,7 @@ static void produce_waiting(log_kafka_t *k, int32_t p, natter_msg_t **failed);
 
 /* Sends every partition's held posts that are due (all: every one); the earliest due
  * time left (0: none). */
-static uint64_t gate_sweep(log_kafka_t *k, int all)
+static uint64_t hold_sweep(log_kafka_t *k, int all)
 {
     uint64_t now = natter_mono_ns(), next = 0;
     for (int p = 0; p < k->partitions; p++) {
@@ -462,8 +462,7 @@ static uint64_t gate_sweep(log_kafka_t *k, int all)
         if (pl->due_ns != 0 && (all || pl->due_ns <= now)) {
             natter_count(&natter_m()->kafka_hold_by_time, 1);
             produce_waiting(k, p, &failed);
-        }
-        else if (pl->due_ns != 0 && (next == 0 || pl->due_ns < next))
+        } else if (pl->due_ns != 0 && (next == 0 || pl->due_ns < next))
             next = pl->due_ns;
         pthread_mutex_unlock(&pl->lock);
         natter_log_fail_all(failed);
@@ -471,19 +470,19 @@ static uint64_t gate_sweep(log_kafka_t *k, int all)
     return next;
 }
 
-static void *gate_main(void *arg)
+static void *hold_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "natter-kafka-gate");
+    pthread_setname_np(pthread_self(), "natter-kafka-hold");
     log_kafka_t *k = arg;
-    pthread_mutex_lock(&k->gate_lock);
+    pthread_mutex_lock(&k->hold_lock);
     while (!atomic_load(&k->stop_threads)) {
-        k->gate_kicked = 0;
-        pthread_mutex_unlock(&k->gate_lock);
-        uint64_t next = gate_sweep(k, 0);
-        pthread_mutex_lock(&k->gate_lock);
+        k->hold_kicked = 0;
+        pthread_mutex_unlock(&k->hold_lock);
+        uint64_t next = hold_sweep(k, 0);
+        pthread_mutex_lock(&k->hold_lock);
         if (atomic_load(&k->stop_threads))
             break;
-        if (k->gate_kicked) /* opened during the sweep: its due time is not in next */
+        if (k->hold_kicked) /* begun during the sweep: its due time is not in next */
             continue;
         uint64_t wait_ns = next == 0 ? 100000000ull : next > natter_mono_ns() ? next - natter_mono_ns() : 0;
         if (wait_ns == 0)
@@ -492,9 +491,9 @@ static void *gate_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + wait_ns;
         ts.tv_sec = (time_t)(at / 1000000000ull), ts.tv_nsec = (long)(at % 1000000000ull);
-        pthread_cond_timedwait(&k->gate_wake, &k->gate_lock, &ts);
+        pthread_cond_timedwait(&k->hold_wake, &k->hold_lock, &ts);
     }
-    pthread_mutex_unlock(&k->gate_lock);
+    pthread_mutex_unlock(&k->hold_lock);
     return NULL;
 }
 
@@ -676,12 +675,12 @@ static void kafka_close(natter_log_t *log)
     atomic_store(&k->stop_threads, 1);
     if (k->lag_thread)
         pthread_join(k->lag_thread, NULL);
-    if (k->gate_thread) {
-        pthread_mutex_lock(&k->gate_lock);
-        pthread_cond_signal(&k->gate_wake);
-        pthread_mutex_unlock(&k->gate_lock);
-        pthread_join(k->gate_thread, NULL);
-        gate_sweep(k, 1);
+    if (k->hold_thread) {
+        pthread_mutex_lock(&k->hold_lock);
+        pthread_cond_signal(&k->hold_wake);
+        pthread_mutex_unlock(&k->hold_lock);
+        pthread_join(k->hold_thread, NULL);
+        hold_sweep(k, 1);
     }
     if (k->producer) {
         rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
@@ -712,8 +711,8 @@ static void kafka_close(natter_log_t *log)
     pthread_mutex_destroy(&k->status_lock);
     pthread_mutex_destroy(&k->fanout_lock);
     pthread_cond_destroy(&k->fanout_moved);
-    pthread_mutex_destroy(&k->gate_lock);
-    pthread_cond_destroy(&k->gate_wake);
+    pthread_mutex_destroy(&k->hold_lock);
+    pthread_cond_destroy(&k->hold_wake);
 }
 
 static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, size_t errlen)
@@ -723,10 +722,10 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     k->cfg = cfg;
     pthread_mutex_init(&k->status_lock, NULL);
     pthread_mutex_init(&k->fanout_lock, NULL);
-    pthread_mutex_init(&k->gate_lock, NULL);
-    natter_mono_cond_init(&k->gate_wake);
-    k->gate_ns = (uint64_t)cfg->kafka_hold_ms * 1000000u;
-    k->gate_n = cfg->kafka_hold_batch;
+    pthread_mutex_init(&k->hold_lock, NULL);
+    natter_mono_cond_init(&k->hold_wake);
+    k->hold_ns = (uint64_t)cfg->kafka_hold_ms * 1000000u;
+    k->hold_n = cfg->kafka_hold_batch;
     natter_mono_cond_init(&k->fanout_moved);
     snprintf(k->topic, sizeof(k->topic), "%s", cfg->kafka_topic);
     snprintf(k->dlq_topic, sizeof(k->dlq_topic), "%s-dead-letters", cfg->kafka_topic);
@@ -756,8 +755,8 @@ static int kafka_open(natter_log_t *log, const natter_config_t *cfg, char *err, 
     natter_metrics_set_partitions(k->partitions);
     pthread_create(&k->poll_thread, NULL, poll_main, k);
     pthread_create(&k->lag_thread, NULL, lag_main, k);
-    if (k->gate_ns > 0)
-        pthread_create(&k->gate_thread, NULL, gate_main, k);
+    if (k->hold_ns > 0)
+        pthread_create(&k->hold_thread, NULL, hold_main, k);
     return NATTER_OK;
 }
 
@@ -838,8 +837,8 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
     }
     msg->log_held = (uint8_t)held;
     natter_msg_t *failed = NULL;
-    int opened = 0;
-    if (pl->waiting == NULL && !held && k->gate_ns == 0) {
+    int began = 0;
+    if (pl->waiting == NULL && !held && k->hold_ns == 0) {
         rc = produce(k, p, msg);
     } else {
         msg->next = NULL;
@@ -849,13 +848,12 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
             pl->waiting = msg;
         pl->last = msg;
         pl->nwaiting++;
-        if (k->gate_ns > 0 && !pl->waiting->log_held) {
-            if (pl->nwaiting >= k->gate_n) {
+        if (k->hold_ns > 0 && !pl->waiting->log_held) {
+            if (pl->nwaiting >= k->hold_n) {
                 natter_count(&natter_m()->kafka_hold_by_count, 1);
                 produce_waiting(k, p, &failed);
-            }
-            else if (pl->due_ns == 0)
-                pl->due_ns = natter_mono_ns() + k->gate_ns, opened = 1;
+            } else if (pl->due_ns == 0)
+                pl->due_ns = natter_mono_ns() + k->hold_ns, began = 1;
         }
     }
     pthread_mutex_unlock(&pl->lock);
@@ -866,11 +864,11 @@ static int enqueue(log_kafka_t *k, natter_msg_t *msg, id_policy_t ids, int held)
             rc = NATTER_EUNAVAIL;
             break;
         }
-    if (opened) {
-        pthread_mutex_lock(&k->gate_lock);
-        k->gate_kicked = 1;
-        pthread_cond_signal(&k->gate_wake);
-        pthread_mutex_unlock(&k->gate_lock);
+    if (began) {
+        pthread_mutex_lock(&k->hold_lock);
+        k->hold_kicked = 1;
+        pthread_cond_signal(&k->hold_wake);
+        pthread_mutex_unlock(&k->hold_lock);
     }
     natter_log_fail_all(failed);
     return rc;
@@ -1335,7 +1333,7 @@ static void kafka_shutdown(natter_log_t *log)
 {
     log_kafka_t *k = (log_kafka_t *)log;
     close_to_readers(k);
-    gate_sweep(k, 1); /* what --kafka-hold holds goes now */
+    hold_sweep(k, 1); /* what --kafka-hold holds goes now */
     /* what was produced gets its report (202 or 503) before the loop stops */
     rd_kafka_flush(k->producer, (int)k->cfg->kafka_timeout_ms);
 }

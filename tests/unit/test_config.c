@@ -117,11 +117,11 @@ static void test_env_overrides_default(void **state)
     setenv("NATTER_KAFKA_FANOUT_WAIT", "0", 1);
     setenv("NATTER_KAFKA_LINGER", "2", 1);
     setenv("NATTER_KAFKA_BATCH", "64", 1);
-    setenv("NATTER_KAFKA_HOLD", "5", 1);
+    setenv("NATTER_KAFKA_HOLD", "7", 1);
     setenv("NATTER_KAFKA_HOLD_BATCH", "16", 1);
     assert_int_equal(load(&c, err, sizeof(err), NULL), NATTER_OK);
     assert_int_equal(c.kafka_batch, 64);
-    assert_int_equal(c.kafka_hold_ms, 5);
+    assert_int_equal(c.kafka_hold_ms, 7);
     assert_int_equal(c.kafka_hold_batch, 16);
     assert_int_equal(c.kafka_fanout_wait_ms, 0);
     assert_int_equal(c.kafka_linger_ms, 2);
@@ -218,8 +218,8 @@ static void test_bad_values_rejected(void **state)
     expect_error("--kafka-fanout-wait: '251' is not a number in 0..250", "--kafka-fanout-wait=251", NULL);
     expect_error("--kafka-linger: '1001' is not a number in 0..1000", "--kafka-linger=1001", NULL);
     expect_error("--kafka-batch: '0' is not a number in 1..1000000", "--kafka-batch=0", NULL);
-    expect_error("--kafka-linger (500 ms) must be shorter than --kafka-timeout (500 ms)", "--kafka-linger=500",
-                 "--kafka-timeout=500", NULL);
+    expect_error("--kafka-hold and --kafka-linger (0 + 500 ms) must be shorter than --kafka-timeout (500 ms)",
+                 "--kafka-hold=0", "--kafka-linger=500", "--kafka-timeout=500", NULL);
     expect_error("--kafka-hold: '1001' is not a number in 0..1000", "--kafka-hold=1001", NULL);
     expect_error("--kafka-hold-batch: '0' is not a number in 1..1000000", "--kafka-hold-batch=0", NULL);
     expect_error("--kafka-hold and --kafka-linger (300 + 200 ms) must be shorter than --kafka-timeout (500 ms)",
