@@ -484,13 +484,11 @@ static void *hold_main(void *arg)
             break;
         if (k->hold_kicked) /* begun during the sweep: its due time is not in next */
             continue;
-        uint64_t wait_ns = next == 0 ? 100000000ull : next > natter_mono_ns() ? next - natter_mono_ns() : 0;
-        if (wait_ns == 0)
-            continue;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + wait_ns;
-        ts.tv_sec = (time_t)(at / 1000000000ull), ts.tv_nsec = (long)(at % 1000000000ull);
+        struct timespec ts; /* next is a natter_mono_ns time, on the condition's clock; a past one returns at once */
+        if (next == 0)
+            natter_mono_deadline(&ts, 100);
+        else
+            ts = (struct timespec){.tv_sec = (time_t)(next / 1000000000ull), .tv_nsec = (long)(next % 1000000000ull)};
         pthread_cond_timedwait(&k->hold_wake, &k->hold_lock, &ts);
     }
     pthread_mutex_unlock(&k->hold_lock);
