@@ -101,6 +101,11 @@ void natter_mono_deadline(struct timespec *ts, int ms)
     }
 }
 
+struct timespec natter_mono_timespec(uint64_t ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+}
+
 void natter_mono_cond_init(pthread_cond_t *cond)
 {
     pthread_condattr_t attr;

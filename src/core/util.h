@@ -29,6 +29,8 @@ int64_t natter_mono_ms(void);
 /* The monotonic time ms from now, as pthread_cond_timedwait takes it on a
  * condition variable whose clock is CLOCK_MONOTONIC. */
 void natter_mono_deadline(struct timespec *ts, int ms);
+/* A natter_mono_ns time as the timespec such a timed wait takes. */
+struct timespec natter_mono_timespec(uint64_t ns);
 /* Initialises a condition variable whose timed waits are on CLOCK_MONOTONIC
  * (deadlines from natter_mono_deadline; a wall clock step moves none). */
 void natter_mono_cond_init(pthread_cond_t *cond);

@@ -488,7 +488,7 @@ static void *hold_main(void *arg)
         if (next == 0)
             natter_mono_deadline(&ts, 100);
         else
-            ts = (struct timespec){.tv_sec = (time_t)(next / 1000000000ull), .tv_nsec = (long)(next % 1000000000ull)};
+            ts = natter_mono_timespec(next);
         pthread_cond_timedwait(&k->hold_wake, &k->hold_lock, &ts);
     }
     pthread_mutex_unlock(&k->hold_lock);

@@ -193,11 +193,6 @@ static int in_ring(const ring_t *r, int host)
     return r == NULL || r->n == 0 || r->member[host];
 }
 
-static struct timespec mono_timespec(uint64_t ns)
-{
-    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-}
-
 static void host_down(cql_client_t *cl, int host, unsigned gen, const char *why);
 static void on_event(cql_client_t *cl, const uint8_t *frame, size_t len);
 
@@ -696,7 +691,7 @@ static void *monitor_main(void *arg)
     cql_client_t *cl = arg;
     pthread_mutex_lock(&cl->lock);
     while (!cl->stopping) {
-        struct timespec until = mono_timespec(natter_mono_ns() + MONITOR_PERIOD_NS);
+        struct timespec until = natter_mono_timespec(natter_mono_ns() + MONITOR_PERIOD_NS);
         if (!cl->refresh_wanted)
             pthread_cond_timedwait(&cl->monitor_cond, &cl->lock, &until);
         if (cl->stopping)
@@ -1006,7 +1001,7 @@ static int call_send_when_free(cql_call_t *call, int only)
  * up (the reader drops the late answer) and returns NATTER_ETIMEDOUT. */
 static int call_await(cql_call_t *call)
 {
-    struct timespec until = mono_timespec(call->deadline_ns);
+    struct timespec until = natter_mono_timespec(call->deadline_ns);
     pthread_mutex_lock(&call->lock);
     while (!call->done)
         if (pthread_cond_timedwait(&call->cond, &call->lock, &until) == ETIMEDOUT)
