@@ -92,13 +92,7 @@ int64_t natter_mono_ms(void)
 
 void natter_mono_deadline(struct timespec *ts, int ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
+    *ts = natter_mono_timespec(natter_mono_ns() + (uint64_t)(ms > 0 ? ms : 0) * 1000000u);
 }
 
 struct timespec natter_mono_timespec(uint64_t ns)

@@ -26,8 +26,9 @@ uint64_t natter_mono_ns(void);
 /* The same in milliseconds: what rate limits and throttles count in, so a
  * wall clock stepped back freezes none of them. */
 int64_t natter_mono_ms(void);
-/* The monotonic time ms from now, as pthread_cond_timedwait takes it on a
- * condition variable whose clock is CLOCK_MONOTONIC. */
+/* The monotonic time ms from now (a negative ms is now), as
+ * pthread_cond_timedwait takes it on a condition variable whose clock is
+ * CLOCK_MONOTONIC. */
 void natter_mono_deadline(struct timespec *ts, int ms);
 /* A natter_mono_ns time as the timespec such a timed wait takes. */
 struct timespec natter_mono_timespec(uint64_t ns);

@@ -1226,7 +1226,7 @@ static int kafka_fanout_wait_own(natter_log_t *log, uint64_t chat_id, int timeou
     int32_t p = partition_of(k, chat_id, key, &klen);
     int64_t want = atomic_load(&k->own_durable[p]);
     struct timespec until;
-    natter_mono_deadline(&until, timeout_ms > 0 ? timeout_ms : 0);
+    natter_mono_deadline(&until, timeout_ms);
     int rc = NATTER_OK;
     pthread_mutex_lock(&k->fanout_lock);
     k->fanout_waiters++;

@@ -239,6 +239,33 @@ static void test_clocks(void **state)
     assert_true(b >= a);
 }
 
+static uint64_t timespec_ns(struct timespec ts)
+{
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void test_mono_deadlines(void **state)
+{
+    (void)state;
+    struct timespec ts = natter_mono_timespec(3999999999u);
+    assert_int_equal(ts.tv_sec, 3);
+    assert_int_equal(ts.tv_nsec, 999999999);
+    ts = natter_mono_timespec(4000000000u);
+    assert_int_equal(ts.tv_sec, 4);
+    assert_int_equal(ts.tv_nsec, 0);
+
+    int ms[] = {0, 1, 999, 1500, 86400000, -5};
+    for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+        uint64_t add = ms[i] > 0 ? (uint64_t)ms[i] * 1000000u : 0;
+        uint64_t before = natter_mono_ns();
+        natter_mono_deadline(&ts, ms[i]);
+        uint64_t after = natter_mono_ns();
+        assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000);
+        assert_true(timespec_ns(ts) >= before + add);
+        assert_true(timespec_ns(ts) <= after + add);
+    }
+}
+
 static void test_alloc_helpers(void **state)
 {
     (void)state;
@@ -286,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_parse_u64_rejects),
         cmocka_unit_test(test_format_time),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_mono_deadlines),
         cmocka_unit_test(test_alloc_helpers),
         cmocka_unit_test(test_strerror),
     };

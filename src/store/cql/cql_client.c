@@ -70,7 +70,7 @@
 #define MAX_REPLICAS 8 /* distinct hosts kept per ring position, in ring order */
 #define BACKOFF_MIN_NS 100000000ull
 #define BACKOFF_MAX_NS 2000000000ull
-#define MONITOR_PERIOD_NS 100000000ull
+#define MONITOR_PERIOD_MS 100
 #define SCHEMA_POLL_US 200000u
 #define REFRESH_PERIOD_NS 60000000000ull /* the ring is read again this often even without events */
 #define EVENTS_RETRY_NS 1000000000ull    /* after no host took the events connection */
@@ -691,7 +691,8 @@ static void *monitor_main(void *arg)
     cql_client_t *cl = arg;
     pthread_mutex_lock(&cl->lock);
     while (!cl->stopping) {
-        struct timespec until = natter_mono_timespec(natter_mono_ns() + MONITOR_PERIOD_NS);
+        struct timespec until;
+        natter_mono_deadline(&until, MONITOR_PERIOD_MS);
         if (!cl->refresh_wanted)
             pthread_cond_timedwait(&cl->monitor_cond, &cl->lock, &until);
         if (cl->stopping)
