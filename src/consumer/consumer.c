@@ -195,8 +195,8 @@ static void hand_off(natter_consumer_t *c, natter_msg_t *head, int rc)
         pthread_cond_wait(&c->sync_room, &c->sync_lock);
     c->written[(c->written_first + c->written_len++) % NATTER_CONSUMER_SYNC_QUEUE] =
         (natter_consumer_written_t){head, rc};
-    pthread_cond_signal(&c->sync_wake);
     pthread_mutex_unlock(&c->sync_lock);
+    pthread_cond_signal(&c->sync_wake); /* unlocked: the woken stage finds the lock free */
 }
 
 /* The sync stage: every batch queued when it wakes was written before its
@@ -218,8 +218,8 @@ static void *sync_main(void *arg)
             taken[i] = c->written[(c->written_first + i) % NATTER_CONSUMER_SYNC_QUEUE];
         c->written_first = (c->written_first + n) % NATTER_CONSUMER_SYNC_QUEUE;
         c->written_len = 0;
-        pthread_cond_signal(&c->sync_room);
         pthread_mutex_unlock(&c->sync_lock);
+        pthread_cond_signal(&c->sync_room);
         if (n == 0)
             break;
         int written = 0, synced = NATTER_OK;

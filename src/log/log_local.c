@@ -101,11 +101,15 @@ static void local_close(natter_log_t *log)
     pthread_mutex_destroy(&l->eph_lock);
 }
 
+/* The lock is taken only to wait until a consumer that announced its sleep
+ * is inside its wait (so the signal cannot fall between its last check and
+ * the wait); the signal comes after the unlock, so the consumer it wakes
+ * does not wake only to block on the lock this thread still holds. */
 static void wake_consumer(log_local_t *l)
 {
     pthread_mutex_lock(&l->wait_lock);
-    pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->wait_lock);
+    pthread_cond_signal(&l->wake);
 }
 
 static int local_append(natter_log_t *log, natter_msg_t *msg)
