@@ -5,7 +5,6 @@
 #include "gateway/gateway.h"
 #include "natter.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,16 +199,6 @@ static void hand_off(natter_consumer_t *c, natter_msg_t *head, int rc)
     pthread_cond_signal(&c->sync_wake); /* unlocked: the woken stage finds the lock free */
 }
 
-/* The store and sync stages run as SCHED_BATCH: a loop that hands them work
- * goes on reading and answering until it runs out, instead of being
- * preempted by the thread it woke (on a core they share, the batch then
- * also holds what the loop read meanwhile). On failure a stage is scheduled
- * as the process is. */
-static void batch_scheduled(void)
-{
-    pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){.sched_priority = 0});
-}
-
 /* The sync stage: every batch queued when it wakes was written before its
  * one records_sync, which makes them all durable. A failed sync fails
  * them (their posters are answered with the error, nothing is pushed) and
@@ -217,7 +206,7 @@ static void batch_scheduled(void)
 static void *sync_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-sync");
-    batch_scheduled();
+    natter_sched_batch(); /* see consumer_main */
     natter_consumer_t *c = arg;
     natter_app_t *app = c->app;
     natter_consumer_written_t taken[NATTER_CONSUMER_SYNC_QUEUE];
@@ -260,7 +249,10 @@ static void *sync_main(void *arg)
 static void *consumer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-store");
-    batch_scheduled();
+    /* a loop that hands this stage (or the sync stage) work goes on reading
+     * and answering instead of being preempted by it; on a core they share
+     * the batch then also holds what the loop read meanwhile */
+    natter_sched_batch();
     natter_consumer_t *c = arg;
     natter_app_t *app = c->app;
     /* posters wait for the store only on a log without its own fan-out

@@ -1,6 +1,7 @@
 #include "core/util.h"
 #include "core/error.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,11 @@ void natter_mono_cond_init(pthread_cond_t *cond)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(cond, &attr);
     pthread_condattr_destroy(&attr);
+}
+
+void natter_sched_batch(void)
+{
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){.sched_priority = 0});
 }
 
 /* Days since 1970-01-01 to a proleptic Gregorian date, by arithmetic on

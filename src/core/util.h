@@ -35,6 +35,11 @@ struct timespec natter_mono_timespec(uint64_t ns);
 /* Initialises a condition variable whose timed waits are on CLOCK_MONOTONIC
  * (deadlines from natter_mono_deadline; a wall clock step moves none). */
 void natter_mono_cond_init(pthread_cond_t *cond);
+/* Schedules the calling thread as SCHED_BATCH: when it wakes it does not
+ * preempt the thread running on its core (an event loop), and it keeps the
+ * same share of the CPU. On failure the thread stays scheduled as the
+ * process is. */
+void natter_sched_batch(void);
 
 /* Formats ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T21:30:00.123Z"); dst must hold NATTER_TIME_LEN bytes. */

@@ -2,15 +2,14 @@
 #include "core/error.h"
 #include "core/util.h"
 
-#include <sched.h>
 #include <stdlib.h>
 
 static void *worker_main(void *arg)
 {
     natter_workers_t *w = arg;
     pthread_setname_np(pthread_self(), w->name);
-    if (w->batch) /* on failure it is scheduled as the process is */
-        pthread_setschedparam(pthread_self(), SCHED_BATCH, &(struct sched_param){.sched_priority = 0});
+    if (w->batch)
+        natter_sched_batch();
     pthread_mutex_lock(&w->lock);
     for (;;) {
         while (w->head == NULL && !w->stopping)
