@@ -208,7 +208,7 @@ static size_t local_poll(natter_log_t *log, natter_msg_t **head, size_t max, int
          * next one fills while the last is stored; a message that finds the
          * consumer idle longer than that goes at once, and so does a batch
          * once a loop that appended to it ran out of work (local_idle) */
-        until = (struct timespec){(time_t)(start / 1000000000u), (long)(start % 1000000000u)};
+        until = natter_mono_timespec(start);
         sleep_until(l, WAIT_FULL, max, &until);
         now = natter_mono_ns();
     }
