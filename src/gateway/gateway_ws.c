@@ -246,6 +246,7 @@ static void conn_dead(ws_conn_t *c)
     unlink_timer(&c->grace);
     unlink_timer(&c->quiet);
     natter_count(&natter_m()->ws_open, (uint64_t)-1);
+    atomic_fetch_sub(&gw->app->websockets, 1);
     natter_ephemeral_socket(gw->app, c->user_id, -1);
     c->next_dead = gw->dead;
     gw->dead = c;
@@ -937,6 +938,7 @@ static ws_conn_t *conn_new(natter_gateway_t *gw, const natter_ticket_t *session)
     natter_u64map_put(&gw->users, user_id, c);
     natter_u64map_put(&gw->conns, c->id, c);
     natter_count(&natter_m()->ws_open, 1);
+    atomic_fetch_add(&gw->app->websockets, 1);
     natter_ephemeral_socket(gw->app, user_id, +1);
     return c;
 }

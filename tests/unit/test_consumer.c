@@ -68,6 +68,7 @@ static int group_setup(void **state)
     h2o_multithread_register_receiver(q, &H.loop.fanout, capture_fanout);
     char tok[NATTER_TOKEN_LEN + 1];
     harness_user(1, "poster", tok);
+    atomic_store(&H.app.websockets, 1); /* as if a socket were open: no push is built while none is */
     return 0;
 }
 
@@ -180,6 +181,24 @@ static void test_a_message_is_pushed_to_the_recipients_it_carries(void **state)
     await_pushed(1);
     assert_int_equal(npushed_to, 1);
     assert_int_equal(pushed_to[0], 1);
+}
+
+/* With no WebSocket open on the node no push is built; the messages are
+ * stored and answered all the same. The sentinel of await_pushed, posted
+ * once a socket is counted again, is the only push the loop receives: the
+ * three before it would have arrived first. */
+static void test_nothing_is_pushed_while_no_websocket_is_open(void **state)
+{
+    (void)state;
+    atomic_store(&H.app.websockets, 0);
+    append(3, 0);
+    await_outcomes(3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&outcomes[i].status), NATTER_OK);
+    uint64_t ids[4];
+    assert_int_equal(harness_history(chat, ids, 4), 3);
+    atomic_store(&H.app.websockets, 1);
+    await_pushed(0);
 }
 
 static size_t stored(uint64_t *ids, size_t max)
@@ -445,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repeat_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unready_while_the_store_fails_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_message_is_pushed_to_the_recipients_it_carries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_is_pushed_while_no_websocket_is_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_sync_stops_the_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_written_during_a_sync_share_the_next, setup, teardown),
     };
