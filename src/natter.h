@@ -60,7 +60,10 @@ typedef struct natter_app {
     natter_ratelimit_t ratelimit_writes; /* the API's other writes (tickets, chats, members), per user */
     natter_ratelimit_t ratelimit_reads;  /* the API's reads (history, events, lists), per user */
     atomic_uint in_flight_waits;         /* workers waiting for a message that may be in flight (events.c) */
-    atomic_size_t websockets;            /* open on this node, any loop's: with none, no push is built (consumer.c) */
+    /* WebSockets open on this node, any loop's: with none, no push is built
+     * (consumer.c). Not the sum of the loops' ws_open metric: metrics count
+     * relaxed, and the check's argument needs the open ordered before it. */
+    atomic_size_t websockets;
     natter_session_cache_t sessions;
     natter_client_ids_t client_ids; /* recent posts' client_ids: repeats answered without the store */
     natter_workers_t workers;
