@@ -92,6 +92,16 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
+/* A batch's messages go INSERT_ROWS to a statement (then the rest 8 to one):
+ * one step runs the insert's cursors and constraint checks over all of
+ * them, where one statement a row opens them again for each (a sixth to a
+ * fifth of the store thread's CPU a message;
+ * bench/results/2026-12-08-multirow-insert.txt). */
+#define INSERT_ROWS 32
+#define ROW "(?,?,?,?,?,?)"
+#define ROWS8 ROW "," ROW "," ROW "," ROW "," ROW "," ROW "," ROW "," ROW
+#define ROWS32 ROWS8 "," ROWS8 "," ROWS8 "," ROWS8
+
 enum {
     Q_USER_INSERT,
     Q_USER_BY_NAME,
@@ -108,6 +118,8 @@ enum {
     Q_MEMBER_REMOVE,
     Q_USER_CHATS,
     Q_MESSAGE_INSERT,
+    Q_MESSAGE_INSERT_8,
+    Q_MESSAGE_INSERT_32,
     Q_PAGE_AFTER,
     Q_PAGE_BEFORE,
     Q_MESSAGE_IN_CHAT,
@@ -182,6 +194,10 @@ static const char *const queries[NQUERIES] = {
         " ORDER BY p.act DESC",
     [Q_MESSAGE_INSERT] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_MESSAGE_INSERT_8] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
+                           " VALUES " ROWS8,
+    [Q_MESSAGE_INSERT_32] = "INSERT OR IGNORE INTO messages (id, chat_id, sender_id, content, created_at, client_id)"
+                            " VALUES " ROWS32,
     [Q_PAGE_AFTER] = "SELECT " MSG_COLS " FROM messages WHERE chat_id = ?1 AND id > ?2 AND id < ?3"
                      " ORDER BY id ASC LIMIT ?4",
     [Q_PAGE_BEFORE] = "SELECT " MSG_COLS " FROM messages WHERE chat_id = ?1 AND id < ?2"
@@ -791,22 +807,47 @@ static int sq_user_chats(natter_store_t *base, uint64_t user_id, uint64_t before
     return rc_of(src);
 }
 
+/* Binds one message row at parameters at+1 .. at+6 of st. */
+static void bind_message(sqlite3_stmt *st, int at, uint64_t id, const natter_msg_t *m, const char *content,
+                         size_t content_len, int64_t created_at_ms)
+{
+    BIND_ID(st, at + 1, id);
+    BIND_ID(st, at + 2, m->chat_id);
+    BIND_ID(st, at + 3, m->sender_id);
+    sqlite3_bind_text(st, at + 4, content, (int)content_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, at + 5, created_at_ms);
+    if (m->client_id_len > 0)
+        sqlite3_bind_text(st, at + 6, m->client_id, (int)m->client_id_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, at + 6);
+}
+
 /* Binds and runs the message insert (ignored when the id is stored already). */
 static int insert_message(conn_t *c, uint64_t id, const natter_msg_t *m, const char *content, size_t content_len,
                           int64_t created_at_ms)
 {
     sqlite3_stmt *st = c->stmt[Q_MESSAGE_INSERT];
     sqlite3_reset(st);
-    BIND_ID(st, 1, id);
-    BIND_ID(st, 2, m->chat_id);
-    BIND_ID(st, 3, m->sender_id);
-    sqlite3_bind_text(st, 4, content, (int)content_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, created_at_ms);
-    if (m->client_id_len > 0)
-        sqlite3_bind_text(st, 6, m->client_id, (int)m->client_id_len, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 6);
+    bind_message(st, 0, id, m, content, content_len, created_at_ms);
     return exec_stmt(st);
+}
+
+/* Inserts the n (at most INSERT_ROWS) messages linked from *m under their
+ * own ids, as many as it can 32 or 8 to a statement, and moves *m past them. */
+static int insert_run(conn_t *c, natter_msg_t **m, size_t n)
+{
+    int rc = NATTER_OK;
+    while (n > 0 && rc == NATTER_OK) {
+        size_t rows = n >= 32 ? 32 : n >= 8 ? 8 : 1;
+        int q = rows == 32 ? Q_MESSAGE_INSERT_32 : rows == 8 ? Q_MESSAGE_INSERT_8 : Q_MESSAGE_INSERT;
+        sqlite3_stmt *st = c->stmt[q];
+        sqlite3_reset(st);
+        for (size_t i = 0; i < rows; i++, *m = (*m)->next)
+            bind_message(st, (int)i * 6, (*m)->id, *m, (*m)->content, (*m)->content_len, (*m)->created_at_ms);
+        rc = exec_stmt(st);
+        n -= rows;
+    }
+    return rc;
 }
 
 static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n)
@@ -818,8 +859,12 @@ static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
         release(s, c);
         return rc;
     }
-    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next)
-        rc = insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK;) {
+        size_t k = 0;
+        for (natter_msg_t *r = m; r != NULL && k < INSERT_ROWS; r = r->next)
+            k++;
+        rc = insert_run(c, &m, k);
+    }
     rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
@@ -1210,14 +1255,31 @@ static int records_write_on(store_sqlite_t *s, conn_t *c, natter_msg_t *head, in
     natter_vec_init(&repeats, sizeof(repeat_t));
     if (claim)
         rc = sweep_claims(s, c, now_ms);
+    /* Messages that need no claim gather in a run (from `run`, nrun long),
+     * inserted INSERT_ROWS at a time; a record of any other kind first
+     * inserts the run before it, so it sees every message ahead of it. */
+    natter_msg_t *run = head;
+    size_t nrun = 0;
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
+        if (m->kind == NATTER_EV_MESSAGE && (!claim || m->client_id_len == 0)) {
+            if (++nrun == INSERT_ROWS) {
+                rc = insert_run(c, &run, nrun);
+                nrun = 0;
+            }
+            continue;
+        }
+        if (nrun > 0 && (rc = insert_run(c, &run, nrun)) != NATTER_OK)
+            break;
+        nrun = 0;
+        run = m->next;
         if (m->kind == NATTER_EV_MESSAGE)
-            rc = claim ? write_claimed(c, m, now_ms, &repeats)
-                       : insert_message(c, m->id, m, m->content, m->content_len, m->created_at_ms);
+            rc = write_claimed(c, m, now_ms, &repeats);
         else if (natter_event_stored(m->kind) && (rc = record_event(c, m, &fresh)) == NATTER_OK && fresh &&
                  (rc = apply_event(c, m)) == NATTER_OK && m->unapplied)
             rc = mark_unapplied(c, m);
     }
+    if (nrun > 0 && rc == NATTER_OK)
+        rc = insert_run(c, &run, nrun);
     rc = end_transaction(s, c, rc);
     for (size_t i = 0; i < repeats.len && rc == NATTER_OK; i++) {
         repeat_t *r = NATTER_VEC_AT(&repeats, repeat_t, i);

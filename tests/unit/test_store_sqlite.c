@@ -771,6 +771,32 @@ static void test_records_write_claimed(void **state)
     }
 }
 
+/* Claims amid a long batch: the messages without a client_id around them
+ * go many rows to a statement, and each claim still sees what came before. */
+static void test_records_write_claimed_long_batch(void **state)
+{
+    fixture_t *f = *state;
+    natter_msg_t *head = NULL, **tail = &head, *a = NULL, *b = NULL;
+    uint64_t id = 100;
+    for (int part = 0; part < 3; part++) {
+        for (int i = 0; i < (part == 2 ? 5 : 40); i++, tail = &(*tail)->next)
+            *tail = make_msg(id++, 5, 1, NULL);
+        if (part < 2) {
+            *tail = make_msg(id++, 5, 1, "x");
+            *(part == 0 ? &a : &b) = *tail;
+            tail = &(*tail)->next;
+        }
+    }
+    assert_int_equal(OPS(f)->records_write(f->s, head, id - 100, 1, natter_now_ms()), NATTER_OK);
+    assert_int_equal(a->duplicate, 0);
+    assert_int_equal(b->duplicate, 1);
+    assert_int_equal(b->id, a->id);
+    /* ids 100 .. 186 but b's own (181): page by page, around the gap */
+    expect_page(f, 5, NATTER_CURSOR_NONE, 181, 200, 100, 180, 0);
+    expect_page(f, 5, 181, NATTER_CURSOR_NONE, 200, 182, 186, 0);
+    natter_msg_free_list(head);
+}
+
 static void test_claimed_message_lost_is_healed(void **state)
 {
     fixture_t *f = *state;
@@ -892,6 +918,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_id_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id_claims_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_write_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_write_claimed_long_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_write_unsynced_then_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claimed_message_lost_is_healed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),

@@ -358,6 +358,59 @@ static void test_redelivery_changes_nothing(void **state)
     assert_int_equal(event_count(f), events);
 }
 
+/* Pushes messages first .. first+n-1 (content "m<id>") to b. */
+static void push_messages(batch_t *b, uint64_t first, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[16];
+        snprintf(text, sizeof(text), "m%llu", (unsigned long long)(first + i));
+        push(b, NATTER_EV_MESSAGE, first + i, 1 + i % 2, 0, text);
+    }
+}
+
+/* A long batch whose messages the store inserts many rows to a statement:
+ * every message is stored once with its own fields, a repeated id keeps
+ * its first, and an event sees each message ahead of it in the batch
+ * (the rows gathered before it are written first), at every run length. */
+static void test_long_batch_in_runs(void **state)
+{
+    fixture_t *f = *state;
+    batch_t b;
+    batch_init(&b);
+    push_messages(&b, 100, 45);                           /* 32 + 13 gathered when the edit comes */
+    push(&b, NATTER_EV_EDIT, 1000, 1, 144, "m144 edited"); /* the last of them, not yet written */
+    push_messages(&b, 200, 40);
+    push(&b, NATTER_EV_MESSAGE, 105, 2, 0, "a repeat of 105"); /* an id seen earlier in the batch */
+    push(&b, NATTER_EV_REACT_ADD, 1001, 2, 239, THUMB);
+    push_messages(&b, 300, 9); /* 8 + 1, written at the batch's end */
+    for (int again = 0; again < 2; again++)
+        batch_write(f, &b);
+    batch_free(&b);
+
+    natter_vec_t v;
+    natter_vec_init(&v, sizeof(natter_msg_t *));
+    int more;
+    assert_int_equal(OPS(f)->messages_page(f->s, 10, NATTER_CURSOR_NONE, NATTER_CURSOR_NONE, 200, &v, &more),
+                     NATTER_OK);
+    assert_int_equal(v.len, 45 + 40 + 9);
+    for (size_t i = 0; i < v.len; i++) {
+        natter_msg_t *m = *NATTER_VEC_AT(&v, natter_msg_t *, i);
+        uint64_t want = i < 45 ? 100 + i : i < 85 ? 200 + (i - 45) : 300 + (i - 85);
+        char text[32];
+        snprintf(text, sizeof(text), want == 144 ? "m%llu edited" : "m%llu", (unsigned long long)want);
+        assert_int_equal(m->id, want);
+        assert_string_equal(m->content, text);
+        assert_int_equal(m->sender_id, 1 + (want % 100) % 2);
+        assert_int_equal(m->created_at_ms, 1700000000000LL + (int64_t)want);
+        assert_int_equal(m->client_id_len, 3);
+        assert_memory_equal(m->client_id, "cid", 3);
+        free(m);
+    }
+    natter_vec_free(&v);
+    expect_reactions(f, 239, THUMB ":2");
+    assert_int_equal(event_count(f), 2);
+}
+
 /* What an edit or delete may touch: its sender's message of its chat, and
  * never back to an older edit. */
 static void test_edit_rules(void **state)
@@ -596,6 +649,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_overwrites_the_words_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_leaves_no_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redelivery_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_batch_in_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edit_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_without_effect, setup, teardown),
