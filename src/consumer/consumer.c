@@ -321,9 +321,9 @@ static natter_msg_t *split_replayed(natter_msg_t *head, natter_msg_t **replayed)
     return live;
 }
 
-/* On a log with its own fan-out stream (Kafka): every node pushes what it
- * reads there, then keeps it in its unstored tail for history reads
- * (consumer/tail.h). */
+/* On a log with its own fan-out stream (Kafka): every node keeps what it
+ * reads there in its unstored tail for history reads (consumer/tail.h),
+ * and pushes it (natter_consumer_fanout). */
 static void *fanout_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "natter-fanout");
@@ -338,13 +338,19 @@ static void *fanout_main(void *arg)
             natter_tail_prune(app->tail);
             continue;
         }
-        natter_msg_t *replayed = NULL, *live = split_replayed(head, &replayed);
-        if (live != NULL)
-            natter_fanout_dispatch(app, natter_fanout_build(app, live));
-        natter_tail_add(app->tail, live);
-        natter_tail_add(app->tail, replayed);
+        natter_consumer_fanout(app, head);
     }
     return NULL;
+}
+
+void natter_consumer_fanout(natter_app_t *app, natter_msg_t *head)
+{
+    natter_msg_t *replayed = NULL, *live = split_replayed(head, &replayed);
+    natter_fanout_t *pushes = live != NULL ? natter_fanout_build(app, live) : NULL;
+    natter_tail_add(app->tail, live);
+    natter_tail_add(app->tail, replayed);
+    if (pushes != NULL)
+        natter_fanout_dispatch(app, pushes);
 }
 
 void natter_consumer_init(natter_consumer_t *c, natter_app_t *app)

@@ -69,5 +69,12 @@ void natter_consumer_join(natter_consumer_t *c);
  * store refusing or away), or the log says its consumer cannot consume
  * (fenced, the broker away). Any thread. */
 int natter_consumer_status(natter_consumer_t *c, char *why, size_t len);
+/* What the fan-out thread does with a batch read from the log's fan-out
+ * stream (a log with one: Kafka), on that thread: builds the pushes of its
+ * live records, keeps the whole batch in app->tail (which takes it), and
+ * only then hands the pushes to the loops. A socket registered after its
+ * loop pushed the batch opened after the tail had it, so its client's
+ * history read finds every message of it, stored or not. */
+void natter_consumer_fanout(struct natter_app *app, struct natter_msg *head);
 
 #endif

@@ -36,6 +36,9 @@ static void on_durable(natter_msg_t *m, int status, void *arg)
     atomic_fetch_add(&o->calls, 1);
 }
 
+static uint64_t probe_id;  /* the message a fan-out batch carries, in the test of the batch's order */
+static int tail_had_it = -1; /* whether the unstored tail had it when its push reached the loop */
+
 static void capture_fanout(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
 {
     (void)r;
@@ -49,6 +52,8 @@ static void capture_fanout(h2o_multithread_receiver_t *r, h2o_linklist_t *messag
             const natter_frame_t *f = it->frame;
             if (memmem(natter_frame_bytes(f), f->len, mine, (size_t)len) == NULL)
                 continue;
+            if (H.app.tail != NULL && tail_had_it < 0) /* test_a_fanout_batch_is_kept_before_it_is_pushed */
+                tail_had_it = natter_tail_has(H.app.tail, chat, probe_id);
             if (pushed++ == 0) {
                 npushed_to = it->nmembers < 8 ? it->nmembers : 8;
                 memcpy(pushed_to, link->batch->members + it->first_member, npushed_to * sizeof(uint64_t));
@@ -451,6 +456,46 @@ static void test_batches_written_during_a_sync_share_the_next(void **state)
     await_pushed(3);
 }
 
+/* The unstored tail's stored(), asked as a batch is added: the first time
+ * after pump_once is set it runs the loop once, which takes any push
+ * already handed to it. Nothing counts as stored. */
+static int pump_once;
+
+static int64_t nothing_stored(void *arg, int32_t partition)
+{
+    (void)arg, (void)partition;
+    if (pump_once) {
+        pump_once = 0;
+        h2o_evloop_run(H.loop.h2o_ctx.loop, 0);
+    }
+    return -1;
+}
+
+/* On a log with a fan-out stream (Kafka) a batch is pushed before any store
+ * has it: it is in the unstored tail before any loop can push it, so a
+ * socket registered just after its loop pushed the batch finds it in
+ * history. The loop runs as the tail takes the batch: a push handed over
+ * before that reaches it while the tail does not have the message yet. */
+static void test_a_fanout_batch_is_kept_before_it_is_pushed(void **state)
+{
+    (void)state;
+    natter_tail_t tail;
+    natter_tail_init(&tail, 100, nothing_stored, NULL);
+    H.app.tail = &tail;
+    natter_msg_t *m = natter_msg_new(chat, 1, "kept, then pushed", 17, "", 0);
+    m->id = probe_id = ((uint64_t)chat << 20) + 1;
+    tail_had_it = -1;
+    pump_once = 1;
+    natter_consumer_fanout(&H.app, m);
+    want_pushed = 1;
+    if (!harness_pump_until(pushed_enough, NULL, WITHIN_MS))
+        fail_msg("the fan-out batch was not pushed within %d ms", WITHIN_MS);
+    assert_int_equal(tail_had_it, 1);
+    assert_true(natter_tail_has(&tail, chat, probe_id));
+    H.app.tail = NULL;
+    natter_tail_free(&tail);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unready_while_the_store_fails_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_message_is_pushed_to_the_recipients_it_carries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_is_pushed_while_no_websocket_is_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_fanout_batch_is_kept_before_it_is_pushed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_sync_stops_the_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_written_during_a_sync_share_the_next, setup, teardown),
     };
