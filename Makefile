@@ -187,6 +187,11 @@ $(TSAN_DIR)/engine/test_log_kafka: tests/engine/test_log_kafka.c \
 		$(call objs,$(TSAN_DIR),$(TSAN_KAFKA_SRC) tests/tsan/c11_threads.c)
 	$(call tsan_link,$@,$<)
 
+# the listener thread against the sender (load_gather.c), under ThreadSanitizer:
+# the second black-box pass runs this one
+$(TSAN_DIR)/natter-load: $(call objs,$(TSAN_DIR),$(LOAD_SRC))
+	$(CC) $(TSAN_CFLAGS) -o $@ $^ $(LIBS)
+
 .PHONY: tsan-unit
 tsan-unit: $(TSAN_UNIT_BINS)
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" scripts/run-unit $(TSAN_UNIT_BINS)
@@ -232,9 +237,10 @@ fuzz: $(FUZZ_BINS)
 # more on a single loop, on the server clang built (both with ASan+UBSan);
 # the Dockerfile's checks read the release binary, which it builds
 BLACKBOX_ENV = NATTER_LOAD_BIN=$(SAN_DIR)/natter-load NATTER_RELEASE_BIN=$(REL)/natter
-blackbox: $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(REL)/natter
+blackbox: $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(TSAN_DIR)/natter-load $(REL)/natter
 	$(BLACKBOX_ENV) NATTER_BIN=$(SAN_DIR)/natter python3 -m pytest -q tests/blackbox
-	$(BLACKBOX_ENV) NATTER_BIN=$(CLANG_SAN_DIR)/natter NATTER_TEST_ARGS="--threads 1" python3 -m pytest -q tests/blackbox
+	$(BLACKBOX_ENV) NATTER_BIN=$(CLANG_SAN_DIR)/natter NATTER_TEST_ARGS="--threads 1" \
+		NATTER_LOAD_BIN=$(TSAN_DIR)/natter-load TSAN_OPTIONS=halt_on_error=1 python3 -m pytest -q tests/blackbox
 
 # the web client in headless Chromium (tests/browser/, node's test runner;
 # playwright-core is installed by scripts/deps); screenshots in $(BUILD)/browser
@@ -247,7 +253,8 @@ engines: $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(REL)/natter $(ENGINE_BINS)
 	NATTER_BIN=$(SAN_DIR)/natter NATTER_CLANG_BIN=$(CLANG_SAN_DIR)/natter scripts/test-engines
 
 test: deps
-	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
+	$(MAKE) --no-print-directory all $(SAN_DIR)/natter $(CLANG_SAN_DIR)/natter $(SAN_DIR)/natter-load \
+		$(TSAN_DIR)/natter-load $(UNIT_BINS) $(ENGINE_BINS) $(FUZZ_BINS)
 	$(MAKE) --no-print-directory unit fuzz blackbox browser engines
 
 # wrk against the no-op anchor, natter on its embedded default, on --log kafka
