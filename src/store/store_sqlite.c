@@ -92,12 +92,11 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
-/* A batch's messages go INSERT_ROWS to a statement (then the rest 8 to one):
- * one step runs the insert's cursors and constraint checks over all of
- * them, where one statement a row opens them again for each (a sixth to a
- * fifth of the store thread's CPU a message;
+/* A batch's messages go 32 rows to a statement (then 8 to one): one step
+ * runs the insert's cursors and constraint checks over all of them, where
+ * one statement a row opens them again for each (a sixth to a fifth of the
+ * store thread's CPU a message;
  * bench/results/2026-12-08-multirow-insert.txt). */
-#define INSERT_ROWS 32
 #define ROW "(?,?,?,?,?,?)"
 #define ROWS8 ROW "," ROW "," ROW "," ROW "," ROW "," ROW "," ROW "," ROW
 #define ROWS32 ROWS8 "," ROWS8 "," ROWS8 "," ROWS8
@@ -832,8 +831,8 @@ static int insert_message(conn_t *c, uint64_t id, const natter_msg_t *m, const c
     return exec_stmt(st);
 }
 
-/* Inserts the n (at most INSERT_ROWS) messages linked from *m under their
- * own ids, as many as it can 32 or 8 to a statement, and moves *m past them. */
+/* Inserts the n messages linked from *m under their own ids, 32 or 8 to a
+ * statement while that many are left, and moves *m past them. */
 static int insert_run(conn_t *c, natter_msg_t **m, size_t n)
 {
     int rc = NATTER_OK;
@@ -859,12 +858,10 @@ static int sq_messages_insert(natter_store_t *base, natter_msg_t *head, size_t n
         release(s, c);
         return rc;
     }
-    for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK;) {
-        size_t k = 0;
-        for (natter_msg_t *r = m; r != NULL && k < INSERT_ROWS; r = r->next)
-            k++;
-        rc = insert_run(c, &m, k);
-    }
+    size_t len = 0;
+    for (natter_msg_t *m = head; m != NULL; m = m->next)
+        len++;
+    rc = insert_run(c, &head, len);
     rc = end_transaction(s, c, rc);
     release(s, c);
     return rc;
@@ -1255,17 +1252,14 @@ static int records_write_on(store_sqlite_t *s, conn_t *c, natter_msg_t *head, in
     natter_vec_init(&repeats, sizeof(repeat_t));
     if (claim)
         rc = sweep_claims(s, c, now_ms);
-    /* Messages that need no claim gather in a run (from `run`, nrun long),
-     * inserted INSERT_ROWS at a time; a record of any other kind first
-     * inserts the run before it, so it sees every message ahead of it. */
+    /* Messages that need no claim gather in a run (from `run`, nrun long);
+     * a record of any other kind first inserts the run before it, so it
+     * sees every message ahead of it. */
     natter_msg_t *run = head;
     size_t nrun = 0;
     for (natter_msg_t *m = head; m != NULL && rc == NATTER_OK; m = m->next) {
         if (m->kind == NATTER_EV_MESSAGE && (!claim || m->client_id_len == 0)) {
-            if (++nrun == INSERT_ROWS) {
-                rc = insert_run(c, &run, nrun);
-                nrun = 0;
-            }
+            nrun++;
             continue;
         }
         if (nrun > 0 && (rc = insert_run(c, &run, nrun)) != NATTER_OK)
